@@ -1,0 +1,1 @@
+//! Oriel client library.

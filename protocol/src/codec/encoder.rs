@@ -1,0 +1,275 @@
+//! Server side: the client's last frame + the new screen + damage → one frame message.
+
+use crate::framebuffer::Framebuffer;
+use crate::geometry::{Rect, Size};
+use crate::messages::*;
+use crate::tiles::TileMask;
+
+use super::cache::{bytemuck_cast, is_grid_tile, tile_key, TileCache};
+use super::motion::{candidate_vectors, Vector};
+use super::stream::StreamEncoder;
+use super::{palette, CodecError};
+
+/// Moves are searched only when at least this many tiles changed: small damage (typing)
+/// is cheaper to send than to search.
+const MIN_TILES_FOR_MOTION: usize = 4;
+
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderConfig {
+    /// Capabilities negotiated with the client.
+    pub capabilities: Capabilities,
+    pub zstd_level: i32,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            capabilities: Capabilities::all(),
+            zstd_level: 1,
+        }
+    }
+}
+
+/// What the caller knows about the frame beyond its pixels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameMeta {
+    pub source_seq: u64,
+    pub capture_unix_us: u64,
+}
+
+/// Counters of one encoded frame, for stats and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    pub changed_tiles: u32,
+    /// Bytes the changed tiles would cost uncompressed.
+    pub raw_bytes: u64,
+    pub solid: u32,
+    pub copies: u32,
+    pub cache_hits: u32,
+    pub palette: u32,
+    pub raw: u32,
+    pub payload_bytes: u64,
+}
+
+pub struct EncodedFrame {
+    pub msg: FrameMsg,
+    pub stats: FrameStats,
+}
+
+pub struct Encoder {
+    config: EncoderConfig,
+    /// Exactly what the client's framebuffer holds after the last frame.
+    client: Framebuffer,
+    cache: TileCache<()>,
+    stream: StreamEncoder,
+    next_frame_id: u64,
+    last_vectors: Vec<Vector>,
+    scratch: Vec<u32>,
+    uncompressed: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn new(size: Size, config: EncoderConfig) -> Result<Self, CodecError> {
+        let caps = config.capabilities;
+        Ok(Self {
+            config,
+            client: Framebuffer::new(size),
+            cache: TileCache::new(if caps.has(CAP_TILE_CACHE) {
+                caps.tile_cache_entries
+            } else {
+                0
+            }),
+            stream: StreamEncoder::new(config.zstd_level)?,
+            next_frame_id: 1,
+            last_vectors: Vec::new(),
+            scratch: Vec::new(),
+            uncompressed: Vec::new(),
+        })
+    }
+
+    /// The client's framebuffer as of the last encoded frame.
+    pub fn client_view(&self) -> &Framebuffer {
+        &self.client
+    }
+
+    /// Encodes the tiles of `damage` where `screen` differs from what the client has.
+    /// Returns `None` when nothing actually changed.
+    pub fn encode(
+        &mut self,
+        screen: &Framebuffer,
+        damage: &TileMask,
+        meta: FrameMeta,
+    ) -> Result<Option<EncodedFrame>, CodecError> {
+        if screen.size() != self.client.size() || damage.size() != screen.size() {
+            return Err(super::invalid("screen, damage and encoder sizes differ"));
+        }
+        let changed: Vec<Rect> = damage
+            .iter()
+            .map(|(c, r)| damage.tile_rect(c, r))
+            .filter(|rect| !screen.rect_eq(&self.client, rect))
+            .collect();
+        if changed.is_empty() {
+            return Ok(None);
+        }
+
+        let caps = self.config.capabilities;
+        let vectors = if caps.has(CAP_COPY_RECT) && changed.len() >= MIN_TILES_FOR_MOTION {
+            let region = changed.iter().fold(Rect::default(), |a, r| a.union(r));
+            candidate_vectors(&self.client, screen, &region, &self.last_vectors)
+        } else {
+            Vec::new()
+        };
+
+        let mut stats = FrameStats {
+            changed_tiles: changed.len() as u32,
+            ..Default::default()
+        };
+        let mut copies: Vec<CopyRect> = Vec::new();
+        let mut updates: Vec<RectUpdate> = Vec::new();
+        let mut used_vectors: Vec<Vector> = Vec::new();
+        self.uncompressed.clear();
+
+        for rect in &changed {
+            stats.raw_bytes += rect.area() * 4;
+            if caps.has(CAP_SOLID) {
+                if let Some(colour) = solid_colour(screen, rect) {
+                    stats.solid += 1;
+                    push_solid(&mut updates, *rect, colour);
+                    continue;
+                }
+            }
+            if let Some(v) = vectors
+                .iter()
+                .find(|v| self.moved_from(screen, rect, **v))
+            {
+                stats.copies += 1;
+                if !used_vectors.contains(v) {
+                    used_vectors.push(*v);
+                }
+                push_copy(&mut copies, *rect, *v);
+                continue;
+            }
+            screen.read_rect(rect, &mut self.scratch);
+            let cacheable = caps.has(CAP_TILE_CACHE)
+                && is_grid_tile(rect, screen.width(), screen.height());
+            let key = cacheable.then(|| tile_key(rect, &self.scratch));
+            if let Some(key) = key {
+                if self.cache.get(key).is_some() {
+                    stats.cache_hits += 1;
+                    updates.push(RectUpdate {
+                        rect: *rect,
+                        kind: UpdateKind::CacheHit(key),
+                    });
+                    continue;
+                }
+            }
+            let palette = caps
+                .has(CAP_PALETTE)
+                .then(|| palette::collect_palette(&self.scratch))
+                .flatten();
+            let kind = match palette {
+                Some(colours) => {
+                    let start = self.uncompressed.len();
+                    palette::encode(&self.scratch, &colours, &mut self.uncompressed);
+                    stats.palette += 1;
+                    UpdateKind::Palette {
+                        len: (self.uncompressed.len() - start) as u32,
+                    }
+                }
+                None => {
+                    self.uncompressed
+                        .extend_from_slice(bytemuck_cast(&self.scratch));
+                    stats.raw += 1;
+                    UpdateKind::Raw
+                }
+            };
+            if let Some(key) = key {
+                self.cache.insert(key, ());
+            }
+            updates.push(RectUpdate { rect: *rect, kind });
+        }
+
+        let mut payload = Vec::new();
+        self.stream.compress_chunk(&self.uncompressed, &mut payload)?;
+        stats.payload_bytes = payload.len() as u64;
+
+        for rect in &changed {
+            self.client.copy_rect_from(screen, rect);
+        }
+        self.last_vectors = used_vectors;
+        let frame_id = self.next_frame_id;
+        self.next_frame_id += 1;
+        Ok(Some(EncodedFrame {
+            msg: FrameMsg {
+                frame_id,
+                source_seq: meta.source_seq,
+                capture_unix_us: meta.capture_unix_us,
+                copies,
+                updates,
+                payload,
+            },
+            stats,
+        }))
+    }
+
+    /// True when `rect` of the new screen equals the client's pixels displaced by `v`.
+    fn moved_from(&self, screen: &Framebuffer, rect: &Rect, v: Vector) -> bool {
+        let sx = i64::from(rect.x) - i64::from(v.0);
+        let sy = i64::from(rect.y) - i64::from(v.1);
+        if sx < 0 || sy < 0 {
+            return false;
+        }
+        let src = Rect::new(sx as u32, sy as u32, rect.width, rect.height);
+        if !src.fits_in(screen.size()) {
+            return false;
+        }
+        (0..rect.height).all(|dy| screen.row(rect, dy) == self.client.row(&src, dy))
+    }
+}
+
+fn solid_colour(fb: &Framebuffer, rect: &Rect) -> Option<u32> {
+    let first = fb.pixel(rect.x, rect.y);
+    (0..rect.height)
+        .all(|dy| fb.row(rect, dy).iter().all(|p| *p == first))
+        .then_some(first)
+}
+
+/// Appends a solid fill, extending the previous one when it continues the same row.
+fn push_solid(updates: &mut Vec<RectUpdate>, rect: Rect, colour: u32) {
+    if let Some(last) = updates.last_mut() {
+        if last.kind == UpdateKind::Solid(colour)
+            && last.rect.y == rect.y
+            && last.rect.height == rect.height
+            && last.rect.right() == u64::from(rect.x)
+        {
+            last.rect.width += rect.width;
+            return;
+        }
+    }
+    updates.push(RectUpdate {
+        rect,
+        kind: UpdateKind::Solid(colour),
+    });
+}
+
+/// Appends a move, extending the previous one when it continues the same row.
+fn push_copy(copies: &mut Vec<CopyRect>, rect: Rect, v: Vector) {
+    let src_x = (i64::from(rect.x) - i64::from(v.0)) as u32;
+    let src_y = (i64::from(rect.y) - i64::from(v.1)) as u32;
+    if let Some(last) = copies.last_mut() {
+        if last.dst.y == rect.y
+            && last.dst.height == rect.height
+            && last.dst.right() == u64::from(rect.x)
+            && u64::from(last.src_x) + u64::from(last.dst.width) == u64::from(src_x)
+            && last.src_y == src_y
+        {
+            last.dst.width += rect.width;
+            return;
+        }
+    }
+    copies.push(CopyRect {
+        dst: rect,
+        src_x,
+        src_y,
+    });
+}

@@ -1,0 +1,180 @@
+//! Move detection for scrolls and window drags.
+//!
+//! Content that moved between the client's frame and the new one shows up as the same
+//! pixel runs at shifted positions. We take up to [`MAX_ANCHORS`] distinctive 32-pixel
+//! runs from the new frame, slide a rolling hash over the old frame's damaged area to
+//! find where each run was before, and vote for the displacement. The encoder then
+//! verifies every tile against the winning vectors, so a wrong vote costs time, never
+//! pixels.
+
+use std::collections::HashMap;
+
+use crate::framebuffer::Framebuffer;
+use crate::geometry::Rect;
+
+const RUN: usize = 32;
+const MAX_ANCHORS: usize = 512;
+const BASE: u64 = 0x100_0000_01b3;
+const FILTER_BITS: usize = 1 << 16;
+
+/// A displacement: content at (x, y) in the old frame is at (x + dx, y + dy) now.
+pub type Vector = (i32, i32);
+
+fn run_hash(run: &[u32]) -> u64 {
+    run.iter()
+        .fold(0u64, |h, &p| h.wrapping_mul(BASE).wrapping_add(u64::from(p) + 1))
+}
+
+/// Most likely displacements for the damaged `region`, best first (at most 3), plus
+/// `previous` (a drag or scroll usually keeps its vector from frame to frame).
+pub fn candidate_vectors(
+    old: &Framebuffer,
+    new: &Framebuffer,
+    region: &Rect,
+    previous: &[Vector],
+) -> Vec<Vector> {
+    let mut out: Vec<Vector> = Vec::new();
+    if region.width as usize >= RUN && region.height >= 2 {
+        let anchors = pick_anchors(new, region);
+        if !anchors.is_empty() {
+            let votes = vote(old, region, &anchors);
+            let mut ranked: Vec<(Vector, u32)> =
+                votes.into_iter().filter(|(_, n)| *n >= 2).collect();
+            ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            out.extend(ranked.iter().take(3).map(|(v, _)| *v));
+        }
+    }
+    for v in previous {
+        if !out.contains(v) {
+            out.push(*v);
+        }
+    }
+    out
+}
+
+/// Distinctive runs of the new frame: sampled on a grid over the region, skipping
+/// flat runs (they match everywhere and say nothing about motion).
+fn pick_anchors(new: &Framebuffer, region: &Rect) -> HashMap<u64, Vec<(u32, u32)>> {
+    let mut anchors: HashMap<u64, Vec<(u32, u32)>> = HashMap::new();
+    let mut count = 0;
+    let cols = (region.width as usize - RUN) / RUN + 1;
+    let row_step = (region.height / 64).max(4);
+    'rows: for dy in (0..region.height).step_by(row_step as usize) {
+        let row = new.row(region, dy);
+        for c in 0..cols {
+            let run = &row[c * RUN..c * RUN + RUN];
+            let distinct = run.windows(2).filter(|w| w[0] != w[1]).count();
+            if distinct < 3 {
+                continue;
+            }
+            anchors
+                .entry(run_hash(run))
+                .or_default()
+                .push((region.x + (c * RUN) as u32, region.y + dy));
+            count += 1;
+            if count >= MAX_ANCHORS {
+                break 'rows;
+            }
+        }
+    }
+    anchors
+}
+
+fn vote(
+    old: &Framebuffer,
+    region: &Rect,
+    anchors: &HashMap<u64, Vec<(u32, u32)>>,
+) -> HashMap<Vector, u32> {
+    let mut filter = vec![0u64; FILTER_BITS / 64];
+    for h in anchors.keys() {
+        let bit = (*h as usize) % FILTER_BITS;
+        filter[bit / 64] |= 1 << (bit % 64);
+    }
+    let top = BASE.wrapping_pow(RUN as u32 - 1);
+    let mut votes: HashMap<Vector, u32> = HashMap::new();
+    for dy in 0..region.height {
+        let row = old.row(region, dy);
+        let mut h = run_hash(&row[..RUN]);
+        for x in 0..=row.len() - RUN {
+            if x > 0 {
+                let out = u64::from(row[x - 1]) + 1;
+                let inn = u64::from(row[x + RUN - 1]) + 1;
+                h = h
+                    .wrapping_sub(out.wrapping_mul(top))
+                    .wrapping_mul(BASE)
+                    .wrapping_add(inn);
+            }
+            let bit = (h as usize) % FILTER_BITS;
+            if filter[bit / 64] & (1 << (bit % 64)) == 0 {
+                continue;
+            }
+            let Some(positions) = anchors.get(&h) else {
+                continue;
+            };
+            let ox = region.x as i64 + x as i64;
+            let oy = i64::from(region.y + dy);
+            for &(ax, ay) in positions.iter().take(4) {
+                let v = ((i64::from(ax) - ox) as i32, (i64::from(ay) - oy) as i32);
+                if v != (0, 0) {
+                    *votes.entry(v).or_default() += 1;
+                }
+            }
+        }
+    }
+    votes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Size;
+
+    fn textured(size: Size, seed: u32) -> Framebuffer {
+        let mut fb = Framebuffer::new(size);
+        let mut s = seed;
+        for p in fb.pixels_mut() {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            *p = s & 0xff_ffff;
+        }
+        fb
+    }
+
+    #[test]
+    fn finds_a_vertical_scroll() {
+        let size = Size::new(256, 256);
+        let old = textured(size, 7);
+        let mut new = Framebuffer::new(size);
+        // Content moves up by 13 pixels.
+        for y in 0..243 {
+            for x in 0..256 {
+                new.set_pixel(x, y, old.pixel(x, y + 13));
+            }
+        }
+        let v = candidate_vectors(&old, &new, &size.full_rect(), &[]);
+        assert_eq!(v.first(), Some(&(0, -13)));
+    }
+
+    #[test]
+    fn finds_a_diagonal_drag() {
+        let size = Size::new(320, 240);
+        let old = textured(size, 9);
+        let mut new = Framebuffer::new(size);
+        for y in 0..230 {
+            for x in 0..300 {
+                new.set_pixel(x + 20, y + 10, old.pixel(x, y));
+            }
+        }
+        let v = candidate_vectors(&old, &new, &size.full_rect(), &[]);
+        assert_eq!(v.first(), Some(&(20, 10)));
+    }
+
+    #[test]
+    fn flat_frames_give_no_vectors() {
+        let size = Size::new(128, 128);
+        let old = Framebuffer::new(size);
+        let new = Framebuffer::new(size);
+        assert!(candidate_vectors(&old, &new, &size.full_rect(), &[]).is_empty());
+    }
+}

@@ -1,0 +1,114 @@
+//! Rectangles and sizes in desktop pixel coordinates.
+
+use serde::{Deserialize, Serialize};
+
+/// Width and height of a desktop or a rectangle, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Size {
+    pub const fn new(width: u32, height: u32) -> Self {
+        Self { width, height }
+    }
+
+    pub fn area(self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+
+    pub fn full_rect(self) -> Rect {
+        Rect::new(0, 0, self.width, self.height)
+    }
+}
+
+/// An axis-aligned rectangle; `x`/`y` is the top-left corner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Rect {
+    pub const fn new(x: u32, y: u32, width: u32, height: u32) -> Self {
+        Self {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.width == 0 || self.height == 0
+    }
+
+    pub fn area(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+
+    /// One past the right edge, computed without overflow.
+    pub fn right(&self) -> u64 {
+        u64::from(self.x) + u64::from(self.width)
+    }
+
+    /// One past the bottom edge, computed without overflow.
+    pub fn bottom(&self) -> u64 {
+        u64::from(self.y) + u64::from(self.height)
+    }
+
+    /// True when the rectangle lies entirely inside a surface of `size`.
+    pub fn fits_in(&self, size: Size) -> bool {
+        self.right() <= u64::from(size.width) && self.bottom() <= u64::from(size.height)
+    }
+
+    pub fn intersect(&self, other: &Rect) -> Rect {
+        let x0 = self.x.max(other.x);
+        let y0 = self.y.max(other.y);
+        let x1 = self.right().min(other.right());
+        let y1 = self.bottom().min(other.bottom());
+        if u64::from(x0) >= x1 || u64::from(y0) >= y1 {
+            return Rect::default();
+        }
+        Rect::new(x0, y0, (x1 - u64::from(x0)) as u32, (y1 - u64::from(y0)) as u32)
+    }
+
+    /// Smallest rectangle covering both (an empty rectangle covers nothing).
+    pub fn union(&self, other: &Rect) -> Rect {
+        if self.is_empty() {
+            return *other;
+        }
+        if other.is_empty() {
+            return *self;
+        }
+        let x0 = self.x.min(other.x);
+        let y0 = self.y.min(other.y);
+        let x1 = self.right().max(other.right());
+        let y1 = self.bottom().max(other.bottom());
+        Rect::new(x0, y0, (x1 - u64::from(x0)) as u32, (y1 - u64::from(y0)) as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intersect_and_union() {
+        let a = Rect::new(0, 0, 10, 10);
+        let b = Rect::new(5, 5, 10, 10);
+        assert_eq!(a.intersect(&b), Rect::new(5, 5, 5, 5));
+        assert_eq!(a.union(&b), Rect::new(0, 0, 15, 15));
+        assert!(a.intersect(&Rect::new(20, 20, 1, 1)).is_empty());
+        assert_eq!(Rect::default().union(&b), b);
+    }
+
+    #[test]
+    fn fits_without_overflow() {
+        let r = Rect::new(u32::MAX, 0, u32::MAX, 1);
+        assert!(!r.fits_in(Size::new(100, 100)));
+    }
+}

@@ -1,0 +1,16 @@
+//! Oriel's wire protocol and display codecs, sans-IO: no sockets, no async runtime.
+//! Both ends feed bytes in and get messages and pixels out, so everything here is
+//! testable and fuzzable without a network.
+
+pub mod framebuffer;
+pub mod geometry;
+pub mod messages;
+pub mod tiles;
+
+pub use framebuffer::Framebuffer;
+pub use geometry::{Rect, Size};
+pub use messages::*;
+pub use tiles::{TileMask, TILE};
+pub mod codec;
+pub mod handshake;
+pub mod wire;

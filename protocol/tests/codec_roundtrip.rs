@@ -1,0 +1,218 @@
+//! Encoder → wire → decoder round trips: the client must end pixel-exact.
+
+use oriel_protocol::codec::{Decoder, Encoder, EncoderConfig, FrameMeta};
+use oriel_protocol::wire::{encode_message, MessageReader};
+use oriel_protocol::*;
+use proptest::prelude::*;
+
+struct Pair {
+    enc: Encoder,
+    dec: Decoder,
+}
+
+impl Pair {
+    fn new(size: Size, caps: Capabilities) -> Self {
+        Self {
+            enc: Encoder::new(
+                size,
+                EncoderConfig {
+                    capabilities: caps,
+                    zstd_level: 1,
+                },
+            )
+            .unwrap(),
+            dec: Decoder::new(size, caps).unwrap(),
+        }
+    }
+
+    /// Encodes, sends through the wire framing and decodes; returns the frame if any.
+    fn send(&mut self, screen: &Framebuffer, damage: &TileMask) -> Option<FrameMsg> {
+        let frame = self
+            .enc
+            .encode(screen, damage, FrameMeta::default())
+            .unwrap()?;
+        let limit = Channel::Display.max_message_len();
+        let bytes = encode_message(&frame.msg, limit).unwrap();
+        let mut reader = MessageReader::new(limit);
+        reader.push(&bytes);
+        let msg: FrameMsg = reader.next().unwrap().unwrap();
+        self.dec.apply(&msg).unwrap();
+        assert_eq!(self.dec.framebuffer(), self.enc.client_view());
+        Some(msg)
+    }
+}
+
+fn noise(fb: &mut Framebuffer, rect: &Rect, seed: u32) {
+    let mut s = seed | 1;
+    for dy in 0..rect.height {
+        for p in fb.row_mut(rect, dy) {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            *p = s & 0xff_ffff;
+        }
+    }
+}
+
+/// A page of "text": short dark runs on white, like glyphs.
+fn text_page(fb: &mut Framebuffer, rect: &Rect, first_line: u32) {
+    fb.fill(rect, 0xffffff);
+    for dy in 0..rect.height {
+        let line = (dy + first_line) / 16;
+        let row = fb.row_mut(rect, dy);
+        for (x, p) in row.iter_mut().enumerate() {
+            let glyph = (x as u32 / 8).wrapping_mul(2654435761).wrapping_add(line * 97);
+            if (dy + first_line) % 16 < 11 && (glyph >> 7) % 3 != 0 && (x as u32 + glyph) % 5 < 2 {
+                *p = 0x202020 + ((glyph >> 3) & 0x3f) * 0x010101;
+            }
+        }
+    }
+}
+
+#[test]
+fn scroll_is_sent_as_moves() {
+    let size = Size::new(640, 480);
+    let mut pair = Pair::new(size, Capabilities::all());
+    let window = Rect::new(64, 32, 512, 384);
+    let mut screen = Framebuffer::new(size);
+    text_page(&mut screen, &window, 0);
+    pair.send(&screen, &TileMask::full(size));
+    let mut total_copies = 0;
+    for step in 1..10 {
+        text_page(&mut screen, &window, step * 8);
+        let mut damage = TileMask::new(size);
+        damage.mark_rect(&window);
+        let msg = pair.send(&screen, &damage).unwrap();
+        total_copies += msg.copies.len();
+        assert!(
+            msg.payload.len() < 8 * 1024,
+            "scroll step {step} cost {} bytes",
+            msg.payload.len()
+        );
+    }
+    assert!(total_copies > 0);
+}
+
+#[test]
+fn repeated_content_hits_the_cache() {
+    let size = Size::new(256, 256);
+    let mut pair = Pair::new(size, Capabilities::all());
+    let mut a = Framebuffer::new(size);
+    noise(&mut a, &size.full_rect(), 1);
+    let b = Framebuffer::new(size);
+    pair.send(&a, &TileMask::full(size));
+    pair.send(&b, &TileMask::full(size));
+    let msg = pair.send(&a, &TileMask::full(size)).unwrap();
+    let hits = msg
+        .updates
+        .iter()
+        .filter(|u| matches!(u.kind, UpdateKind::CacheHit(_)))
+        .count();
+    assert_eq!(hits, 16);
+    assert!(msg.payload.is_empty());
+}
+
+#[test]
+fn undamaged_changes_are_not_sent_and_unchanged_damage_sends_nothing() {
+    let size = Size::new(128, 128);
+    let mut pair = Pair::new(size, Capabilities::all());
+    let screen = Framebuffer::new(size);
+    assert!(pair.send(&screen, &TileMask::full(size)).is_none());
+}
+
+#[test]
+fn works_with_only_raw_codec() {
+    let size = Size::new(200, 130);
+    let caps = Capabilities {
+        flags: CAP_ZSTD,
+        tile_cache_entries: 0,
+    };
+    let mut pair = Pair::new(size, caps);
+    let mut screen = Framebuffer::new(size);
+    noise(&mut screen, &Rect::new(10, 10, 150, 100), 3);
+    screen.fill(&Rect::new(0, 0, 200, 5), 0x123456);
+    let msg = pair.send(&screen, &TileMask::full(size)).unwrap();
+    assert!(msg
+        .updates
+        .iter()
+        .all(|u| matches!(u.kind, UpdateKind::Raw)));
+}
+
+#[test]
+fn decoder_refuses_out_of_bounds_and_unknown_cache_keys() {
+    let size = Size::new(128, 128);
+    let mut dec = Decoder::new(size, Capabilities::all()).unwrap();
+    let mut msg = FrameMsg {
+        frame_id: 1,
+        source_seq: 0,
+        capture_unix_us: 0,
+        copies: vec![],
+        updates: vec![RectUpdate {
+            rect: Rect::new(100, 100, 64, 64),
+            kind: UpdateKind::Solid(0),
+        }],
+        payload: vec![],
+    };
+    assert!(dec.apply(&msg).is_err());
+    msg.updates[0] = RectUpdate {
+        rect: Rect::new(64, 64, 64, 64),
+        kind: UpdateKind::CacheHit(42),
+    };
+    assert!(dec.apply(&msg).is_err());
+    msg.updates.clear();
+    msg.copies.push(CopyRect {
+        dst: Rect::new(0, 0, 64, 64),
+        src_x: 100,
+        src_y: 0,
+    });
+    assert!(dec.apply(&msg).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Random edits (fills, noise, moved blocks) with exact damage always end pixel-exact.
+    #[test]
+    fn random_edits_round_trip(edits in proptest::collection::vec(
+        (0u8..3, 0u32..300, 0u32..200, 1u32..200, 1u32..150, any::<u32>()), 1..12)) {
+        let size = Size::new(300, 200);
+        let mut pair = Pair::new(size, Capabilities::all());
+        let mut screen = Framebuffer::new(size);
+        noise(&mut screen, &Rect::new(0, 0, 300, 100), 99);
+        pair.send(&screen, &TileMask::full(size));
+        for (kind, x, y, w, h, seed) in edits {
+            let rect = Rect::new(x, y, w, h).intersect(&size.full_rect());
+            if rect.is_empty() { continue; }
+            let mut damage = TileMask::new(size);
+            match kind {
+                0 => screen.fill(&rect, seed & 0xffffff),
+                1 => noise(&mut screen, &rect, seed),
+                _ => {
+                    // Move a block by a small vector, like a drag.
+                    let before = screen.clone();
+                    let (dx, dy) = ((seed % 21) as i64 - 10, ((seed >> 8) % 21) as i64 - 10);
+                    for yy in rect.y..rect.y + rect.height {
+                        for xx in rect.x..rect.x + rect.width {
+                            let (sx, sy) = (xx as i64 - dx, yy as i64 - dy);
+                            if sx >= 0 && sy >= 0 && (sx as u32) < size.width && (sy as u32) < size.height {
+                                screen.set_pixel(xx, yy, before.pixel(sx as u32, sy as u32));
+                            }
+                        }
+                    }
+                }
+            }
+            damage.mark_rect(&rect);
+            pair.send(&screen, &damage);
+        }
+        prop_assert_eq!(pair.dec.framebuffer(), &screen);
+    }
+
+    /// Arbitrary bytes as a frame message never panic the decoder.
+    #[test]
+    fn garbage_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let mut dec = Decoder::new(Size::new(256, 256), Capabilities::all()).unwrap();
+        if let Ok(msg) = oriel_protocol::wire::decode_body::<FrameMsg>(&bytes) {
+            let _ = dec.apply(&msg);
+        }
+    }
+}
