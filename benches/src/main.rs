@@ -1,1 +1,188 @@
-fn main() {}
+//! `oriel-bench`: runs a display server and a headless client over loopback QUIC on a
+//! synthetic workload and prints one JSON line of figures per workload.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use oriel::{percentile, ConnectOptions, EndReason, Session, StopWhen};
+use oriel_display_server::config::parse_size;
+use oriel_display_server::source::synthetic::{SyntheticConfig, SyntheticSource, Workload};
+use oriel_display_server::source::FrameSource;
+use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
+use oriel_protocol::Framebuffer;
+use oriel_transport::Identity;
+use serde_json::json;
+
+mod baseline;
+
+/// Oriel display benchmark: server + headless client over loopback QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "oriel-bench", version)]
+struct Args {
+    /// Workload: idle, typing, scroll, drag, video, mixed, or all.
+    #[arg(long, default_value = "all")]
+    workload: String,
+    /// Seconds of source activity per workload.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Desktop size.
+    #[arg(long, default_value = "1920x1080")]
+    size: String,
+    /// Source frames per second.
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
+    /// Frames in flight before the server waits for acks.
+    #[arg(long, default_value_t = 2)]
+    frame_window: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let workloads: Vec<Workload> = if args.workload == "all" {
+        Workload::ALL.to_vec()
+    } else {
+        args.workload
+            .split(',')
+            .map(|w| w.parse())
+            .collect::<Result<_, _>>()?
+    };
+    let size = parse_size(&args.size)?;
+    if args.seconds == 0 || args.fps == 0 {
+        bail!("--seconds and --fps must be positive");
+    }
+    for workload in workloads {
+        eprintln!("oriel-bench: {workload} for {} s ...", args.seconds);
+        let config = SyntheticConfig {
+            workload,
+            size,
+            fps: args.fps,
+            max_ticks: Some(args.seconds * u64::from(args.fps)),
+        };
+        let line = run_workload(&config, args.frame_window)?;
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result<String> {
+    let ticks = config.max_ticks.unwrap_or(0);
+    let replay = baseline::replay(config)?;
+    let server_cpu_ns = Arc::new(AtomicU64::new(0));
+    let cpu = server_cpu_ns.clone();
+    // The server gets a runtime of its own so its CPU time can be told apart from the
+    // client's: every server thread adds its CPU time when it stops.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("oriel-server")
+        .on_thread_stop(move || {
+            cpu.fetch_add(thread_cpu_ns(), Relaxed);
+        })
+        .build()?;
+    let source = SyntheticSource::new(config.clone())?;
+    let identity = Identity::generate(&["localhost".into()])?;
+    let server = server_rt.block_on(async {
+        DisplayServer::start(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                frame_window,
+                ..Default::default()
+            },
+            &identity,
+            vec![Desktop::new(
+                "default",
+                Box::new(source) as Box<dyn FrameSource>,
+            )],
+        )
+    })?;
+    let opts = ConnectOptions::new(server.local_addr()?, server.fingerprint());
+
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let activity = Duration::from_secs_f64(ticks as f64 / f64::from(config.fps));
+    let outcome = client_rt.block_on(async {
+        let session = Session::connect(&opts).await?;
+        let stop = StopWhen {
+            duration: Some(activity * 4 + Duration::from_secs(60)),
+            source_seq: Some(replay.final_sequence),
+        };
+        anyhow::Ok(session.run(stop, None).await?)
+    })?;
+    if outcome.end != EndReason::SequenceReached {
+        bail!(
+            "the client did not reach the final frame ({:?})",
+            outcome.end
+        );
+    }
+
+    let stats = server.stats();
+    let frames_produced = server.frames_produced();
+    let truth: Framebuffer = server
+        .desktop("default")
+        .context("desktop")?
+        .source()
+        .pixels()
+        .clone();
+    server_rt.block_on(server.shutdown());
+    drop(server);
+    server_rt.shutdown_timeout(Duration::from_secs(5));
+    let server_cpu_s = server_cpu_ns.load(Relaxed) as f64 / 1e9;
+
+    let zstd_full = replay.zstd_full_frame_bytes;
+    let bytes = stats.display_bytes.load(Relaxed);
+    let raw = stats.raw_bytes.load(Relaxed);
+    let frames_sent = stats.frames_sent.load(Relaxed);
+    let encode = stats.encode_samples();
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    let ratio = |base: u64| {
+        if bytes == 0 {
+            0.0
+        } else {
+            base as f64 / bytes as f64
+        }
+    };
+    let line = json!({
+        "workload": config.workload.name(),
+        "width": config.size.width,
+        "height": config.size.height,
+        "seconds": activity.as_secs_f64(),
+        "frames_produced": frames_produced,
+        "frames_sent": frames_sent,
+        "bytes": bytes,
+        "bytes_per_frame": bytes.checked_div(frames_sent).unwrap_or(0),
+        "raw_bytes": raw,
+        "ratio_vs_raw": ratio(raw),
+        "zstd_full_frame_bytes": zstd_full,
+        "ratio_vs_zstd_frames": ratio(zstd_full),
+        "encode_ms_p50": ms(percentile(&encode, 0.5)),
+        "encode_ms_p99": ms(percentile(&encode, 0.99)),
+        "latency_ms_p50": ms(percentile(&outcome.stats.latency_us, 0.5)),
+        "latency_ms_p99": ms(percentile(&outcome.stats.latency_us, 0.99)),
+        "decode_ms_p50": ms(percentile(&outcome.stats.decode_us, 0.5)),
+        "server_cpu_s": server_cpu_s,
+        "tiles_changed": stats.tiles_changed.load(Relaxed),
+        "tiles_copy": stats.tiles_copied.load(Relaxed),
+        "tiles_cache_hit": stats.tiles_cache_hit.load(Relaxed),
+        "tiles_solid": stats.tiles_solid.load(Relaxed),
+        "tiles_palette": stats.tiles_palette.load(Relaxed),
+        "tiles_zstd": stats.tiles_raw.load(Relaxed),
+        "pixel_exact": outcome.framebuffer == truth,
+    });
+    Ok(line.to_string())
+}
+
+/// CPU time the calling thread has used, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

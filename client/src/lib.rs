@@ -1,1 +1,11 @@
-//! Oriel client library.
+//! Oriel client: connects to a display server over QUIC, decodes frames into a local
+//! framebuffer, acknowledges them and sends input. The `oriel` binary wraps it.
+
+pub mod screenshot;
+pub mod session;
+pub mod stats;
+
+pub use session::{
+    ClientError, ConnectOptions, EndReason, InputSender, Outcome, Session, StopWhen,
+};
+pub use stats::{percentile, ClientStats};

@@ -1,4 +1,14 @@
 //! Oriel display server: runs desktops, captures their damage, encodes frames and serves
 //! clients over QUIC.
 
+pub mod config;
+pub mod cursor;
+pub mod desktop;
+pub mod metrics_http;
+pub mod server;
+pub mod session;
 pub mod source;
+pub mod stats;
+
+pub use desktop::Desktop;
+pub use server::{DisplayServer, ServerConfig};

@@ -89,7 +89,11 @@ impl Framebuffer {
     /// Writes row-major `pixels` into `rect` (which must fit).
     pub fn write_rect(&mut self, rect: &Rect, pixels: &[u32]) {
         let w = rect.width as usize;
-        for (dy, src) in pixels.chunks_exact(w).take(rect.height as usize).enumerate() {
+        for (dy, src) in pixels
+            .chunks_exact(w)
+            .take(rect.height as usize)
+            .enumerate()
+        {
             self.row_mut(rect, dy as u32).copy_from_slice(src);
         }
     }

@@ -73,7 +73,12 @@ impl Rect {
         if u64::from(x0) >= x1 || u64::from(y0) >= y1 {
             return Rect::default();
         }
-        Rect::new(x0, y0, (x1 - u64::from(x0)) as u32, (y1 - u64::from(y0)) as u32)
+        Rect::new(
+            x0,
+            y0,
+            (x1 - u64::from(x0)) as u32,
+            (y1 - u64::from(y0)) as u32,
+        )
     }
 
     /// Smallest rectangle covering both (an empty rectangle covers nothing).
@@ -88,7 +93,12 @@ impl Rect {
         let y0 = self.y.min(other.y);
         let x1 = self.right().max(other.right());
         let y1 = self.bottom().max(other.bottom());
-        Rect::new(x0, y0, (x1 - u64::from(x0)) as u32, (y1 - u64::from(y0)) as u32)
+        Rect::new(
+            x0,
+            y0,
+            (x1 - u64::from(x0)) as u32,
+            (y1 - u64::from(y0)) as u32,
+        )
     }
 }
 

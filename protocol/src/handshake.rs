@@ -25,7 +25,10 @@ pub fn check_hello(hello: &Hello, ours: &Capabilities) -> Result<Capabilities, R
         if !valid_desktop_size(size) {
             return Err(Reject {
                 code: RejectCode::Malformed,
-                message: format!("desired size {}x{} is out of range", size.width, size.height),
+                message: format!(
+                    "desired size {}x{} is out of range",
+                    size.width, size.height
+                ),
             });
         }
     }

@@ -230,5 +230,9 @@ pub enum CursorMsg {
         hot_y: u16,
         pixels: Vec<u32>,
     },
-    Position { x: u32, y: u32, visible: bool },
+    Position {
+        x: u32,
+        y: u32,
+        visible: bool,
+    },
 }

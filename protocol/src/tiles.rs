@@ -130,8 +130,9 @@ impl TileMask {
 
     /// Bounding box in pixels of all dirty tiles.
     pub fn bounds(&self) -> Rect {
-        self.iter()
-            .fold(Rect::default(), |acc, (c, r)| acc.union(&self.tile_rect(c, r)))
+        self.iter().fold(Rect::default(), |acc, (c, r)| {
+            acc.union(&self.tile_rect(c, r))
+        })
     }
 }
 

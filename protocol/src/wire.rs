@@ -99,7 +99,7 @@ impl MessageReader {
     }
 
     /// The next whole message, `Ok(None)` if more bytes are needed.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
+    pub fn next_message<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
         let avail = self.buf.len() - self.start;
         if avail < 4 {
             return Ok(None);
@@ -152,7 +152,7 @@ mod tests {
         let mut got = Vec::new();
         for b in bytes {
             reader.push(&[b]);
-            while let Some(m) = reader.next::<ClientControl>().unwrap() {
+            while let Some(m) = reader.next_message::<ClientControl>().unwrap() {
                 got.push(m);
             }
         }
@@ -165,7 +165,7 @@ mod tests {
         let mut reader = MessageReader::new(Channel::Input.max_message_len());
         reader.push(&u32::MAX.to_le_bytes());
         assert!(matches!(
-            reader.next::<InputEvent>(),
+            reader.next_message::<InputEvent>(),
             Err(WireError::TooLarge { .. })
         ));
         assert!(reader.wanted().is_err());
@@ -175,13 +175,13 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         let mut reader = MessageReader::new(1024);
         reader.push(&[5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff]);
-        assert!(reader.next::<InputEvent>().is_err());
+        assert!(reader.next_message::<InputEvent>().is_err());
     }
 
     #[test]
     fn trailing_bytes_are_malformed() {
-        let mut body = bincode::serde::encode_to_vec(ClientControl::RefreshRequest, config())
-            .unwrap();
+        let mut body =
+            bincode::serde::encode_to_vec(ClientControl::RefreshRequest, config()).unwrap();
         body.push(0);
         assert!(decode_body::<ClientControl>(&body).is_err());
     }
@@ -190,7 +190,7 @@ mod tests {
     fn truncated_stream_is_reported() {
         let mut reader = MessageReader::new(1024);
         reader.push(&[9, 0, 0]);
-        assert!(reader.next::<ClientControl>().unwrap().is_none());
+        assert!(reader.next_message::<ClientControl>().unwrap().is_none());
         assert!(matches!(reader.finish(), Err(WireError::Truncated(3))));
     }
 }

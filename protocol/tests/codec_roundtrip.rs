@@ -35,7 +35,7 @@ impl Pair {
         let bytes = encode_message(&frame.msg, limit).unwrap();
         let mut reader = MessageReader::new(limit);
         reader.push(&bytes);
-        let msg: FrameMsg = reader.next().unwrap().unwrap();
+        let msg: FrameMsg = reader.next_message().unwrap().unwrap();
         self.dec.apply(&msg).unwrap();
         assert_eq!(self.dec.framebuffer(), self.enc.client_view());
         Some(msg)
@@ -61,8 +61,13 @@ fn text_page(fb: &mut Framebuffer, rect: &Rect, first_line: u32) {
         let line = (dy + first_line) / 16;
         let row = fb.row_mut(rect, dy);
         for (x, p) in row.iter_mut().enumerate() {
-            let glyph = (x as u32 / 8).wrapping_mul(2654435761).wrapping_add(line * 97);
-            if (dy + first_line) % 16 < 11 && (glyph >> 7) % 3 != 0 && (x as u32 + glyph) % 5 < 2 {
+            let glyph = (x as u32 / 8)
+                .wrapping_mul(2654435761)
+                .wrapping_add(line * 97);
+            if (dy + first_line) % 16 < 11
+                && !(glyph >> 7).is_multiple_of(3)
+                && (x as u32 + glyph) % 5 < 2
+            {
                 *p = 0x202020 + ((glyph >> 3) & 0x3f) * 0x010101;
             }
         }

@@ -1,1 +1,99 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests: real display servers on loopback QUIC,
+//! real clients, and ground truth from replaying the deterministic synthetic source.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use oriel::ConnectOptions;
+use oriel_display_server::source::synthetic::{SyntheticConfig, SyntheticSource, Workload};
+use oriel_display_server::source::FrameSource;
+use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
+use oriel_protocol::{Framebuffer, Size};
+use oriel_transport::Identity;
+
+/// Synthetic desktop settings used by most tests.
+pub fn synthetic(workload: Workload, ticks: u64) -> SyntheticConfig {
+    SyntheticConfig {
+        workload,
+        size: Size::new(1920, 1080),
+        fps: 30,
+        max_ticks: Some(ticks),
+    }
+}
+
+/// Starts a display server on 127.0.0.1 with one synthetic desktop per entry.
+pub fn start_server(desktops: &[(&str, SyntheticConfig)], frame_window: usize) -> DisplayServer {
+    let identity = Identity::generate(&["localhost".into()]).expect("identity");
+    let desktops = desktops
+        .iter()
+        .map(|(name, cfg)| {
+            let source = SyntheticSource::new(cfg.clone()).expect("synthetic source");
+            Desktop::new(*name, Box::new(source) as Box<dyn FrameSource>)
+        })
+        .collect();
+    let config = ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        frame_window,
+        ..Default::default()
+    };
+    DisplayServer::start(config, &identity, desktops).expect("server starts")
+}
+
+pub fn connect_options(server: &DisplayServer, desktop: &str) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(server.local_addr().expect("addr"), server.fingerprint());
+    opts.desktop = desktop.into();
+    opts
+}
+
+/// The screen a synthetic desktop shows after `ticks` polls, computed independently.
+pub fn truth(config: &SyntheticConfig, ticks: u64) -> Framebuffer {
+    replay(config, ticks).0
+}
+
+/// Screen and source sequence after `ticks` polls: a client that decoded a frame with
+/// this sequence holds exactly this screen.
+pub fn replay(config: &SyntheticConfig, ticks: u64) -> (Framebuffer, u64) {
+    let mut source = SyntheticSource::new(config.clone()).expect("synthetic source");
+    for _ in 0..ticks {
+        source.poll();
+    }
+    (source.pixels().clone(), source.sequence())
+}
+
+/// The server's own current screen of a desktop.
+pub fn server_screen(desktop: &Arc<Desktop>) -> Framebuffer {
+    desktop.source().pixels().clone()
+}
+
+/// Number of pixels that differ, for readable assertion messages.
+pub fn diff_pixels(a: &Framebuffer, b: &Framebuffer) -> usize {
+    a.pixels()
+        .iter()
+        .zip(b.pixels())
+        .filter(|(x, y)| x != y)
+        .count()
+}
+
+/// A workspace binary next to the test executable's target directory.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; run the tests with `cargo test --workspace` so it is built",
+        path.display()
+    );
+    path
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("oriel-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

@@ -27,4 +27,7 @@ pub trait FrameSource: Send {
 
     /// Delivers a keyboard or pointer event to the desktop.
     fn inject(&mut self, event: &InputEvent);
+
+    /// The concrete source, for tools and tests that need more than this trait.
+    fn as_any(&self) -> &dyn std::any::Any;
 }

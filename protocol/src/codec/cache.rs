@@ -24,8 +24,8 @@ pub(crate) fn bytemuck_cast(pixels: &[u32]) -> &[u8] {
 /// True for rects that are exactly one tile of the grid: only those are cached, so both
 /// sides agree on what enters the cache.
 pub fn is_grid_tile(rect: &Rect, width: u32, height: u32) -> bool {
-    rect.x % TILE == 0
-        && rect.y % TILE == 0
+    rect.x.is_multiple_of(TILE)
+        && rect.y.is_multiple_of(TILE)
         && rect.width == TILE.min(width.saturating_sub(rect.x))
         && rect.height == TILE.min(height.saturating_sub(rect.y))
         && rect.width > 0

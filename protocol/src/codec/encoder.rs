@@ -138,10 +138,7 @@ impl Encoder {
                     continue;
                 }
             }
-            if let Some(v) = vectors
-                .iter()
-                .find(|v| self.moved_from(screen, rect, **v))
-            {
+            if let Some(v) = vectors.iter().find(|v| self.moved_from(screen, rect, **v)) {
                 stats.copies += 1;
                 if !used_vectors.contains(v) {
                     used_vectors.push(*v);
@@ -150,8 +147,8 @@ impl Encoder {
                 continue;
             }
             screen.read_rect(rect, &mut self.scratch);
-            let cacheable = caps.has(CAP_TILE_CACHE)
-                && is_grid_tile(rect, screen.width(), screen.height());
+            let cacheable =
+                caps.has(CAP_TILE_CACHE) && is_grid_tile(rect, screen.width(), screen.height());
             let key = cacheable.then(|| tile_key(rect, &self.scratch));
             if let Some(key) = key {
                 if self.cache.get(key).is_some() {
@@ -190,7 +187,8 @@ impl Encoder {
         }
 
         let mut payload = Vec::new();
-        self.stream.compress_chunk(&self.uncompressed, &mut payload)?;
+        self.stream
+            .compress_chunk(&self.uncompressed, &mut payload)?;
         stats.payload_bytes = payload.len() as u64;
 
         for rect in &changed {

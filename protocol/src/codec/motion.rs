@@ -21,8 +21,9 @@ const FILTER_BITS: usize = 1 << 16;
 pub type Vector = (i32, i32);
 
 fn run_hash(run: &[u32]) -> u64 {
-    run.iter()
-        .fold(0u64, |h, &p| h.wrapping_mul(BASE).wrapping_add(u64::from(p) + 1))
+    run.iter().fold(0u64, |h, &p| {
+        h.wrapping_mul(BASE).wrapping_add(u64::from(p) + 1)
+    })
 }
 
 /// Most likely displacements for the damaged `region`, best first (at most 3), plus

@@ -120,7 +120,12 @@ mod tests {
         enc.compress_chunk(&text, &mut first).unwrap();
         let mut second = Vec::new();
         enc.compress_chunk(&text, &mut second).unwrap();
-        assert!(second.len() * 10 < first.len(), "{} vs {}", second.len(), first.len());
+        assert!(
+            second.len() * 10 < first.len(),
+            "{} vs {}",
+            second.len(),
+            first.len()
+        );
         for chunk in [&first, &second] {
             let mut out = vec![0; text.len()];
             dec.decompress_chunk(chunk, &mut out).unwrap();
@@ -142,6 +147,8 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         let mut dec = StreamDecoder::new().unwrap();
-        assert!(dec.decompress_chunk(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3], &mut [0; 64]).is_err());
+        assert!(dec
+            .decompress_chunk(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3], &mut [0; 64])
+            .is_err());
     }
 }

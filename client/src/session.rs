@@ -1,0 +1,375 @@
+//! A client session: pinned QUIC connection, handshake, then the display loop that
+//! decodes and acknowledges frames while input and cursor use streams of their own.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oriel_protocol::codec::Decoder;
+use oriel_protocol::handshake::check_welcome;
+use oriel_protocol::*;
+use oriel_transport::tls::pinned_client_config;
+use oriel_transport::{close, send_message, Fingerprint, FramedRecv, TransportError};
+use tokio::sync::mpsc;
+
+use crate::stats::ClientStats;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    #[error("the server refused the session ({code:?}): {message}")]
+    Rejected { code: RejectCode, message: String },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("decoding a frame failed: {0}")]
+    Decode(#[from] oriel_protocol::codec::CodecError),
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub addr: SocketAddr,
+    /// SHA-256 of the server certificate; any other certificate is refused.
+    pub fingerprint: Fingerprint,
+    pub desktop: String,
+    pub ticket: Vec<u8>,
+    pub client_name: String,
+    pub capabilities: Capabilities,
+}
+
+impl ConnectOptions {
+    pub fn new(addr: SocketAddr, fingerprint: Fingerprint) -> Self {
+        Self {
+            addr,
+            fingerprint,
+            desktop: "default".into(),
+            ticket: Vec::new(),
+            client_name: format!("oriel/{}", env!("CARGO_PKG_VERSION")),
+            capabilities: Capabilities::all(),
+        }
+    }
+}
+
+/// When [`Session::run`] returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopWhen {
+    /// After this long.
+    pub duration: Option<Duration>,
+    /// Once a frame carrying at least this source sequence is decoded.
+    pub source_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    DurationElapsed,
+    SequenceReached,
+    ServerClosed,
+}
+
+pub struct Outcome {
+    pub framebuffer: Framebuffer,
+    pub stats: ClientStats,
+    pub end: EndReason,
+    /// The last cursor shape the server sent.
+    pub cursor_shape: Option<CursorMsg>,
+}
+
+/// Sends input events on the input stream; cheap to clone.
+#[derive(Clone)]
+pub struct InputSender {
+    tx: mpsc::Sender<InputEvent>,
+}
+
+impl InputSender {
+    /// Queues an event; errors once the session has ended.
+    pub async fn send(&self, event: InputEvent) -> Result<(), ClientError> {
+        self.tx
+            .send(event)
+            .await
+            .map_err(|_| ClientError::Lost("input stream closed".into()))
+    }
+}
+
+pub struct Session {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    welcome: Welcome,
+    control_tx: quinn::SendStream,
+    display: FramedRecv,
+    input: InputSender,
+    cursor_shape: Arc<Mutex<Option<CursorMsg>>>,
+}
+
+impl Session {
+    /// Dials, verifies the pinned certificate, and completes the handshake.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Session, ClientError> {
+        let connect_err = |reason: String| ClientError::Connect {
+            addr: opts.addr,
+            reason,
+        };
+        let bind: SocketAddr = if opts.addr.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| connect_err(e.to_string()))?;
+        endpoint.set_default_client_config(pinned_client_config(opts.fingerprint, ALPN)?);
+        let connecting = endpoint
+            .connect(opts.addr, "oriel")
+            .map_err(|e| connect_err(e.to_string()))?;
+        let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+            .await
+            .map_err(|_| connect_err("timed out".into()))?
+            .map_err(|e| connect_err(e.to_string()))?;
+
+        let (mut control_tx, control_rx) = conn.open_bi().await.map_err(TransportError::from)?;
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            capabilities: opts.capabilities,
+            desktop: opts.desktop.clone(),
+            ticket: opts.ticket.clone(),
+            desired_size: None,
+            client_name: opts.client_name.clone(),
+        };
+        send_message(&mut control_tx, &hello, Channel::Control.max_message_len()).await?;
+        let mut control_rx = FramedRecv::new(control_rx, Channel::Control.max_message_len());
+        let reply: HelloReply = tokio::time::timeout(HANDSHAKE_TIMEOUT, control_rx.recv())
+            .await
+            .map_err(|_| ClientError::Protocol("no answer to hello".into()))?
+            .map_err(|e| lost_or(e, &conn))?
+            .ok_or_else(|| ClientError::Protocol("server closed the control stream".into()))?;
+        let welcome = match reply {
+            HelloReply::Welcome(w) => w,
+            HelloReply::Reject(r) => {
+                return Err(ClientError::Rejected {
+                    code: r.code,
+                    message: r.message,
+                })
+            }
+        };
+        check_welcome(&welcome, &opts.capabilities).map_err(ClientError::Protocol)?;
+
+        let (display, cursor) = accept_server_streams(&conn).await?;
+        let cursor_shape = Arc::new(Mutex::new(None));
+        tokio::spawn(cursor_loop(cursor, cursor_shape.clone()));
+        let input = spawn_input_writer(&conn).await?;
+        // The control stream's receive side carries only `ServerControl` notices.
+        tokio::spawn(control_notices(control_rx));
+
+        Ok(Session {
+            endpoint,
+            conn,
+            welcome,
+            control_tx,
+            display,
+            input,
+            cursor_shape,
+        })
+    }
+
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    pub fn input(&self) -> InputSender {
+        self.input.clone()
+    }
+
+    /// Decodes and acknowledges frames until `stop`; `read_delay` throttles reading
+    /// (to emulate a slow client).
+    pub async fn run(
+        mut self,
+        stop: StopWhen,
+        read_delay: Option<Duration>,
+    ) -> Result<Outcome, ClientError> {
+        let mut decoder = Decoder::new(self.welcome.desktop_size, self.welcome.capabilities)?;
+        let mut stats = ClientStats::default();
+        let started = Instant::now();
+        let deadline = stop.duration.map(|d| tokio::time::Instant::now() + d);
+        let control_limit = Channel::Control.max_message_len();
+        let end = loop {
+            if let Some(delay) = read_delay {
+                tokio::time::sleep(delay).await;
+            }
+            let next = self.display.recv::<FrameMsg>();
+            let msg = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, next).await {
+                    Ok(r) => r,
+                    Err(_) => break EndReason::DurationElapsed,
+                },
+                None => next.await,
+            };
+            let msg = match msg {
+                Ok(Some(m)) => m,
+                Ok(None) => break EndReason::ServerClosed,
+                Err(e) => match closed_by_server(&self.conn) {
+                    Some(_) => break EndReason::ServerClosed,
+                    None => return Err(e.into()),
+                },
+            };
+            let t0 = Instant::now();
+            decoder.apply(&msg)?;
+            let decode_us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let now_us = unix_micros();
+            stats.latency_us.push(
+                now_us
+                    .saturating_sub(msg.capture_unix_us)
+                    .min(u64::from(u32::MAX)) as u32,
+            );
+            stats.decode_us.push(decode_us);
+            stats.frames += 1;
+            let ack = ClientControl::Ack {
+                frame_id: msg.frame_id,
+                decode_us,
+            };
+            if let Err(e) = send_message(&mut self.control_tx, &ack, control_limit).await {
+                match closed_by_server(&self.conn) {
+                    Some(_) => break EndReason::ServerClosed,
+                    None => return Err(e.into()),
+                }
+            }
+            if stop
+                .source_seq
+                .is_some_and(|seq| decoder.source_seq() >= seq)
+            {
+                break EndReason::SequenceReached;
+            }
+        };
+        stats.elapsed = started.elapsed();
+        stats.bytes = self.display.bytes_received();
+        self.conn.close(close::NORMAL, b"client done");
+        self.endpoint.wait_idle().await;
+        let cursor_shape = self
+            .cursor_shape
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok(Outcome {
+            framebuffer: decoder.framebuffer().clone(),
+            stats,
+            end,
+            cursor_shape,
+        })
+    }
+}
+
+/// The server opens the cursor and display streams right after `Welcome`, in either
+/// order; each starts with its channel tag.
+async fn accept_server_streams(
+    conn: &quinn::Connection,
+) -> Result<(FramedRecv, FramedRecv), ClientError> {
+    let mut display = None;
+    let mut cursor = None;
+    while display.is_none() || cursor.is_none() {
+        let mut stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_uni())
+            .await
+            .map_err(|_| ClientError::Protocol("server did not open its streams".into()))?
+            .map_err(|e| ClientError::Lost(e.to_string()))?;
+        let mut tag = [0u8; 1];
+        stream
+            .read_exact(&mut tag)
+            .await
+            .map_err(|e| ClientError::Protocol(format!("reading stream tag: {e}")))?;
+        match Channel::from_tag(tag[0]) {
+            Some(Channel::Display) if display.is_none() => {
+                display = Some(FramedRecv::new(stream, Channel::Display.max_message_len()))
+            }
+            Some(Channel::Cursor) if cursor.is_none() => {
+                cursor = Some(FramedRecv::new(stream, Channel::Cursor.max_message_len()))
+            }
+            _ => {
+                conn.close(close::PROTOCOL_ERROR, b"unexpected stream");
+                return Err(ClientError::Protocol(format!(
+                    "server opened an unexpected stream (tag {})",
+                    tag[0]
+                )));
+            }
+        }
+    }
+    match (display, cursor) {
+        (Some(d), Some(c)) => Ok((d, c)),
+        _ => Err(ClientError::Protocol(
+            "missing display or cursor stream".into(),
+        )),
+    }
+}
+
+async fn cursor_loop(mut rx: FramedRecv, shape: Arc<Mutex<Option<CursorMsg>>>) {
+    while let Ok(Some(msg)) = rx.recv::<CursorMsg>().await {
+        if let CursorMsg::Shape {
+            width,
+            height,
+            ref pixels,
+            ..
+        } = msg
+        {
+            if width > 256
+                || height > 256
+                || pixels.len() != usize::from(width) * usize::from(height)
+            {
+                tracing::warn!("ignoring a malformed cursor shape");
+                continue;
+            }
+            *shape.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+        }
+    }
+}
+
+async fn control_notices(mut rx: FramedRecv) {
+    while let Ok(Some(msg)) = rx.recv::<ServerControl>().await {
+        match msg {
+            ServerControl::Closing { message } => tracing::info!("server: {message}"),
+        }
+    }
+}
+
+async fn spawn_input_writer(conn: &quinn::Connection) -> Result<InputSender, ClientError> {
+    let mut stream = conn.open_uni().await.map_err(TransportError::from)?;
+    stream
+        .write_all(&[Channel::Input as u8])
+        .await
+        .map_err(TransportError::from)?;
+    let (tx, mut rx) = mpsc::channel::<InputEvent>(256);
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if send_message(&mut stream, &event, Channel::Input.max_message_len())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = stream.finish();
+    });
+    Ok(InputSender { tx })
+}
+
+/// The server's close reason, when the server (not the network) ended the connection.
+fn closed_by_server(conn: &quinn::Connection) -> Option<String> {
+    match conn.close_reason()? {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            Some(String::from_utf8_lossy(&c.reason).into_owned())
+        }
+        _ => None,
+    }
+}
+
+fn lost_or(e: TransportError, conn: &quinn::Connection) -> ClientError {
+    match conn.close_reason() {
+        Some(reason) => ClientError::Lost(reason.to_string()),
+        None => e.into(),
+    }
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,88 @@
+//! What a client saw: frames, bytes, frame rate, latency.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The value at quantile `q` (0..=1) of `samples` (nearest rank); 0 when empty.
+pub fn percentile(samples: &[u32], q: f64) -> u32 {
+    if samples.is_empty() {
+        return 0;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientStats {
+    pub frames: u64,
+    /// Display stream bytes received, length prefixes included.
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Capture on the server → decoded here, in µs (wall clocks; exact on one machine).
+    pub latency_us: Vec<u32>,
+    pub decode_us: Vec<u32>,
+}
+
+/// The printable summary of [`ClientStats`].
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsSummary {
+    pub frames: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub fps: f64,
+    pub kbit_per_s: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub decode_ms_p50: f64,
+}
+
+impl ClientStats {
+    pub fn summary(&self) -> StatsSummary {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let ms = |us: u32| f64::from(us) / 1000.0;
+        StatsSummary {
+            frames: self.frames,
+            bytes: self.bytes,
+            seconds: self.elapsed.as_secs_f64(),
+            fps: self.frames as f64 / secs,
+            kbit_per_s: self.bytes as f64 * 8.0 / 1000.0 / secs,
+            latency_ms_p50: ms(percentile(&self.latency_us, 0.5)),
+            latency_ms_p99: ms(percentile(&self.latency_us, 0.99)),
+            decode_ms_p50: ms(percentile(&self.decode_us, 0.5)),
+        }
+    }
+}
+
+impl std::fmt::Display for StatsSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} frames in {:.1} s ({:.1} fps), {} bytes ({:.0} kbit/s), latency p50 {:.2} ms p99 {:.2} ms, decode p50 {:.2} ms",
+            self.frames,
+            self.seconds,
+            self.fps,
+            self.bytes,
+            self.kbit_per_s,
+            self.latency_ms_p50,
+            self.latency_ms_p99,
+            self.decode_ms_p50
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let s: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile(&s, 0.5), 50);
+        assert_eq!(percentile(&s, 0.99), 99);
+        assert_eq!(percentile(&s, 1.0), 100);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+}

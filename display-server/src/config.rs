@@ -1,0 +1,235 @@
+//! Command line and TOML configuration of `oriel-display-server`. Flags override the file;
+//! everything has a default so `oriel-display-server` alone serves a demo desktop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use oriel_protocol::Size;
+use serde::Deserialize;
+
+use crate::server::ServerConfig;
+use crate::source::synthetic::{SyntheticConfig, Workload};
+
+/// Oriel display server: runs desktops and streams them to Oriel clients over QUIC.
+#[derive(Debug, Parser, Default)]
+#[command(name = "oriel-display-server", version)]
+pub struct Args {
+    /// TOML file with any of the options below (flags win over the file).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// UDP address for QUIC clients [default: 127.0.0.1:4433].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Where the TLS certificate and key are kept
+    /// [default: $XDG_DATA_HOME/oriel/display-server or ~/.local/share/oriel/display-server].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A synthetic desktop as NAME=WORKLOAD (idle, typing, scroll, drag, video, mixed);
+    /// repeat for several [default: default=mixed].
+    #[arg(long = "desktop", value_name = "NAME=WORKLOAD")]
+    pub desktops: Vec<String>,
+    /// Desktop size as WIDTHxHEIGHT [default: 1920x1080].
+    #[arg(long, value_name = "WxH")]
+    pub size: Option<String>,
+    /// Frames per second of the synthetic desktops [default: 30].
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Stop the synthetic scripts after this many frames (the screen then stays still).
+    #[arg(long, value_name = "N")]
+    pub ticks: Option<u64>,
+    /// Frames a client may leave unacknowledged before the server waits [default: 2].
+    #[arg(long, value_name = "N")]
+    pub frame_window: Option<usize>,
+    /// zstd level of the lossless stream [default: 1].
+    #[arg(long, value_name = "N")]
+    pub zstd_level: Option<i32>,
+    /// Most concurrent sessions [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+    /// TCP address of the Prometheus /metrics endpoint, or "off" [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics_listen: Option<String>,
+}
+
+/// The same options as [`Args`], from a TOML file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    desktops: Option<Vec<String>>,
+    size: Option<String>,
+    fps: Option<u32>,
+    ticks: Option<u64>,
+    frame_window: Option<usize>,
+    zstd_level: Option<i32>,
+    max_sessions: Option<usize>,
+    metrics_listen: Option<String>,
+}
+
+/// Everything the server needs, resolved.
+#[derive(Debug)]
+pub struct Resolved {
+    pub server: ServerConfig,
+    pub data_dir: PathBuf,
+    pub desktops: Vec<(String, SyntheticConfig)>,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Args {
+    pub fn resolve(self) -> anyhow::Result<Resolved> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = ServerConfig::default();
+        let server = ServerConfig {
+            listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
+            frame_window: self
+                .frame_window
+                .or(file.frame_window)
+                .unwrap_or(defaults.frame_window),
+            zstd_level: self
+                .zstd_level
+                .or(file.zstd_level)
+                .unwrap_or(defaults.zstd_level),
+            max_sessions: self
+                .max_sessions
+                .or(file.max_sessions)
+                .unwrap_or(defaults.max_sessions),
+        };
+        if server.frame_window == 0 {
+            bail!("--frame-window must be at least 1");
+        }
+        let size = match self.size.or(file.size) {
+            Some(s) => parse_size(&s)?,
+            None => Size::new(1920, 1080),
+        };
+        let fps = self.fps.or(file.fps).unwrap_or(30);
+        let ticks = self.ticks.or(file.ticks);
+        let specs = if !self.desktops.is_empty() {
+            self.desktops
+        } else {
+            file.desktops
+                .unwrap_or_else(|| vec!["default=mixed".into()])
+        };
+        let mut desktops = Vec::new();
+        for spec in specs {
+            let (name, workload) = spec
+                .split_once('=')
+                .with_context(|| format!("desktop '{spec}' is not NAME=WORKLOAD"))?;
+            if name.is_empty() || desktops.iter().any(|(n, _)| n == name) {
+                bail!("desktop names must be unique and non-empty: '{spec}'");
+            }
+            let workload: Workload = workload.parse()?;
+            desktops.push((
+                name.to_string(),
+                SyntheticConfig {
+                    workload,
+                    size,
+                    fps,
+                    max_ticks: ticks,
+                },
+            ));
+        }
+        let metrics_listen =
+            match self.metrics_listen.or(file.metrics_listen).as_deref() {
+                Some("off") => None,
+                Some(addr) => Some(addr.parse().with_context(|| {
+                    format!("--metrics-listen '{addr}' is not ADDR:PORT or off")
+                })?),
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            };
+        Ok(Resolved {
+            server,
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(default_data_dir),
+            desktops,
+            metrics_listen,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+pub fn parse_size(s: &str) -> anyhow::Result<Size> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("size '{s}' is not WIDTHxHEIGHT"))?;
+    let size = Size::new(
+        w.trim()
+            .parse()
+            .with_context(|| format!("bad width in '{s}'"))?,
+        h.trim()
+            .parse()
+            .with_context(|| format!("bad height in '{s}'"))?,
+    );
+    if !oriel_protocol::handshake::valid_desktop_size(size) {
+        bail!("size {s} is out of range (1..=8192 per side)");
+    }
+    Ok(size)
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("oriel/display-server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_one_mixed_desktop() {
+        let r = Args::default().resolve().unwrap();
+        assert_eq!(r.desktops.len(), 1);
+        assert_eq!(r.desktops[0].0, "default");
+        assert_eq!(r.desktops[0].1.workload, Workload::Mixed);
+        assert_eq!(r.server.frame_window, 2);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = std::env::temp_dir().join(format!("oriel-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ds.toml");
+        std::fs::write(
+            &path,
+            "fps = 10\nframe-window = 4\ndesktops = [\"a=idle\"]\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(path),
+            fps: Some(20),
+            ..Default::default()
+        };
+        let r = args.resolve().unwrap();
+        assert_eq!(r.desktops[0].1.fps, 20);
+        assert_eq!(r.server.frame_window, 4);
+        assert_eq!(r.desktops[0].0, "a");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        assert!(parse_size("1920").is_err());
+        assert!(parse_size("0x10").is_err());
+        let args = Args {
+            desktops: vec!["x=dance".into()],
+            ..Default::default()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("dance"), "{err}");
+    }
+}

@@ -1,0 +1,45 @@
+//! The default arrow cursor, sent until a source provides its own shape.
+
+use oriel_protocol::CursorMsg;
+
+const ARROW: [&str; 19] = [
+    "X...........",
+    "XX..........",
+    "X#X.........",
+    "X##X........",
+    "X###X.......",
+    "X####X......",
+    "X#####X.....",
+    "X######X....",
+    "X#######X...",
+    "X########X..",
+    "X#########X.",
+    "X######XXXXX",
+    "X###X##X....",
+    "X##X.X##X...",
+    "X#X..X##X...",
+    "XX....X##X..",
+    "X.....X##X..",
+    ".......X##X.",
+    ".......XXX..",
+];
+
+pub fn default_arrow() -> CursorMsg {
+    let pixels = ARROW
+        .iter()
+        .flat_map(|row| {
+            row.bytes().map(|b| match b {
+                b'X' => 0xff00_0000,
+                b'#' => 0xffff_ffff,
+                _ => 0,
+            })
+        })
+        .collect();
+    CursorMsg::Shape {
+        width: ARROW[0].len() as u16,
+        height: ARROW.len() as u16,
+        hot_x: 0,
+        hot_y: 0,
+        pixels,
+    }
+}

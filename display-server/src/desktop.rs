@@ -1,0 +1,179 @@
+//! A running desktop: its source, the capture loop that polls it, and the damage sinks
+//! through which every connected session learns what changed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use oriel_protocol::{InputEvent, Rect, Size, TileMask};
+use tokio::sync::Notify;
+
+use crate::source::FrameSource;
+
+/// Damage pending for one session. It is a tile mask of fixed size, so however slowly
+/// a client reads, pending damage never takes more memory: new damage merges in.
+pub struct DamageSink {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+struct Pending {
+    mask: TileMask,
+    /// Capture time of the oldest damage not yet taken.
+    oldest_unix_us: Option<u64>,
+}
+
+impl DamageSink {
+    fn new(size: Size) -> Self {
+        Self {
+            // A new viewer needs the whole screen.
+            pending: Mutex::new(Pending {
+                mask: TileMask::full(size),
+                oldest_unix_us: Some(unix_micros()),
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    fn add(&self, rects: &[Rect], now_us: u64) {
+        let mut p = lock(&self.pending);
+        for r in rects {
+            p.mask.mark_rect(r);
+        }
+        p.oldest_unix_us.get_or_insert(now_us);
+        drop(p);
+        self.notify.notify_one();
+    }
+
+    /// Marks the whole screen dirty (e.g. the client asked for a refresh).
+    pub fn add_full(&self) {
+        let mut p = lock(&self.pending);
+        let size = p.mask.size();
+        p.mask.mark_rect(&size.full_rect());
+        p.oldest_unix_us.get_or_insert_with(unix_micros);
+        drop(p);
+        self.notify.notify_one();
+    }
+
+    /// Takes all pending damage, leaving none; `None` when nothing is pending.
+    pub fn take(&self) -> Option<(TileMask, u64)> {
+        let mut p = lock(&self.pending);
+        if p.mask.is_empty() {
+            return None;
+        }
+        let empty = TileMask::new(p.mask.size());
+        let mask = std::mem::replace(&mut p.mask, empty);
+        let oldest = p.oldest_unix_us.take().unwrap_or_else(unix_micros);
+        Some((mask, oldest))
+    }
+
+    /// Waits until damage is (probably) pending.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+}
+
+pub struct Desktop {
+    name: String,
+    size: Size,
+    source: Mutex<Box<dyn FrameSource>>,
+    sinks: Mutex<Vec<Arc<DamageSink>>>,
+    frames_produced: AtomicU64,
+}
+
+impl Desktop {
+    pub fn new(name: impl Into<String>, source: Box<dyn FrameSource>) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            size: source.size(),
+            source: Mutex::new(source),
+            sinks: Mutex::new(Vec::new()),
+            frames_produced: AtomicU64::new(0),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn size(&self) -> Size {
+        self.size
+    }
+
+    /// Polls that produced damage since the desktop started.
+    pub fn frames_produced(&self) -> u64 {
+        self.frames_produced.load(Ordering::Relaxed)
+    }
+
+    /// Locks the source, e.g. to copy pixels out of it.
+    pub fn source(&self) -> MutexGuard<'_, Box<dyn FrameSource>> {
+        lock(&self.source)
+    }
+
+    pub fn inject(&self, event: &InputEvent) {
+        self.source().inject(event);
+    }
+
+    /// Registers a new viewer; its sink starts with the whole screen pending.
+    pub fn subscribe(&self) -> Arc<DamageSink> {
+        let sink = Arc::new(DamageSink::new(self.size));
+        lock(&self.sinks).push(sink.clone());
+        sink
+    }
+
+    pub fn unsubscribe(&self, sink: &Arc<DamageSink>) {
+        lock(&self.sinks).retain(|s| !Arc::ptr_eq(s, sink));
+    }
+
+    /// Polls the source once and hands its damage to every viewer.
+    pub fn capture_once(&self) {
+        // The source stays locked until every sink has the damage: a session that takes
+        // damage and copies pixels under the same lock then sees both or neither.
+        let mut source = self.source();
+        let damage = source.poll();
+        if damage.is_empty() {
+            return;
+        }
+        self.frames_produced.fetch_add(1, Ordering::Relaxed);
+        let now = unix_micros();
+        for sink in lock(&self.sinks).iter() {
+            sink.add(&damage, now);
+        }
+        drop(source);
+    }
+
+    /// Polls the source at its frame interval until the returned handle is aborted.
+    pub fn spawn_capture_loop(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let desktop = self.clone();
+        let interval = desktop.source().frame_interval();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let d = desktop.clone();
+                // Sources may take milliseconds to render or capture: keep that off the
+                // async workers that move network traffic.
+                if tokio::task::spawn_blocking(move || d.capture_once())
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(desktop = desktop.name(), "capture panicked; stopping");
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: the state it
+/// guards (pixels, damage bits) stays consistent at every await-free step.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,134 @@
+//! The QUIC endpoint: accepts connections and hands each to a session.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use oriel_protocol::{Capabilities, ALPN};
+use oriel_transport::{close, Fingerprint, Identity};
+
+use crate::desktop::Desktop;
+use crate::stats::ServerStats;
+
+/// Tunables of the display pipeline.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Frames a session may have unacknowledged before it stops sending and merges damage.
+    pub frame_window: usize,
+    pub zstd_level: i32,
+    pub max_sessions: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            frame_window: 2,
+            zstd_level: 1,
+            max_sessions: 64,
+        }
+    }
+}
+
+/// State every session shares.
+pub struct Shared {
+    pub config: ServerConfig,
+    pub desktops: HashMap<String, Arc<Desktop>>,
+    pub capabilities: Capabilities,
+    pub stats: Arc<ServerStats>,
+    pub next_session_id: AtomicU64,
+}
+
+/// A running display server. Dropping it does not stop it; call [`DisplayServer::shutdown`].
+pub struct DisplayServer {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    fingerprint: Fingerprint,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DisplayServer {
+    /// Binds the endpoint, starts every desktop's capture loop and accepts clients.
+    /// Must be called inside a tokio runtime.
+    pub fn start(
+        config: ServerConfig,
+        identity: &Identity,
+        desktops: Vec<Arc<Desktop>>,
+    ) -> anyhow::Result<Self> {
+        let server_config = identity.quic_server_config(ALPN)?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let mut tasks: Vec<_> = desktops.iter().map(|d| d.spawn_capture_loop()).collect();
+        let shared = Arc::new(Shared {
+            config,
+            desktops: desktops
+                .into_iter()
+                .map(|d| (d.name().to_string(), d))
+                .collect(),
+            capabilities: Capabilities::all(),
+            stats: Arc::new(ServerStats::default()),
+            next_session_id: AtomicU64::new(1),
+        });
+        tasks.push(tokio::spawn(accept_loop(endpoint.clone(), shared.clone())));
+        Ok(Self {
+            endpoint,
+            shared,
+            fingerprint: identity.fingerprint(),
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.shared.stats.clone()
+    }
+
+    pub fn desktop(&self, name: &str) -> Option<Arc<Desktop>> {
+        self.shared.desktops.get(name).cloned()
+    }
+
+    /// Source frames produced over all desktops.
+    pub fn frames_produced(&self) -> u64 {
+        self.shared
+            .desktops
+            .values()
+            .map(|d| d.frames_produced())
+            .sum()
+    }
+
+    /// Prometheus metrics text.
+    pub fn metrics(&self) -> String {
+        self.shared.stats.render_prometheus(self.frames_produced())
+    }
+
+    /// Closes every connection and stops the capture loops.
+    pub async fn shutdown(&self) {
+        self.endpoint
+            .close(close::SHUTDOWN, b"server shutting down");
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.endpoint.wait_idle().await;
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => crate::session::serve(conn, shared).await,
+                Err(e) => tracing::info!("handshake failed: {e}"),
+            }
+        });
+    }
+}

@@ -1,0 +1,54 @@
+//! QUIC plumbing shared by the display server and the client: TLS identities and
+//! certificate pinning, transport settings, and framed message streams over quinn.
+//! The protocol itself stays sans-IO in `oriel-protocol`; this crate only moves bytes.
+
+pub mod framed;
+pub mod tls;
+
+pub use framed::{send_message, FramedRecv};
+pub use tls::{Fingerprint, Identity};
+
+/// Application error codes used when closing a QUIC connection.
+pub mod close {
+    use quinn::VarInt;
+    /// The session ended normally.
+    pub const NORMAL: VarInt = VarInt::from_u32(0);
+    /// The peer sent something malformed or oversized.
+    pub const PROTOCOL_ERROR: VarInt = VarInt::from_u32(1);
+    /// The handshake was refused (see the `Reject` message).
+    pub const REJECTED: VarInt = VarInt::from_u32(2);
+    /// The server is shutting down.
+    pub const SHUTDOWN: VarInt = VarInt::from_u32(3);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Wire(#[from] oriel_protocol::wire::WireError),
+    #[error("reading stream: {0}")]
+    Read(#[from] quinn::ReadError),
+    #[error("writing stream: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Transport settings for both ends: keep-alives so idle desktops stay connected through
+/// NATs, an idle timeout so dead peers are noticed.
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(30))
+            .expect("30 s is a valid idle timeout"),
+    ));
+    t.max_concurrent_uni_streams(8u32.into());
+    t.max_concurrent_bidi_streams(4u32.into());
+    t
+}

@@ -1,0 +1,250 @@
+//! TLS 1.3 for QUIC on the ring provider: a self-signed server identity kept in the data
+//! directory, and a client verifier that pins the server certificate's SHA-256.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+use crate::TransportError;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// SHA-256 of a DER certificate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    pub fn of(cert_der: &[u8]) -> Self {
+        Self(Sha256::digest(cert_der).into())
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl std::str::FromStr for Fingerprint {
+    type Err = String;
+
+    /// Accepts 64 hex digits, optionally with a `sha256:` prefix and `:` separators.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let s = s.strip_prefix("sha256:").unwrap_or(s);
+        let hex: String = s.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "'{s}' is not a SHA-256 fingerprint (expected 64 hex digits)"
+            ));
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).map_err(|e| e.to_string())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+/// A server certificate and its private key.
+pub struct Identity {
+    pub cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl Identity {
+    /// Loads `cert.der`/`key.der` from `dir`, or creates a self-signed pair there on first
+    /// start (the key readable by the owner only).
+    pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Self, TransportError> {
+        let cert_path = dir.join("cert.der");
+        let key_path = dir.join("key.der");
+        if cert_path.exists() && key_path.exists() {
+            let cert = std::fs::read(&cert_path)?;
+            let key = std::fs::read(&key_path)?;
+            return Ok(Self {
+                cert: CertificateDer::from(cert),
+                key: PrivatePkcs8KeyDer::from(key),
+            });
+        }
+        std::fs::create_dir_all(dir)?;
+        let identity = Self::generate(names)?;
+        write_private(&key_path, identity.key.secret_pkcs8_der())?;
+        std::fs::write(&cert_path, identity.cert.as_ref())?;
+        tracing::info!(path = %cert_path.display(), "created a self-signed certificate");
+        Ok(identity)
+    }
+
+    /// A fresh self-signed identity kept in memory only.
+    pub fn generate(names: &[String]) -> Result<Self, TransportError> {
+        let mut names = names.to_vec();
+        if names.is_empty() {
+            names.push("localhost".into());
+        }
+        let certified = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        Ok(Self {
+            cert: certified.cert.der().clone(),
+            key: PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
+        })
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.cert)
+    }
+
+    /// A quinn server configuration speaking TLS 1.3 with the given ALPN.
+    pub fn quic_server_config(&self, alpn: &[u8]) -> Result<quinn::ServerConfig, TransportError> {
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![self.cert.clone()],
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )?;
+        tls.alpn_protocols = vec![alpn.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        config.transport_config(Arc::new(crate::transport_config()));
+        Ok(config)
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+/// A quinn client configuration that accepts exactly one server certificate.
+pub fn pinned_client_config(
+    pin: Fingerprint,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, TransportError> {
+    let provider = provider();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier { pin, provider }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TransportError::Certificate(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(crate::transport_config()));
+    Ok(config)
+}
+
+/// Trusts the one certificate whose SHA-256 matches the pin (the broker hands the pin
+/// out with each ticket), and still checks the handshake signatures made with its key.
+#[derive(Debug)]
+struct PinnedVerifier {
+    pin: Fingerprint,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = Fingerprint::of(end_entity);
+        if got == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "server certificate fingerprint {got} does not match the pinned {}",
+                self.pin
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_parses_common_forms() {
+        let fp = Fingerprint([0xab; 32]);
+        let plain = fp.to_string();
+        assert_eq!(plain.parse::<Fingerprint>().unwrap(), fp);
+        let colons: Vec<String> = fp.0.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(
+            format!("sha256:{}", colons.join(":"))
+                .parse::<Fingerprint>()
+                .unwrap(),
+            fp
+        );
+        assert!("abc".parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn identity_persists_in_data_dir() {
+        let dir = std::env::temp_dir().join(format!("oriel-tls-{}", std::process::id()));
+        let a = Identity::load_or_create(&dir, &[]).unwrap();
+        let b = Identity::load_or_create(&dir, &[]).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
