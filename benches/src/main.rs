@@ -138,6 +138,12 @@ fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result
     let raw = stats.raw_bytes.load(Relaxed);
     let frames_sent = stats.frames_sent.load(Relaxed);
     let encode = stats.encode_samples();
+    // The first frame carries the whole desktop; the goals are about what follows.
+    let frame_bytes = stats.frame_byte_samples();
+    let first_frame_bytes = frame_bytes.first().copied().map_or(0, u64::from);
+    let steady_frames = frames_sent.saturating_sub(1);
+    let steady_bytes = bytes - first_frame_bytes;
+    let steady_zstd = zstd_full - replay.first_frame_zstd_bytes;
     let ms = |us: u32| f64::from(us) / 1000.0;
     let ratio = |base: u64| {
         if bytes == 0 {
@@ -155,6 +161,9 @@ fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result
         "frames_sent": frames_sent,
         "bytes": bytes,
         "bytes_per_frame": bytes.checked_div(frames_sent).unwrap_or(0),
+        "first_frame_bytes": first_frame_bytes,
+        "steady_bytes_per_frame": steady_bytes.checked_div(steady_frames).unwrap_or(0),
+        "steady_ratio_vs_zstd_frames": if steady_bytes == 0 { 0.0 } else { steady_zstd as f64 / steady_bytes as f64 },
         "raw_bytes": raw,
         "ratio_vs_raw": ratio(raw),
         "zstd_full_frame_bytes": zstd_full,

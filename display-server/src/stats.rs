@@ -33,6 +33,7 @@ pub struct ServerStats {
     pub max_frames_in_flight: AtomicU64,
     pub input_events: AtomicU64,
     encode_us: Mutex<Vec<u32>>,
+    frame_bytes: Mutex<Vec<u32>>,
     ack_rtt_us: Mutex<Vec<u32>>,
 }
 
@@ -52,6 +53,7 @@ impl ServerStats {
             .fetch_add(u64::from(stats.palette), Relaxed);
         self.tiles_raw.fetch_add(u64::from(stats.raw), Relaxed);
         push_sample(&self.encode_us, encode_us);
+        push_sample(&self.frame_bytes, wire_bytes.min(u32::MAX as usize) as u32);
     }
 
     pub fn record_ack(&self, rtt_us: u32) {
@@ -66,6 +68,11 @@ impl ServerStats {
     /// Encode times in microseconds, in the order frames were sent.
     pub fn encode_samples(&self) -> Vec<u32> {
         lock(&self.encode_us).clone()
+    }
+
+    /// Display-stream bytes of each frame, in the order frames were sent.
+    pub fn frame_byte_samples(&self) -> Vec<u32> {
+        lock(&self.frame_bytes).clone()
     }
 
     /// Send → ack times in microseconds.

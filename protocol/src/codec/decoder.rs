@@ -7,7 +7,7 @@ use crate::messages::*;
 
 use super::cache::{is_grid_tile, tile_key, TileCache};
 use super::stream::StreamDecoder;
-use super::{invalid, palette, CodecError};
+use super::{apply_copies, invalid, palette, CodecError};
 
 /// What one decoded frame contained.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl Decoder {
         let size = self.fb.size();
         let payload_len = self.validate(msg, size)?;
 
-        self.apply_copies(&msg.copies);
+        apply_copies(&mut self.fb, &msg.copies, &mut self.copy_scratch);
 
         self.payload.clear();
         self.payload.resize(payload_len, 0);
@@ -183,25 +183,6 @@ impl Decoder {
             }
         }
         Ok(payload as usize)
-    }
-
-    /// Moves read the framebuffer as it was before this frame: all sources are read
-    /// before any destination is written.
-    fn apply_copies(&mut self, copies: &[CopyRect]) {
-        self.copy_scratch.clear();
-        let mut chunk = Vec::new();
-        for c in copies {
-            let src = Rect::new(c.src_x, c.src_y, c.dst.width, c.dst.height);
-            self.fb.read_rect(&src, &mut chunk);
-            self.copy_scratch.extend_from_slice(&chunk);
-        }
-        let mut offset = 0;
-        for c in copies {
-            let n = c.dst.area() as usize;
-            self.fb
-                .write_rect(&c.dst, &self.copy_scratch[offset..offset + n]);
-            offset += n;
-        }
     }
 
     /// Writes the decoded `self.tile` and caches it when it is a grid tile.

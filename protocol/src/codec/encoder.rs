@@ -6,13 +6,17 @@ use crate::messages::*;
 use crate::tiles::TileMask;
 
 use super::cache::{bytemuck_cast, is_grid_tile, tile_key, TileCache};
+use super::diff::{diff_bounds, move_fit, moved_whole, solid_colour};
 use super::motion::{candidate_vectors, Vector};
 use super::stream::StreamEncoder;
-use super::{palette, CodecError};
+use super::{apply_copies, palette, CodecError};
 
 /// Moves are searched only when at least this many tiles changed: small damage (typing)
 /// is cheaper to send than to search.
 const MIN_TILES_FOR_MOTION: usize = 4;
+
+/// A partial move must explain at least this many pixels of a tile to be worth a copy.
+const MIN_MOVE_PIXELS: u32 = 64;
 
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderConfig {
@@ -65,6 +69,7 @@ pub struct Encoder {
     next_frame_id: u64,
     last_vectors: Vec<Vector>,
     scratch: Vec<u32>,
+    copy_scratch: Vec<u32>,
     uncompressed: Vec<u8>,
 }
 
@@ -83,6 +88,7 @@ impl Encoder {
             next_frame_id: 1,
             last_vectors: Vec::new(),
             scratch: Vec::new(),
+            copy_scratch: Vec::new(),
             uncompressed: Vec::new(),
         })
     }
@@ -125,75 +131,45 @@ impl Encoder {
             ..Default::default()
         };
         let mut copies: Vec<CopyRect> = Vec::new();
-        let mut updates: Vec<RectUpdate> = Vec::new();
         let mut used_vectors: Vec<Vector> = Vec::new();
-        self.uncompressed.clear();
-
-        for rect in &changed {
-            stats.raw_bytes += rect.area() * 4;
-            if caps.has(CAP_SOLID) {
-                if let Some(colour) = solid_colour(screen, rect) {
-                    stats.solid += 1;
-                    push_solid(&mut updates, *rect, colour);
-                    continue;
-                }
-            }
-            if let Some(v) = vectors.iter().find(|v| self.moved_from(screen, rect, **v)) {
-                stats.copies += 1;
-                if !used_vectors.contains(v) {
-                    used_vectors.push(*v);
-                }
-                push_copy(&mut copies, *rect, *v);
-                continue;
-            }
-            screen.read_rect(rect, &mut self.scratch);
-            let cacheable =
-                caps.has(CAP_TILE_CACHE) && is_grid_tile(rect, screen.width(), screen.height());
-            let key = cacheable.then(|| tile_key(rect, &self.scratch));
-            if let Some(key) = key {
-                if self.cache.get(key).is_some() {
-                    stats.cache_hits += 1;
-                    updates.push(RectUpdate {
-                        rect: *rect,
-                        kind: UpdateKind::CacheHit(key),
-                    });
-                    continue;
-                }
-            }
-            let palette = caps
-                .has(CAP_PALETTE)
-                .then(|| palette::collect_palette(&self.scratch))
-                .flatten();
-            let kind = match palette {
-                Some(colours) => {
-                    let start = self.uncompressed.len();
-                    palette::encode(&self.scratch, &colours, &mut self.uncompressed);
-                    stats.palette += 1;
-                    UpdateKind::Palette {
-                        len: (self.uncompressed.len() - start) as u32,
+        if !vectors.is_empty() {
+            for rect in &changed {
+                if let Some((bounds, v)) = self.best_move(screen, rect, &vectors) {
+                    stats.copies += 1;
+                    if !used_vectors.contains(&v) {
+                        used_vectors.push(v);
                     }
+                    push_copy(&mut copies, bounds, v);
                 }
-                None => {
-                    self.uncompressed
-                        .extend_from_slice(bytemuck_cast(&self.scratch));
-                    stats.raw += 1;
-                    UpdateKind::Raw
-                }
-            };
-            if let Some(key) = key {
-                self.cache.insert(key, ());
             }
-            updates.push(RectUpdate { rect: *rect, kind });
+            // From here on the client view includes the moves, so what is left to send
+            // is only what the moves did not explain.
+            apply_copies(&mut self.client, &copies, &mut self.copy_scratch);
         }
+
+        let mut updates: Vec<RectUpdate> = Vec::new();
+        self.uncompressed.clear();
+        for tile in &changed {
+            stats.raw_bytes += tile.area() * 4;
+            let Some(dirty) = diff_bounds(screen, &self.client, tile) else {
+                continue;
+            };
+            // Mostly-changed tiles go whole so the tile cache can recognise them.
+            let rect = if dirty.area() * 2 >= tile.area() {
+                *tile
+            } else {
+                dirty
+            };
+            self.encode_rect(screen, &rect, &mut updates, &mut stats);
+            self.client.copy_rect_from(screen, &rect);
+        }
+        debug_assert!(changed.iter().all(|t| screen.rect_eq(&self.client, t)));
 
         let mut payload = Vec::new();
         self.stream
             .compress_chunk(&self.uncompressed, &mut payload)?;
         stats.payload_bytes = payload.len() as u64;
 
-        for rect in &changed {
-            self.client.copy_rect_from(screen, rect);
-        }
         self.last_vectors = used_vectors;
         let frame_id = self.next_frame_id;
         self.next_frame_id += 1;
@@ -210,26 +186,83 @@ impl Encoder {
         }))
     }
 
-    /// True when `rect` of the new screen equals the client's pixels displaced by `v`.
-    fn moved_from(&self, screen: &Framebuffer, rect: &Rect, v: Vector) -> bool {
-        let sx = i64::from(rect.x) - i64::from(v.0);
-        let sy = i64::from(rect.y) - i64::from(v.1);
-        if sx < 0 || sy < 0 {
-            return false;
+    /// The move that explains most of `tile`'s change, as the rect to copy and the vector.
+    fn best_move(
+        &self,
+        screen: &Framebuffer,
+        tile: &Rect,
+        vectors: &[Vector],
+    ) -> Option<(Rect, Vector)> {
+        if let Some(v) = vectors
+            .iter()
+            .find(|v| moved_whole(screen, &self.client, tile, **v))
+        {
+            return Some((*tile, *v));
         }
-        let src = Rect::new(sx as u32, sy as u32, rect.width, rect.height);
-        if !src.fits_in(screen.size()) {
-            return false;
-        }
-        (0..rect.height).all(|dy| screen.row(rect, dy) == self.client.row(&src, dy))
+        vectors
+            .iter()
+            .filter_map(|v| move_fit(screen, &self.client, tile, *v).map(|fit| (fit, *v)))
+            // A copy that gets much of its rect wrong only moves work to the residual.
+            .filter(|(fit, _)| fit.right >= MIN_MOVE_PIXELS && fit.wrong * 4 <= fit.right)
+            .max_by_key(|(fit, _)| fit.right)
+            .map(|(fit, v)| (fit.bounds, v))
     }
-}
 
-fn solid_colour(fb: &Framebuffer, rect: &Rect) -> Option<u32> {
-    let first = fb.pixel(rect.x, rect.y);
-    (0..rect.height)
-        .all(|dy| fb.row(rect, dy).iter().all(|p| *p == first))
-        .then_some(first)
+    /// Encodes one rect of `screen` with the cheapest lossless codec.
+    fn encode_rect(
+        &mut self,
+        screen: &Framebuffer,
+        rect: &Rect,
+        updates: &mut Vec<RectUpdate>,
+        stats: &mut FrameStats,
+    ) {
+        let caps = self.config.capabilities;
+        if caps.has(CAP_SOLID) {
+            if let Some(colour) = solid_colour(screen, rect) {
+                stats.solid += 1;
+                push_solid(updates, *rect, colour);
+                return;
+            }
+        }
+        screen.read_rect(rect, &mut self.scratch);
+        let cacheable =
+            caps.has(CAP_TILE_CACHE) && is_grid_tile(rect, screen.width(), screen.height());
+        let key = cacheable.then(|| tile_key(rect, &self.scratch));
+        if let Some(key) = key {
+            if self.cache.get(key).is_some() {
+                stats.cache_hits += 1;
+                updates.push(RectUpdate {
+                    rect: *rect,
+                    kind: UpdateKind::CacheHit(key),
+                });
+                return;
+            }
+        }
+        let palette = caps
+            .has(CAP_PALETTE)
+            .then(|| palette::collect_palette(&self.scratch))
+            .flatten();
+        let kind = match palette {
+            Some(colours) => {
+                let start = self.uncompressed.len();
+                palette::encode(&self.scratch, &colours, &mut self.uncompressed);
+                stats.palette += 1;
+                UpdateKind::Palette {
+                    len: (self.uncompressed.len() - start) as u32,
+                }
+            }
+            None => {
+                self.uncompressed
+                    .extend_from_slice(bytemuck_cast(&self.scratch));
+                stats.raw += 1;
+                UpdateKind::Raw
+            }
+        };
+        if let Some(key) = key {
+            self.cache.insert(key, ());
+        }
+        updates.push(RectUpdate { rect: *rect, kind });
+    }
 }
 
 /// Appends a solid fill, extending the previous one when it continues the same row.
