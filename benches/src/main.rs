@@ -181,6 +181,11 @@ fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result
         "tiles_palette": stats.tiles_palette.load(Relaxed),
         "tiles_zstd": stats.tiles_raw.load(Relaxed),
         "pixel_exact": outcome.framebuffer == truth,
+        "general_input_bytes": replay.general.input_bytes,
+        "general_zstd1_stream_bytes": replay.general.zstd1_stream_bytes,
+        "general_zstd1_stream_ms": replay.general.zstd1_stream_time.as_secs_f64() * 1e3,
+        "general_lz4_bytes": replay.general.lz4_bytes,
+        "general_lz4_ms": replay.general.lz4_time.as_secs_f64() * 1e3,
     });
     Ok(line.to_string())
 }

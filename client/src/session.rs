@@ -210,7 +210,7 @@ impl Session {
                 Ok(None) => break EndReason::ServerClosed,
                 Err(e) => match closed_by_server(&self.conn) {
                     Some(_) => break EndReason::ServerClosed,
-                    None => return Err(e.into()),
+                    None => return Err(lost_or(e, &self.conn)),
                 },
             };
             let t0 = Instant::now();
@@ -231,7 +231,7 @@ impl Session {
             if let Err(e) = send_message(&mut self.control_tx, &ack, control_limit).await {
                 match closed_by_server(&self.conn) {
                     Some(_) => break EndReason::ServerClosed,
-                    None => return Err(e.into()),
+                    None => return Err(lost_or(e, &self.conn)),
                 }
             }
             if stop
@@ -350,10 +350,13 @@ async fn spawn_input_writer(conn: &quinn::Connection) -> Result<InputSender, Cli
     Ok(InputSender { tx })
 }
 
-/// The server's close reason, when the server (not the network) ended the connection.
+/// The server's reason when it ended the session normally (finished or shutting down);
+/// `None` for network failures and protocol errors, which are errors for the caller.
 fn closed_by_server(conn: &quinn::Connection) -> Option<String> {
     match conn.close_reason()? {
-        quinn::ConnectionError::ApplicationClosed(c) => {
+        quinn::ConnectionError::ApplicationClosed(c)
+            if c.error_code == close::NORMAL || c.error_code == close::SHUTDOWN =>
+        {
             Some(String::from_utf8_lossy(&c.reason).into_owned())
         }
         _ => None,

@@ -173,7 +173,10 @@ pub fn parse_size(s: &str) -> anyhow::Result<Size> {
             .with_context(|| format!("bad height in '{s}'"))?,
     );
     if !oriel_protocol::handshake::valid_desktop_size(size) {
-        bail!("size {s} is out of range (1..=8192 per side)");
+        bail!(
+            "size {s} is out of range (1..=8192 per side, at most {} pixels)",
+            oriel_protocol::MAX_DESKTOP_PIXELS
+        );
     }
     Ok(size)
 }

@@ -20,6 +20,16 @@ struct Pending {
     mask: TileMask,
     /// Capture time of the oldest damage not yet taken.
     oldest_unix_us: Option<u64>,
+    /// The client asked for everything again.
+    refresh: bool,
+}
+
+/// Damage handed to a session's encoder.
+pub struct TakenDamage {
+    pub mask: TileMask,
+    pub oldest_unix_us: u64,
+    /// Resend every tile of `mask`, changed or not.
+    pub refresh: bool,
 }
 
 impl DamageSink {
@@ -29,6 +39,7 @@ impl DamageSink {
             pending: Mutex::new(Pending {
                 mask: TileMask::full(size),
                 oldest_unix_us: Some(unix_micros()),
+                refresh: false,
             }),
             notify: Notify::new(),
         }
@@ -44,26 +55,33 @@ impl DamageSink {
         self.notify.notify_one();
     }
 
-    /// Marks the whole screen dirty (e.g. the client asked for a refresh).
-    pub fn add_full(&self) {
+    /// Marks the whole screen to be sent again, changed or not.
+    pub fn request_refresh(&self) {
         let mut p = lock(&self.pending);
         let size = p.mask.size();
         p.mask.mark_rect(&size.full_rect());
+        p.refresh = true;
         p.oldest_unix_us.get_or_insert_with(unix_micros);
         drop(p);
         self.notify.notify_one();
     }
 
     /// Takes all pending damage, leaving none; `None` when nothing is pending.
-    pub fn take(&self) -> Option<(TileMask, u64)> {
+    pub fn take(&self) -> Option<TakenDamage> {
         let mut p = lock(&self.pending);
         if p.mask.is_empty() {
             return None;
         }
         let empty = TileMask::new(p.mask.size());
-        let mask = std::mem::replace(&mut p.mask, empty);
-        let oldest = p.oldest_unix_us.take().unwrap_or_else(unix_micros);
-        Some((mask, oldest))
+        Some(TakenDamage {
+            mask: std::mem::replace(&mut p.mask, empty),
+            oldest_unix_us: p.oldest_unix_us.take().unwrap_or_else(unix_micros),
+            refresh: std::mem::take(&mut p.refresh),
+        })
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !lock(&self.pending).mask.is_empty()
     }
 
     /// Waits until damage is (probably) pending.

@@ -57,6 +57,17 @@ impl DisplayServer {
         identity: &Identity,
         desktops: Vec<Arc<Desktop>>,
     ) -> anyhow::Result<Self> {
+        for d in &desktops {
+            let size = d.size();
+            if !oriel_protocol::handshake::valid_desktop_size(size) {
+                anyhow::bail!(
+                    "desktop '{}' is {}x{}, beyond what the protocol can carry",
+                    d.name(),
+                    size.width,
+                    size.height
+                );
+            }
+        }
         let server_config = identity.quic_server_config(ALPN)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use oriel_protocol::codec::{Encoder, EncoderConfig, FrameMeta};
+use oriel_protocol::codec::{CodecError, EncodedFrame, Encoder, EncoderConfig, FrameMeta};
 use oriel_protocol::handshake::check_hello;
 use oriel_protocol::wire::encode_message;
 use oriel_protocol::*;
@@ -57,7 +57,11 @@ impl InFlight {
 pub async fn serve(conn: quinn::Connection, shared: Arc<Shared>) {
     let remote = conn.remote_address();
     match run(&conn, &shared).await {
-        Ok(()) => tracing::info!(%remote, "session ended"),
+        Ok(()) => {
+            tracing::info!(%remote, "session ended");
+            // Ends the input streams too, so nothing outlives the session.
+            conn.close(close::NORMAL, b"session ended");
+        }
         Err(e) => {
             tracing::warn!(%remote, "session closed: {e:#}");
             if conn.close_reason().is_none() {
@@ -97,6 +101,21 @@ async fn run(conn: &quinn::Connection, shared: &Arc<Shared>) -> anyhow::Result<(
         }
     };
 
+    let result = run_session(conn, shared, &hello, &desktop, caps, control_tx, control_rx).await;
+    shared.stats.sessions_active.fetch_sub(1, Relaxed);
+    result
+}
+
+/// The accepted session, its slot already reserved.
+async fn run_session(
+    conn: &quinn::Connection,
+    shared: &Arc<Shared>,
+    hello: &Hello,
+    desktop: &Arc<Desktop>,
+    caps: Capabilities,
+    mut control_tx: quinn::SendStream,
+    control_rx: FramedRecv,
+) -> anyhow::Result<()> {
     let session_id = shared.next_session_id.fetch_add(1, Relaxed);
     let welcome = Welcome {
         version: PROTOCOL_VERSION,
@@ -113,17 +132,15 @@ async fn run(conn: &quinn::Connection, shared: &Arc<Shared>) -> anyhow::Result<(
     tracing::info!(
         session_id,
         desktop = desktop.name(),
-        client = hello.client_name,
+        client = %hello.client_name,
         remote = %conn.remote_address(),
         "session started"
     );
 
     shared.stats.sessions_total.fetch_add(1, Relaxed);
-    shared.stats.sessions_active.fetch_add(1, Relaxed);
     let sink = desktop.subscribe();
-    let result = run_streams(conn, shared, &desktop, &sink, caps, control_rx, control_tx).await;
+    let result = run_streams(conn, shared, desktop, &sink, caps, control_rx, control_tx).await;
     desktop.unsubscribe(&sink);
-    shared.stats.sessions_active.fetch_sub(1, Relaxed);
     result
 }
 
@@ -137,12 +154,16 @@ fn accept_hello(hello: &Hello, shared: &Shared) -> Result<(Arc<Desktop>, Capabil
             code: RejectCode::UnknownDesktop,
             message: format!("no desktop named '{}' on this server", hello.desktop),
         })?;
-    if shared.stats.sessions_active.load(Relaxed) >= shared.config.max_sessions as u64 {
-        return Err(Reject {
+    // Reserve the slot atomically so simultaneous hellos cannot overshoot the limit.
+    let max = shared.config.max_sessions as u64;
+    shared
+        .stats
+        .sessions_active
+        .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+        .map_err(|_| Reject {
             code: RejectCode::ServerFull,
             message: "the server has reached its session limit".into(),
-        });
-    }
+        })?;
     Ok((desktop, caps))
 }
 
@@ -155,10 +176,10 @@ async fn run_streams(
     control_rx: FramedRecv,
     _control_tx: quinn::SendStream,
 ) -> anyhow::Result<()> {
-    let in_flight = Arc::new(InFlight {
+    let in_flight = InFlight {
         frames: Mutex::new(VecDeque::new()),
         acked: Notify::new(),
-    });
+    };
 
     let mut cursor = conn.open_uni().await?;
     cursor.write_all(&[Channel::Cursor as u8]).await?;
@@ -185,8 +206,8 @@ async fn run_streams(
 
 async fn display_loop(
     shared: &Shared,
-    desktop: &Desktop,
-    sink: &DamageSink,
+    desktop: &Arc<Desktop>,
+    sink: &Arc<DamageSink>,
     caps: Capabilities,
     in_flight: &InFlight,
     display: &mut quinn::SendStream,
@@ -202,29 +223,15 @@ async fn display_loop(
         while in_flight.len() >= window {
             in_flight.acked.notified().await;
         }
-        let (mask, oldest_us, seq) = loop {
-            // Damage is taken and pixels copied under the source lock, so the frame
-            // holds exactly the source's state `seq`.
-            {
-                let source = desktop.source();
-                if let Some((mask, oldest)) = sink.take() {
-                    let pixels = source.pixels();
-                    for (c, r) in mask.iter() {
-                        staging.copy_rect_from(pixels, &mask.tile_rect(c, r));
-                    }
-                    break (mask, oldest, source.sequence());
-                }
-            }
+        while !sink.has_pending() {
             sink.changed().await;
-        };
-
-        let meta = FrameMeta {
-            source_seq: seq,
-            capture_unix_us: oldest_us,
-        };
+        }
         let started = Instant::now();
+        let (d, k) = (desktop.clone(), sink.clone());
+        // Copying pixels under the source lock and encoding may both take milliseconds:
+        // keep them off the async workers that move network traffic.
         let (enc, stg, result) = tokio::task::spawn_blocking(move || {
-            let result = encoder.encode(&staging, &mask, meta);
+            let result = capture_and_encode(&d, &k, &mut encoder, &mut staging);
             (encoder, staging, result)
         })
         .await?;
@@ -242,12 +249,46 @@ async fn display_loop(
     }
 }
 
+/// Takes the pending damage, copies those tiles of the screen and encodes them. Damage
+/// is taken and pixels copied under the source lock, so the frame holds exactly the
+/// source's state `sequence()`.
+fn capture_and_encode(
+    desktop: &Desktop,
+    sink: &DamageSink,
+    encoder: &mut Encoder,
+    staging: &mut Framebuffer,
+) -> Result<Option<EncodedFrame>, CodecError> {
+    let (damage, seq) = {
+        let source = desktop.source();
+        let Some(damage) = sink.take() else {
+            return Ok(None);
+        };
+        let pixels = source.pixels();
+        for (c, r) in damage.mask.iter() {
+            staging.copy_rect_from(pixels, &damage.mask.tile_rect(c, r));
+        }
+        (damage, source.sequence())
+    };
+    if damage.refresh {
+        encoder.resend_everything();
+    }
+    let meta = FrameMeta {
+        source_seq: seq,
+        capture_unix_us: damage.oldest_unix_us,
+    };
+    encoder.encode(staging, &damage.mask, meta)
+}
+
+/// Refresh requests are honoured at most this often: each resends the whole desktop.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 async fn control_loop(
     shared: &Shared,
     sink: &DamageSink,
     in_flight: &InFlight,
     mut control_rx: FramedRecv,
 ) -> anyhow::Result<()> {
+    let mut last_refresh: Option<Instant> = None;
     while let Some(msg) = control_rx.recv::<ClientControl>().await? {
         match msg {
             ClientControl::Ack { frame_id, .. } => {
@@ -257,7 +298,14 @@ async fn control_loop(
                         .record_ack(rtt.as_micros().min(u128::from(u32::MAX)) as u32);
                 }
             }
-            ClientControl::RefreshRequest => sink.add_full(),
+            ClientControl::RefreshRequest => {
+                if last_refresh.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
+                    tracing::debug!("refresh request ignored: too frequent");
+                    continue;
+                }
+                last_refresh = Some(Instant::now());
+                sink.request_refresh();
+            }
         }
     }
     Ok(())
@@ -278,6 +326,9 @@ async fn accept_input(
         let (shared, desktop, conn) = (shared.clone(), desktop.clone(), conn.clone());
         tokio::spawn(async move {
             if let Err(e) = input_loop(stream, &shared, &desktop).await {
+                if conn.close_reason().is_some() {
+                    return; // the connection ended; not the client's fault
+                }
                 shared.stats.protocol_errors.fetch_add(1, Relaxed);
                 let reason = format!("input stream: {e:#}");
                 conn.close(
@@ -292,7 +343,7 @@ async fn accept_input(
 async fn input_loop(
     stream: quinn::RecvStream,
     shared: &Shared,
-    desktop: &Desktop,
+    desktop: &Arc<Desktop>,
 ) -> anyhow::Result<()> {
     let mut rx = FramedRecv::new(stream, Channel::Input.max_message_len());
     let size = desktop.size();
@@ -307,7 +358,9 @@ async fn input_loop(
             }
         }
         shared.stats.input_events.fetch_add(1, Relaxed);
-        desktop.inject(&event);
+        // The source lock may be held while the source renders a frame.
+        let d = desktop.clone();
+        tokio::task::spawn_blocking(move || d.inject(&event)).await?;
     }
     Ok(())
 }

@@ -57,7 +57,9 @@ pub fn check_welcome(welcome: &Welcome, ours: &Capabilities) -> Result<(), Strin
 }
 
 pub fn valid_desktop_size(size: Size) -> bool {
-    (1..=MAX_DESKTOP_EDGE).contains(&size.width) && (1..=MAX_DESKTOP_EDGE).contains(&size.height)
+    (1..=MAX_DESKTOP_EDGE).contains(&size.width)
+        && (1..=MAX_DESKTOP_EDGE).contains(&size.height)
+        && size.area() <= MAX_DESKTOP_PIXELS
 }
 
 #[cfg(test)]

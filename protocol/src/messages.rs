@@ -69,6 +69,10 @@ pub const MAX_TILE_CACHE_ENTRIES: u32 = 4096;
 /// Largest desktop edge the protocol accepts.
 pub const MAX_DESKTOP_EDGE: u32 = 8192;
 
+/// Largest desktop area: a frame of incompressible pixels must fit in one display
+/// message (5120x2880 fits; 8K would need frames split across messages).
+pub const MAX_DESKTOP_PIXELS: u64 = 16 * 1024 * 1024;
+
 impl Capabilities {
     /// Everything this implementation can do.
     pub fn all() -> Self {

@@ -18,7 +18,7 @@ pub enum WireError {
     Encode(String),
 }
 
-fn config() -> impl bincode::config::Config {
+fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
@@ -36,9 +36,36 @@ pub fn encode_message<T: Serialize>(msg: &T, limit: usize) -> Result<Vec<u8>, Wi
 }
 
 /// Decodes a message body (without prefix); the whole body must be consumed.
+///
+/// bincode allocates a string or byte vector as long as its announced length before
+/// reading it, so the decoder runs with a memory limit in proportion to the body: a few
+/// bytes announcing gigabytes are refused instead of allocated (found by fuzzing).
+/// bincode counts decoded structs at their in-memory size, up to ~6x their encoded
+/// size (a `RectUpdate` is 32 bytes in memory, 6 on the wire), hence the factor.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
-    let (msg, used) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    const MEMORY_PER_BYTE: usize = 8;
+    let budget = body.len().saturating_mul(MEMORY_PER_BYTE);
+    macro_rules! decode_within {
+        ($($limit:literal),+) => {
+            $(if budget <= $limit {
+                return finish(body, bincode::serde::decode_from_slice(body, config().with_limit::<$limit>()));
+            })+
+        };
+    }
+    decode_within!(
+        4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456, 1073741824
+    );
+    Err(WireError::TooLarge {
+        len: body.len(),
+        limit: 1073741824 / MEMORY_PER_BYTE,
+    })
+}
+
+fn finish<T>(
+    body: &[u8],
+    decoded: Result<(T, usize), bincode::error::DecodeError>,
+) -> Result<T, WireError> {
+    let (msg, used) = decoded.map_err(|e| WireError::Malformed(e.to_string()))?;
     if used != body.len() {
         return Err(WireError::Malformed(format!(
             "{} trailing bytes after message",
@@ -176,6 +203,40 @@ mod tests {
         let mut reader = MessageReader::new(1024);
         reader.push(&[5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff]);
         assert!(reader.next_message::<InputEvent>().is_err());
+    }
+
+    #[test]
+    fn huge_announced_string_is_refused_without_allocating() {
+        // A 6-byte Hello whose first string claims ~3.4 GB (a fuzzer find).
+        let body = [0x00, 0xfc, 0x00, 0x0b, 0x0d, 0xcb];
+        let mut reader = MessageReader::new(Channel::Control.max_message_len());
+        let mut bytes = (body.len() as u32).to_le_bytes().to_vec();
+        bytes.extend(body);
+        reader.push(&bytes);
+        assert!(reader.next_message::<crate::Hello>().is_err());
+        let huge_string = [0xfc, 0xff, 0xff, 0xff, 0x7f];
+        assert!(decode_body::<String>(&huge_string).is_err());
+    }
+
+    #[test]
+    fn many_small_updates_fit_the_memory_budget() {
+        use crate::{FrameMsg, Rect, RectUpdate, UpdateKind};
+        let updates = (0..5000)
+            .map(|i| RectUpdate {
+                rect: Rect::new(i % 100, 0, 1, 1),
+                kind: UpdateKind::Solid(0),
+            })
+            .collect();
+        let msg = FrameMsg {
+            frame_id: 1,
+            source_seq: 1,
+            capture_unix_us: 0,
+            copies: vec![],
+            updates,
+            payload: vec![],
+        };
+        let bytes = encode_message(&msg, usize::MAX).unwrap();
+        assert_eq!(decode_body::<FrameMsg>(&bytes[4..]).unwrap(), msg);
     }
 
     #[test]

@@ -118,6 +118,21 @@ fn repeated_content_hits_the_cache() {
 }
 
 #[test]
+fn refresh_resends_every_tile_without_moves() {
+    let size = Size::new(256, 192);
+    let mut pair = Pair::new(size, Capabilities::all());
+    let mut screen = Framebuffer::new(size);
+    noise(&mut screen, &Rect::new(0, 0, 256, 100), 5);
+    pair.send(&screen, &TileMask::full(size));
+    assert!(pair.send(&screen, &TileMask::full(size)).is_none());
+    pair.enc.resend_everything();
+    let msg = pair.send(&screen, &TileMask::full(size)).unwrap();
+    assert!(msg.copies.is_empty());
+    let covered: u64 = msg.updates.iter().map(|u| u.rect.area()).sum();
+    assert_eq!(covered, size.area());
+}
+
+#[test]
 fn undamaged_changes_are_not_sent_and_unchanged_damage_sends_nothing() {
     let size = Size::new(128, 128);
     let mut pair = Pair::new(size, Capabilities::all());

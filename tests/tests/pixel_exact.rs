@@ -37,7 +37,10 @@ async fn check(workload: Workload) {
     assert!(outcome.stats.frames > 0);
     assert!(outcome.cursor_shape.is_some(), "cursor shape not received");
     if matches!(workload, Workload::Scroll | Workload::Drag) {
-        let copied = server.stats().tiles_copied.load(std::sync::atomic::Ordering::Relaxed);
+        let copied = server
+            .stats()
+            .tiles_copied
+            .load(std::sync::atomic::Ordering::Relaxed);
         assert!(copied > 0, "{workload}: moves must be sent as copy-rects");
     }
     server.shutdown().await;

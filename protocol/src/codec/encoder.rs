@@ -68,6 +68,7 @@ pub struct Encoder {
     stream: StreamEncoder,
     next_frame_id: u64,
     last_vectors: Vec<Vector>,
+    resend: bool,
     scratch: Vec<u32>,
     copy_scratch: Vec<u32>,
     uncompressed: Vec<u8>,
@@ -80,17 +81,24 @@ impl Encoder {
             config,
             client: Framebuffer::new(size),
             cache: TileCache::new(if caps.has(CAP_TILE_CACHE) {
-                caps.tile_cache_entries
+                caps.tile_cache_entries.min(MAX_TILE_CACHE_ENTRIES)
             } else {
                 0
             }),
             stream: StreamEncoder::new(config.zstd_level)?,
             next_frame_id: 1,
             last_vectors: Vec::new(),
+            resend: false,
             scratch: Vec::new(),
             copy_scratch: Vec::new(),
             uncompressed: Vec::new(),
         })
+    }
+
+    /// Forgets what the client shows: the next frame sends every damaged tile, changed
+    /// or not (for a client that asked for a refresh).
+    pub fn resend_everything(&mut self) {
+        self.resend = true;
     }
 
     /// The client's framebuffer as of the last encoded frame.
@@ -112,14 +120,17 @@ impl Encoder {
         let changed: Vec<Rect> = damage
             .iter()
             .map(|(c, r)| damage.tile_rect(c, r))
-            .filter(|rect| !screen.rect_eq(&self.client, rect))
+            .filter(|rect| self.resend || !screen.rect_eq(&self.client, rect))
             .collect();
+        let resend = std::mem::take(&mut self.resend);
         if changed.is_empty() {
             return Ok(None);
         }
 
         let caps = self.config.capabilities;
-        let vectors = if caps.has(CAP_COPY_RECT) && changed.len() >= MIN_TILES_FOR_MOTION {
+        // A refresh must not build on pixels the client may have lost.
+        let vectors = if !resend && caps.has(CAP_COPY_RECT) && changed.len() >= MIN_TILES_FOR_MOTION
+        {
             let region = changed.iter().fold(Rect::default(), |a, r| a.union(r));
             candidate_vectors(&self.client, screen, &region, &self.last_vectors)
         } else {
@@ -151,8 +162,13 @@ impl Encoder {
         self.uncompressed.clear();
         for tile in &changed {
             stats.raw_bytes += tile.area() * 4;
-            let Some(dirty) = diff_bounds(screen, &self.client, tile) else {
-                continue;
+            let dirty = if resend {
+                *tile
+            } else {
+                match diff_bounds(screen, &self.client, tile) {
+                    Some(dirty) => dirty,
+                    None => continue,
+                }
             };
             // Mostly-changed tiles go whole so the tile cache can recognise them.
             let rect = if dirty.area() * 2 >= tile.area() {
