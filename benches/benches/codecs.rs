@@ -45,7 +45,7 @@ fn codecs(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes.len() as u64));
     g.bench_function("palette_encode", |b| {
         b.iter(|| {
-            let pal = palette::collect_palette(black_box(&tile));
+            let pal = palette::collect_palette(black_box(&tile), 256);
             let mut out = Vec::new();
             if let Some(p) = pal {
                 palette::encode(&tile, &p, &mut out);
@@ -53,7 +53,7 @@ fn codecs(c: &mut Criterion) {
             out
         })
     });
-    let pal = palette::collect_palette(&tile);
+    let pal = palette::collect_palette(&tile, 256);
     if let Some(p) = &pal {
         let mut enc = Vec::new();
         palette::encode(&tile, p, &mut enc);

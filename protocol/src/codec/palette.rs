@@ -10,10 +10,11 @@ const MODE_PACKED: u8 = 0;
 const MODE_RUNS: u8 = 1;
 const SLOTS: usize = 1024;
 
-/// Colours of `pixels`, sorted, or `None` when there are more than 256.
+/// Colours of `pixels`, sorted, or `None` when there are more than `max` (at most 256).
 /// Sorting keeps indices stable across tiles with the same colours, which helps the
 /// general compressor that runs over the result.
-pub fn collect_palette(pixels: &[u32]) -> Option<Vec<u32>> {
+pub fn collect_palette(pixels: &[u32], max: usize) -> Option<Vec<u32>> {
+    let max = max.min(256);
     let mut table = ColourTable::new();
     let mut colours = Vec::new();
     let mut last = None;
@@ -24,7 +25,7 @@ pub fn collect_palette(pixels: &[u32]) -> Option<Vec<u32>> {
         last = Some(p);
         if table.insert(p, colours.len() as u16) {
             colours.push(p);
-            if colours.len() > 256 {
+            if colours.len() > max {
                 return None;
             }
         }
@@ -231,7 +232,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn round_trip(pixels: &[u32]) -> usize {
-        let pal = collect_palette(pixels).expect("few colours");
+        let pal = collect_palette(pixels, 256).expect("few colours");
         let mut bytes = Vec::new();
         encode(pixels, &pal, &mut bytes);
         assert!(bytes.len() as u64 <= max_encoded_len(pixels.len() as u64));
@@ -249,7 +250,12 @@ mod tests {
     #[test]
     fn too_many_colours_is_none() {
         let pixels: Vec<u32> = (0..300).collect();
-        assert!(collect_palette(&pixels).is_none());
+        assert!(collect_palette(&pixels, 256).is_none());
+        assert!(collect_palette(&pixels[..20], 16).is_none());
+        assert_eq!(
+            collect_palette(&pixels[..16], 16).map(|p| p.len()),
+            Some(16)
+        );
     }
 
     #[test]
