@@ -7,12 +7,12 @@ use crate::tiles::TileMask;
 
 use super::cache::{bytemuck_cast, is_grid_tile, tile_key, TileCache};
 use super::diff::{diff_bounds, move_fit, moved_whole, solid_colour};
-use super::motion::{candidate_vectors, Vector};
+use super::motion::{candidate_vectors, clusters, Vector};
 use super::stream::StreamEncoder;
 use super::{apply_copies, palette, CodecError};
 
-/// Moves are searched only when at least this many tiles changed: small damage (typing)
-/// is cheaper to send than to search.
+/// Moves are searched only in clusters of at least this many changed tiles: small damage
+/// (typing) is cheaper to send than to search.
 const MIN_TILES_FOR_MOTION: usize = 4;
 
 /// A partial move must explain at least this many pixels of a tile to be worth a copy.
@@ -143,8 +143,23 @@ impl Encoder {
         // A refresh must not build on pixels the client may have lost.
         let vectors = if !resend && caps.has(CAP_COPY_RECT) && changed.len() >= MIN_TILES_FOR_MOTION
         {
-            let region = changed.iter().fold(Rect::default(), |a, r| a.union(r));
-            candidate_vectors(&self.client, screen, &region, &self.last_vectors)
+            if self.last_vectors_still_fit(screen, &changed) {
+                // A scroll or drag usually keeps its speed: skip the search.
+                self.last_vectors.clone()
+            } else {
+                let mut vectors = self.last_vectors.clone();
+                for (region, tiles) in clusters(&changed) {
+                    if tiles < MIN_TILES_FOR_MOTION {
+                        continue;
+                    }
+                    for v in candidate_vectors(&self.client, screen, &region, &[]) {
+                        if !vectors.contains(&v) {
+                            vectors.push(v);
+                        }
+                    }
+                }
+                vectors
+            }
         } else {
             Vec::new()
         };
@@ -212,6 +227,25 @@ impl Encoder {
             },
             stats,
         }))
+    }
+
+    /// True when last frame's moves still explain at least half of a sample of the
+    /// changed tiles.
+    fn last_vectors_still_fit(&self, screen: &Framebuffer, changed: &[Rect]) -> bool {
+        if self.last_vectors.is_empty() {
+            return false;
+        }
+        let step = (changed.len() / 16).max(1);
+        let sample: Vec<&Rect> = changed.iter().step_by(step).collect();
+        let fits = sample
+            .iter()
+            .filter(|t| {
+                self.last_vectors
+                    .iter()
+                    .any(|v| moved_whole(screen, &self.client, t, *v))
+            })
+            .count();
+        fits * 2 >= sample.len()
     }
 
     /// The move that explains most of `tile`'s change, as the rect to copy and the vector.

@@ -125,6 +125,50 @@ fn vote(
     votes
 }
 
+/// Groups tile rects (on the 64x64 grid) into 8-connected clusters; returns each
+/// cluster's bounding box and tile count. Searching per cluster keeps far-apart damage
+/// (a typed glyph and a status bar) from turning into one screen-sized search.
+pub fn clusters(tiles: &[Rect]) -> Vec<(Rect, usize)> {
+    let cell = |r: &Rect| (r.x / crate::TILE, r.y / crate::TILE);
+    let index: HashMap<(u32, u32), usize> = tiles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (cell(r), i))
+        .collect();
+    let mut seen = vec![false; tiles.len()];
+    let mut out = Vec::new();
+    for start in 0..tiles.len() {
+        if seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        let mut stack = vec![start];
+        let mut bounds = Rect::default();
+        let mut count = 0;
+        while let Some(i) = stack.pop() {
+            bounds = bounds.union(&tiles[i]);
+            count += 1;
+            let (c, r) = cell(&tiles[i]);
+            for dr in -1i64..=1 {
+                for dc in -1i64..=1 {
+                    let (nc, nr) = (i64::from(c) + dc, i64::from(r) + dr);
+                    if nc < 0 || nr < 0 {
+                        continue;
+                    }
+                    if let Some(&j) = index.get(&(nc as u32, nr as u32)) {
+                        if !seen[j] {
+                            seen[j] = true;
+                            stack.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        out.push((bounds, count));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +213,19 @@ mod tests {
         }
         let v = candidate_vectors(&old, &new, &size.full_rect(), &[]);
         assert_eq!(v.first(), Some(&(20, 10)));
+    }
+
+    #[test]
+    fn clusters_split_distant_damage() {
+        let t = |c: u32, r: u32| Rect::new(c * 64, r * 64, 64, 64);
+        let got = clusters(&[t(0, 0), t(1, 1), t(10, 10), t(11, 10)]);
+        assert_eq!(
+            got,
+            vec![
+                (Rect::new(0, 0, 128, 128), 2),
+                (Rect::new(640, 640, 128, 64), 2)
+            ]
+        );
     }
 
     #[test]
