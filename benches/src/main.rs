@@ -110,6 +110,7 @@ fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result
         let stop = StopWhen {
             duration: Some(activity * 4 + Duration::from_secs(60)),
             source_seq: Some(replay.final_sequence),
+            ..Default::default()
         };
         anyhow::Ok(session.run(stop, None).await?)
     })?;

@@ -39,6 +39,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .arg(format!("default={}", args.workload))
         .arg("--data-dir")
         .arg(&data_dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -95,9 +96,18 @@ pub(crate) async fn run_session(
         "connected to desktop '{}' ({}x{}), session {}",
         opts.desktop, w.desktop_size.width, w.desktop_size.height, w.session_id
     );
+    // Ctrl-C ends the session cleanly, so the statistics and screenshot still come out.
+    let interrupt = Arc::new(tokio::sync::Notify::new());
+    let notify = interrupt.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            notify.notify_one();
+        }
+    });
     let stop = StopWhen {
         duration,
         source_seq: None,
+        interrupt: Some(interrupt),
     };
     let outcome = session.run(stop, None).await?;
     if let Some(path) = screenshot {

@@ -9,7 +9,7 @@ use oriel_protocol::codec::Decoder;
 use oriel_protocol::handshake::check_welcome;
 use oriel_protocol::*;
 use oriel_transport::tls::pinned_client_config;
-use oriel_transport::{close, send_message, Fingerprint, FramedRecv, TransportError};
+use oriel_transport::{close, send_message, unix_micros, Fingerprint, FramedRecv, TransportError};
 use tokio::sync::mpsc;
 
 use crate::stats::ClientStats;
@@ -57,8 +57,10 @@ impl ConnectOptions {
 }
 
 /// When [`Session::run`] returns.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StopWhen {
+    /// When notified (e.g. on Ctrl-C).
+    pub interrupt: Option<Arc<tokio::sync::Notify>>,
     /// After this long.
     pub duration: Option<Duration>,
     /// Once a frame carrying at least this source sequence is decoded.
@@ -69,6 +71,7 @@ pub struct StopWhen {
 pub enum EndReason {
     DurationElapsed,
     SequenceReached,
+    Interrupted,
     ServerClosed,
 }
 
@@ -197,13 +200,22 @@ impl Session {
             if let Some(delay) = read_delay {
                 tokio::time::sleep(delay).await;
             }
-            let next = self.display.recv::<FrameMsg>();
-            let msg = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, next).await {
-                    Ok(r) => r,
-                    Err(_) => break EndReason::DurationElapsed,
-                },
-                None => next.await,
+            let deadline_passed = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let interrupted = async {
+                match &stop.interrupt {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let msg = tokio::select! {
+                r = self.display.recv::<FrameMsg>() => r,
+                _ = deadline_passed => break EndReason::DurationElapsed,
+                _ = interrupted => break EndReason::Interrupted,
             };
             let msg = match msg {
                 Ok(Some(m)) => m,
@@ -368,11 +380,4 @@ fn lost_or(e: TransportError, conn: &quinn::Connection) -> ClientError {
         Some(reason) => ClientError::Lost(reason.to_string()),
         None => e.into(),
     }
-}
-
-fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use oriel_protocol::{InputEvent, Rect, Size, TileMask};
+use oriel_transport::unix_micros;
 use tokio::sync::Notify;
 
 use crate::source::FrameSource;
@@ -187,11 +188,4 @@ impl Desktop {
 /// guards (pixels, damage bits) stays consistent at every await-free step.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }

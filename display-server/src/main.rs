@@ -17,6 +17,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = Args::parse().resolve()?;
+    // Registered before start-up work, so a stop request during start-up is not lost.
+    let mut stop = StopSignals::new()?;
 
     let identity = Identity::load_or_create(&config.data_dir, &["localhost".into()])
         .with_context(|| format!("TLS identity in {}", config.data_dir.display()))?;
@@ -59,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         None => None,
     };
 
-    shutdown_signal().await;
+    stop.recv().await;
     tracing::info!("shutting down");
     if let Some(m) = metrics {
         m.abort();
@@ -68,11 +70,25 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
+/// SIGINT and SIGTERM.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
     }
 }

@@ -63,7 +63,16 @@ pub async fn serve(conn: quinn::Connection, shared: Arc<Shared>) {
             conn.close(close::NORMAL, b"session ended");
         }
         Err(e) => {
-            tracing::warn!(%remote, "session closed: {e:#}");
+            match conn.close_reason() {
+                Some(quinn::ConnectionError::ApplicationClosed(c))
+                    if c.error_code == close::NORMAL =>
+                {
+                    tracing::info!(%remote, "client disconnected");
+                    return;
+                }
+                Some(quinn::ConnectionError::LocallyClosed) => return,
+                _ => tracing::warn!(%remote, "session closed: {e:#}"),
+            }
             if conn.close_reason().is_none() {
                 shared.stats.protocol_errors.fetch_add(1, Relaxed);
                 let reason = format!("{e:#}");

@@ -67,6 +67,7 @@ async fn keys_and_pointer_reach_the_desktop_and_echo_back() {
     let stop = StopWhen {
         duration: Some(Duration::from_secs(60)),
         source_seq: Some(script_end),
+        ..Default::default()
     };
     first.run(stop, None).await.unwrap();
     // The echo is drawn at the first poll after the keys arrived and after the script.
@@ -99,6 +100,7 @@ async fn keys_and_pointer_reach_the_desktop_and_echo_back() {
     let stop = StopWhen {
         duration: Some(Duration::from_secs(60)),
         source_seq: Some(current_seq(&server)),
+        ..Default::default()
     };
     let outcome = second.run(stop, None).await.unwrap();
     assert_eq!(outcome.end, EndReason::SequenceReached);

@@ -17,6 +17,7 @@ async fn check(workload: Workload) {
     let stop = StopWhen {
         duration: Some(Duration::from_secs(120)),
         source_seq: Some(final_seq),
+        ..Default::default()
     };
     let outcome = session.run(stop, None).await.expect("session runs");
     assert_eq!(

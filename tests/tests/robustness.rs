@@ -15,6 +15,7 @@ fn until(config: &SyntheticConfig, ticks: u64) -> StopWhen {
     StopWhen {
         duration: Some(Duration::from_secs(120)),
         source_seq: Some(replay(config, ticks).1),
+        ..Default::default()
     }
 }
 

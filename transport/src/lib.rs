@@ -39,6 +39,15 @@ pub enum TransportError {
     Io(#[from] std::io::Error),
 }
 
+/// Wall-clock microseconds since the Unix epoch: frames carry their capture time in
+/// this clock so a client on the same machine can measure capture → decoded latency.
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// Transport settings for both ends: keep-alives so idle desktops stay connected through
 /// NATs, an idle timeout so dead peers are noticed.
 pub fn transport_config() -> quinn::TransportConfig {
