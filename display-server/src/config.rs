@@ -99,6 +99,7 @@ impl Args {
                 .max_sessions
                 .or(file.max_sessions)
                 .unwrap_or(defaults.max_sessions),
+            require_tickets: false,
         };
         if server.frame_window == 0 {
             bail!("--frame-window must be at least 1");

@@ -97,6 +97,7 @@ pub struct Desktop {
     source: Mutex<Box<dyn FrameSource>>,
     sinks: Mutex<Vec<Arc<DamageSink>>>,
     frames_produced: AtomicU64,
+    retired: tokio::sync::watch::Sender<bool>,
 }
 
 impl Desktop {
@@ -107,6 +108,7 @@ impl Desktop {
             source: Mutex::new(source),
             sinks: Mutex::new(Vec::new()),
             frames_produced: AtomicU64::new(0),
+            retired: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -121,6 +123,17 @@ impl Desktop {
     /// Polls that produced damage since the desktop started.
     pub fn frames_produced(&self) -> u64 {
         self.frames_produced.load(Ordering::Relaxed)
+    }
+
+    /// Marks the desktop as gone (destroyed or reset): its sessions end.
+    pub fn retire(&self) {
+        self.retired.send_replace(true);
+    }
+
+    /// Resolves once the desktop is retired.
+    pub async fn retired(&self) {
+        let mut rx = self.retired.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 
     /// Locks the source, e.g. to copy pixels out of it.

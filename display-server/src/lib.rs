@@ -5,10 +5,12 @@ pub mod config;
 pub mod cursor;
 pub mod desktop;
 pub mod metrics_http;
+pub mod registry;
 pub mod server;
 pub mod session;
 pub mod source;
 pub mod stats;
+pub mod tickets;
 
 pub use desktop::Desktop;
 pub use server::{DisplayServer, ServerConfig};

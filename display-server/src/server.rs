@@ -1,6 +1,5 @@
 //! The QUIC endpoint: accepts connections and hands each to a session.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -9,7 +8,9 @@ use oriel_protocol::{Capabilities, ALPN};
 use oriel_transport::{close, Fingerprint, Identity};
 
 use crate::desktop::Desktop;
+use crate::registry::Desktops;
 use crate::stats::ServerStats;
+use crate::tickets::TicketGate;
 
 /// Tunables of the display pipeline.
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct ServerConfig {
     pub frame_window: usize,
     pub zstd_level: i32,
     pub max_sessions: usize,
+    /// Clients must present a broker ticket (set when the server works for a broker).
+    pub require_tickets: bool,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +31,7 @@ impl Default for ServerConfig {
             frame_window: 2,
             zstd_level: 1,
             max_sessions: 64,
+            require_tickets: false,
         }
     }
 }
@@ -35,10 +39,11 @@ impl Default for ServerConfig {
 /// State every session shares.
 pub struct Shared {
     pub config: ServerConfig,
-    pub desktops: HashMap<String, Arc<Desktop>>,
+    pub desktops: Desktops,
     pub capabilities: Capabilities,
     pub stats: Arc<ServerStats>,
     pub next_session_id: AtomicU64,
+    pub tickets: TicketGate,
 }
 
 /// A running display server. Dropping it does not stop it; call [`DisplayServer::shutdown`].
@@ -71,18 +76,19 @@ impl DisplayServer {
         let server_config = identity.quic_server_config(ALPN)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        let mut tasks: Vec<_> = desktops.iter().map(|d| d.spawn_capture_loop()).collect();
+        let registry = Desktops::default();
+        for d in desktops {
+            registry.add(d)?;
+        }
         let shared = Arc::new(Shared {
+            tickets: TicketGate::new(config.require_tickets),
             config,
-            desktops: desktops
-                .into_iter()
-                .map(|d| (d.name().to_string(), d))
-                .collect(),
+            desktops: registry,
             capabilities: Capabilities::all(),
             stats: Arc::new(ServerStats::default()),
             next_session_id: AtomicU64::new(1),
         });
-        tasks.push(tokio::spawn(accept_loop(endpoint.clone(), shared.clone())));
+        let tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
         Ok(Self {
             endpoint,
             shared,
@@ -99,19 +105,30 @@ impl DisplayServer {
         self.fingerprint
     }
 
+    /// Installs the broker's ticket-signing public key.
+    pub fn set_ticket_key(&self, key: ed25519_dalek::VerifyingKey) {
+        self.shared.tickets.set_key(key);
+    }
+
     pub fn stats(&self) -> Arc<ServerStats> {
         self.shared.stats.clone()
     }
 
     pub fn desktop(&self, name: &str) -> Option<Arc<Desktop>> {
-        self.shared.desktops.get(name).cloned()
+        self.shared.desktops.get(name)
+    }
+
+    /// The desktops this server runs; add and remove at run time.
+    pub fn desktops(&self) -> &Desktops {
+        &self.shared.desktops
     }
 
     /// Source frames produced over all desktops.
     pub fn frames_produced(&self) -> u64 {
         self.shared
             .desktops
-            .values()
+            .list()
+            .iter()
             .map(|d| d.frames_produced())
             .sum()
     }
@@ -128,6 +145,7 @@ impl DisplayServer {
         for t in &self.tasks {
             t.abort();
         }
+        self.shared.desktops.remove_all();
         self.endpoint.wait_idle().await;
     }
 }

@@ -155,13 +155,17 @@ async fn run_session(
 
 fn accept_hello(hello: &Hello, shared: &Shared) -> Result<(Arc<Desktop>, Capabilities), Reject> {
     let caps = check_hello(hello, &shared.capabilities)?;
-    let desktop = shared
-        .desktops
-        .get(&hello.desktop)
-        .cloned()
-        .ok_or_else(|| Reject {
-            code: RejectCode::UnknownDesktop,
-            message: format!("no desktop named '{}' on this server", hello.desktop),
+    let desktop = shared.desktops.get(&hello.desktop).ok_or_else(|| Reject {
+        code: RejectCode::UnknownDesktop,
+        message: format!("no desktop named '{}' on this server", hello.desktop),
+    })?;
+    let now = oriel_transport::unix_micros() / 1_000_000;
+    shared
+        .tickets
+        .admit(&hello.ticket, &hello.desktop, now)
+        .map_err(|e| Reject {
+            code: RejectCode::BadTicket,
+            message: format!("ticket refused: {e}"),
         })?;
     // Reserve the slot atomically so simultaneous hellos cannot overshoot the limit.
     let max = shared.config.max_sessions as u64;
@@ -206,6 +210,10 @@ async fn run_streams(
         r = display_loop(shared, desktop, sink, caps, &in_flight, &mut display) => r,
         r = control_loop(shared, sink, &in_flight, control_rx) => r,
         r = accept_input(conn, shared, desktop) => r,
+        _ = desktop.retired() => {
+            conn.close(close::DESKTOP_GONE, b"the desktop was stopped or reset");
+            Ok(())
+        }
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             other => Err(other.into()),

@@ -5,6 +5,7 @@
 pub mod framebuffer;
 pub mod geometry;
 pub mod messages;
+pub mod ticket;
 pub mod tiles;
 
 pub use framebuffer::Framebuffer;

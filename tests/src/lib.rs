@@ -24,6 +24,15 @@ pub fn synthetic(workload: Workload, ticks: u64) -> SyntheticConfig {
 
 /// Starts a display server on 127.0.0.1 with one synthetic desktop per entry.
 pub fn start_server(desktops: &[(&str, SyntheticConfig)], frame_window: usize) -> DisplayServer {
+    start_server_with(desktops, frame_window, false)
+}
+
+/// Like [`start_server`]; with `require_tickets` clients need a broker ticket.
+pub fn start_server_with(
+    desktops: &[(&str, SyntheticConfig)],
+    frame_window: usize,
+    require_tickets: bool,
+) -> DisplayServer {
     let identity = Identity::generate(&["localhost".into()]).expect("identity");
     let desktops = desktops
         .iter()
@@ -35,6 +44,7 @@ pub fn start_server(desktops: &[(&str, SyntheticConfig)], frame_window: usize) -
     let config = ServerConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         frame_window,
+        require_tickets,
         ..Default::default()
     };
     DisplayServer::start(config, &identity, desktops).expect("server starts")

@@ -19,6 +19,8 @@ pub mod close {
     pub const REJECTED: VarInt = VarInt::from_u32(2);
     /// The server is shutting down.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(3);
+    /// The desktop was stopped, reset or destroyed.
+    pub const DESKTOP_GONE: VarInt = VarInt::from_u32(4);
 }
 
 #[derive(Debug, thiserror::Error)]
