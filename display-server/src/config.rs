@@ -51,6 +51,26 @@ pub struct Args {
     /// TCP address of the Prometheus /metrics endpoint, or "off" [default: 127.0.0.1:9464].
     #[arg(long, value_name = "ADDR|off")]
     pub metrics_listen: Option<String>,
+    /// Work for a broker: its host-link address (printed by oriel-broker). Clients then
+    /// need broker tickets, and the broker creates the desktops.
+    #[arg(long, value_name = "ADDR")]
+    pub broker: Option<SocketAddr>,
+    /// SHA-256 fingerprint of the broker's certificate (printed by oriel-broker).
+    #[arg(long, value_name = "SHA256")]
+    pub broker_fingerprint: Option<String>,
+    /// One-time token to join the broker (from `oriel-broker admin host token`); later
+    /// starts use the credential saved in the data directory.
+    #[arg(long, value_name = "TOKEN")]
+    pub join_token: Option<String>,
+    /// Name of this host at the broker [default: the listen address].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address clients should dial, if not the listen address (e.g. behind NAT).
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<String>,
+    /// Most desktops this host runs for the broker [default: 16].
+    #[arg(long, value_name = "N")]
+    pub capacity: Option<u32>,
 }
 
 /// The same options as [`Args`], from a TOML file.
@@ -67,6 +87,12 @@ struct FileConfig {
     zstd_level: Option<i32>,
     max_sessions: Option<usize>,
     metrics_listen: Option<String>,
+    broker: Option<SocketAddr>,
+    broker_fingerprint: Option<String>,
+    join_token: Option<String>,
+    name: Option<String>,
+    advertise: Option<String>,
+    capacity: Option<u32>,
 }
 
 /// Everything the server needs, resolved.
@@ -76,6 +102,18 @@ pub struct Resolved {
     pub data_dir: PathBuf,
     pub desktops: Vec<(String, SyntheticConfig)>,
     pub metrics_listen: Option<SocketAddr>,
+    pub broker: Option<BrokerLink>,
+}
+
+/// How to reach the broker; the rest of the agent's settings come from the server.
+#[derive(Debug, Clone)]
+pub struct BrokerLink {
+    pub address: SocketAddr,
+    pub fingerprint: oriel_transport::Fingerprint,
+    pub join_token: Option<String>,
+    pub name: Option<String>,
+    pub advertise: Option<String>,
+    pub capacity: u32,
 }
 
 impl Args {
@@ -99,7 +137,7 @@ impl Args {
                 .max_sessions
                 .or(file.max_sessions)
                 .unwrap_or(defaults.max_sessions),
-            require_tickets: false,
+            require_tickets: self.broker.or(file.broker).is_some(),
         };
         if server.frame_window == 0 {
             bail!("--frame-window must be at least 1");
@@ -110,11 +148,35 @@ impl Args {
         };
         let fps = self.fps.or(file.fps).unwrap_or(30);
         let ticks = self.ticks.or(file.ticks);
+        let broker = match self.broker.or(file.broker) {
+            Some(address) => {
+                let fingerprint = self
+                    .broker_fingerprint
+                    .or(file.broker_fingerprint)
+                    .context("--broker needs --broker-fingerprint")?
+                    .parse()
+                    .map_err(anyhow::Error::msg)?;
+                Some(BrokerLink {
+                    address,
+                    fingerprint,
+                    join_token: self.join_token.or(file.join_token),
+                    name: self.name.or(file.name),
+                    advertise: self.advertise.or(file.advertise),
+                    capacity: self.capacity.or(file.capacity).unwrap_or(16),
+                })
+            }
+            None => None,
+        };
+        // With a broker, the broker decides which desktops run.
+        let default_desktops = if broker.is_some() {
+            vec![]
+        } else {
+            vec!["default=mixed".into()]
+        };
         let specs = if !self.desktops.is_empty() {
             self.desktops
         } else {
-            file.desktops
-                .unwrap_or_else(|| vec!["default=mixed".into()])
+            file.desktops.unwrap_or(default_desktops)
         };
         let mut desktops = Vec::new();
         for spec in specs {
@@ -151,6 +213,7 @@ impl Args {
                 .unwrap_or_else(default_data_dir),
             desktops,
             metrics_listen,
+            broker,
         })
     }
 }

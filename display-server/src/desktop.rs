@@ -152,6 +152,11 @@ impl Desktop {
         sink
     }
 
+    /// Sessions watching this desktop.
+    pub fn viewers(&self) -> usize {
+        lock(&self.sinks).len()
+    }
+
     pub fn unsubscribe(&self, sink: &Arc<DamageSink>) {
         lock(&self.sinks).retain(|s| !Arc::ptr_eq(s, sink));
     }

@@ -1,6 +1,7 @@
 //! Oriel display server: runs desktops, captures their damage, encodes frames and serves
 //! clients over QUIC.
 
+pub mod agent;
 pub mod config;
 pub mod cursor;
 pub mod desktop;

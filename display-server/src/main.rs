@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use oriel_display_server::agent::{self, AgentConfig};
 use oriel_display_server::config::Args;
 use oriel_display_server::source::synthetic::SyntheticSource;
 use oriel_display_server::{metrics_http, Desktop, DisplayServer};
@@ -43,6 +44,23 @@ async fn main() -> anyhow::Result<()> {
         server.fingerprint()
     );
 
+    let agent = config.broker.map(|link| {
+        let listen = server
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let agent_config = AgentConfig {
+            broker: link.address,
+            broker_fingerprint: link.fingerprint,
+            join_token: link.join_token,
+            name: link.name.unwrap_or_else(|| listen.clone()),
+            display_address: link.advertise.unwrap_or(listen),
+            capacity: link.capacity,
+            data_dir: config.data_dir.clone(),
+        };
+        tokio::spawn(agent::run(server.clone(), agent_config))
+    });
+
     let metrics = match config.metrics_listen {
         Some(addr) => {
             let listener = metrics_http::bind(addr).await?;
@@ -63,8 +81,8 @@ async fn main() -> anyhow::Result<()> {
 
     stop.recv().await;
     tracing::info!("shutting down");
-    if let Some(m) = metrics {
-        m.abort();
+    for task in [metrics, agent].into_iter().flatten() {
+        task.abort();
     }
     server.shutdown().await;
     Ok(())

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use oriel_protocol::host_link::HostMsg;
 use oriel_protocol::{Capabilities, ALPN};
 use oriel_transport::{close, Fingerprint, Identity};
 
@@ -44,6 +45,26 @@ pub struct Shared {
     pub stats: Arc<ServerStats>,
     pub next_session_id: AtomicU64,
     pub tickets: TicketGate,
+    /// Where session events go when a host agent runs.
+    pub events: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<HostMsg>>>,
+}
+
+impl Shared {
+    /// Reports an event to the broker, if this server has one.
+    pub fn report(&self, event: HostMsg) {
+        if let Some(tx) = self
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            // Bounded: while the broker link is down, old events are dropped rather
+            // than queued without limit; the next heartbeat carries the current state.
+            if tx.try_send(event).is_err() {
+                tracing::debug!("broker event queue full; event dropped");
+            }
+        }
+    }
 }
 
 /// A running display server. Dropping it does not stop it; call [`DisplayServer::shutdown`].
@@ -87,6 +108,7 @@ impl DisplayServer {
             capabilities: Capabilities::all(),
             stats: Arc::new(ServerStats::default()),
             next_session_id: AtomicU64::new(1),
+            events: std::sync::Mutex::new(None),
         });
         let tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
         Ok(Self {
@@ -103,6 +125,13 @@ impl DisplayServer {
 
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// Session events (connect, disconnect, refused tickets) for the host agent.
+    pub fn subscribe_events(&self) -> tokio::sync::mpsc::Receiver<HostMsg> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        *self.shared.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
     }
 
     /// Installs the broker's ticket-signing public key.

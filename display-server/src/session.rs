@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use oriel_protocol::codec::{CodecError, EncodedFrame, Encoder, EncoderConfig, FrameMeta};
 use oriel_protocol::handshake::check_hello;
+use oriel_protocol::host_link::{HostMsg, SessionEvent};
 use oriel_protocol::wire::encode_message;
 use oriel_protocol::*;
 use oriel_transport::{close, send_message, FramedRecv};
@@ -95,10 +96,16 @@ async fn run(conn: &quinn::Connection, shared: &Arc<Shared>) -> anyhow::Result<(
         .context("no hello within the handshake timeout")??
         .ok_or_else(|| anyhow!("control stream closed before hello"))?;
 
-    let (desktop, caps) = match accept_hello(&hello, shared) {
+    let (desktop, caps, user) = match accept_hello(&hello, shared) {
         Ok(ok) => ok,
         Err(reject) => {
             shared.stats.sessions_rejected.fetch_add(1, Relaxed);
+            if reject.code == RejectCode::BadTicket {
+                shared.report(HostMsg::TicketRefused {
+                    desktop: hello.desktop.clone(),
+                    reason: reject.message.clone(),
+                });
+            }
             tracing::info!(desktop = hello.desktop, "refused: {}", reject.message);
             let limit = Channel::Control.max_message_len();
             send_message(&mut control_tx, &HelloReply::Reject(reject.clone()), limit).await?;
@@ -110,7 +117,14 @@ async fn run(conn: &quinn::Connection, shared: &Arc<Shared>) -> anyhow::Result<(
         }
     };
 
+    let event = |event| HostMsg::Session {
+        desktop: hello.desktop.clone(),
+        user: user.clone(),
+        event,
+    };
+    shared.report(event(SessionEvent::Connected));
     let result = run_session(conn, shared, &hello, &desktop, caps, control_tx, control_rx).await;
+    shared.report(event(SessionEvent::Disconnected));
     shared.stats.sessions_active.fetch_sub(1, Relaxed);
     result
 }
@@ -153,14 +167,19 @@ async fn run_session(
     result
 }
 
-fn accept_hello(hello: &Hello, shared: &Shared) -> Result<(Arc<Desktop>, Capabilities), Reject> {
+/// Checks a hello; on success the desktop, the capabilities and the ticket's user
+/// (empty in standalone mode).
+fn accept_hello(
+    hello: &Hello,
+    shared: &Shared,
+) -> Result<(Arc<Desktop>, Capabilities, String), Reject> {
     let caps = check_hello(hello, &shared.capabilities)?;
     let desktop = shared.desktops.get(&hello.desktop).ok_or_else(|| Reject {
         code: RejectCode::UnknownDesktop,
         message: format!("no desktop named '{}' on this server", hello.desktop),
     })?;
     let now = oriel_transport::unix_micros() / 1_000_000;
-    shared
+    let claims = shared
         .tickets
         .admit(&hello.ticket, &hello.desktop, now)
         .map_err(|e| Reject {
@@ -177,7 +196,7 @@ fn accept_hello(hello: &Hello, shared: &Shared) -> Result<(Arc<Desktop>, Capabil
             code: RejectCode::ServerFull,
             message: "the server has reached its session limit".into(),
         })?;
-    Ok((desktop, caps))
+    Ok((desktop, caps, claims.map(|c| c.user).unwrap_or_default()))
 }
 
 async fn run_streams(

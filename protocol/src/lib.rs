@@ -4,6 +4,7 @@
 
 pub mod framebuffer;
 pub mod geometry;
+pub mod host_link;
 pub mod messages;
 pub mod ticket;
 pub mod tiles;
@@ -12,6 +13,7 @@ pub use framebuffer::Framebuffer;
 pub use geometry::{Rect, Size};
 pub use messages::*;
 pub use tiles::{TileMask, TILE};
+pub mod api;
 pub mod codec;
 pub mod handshake;
 pub mod wire;

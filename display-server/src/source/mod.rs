@@ -31,3 +31,44 @@ pub trait FrameSource: Send {
     /// The concrete source, for tools and tests that need more than this trait.
     fn as_any(&self) -> &dyn std::any::Any;
 }
+
+/// Builds the source a broker's desktop spec asks for. `params` is JSON; for
+/// `synthetic`: `{"workload": "typing", "width": 1920, "height": 1080, "fps": 30}`, all
+/// optional.
+pub fn from_spec(
+    spec: &oriel_protocol::host_link::DesktopSpec,
+) -> anyhow::Result<Box<dyn FrameSource>> {
+    use anyhow::Context;
+    match spec.kind.as_str() {
+        "synthetic" => {
+            #[derive(serde::Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct Params {
+                workload: Option<String>,
+                width: Option<u32>,
+                height: Option<u32>,
+                fps: Option<u32>,
+            }
+            let p: Params = if spec.params.trim().is_empty() {
+                Params::default()
+            } else {
+                serde_json::from_str(&spec.params).context("synthetic desktop parameters")?
+            };
+            let defaults = synthetic::SyntheticConfig::default();
+            let config = synthetic::SyntheticConfig {
+                workload: match p.workload {
+                    Some(w) => w.parse()?,
+                    None => defaults.workload,
+                },
+                size: Size::new(
+                    p.width.unwrap_or(defaults.size.width),
+                    p.height.unwrap_or(defaults.size.height),
+                ),
+                fps: p.fps.unwrap_or(defaults.fps),
+                max_ticks: None,
+            };
+            Ok(Box::new(synthetic::SyntheticSource::new(config)?))
+        }
+        other => anyhow::bail!("desktop source '{other}' is not supported by this server"),
+    }
+}

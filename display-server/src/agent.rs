@@ -1,0 +1,243 @@
+//! The host agent: keeps this display server registered with its broker over the host
+//! link (QUIC, broker certificate pinned), reports heartbeats and session events, and
+//! carries out the broker's commands. Reconnects with backoff when the link drops.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use oriel_protocol::host_link::*;
+use oriel_transport::tls::pinned_client_config;
+use oriel_transport::{send_message, Fingerprint, FramedRecv};
+use tokio::sync::mpsc;
+
+use crate::desktop::Desktop;
+use crate::server::DisplayServer;
+
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The broker's host-link address (QUIC).
+    pub broker: std::net::SocketAddr,
+    pub broker_fingerprint: Fingerprint,
+    pub join_token: Option<String>,
+    pub name: String,
+    /// Address clients dial to reach this server.
+    pub display_address: String,
+    pub capacity: u32,
+    /// Where the host credential is kept after the first registration.
+    pub data_dir: PathBuf,
+}
+
+/// Runs until the process ends; errors on the link are logged and retried.
+pub async fn run(server: Arc<DisplayServer>, config: AgentConfig) {
+    let mut events = server.subscribe_events();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match link_once(&server, &config, &mut events).await {
+            Ok(()) => backoff = Duration::from_millis(500),
+            Err(e) => {
+                tracing::warn!("broker link: {e:#}; retrying in {backoff:?}");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn credential_path(config: &AgentConfig) -> PathBuf {
+    config.data_dir.join("host-credential")
+}
+
+async fn link_once(
+    server: &DisplayServer,
+    config: &AgentConfig,
+    events: &mut mpsc::Receiver<HostMsg>,
+) -> anyhow::Result<()> {
+    let mut endpoint = quinn::Endpoint::client(if config.broker.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    })?;
+    endpoint.set_default_client_config(pinned_client_config(config.broker_fingerprint, HOST_ALPN)?);
+    let conn = endpoint
+        .connect(config.broker, "oriel-broker")?
+        .await
+        .with_context(|| format!("cannot reach the broker at {}", config.broker))?;
+    let (mut tx, rx) = conn.open_bi().await?;
+    let mut rx = FramedRecv::new(rx, MAX_HOST_MESSAGE);
+
+    let credential = std::fs::read_to_string(credential_path(config))
+        .ok()
+        .map(|c| c.trim().to_string());
+    let register = Register {
+        join_token: if credential.is_none() {
+            config.join_token.clone()
+        } else {
+            None
+        },
+        credential,
+        name: config.name.clone(),
+        display_address: config.display_address.clone(),
+        fingerprint: server.fingerprint().to_string(),
+        capacity: config.capacity,
+        desktops: reports(server),
+    };
+    send_message(&mut tx, &HostMsg::Register(register), MAX_HOST_MESSAGE).await?;
+    match rx.recv::<BrokerMsg>().await? {
+        Some(BrokerMsg::Registered {
+            host_id,
+            credential,
+            ticket_key,
+        }) => {
+            if let Some(c) = credential {
+                save_credential(&credential_path(config), &c)?;
+            }
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&ticket_key)
+                .map_err(|_| anyhow!("broker sent an invalid ticket key"))?;
+            server.set_ticket_key(key);
+            tracing::info!(host_id, "registered with the broker");
+        }
+        Some(BrokerMsg::Refused { reason }) => bail!("the broker refused this host: {reason}"),
+        other => bail!("unexpected first message from the broker: {other:?}"),
+    }
+
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                let msg = HostMsg::Heartbeat { capacity: config.capacity, desktops: reports(server) };
+                send_message(&mut tx, &msg, MAX_HOST_MESSAGE).await?;
+            }
+            event = events.recv() => {
+                let Some(event) = event else { return Ok(()) };
+                send_message(&mut tx, &event, MAX_HOST_MESSAGE).await?;
+            }
+            msg = rx.recv::<BrokerMsg>() => {
+                match msg? {
+                    Some(BrokerMsg::Command { id, command }) => {
+                        let error = execute(server, command).err().map(|e| format!("{e:#}"));
+                        send_message(&mut tx, &HostMsg::CommandDone { id, error }, MAX_HOST_MESSAGE).await?;
+                    }
+                    Some(other) => bail!("unexpected message from the broker: {other:?}"),
+                    None => bail!("the broker closed the link"),
+                }
+            }
+        }
+    }
+}
+
+fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
+    server
+        .desktops()
+        .list()
+        .iter()
+        .map(|d| DesktopReport {
+            name: d.name().to_string(),
+            running: true,
+            sessions: d.viewers() as u32,
+        })
+        .collect()
+}
+
+/// Carries out one broker command.
+pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<()> {
+    match command {
+        HostCommand::Create { desktop, spec } => {
+            if server.desktop(&desktop).is_some() {
+                return Ok(()); // commands are retried; creating twice is not an error
+            }
+            let source = crate::source::from_spec(&spec)?;
+            server.desktops().add(Desktop::new(desktop, source))?;
+        }
+        HostCommand::Reset { desktop, spec } => {
+            let source = crate::source::from_spec(&spec)?;
+            server.desktops().remove(&desktop);
+            server.desktops().add(Desktop::new(desktop, source))?;
+        }
+        HostCommand::Destroy { desktop } => {
+            server.desktops().remove(&desktop);
+        }
+    }
+    Ok(())
+}
+
+fn save_credential(path: &std::path::Path, credential: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(credential.as_bytes()))
+        .with_context(|| format!("cannot save the host credential to {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ServerConfig;
+
+    fn spec(params: &str) -> DesktopSpec {
+        DesktopSpec {
+            kind: "synthetic".into(),
+            params: params.into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_create_reset_and_destroy_desktops() {
+        let identity = oriel_transport::Identity::generate(&[]).unwrap();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
+        let server = DisplayServer::start(config, &identity, vec![]).unwrap();
+        let create = HostCommand::Create {
+            desktop: "d".into(),
+            spec: spec(r#"{"workload":"idle","width":800,"height":600}"#),
+        };
+        execute(&server, create.clone()).unwrap();
+        execute(&server, create).unwrap();
+        assert_eq!(server.desktop("d").unwrap().size().width, 800);
+        let first = server.desktop("d").unwrap();
+        execute(
+            &server,
+            HostCommand::Reset {
+                desktop: "d".into(),
+                spec: spec(""),
+            },
+        )
+        .unwrap();
+        assert!(!Arc::ptr_eq(&first, &server.desktop("d").unwrap()));
+        execute(
+            &server,
+            HostCommand::Destroy {
+                desktop: "d".into(),
+            },
+        )
+        .unwrap();
+        assert!(server.desktop("d").is_none());
+        let bad = HostCommand::Create {
+            desktop: "x".into(),
+            spec: DesktopSpec {
+                kind: "floppy".into(),
+                params: String::new(),
+            },
+        };
+        assert!(execute(&server, bad).is_err());
+        let bad = HostCommand::Create {
+            desktop: "x".into(),
+            spec: spec(r#"{"workload":"idle","colour":"red"}"#),
+        };
+        assert!(execute(&server, bad).is_err());
+        server.shutdown().await;
+    }
+}

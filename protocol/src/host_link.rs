@@ -1,0 +1,100 @@
+//! The link between a display server (host) and the broker: one long-lived QUIC
+//! connection the host dials, with the broker's certificate pinned, carrying one
+//! bidirectional stream of messages. The host registers with a one-time join token
+//! and gets a long-lived credential; then it reports heartbeats and session events,
+//! and the broker pushes commands without polling.
+
+use serde::{Deserialize, Serialize};
+
+/// TLS application protocol of the host link.
+pub const HOST_ALPN: &[u8] = b"oriel-host/1";
+
+/// Largest host-link message.
+pub const MAX_HOST_MESSAGE: usize = 1024 * 1024;
+
+/// Host → broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostMsg {
+    /// First message: who the host is and how clients reach it.
+    Register(Register),
+    /// Periodic state report.
+    Heartbeat {
+        capacity: u32,
+        desktops: Vec<DesktopReport>,
+    },
+    /// A client connected to or left a desktop.
+    Session {
+        desktop: String,
+        user: String,
+        event: SessionEvent,
+    },
+    /// A client was refused at the handshake (for the audit log).
+    TicketRefused { desktop: String, reason: String },
+    /// Outcome of a broker command.
+    CommandDone { id: u64, error: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// One of the two proves the host may join: a join token the first time, then the
+    /// credential the broker handed out.
+    pub join_token: Option<String>,
+    pub credential: Option<String>,
+    pub name: String,
+    /// QUIC address clients dial, host:port.
+    pub display_address: String,
+    /// SHA-256 of the display server certificate, hex.
+    pub fingerprint: String,
+    pub capacity: u32,
+    pub desktops: Vec<DesktopReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionEvent {
+    Connected,
+    Disconnected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesktopReport {
+    pub name: String,
+    pub running: bool,
+    pub sessions: u32,
+}
+
+/// Broker → host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerMsg {
+    Registered {
+        host_id: String,
+        /// Set when the host joined with a token: keep it and use it from now on.
+        credential: Option<String>,
+        /// Public key that signs connect tickets (Ed25519).
+        ticket_key: [u8; 32],
+    },
+    Refused {
+        reason: String,
+    },
+    Command {
+        id: u64,
+        command: HostCommand,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostCommand {
+    /// Create and start a desktop.
+    Create { desktop: String, spec: DesktopSpec },
+    /// Bring a desktop back to its clean state (its sessions end).
+    Reset { desktop: String, spec: DesktopSpec },
+    /// Stop and remove a desktop.
+    Destroy { desktop: String },
+}
+
+/// What a desktop runs. `kind` is the source (`synthetic` now; `x11` and `kvm` later),
+/// `params` its settings as JSON text (e.g. `{"workload":"typing"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesktopSpec {
+    pub kind: String,
+    pub params: String,
+}
