@@ -1,6 +1,7 @@
 //! Oriel client: connects to a display server over QUIC, decodes frames into a local
 //! framebuffer, acknowledges them and sends input. The `oriel` binary wraps it.
 
+pub mod launcher;
 pub mod screenshot;
 pub mod session;
 pub mod stats;

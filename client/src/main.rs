@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use oriel::launcher;
 use oriel::screenshot::save_png;
 use oriel::{ConnectOptions, Session, StopWhen};
 use oriel_transport::Fingerprint;
@@ -21,8 +22,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Connect to a display server.
+    /// Log in to a broker; the login is kept in ~/.config/oriel/login.json (mode 0600).
+    /// The password is read from ORIEL_PASSWORD or the first line of stdin.
+    Login {
+        /// Broker URL, e.g. https://broker.example:8443.
+        #[arg(long)]
+        broker: String,
+        /// The broker certificate's SHA-256 fingerprint (printed by oriel-broker).
+        #[arg(long)]
+        fingerprint: Option<Fingerprint>,
+        #[arg(long)]
+        user: String,
+    },
+    /// List the pools you may use and your desktops in them.
+    Desktops,
+    /// Connect to a desktop: POOL (through the broker you logged in to), or a display
+    /// server's HOST:PORT with --fingerprint.
     Connect(ConnectArgs),
+    /// Give back your desktop of a pool (a floating desktop is reset).
+    Logoff { pool: String },
     /// Run a complete deployment on this machine (a display server with a synthetic
     /// desktop, and this client connected to it) and print what the client saw.
     Demo(demo::DemoArgs),
@@ -30,12 +48,12 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct ConnectArgs {
-    /// Display server address, HOST:PORT.
-    addr: String,
-    /// SHA-256 fingerprint of the server certificate (printed by oriel-display-server).
+    /// A pool name, or a display server's HOST:PORT (then --fingerprint is required).
+    target: String,
+    /// SHA-256 fingerprint of the display server certificate, for a direct connection.
     #[arg(long)]
-    fingerprint: Fingerprint,
-    /// Desktop to show.
+    fingerprint: Option<Fingerprint>,
+    /// Desktop to show, for a direct connection.
     #[arg(long, default_value = "default")]
     desktop: String,
     /// Run without a window (the only mode in this version).
@@ -62,6 +80,45 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Connect(args) => connect(args).await,
+        Command::Login {
+            broker,
+            fingerprint,
+            user,
+        } => {
+            let password = read_password()?;
+            let login = launcher::login(&broker, fingerprint, &user, &password).await?;
+            let path = launcher::save(&login)?;
+            println!(
+                "logged in to {} as {} (saved in {})",
+                login.broker,
+                login.user,
+                path.display()
+            );
+            Ok(())
+        }
+        Command::Desktops => {
+            let login = launcher::load()?;
+            let pools = launcher::pools(&login).await?;
+            if pools.is_empty() {
+                println!("no pools: ask your administrator for an entitlement");
+            }
+            for p in pools {
+                println!(
+                    "{:<20} {:<10} {}",
+                    p.name,
+                    p.assignment,
+                    p.desktop.map_or(format!("{} ready", p.ready), |d| format!(
+                        "your desktop: {d}"
+                    ))
+                );
+            }
+            Ok(())
+        }
+        Command::Logoff { pool } => {
+            launcher::logoff(&launcher::load()?, &pool).await?;
+            println!("logged off from pool {pool}");
+            Ok(())
+        }
         Command::Demo(args) => demo::run(args).await,
     }
 }
@@ -72,9 +129,26 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             "this build has no viewer window yet; pass --headless to connect without one"
         );
     }
-    let addr = resolve(&args.addr).await?;
-    let mut opts = ConnectOptions::new(addr, args.fingerprint);
-    opts.desktop = args.desktop;
+    let opts = match args.fingerprint {
+        Some(fingerprint) => {
+            let mut opts = ConnectOptions::new(resolve(&args.target).await?, fingerprint);
+            opts.desktop = args.desktop;
+            opts
+        }
+        None if args.target.contains(':') => {
+            anyhow::bail!("a direct connection to {} needs --fingerprint", args.target)
+        }
+        None => {
+            let login = launcher::load()?;
+            eprintln!(
+                "asking {} for a desktop of pool '{}' ...",
+                login.broker, args.target
+            );
+            let (opts, reply) = launcher::connect_options(&login, &args.target).await?;
+            eprintln!("desktop {} on {}", reply.desktop, reply.address);
+            opts
+        }
+    };
     let outcome = run_session(&opts, args.duration, args.screenshot.as_deref()).await?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome.stats.summary())?);
@@ -115,6 +189,16 @@ pub(crate) async fn run_session(
         eprintln!("screenshot saved to {}", path.display());
     }
     Ok(outcome)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("ORIEL_PASSWORD") {
+        return Ok(p);
+    }
+    eprintln!("password (one line on stdin):");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {

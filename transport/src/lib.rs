@@ -2,6 +2,8 @@
 //! certificate pinning, transport settings, and framed message streams over quinn.
 //! The protocol itself stays sans-IO in `oriel-protocol`; this crate only moves bytes.
 
+#[cfg(feature = "api-client")]
+pub mod api_client;
 pub mod framed;
 pub mod tls;
 

@@ -109,8 +109,11 @@ impl Identity {
         Fingerprint::of(&self.cert)
     }
 
-    /// A quinn server configuration speaking TLS 1.3 with the given ALPN.
-    pub fn quic_server_config(&self, alpn: &[u8]) -> Result<quinn::ServerConfig, TransportError> {
+    /// A TLS 1.3 server configuration with this identity and the given ALPN protocols.
+    pub fn tls_server_config(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<rustls::ServerConfig, TransportError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
@@ -118,7 +121,13 @@ impl Identity {
                 vec![self.cert.clone()],
                 PrivateKeyDer::Pkcs8(self.key.clone_key()),
             )?;
-        tls.alpn_protocols = vec![alpn.to_vec()];
+        tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+        Ok(tls)
+    }
+
+    /// A quinn server configuration speaking TLS 1.3 with the given ALPN.
+    pub fn quic_server_config(&self, alpn: &[u8]) -> Result<quinn::ServerConfig, TransportError> {
+        let tls = self.tls_server_config(&[alpn])?;
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| TransportError::Certificate(e.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -138,18 +147,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     options.open(path)?.write_all(bytes)
 }
 
-/// A quinn client configuration that accepts exactly one server certificate.
-pub fn pinned_client_config(
+/// A TLS 1.3 client configuration that accepts exactly one server certificate.
+pub fn pinned_tls_client_config(
     pin: Fingerprint,
-    alpn: &[u8],
-) -> Result<quinn::ClientConfig, TransportError> {
+    alpn: &[&[u8]],
+) -> Result<rustls::ClientConfig, TransportError> {
     let provider = provider();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedVerifier { pin, provider }))
         .with_no_client_auth();
-    tls.alpn_protocols = vec![alpn.to_vec()];
+    tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Ok(tls)
+}
+
+/// A quinn client configuration that accepts exactly one server certificate.
+pub fn pinned_client_config(
+    pin: Fingerprint,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, TransportError> {
+    let tls = pinned_tls_client_config(pin, &[alpn])?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TransportError::Certificate(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));

@@ -33,8 +33,8 @@ pub trait FrameSource: Send {
 }
 
 /// Builds the source a broker's desktop spec asks for. `params` is JSON; for
-/// `synthetic`: `{"workload": "typing", "width": 1920, "height": 1080, "fps": 30}`, all
-/// optional.
+/// `synthetic`: `{"workload": "typing", "width": 1920, "height": 1080, "fps": 30,
+/// "ticks": 300}`, all optional.
 pub fn from_spec(
     spec: &oriel_protocol::host_link::DesktopSpec,
 ) -> anyhow::Result<Box<dyn FrameSource>> {
@@ -48,6 +48,8 @@ pub fn from_spec(
                 width: Option<u32>,
                 height: Option<u32>,
                 fps: Option<u32>,
+                /// Stop the script after this many frames (for tests).
+                ticks: Option<u64>,
             }
             let p: Params = if spec.params.trim().is_empty() {
                 Params::default()
@@ -65,7 +67,7 @@ pub fn from_spec(
                     p.height.unwrap_or(defaults.size.height),
                 ),
                 fps: p.fps.unwrap_or(defaults.fps),
-                max_ticks: None,
+                max_ticks: p.ticks,
             };
             Ok(Box::new(synthetic::SyntheticSource::new(config)?))
         }

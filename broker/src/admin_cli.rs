@@ -1,0 +1,243 @@
+//! `oriel-broker admin …`: administration through the HTTPS API. Logs in with
+//! `--user` and the password from `ORIEL_PASSWORD` (or the first line of stdin).
+
+use std::io::BufRead;
+
+use anyhow::Context;
+use clap::Subcommand;
+use oriel_protocol::api::{LoginRequest, LoginResponse};
+use oriel_transport::api_client::ApiClient;
+use serde_json::{json, Value};
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// Broker URL, e.g. https://127.0.0.1:8443.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    broker: String,
+    /// The broker certificate's SHA-256 fingerprint (printed by `oriel-broker serve`).
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// Administrator name.
+    #[arg(long)]
+    user: String,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Users: add NAME [--admin] (password from ORIEL_NEW_PASSWORD), list, disable NAME, enable NAME.
+    User {
+        action: String,
+        name: Option<String>,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Groups: add NAME, list, member GROUP USER.
+    Group {
+        action: String,
+        name: Option<String>,
+        user: Option<String>,
+    },
+    /// Pools: create NAME, list, set NAME.
+    Pool {
+        action: String,
+        name: Option<String>,
+        #[arg(long, default_value = "floating")]
+        assignment: String,
+        #[arg(long)]
+        min_ready: Option<i64>,
+        #[arg(long)]
+        max_size: Option<i64>,
+        /// Synthetic workload of the pool's desktops.
+        #[arg(long)]
+        workload: Option<String>,
+    },
+    /// Entitle a user or a group to a pool.
+    Entitle {
+        pool: String,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Hosts: list, drain ID, undrain ID.
+    Host { action: String, id: Option<String> },
+    /// Desktops: list [--pool NAME], reset ID.
+    Desktop {
+        action: String,
+        id: Option<String>,
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Sessions: list, logoff ID.
+    Session { action: String, id: Option<String> },
+    /// The newest audit entries.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+fn password_from_env_or_stdin(var: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(var) {
+        return Ok(p);
+    }
+    eprintln!("password ({var} not set; one line on stdin):");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn need(v: Option<String>, what: &str) -> anyhow::Result<String> {
+    v.with_context(|| format!("give the {what}"))
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let pin = args
+        .fingerprint
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let api = ApiClient::new(&args.broker, pin)?;
+    let login: LoginResponse = api
+        .post(
+            "/login",
+            &LoginRequest {
+                user: args.user.clone(),
+                password: password_from_env_or_stdin("ORIEL_PASSWORD")?,
+            },
+        )
+        .await?;
+    let api = api.with_token(login.token);
+    let out: Value = match args.command {
+        AdminCommand::User {
+            action,
+            name,
+            admin,
+        } => match action.as_str() {
+            "list" => api.get("/admin/users").await?,
+            "add" => {
+                let password = password_from_env_or_stdin("ORIEL_NEW_PASSWORD")?;
+                api.post("/admin/users", &json!({"name": need(name, "user name")?, "password": password, "admin": admin}))
+                    .await?
+            }
+            "disable" | "enable" => {
+                let name = need(name, "user name")?;
+                api.post_no_reply(
+                    &format!("/admin/users/{name}/enabled"),
+                    &json!({"enabled": action == "enable"}),
+                )
+                .await?;
+                json!({"user": name, "enabled": action == "enable"})
+            }
+            other => anyhow::bail!("unknown user action '{other}' (add, list, disable, enable)"),
+        },
+        AdminCommand::Group { action, name, user } => match action.as_str() {
+            "list" => api.get("/admin/groups").await?,
+            "add" => {
+                api.post("/admin/groups", &json!({"name": need(name, "group name")?}))
+                    .await?
+            }
+            "member" => {
+                let group = need(name, "group name")?;
+                api.post_no_reply(
+                    &format!("/admin/groups/{group}/members"),
+                    &json!({"user": need(user, "user name")?}),
+                )
+                .await?;
+                json!({"ok": true})
+            }
+            other => anyhow::bail!("unknown group action '{other}' (add, list, member)"),
+        },
+        AdminCommand::Pool {
+            action,
+            name,
+            assignment,
+            min_ready,
+            max_size,
+            workload,
+        } => match action.as_str() {
+            "list" => api.get("/admin/pools").await?,
+            "create" => {
+                let params = workload.map_or(json!({}), |w| json!({"workload": w}));
+                api.post(
+                    "/admin/pools",
+                    &json!({"name": need(name, "pool name")?, "assignment": assignment,
+                            "min_ready": min_ready.unwrap_or(1), "max_size": max_size.unwrap_or(10),
+                            "source_kind": "synthetic", "source_params": params}),
+                )
+                .await?
+            }
+            "set" => {
+                let name = need(name, "pool name")?;
+                let mut change = serde_json::Map::new();
+                if let Some(v) = min_ready {
+                    change.insert("min_ready".into(), json!(v));
+                }
+                if let Some(v) = max_size {
+                    change.insert("max_size".into(), json!(v));
+                }
+                if let Some(w) = workload {
+                    change.insert("source_params".into(), json!({"workload": w}));
+                }
+                api.post(&format!("/admin/pools/{name}"), &Value::Object(change))
+                    .await?
+            }
+            other => anyhow::bail!("unknown pool action '{other}' (create, list, set)"),
+        },
+        AdminCommand::Entitle { pool, user, group } => {
+            api.post_no_reply(
+                "/admin/entitlements",
+                &json!({"pool": pool, "user": user, "group": group}),
+            )
+            .await?;
+            json!({"ok": true})
+        }
+        AdminCommand::Host { action, id } => match action.as_str() {
+            "list" => api.get("/admin/hosts").await?,
+            "drain" | "undrain" => {
+                let id = need(id, "host id")?;
+                let state = if action == "drain" {
+                    "maintenance"
+                } else {
+                    "up"
+                };
+                api.post_no_reply(
+                    &format!("/admin/hosts/{id}/state"),
+                    &json!({"state": state}),
+                )
+                .await?;
+                json!({"host": id, "state": state})
+            }
+            other => anyhow::bail!("unknown host action '{other}' (list, drain, undrain)"),
+        },
+        AdminCommand::Desktop { action, id, pool } => match action.as_str() {
+            "list" => match pool {
+                Some(p) => api.get(&format!("/admin/desktops?pool={p}")).await?,
+                None => api.get("/admin/desktops").await?,
+            },
+            "reset" => {
+                let id = need(id, "desktop id")?;
+                api.post_no_reply(&format!("/admin/desktops/{id}/reset"), &json!({}))
+                    .await?;
+                json!({"desktop": id, "reset": true})
+            }
+            other => anyhow::bail!("unknown desktop action '{other}' (list, reset)"),
+        },
+        AdminCommand::Session { action, id } => match action.as_str() {
+            "list" => api.get("/admin/sessions").await?,
+            "logoff" => {
+                let id = need(id, "session id")?;
+                api.post_no_reply(&format!("/admin/sessions/{id}/logoff"), &json!({}))
+                    .await?;
+                json!({"session": id, "logged_off": true})
+            }
+            other => anyhow::bail!("unknown session action '{other}' (list, logoff)"),
+        },
+        AdminCommand::Audit { limit } => api.get(&format!("/admin/audit?limit={limit}")).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

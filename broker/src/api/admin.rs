@@ -1,0 +1,378 @@
+//! Admin endpoints. Every change is audited with the admin's name.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::auth::AdminUser;
+use super::{ApiErr, AppState};
+use crate::password::hash_password;
+use crate::store::*;
+
+type Res<T> = Result<Json<T>, ApiErr>;
+
+async fn audit(state: &AppState, admin: &User, what: String) -> Result<(), ApiErr> {
+    state
+        .store
+        .audit(&admin.name, "admin_change", &what)
+        .await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+pub async fn create_user(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Json(req): Json<NewUser>,
+) -> Res<User> {
+    if req.password.len() < 8 || req.password.len() > 1024 {
+        return Err(ApiErr::bad_request("passwords need 8 to 1024 characters"));
+    }
+    let password = req.password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let role = if req.admin { Role::Admin } else { Role::User };
+    let user = state.store.create_user(&req.name, &hash, role).await?;
+    audit(&state, &admin, format!("created {role} {}", user.name)).await?;
+    Ok(Json(user))
+}
+
+pub async fn list_users(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<User>> {
+    Ok(Json(state.store.list_users().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enabled {
+    enabled: bool,
+}
+
+pub async fn set_user_enabled(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Path(name): Path<String>,
+    Json(req): Json<Enabled>,
+) -> Result<StatusCode, ApiErr> {
+    state.store.set_user_enabled(&name, req.enabled).await?;
+    audit(
+        &state,
+        &admin,
+        format!("user {name} enabled={}", req.enabled),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Named {
+    name: String,
+}
+
+pub async fn create_group(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Json(req): Json<Named>,
+) -> Res<Group> {
+    let group = state.store.create_group(&req.name).await?;
+    audit(&state, &admin, format!("created group {}", group.name)).await?;
+    Ok(Json(group))
+}
+
+pub async fn list_groups(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Group>> {
+    Ok(Json(state.store.list_groups().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    user: String,
+}
+
+pub async fn add_group_member(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Path(group): Path<String>,
+    Json(req): Json<Member>,
+) -> Result<StatusCode, ApiErr> {
+    state.store.add_group_member(&group, &req.user).await?;
+    audit(
+        &state,
+        &admin,
+        format!("added {} to group {group}", req.user),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolRequest {
+    name: String,
+    #[serde(default = "synthetic")]
+    source_kind: String,
+    #[serde(default)]
+    source_params: serde_json::Value,
+    assignment: Assignment,
+    #[serde(default)]
+    min_ready: i64,
+    max_size: i64,
+    #[serde(default = "hour")]
+    idle_timeout_s: i64,
+    #[serde(default = "quarter")]
+    disconnect_timeout_s: i64,
+}
+
+fn synthetic() -> String {
+    "synthetic".into()
+}
+fn hour() -> i64 {
+    3600
+}
+fn quarter() -> i64 {
+    900
+}
+
+fn params_text(v: &serde_json::Value) -> String {
+    if v.is_null() {
+        "{}".into()
+    } else {
+        v.to_string()
+    }
+}
+
+pub async fn create_pool(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Json(req): Json<PoolRequest>,
+) -> Res<Pool> {
+    let pool = state
+        .store
+        .create_pool(&NewPool {
+            name: req.name,
+            source_kind: req.source_kind,
+            source_params: params_text(&req.source_params),
+            assignment: req.assignment,
+            min_ready: req.min_ready,
+            max_size: req.max_size,
+            idle_timeout_s: req.idle_timeout_s,
+            disconnect_timeout_s: req.disconnect_timeout_s,
+        })
+        .await?;
+    audit(&state, &admin, format!("created pool {}", pool.name)).await?;
+    Ok(Json(pool))
+}
+
+pub async fn list_pools(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Pool>> {
+    Ok(Json(state.store.list_pools().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolChange {
+    min_ready: Option<i64>,
+    max_size: Option<i64>,
+    source_params: Option<serde_json::Value>,
+    idle_timeout_s: Option<i64>,
+    disconnect_timeout_s: Option<i64>,
+}
+
+pub async fn update_pool(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Path(name): Path<String>,
+    Json(req): Json<PoolChange>,
+) -> Res<Pool> {
+    let update = PoolUpdate {
+        min_ready: req.min_ready,
+        max_size: req.max_size,
+        source_params: req.source_params.as_ref().map(params_text),
+        idle_timeout_s: req.idle_timeout_s,
+        disconnect_timeout_s: req.disconnect_timeout_s,
+        ..Default::default()
+    };
+    let pool = state.store.update_pool(&name, &update).await?;
+    audit(&state, &admin, format!("updated pool {name}")).await?;
+    Ok(Json(pool))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitleRequest {
+    pool: String,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+pub async fn entitle(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Json(req): Json<EntitleRequest>,
+) -> Result<StatusCode, ApiErr> {
+    match (&req.user, &req.group) {
+        (Some(user), None) => state.store.entitle_user(&req.pool, user).await?,
+        (None, Some(group)) => state.store.entitle_group(&req.pool, group).await?,
+        _ => return Err(ApiErr::bad_request("give exactly one of user or group")),
+    }
+    audit(
+        &state,
+        &admin,
+        format!(
+            "entitled {:?}/{:?} to pool {}",
+            req.user, req.group, req.pool
+        ),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_entitlements(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+) -> Res<Vec<Entitlement>> {
+    Ok(Json(state.store.list_entitlements().await?))
+}
+
+pub async fn list_hosts(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Host>> {
+    Ok(Json(state.store.list_hosts().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostStateRequest {
+    state: HostState,
+}
+
+/// Drain (`maintenance`: no new desktops placed there) or undrain (`up`).
+pub async fn set_host_state(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    Json(req): Json<HostStateRequest>,
+) -> Result<StatusCode, ApiErr> {
+    if req.state == HostState::Down {
+        return Err(ApiErr::bad_request(
+            "a host is marked down by missed heartbeats, not by hand",
+        ));
+    }
+    state.store.set_host_state(&id, req.state).await?;
+    audit(&state, &admin, format!("host {id} -> {}", req.state)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct DesktopFilter {
+    pool: Option<String>,
+}
+
+pub async fn list_desktops(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+    Query(filter): Query<DesktopFilter>,
+) -> Res<Vec<Desktop>> {
+    let pool_id = match filter.pool {
+        Some(name) => Some(
+            state
+                .store
+                .pool_by_name(&name)
+                .await?
+                .ok_or_else(|| ApiErr::not_found(format!("pool '{name}'")))?
+                .id,
+        ),
+        None => None,
+    };
+    Ok(Json(state.store.list_desktops(pool_id.as_deref()).await?))
+}
+
+/// Resets a desktop to a clean state; its user (floating pools) is released.
+pub async fn reset_desktop(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiErr> {
+    let desktop = state
+        .store
+        .desktop_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("desktop"))?;
+    if let Some(s) = state.store.active_session_for_desktop(&id).await? {
+        state
+            .store
+            .end_session(&s.id, "reset by an administrator")
+            .await?;
+    }
+    state
+        .store
+        .set_desktop_state(&desktop.id, None, DesktopState::Resetting)
+        .await?;
+    audit(&state, &admin, format!("reset desktop {}", desktop.name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct SessionFilter {
+    #[serde(default)]
+    all: bool,
+}
+
+pub async fn list_sessions(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+    Query(filter): Query<SessionFilter>,
+) -> Res<Vec<Session>> {
+    Ok(Json(state.store.list_sessions(!filter.all).await?))
+}
+
+/// Ends a session and releases its desktop as a logoff would.
+pub async fn force_logoff(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiErr> {
+    let session = state
+        .store
+        .session_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("session"))?;
+    state
+        .store
+        .end_session(&id, "logged off by an administrator")
+        .await?;
+    if let Some(desktop) = state.store.desktop_by_id(&session.desktop_id).await? {
+        let floating = state
+            .store
+            .pool_by_id(&desktop.pool_id)
+            .await?
+            .is_some_and(|p| p.assignment == Assignment::Floating);
+        state.store.release_desktop(&desktop.id, floating).await?;
+    }
+    audit(&state, &admin, format!("forced logoff of session {id}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    limit: Option<i64>,
+}
+
+pub async fn list_audit(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+    Query(q): Query<AuditQuery>,
+) -> Res<Vec<AuditEntry>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    Ok(Json(state.store.list_audit(limit).await?))
+}

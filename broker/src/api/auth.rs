@@ -1,0 +1,64 @@
+//! Bearer-token authentication: `Authorization: Bearer TOKEN` → the user, checked on
+//! every request (disabled users and expired tokens are refused).
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+
+use super::{ApiErr, AppState};
+use crate::password::token_hash;
+use crate::store::{now_ms, Role, User};
+
+/// Any logged-in user.
+pub struct AuthUser(pub User);
+
+/// A logged-in admin.
+pub struct AdminUser(pub User);
+
+impl FromRequestParts<Arc<AppState>> for AuthUser {
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = || {
+            ApiErr::new(
+                StatusCode::UNAUTHORIZED,
+                "log in first (bearer token missing or expired)",
+            )
+        };
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unauthorized)?;
+        let token = header.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
+        let user = state
+            .store
+            .user_for_token(&token_hash(token.trim()), now_ms())
+            .await?
+            .ok_or_else(unauthorized)?;
+        if !user.enabled {
+            return Err(ApiErr::forbidden("this account is disabled"));
+        }
+        Ok(AuthUser(user))
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for AdminUser {
+    type Rejection = ApiErr;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        if user.role != Role::Admin {
+            return Err(ApiErr::forbidden("administrators only"));
+        }
+        Ok(AdminUser(user))
+    }
+}

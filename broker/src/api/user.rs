@@ -1,0 +1,202 @@
+//! The user endpoints: login, my pools, connect, logoff.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::Json;
+use oriel_protocol::api::*;
+use oriel_protocol::ticket::{sign_ticket, TicketClaims};
+
+use super::auth::AuthUser;
+use super::{ApiErr, AppState};
+use crate::password::{new_token, token_hash, verify_password, verify_password_dummy};
+use crate::store::{now_ms, Assignment, DesktopState, HostState};
+
+/// How long a connect ticket is valid (the protocol caps it at 60 s).
+const TICKET_LIFETIME_S: u64 = 30;
+
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Json(req): Json<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiErr> {
+    let started = std::time::Instant::now();
+    if !state.logins.allowed(&req.user, addr.ip()) {
+        state
+            .store
+            .audit(&req.user, "login_throttled", &addr.ip().to_string())
+            .await?;
+        return Err(ApiErr::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed logins; try again in a few minutes",
+        ));
+    }
+    let user = state.store.user_by_name(&req.user).await?;
+    let password = req.password.clone();
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => verify_password(&password, &h),
+        None => verify_password_dummy(&password),
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
+    let user = match user {
+        Some(u) if ok && u.enabled => u,
+        _ => {
+            state.logins.failed(&req.user, addr.ip());
+            state
+                .store
+                .audit(&req.user, "login_failed", &addr.ip().to_string())
+                .await?;
+            return Err(ApiErr::new(
+                StatusCode::UNAUTHORIZED,
+                "wrong user name or password",
+            ));
+        }
+    };
+    state.logins.succeeded(&req.user);
+    let token = new_token();
+    let expires_ms = now_ms() + state.token_ttl.as_millis() as i64;
+    state
+        .store
+        .insert_api_token(&token_hash(&token), &user.id, expires_ms)
+        .await?;
+    state
+        .store
+        .audit(&user.name, "login_ok", &addr.ip().to_string())
+        .await?;
+    state.metrics.observe_login(started.elapsed());
+    Ok(Json(LoginResponse {
+        token,
+        expires_unix: (expires_ms / 1000) as u64,
+        user: user.name,
+        role: user.role.to_string(),
+    }))
+}
+
+pub async fn pools(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Vec<PoolView>>, ApiErr> {
+    let mut out = Vec::new();
+    for pool in state.store.entitled_pools(&user.id).await? {
+        let desktops = state.store.list_desktops(Some(&pool.id)).await?;
+        out.push(PoolView {
+            name: pool.name.clone(),
+            assignment: pool.assignment.to_string(),
+            desktop: desktops
+                .iter()
+                .find(|d| d.assigned_user_id.as_deref() == Some(&user.id))
+                .map(|d| d.name.clone()),
+            ready: desktops
+                .iter()
+                .filter(|d| d.state == DesktopState::Ready && d.assigned_user_id.is_none())
+                .count() as u32,
+        });
+    }
+    Ok(Json(out))
+}
+
+pub async fn connect(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    Json(req): Json<ConnectRequest>,
+) -> Result<Json<ConnectResponse>, ApiErr> {
+    let started = std::time::Instant::now();
+    let pool = state
+        .store
+        .pool_by_name(&req.pool)
+        .await?
+        .ok_or_else(|| ApiErr::not_found(format!("pool '{}'", req.pool)))?;
+    if !state.store.is_entitled(&user.id, &pool.id).await? {
+        state
+            .store
+            .audit(&user.name, "connect_denied", &format!("pool {}", pool.name))
+            .await?;
+        return Err(ApiErr::forbidden(format!(
+            "you are not entitled to pool '{}'",
+            pool.name
+        )));
+    }
+    let dedicated = pool.assignment == Assignment::Dedicated;
+    let desktop = state
+        .store
+        .assign_desktop(&pool.id, &user.id, dedicated)
+        .await?;
+    let host_id = desktop.host_id.as_deref().ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the desktop has no host yet",
+        )
+    })?;
+    let host = state
+        .store
+        .host_by_id(host_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("host"))?;
+    if host.state == HostState::Down {
+        return Err(ApiErr::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the desktop's host is down; it is being replaced, try again shortly",
+        ));
+    }
+    let now = (now_ms() / 1000) as u64;
+    let claims = TicketClaims {
+        user: user.id.clone(),
+        desktop: desktop.name.clone(),
+        issued_unix: now,
+        expires_unix: now + TICKET_LIFETIME_S,
+        nonce: crate::keys::nonce(),
+    };
+    let ticket = sign_ticket(&claims, &state.ticket_key);
+    state
+        .store
+        .audit(
+            &user.name,
+            "ticket_issued",
+            &format!("desktop {}", desktop.name),
+        )
+        .await?;
+    state.metrics.observe_connect(started.elapsed());
+    Ok(Json(ConnectResponse {
+        desktop: desktop.name,
+        address: host.address,
+        fingerprint: host.fingerprint,
+        ticket: to_hex(&ticket),
+        expires_unix: claims.expires_unix,
+    }))
+}
+
+pub async fn logoff(
+    State(state): State<Arc<AppState>>,
+    AuthUser(user): AuthUser,
+    Json(req): Json<LogoffRequest>,
+) -> Result<StatusCode, ApiErr> {
+    let pool = state
+        .store
+        .pool_by_name(&req.pool)
+        .await?
+        .ok_or_else(|| ApiErr::not_found(format!("pool '{}'", req.pool)))?;
+    let desktops = state.store.list_desktops(Some(&pool.id)).await?;
+    let Some(desktop) = desktops
+        .iter()
+        .find(|d| d.assigned_user_id.as_deref() == Some(&user.id))
+    else {
+        return Err(ApiErr::not_found("a desktop of yours in this pool"));
+    };
+    if let Some(s) = state.store.active_session_for_desktop(&desktop.id).await? {
+        state.store.end_session(&s.id, "logoff").await?;
+    }
+    state
+        .store
+        .release_desktop(&desktop.id, pool.assignment == Assignment::Floating)
+        .await?;
+    state
+        .store
+        .audit(&user.name, "logoff", &format!("desktop {}", desktop.name))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,230 @@
+//! The broker's end of the host link: display servers dial in over QUIC (ALPN
+//! `oriel-host/1`), register with the join token or their credential, then stream
+//! heartbeats and session events while the broker pushes commands down the same stream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use oriel_protocol::host_link::*;
+use oriel_transport::{send_message, FramedRecv, Identity};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::events;
+use crate::password::{new_token, token_hash};
+use crate::store::Store;
+
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Pending = (HostCommand, oneshot::Sender<Result<(), String>>);
+
+/// Connected hosts and how to reach them.
+pub struct HostLink {
+    store: Store,
+    join_token: String,
+    ticket_key: [u8; 32],
+    connected: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
+}
+
+impl HostLink {
+    /// Binds the QUIC endpoint and accepts hosts in the background.
+    pub fn start(
+        listen: SocketAddr,
+        identity: &Identity,
+        store: Store,
+        join_token: String,
+        ticket_key: [u8; 32],
+    ) -> anyhow::Result<(Arc<HostLink>, quinn::Endpoint)> {
+        let config = identity.quic_server_config(HOST_ALPN)?;
+        let endpoint = quinn::Endpoint::server(config, listen)
+            .with_context(|| format!("cannot listen for hosts on {listen}"))?;
+        let link = Arc::new(HostLink {
+            store,
+            join_token,
+            ticket_key,
+            connected: Mutex::new(HashMap::new()),
+        });
+        let (l, e) = (link.clone(), endpoint.clone());
+        tokio::spawn(async move {
+            while let Some(incoming) = e.accept().await {
+                let l = l.clone();
+                tokio::spawn(async move {
+                    let remote = incoming.remote_address();
+                    match incoming.await {
+                        Ok(conn) => {
+                            if let Err(err) = l.serve_host(conn).await {
+                                tracing::warn!(%remote, "host link: {err:#}");
+                            }
+                        }
+                        Err(err) => tracing::info!(%remote, "host handshake failed: {err}"),
+                    }
+                });
+            }
+        });
+        Ok((link, endpoint))
+    }
+
+    pub fn is_connected(&self, host_id: &str) -> bool {
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(host_id)
+    }
+
+    /// Sends a command to a host and waits for its outcome.
+    pub async fn command(&self, host_id: &str, command: HostCommand) -> Result<(), String> {
+        let tx = self
+            .connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host_id)
+            .cloned()
+            .ok_or_else(|| format!("host {host_id} is not connected"))?;
+        let (done_tx, done_rx) = oneshot::channel();
+        tx.send((command, done_tx))
+            .await
+            .map_err(|_| "host link closed".to_string())?;
+        match tokio::time::timeout(COMMAND_TIMEOUT, done_rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("host link closed before the command finished".into()),
+            Err(_) => Err("host did not answer in time".into()),
+        }
+    }
+
+    async fn serve_host(self: &Arc<Self>, conn: quinn::Connection) -> anyhow::Result<()> {
+        let (mut tx, rx) = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi())
+            .await
+            .context("no link stream")??;
+        let mut rx = FramedRecv::new(rx, MAX_HOST_MESSAGE);
+        let Some(HostMsg::Register(reg)) = rx.recv::<HostMsg>().await? else {
+            bail!("host did not register first");
+        };
+        let (host_id, credential) = match self.authenticate(&reg).await {
+            Ok(ok) => ok,
+            Err(reason) => {
+                let _ = self
+                    .store
+                    .audit(&reg.name, "host_refused", &reason.to_string())
+                    .await;
+                let msg = BrokerMsg::Refused {
+                    reason: reason.to_string(),
+                };
+                send_message(&mut tx, &msg, MAX_HOST_MESSAGE).await?;
+                let _ = tx.finish();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Err(reason);
+            }
+        };
+        let registered = BrokerMsg::Registered {
+            host_id: host_id.clone(),
+            credential,
+            ticket_key: self.ticket_key,
+        };
+        send_message(&mut tx, &registered, MAX_HOST_MESSAGE).await?;
+        tracing::info!(
+            host = reg.name,
+            host_id,
+            address = reg.display_address,
+            "host registered"
+        );
+
+        let (cmd_tx, mut cmd_rx) = mpsc::channel::<Pending>(64);
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host_id.clone(), cmd_tx);
+        let mut pending: HashMap<u64, oneshot::Sender<Result<(), String>>> = HashMap::new();
+        let mut next_id = 1u64;
+        let result: anyhow::Result<()> = async {
+            loop {
+                tokio::select! {
+                    cmd = cmd_rx.recv() => {
+                        let Some((command, done)) = cmd else { return Ok(()) };
+                        let id = next_id;
+                        next_id += 1;
+                        pending.insert(id, done);
+                        send_message(&mut tx, &BrokerMsg::Command { id, command }, MAX_HOST_MESSAGE).await?;
+                    }
+                    msg = rx.recv::<HostMsg>() => {
+                        match msg? {
+                            Some(HostMsg::CommandDone { id, error }) => {
+                                if let Some(done) = pending.remove(&id) {
+                                    let _ = done.send(error.map_or(Ok(()), Err));
+                                }
+                            }
+                            Some(other) => events::handle(&self.store, &host_id, other).await?,
+                            None => return Ok(()),
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&host_id);
+        tracing::info!(host_id, "host disconnected");
+        result
+    }
+
+    /// Checks the join token or credential; returns the host id and, for a new host,
+    /// its credential.
+    async fn authenticate(&self, reg: &Register) -> anyhow::Result<(String, Option<String>)> {
+        let capacity = i64::from(reg.capacity);
+        if let Some(credential) = &reg.credential {
+            let hash = token_hash(credential);
+            let host = self
+                .store
+                .host_by_credential_hash(&hash)
+                .await?
+                .ok_or_else(|| anyhow!("unknown host credential"))?;
+            if host.name != reg.name {
+                bail!("credential belongs to host '{}'", host.name);
+            }
+            let host = self
+                .store
+                .register_host(
+                    &reg.name,
+                    &reg.display_address,
+                    &reg.fingerprint,
+                    capacity,
+                    &hash,
+                )
+                .await?;
+            return Ok((host.id, None));
+        }
+        let token = reg
+            .join_token
+            .as_deref()
+            .ok_or_else(|| anyhow!("no join token or credential"))?;
+        if !constant_time_eq(token.as_bytes(), self.join_token.as_bytes()) {
+            bail!("wrong join token");
+        }
+        let credential = new_token();
+        let host = self
+            .store
+            .register_host(
+                &reg.name,
+                &reg.display_address,
+                &reg.fingerprint,
+                capacity,
+                &token_hash(&credential),
+            )
+            .await?;
+        self.store
+            .audit(
+                &reg.name,
+                "host_joined",
+                &format!("address {}", reg.display_address),
+            )
+            .await?;
+        Ok((host.id, Some(credential)))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,133 @@
+//! A running broker: store, keys, HTTPS API, host link and reconcile loop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use oriel_transport::Fingerprint;
+
+use crate::api::{router, AppState};
+use crate::hostlink::HostLink;
+use crate::keys::BrokerKeys;
+use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    /// HTTPS API address (TCP).
+    pub api_listen: SocketAddr,
+    /// Host-link address (QUIC/UDP).
+    pub host_listen: SocketAddr,
+    /// Database URL; default: SQLite file `broker.db` in the data dir.
+    pub database: Option<String>,
+    /// Serve the API over plain HTTP (only allowed on a loopback address).
+    pub insecure_http: bool,
+}
+
+impl BrokerConfig {
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        match &self.database {
+            Some(url) => Ok(url.clone()),
+            None => Ok(crate::store::sqlite_url(&self.data_dir.join("broker.db"))?),
+        }
+    }
+}
+
+pub struct Broker {
+    pub api_addr: SocketAddr,
+    pub host_addr: SocketAddr,
+    pub fingerprint: Fingerprint,
+    pub join_token: String,
+    pub store: Store,
+    pub insecure_http: bool,
+    handle: axum_server::Handle,
+    host_endpoint: quinn::Endpoint,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Broker {
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Broker> {
+        if config.insecure_http && !config.api_listen.ip().is_loopback() {
+            bail!(
+                "plain HTTP is only allowed on a loopback address, not {}",
+                config.api_listen
+            );
+        }
+        let keys = BrokerKeys::load_or_create(&config.data_dir)
+            .with_context(|| format!("broker keys in {}", config.data_dir.display()))?;
+        let store = Store::open(&config.database_url()?).await?;
+        let (link, host_endpoint) = HostLink::start(
+            config.host_listen,
+            &keys.identity,
+            store.clone(),
+            keys.join_token.clone(),
+            keys.ticket_key.verifying_key().to_bytes(),
+        )?;
+        let host_addr = host_endpoint.local_addr()?;
+        let reconciler = Reconciler::new(store.clone(), link);
+        let mut tasks = vec![reconciler.spawn()];
+
+        let state = AppState::new(
+            store.clone(),
+            keys.ticket_key.clone(),
+            Arc::new(Metrics::default()),
+        );
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let handle = axum_server::Handle::new();
+        let listen = config.api_listen;
+        let h = handle.clone();
+        if config.insecure_http {
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum_server::bind(listen).handle(h).serve(app).await {
+                    tracing::error!("API server: {e}");
+                }
+            }));
+        } else {
+            let tls = keys.identity.tls_server_config(&[b"http/1.1"])?;
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum_server::bind_rustls(listen, rustls)
+                    .handle(h)
+                    .serve(app)
+                    .await
+                {
+                    tracing::error!("API server: {e}");
+                }
+            }));
+        }
+        let api_addr = handle
+            .listening()
+            .await
+            .with_context(|| format!("cannot listen for the API on {listen}"))?;
+        Ok(Broker {
+            api_addr,
+            host_addr,
+            fingerprint: keys.identity.fingerprint(),
+            join_token: keys.join_token,
+            store,
+            insecure_http: config.insecure_http,
+            handle,
+            host_endpoint,
+            tasks,
+        })
+    }
+
+    /// The API base URL clients use.
+    pub fn url(&self) -> String {
+        let scheme = if self.insecure_http { "http" } else { "https" };
+        format!("{scheme}://{}", self.api_addr)
+    }
+
+    pub async fn shutdown(&self) {
+        self.handle.shutdown();
+        self.host_endpoint
+            .close(0u32.into(), b"broker shutting down");
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.store.close().await;
+    }
+}

@@ -1,0 +1,318 @@
+//! Desktops: creation, the state machine's compare-and-set, assignment and release.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use super::model::{desktop_cols, desktop_from_row};
+use super::{
+    map_constraint, new_id, now_ms, validate_name, Backend, Desktop, DesktopState, Result, Store,
+    StoreError,
+};
+
+/// How often [`Store::assign_desktop`] retries after losing a race for a ready desktop
+/// (PostgreSQL only; on SQLite the write lock rules races out).
+const ASSIGN_ATTEMPTS: usize = 100;
+
+impl Store {
+    /// Creates a desktop. Its name must be unique on its host.
+    pub async fn create_desktop(
+        &self,
+        pool_id: &str,
+        host_id: Option<&str>,
+        name: &str,
+        state: DesktopState,
+    ) -> Result<Desktop> {
+        validate_name("desktop", name)?;
+        let now = now_ms();
+        let desktop = Desktop {
+            id: new_id(),
+            pool_id: pool_id.to_owned(),
+            host_id: host_id.map(str::to_owned),
+            name: name.to_owned(),
+            state,
+            assigned_user_id: None,
+            state_changed_ms: now,
+            created_ms: now,
+        };
+        let mut w = self.write().await?;
+        sqlx::query(concat!(
+            "INSERT INTO desktops (",
+            desktop_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, NULL, $6, $6)"
+        ))
+        .bind(&desktop.id)
+        .bind(&desktop.pool_id)
+        .bind(host_id)
+        .bind(&desktop.name)
+        .bind(state.as_str())
+        .bind(now)
+        .execute(w.conn())
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("a desktop named '{name}' already exists on this host"),
+                || format!("pool id {pool_id} or host id {}", host_id.unwrap_or("-")),
+            )
+        })?;
+        w.commit().await?;
+        Ok(desktop)
+    }
+
+    /// All desktops, or those of one pool, oldest first.
+    pub async fn list_desktops(&self, pool_id: Option<&str>) -> Result<Vec<Desktop>> {
+        let rows = match pool_id {
+            Some(pool_id) => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    desktop_cols!(),
+                    " FROM desktops WHERE pool_id = $1 ORDER BY created_ms, id"
+                ))
+                .bind(pool_id)
+                .fetch_all(self.db())
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    desktop_cols!(),
+                    " FROM desktops ORDER BY created_ms, id"
+                ))
+                .fetch_all(self.db())
+                .await?
+            }
+        };
+        rows.iter().map(desktop_from_row).collect()
+    }
+
+    /// The desktops placed on a host, oldest first.
+    pub async fn desktops_on_host(&self, host_id: &str) -> Result<Vec<Desktop>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            desktop_cols!(),
+            " FROM desktops WHERE host_id = $1 ORDER BY created_ms, id"
+        ))
+        .bind(host_id)
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(desktop_from_row)
+        .collect()
+    }
+
+    pub async fn desktop_by_id(&self, id: &str) -> Result<Option<Desktop>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            desktop_cols!(),
+            " FROM desktops WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await?
+        .as_ref()
+        .map(desktop_from_row)
+        .transpose()
+    }
+
+    /// Compare-and-set of a desktop's state: moves it to `new` only if its state is
+    /// `expected` (or whatever it is, when `expected` is `None`). Returns `false` when the
+    /// current state differs; [`StoreError::NotFound`] when there is no such desktop.
+    pub async fn set_desktop_state(
+        &self,
+        id: &str,
+        expected: Option<DesktopState>,
+        new: DesktopState,
+    ) -> Result<bool> {
+        let mut w = self.write().await?;
+        let done = match expected {
+            Some(expected) => {
+                sqlx::query(
+                    "UPDATE desktops SET state = $1, state_changed_ms = $2 \
+                     WHERE id = $3 AND state = $4",
+                )
+                .bind(new.as_str())
+                .bind(now_ms())
+                .bind(id)
+                .bind(expected.as_str())
+                .execute(w.conn())
+                .await?
+            }
+            None => {
+                sqlx::query("UPDATE desktops SET state = $1, state_changed_ms = $2 WHERE id = $3")
+                    .bind(new.as_str())
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(w.conn())
+                    .await?
+            }
+        };
+        if done.rows_affected() > 0 {
+            w.commit().await?;
+            return Ok(true);
+        }
+        let exists = sqlx::query("SELECT id FROM desktops WHERE id = $1")
+            .bind(id)
+            .fetch_optional(w.conn())
+            .await?
+            .is_some();
+        w.commit().await?;
+        if exists {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound(format!("desktop id {id}")))
+        }
+    }
+
+    /// How many desktops of a pool are in each state (states with none are left out).
+    pub async fn count_desktops_by_state(
+        &self,
+        pool_id: &str,
+    ) -> Result<BTreeMap<DesktopState, i64>> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM desktops WHERE pool_id = $1 GROUP BY state",
+        )
+        .bind(pool_id)
+        .fetch_all(self.db())
+        .await?;
+        let mut counts = BTreeMap::new();
+        for row in &rows {
+            let state: String = row.try_get("state")?;
+            let state: DesktopState = state
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("desktops.state: {e}")))?;
+            counts.insert(state, row.try_get::<i64, _>("n")?);
+        }
+        Ok(counts)
+    }
+
+    /// Gives a user a desktop of a pool, in one transaction.
+    ///
+    /// If the user already holds a desktop of the pool it is returned again: for a dedicated
+    /// pool any desktop assigned to them that is not `failed` or `deleting`; for a floating
+    /// pool one that is `assigned`, `connected` or `disconnected` (a reconnect). Otherwise the
+    /// oldest `ready` unassigned desktop becomes `assigned` to the user. With none left:
+    /// [`StoreError::PoolExhausted`]. Safe under any number of concurrent callers: a desktop
+    /// is never given twice.
+    pub async fn assign_desktop(
+        &self,
+        pool_id: &str,
+        user_id: &str,
+        dedicated: bool,
+    ) -> Result<Desktop> {
+        let held_states = if dedicated {
+            "state NOT IN ('failed', 'deleting')"
+        } else {
+            "state IN ('assigned', 'connected', 'disconnected')"
+        };
+        let held_sql = format!(
+            concat!(
+                "SELECT ",
+                desktop_cols!(),
+                " FROM desktops WHERE pool_id = $1 AND assigned_user_id = $2 AND {} \
+                 ORDER BY created_ms, id LIMIT 1"
+            ),
+            held_states
+        );
+        // PostgreSQL: concurrent callers skip each other's candidate rows instead of queueing
+        // on them. SQLite: BEGIN IMMEDIATE already excludes other writers.
+        let skip_locked = match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR NO KEY UPDATE SKIP LOCKED",
+        };
+        let take_sql = format!(
+            concat!(
+                "UPDATE desktops SET state = 'assigned', assigned_user_id = $1, state_changed_ms = $2 \
+                 WHERE id = (SELECT id FROM desktops WHERE pool_id = $3 AND state = 'ready' \
+                 AND assigned_user_id IS NULL ORDER BY created_ms, id LIMIT 1{}) \
+                 AND state = 'ready' AND assigned_user_id IS NULL RETURNING ",
+                desktop_cols!()
+            ),
+            skip_locked
+        );
+
+        let mut w = self.write().await?;
+        // Lock the user's row (PostgreSQL) so that two concurrent calls for the same user
+        // cannot both find nothing held and both take a desktop.
+        // NO KEY UPDATE: does not block inserts elsewhere that merely reference the user.
+        let lock_user = match self.backend() {
+            Backend::Sqlite => "SELECT id FROM users WHERE id = $1",
+            Backend::Postgres => "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        };
+        if sqlx::query(lock_user)
+            .bind(user_id)
+            .fetch_optional(w.conn())
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound(format!("user id {user_id}")));
+        }
+        if let Some(row) = sqlx::query(&held_sql)
+            .bind(pool_id)
+            .bind(user_id)
+            .fetch_optional(w.conn())
+            .await?
+        {
+            let desktop = desktop_from_row(&row)?;
+            w.commit().await?;
+            return Ok(desktop);
+        }
+        for _ in 0..ASSIGN_ATTEMPTS {
+            let taken = sqlx::query(&take_sql)
+                .bind(user_id)
+                .bind(now_ms())
+                .bind(pool_id)
+                .fetch_optional(w.conn())
+                .await?;
+            if let Some(row) = taken {
+                let desktop = desktop_from_row(&row)?;
+                w.commit().await?;
+                return Ok(desktop);
+            }
+            // Nothing taken: either no ready desktop is left, or (PostgreSQL) another
+            // transaction took or holds the candidate. Only the latter is worth a retry.
+            let left: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM desktops WHERE pool_id = $1 AND state = 'ready' \
+                 AND assigned_user_id IS NULL",
+            )
+            .bind(pool_id)
+            .fetch_one(w.conn())
+            .await?
+            .try_get("n")?;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        w.rollback().await?;
+        Err(StoreError::PoolExhausted)
+    }
+
+    /// Takes a desktop back after logoff. Floating: it goes to `resetting` with no user.
+    /// Dedicated: it stays `assigned` to its user. Returns the updated desktop.
+    pub async fn release_desktop(&self, desktop_id: &str, floating: bool) -> Result<Desktop> {
+        let sql = if floating {
+            concat!(
+                "UPDATE desktops SET state = 'resetting', assigned_user_id = NULL, \
+                 state_changed_ms = $1 WHERE id = $2 RETURNING ",
+                desktop_cols!()
+            )
+        } else {
+            concat!(
+                "UPDATE desktops SET state = 'assigned', state_changed_ms = $1 \
+                 WHERE id = $2 RETURNING ",
+                desktop_cols!()
+            )
+        };
+        let mut w = self.write().await?;
+        let row = sqlx::query(sql)
+            .bind(now_ms())
+            .bind(desktop_id)
+            .fetch_optional(w.conn())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("desktop id {desktop_id}")))?;
+        let desktop = desktop_from_row(&row)?;
+        w.commit().await?;
+        Ok(desktop)
+    }
+}

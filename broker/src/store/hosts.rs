@@ -1,0 +1,150 @@
+//! Display server hosts.
+
+use super::model::{host_cols, host_from_row};
+use super::{
+    map_constraint, new_id, now_ms, validate_name, Host, HostState, Result, Store, StoreError,
+};
+
+impl Store {
+    /// Registers a host, or updates the host of that name (address, fingerprint, capacity,
+    /// credential; a host that was `down` comes back `up`, one in `maintenance` stays there).
+    /// The heartbeat clock starts now.
+    pub async fn register_host(
+        &self,
+        name: &str,
+        address: &str,
+        fingerprint: &str,
+        capacity: i64,
+        credential_hash: &str,
+    ) -> Result<Host> {
+        validate_name("host", name)?;
+        if capacity < 0 {
+            return Err(StoreError::Invalid("host capacity is negative".into()));
+        }
+        let now = now_ms();
+        let mut w = self.write().await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO hosts (id, name, address, fingerprint, capacity, state, credential_hash, \
+             last_heartbeat_ms, created_ms) VALUES ($1, $2, $3, $4, $5, 'up', $6, $7, $7) \
+             ON CONFLICT (name) DO UPDATE SET address = excluded.address, \
+             fingerprint = excluded.fingerprint, capacity = excluded.capacity, \
+             credential_hash = excluded.credential_hash, \
+             last_heartbeat_ms = excluded.last_heartbeat_ms, \
+             state = CASE WHEN hosts.state = 'down' THEN 'up' ELSE hosts.state END \
+             RETURNING ",
+            host_cols!()
+        ))
+        .bind(new_id())
+        .bind(name)
+        .bind(address)
+        .bind(fingerprint)
+        .bind(capacity)
+        .bind(credential_hash)
+        .bind(now)
+        .fetch_one(w.conn())
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || "another host already uses this credential".into(),
+                String::new,
+            )
+        })?;
+        let host = host_from_row(&row)?;
+        w.commit().await?;
+        Ok(host)
+    }
+
+    /// The host whose credential hashes to this (SHA-256 hex).
+    pub async fn host_by_credential_hash(&self, credential_hash: &str) -> Result<Option<Host>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            host_cols!(),
+            " FROM hosts WHERE credential_hash = $1"
+        ))
+        .bind(credential_hash)
+        .fetch_optional(self.db())
+        .await?
+        .as_ref()
+        .map(host_from_row)
+        .transpose()
+    }
+
+    pub async fn host_by_id(&self, id: &str) -> Result<Option<Host>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            host_cols!(),
+            " FROM hosts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await?
+        .as_ref()
+        .map(host_from_row)
+        .transpose()
+    }
+
+    /// All hosts, by name.
+    pub async fn list_hosts(&self) -> Result<Vec<Host>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            host_cols!(),
+            " FROM hosts ORDER BY name"
+        ))
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(host_from_row)
+        .collect()
+    }
+
+    pub async fn set_host_state(&self, id: &str, state: HostState) -> Result<()> {
+        let mut w = self.write().await?;
+        let done = sqlx::query("UPDATE hosts SET state = $1 WHERE id = $2")
+            .bind(state.as_str())
+            .bind(id)
+            .execute(w.conn())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("host id {id}")));
+        }
+        w.commit().await
+    }
+
+    /// Records a heartbeat with the host's current capacity; returns the host
+    /// (whose state the broker may have changed meanwhile).
+    pub async fn record_heartbeat(&self, id: &str, now_ms: i64, capacity: i64) -> Result<Host> {
+        if capacity < 0 {
+            return Err(StoreError::Invalid("host capacity is negative".into()));
+        }
+        let mut w = self.write().await?;
+        let row = sqlx::query(concat!(
+            "UPDATE hosts SET last_heartbeat_ms = $1, capacity = $2 WHERE id = $3 RETURNING ",
+            host_cols!()
+        ))
+        .bind(now_ms)
+        .bind(capacity)
+        .bind(id)
+        .fetch_optional(w.conn())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("host id {id}")))?;
+        let host = host_from_row(&row)?;
+        w.commit().await?;
+        Ok(host)
+    }
+
+    /// Hosts not already `down` whose last heartbeat is older than `before_ms`.
+    pub async fn hosts_missing_heartbeat(&self, before_ms: i64) -> Result<Vec<Host>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            host_cols!(),
+            " FROM hosts WHERE state <> 'down' AND last_heartbeat_ms < $1 ORDER BY name"
+        ))
+        .bind(before_ms)
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(host_from_row)
+        .collect()
+    }
+}

@@ -1,0 +1,295 @@
+//! Pools and entitlements.
+
+use sqlx::Row;
+
+use super::model::{pool_cols, pool_from_row};
+use super::users::{group_id_by_name, user_id_by_name};
+use super::{
+    map_constraint, new_id, now_ms, validate_name, Assignment, Entitlement, Pool, Result, Store,
+    StoreError,
+};
+
+/// What [`Store::create_pool`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPool {
+    pub name: String,
+    /// Desktop source kind, e.g. `synthetic`.
+    pub source_kind: String,
+    /// JSON text, e.g. `{"workload":"typing"}`.
+    pub source_params: String,
+    pub assignment: Assignment,
+    pub min_ready: i64,
+    pub max_size: i64,
+    pub idle_timeout_s: i64,
+    pub disconnect_timeout_s: i64,
+}
+
+/// Changes for [`Store::update_pool`]; `None` keeps the current value.
+/// The assignment kind of an existing pool cannot change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolUpdate {
+    pub source_kind: Option<String>,
+    pub source_params: Option<String>,
+    pub min_ready: Option<i64>,
+    pub max_size: Option<i64>,
+    pub idle_timeout_s: Option<i64>,
+    pub disconnect_timeout_s: Option<i64>,
+}
+
+fn validate_pool(pool: &Pool) -> Result<()> {
+    validate_name("pool", &pool.name)?;
+    if pool.source_kind.trim().is_empty() {
+        return Err(StoreError::Invalid("pool source kind is empty".into()));
+    }
+    if serde_json::from_str::<serde_json::Value>(&pool.source_params).is_err() {
+        return Err(StoreError::Invalid(
+            "pool source parameters are not valid JSON".into(),
+        ));
+    }
+    for (what, value) in [
+        ("min_ready", pool.min_ready),
+        ("max_size", pool.max_size),
+        ("idle_timeout_s", pool.idle_timeout_s),
+        ("disconnect_timeout_s", pool.disconnect_timeout_s),
+    ] {
+        if value < 0 {
+            return Err(StoreError::Invalid(format!("{what} is negative")));
+        }
+    }
+    if pool.min_ready > pool.max_size {
+        return Err(StoreError::Invalid(format!(
+            "min_ready ({}) is larger than max_size ({})",
+            pool.min_ready, pool.max_size
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) async fn pool_id_by_name(conn: &mut sqlx::AnyConnection, name: &str) -> Result<String> {
+    sqlx::query("SELECT id FROM pools WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?
+        .map(|row| row.try_get("id"))
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("pool '{name}'")))
+}
+
+impl Store {
+    pub async fn create_pool(&self, new: &NewPool) -> Result<Pool> {
+        let pool = Pool {
+            id: new_id(),
+            name: new.name.clone(),
+            source_kind: new.source_kind.clone(),
+            source_params: new.source_params.clone(),
+            assignment: new.assignment,
+            min_ready: new.min_ready,
+            max_size: new.max_size,
+            idle_timeout_s: new.idle_timeout_s,
+            disconnect_timeout_s: new.disconnect_timeout_s,
+            created_ms: now_ms(),
+        };
+        validate_pool(&pool)?;
+        let mut w = self.write().await?;
+        sqlx::query(concat!(
+            "INSERT INTO pools (",
+            pool_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&pool.id)
+        .bind(&pool.name)
+        .bind(&pool.source_kind)
+        .bind(&pool.source_params)
+        .bind(pool.assignment.as_str())
+        .bind(pool.min_ready)
+        .bind(pool.max_size)
+        .bind(pool.idle_timeout_s)
+        .bind(pool.disconnect_timeout_s)
+        .bind(pool.created_ms)
+        .execute(w.conn())
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("pool '{}' already exists", new.name),
+                String::new,
+            )
+        })?;
+        w.commit().await?;
+        Ok(pool)
+    }
+
+    pub async fn pool_by_name(&self, name: &str) -> Result<Option<Pool>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            pool_cols!(),
+            " FROM pools WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.db())
+        .await?
+        .as_ref()
+        .map(pool_from_row)
+        .transpose()
+    }
+
+    pub async fn pool_by_id(&self, id: &str) -> Result<Option<Pool>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            pool_cols!(),
+            " FROM pools WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await?
+        .as_ref()
+        .map(pool_from_row)
+        .transpose()
+    }
+
+    /// All pools, by name.
+    pub async fn list_pools(&self) -> Result<Vec<Pool>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            pool_cols!(),
+            " FROM pools ORDER BY name"
+        ))
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(pool_from_row)
+        .collect()
+    }
+
+    /// Changes a pool's settings in one transaction; returns the updated pool.
+    pub async fn update_pool(&self, name: &str, update: &PoolUpdate) -> Result<Pool> {
+        let mut w = self.write().await?;
+        let sql = format!(
+            concat!("SELECT ", pool_cols!(), " FROM pools WHERE name = $1{}"),
+            self.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(w.conn())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("pool '{name}'")))?;
+        let mut pool = pool_from_row(&row)?;
+        if let Some(v) = &update.source_kind {
+            pool.source_kind.clone_from(v);
+        }
+        if let Some(v) = &update.source_params {
+            pool.source_params.clone_from(v);
+        }
+        pool.min_ready = update.min_ready.unwrap_or(pool.min_ready);
+        pool.max_size = update.max_size.unwrap_or(pool.max_size);
+        pool.idle_timeout_s = update.idle_timeout_s.unwrap_or(pool.idle_timeout_s);
+        pool.disconnect_timeout_s = update
+            .disconnect_timeout_s
+            .unwrap_or(pool.disconnect_timeout_s);
+        validate_pool(&pool)?;
+        sqlx::query(
+            "UPDATE pools SET source_kind = $1, source_params = $2, min_ready = $3, max_size = $4, \
+             idle_timeout_s = $5, disconnect_timeout_s = $6 WHERE id = $7",
+        )
+        .bind(&pool.source_kind)
+        .bind(&pool.source_params)
+        .bind(pool.min_ready)
+        .bind(pool.max_size)
+        .bind(pool.idle_timeout_s)
+        .bind(pool.disconnect_timeout_s)
+        .bind(&pool.id)
+        .execute(w.conn())
+        .await?;
+        w.commit().await?;
+        Ok(pool)
+    }
+
+    /// Entitles a user to a pool (both by name). Entitling twice is not an error.
+    pub async fn entitle_user(&self, pool: &str, user: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        let pool_id = pool_id_by_name(w.conn(), pool).await?;
+        let user_id = user_id_by_name(w.conn(), user).await?;
+        sqlx::query(
+            "INSERT INTO entitlements (id, pool_id, user_id, group_id, created_ms) \
+             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(&pool_id)
+        .bind(&user_id)
+        .bind(now_ms())
+        .execute(w.conn())
+        .await?;
+        w.commit().await
+    }
+
+    /// Entitles every member of a group to a pool (both by name). Entitling twice is not an error.
+    pub async fn entitle_group(&self, pool: &str, group: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        let pool_id = pool_id_by_name(w.conn(), pool).await?;
+        let group_id = group_id_by_name(w.conn(), group).await?;
+        sqlx::query(
+            "INSERT INTO entitlements (id, pool_id, user_id, group_id, created_ms) \
+             VALUES ($1, $2, NULL, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(&pool_id)
+        .bind(&group_id)
+        .bind(now_ms())
+        .execute(w.conn())
+        .await?;
+        w.commit().await
+    }
+
+    /// Every entitlement, with names, ordered by pool then user/group.
+    pub async fn list_entitlements(&self) -> Result<Vec<Entitlement>> {
+        sqlx::query(
+            "SELECT p.name AS pool, u.name AS user_name, g.name AS group_name \
+             FROM entitlements e JOIN pools p ON p.id = e.pool_id \
+             LEFT JOIN users u ON u.id = e.user_id LEFT JOIN groups g ON g.id = e.group_id \
+             ORDER BY p.name, u.name, g.name",
+        )
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Entitlement {
+                pool: row.try_get("pool")?,
+                user: row.try_get("user_name")?,
+                group: row.try_get("group_name")?,
+            })
+        })
+        .collect()
+    }
+
+    /// The pools a user is entitled to, directly or through a group, by name.
+    pub async fn entitled_pools(&self, user_id: &str) -> Result<Vec<Pool>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            pool_cols!(),
+            " FROM pools WHERE id IN (",
+            "SELECT pool_id FROM entitlements WHERE user_id = $1 ",
+            "UNION SELECT e.pool_id FROM entitlements e ",
+            "JOIN group_members gm ON gm.group_id = e.group_id WHERE gm.user_id = $1",
+            ") ORDER BY name"
+        ))
+        .bind(user_id)
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(pool_from_row)
+        .collect()
+    }
+
+    /// Whether a user is entitled to a pool, directly or through a group.
+    pub async fn is_entitled(&self, user_id: &str, pool_id: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM entitlements e WHERE e.pool_id = $2 AND (e.user_id = $1 \
+             OR e.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1))",
+        )
+        .bind(user_id)
+        .bind(pool_id)
+        .fetch_one(self.db())
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+}

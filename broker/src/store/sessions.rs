@@ -1,0 +1,123 @@
+//! Sessions: a user connected to a desktop.
+
+use super::model::{session_cols, session_from_row};
+use super::{map_constraint, new_id, now_ms, Result, Session, SessionState, Store, StoreError};
+
+impl Store {
+    /// Starts an active session. At most one session per desktop is active at a time:
+    /// a second one is a [`StoreError::Conflict`].
+    pub async fn start_session(&self, user_id: &str, desktop_id: &str) -> Result<Session> {
+        let session = Session {
+            id: new_id(),
+            user_id: user_id.to_owned(),
+            desktop_id: desktop_id.to_owned(),
+            state: SessionState::Active,
+            started_ms: now_ms(),
+            ended_ms: None,
+            end_reason: None,
+        };
+        let mut w = self.write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, desktop_id, state, started_ms, ended_ms, end_reason) \
+             VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+        )
+        .bind(&session.id)
+        .bind(user_id)
+        .bind(desktop_id)
+        .bind(session.state.as_str())
+        .bind(session.started_ms)
+        .execute(w.conn())
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("desktop id {desktop_id} already has an active session"),
+                || format!("user id {user_id} or desktop id {desktop_id}"),
+            )
+        })?;
+        w.commit().await?;
+        Ok(session)
+    }
+
+    /// Ends an active session with a reason (e.g. `logoff`, `disconnect`, `admin`).
+    /// Returns `false` if it had already ended; [`StoreError::NotFound`] if there is no such session.
+    pub async fn end_session(&self, id: &str, reason: &str) -> Result<bool> {
+        let mut w = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET state = 'ended', ended_ms = $1, end_reason = $2 \
+             WHERE id = $3 AND state = 'active'",
+        )
+        .bind(now_ms())
+        .bind(reason)
+        .bind(id)
+        .execute(w.conn())
+        .await?;
+        if done.rows_affected() > 0 {
+            w.commit().await?;
+            return Ok(true);
+        }
+        let exists = sqlx::query("SELECT id FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(w.conn())
+            .await?
+            .is_some();
+        w.commit().await?;
+        if exists {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound(format!("session id {id}")))
+        }
+    }
+
+    pub async fn session_by_id(&self, id: &str) -> Result<Option<Session>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await?
+        .as_ref()
+        .map(session_from_row)
+        .transpose()
+    }
+
+    /// Sessions, newest first; only active ones if asked.
+    pub async fn list_sessions(&self, active_only: bool) -> Result<Vec<Session>> {
+        let sql = if active_only {
+            concat!(
+                "SELECT ",
+                session_cols!(),
+                " FROM sessions WHERE state = 'active' ORDER BY started_ms DESC, id"
+            )
+        } else {
+            concat!(
+                "SELECT ",
+                session_cols!(),
+                " FROM sessions ORDER BY started_ms DESC, id"
+            )
+        };
+        sqlx::query(sql)
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(session_from_row)
+            .collect()
+    }
+
+    /// The desktop's active session, if any.
+    pub async fn active_session_for_desktop(&self, desktop_id: &str) -> Result<Option<Session>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            session_cols!(),
+            " FROM sessions WHERE desktop_id = $1 AND state = 'active'"
+        ))
+        .bind(desktop_id)
+        .fetch_optional(self.db())
+        .await?
+        .as_ref()
+        .map(session_from_row)
+        .transpose()
+    }
+}
