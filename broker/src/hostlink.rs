@@ -54,8 +54,17 @@ impl HostLink {
                     let remote = incoming.remote_address();
                     match incoming.await {
                         Ok(conn) => {
-                            if let Err(err) = l.serve_host(conn).await {
-                                tracing::warn!(%remote, "host link: {err:#}");
+                            if let Err(err) = l.serve_host(conn.clone()).await {
+                                match conn.close_reason() {
+                                    Some(
+                                        quinn::ConnectionError::ApplicationClosed(_)
+                                        | quinn::ConnectionError::ConnectionClosed(_)
+                                        | quinn::ConnectionError::LocallyClosed,
+                                    ) => {
+                                        tracing::info!(%remote, "host closed its link")
+                                    }
+                                    _ => tracing::warn!(%remote, "host link: {err:#}"),
+                                }
                             }
                         }
                         Err(err) => tracing::info!(%remote, "host handshake failed: {err}"),

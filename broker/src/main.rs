@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
 fn data_dir(common: &Common) -> PathBuf {
     common.data_dir.clone().unwrap_or_else(|| {
         std::env::var_os("XDG_DATA_HOME")
+            .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
             .unwrap_or_else(|| PathBuf::from("."))
@@ -133,7 +134,9 @@ async fn init(common: Common, admin: &str) -> anyhow::Result<()> {
         None => oriel_broker::store::sqlite_url(&dir.join("broker.db"))?,
     };
     let store = Store::open(&url).await?;
-    eprintln!("password for {admin} (one line on stdin):");
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("password for {admin} (one line on stdin):");
+    }
     let mut password = String::new();
     std::io::stdin().lock().read_line(&mut password)?;
     let password = password.trim_end_matches(['\r', '\n']);

@@ -247,6 +247,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<Size> {
 
 fn default_data_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."));
