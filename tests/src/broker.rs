@@ -1,0 +1,160 @@
+//! A broker on loopback with display servers joined to it, for the broker tests.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oriel::launcher::Login;
+use oriel_broker::password::{new_token, token_hash};
+use oriel_broker::store::{now_ms, Assignment, DesktopState, NewPool, Role, Store};
+use oriel_broker::{Broker, BrokerConfig};
+use oriel_display_server::agent::{self, AgentConfig};
+use oriel_display_server::{DisplayServer, ServerConfig};
+
+pub struct Harness {
+    pub dir: PathBuf,
+    pub broker: Broker,
+    pub hosts: Vec<(Arc<DisplayServer>, tokio::task::JoinHandle<()>)>,
+}
+
+impl Harness {
+    pub async fn start(tag: &str) -> Harness {
+        let dir = crate::temp_dir(tag);
+        let broker = Broker::start(BrokerConfig {
+            data_dir: dir.join("broker"),
+            api_listen: "127.0.0.1:0".parse().unwrap(),
+            host_listen: "127.0.0.1:0".parse().unwrap(),
+            database: None,
+            insecure_http: false,
+        })
+        .await
+        .expect("broker starts");
+        Harness {
+            dir,
+            broker,
+            hosts: Vec::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.broker.store
+    }
+
+    /// Starts a display server that joins the broker with the join token.
+    pub fn add_host(&mut self, name: &str, capacity: u32) -> Arc<DisplayServer> {
+        let identity = oriel_transport::Identity::generate(&[]).unwrap();
+        let server = Arc::new(
+            DisplayServer::start(
+                ServerConfig {
+                    listen: "127.0.0.1:0".parse().unwrap(),
+                    require_tickets: true,
+                    ..Default::default()
+                },
+                &identity,
+                vec![],
+            )
+            .unwrap(),
+        );
+        let agent = tokio::spawn(agent::run(
+            server.clone(),
+            AgentConfig {
+                broker: self.broker.host_addr,
+                broker_fingerprint: self.broker.fingerprint,
+                join_token: Some(self.broker.join_token.clone()),
+                name: name.into(),
+                display_address: server.local_addr().unwrap().to_string(),
+                capacity,
+                data_dir: self.dir.join(name),
+            },
+        ));
+        self.hosts.push((server.clone(), agent));
+        server
+    }
+
+    /// Creates a pool of synthetic `workload` desktops.
+    pub async fn pool(
+        &self,
+        name: &str,
+        assignment: Assignment,
+        min_ready: i64,
+        max_size: i64,
+        params: &str,
+    ) {
+        self.store()
+            .create_pool(&NewPool {
+                name: name.into(),
+                source_kind: "synthetic".into(),
+                source_params: params.into(),
+                assignment,
+                min_ready,
+                max_size,
+                idle_timeout_s: 3600,
+                disconnect_timeout_s: 900,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// A user entitled to `pool`, logged in (token made directly in the store, to keep
+    /// argon2 out of tests about something else).
+    pub async fn user(&self, name: &str, pool: &str) -> Login {
+        self.store()
+            .create_user(
+                name,
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+                Role::User,
+            )
+            .await
+            .unwrap();
+        self.store().entitle_user(pool, name).await.unwrap();
+        let token = new_token();
+        let user = self.store().user_by_name(name).await.unwrap().unwrap();
+        self.store()
+            .insert_api_token(&token_hash(&token), &user.id, now_ms() + 3_600_000)
+            .await
+            .unwrap();
+        Login {
+            broker: self.broker.url(),
+            fingerprint: Some(self.broker.fingerprint.to_string()),
+            user: name.into(),
+            token,
+            expires_unix: u64::MAX,
+        }
+    }
+
+    /// Desktops of `pool` in `state`.
+    pub async fn count(&self, pool: &str, state: DesktopState) -> usize {
+        let pool = self.store().pool_by_name(pool).await.unwrap().unwrap();
+        self.store()
+            .list_desktops(Some(&pool.id))
+            .await
+            .unwrap()
+            .iter()
+            .filter(|d| d.state == state)
+            .count()
+    }
+
+    pub async fn shutdown(self) {
+        for (server, agent) in &self.hosts {
+            agent.abort();
+            server.shutdown().await;
+        }
+        self.broker.shutdown().await;
+    }
+}
+
+/// Polls `check` every 50 ms for up to 30 s; panics naming `what` if it never holds.
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -1,0 +1,94 @@
+//! The broker API refuses bad input with 4xx (never a 500 or a panic) and keeps users
+//! and admins apart.
+
+use oriel_broker::store::Assignment;
+use oriel_e2e::broker::Harness;
+use oriel_transport::tls::pinned_tls_client_config;
+
+fn http(h: &Harness) -> reqwest::Client {
+    let tls = pinned_tls_client_config(h.broker.fingerprint, &[b"http/1.1"]).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_4xx_and_users_are_not_admins() {
+    let h = Harness::start("api-bad").await;
+    h.pool("p", Assignment::Floating, 0, 1, "{}").await;
+    let alice = h.user("alice", "p").await;
+    let client = http(&h);
+    let url = |p: &str| format!("{}/api/v1{p}", h.broker.url());
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("/login", b"{not json".to_vec()),
+        (
+            "/login",
+            br#"{"user":"a","password":"b","extra":1}"#.to_vec(),
+        ),
+        ("/login", br#"{"user":5}"#.to_vec()),
+        ("/login", vec![b'{'; 200 * 1024]),
+        (
+            "/login",
+            format!(r#"{{"user":"{}","password":"x"}}"#, "a".repeat(100 * 1024)).into_bytes(),
+        ),
+        ("/connect", br#"{"pool":"p"}"#.to_vec()),
+    ];
+    for (path, body) in cases {
+        let resp = client
+            .post(url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert!((400..500).contains(&status), "{path}: got {status}");
+    }
+    // Unknown field on an authenticated endpoint.
+    let resp = client
+        .post(url("/connect"))
+        .bearer_auth(&alice.token)
+        .json(&serde_json::json!({"pool": "p", "hack": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error());
+    // A user is not an admin.
+    let resp = client
+        .get(url("/admin/users"))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    // A forged token.
+    let resp = client
+        .get(url("/pools"))
+        .bearer_auth("0".repeat(64))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    // Health, metrics and the OpenAPI document.
+    for path in ["/healthz", "/metrics"] {
+        let resp = client
+            .get(format!("{}{path}", h.broker.url()))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}");
+    }
+    let doc: serde_json::Value = client
+        .get(url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/connect"].is_object());
+    h.shutdown().await;
+}

@@ -1,0 +1,160 @@
+//! Pool semantics through the broker API: dedicated and floating assignment, spares,
+//! exhaustion under concurrency, hosts going down, and bad requests.
+
+use std::time::Duration;
+
+use oriel::launcher;
+use oriel_broker::store::{Assignment, DesktopState, HostState};
+use oriel_e2e::broker::{wait_for, Harness};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedicated_users_get_their_desktop_back_and_spares_respect_max_size() {
+    let mut h = Harness::start("dedicated").await;
+    h.pool(
+        "ded",
+        Assignment::Dedicated,
+        2,
+        3,
+        r#"{"workload":"idle","width":640,"height":480}"#,
+    )
+    .await;
+    h.add_host("host-1", 10);
+    wait_for("2 spares", || async {
+        h.count("ded", DesktopState::Ready).await == 2
+    })
+    .await;
+
+    let alice = h.user("alice", "ded").await;
+    let (_, first) = launcher::connect_options(&alice, "ded").await.unwrap();
+    launcher::logoff(&alice, "ded").await.unwrap();
+    let (_, again) = launcher::connect_options(&alice, "ded").await.unwrap();
+    assert_eq!(
+        first.desktop, again.desktop,
+        "dedicated: same desktop after logoff"
+    );
+
+    // One spare left; a third desktop is made to get back to min_ready (max_size 3)...
+    wait_for("a new spare", || async {
+        h.count("ded", DesktopState::Ready).await == 2
+    })
+    .await;
+    let bob = h.user("bob", "ded").await;
+    let carol = h.user("carol", "ded").await;
+    let dave = h.user("dave", "ded").await;
+    launcher::connect_options(&bob, "ded").await.unwrap();
+    launcher::connect_options(&carol, "ded").await.unwrap();
+    // ...but never beyond max_size: the fourth user finds the pool exhausted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pool = h.store().pool_by_name("ded").await.unwrap().unwrap();
+    assert_eq!(
+        h.store().list_desktops(Some(&pool.id)).await.unwrap().len(),
+        3
+    );
+    let err = launcher::connect_options(&dave, "ded").await.unwrap_err();
+    assert!(format!("{err:#}").contains("pool exhausted"), "{err:#}");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_never_share_a_desktop() {
+    const MAX: i64 = 100;
+    const USERS: usize = 300;
+    let mut h = Harness::start("concurrent").await;
+    h.pool(
+        "flo",
+        Assignment::Floating,
+        MAX,
+        MAX,
+        r#"{"workload":"idle","width":640,"height":480}"#,
+    )
+    .await;
+    h.add_host("host-1", 100);
+    wait_for("all desktops ready", || async {
+        h.count("flo", DesktopState::Ready).await == MAX as usize
+    })
+    .await;
+    let mut logins = Vec::new();
+    for i in 0..USERS {
+        logins.push(h.user(&format!("user{i}"), "flo").await);
+    }
+    let tasks: Vec<_> = logins
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(async move {
+                launcher::connect_options(&l, "flo")
+                    .await
+                    .map(|(_, r)| r.desktop)
+            })
+        })
+        .collect();
+    let mut desktops = Vec::new();
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(d) => desktops.push(d),
+            Err(e) if format!("{e:#}").contains("pool exhausted") => exhausted += 1,
+            Err(e) => panic!("unexpected error: {e:#}"),
+        }
+    }
+    assert_eq!(desktops.len(), MAX as usize);
+    desktops.sort();
+    desktops.dedup();
+    assert_eq!(desktops.len(), MAX as usize, "a desktop was given twice");
+    assert_eq!(exhausted, USERS - MAX as usize);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_host_is_marked_down_and_its_desktops_replaced() {
+    let mut h = Harness::start("hostdown").await;
+    h.pool(
+        "p",
+        Assignment::Floating,
+        2,
+        4,
+        r#"{"workload":"idle","width":640,"height":480}"#,
+    )
+    .await;
+    let first = h.add_host("host-1", 2);
+    wait_for("2 desktops on host-1", || async {
+        h.count("p", DesktopState::Ready).await == 2
+    })
+    .await;
+    h.add_host("host-2", 2);
+    // host-1 dies: its link and heartbeats stop.
+    let (_, agent) = &h.hosts[0];
+    agent.abort();
+    first.shutdown().await;
+    wait_for("host-1 marked down", || async {
+        h.store()
+            .list_hosts()
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.name == "host-1" && x.state == HostState::Down)
+    })
+    .await;
+    wait_for("replacements on host-2", || async {
+        let hosts = h.store().list_hosts().await.unwrap();
+        let host2 = hosts
+            .iter()
+            .find(|x| x.name == "host-2")
+            .unwrap()
+            .id
+            .clone();
+        let pool = h.store().pool_by_name("p").await.unwrap().unwrap();
+        h.store()
+            .list_desktops(Some(&pool.id))
+            .await
+            .unwrap()
+            .iter()
+            .filter(|d| d.state == DesktopState::Ready && d.host_id.as_deref() == Some(&host2))
+            .count()
+            == 2
+    })
+    .await;
+    assert_eq!(h.count("p", DesktopState::Failed).await, 2);
+    let audit = h.store().list_audit(100).await.unwrap();
+    assert!(audit.iter().any(|a| a.event == "host_down"));
+    h.shutdown().await;
+}
