@@ -107,16 +107,16 @@ async fn serve(
     })
     .await?;
     // Scripts (and `oriel demo`) read these lines; keep their format.
-    println!("oriel-broker: API on {}", broker.url());
-    println!("oriel-broker: host link on {}", broker.host_addr);
-    println!(
+    banner(format!("oriel-broker: API on {}", broker.url()));
+    banner(format!("oriel-broker: host link on {}", broker.host_addr));
+    banner(format!(
         "oriel-broker: certificate SHA-256 fingerprint: {}",
         broker.fingerprint
-    );
-    println!(
+    ));
+    banner(format!(
         "oriel-broker: join token in {}",
         dir.join("join-token").display()
-    );
+    ));
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
@@ -154,4 +154,13 @@ async fn init(common: Common, admin: &str) -> anyhow::Result<()> {
     store.close().await;
     println!("administrator '{admin}' created in {}", dir.display());
     Ok(())
+}
+
+/// Prints a start-up line for people and scripts. A closed stdout (the reader went away)
+/// must not bring the server down, so write errors are ignored.
+fn banner(line: String) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }

@@ -35,14 +35,14 @@ async fn main() -> anyhow::Result<()> {
     let server = Arc::new(server);
 
     // These two lines are what `oriel demo` and scripts read; keep their format.
-    println!(
+    banner(format!(
         "oriel-display-server: listening on {}",
         server.local_addr()?
-    );
-    println!(
+    ));
+    banner(format!(
         "oriel-display-server: certificate SHA-256 fingerprint: {}",
         server.fingerprint()
-    );
+    ));
 
     let agent = config.broker.map(|link| {
         let listen = server
@@ -64,10 +64,10 @@ async fn main() -> anyhow::Result<()> {
     let metrics = match config.metrics_listen {
         Some(addr) => {
             let listener = metrics_http::bind(addr).await?;
-            println!(
+            banner(format!(
                 "oriel-display-server: metrics on http://{}/metrics",
                 listener.local_addr()?
-            );
+            ));
             let s = server.clone();
             let render: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || s.metrics());
             Some(tokio::spawn(async move {
@@ -109,4 +109,13 @@ impl StopSignals {
             _ = self.terminate.recv() => {},
         }
     }
+}
+
+/// Prints a start-up line for people and scripts. A closed stdout (the reader went away)
+/// must not bring the server down, so write errors are ignored.
+fn banner(line: String) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
