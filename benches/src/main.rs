@@ -17,6 +17,7 @@ use oriel_transport::Identity;
 use serde_json::json;
 
 mod baseline;
+mod broker_bench;
 
 /// Oriel display benchmark: server + headless client over loopback QUIC.
 #[derive(Debug, Parser)]
@@ -37,10 +38,22 @@ struct Args {
     /// Frames in flight before the server waits for acks.
     #[arg(long, default_value_t = 2)]
     frame_window: usize,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// Broker connect throughput: logins and connects over HTTPS against SQLite on disk.
+    Broker(broker_bench::BrokerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Mode::Broker(b)) = args.mode {
+        println!("{}", broker_bench::run(b)?);
+        return Ok(());
+    }
     let workloads: Vec<Workload> = if args.workload == "all" {
         Workload::ALL.to_vec()
     } else {

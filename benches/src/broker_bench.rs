@@ -1,0 +1,210 @@
+//! `oriel-bench broker`: a logon storm against the broker. Users log in and connect to a
+//! floating pool over HTTPS (pinned) with the state in a SQLite file on disk; each
+//! connect assigns a desktop (or finds the user's own again) and signs a ticket.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use oriel::percentile;
+use oriel_broker::password::{hash_password, new_token, token_hash};
+use oriel_broker::store::{now_ms, Assignment, DesktopState, NewPool, Role};
+use oriel_broker::{Broker, BrokerConfig};
+use oriel_protocol::api::{ConnectRequest, ConnectResponse, LoginRequest, LoginResponse};
+use oriel_transport::api_client::ApiClient;
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// Desktops in the pool.
+    #[arg(long, default_value_t = 10_000)]
+    desktops: u32,
+    /// Users connecting.
+    #[arg(long, default_value_t = 1_000)]
+    users: u32,
+    /// How long the connect storm lasts.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: u32,
+    /// Logins measured (argon2 makes each cost real CPU, as it should).
+    #[arg(long, default_value_t = 50)]
+    logins: u32,
+}
+
+const PASSWORD: &str = "bench-password-123";
+
+pub fn run(args: BrokerArgs) -> anyhow::Result<String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(storm(args))
+}
+
+async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
+    let dir = std::env::temp_dir().join(format!("oriel-bench-broker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let broker = Broker::start(BrokerConfig {
+        data_dir: dir.clone(),
+        api_listen: "127.0.0.1:0".parse()?,
+        host_listen: "127.0.0.1:0".parse()?,
+        database: None,
+        insecure_http: false,
+    })
+    .await?;
+    let store = broker.store.clone();
+
+    eprintln!(
+        "oriel-bench: creating {} users and {} desktops ...",
+        args.users, args.desktops
+    );
+    let hash = hash_password(PASSWORD)?;
+    let host = store
+        .register_host(
+            "bench-host",
+            "127.0.0.1:9",
+            &"0".repeat(64),
+            i64::from(args.desktops),
+            &token_hash(&new_token()),
+        )
+        .await?;
+    store
+        .create_pool(&NewPool {
+            name: "bench".into(),
+            source_kind: "synthetic".into(),
+            source_params: "{}".into(),
+            assignment: Assignment::Floating,
+            min_ready: 0,
+            max_size: i64::from(args.desktops),
+            idle_timeout_s: 3600,
+            disconnect_timeout_s: 3600,
+        })
+        .await?;
+    let pool = store.pool_by_name("bench").await?.context("pool")?;
+    for i in 0..args.desktops {
+        store
+            .create_desktop(
+                &pool.id,
+                Some(&host.id),
+                &format!("bench-{i}"),
+                DesktopState::Ready,
+            )
+            .await?;
+    }
+    store.create_group("everyone").await?;
+    store.entitle_group("bench", "everyone").await?;
+    let mut tokens = Vec::new();
+    for i in 0..args.users {
+        let name = format!("user{i}");
+        let user = store.create_user(&name, &hash, Role::User).await?;
+        store.add_group_member("everyone", &name).await?;
+        // Tokens made directly for all but the measured logins.
+        let token = new_token();
+        store
+            .insert_api_token(&token_hash(&token), &user.id, now_ms() + 3_600_000)
+            .await?;
+        tokens.push(token);
+    }
+    // The bench host is not a real display server: keep its heartbeat fresh.
+    let heartbeat = {
+        let (store, id) = (store.clone(), host.id.clone());
+        tokio::spawn(async move {
+            loop {
+                let _ = store.record_heartbeat(&id, now_ms(), 1_000_000).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
+
+    let api = ApiClient::new(&broker.url(), Some(broker.fingerprint))?;
+    let mut login_us = Vec::new();
+    for i in 0..args.logins.min(args.users) {
+        let t = Instant::now();
+        let _: LoginResponse = api
+            .post(
+                "/login",
+                &LoginRequest {
+                    user: format!("user{i}"),
+                    password: PASSWORD.into(),
+                },
+            )
+            .await?;
+        login_us.push(t.elapsed().as_micros() as u32);
+    }
+
+    eprintln!(
+        "oriel-bench: connect storm, {} clients for {} s ...",
+        args.concurrency, args.seconds
+    );
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let next_user = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let tokens = Arc::new(tokens);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (api, next_user, errors, tokens) = (
+                api.clone(),
+                next_user.clone(),
+                errors.clone(),
+                tokens.clone(),
+            );
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let i = next_user.fetch_add(1, Relaxed) as usize % tokens.len();
+                    let client = api.clone().with_token(tokens[i].clone());
+                    let t = Instant::now();
+                    let r: Result<ConnectResponse, _> = client
+                        .post(
+                            "/connect",
+                            &ConnectRequest {
+                                pool: "bench".into(),
+                            },
+                        )
+                        .await;
+                    match r {
+                        Ok(_) => lat.push(t.elapsed().as_micros() as u32),
+                        Err(_) => {
+                            errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut connect_us = Vec::new();
+    for w in workers {
+        connect_us.extend(w.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    heartbeat.abort();
+    let assigned = store
+        .list_desktops(Some(&pool.id))
+        .await?
+        .iter()
+        .filter(|d| d.assigned_user_id.is_some())
+        .count();
+    broker.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    Ok(json!({
+        "workload": "broker",
+        "desktops": args.desktops,
+        "users": args.users,
+        "concurrency": args.concurrency,
+        "seconds": elapsed,
+        "connects": connect_us.len(),
+        "connects_per_s": connect_us.len() as f64 / elapsed,
+        "connect_ms_p50": ms(percentile(&connect_us, 0.5)),
+        "connect_ms_p99": ms(percentile(&connect_us, 0.99)),
+        "login_ms_p50": ms(percentile(&login_us, 0.5)),
+        "errors": errors.load(Relaxed),
+        "desktops_assigned": assigned,
+    })
+    .to_string())
+}
