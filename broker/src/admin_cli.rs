@@ -63,7 +63,7 @@ enum AdminCommand {
     },
     /// Hosts: list, drain ID, undrain ID.
     Host { action: String, id: Option<String> },
-    /// Desktops: list [--pool NAME], reset ID.
+    /// Desktops: list [--pool NAME], reset ID, delete ID.
     Desktop {
         action: String,
         id: Option<String>,
@@ -218,13 +218,13 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 Some(p) => api.get(&format!("/admin/desktops?pool={p}")).await?,
                 None => api.get("/admin/desktops").await?,
             },
-            "reset" => {
+            "reset" | "delete" => {
                 let id = need(id, "desktop id")?;
-                api.post_no_reply(&format!("/admin/desktops/{id}/reset"), &json!({}))
+                api.post_no_reply(&format!("/admin/desktops/{id}/{action}"), &json!({}))
                     .await?;
-                json!({"desktop": id, "reset": true})
+                json!({"desktop": id, "done": action})
             }
-            other => anyhow::bail!("unknown desktop action '{other}' (list, reset)"),
+            other => anyhow::bail!("unknown desktop action '{other}' (list, reset, delete)"),
         },
         AdminCommand::Session { action, id } => match action.as_str() {
             "list" => api.get("/admin/sessions").await?,

@@ -104,7 +104,31 @@ impl Reconciler {
         let now = now_ms();
 
         for d in in_pool.iter() {
+            let draining = d
+                .host_id
+                .as_deref()
+                .and_then(|id| hosts.iter().find(|h| h.id == id))
+                .is_some_and(|h| h.state == HostState::Maintenance);
             match d.state {
+                // Draining: free desktops on a host in maintenance are removed (and
+                // replaced elsewhere below); assigned ones stay until they are released.
+                DesktopState::Ready | DesktopState::Resetting
+                    if draining && d.assigned_user_id.is_none() =>
+                {
+                    self.store
+                        .set_desktop_state(&d.id, Some(d.state), DesktopState::Deleting)
+                        .await?;
+                }
+                // Deleted by an administrator, or left behind on a host that went down
+                // and came back: destroy it there, then keep only its record.
+                DesktopState::Deleting | DesktopState::Failed if d.host_id.is_some() => self.run(
+                    d,
+                    HostCommand::Destroy {
+                        desktop: d.name.clone(),
+                    },
+                    None,
+                    DesktopState::Deleting,
+                ),
                 DesktopState::Resetting => self.run(
                     d,
                     HostCommand::Reset {
@@ -186,7 +210,8 @@ impl Reconciler {
     }
 
     /// Sends `command` for desktop `d` in the background; on success moves it from
-    /// `from` to `to`. Skips desktops already busy or backing off.
+    /// `from` to `to` (to `Deleting`: detaches it from its host). Skips desktops already
+    /// busy or backing off.
     fn run(
         self: &Arc<Self>,
         d: &Desktop,
@@ -228,7 +253,12 @@ impl Reconciler {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&id);
-                    if let Err(e) = me.store.set_desktop_state(&id, from, to).await {
+                    let updated = if to == DesktopState::Deleting {
+                        me.store.detach_desktop(&id).await.map(|_| true)
+                    } else {
+                        me.store.set_desktop_state(&id, from, to).await
+                    };
+                    if let Err(e) = updated {
                         tracing::warn!(desktop = id, "state update failed: {e}");
                     }
                 }

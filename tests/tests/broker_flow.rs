@@ -2,61 +2,24 @@
 //! display server registered to it with a join token, and clients that log in, get a
 //! desktop and a ticket, and see it pixel-exact.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use oriel::launcher;
 use oriel::{Session, StopWhen};
 use oriel_broker::password::hash_password;
-use oriel_broker::store::{Assignment, DesktopState, NewPool, Role, Store};
-use oriel_broker::{Broker, BrokerConfig};
-use oriel_display_server::agent::{self, AgentConfig};
+use oriel_broker::store::{Assignment, DesktopState, NewPool, Role};
 use oriel_display_server::source::synthetic::{SyntheticConfig, Workload};
-use oriel_display_server::{DisplayServer, ServerConfig};
+use oriel_e2e::broker::{wait_for, Harness};
 use oriel_e2e::*;
 use oriel_protocol::Size;
 
 const TICKS: u64 = 20;
 const PASSWORD: &str = "correct horse battery";
 
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn ready_count(store: &Store, pool: &str) -> usize {
-    let pool = store.pool_by_name(pool).await.unwrap().unwrap();
-    store
-        .list_desktops(Some(&pool.id))
-        .await
-        .unwrap()
-        .iter()
-        .filter(|d| d.state == DesktopState::Ready && d.assigned_user_id.is_none())
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_connect_display_logoff_through_the_broker() {
-    let dir = temp_dir("broker-flow");
-    let broker = Broker::start(BrokerConfig {
-        data_dir: dir.join("broker"),
-        api_listen: "127.0.0.1:0".parse().unwrap(),
-        host_listen: "127.0.0.1:0".parse().unwrap(),
-        database: None,
-        insecure_http: false,
-    })
-    .await
-    .expect("broker starts");
-    let store = broker.store.clone();
+    let mut h = Harness::start("broker-flow").await;
+    let store = h.store().clone();
     let hash = hash_password(PASSWORD).unwrap();
     for (name, role) in [
         ("alice", Role::User),
@@ -82,44 +45,25 @@ async fn login_connect_display_logoff_through_the_broker() {
     store.entitle_user("desk", "bob").await.unwrap();
 
     // A display server working for the broker, joined with the join token.
-    let identity = oriel_transport::Identity::generate(&[]).unwrap();
-    let server = Arc::new(
-        DisplayServer::start(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                require_tickets: true,
-                ..Default::default()
-            },
-            &identity,
-            vec![],
-        )
-        .unwrap(),
-    );
-    let agent = tokio::spawn(agent::run(
-        server.clone(),
-        AgentConfig {
-            broker: broker.host_addr,
-            broker_fingerprint: broker.fingerprint,
-            join_token: Some(broker.join_token.clone()),
-            name: "host-1".into(),
-            display_address: server.local_addr().unwrap().to_string(),
-            capacity: 8,
-            data_dir: dir.join("host"),
-        },
-    ));
+    h.add_host("host-1", 8);
     wait_for("min_ready desktops", || async {
-        ready_count(&store, "desk").await == 2
+        h.count("desk", DesktopState::Ready).await == 2
     })
     .await;
     assert!(
-        dir.join("host/host-credential").exists(),
+        h.dir.join("host-1/host-credential").exists(),
         "host keeps its credential"
     );
 
     // Alice logs in over HTTPS (pinned) and connects.
-    let alice = launcher::login(&broker.url(), Some(broker.fingerprint), "alice", PASSWORD)
-        .await
-        .expect("alice logs in");
+    let alice = launcher::login(
+        &h.broker.url(),
+        Some(h.broker.fingerprint),
+        "alice",
+        PASSWORD,
+    )
+    .await
+    .expect("alice logs in");
     assert_eq!(launcher::pools(&alice).await.unwrap().len(), 1);
     let (opts, reply) = launcher::connect_options(&alice, "desk").await.unwrap();
     let session = Session::connect(&opts).await.expect("ticket admitted");
@@ -155,22 +99,27 @@ async fn login_connect_display_logoff_through_the_broker() {
     );
 
     // Bob gets another desktop; mallory is not entitled.
-    let bob = launcher::login(&broker.url(), Some(broker.fingerprint), "bob", PASSWORD)
+    let bob = launcher::login(&h.broker.url(), Some(h.broker.fingerprint), "bob", PASSWORD)
         .await
         .unwrap();
     let (_, bob_reply) = launcher::connect_options(&bob, "desk").await.unwrap();
     assert_ne!(bob_reply.desktop, reply.desktop);
-    let mallory = launcher::login(&broker.url(), Some(broker.fingerprint), "mallory", PASSWORD)
-        .await
-        .unwrap();
+    let mallory = launcher::login(
+        &h.broker.url(),
+        Some(h.broker.fingerprint),
+        "mallory",
+        PASSWORD,
+    )
+    .await
+    .unwrap();
     let err = launcher::connect_options(&mallory, "desk")
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("403"), "{err:#}");
     // Wrong password.
     assert!(launcher::login(
-        &broker.url(),
-        Some(broker.fingerprint),
+        &h.broker.url(),
+        Some(h.broker.fingerprint),
         "alice",
         "nope-nope"
     )
@@ -213,7 +162,5 @@ async fn login_connect_display_logoff_through_the_broker() {
             "audit lacks {event}"
         );
     }
-    agent.abort();
-    server.shutdown().await;
-    broker.shutdown().await;
+    h.shutdown().await;
 }

@@ -158,3 +158,69 @@ async fn a_silent_host_is_marked_down_and_its_desktops_replaced() {
     assert!(audit.iter().any(|a| a.event == "host_down"));
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_host_moves_free_desktops_and_deleted_ones_are_destroyed() {
+    let mut h = Harness::start("drain").await;
+    h.pool(
+        "p",
+        Assignment::Floating,
+        2,
+        4,
+        r#"{"workload":"idle","width":640,"height":480}"#,
+    )
+    .await;
+    let first = h.add_host("host-1", 4);
+    wait_for("2 desktops on host-1", || async {
+        h.count("p", DesktopState::Ready).await == 2 && first.desktops().len() == 2
+    })
+    .await;
+    let second = h.add_host("host-2", 4);
+    let host1 = h
+        .store()
+        .list_hosts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.name == "host-1")
+        .unwrap();
+    h.store()
+        .set_host_state(&host1.id, HostState::Maintenance)
+        .await
+        .unwrap();
+    wait_for("free desktops moved off the drained host", || async {
+        first.desktops().is_empty()
+            && second.desktops().len() == 2
+            && h.count("p", DesktopState::Ready).await == 2
+            && h.count("p", DesktopState::Deleting).await == 2
+    })
+    .await;
+
+    // An administrator deletes a desktop: destroyed on its host, replaced in the pool.
+    let pool = h.store().pool_by_name("p").await.unwrap().unwrap();
+    let victim = h
+        .store()
+        .list_desktops(Some(&pool.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.state == DesktopState::Ready)
+        .unwrap();
+    h.store()
+        .set_desktop_state(&victim.id, None, DesktopState::Deleting)
+        .await
+        .unwrap();
+    wait_for("the deleted desktop gone and replaced", || async {
+        second.desktop(&victim.name).is_none()
+            && second.desktops().len() == 2
+            && h.count("p", DesktopState::Ready).await == 2
+    })
+    .await;
+    let gone = h.store().desktop_by_id(&victim.id).await.unwrap().unwrap();
+    assert_eq!(
+        (gone.state, gone.host_id),
+        (DesktopState::Deleting, None),
+        "only the record stays"
+    );
+    h.shutdown().await;
+}

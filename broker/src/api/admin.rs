@@ -322,6 +322,32 @@ pub async fn reset_desktop(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes a desktop: its session ends, it is destroyed on its host, and only its
+/// record (with its sessions) stays.
+pub async fn delete_desktop(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiErr> {
+    let desktop = state
+        .store
+        .desktop_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("desktop"))?;
+    if let Some(s) = state.store.active_session_for_desktop(&id).await? {
+        state
+            .store
+            .end_session(&s.id, "desktop deleted by an administrator")
+            .await?;
+    }
+    state
+        .store
+        .set_desktop_state(&desktop.id, None, DesktopState::Deleting)
+        .await?;
+    audit(&state, &admin, format!("deleted desktop {}", desktop.name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize)]
 pub struct SessionFilter {
     #[serde(default)]

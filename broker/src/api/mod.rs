@@ -80,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/hosts/{id}/state", post(admin::set_host_state))
         .route("/admin/desktops", get(admin::list_desktops))
         .route("/admin/desktops/{id}/reset", post(admin::reset_desktop))
+        .route("/admin/desktops/{id}/delete", post(admin::delete_desktop))
         .route("/admin/sessions", get(admin::list_sessions))
         .route("/admin/sessions/{id}/logoff", post(admin::force_logoff))
         .route("/admin/audit", get(admin::list_audit));

@@ -315,4 +315,22 @@ impl Store {
         w.commit().await?;
         Ok(desktop)
     }
+
+    /// Records that a desktop was destroyed on its host: it keeps its row (the record
+    /// of its sessions) as `deleting`, with no host and no user, and counts for nothing.
+    pub async fn detach_desktop(&self, desktop_id: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE desktops SET state = 'deleting', host_id = NULL, assigned_user_id = NULL, \
+             state_changed_ms = $1 WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(desktop_id)
+        .execute(w.conn())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("desktop id {desktop_id}")));
+        }
+        w.commit().await
+    }
 }
