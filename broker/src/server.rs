@@ -67,11 +67,12 @@ impl Broker {
             keys.ticket_key.verifying_key().to_bytes(),
         )?;
         let host_addr = host_endpoint.local_addr()?;
-        let reconciler = Reconciler::new(store.clone(), link);
+        let reconciler = Reconciler::new(store.clone(), link.clone());
         let mut tasks = vec![reconciler.spawn()];
 
         let state = AppState::new(
             store.clone(),
+            link,
             keys.ticket_key.clone(),
             Arc::new(Metrics::default()),
         );

@@ -157,8 +157,24 @@ pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<(
             server.desktops().remove(&desktop);
             server.desktops().add(Desktop::new(desktop, source))?;
         }
+        HostCommand::Stop { desktop } => {
+            if !server.desktops().stop(&desktop) {
+                anyhow::bail!("no desktop '{desktop}'");
+            }
+        }
+        HostCommand::Start { desktop } => {
+            if !server.desktops().start(&desktop) {
+                anyhow::bail!("no desktop '{desktop}' to start");
+            }
+        }
+        HostCommand::Disconnect { desktop } => {
+            server
+                .desktop(&desktop)
+                .ok_or_else(|| anyhow::anyhow!("no desktop '{desktop}'"))?
+                .kick_viewers();
+        }
         HostCommand::Destroy { desktop } => {
-            server.desktops().remove(&desktop);
+            server.desktops().destroy(&desktop);
         }
     }
     Ok(())
@@ -217,14 +233,19 @@ mod tests {
         )
         .unwrap();
         assert!(!Arc::ptr_eq(&first, &server.desktop("d").unwrap()));
-        execute(
-            &server,
-            HostCommand::Destroy {
-                desktop: "d".into(),
-            },
-        )
-        .unwrap();
-        assert!(server.desktop("d").is_none());
+        let d = || "d".to_string();
+        let before = server.desktop("d").unwrap();
+        execute(&server, HostCommand::Stop { desktop: d() }).unwrap();
+        assert!(server.desktop("d").is_none() && server.desktops().is_stopped("d"));
+        execute(&server, HostCommand::Start { desktop: d() }).unwrap();
+        assert!(
+            Arc::ptr_eq(&before, &server.desktop("d").unwrap()),
+            "state kept"
+        );
+        execute(&server, HostCommand::Disconnect { desktop: d() }).unwrap();
+        execute(&server, HostCommand::Destroy { desktop: d() }).unwrap();
+        assert!(server.desktop("d").is_none() && !server.desktops().is_stopped("d"));
+        assert!(execute(&server, HostCommand::Start { desktop: d() }).is_err());
         let bad = HostCommand::Create {
             desktop: "x".into(),
             spec: DesktopSpec {

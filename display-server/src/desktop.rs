@@ -97,7 +97,8 @@ pub struct Desktop {
     source: Mutex<Box<dyn FrameSource>>,
     sinks: Mutex<Vec<Arc<DamageSink>>>,
     frames_produced: AtomicU64,
-    retired: tokio::sync::watch::Sender<bool>,
+    /// Bumped to end every current session (stop, reset, destroy, forced logoff).
+    kicks: tokio::sync::watch::Sender<u64>,
 }
 
 impl Desktop {
@@ -108,7 +109,7 @@ impl Desktop {
             source: Mutex::new(source),
             sinks: Mutex::new(Vec::new()),
             frames_produced: AtomicU64::new(0),
-            retired: tokio::sync::watch::channel(false).0,
+            kicks: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -125,15 +126,16 @@ impl Desktop {
         self.frames_produced.load(Ordering::Relaxed)
     }
 
-    /// Marks the desktop as gone (destroyed or reset): its sessions end.
-    pub fn retire(&self) {
-        self.retired.send_replace(true);
+    /// Ends every session on this desktop (it was stopped, reset, destroyed, or its
+    /// user logged off by force). Later sessions are not affected.
+    pub fn kick_viewers(&self) {
+        self.kicks.send_modify(|k| *k += 1);
     }
 
-    /// Resolves once the desktop is retired.
-    pub async fn retired(&self) {
-        let mut rx = self.retired.subscribe();
-        let _ = rx.wait_for(|r| *r).await;
+    /// Resolves at the next [`Desktop::kick_viewers`] after this call.
+    pub async fn kicked(&self) {
+        let mut rx = self.kicks.subscribe();
+        let _ = rx.changed().await;
     }
 
     /// Locks the source, e.g. to copy pixels out of it.

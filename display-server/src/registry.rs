@@ -14,6 +14,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Desktops {
     map: RwLock<BTreeMap<String, Entry>>,
+    /// Stopped desktops keep their state (like a suspended VM) until started again.
+    stopped: RwLock<BTreeMap<String, Arc<Desktop>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +47,53 @@ impl Desktops {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name)?;
         entry.capture.abort();
-        entry.desktop.retire();
+        entry.desktop.kick_viewers();
+        self.stopped
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         Some(entry.desktop)
+    }
+
+    /// Stops a desktop: no more capture, its viewers are disconnected, its state kept.
+    pub fn stop(&self, name: &str) -> bool {
+        let Some(desktop) = self.remove(name) else {
+            return self.is_stopped(name);
+        };
+        self.stopped
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), desktop);
+        true
+    }
+
+    /// Starts a stopped desktop again; false when there is none of that name.
+    pub fn start(&self, name: &str) -> bool {
+        let parked = self
+            .stopped
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        match parked {
+            Some(desktop) => self.add(desktop).is_ok(),
+            None => self.get(name).is_some(),
+        }
+    }
+
+    pub fn is_stopped(&self, name: &str) -> bool {
+        self.stopped
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
+    /// Forgets a desktop whether it runs or is stopped.
+    pub fn destroy(&self, name: &str) {
+        self.remove(name);
+        self.stopped
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     pub fn list(&self) -> Vec<Arc<Desktop>> {

@@ -229,8 +229,11 @@ async fn run_streams(
         r = display_loop(shared, desktop, sink, caps, &in_flight, &mut display) => r,
         r = control_loop(shared, sink, &in_flight, control_rx) => r,
         r = accept_input(conn, shared, desktop) => r,
-        _ = desktop.retired() => {
-            conn.close(close::DESKTOP_GONE, b"the desktop was stopped or reset");
+        _ = desktop.kicked() => {
+            conn.close(
+                close::DESKTOP_GONE,
+                b"session ended: logged off, or the desktop was stopped or reset",
+            );
             Ok(())
         }
         e = conn.closed() => match e {

@@ -87,6 +87,12 @@ pub enum HostCommand {
     Create { desktop: String, spec: DesktopSpec },
     /// Bring a desktop back to its clean state (its sessions end).
     Reset { desktop: String, spec: DesktopSpec },
+    /// Stop a desktop, keeping its state; its sessions end.
+    Stop { desktop: String },
+    /// Start a stopped desktop again.
+    Start { desktop: String },
+    /// End the desktop's sessions (a forced logoff); the desktop keeps running.
+    Disconnect { desktop: String },
     /// Stop and remove a desktop.
     Destroy { desktop: String },
 }

@@ -25,8 +25,18 @@ async fn dedicated_users_get_their_desktop_back_and_spares_respect_max_size() {
     .await;
 
     let alice = h.user("alice", "ded").await;
-    let (_, first) = launcher::connect_options(&alice, "ded").await.unwrap();
+    let (opts, first) = launcher::connect_options(&alice, "ded").await.unwrap();
+    let session = oriel::Session::connect(&opts).await.unwrap();
+    let viewing = tokio::spawn(session.run(oriel::StopWhen::default(), None));
     launcher::logoff(&alice, "ded").await.unwrap();
+    // Logoff ends the session at the display server; the dedicated desktop keeps running.
+    let err = tokio::time::timeout(Duration::from_secs(30), viewing)
+        .await
+        .expect("the session ends at logoff")
+        .unwrap()
+        .err()
+        .expect("with a reason");
+    assert!(err.to_string().contains("logged off"), "{err}");
     let (_, again) = launcher::connect_options(&alice, "ded").await.unwrap();
     assert_eq!(
         first.desktop, again.desktop,

@@ -384,6 +384,9 @@ pub async fn force_logoff(
             .await?
             .is_some_and(|p| p.assignment == Assignment::Floating);
         state.store.release_desktop(&desktop.id, floating).await?;
+        if !floating {
+            state.disconnect_on_host(&desktop);
+        }
     }
     audit(&state, &admin, format!("forced logoff of session {id}")).await?;
     Ok(StatusCode::NO_CONTENT)

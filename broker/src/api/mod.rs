@@ -24,6 +24,8 @@ const MAX_BODY: usize = 64 * 1024;
 /// Everything a handler needs.
 pub struct AppState {
     pub store: Store,
+    /// To tell hosts to end sessions (forced logoff).
+    pub link: Arc<crate::hostlink::HostLink>,
     pub ticket_key: ed25519_dalek::SigningKey,
     pub logins: ratelimit::LoginLimiter,
     pub metrics: Arc<Metrics>,
@@ -34,16 +36,35 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         store: Store,
+        link: Arc<crate::hostlink::HostLink>,
         ticket_key: ed25519_dalek::SigningKey,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            link,
             ticket_key,
             logins: ratelimit::LoginLimiter::default(),
             metrics,
             token_ttl: std::time::Duration::from_secs(8 * 3600),
         })
+    }
+
+    /// Ends the sessions on a desktop at its host, in the background (a logoff must
+    /// not wait for a slow host; the host also learns it at the next reset).
+    pub fn disconnect_on_host(&self, desktop: &crate::store::Desktop) {
+        let Some(host) = desktop.host_id.clone() else {
+            return;
+        };
+        let (link, name) = (self.link.clone(), desktop.name.clone());
+        tokio::spawn(async move {
+            let cmd = oriel_protocol::host_link::HostCommand::Disconnect {
+                desktop: name.clone(),
+            };
+            if let Err(e) = link.command(&host, cmd).await {
+                tracing::warn!(desktop = name, "could not end its sessions: {e}");
+            }
+        });
     }
 }
 

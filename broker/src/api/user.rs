@@ -190,10 +190,12 @@ pub async fn logoff(
     if let Some(s) = state.store.active_session_for_desktop(&desktop.id).await? {
         state.store.end_session(&s.id, "logoff").await?;
     }
-    state
-        .store
-        .release_desktop(&desktop.id, pool.assignment == Assignment::Floating)
-        .await?;
+    let floating = pool.assignment == Assignment::Floating;
+    state.store.release_desktop(&desktop.id, floating).await?;
+    if !floating {
+        // A floating desktop's reset ends its sessions; a dedicated one keeps running.
+        state.disconnect_on_host(desktop);
+    }
     state
         .store
         .audit(&user.name, "logoff", &format!("desktop {}", desktop.name))
