@@ -1,16 +1,23 @@
-//! What the broker does with a host's reports: heartbeats, session connect/disconnect,
-//! refused tickets. Each change is one store transaction.
+//! What the broker does with a host's reports: heartbeats (and the idle timeouts they
+//! reveal), session connect/disconnect, refused tickets. Each change is one store
+//! transaction. Returns the commands the host must carry out in answer.
 
-use oriel_protocol::host_link::{HostMsg, SessionEvent};
+use oriel_protocol::host_link::{DesktopReport, HostCommand, HostMsg, SessionEvent};
 
-use crate::store::{now_ms, DesktopState, Store};
+use crate::store::{now_ms, Assignment, DesktopState, Store};
 
-pub async fn handle(store: &Store, host_id: &str, msg: HostMsg) -> anyhow::Result<()> {
+pub async fn handle(
+    store: &Store,
+    host_id: &str,
+    msg: HostMsg,
+) -> anyhow::Result<Vec<HostCommand>> {
+    let mut commands = Vec::new();
     match msg {
-        HostMsg::Heartbeat { capacity, .. } => {
+        HostMsg::Heartbeat { capacity, desktops } => {
             store
                 .record_heartbeat(host_id, now_ms(), i64::from(capacity))
                 .await?;
+            commands = idle_logoffs(store, host_id, &desktops).await?;
         }
         HostMsg::Session {
             desktop,
@@ -27,7 +34,7 @@ pub async fn handle(store: &Store, host_id: &str, msg: HostMsg) -> anyhow::Resul
                     desktop,
                     "session event for a desktop the broker does not know"
                 );
-                return Ok(());
+                return Ok(commands);
             };
             match event {
                 SessionEvent::Connected => {
@@ -69,5 +76,46 @@ pub async fn handle(store: &Store, host_id: &str, msg: HostMsg) -> anyhow::Resul
         HostMsg::Register(_) => anyhow::bail!("host registered twice"),
         HostMsg::CommandDone { .. } => {}
     }
-    Ok(())
+    Ok(commands)
+}
+
+/// Logs off sessions idle past their pool's idle timeout: the session ends, a floating
+/// desktop goes to reset, a dedicated one stays its user's and the host disconnects it.
+async fn idle_logoffs(
+    store: &Store,
+    host_id: &str,
+    reports: &[DesktopReport],
+) -> anyhow::Result<Vec<HostCommand>> {
+    let mut commands = Vec::new();
+    let idle: Vec<&DesktopReport> = reports.iter().filter(|r| r.sessions > 0).collect();
+    if idle.is_empty() {
+        return Ok(commands);
+    }
+    for d in store.desktops_on_host(host_id).await? {
+        let Some(report) = idle.iter().find(|r| r.name == d.name) else {
+            continue;
+        };
+        let Some(pool) = store.pool_by_id(&d.pool_id).await? else {
+            continue;
+        };
+        if pool.idle_timeout_s <= 0 || i64::from(report.idle_s) < pool.idle_timeout_s {
+            continue;
+        }
+        if let Some(s) = store.active_session_for_desktop(&d.id).await? {
+            store.end_session(&s.id, "idle timeout").await?;
+        }
+        let floating = pool.assignment == Assignment::Floating;
+        store.release_desktop(&d.id, floating).await?;
+        store
+            .audit(
+                "broker",
+                "idle_logoff",
+                &format!("desktop {} idle {} s", d.name, report.idle_s),
+            )
+            .await?;
+        if !floating {
+            commands.push(HostCommand::Disconnect { desktop: d.name });
+        }
+    }
+    Ok(commands)
 }

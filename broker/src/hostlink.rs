@@ -163,7 +163,13 @@ impl HostLink {
                                     let _ = done.send(error.map_or(Ok(()), Err));
                                 }
                             }
-                            Some(other) => events::handle(&self.store, &host_id, other).await?,
+                            Some(other) => {
+                                for command in events::handle(&self.store, &host_id, other).await? {
+                                    let id = next_id;
+                                    next_id += 1;
+                                    send_message(&mut tx, &BrokerMsg::Command { id, command }, MAX_HOST_MESSAGE).await?;
+                                }
+                            }
                             None => return Ok(()),
                         }
                     }

@@ -138,6 +138,7 @@ fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
             name: d.name().to_string(),
             running: true,
             sessions: d.viewers() as u32,
+            idle_s: d.idle_for().as_secs().min(u64::from(u32::MAX)) as u32,
         })
         .collect()
 }

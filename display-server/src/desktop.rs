@@ -97,6 +97,8 @@ pub struct Desktop {
     source: Mutex<Box<dyn FrameSource>>,
     sinks: Mutex<Vec<Arc<DamageSink>>>,
     frames_produced: AtomicU64,
+    /// Last input or viewer arrival: what the broker's idle timeout measures.
+    last_activity: Mutex<std::time::Instant>,
     /// Bumped to end every current session (stop, reset, destroy, forced logoff).
     kicks: tokio::sync::watch::Sender<u64>,
 }
@@ -110,6 +112,7 @@ impl Desktop {
             sinks: Mutex::new(Vec::new()),
             frames_produced: AtomicU64::new(0),
             kicks: tokio::sync::watch::channel(0).0,
+            last_activity: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -145,10 +148,17 @@ impl Desktop {
 
     pub fn inject(&self, event: &InputEvent) {
         self.source().inject(event);
+        *lock(&self.last_activity) = std::time::Instant::now();
+    }
+
+    /// How long no viewer has given input (or joined).
+    pub fn idle_for(&self) -> std::time::Duration {
+        lock(&self.last_activity).elapsed()
     }
 
     /// Registers a new viewer; its sink starts with the whole screen pending.
     pub fn subscribe(&self) -> Arc<DamageSink> {
+        *lock(&self.last_activity) = std::time::Instant::now();
         let sink = Arc::new(DamageSink::new(self.size));
         lock(&self.sinks).push(sink.clone());
         sink

@@ -60,6 +60,8 @@ pub struct DesktopReport {
     pub name: String,
     pub running: bool,
     pub sessions: u32,
+    /// Seconds since the last input from a viewer (or since the last viewer joined).
+    pub idle_s: u32,
 }
 
 /// Broker → host.

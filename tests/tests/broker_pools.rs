@@ -234,3 +234,42 @@ async fn draining_a_host_moves_free_desktops_and_deleted_ones_are_destroyed() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_logged_off() {
+    let mut h = Harness::start("idle").await;
+    h.pool(
+        "p",
+        Assignment::Floating,
+        1,
+        2,
+        r#"{"workload":"idle","width":640,"height":480}"#,
+    )
+    .await;
+    let change = oriel_broker::store::PoolUpdate {
+        idle_timeout_s: Some(1),
+        ..Default::default()
+    };
+    h.store().update_pool("p", &change).await.unwrap();
+    h.add_host("host-1", 4);
+    wait_for("a ready desktop", || async {
+        h.count("p", DesktopState::Ready).await >= 1
+    })
+    .await;
+    let alice = h.user("alice", "p").await;
+    let (opts, _) = launcher::connect_options(&alice, "p").await.unwrap();
+    let session = oriel::Session::connect(&opts).await.unwrap();
+    // No input at all: the broker logs the session off after the idle timeout.
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        session.run(oriel::StopWhen::default(), None),
+    )
+    .await
+    .expect("the idle session is ended")
+    .err()
+    .expect("with a reason");
+    assert!(err.to_string().contains("logged off"), "{err}");
+    let audit = h.store().list_audit(50).await.unwrap();
+    assert!(audit.iter().any(|a| a.event == "idle_logoff"));
+    h.shutdown().await;
+}
