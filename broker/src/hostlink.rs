@@ -188,55 +188,46 @@ impl HostLink {
     /// Checks the join token or credential; returns the host id and, for a new host,
     /// its credential.
     async fn authenticate(&self, reg: &Register) -> anyhow::Result<(String, Option<String>)> {
-        let capacity = i64::from(reg.capacity);
-        if let Some(credential) = &reg.credential {
-            let hash = token_hash(credential);
-            let host = self
-                .store
-                .host_by_credential_hash(&hash)
-                .await?
-                .ok_or_else(|| anyhow!("unknown host credential"))?;
-            if host.name != reg.name {
-                bail!("credential belongs to host '{}'", host.name);
+        let (hash, credential) = match &reg.credential {
+            Some(credential) => {
+                let hash = token_hash(credential);
+                let host = self
+                    .store
+                    .host_by_credential_hash(&hash)
+                    .await?
+                    .ok_or_else(|| anyhow!("unknown host credential"))?;
+                if host.name != reg.name {
+                    bail!("credential belongs to host '{}'", host.name);
+                }
+                (hash, None)
             }
-            let host = self
-                .store
-                .register_host(
-                    &reg.name,
-                    &reg.display_address,
-                    &reg.fingerprint,
-                    capacity,
-                    &hash,
-                )
-                .await?;
-            return Ok((host.id, None));
-        }
-        let token = reg
-            .join_token
-            .as_deref()
-            .ok_or_else(|| anyhow!("no join token or credential"))?;
-        if !constant_time_eq(token.as_bytes(), self.join_token.as_bytes()) {
-            bail!("wrong join token");
-        }
-        let credential = new_token();
+            None => {
+                let token = reg
+                    .join_token
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("no join token or credential"))?;
+                if !constant_time_eq(token.as_bytes(), self.join_token.as_bytes()) {
+                    bail!("wrong join token");
+                }
+                let credential = new_token();
+                (token_hash(&credential), Some(credential))
+            }
+        };
         let host = self
             .store
             .register_host(
                 &reg.name,
                 &reg.display_address,
                 &reg.fingerprint,
-                capacity,
-                &token_hash(&credential),
+                i64::from(reg.capacity),
+                &hash,
             )
             .await?;
-        self.store
-            .audit(
-                &reg.name,
-                "host_joined",
-                &format!("address {}", reg.display_address),
-            )
-            .await?;
-        Ok((host.id, Some(credential)))
+        if credential.is_some() {
+            let detail = format!("address {}", reg.display_address);
+            self.store.audit(&reg.name, "host_joined", &detail).await?;
+        }
+        Ok((host.id, credential))
     }
 }
 

@@ -297,54 +297,44 @@ pub async fn list_desktops(
     Ok(Json(state.store.list_desktops(pool_id.as_deref()).await?))
 }
 
-/// Resets a desktop to a clean state; its user (floating pools) is released.
+/// Resets a desktop to a clean state; the reconcile loop resets it on its host.
 pub async fn reset_desktop(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiErr> {
-    let desktop = state
-        .store
-        .desktop_by_id(&id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("desktop"))?;
-    if let Some(s) = state.store.active_session_for_desktop(&id).await? {
-        state
-            .store
-            .end_session(&s.id, "reset by an administrator")
-            .await?;
-    }
-    state
-        .store
-        .set_desktop_state(&desktop.id, None, DesktopState::Resetting)
-        .await?;
-    audit(&state, &admin, format!("reset desktop {}", desktop.name)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    end_and_move(&state, &admin, &id, DesktopState::Resetting, "reset").await
 }
 
-/// Deletes a desktop: its session ends, it is destroyed on its host, and only its
-/// record (with its sessions) stays.
+/// Deletes a desktop: it is destroyed on its host and only its record (with its
+/// sessions) stays.
 pub async fn delete_desktop(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiErr> {
+    end_and_move(&state, &admin, &id, DesktopState::Deleting, "deleted").await
+}
+
+/// Ends the desktop's session and moves it to `to`; the reconcile loop does the rest.
+async fn end_and_move(
+    state: &AppState,
+    admin: &User,
+    id: &str,
+    to: DesktopState,
+    verb: &str,
+) -> Result<StatusCode, ApiErr> {
     let desktop = state
         .store
-        .desktop_by_id(&id)
+        .desktop_by_id(id)
         .await?
         .ok_or_else(|| ApiErr::not_found("desktop"))?;
-    if let Some(s) = state.store.active_session_for_desktop(&id).await? {
-        state
-            .store
-            .end_session(&s.id, "desktop deleted by an administrator")
-            .await?;
+    if let Some(s) = state.store.active_session_for_desktop(id).await? {
+        let reason = format!("desktop {verb} by an administrator");
+        state.store.end_session(&s.id, &reason).await?;
     }
-    state
-        .store
-        .set_desktop_state(&desktop.id, None, DesktopState::Deleting)
-        .await?;
-    audit(&state, &admin, format!("deleted desktop {}", desktop.name)).await?;
+    state.store.set_desktop_state(id, None, to).await?;
+    audit(state, admin, format!("{verb} desktop {}", desktop.name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
