@@ -79,14 +79,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn data_dir(common: &Common) -> PathBuf {
-    common.data_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("XDG_DATA_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("oriel/broker")
-    })
+    common
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| oriel_transport::files::data_dir("broker"))
 }
 
 async fn serve(

@@ -62,29 +62,13 @@ pub async fn login(
 }
 
 pub fn login_path() -> PathBuf {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("oriel/login.json")
+    oriel_transport::files::config_dir().join("login.json")
 }
 
 pub fn save(login: &Login) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = login_path();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
+    oriel_transport::files::write_private(&path, serde_json::to_string_pretty(login)?.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(serde_json::to_string_pretty(login)?.as_bytes())?;
     Ok(path)
 }
 

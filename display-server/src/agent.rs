@@ -182,18 +182,7 @@ pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<(
 }
 
 fn save_credential(path: &std::path::Path, credential: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(credential.as_bytes()))
+    oriel_transport::files::write_private(path, credential.as_bytes())
         .with_context(|| format!("cannot save the host credential to {}", path.display()))
 }
 

@@ -210,7 +210,7 @@ impl Args {
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
-                .unwrap_or_else(default_data_dir),
+                .unwrap_or_else(|| oriel_transport::files::data_dir("display-server")),
             desktops,
             metrics_listen,
             broker,
@@ -243,15 +243,6 @@ pub fn parse_size(s: &str) -> anyhow::Result<Size> {
         );
     }
     Ok(size)
-}
-
-fn default_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("oriel/display-server")
 }
 
 #[cfg(test)]

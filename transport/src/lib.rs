@@ -4,6 +4,7 @@
 
 #[cfg(feature = "api-client")]
 pub mod api_client;
+pub mod files;
 pub mod framed;
 pub mod tls;
 

@@ -85,7 +85,7 @@ impl Identity {
         }
         std::fs::create_dir_all(dir)?;
         let identity = Self::generate(names)?;
-        write_private(&key_path, identity.key.secret_pkcs8_der())?;
+        crate::files::write_private(&key_path, identity.key.secret_pkcs8_der())?;
         std::fs::write(&cert_path, identity.cert.as_ref())?;
         tracing::info!(path = %cert_path.display(), "created a self-signed certificate");
         Ok(identity)
@@ -134,17 +134,6 @@ impl Identity {
         config.transport_config(Arc::new(crate::transport_config()));
         Ok(config)
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    options.open(path)?.write_all(bytes)
 }
 
 /// A TLS 1.3 client configuration that accepts exactly one server certificate.
