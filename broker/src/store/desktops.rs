@@ -147,21 +147,8 @@ impl Store {
                     .await?
             }
         };
-        if done.rows_affected() > 0 {
-            w.commit().await?;
-            return Ok(true);
-        }
-        let exists = sqlx::query("SELECT id FROM desktops WHERE id = $1")
-            .bind(id)
-            .fetch_optional(w.conn())
-            .await?
-            .is_some();
-        w.commit().await?;
-        if exists {
-            Ok(false)
-        } else {
-            Err(StoreError::NotFound(format!("desktop id {id}")))
-        }
+        w.applied_or_missing(done.rows_affected(), "desktops", "desktop", id)
+            .await
     }
 
     /// How many desktops of a pool are in each state (states with none are left out).

@@ -128,6 +128,33 @@ impl WriteTx {
         tx.rollback().await?;
         Ok(())
     }
+
+    /// Finishes a conditional UPDATE of row `id` in `table` that changed `rows` rows:
+    /// `true` when it applied, `false` when the row exists but the condition did not
+    /// hold, [`StoreError::NotFound`] (naming `what`) when there is no such row.
+    pub(crate) async fn applied_or_missing(
+        mut self,
+        rows: u64,
+        table: &'static str,
+        what: &str,
+        id: &str,
+    ) -> Result<bool> {
+        if rows > 0 {
+            self.commit().await?;
+            return Ok(true);
+        }
+        let exists = sqlx::query(&format!("SELECT id FROM {table} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?
+            .is_some();
+        self.commit().await?;
+        if exists {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound(format!("{what} id {id}")))
+        }
+    }
 }
 
 /// The URL [`Store::open_sqlite`] uses for a file path (created if missing).

@@ -1,7 +1,7 @@
 //! Sessions: a user connected to a desktop.
 
 use super::model::{session_cols, session_from_row};
-use super::{map_constraint, new_id, now_ms, Result, Session, SessionState, Store, StoreError};
+use super::{map_constraint, new_id, now_ms, Result, Session, SessionState, Store};
 
 impl Store {
     /// Starts an active session. At most one session per desktop is active at a time:
@@ -52,21 +52,8 @@ impl Store {
         .bind(id)
         .execute(w.conn())
         .await?;
-        if done.rows_affected() > 0 {
-            w.commit().await?;
-            return Ok(true);
-        }
-        let exists = sqlx::query("SELECT id FROM sessions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(w.conn())
-            .await?
-            .is_some();
-        w.commit().await?;
-        if exists {
-            Ok(false)
-        } else {
-            Err(StoreError::NotFound(format!("session id {id}")))
-        }
+        w.applied_or_missing(done.rows_affected(), "sessions", "session", id)
+            .await
     }
 
     pub async fn session_by_id(&self, id: &str) -> Result<Option<Session>> {
