@@ -76,18 +76,12 @@ impl HostLink {
     }
 
     pub fn is_connected(&self, host_id: &str) -> bool {
-        self.connected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(host_id)
+        crate::lock(&self.connected).contains_key(host_id)
     }
 
     /// Sends a command to a host and waits for its outcome.
     pub async fn command(&self, host_id: &str, command: HostCommand) -> Result<(), String> {
-        let tx = self
-            .connected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let tx = crate::lock(&self.connected)
             .get(host_id)
             .cloned()
             .ok_or_else(|| format!("host {host_id} is not connected"))?;
@@ -140,10 +134,7 @@ impl HostLink {
         );
 
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<Pending>(64);
-        self.connected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(host_id.clone(), cmd_tx);
+        crate::lock(&self.connected).insert(host_id.clone(), cmd_tx);
         let mut pending: HashMap<u64, oneshot::Sender<Result<(), String>>> = HashMap::new();
         let mut next_id = 1u64;
         let result: anyhow::Result<()> = async {
@@ -177,10 +168,7 @@ impl HostLink {
             }
         }
         .await;
-        self.connected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&host_id);
+        crate::lock(&self.connected).remove(&host_id);
         tracing::info!(host_id, "host disconnected");
         result
     }

@@ -9,3 +9,9 @@ pub mod server;
 pub mod store;
 
 pub use server::{Broker, BrokerConfig};
+
+/// Locks a mutex, taking the data back if a panicking thread poisoned it: the maps it
+/// guards (connected hosts, backoffs, login counters) stay valid at every step.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

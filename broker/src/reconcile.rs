@@ -225,22 +225,12 @@ impl Reconciler {
         if !self.link.is_connected(&host_id) {
             return;
         }
-        if let Some((until, _)) = self
-            .backoff
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&d.id)
-        {
+        if let Some((until, _)) = crate::lock(&self.backoff).get(&d.id) {
             if Instant::now() < *until {
                 return;
             }
         }
-        if !self
-            .busy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(d.id.clone())
-        {
+        if !crate::lock(&self.busy).insert(d.id.clone()) {
             return;
         }
         let me = self.clone();
@@ -249,10 +239,7 @@ impl Reconciler {
             let result = me.link.command(&host_id, command).await;
             match result {
                 Ok(()) => {
-                    me.backoff
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
+                    crate::lock(&me.backoff).remove(&id);
                     let updated = if to == DesktopState::Deleting {
                         me.store.detach_desktop(&id).await.map(|_| true)
                     } else {
@@ -264,17 +251,14 @@ impl Reconciler {
                 }
                 Err(e) => {
                     tracing::warn!(desktop = id, "host command failed: {e}");
-                    let mut b = me.backoff.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut b = crate::lock(&me.backoff);
                     let delay = b.get(&id).map_or(Duration::from_secs(1), |(_, d)| {
                         (*d * 2).min(Duration::from_secs(60))
                     });
                     b.insert(id.clone(), (Instant::now() + delay, delay));
                 }
             }
-            me.busy
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+            crate::lock(&me.busy).remove(&id);
         });
     }
 }

@@ -31,10 +31,7 @@ impl LoginLimiter {
     }
 
     pub fn succeeded(&self, user: &str) {
-        self.users
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(user);
+        crate::lock(&self.users).remove(user);
     }
 }
 
@@ -43,14 +40,14 @@ fn under<K: std::hash::Hash + Eq>(
     key: &K,
     max: u32,
 ) -> bool {
-    match map.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+    match crate::lock(map).get(key) {
         Some((start, n)) => start.elapsed() > WINDOW || *n < max,
         None => true,
     }
 }
 
 fn bump<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, (Instant, u32)>>, key: K) {
-    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    let mut m = crate::lock(map);
     if m.len() >= MAX_KEYS {
         m.retain(|_, (start, _)| start.elapsed() <= WINDOW);
     }
