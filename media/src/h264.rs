@@ -1,0 +1,299 @@
+//! One H.264 encoder per video region (server) and one decoder per region (client),
+//! wrapping openh264 with reused YUV buffers and runtime bitrate changes.
+
+use openh264::decoder::Decoder;
+use openh264::encoder::{
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
+    VuiConfig,
+};
+use openh264::formats::{YUVSlices, YUVSource};
+use openh264::{OpenH264API, Timestamp};
+use oriel_protocol::Size;
+
+use crate::yuv::{to_rgb, I420};
+use crate::MediaError;
+
+/// openh264's largest picture.
+const MAX_EDGE: u32 = 3840;
+const MAX_SHORT_EDGE: u32 = 2160;
+/// Bitrates the encoder accepts, bits per second.
+pub const MIN_BITRATE: u32 = 100_000;
+pub const MAX_BITRATE: u32 = 100_000_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct VideoEncoderConfig {
+    /// Target bits per second; rate control skips frames to keep to it.
+    pub bitrate: u32,
+    /// Highest frame rate the source produces.
+    pub max_fps: f32,
+}
+
+/// One encoded picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedVideo {
+    /// Annex B NAL units (start codes included); keyframes carry SPS and PPS.
+    pub data: Vec<u8>,
+    pub keyframe: bool,
+}
+
+fn check_size(size: Size) -> Result<(), MediaError> {
+    let err = |reason| MediaError::Size {
+        width: size.width,
+        height: size.height,
+        reason,
+    };
+    if size.width < 16 || size.height < 16 {
+        return Err(err("smaller than 16x16"));
+    }
+    if size.width % 2 != 0 || size.height % 2 != 0 {
+        return Err(err("4:2:0 needs even edges"));
+    }
+    let (long, short) = (size.width.max(size.height), size.width.min(size.height));
+    if long > MAX_EDGE || short > MAX_SHORT_EDGE {
+        return Err(err("larger than 3840x2160"));
+    }
+    Ok(())
+}
+
+fn codec_err(e: openh264::Error) -> MediaError {
+    MediaError::Codec(e.to_string())
+}
+
+pub struct VideoEncoder {
+    encoder: Encoder,
+    size: Size,
+    picture: I420,
+    bitrate: u32,
+}
+
+impl VideoEncoder {
+    pub fn new(size: Size, config: VideoEncoderConfig) -> Result<Self, MediaError> {
+        check_size(size)?;
+        let bitrate = config.bitrate.clamp(MIN_BITRATE, MAX_BITRATE);
+        let codec_config = EncoderConfig::new()
+            .usage_type(UsageType::CameraVideoRealTime)
+            .rate_control_mode(RateControlMode::Bitrate)
+            .bitrate(BitRate::from_bps(bitrate))
+            .max_frame_rate(FrameRate::from_hz(config.max_fps.max(1.0)))
+            // Rate control may drop a picture to hold the bitrate: the caller sees `None`.
+            .skip_frames(true)
+            .complexity(Complexity::Low)
+            // One thread per region: a host serves many sessions, and slices cost bits.
+            .num_threads(1)
+            .vui(VuiConfig::bt601().full_range(true));
+        let encoder = Encoder::with_api_config(OpenH264API::from_source(), codec_config)
+            .map_err(codec_err)?;
+        Ok(Self {
+            encoder,
+            size,
+            picture: I420::default(),
+            bitrate,
+        })
+    }
+
+    pub fn size(&self) -> Size {
+        self.size
+    }
+
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate
+    }
+
+    /// Changes the target bitrate from the next picture on, keeping the reference
+    /// pictures (no keyframe needed).
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), MediaError> {
+        let bps = bps.clamp(MIN_BITRATE, MAX_BITRATE);
+        if bps == self.bitrate {
+            return Ok(());
+        }
+        for option in [
+            openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+            openh264_sys2::ENCODER_OPTION_BITRATE,
+        ] {
+            let mut info = openh264_sys2::SBitrateInfo {
+                iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+                iBitrate: bps as i32,
+            };
+            // SAFETY: the option takes a pointer to an SBitrateInfo that outlives the call.
+            let rc = unsafe {
+                self.encoder
+                    .raw_api()
+                    .set_option(option, (&raw mut info).cast())
+            };
+            if rc != 0 {
+                return Err(MediaError::Codec(format!(
+                    "setting the bitrate failed ({rc})"
+                )));
+            }
+        }
+        self.bitrate = bps;
+        Ok(())
+    }
+
+    /// Makes the next picture a keyframe (IDR), e.g. for a client that lost sync.
+    pub fn request_keyframe(&mut self) {
+        self.encoder.force_intra_frame();
+    }
+
+    /// Encodes one picture (0x00RRGGBB, row-major, exactly the region's size) taken at
+    /// `timestamp_ms`. `None` when rate control skipped it.
+    pub fn encode(
+        &mut self,
+        pixels: &[u32],
+        timestamp_ms: u64,
+    ) -> Result<Option<EncodedVideo>, MediaError> {
+        let (w, h) = (self.size.width as usize, self.size.height as usize);
+        if pixels.len() != w * h {
+            return Err(MediaError::Codec(
+                "picture does not match the region".into(),
+            ));
+        }
+        self.picture.from_rgb(pixels, w, h);
+        let source = YUVSlices::new(
+            (&self.picture.y, &self.picture.u, &self.picture.v),
+            (w, h),
+            (w, w / 2, w / 2),
+        );
+        let stream = self
+            .encoder
+            .encode_at(&source, Timestamp::from_millis(timestamp_ms))
+            .map_err(codec_err)?;
+        let keyframe = match stream.frame_type() {
+            FrameType::Skip | FrameType::Invalid => return Ok(None),
+            FrameType::IDR | FrameType::I => true,
+            FrameType::P | FrameType::IPMixed => false,
+        };
+        let data = stream.to_vec();
+        if data.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(EncodedVideo { data, keyframe }))
+    }
+}
+
+pub struct VideoDecoder {
+    decoder: Decoder,
+    size: Size,
+}
+
+impl VideoDecoder {
+    pub fn new(size: Size) -> Result<Self, MediaError> {
+        check_size(size)?;
+        Ok(Self {
+            decoder: Decoder::new().map_err(codec_err)?,
+            size,
+        })
+    }
+
+    pub fn size(&self) -> Size {
+        self.size
+    }
+
+    /// Decodes one encoded picture into `out` (0x00RRGGBB, the region's size). Returns
+    /// false when the data held no picture (e.g. parameter sets only). An error means
+    /// the stream is broken until the next keyframe.
+    pub fn decode(&mut self, data: &[u8], out: &mut [u32]) -> Result<bool, MediaError> {
+        let (w, h) = (self.size.width as usize, self.size.height as usize);
+        if out.len() != w * h {
+            return Err(MediaError::Codec("output does not match the region".into()));
+        }
+        let Some(picture) = self.decoder.decode(data).map_err(codec_err)? else {
+            return Ok(false);
+        };
+        let (pw, ph) = picture.dimensions();
+        if (pw, ph) != (w, h) {
+            return Err(MediaError::WrongSize {
+                got_w: pw as u32,
+                got_h: ph as u32,
+                want_w: self.size.width,
+                want_h: self.size.height,
+            });
+        }
+        to_rgb(
+            (picture.y(), picture.u(), picture.v()),
+            picture.strides(),
+            w,
+            h,
+            out,
+        );
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::luma_psnr;
+
+    /// A moving soft gradient: content a video encoder handles well.
+    fn picture(w: usize, h: usize, t: usize) -> Vec<u32> {
+        (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let r = ((x + 3 * t) * 255 / (w + 60)) as u32;
+                let g = ((y + 2 * t) * 255 / (h + 40)) as u32;
+                let b = (((x + y) / 2 + t) % 256) as u32;
+                (r << 16) | (g << 8) | b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encodes_and_decodes_a_clip_at_good_quality() {
+        let size = Size::new(160, 96);
+        let config = VideoEncoderConfig {
+            bitrate: 2_000_000,
+            max_fps: 30.0,
+        };
+        let mut enc = VideoEncoder::new(size, config).unwrap();
+        let mut dec = VideoDecoder::new(size).unwrap();
+        let mut out = vec![0u32; 160 * 96];
+        let mut decoded = 0;
+        for t in 0..20 {
+            let pic = picture(160, 96, t);
+            let Some(frame) = enc.encode(&pic, t as u64 * 33).unwrap() else {
+                continue;
+            };
+            assert_eq!(
+                frame.keyframe,
+                t == 0,
+                "only the first picture is a keyframe"
+            );
+            assert!(dec.decode(&frame.data, &mut out).unwrap());
+            let psnr = luma_psnr(&pic, &out);
+            assert!(psnr > 35.0, "frame {t}: {psnr:.1} dB");
+            decoded += 1;
+        }
+        assert!(decoded >= 15);
+        enc.request_keyframe();
+        enc.set_bitrate(500_000).unwrap();
+        let frame = enc.encode(&picture(160, 96, 21), 21 * 33).unwrap().unwrap();
+        assert!(frame.keyframe);
+        // A fresh decoder can join at a keyframe.
+        let mut late = VideoDecoder::new(size).unwrap();
+        assert!(late.decode(&frame.data, &mut out).unwrap());
+    }
+
+    #[test]
+    fn bad_sizes_and_garbage_are_errors() {
+        assert!(VideoEncoder::new(
+            Size::new(15, 16),
+            VideoEncoderConfig {
+                bitrate: 1_000_000,
+                max_fps: 30.0
+            }
+        )
+        .is_err());
+        assert!(VideoDecoder::new(Size::new(4000, 4000)).is_err());
+        let mut dec = VideoDecoder::new(Size::new(64, 64)).unwrap();
+        let mut out = vec![0u32; 64 * 64];
+        for garbage in [
+            &[][..],
+            &[0, 0, 0, 1, 0x65, 0xff, 0x12][..],
+            &[7u8; 300][..],
+        ] {
+            // Either an error or no picture: never a panic, never a wrong-size write.
+            let _ = dec.decode(garbage, &mut out);
+        }
+    }
+}
