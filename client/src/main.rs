@@ -181,6 +181,7 @@ pub(crate) async fn run_session(
     let stop = StopWhen {
         duration,
         source_seq: None,
+        settled_seq: None,
         interrupt: Some(interrupt),
     };
     let outcome = session.run(stop, None).await?;

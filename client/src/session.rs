@@ -13,6 +13,7 @@ use oriel_transport::{close, send_message, unix_micros, Fingerprint, FramedRecv,
 use tokio::sync::mpsc;
 
 use crate::stats::ClientStats;
+use crate::video::{Picture, VideoRegions};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -65,12 +66,16 @@ pub struct StopWhen {
     pub duration: Option<Duration>,
     /// Once a frame carrying at least this source sequence is decoded.
     pub source_seq: Option<u64>,
+    /// Once a display frame carrying at least this source sequence is decoded and no
+    /// video region is active: the framebuffer then holds that state exactly.
+    pub settled_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
     DurationElapsed,
     SequenceReached,
+    Settled,
     Interrupted,
     ServerClosed,
 }
@@ -107,6 +112,21 @@ pub struct Session {
     display: FramedRecv,
     input: InputSender,
     cursor_shape: Arc<Mutex<Option<CursorMsg>>>,
+    video: mpsc::Receiver<(u64, VideoMsg)>,
+}
+
+/// What the client just showed, for observers (tests and benchmarks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// A display frame was applied.
+    Frame { frame_id: u64, source_seq: u64 },
+    /// A video picture was decoded into `rect`.
+    Picture {
+        region_id: u64,
+        rect: Rect,
+        source_seq: u64,
+        keyframe: bool,
+    },
 }
 
 impl Session {
@@ -162,6 +182,8 @@ impl Session {
         let cursor_shape = Arc::new(Mutex::new(None));
         tokio::spawn(cursor_loop(cursor, cursor_shape.clone()));
         let input = spawn_input_writer(&conn).await?;
+        let (video_tx, video) = mpsc::channel(VIDEO_QUEUE);
+        tokio::spawn(accept_video_streams(conn.clone(), video_tx));
         // The control stream's receive side carries only `ServerControl` notices.
         tokio::spawn(control_notices(control_rx));
 
@@ -173,6 +195,7 @@ impl Session {
             display,
             input,
             cursor_shape,
+            video,
         })
     }
 
@@ -187,15 +210,27 @@ impl Session {
     /// Decodes and acknowledges frames until `stop`; `read_delay` throttles reading
     /// (to emulate a slow client).
     pub async fn run(
-        mut self,
+        self,
         stop: StopWhen,
         read_delay: Option<Duration>,
     ) -> Result<Outcome, ClientError> {
+        self.run_observed(stop, read_delay, |_, _| {}).await
+    }
+
+    /// Like [`Session::run`], calling `observe` after every frame and picture shown.
+    pub async fn run_observed(
+        mut self,
+        stop: StopWhen,
+        read_delay: Option<Duration>,
+        mut observe: impl FnMut(Shown, &Framebuffer),
+    ) -> Result<Outcome, ClientError> {
         let mut decoder = Decoder::new(self.welcome.desktop_size, self.welcome.capabilities)?;
+        let mut regions = VideoRegions::default();
         let mut stats = ClientStats::default();
         let started = Instant::now();
         let deadline = stop.duration.map(|d| tokio::time::Instant::now() + d);
         let control_limit = Channel::Control.max_message_len();
+        let video_allowed = self.welcome.capabilities.has(CAP_H264);
         let end = loop {
             if let Some(delay) = read_delay {
                 tokio::time::sleep(delay).await;
@@ -212,35 +247,96 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
-            let msg = tokio::select! {
-                r = self.display.recv::<FrameMsg>() => r,
+            let next = tokio::select! {
+                r = self.display.recv::<FrameMsg>() => Next::Frame(r),
+                Some(v) = self.video.recv() => Next::Video(v),
                 _ = deadline_passed => break EndReason::DurationElapsed,
                 _ = interrupted => break EndReason::Interrupted,
             };
-            let msg = match msg {
-                Ok(Some(m)) => m,
-                Ok(None) => break EndReason::ServerClosed,
-                Err(e) => match closed_by_server(&self.conn) {
-                    Some(_) => break EndReason::ServerClosed,
-                    None => return Err(lost_or(e, &self.conn)),
-                },
+            let reply = match next {
+                Next::Frame(msg) => {
+                    let msg = match msg {
+                        Ok(Some(m)) => m,
+                        Ok(None) => break EndReason::ServerClosed,
+                        Err(e) => match closed_by_server(&self.conn) {
+                            Some(_) => break EndReason::ServerClosed,
+                            None => return Err(lost_or(e, &self.conn)),
+                        },
+                    };
+                    let t0 = Instant::now();
+                    regions.end(&msg.video_ended);
+                    decoder.apply(&msg)?;
+                    let decode_us = micros(t0.elapsed());
+                    stats.latency_us.push(since_capture(msg.capture_unix_us));
+                    stats.decode_us.push(decode_us);
+                    stats.frames += 1;
+                    observe(
+                        Shown::Frame {
+                            frame_id: msg.frame_id,
+                            source_seq: msg.source_seq,
+                        },
+                        decoder.framebuffer(),
+                    );
+                    ClientControl::Ack {
+                        frame_id: msg.frame_id,
+                        decode_us,
+                    }
+                }
+                Next::Video((region_id, msg)) => {
+                    if !video_allowed {
+                        return Err(ClientError::Protocol("video was not negotiated".into()));
+                    }
+                    let frame = match msg {
+                        VideoMsg::Start { region_id, rect } => {
+                            regions.start(region_id, rect, &decoder)?;
+                            continue;
+                        }
+                        VideoMsg::Frame(frame) => frame,
+                    };
+                    let t0 = Instant::now();
+                    let picture = regions.picture(region_id, &frame, &mut decoder)?;
+                    let decode_us = micros(t0.elapsed());
+                    stats.video_bytes += frame.data.len() as u64;
+                    match picture {
+                        Picture::Shown { rect } => {
+                            stats.video_frames += 1;
+                            stats.video_keyframes += u64::from(frame.keyframe);
+                            stats.video_decode_us.push(decode_us);
+                            stats
+                                .video_latency_us
+                                .push(since_capture(frame.capture_unix_us));
+                            observe(
+                                Shown::Picture {
+                                    region_id,
+                                    rect,
+                                    source_seq: frame.source_seq,
+                                    keyframe: frame.keyframe,
+                                },
+                                decoder.framebuffer(),
+                            );
+                        }
+                        Picture::Broken => {
+                            stats.keyframe_requests += 1;
+                            let req = ClientControl::KeyframeRequest { region_id };
+                            if let Err(e) =
+                                send_message(&mut self.control_tx, &req, control_limit).await
+                            {
+                                match closed_by_server(&self.conn) {
+                                    Some(_) => break EndReason::ServerClosed,
+                                    None => return Err(lost_or(e, &self.conn)),
+                                }
+                            }
+                        }
+                        Picture::Skipped | Picture::Stale => {}
+                    }
+                    ClientControl::VideoAck {
+                        region_id,
+                        frame_no: frame.frame_no,
+                        decode_us,
+                    }
+                }
             };
-            let t0 = Instant::now();
-            decoder.apply(&msg)?;
-            let decode_us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-            let now_us = unix_micros();
-            stats.latency_us.push(
-                now_us
-                    .saturating_sub(msg.capture_unix_us)
-                    .min(u64::from(u32::MAX)) as u32,
-            );
-            stats.decode_us.push(decode_us);
-            stats.frames += 1;
-            let ack = ClientControl::Ack {
-                frame_id: msg.frame_id,
-                decode_us,
-            };
-            if let Err(e) = send_message(&mut self.control_tx, &ack, control_limit).await {
+            if let Err(e) = send_message(&mut self.control_tx, &reply, control_limit).await {
                 match closed_by_server(&self.conn) {
                     Some(_) => break EndReason::ServerClosed,
                     None => return Err(lost_or(e, &self.conn)),
@@ -251,6 +347,12 @@ impl Session {
                 .is_some_and(|seq| decoder.source_seq() >= seq)
             {
                 break EndReason::SequenceReached;
+            }
+            if stop
+                .settled_seq
+                .is_some_and(|seq| decoder.source_seq() >= seq && regions.active() == 0)
+            {
+                break EndReason::Settled;
             }
         };
         stats.elapsed = started.elapsed();
@@ -268,6 +370,79 @@ impl Session {
             end,
             cursor_shape,
         })
+    }
+}
+
+/// Video pictures queued between the stream readers and the session loop; beyond this,
+/// QUIC flow control holds the server back.
+const VIDEO_QUEUE: usize = 64;
+
+enum Next {
+    Frame(Result<Option<FrameMsg>, TransportError>),
+    Video((u64, VideoMsg)),
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX)) as u32
+}
+
+/// Capture on the server → now, µs (wall clocks; exact on one machine).
+fn since_capture(capture_unix_us: u64) -> u32 {
+    unix_micros()
+        .saturating_sub(capture_unix_us)
+        .min(u64::from(u32::MAX)) as u32
+}
+
+/// Accepts the server's video streams (one per region) for the rest of the session and
+/// forwards their messages, tagged with the region, to the session loop.
+async fn accept_video_streams(conn: quinn::Connection, tx: mpsc::Sender<(u64, VideoMsg)>) {
+    while let Ok(mut stream) = conn.accept_uni().await {
+        let mut tag = [0u8; 1];
+        if stream.read_exact(&mut tag).await.is_err() {
+            continue;
+        }
+        if Channel::from_tag(tag[0]) != Some(Channel::Video) {
+            conn.close(close::PROTOCOL_ERROR, b"unexpected stream");
+            return;
+        }
+        let (tx, conn) = (tx.clone(), conn.clone());
+        tokio::spawn(async move {
+            let mut rx = FramedRecv::new(stream, Channel::Video.max_message_len());
+            let region = match rx.recv::<VideoMsg>().await {
+                Ok(Some(start @ VideoMsg::Start { region_id, .. })) => {
+                    if tx.send((region_id, start)).await.is_err() {
+                        return;
+                    }
+                    region_id
+                }
+                Ok(None) => return,
+                _ => {
+                    conn.close(close::PROTOCOL_ERROR, b"video stream must start with Start");
+                    return;
+                }
+            };
+            loop {
+                match rx.recv::<VideoMsg>().await {
+                    Ok(Some(frame @ VideoMsg::Frame(_))) => {
+                        if tx.send((region, frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Ok(Some(VideoMsg::Start { .. })) => {
+                        conn.close(close::PROTOCOL_ERROR, b"second Start on a video stream");
+                        return;
+                    }
+                    Err(e) => {
+                        if conn.close_reason().is_none() {
+                            tracing::warn!(region, "bad video stream: {e}");
+                            conn.close(close::PROTOCOL_ERROR, b"bad video stream");
+                        }
+                        return;
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -24,6 +24,15 @@ pub struct ClientStats {
     /// Capture on the server → decoded here, in µs (wall clocks; exact on one machine).
     pub latency_us: Vec<u32>,
     pub decode_us: Vec<u32>,
+    /// H.264 pictures decoded, and their bytes (included in `bytes`).
+    pub video_frames: u64,
+    pub video_bytes: u64,
+    pub video_keyframes: u64,
+    /// Capture → picture decoded, µs.
+    pub video_latency_us: Vec<u32>,
+    pub video_decode_us: Vec<u32>,
+    /// Keyframes asked for after a picture could not be decoded.
+    pub keyframe_requests: u64,
 }
 
 /// The printable summary of [`ClientStats`].
@@ -37,6 +46,11 @@ pub struct StatsSummary {
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
     pub decode_ms_p50: f64,
+    pub video_frames: u64,
+    pub video_bytes: u64,
+    pub video_latency_ms_p50: f64,
+    pub video_latency_ms_p99: f64,
+    pub video_decode_ms_p50: f64,
 }
 
 impl ClientStats {
@@ -52,6 +66,11 @@ impl ClientStats {
             latency_ms_p50: ms(percentile(&self.latency_us, 0.5)),
             latency_ms_p99: ms(percentile(&self.latency_us, 0.99)),
             decode_ms_p50: ms(percentile(&self.decode_us, 0.5)),
+            video_frames: self.video_frames,
+            video_bytes: self.video_bytes,
+            video_latency_ms_p50: ms(percentile(&self.video_latency_us, 0.5)),
+            video_latency_ms_p99: ms(percentile(&self.video_latency_us, 0.99)),
+            video_decode_ms_p50: ms(percentile(&self.video_decode_us, 0.5)),
         }
     }
 }
@@ -69,7 +88,19 @@ impl std::fmt::Display for StatsSummary {
             self.latency_ms_p50,
             self.latency_ms_p99,
             self.decode_ms_p50
-        )
+        )?;
+        if self.video_frames > 0 {
+            write!(
+                f,
+                "; video: {} pictures, {} bytes, latency p50 {:.2} ms p99 {:.2} ms, decode p50 {:.2} ms",
+                self.video_frames,
+                self.video_bytes,
+                self.video_latency_ms_p50,
+                self.video_latency_ms_p99,
+                self.video_decode_ms_p50
+            )?;
+        }
+        Ok(())
     }
 }
 

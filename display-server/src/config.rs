@@ -39,9 +39,14 @@ pub struct Args {
     /// Stop the synthetic scripts after this many frames (the screen then stays still).
     #[arg(long, value_name = "N")]
     pub ticks: Option<u64>,
-    /// Frames a client may leave unacknowledged before the server waits [default: 2].
+    /// Most frames a client may leave unacknowledged before the server waits; fewer are
+    /// used when the path's RTT is short [default: 4].
     #[arg(long, value_name = "N")]
     pub frame_window: Option<usize>,
+    /// Highest H.264 bitrate of a session's video regions, in kbit/s; rate control adapts
+    /// below it to the network [default: 16000].
+    #[arg(long, value_name = "KBIT")]
+    pub max_video_kbit: Option<u32>,
     /// zstd level of the lossless stream [default: 1].
     #[arg(long, value_name = "N")]
     pub zstd_level: Option<i32>,
@@ -84,6 +89,7 @@ struct FileConfig {
     fps: Option<u32>,
     ticks: Option<u64>,
     frame_window: Option<usize>,
+    max_video_kbit: Option<u32>,
     zstd_level: Option<i32>,
     max_sessions: Option<usize>,
     metrics_listen: Option<String>,
@@ -129,6 +135,10 @@ impl Args {
                 .frame_window
                 .or(file.frame_window)
                 .unwrap_or(defaults.frame_window),
+            max_video_bitrate: self
+                .max_video_kbit
+                .or(file.max_video_kbit)
+                .map_or(defaults.max_video_bitrate, |k| k.saturating_mul(1000)),
             zstd_level: self
                 .zstd_level
                 .or(file.zstd_level)
@@ -141,6 +151,9 @@ impl Args {
         };
         if server.frame_window == 0 {
             bail!("--frame-window must be at least 1");
+        }
+        if !(200_000..=100_000_000).contains(&server.max_video_bitrate) {
+            bail!("--max-video-kbit must be between 200 and 100000");
         }
         let size = match self.size.or(file.size) {
             Some(s) => parse_size(&s)?,
@@ -255,7 +268,7 @@ mod tests {
         assert_eq!(r.desktops.len(), 1);
         assert_eq!(r.desktops[0].0, "default");
         assert_eq!(r.desktops[0].1.workload, Workload::Mixed);
-        assert_eq!(r.server.frame_window, 2);
+        assert_eq!(r.server.frame_window, 4);
     }
 
     #[test]

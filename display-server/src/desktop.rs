@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use oriel_protocol::{InputEvent, Rect, Size, TileMask};
+use oriel_protocol::video::TileHits;
+use oriel_protocol::{InputEvent, Rect, Size, TileMask, TILE};
 use oriel_transport::unix_micros;
 use tokio::sync::Notify;
 
@@ -23,6 +24,8 @@ struct Pending {
     oldest_unix_us: Option<u64>,
     /// The client asked for everything again.
     refresh: bool,
+    /// Polls that damaged each tile (row-major), for video detection.
+    hits: Vec<TileHits>,
 }
 
 /// Damage handed to a session's encoder.
@@ -31,6 +34,8 @@ pub struct TakenDamage {
     pub oldest_unix_us: u64,
     /// Resend every tile of `mask`, changed or not.
     pub refresh: bool,
+    /// Polls that damaged each tile (row-major, `mask.cols()` per row).
+    pub hits: Vec<TileHits>,
 }
 
 impl DamageSink {
@@ -41,6 +46,7 @@ impl DamageSink {
                 mask: TileMask::full(size),
                 oldest_unix_us: Some(unix_micros()),
                 refresh: false,
+                hits: vec![TileHits::default(); tile_count(size)],
             }),
             notify: Notify::new(),
         }
@@ -48,8 +54,19 @@ impl DamageSink {
 
     fn add(&self, rects: &[Rect], now_us: u64) {
         let mut p = lock(&self.pending);
+        let cols = p.mask.cols();
+        let rows = p.mask.rows();
         for r in rects {
             p.mask.mark_rect(r);
+            for row in r.y / TILE..(r.bottom() as u32).div_ceil(TILE).min(rows) {
+                for col in r.x / TILE..(r.right() as u32).div_ceil(TILE).min(cols) {
+                    let h = &mut p.hits[(row * cols + col) as usize];
+                    // Several rects of one poll count once.
+                    if h.hits == 0 || h.last_us != now_us {
+                        h.hit(now_us);
+                    }
+                }
+            }
         }
         p.oldest_unix_us.get_or_insert(now_us);
         drop(p);
@@ -73,11 +90,12 @@ impl DamageSink {
         if p.mask.is_empty() {
             return None;
         }
-        let empty = TileMask::new(p.mask.size());
+        let size = p.mask.size();
         Some(TakenDamage {
-            mask: std::mem::replace(&mut p.mask, empty),
+            mask: std::mem::replace(&mut p.mask, TileMask::new(size)),
             oldest_unix_us: p.oldest_unix_us.take().unwrap_or_else(unix_micros),
             refresh: std::mem::take(&mut p.refresh),
+            hits: std::mem::replace(&mut p.hits, vec![TileHits::default(); tile_count(size)]),
         })
     }
 
@@ -89,6 +107,10 @@ impl DamageSink {
     pub async fn changed(&self) {
         self.notify.notified().await
     }
+}
+
+fn tile_count(size: Size) -> usize {
+    (size.width.div_ceil(TILE) * size.height.div_ceil(TILE)) as usize
 }
 
 pub struct Desktop {

@@ -17,8 +17,11 @@ use crate::tickets::TicketGate;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Frames a session may have unacknowledged before it stops sending and merges damage.
+    /// Most frames a session may have unacknowledged before it stops sending and merges
+    /// damage (also per video region). Sessions use fewer when the path's RTT is short.
     pub frame_window: usize,
+    /// Highest video bitrate of a session, bits per second; rate control adapts below it.
+    pub max_video_bitrate: u32,
     pub zstd_level: i32,
     pub max_sessions: usize,
     /// Clients must present a broker ticket (set when the server works for a broker).
@@ -29,7 +32,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
-            frame_window: 2,
+            frame_window: 4,
+            max_video_bitrate: 16_000_000,
             zstd_level: 1,
             max_sessions: 64,
             require_tickets: false,

@@ -1,58 +1,30 @@
-//! One client connection: handshake, then four independent streams. The display loop
-//! keeps at most `frame_window` frames unacknowledged; while the window is full, damage
-//! keeps merging in the session's sink and the newest pixels go out once room frees up.
+//! One client connection: handshake, then independent streams: control, display, input,
+//! cursor, and one per video region. The display loop keeps at most a window of frames
+//! (and of pictures per region) unacknowledged; while a window is full, damage keeps
+//! merging and the newest pixels go out once room frees up.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use oriel_protocol::codec::{CodecError, EncodedFrame, Encoder, EncoderConfig, FrameMeta};
+use oriel_protocol::codec::EncoderConfig;
 use oriel_protocol::handshake::check_hello;
 use oriel_protocol::host_link::{HostMsg, SessionEvent};
+use oriel_protocol::video::RateConfig;
 use oriel_protocol::wire::encode_message;
 use oriel_protocol::*;
 use oriel_transport::{close, send_message, FramedRecv};
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 
 use crate::cursor::default_arrow;
-use crate::desktop::{lock, DamageSink, Desktop};
+use crate::desktop::{DamageSink, Desktop};
+use crate::flow::Flow;
+use crate::pipeline::{Budget, Pipeline};
 use crate::server::Shared;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Frames sent but not yet acknowledged.
-struct InFlight {
-    frames: Mutex<VecDeque<(u64, Instant)>>,
-    acked: Notify,
-}
-
-impl InFlight {
-    fn len(&self) -> usize {
-        lock(&self.frames).len()
-    }
-
-    fn push(&self, frame_id: u64) -> usize {
-        let mut f = lock(&self.frames);
-        f.push_back((frame_id, Instant::now()));
-        f.len()
-    }
-
-    /// Acks are cumulative: acknowledging a frame acknowledges every earlier one.
-    fn ack(&self, frame_id: u64) -> Vec<Duration> {
-        let mut f = lock(&self.frames);
-        let mut rtts = Vec::new();
-        while f.front().is_some_and(|(id, _)| *id <= frame_id) {
-            if let Some((_, sent)) = f.pop_front() {
-                rtts.push(sent.elapsed());
-            }
-        }
-        drop(f);
-        self.acked.notify_one();
-        rtts
-    }
-}
 
 /// Serves one connection until it ends; errors are logged and close the connection.
 pub async fn serve(conn: quinn::Connection, shared: Arc<Shared>) {
@@ -208,10 +180,16 @@ async fn run_streams(
     control_rx: FramedRecv,
     _control_tx: quinn::SendStream,
 ) -> anyhow::Result<()> {
-    let in_flight = InFlight {
-        frames: Mutex::new(VecDeque::new()),
-        acked: Notify::new(),
-    };
+    let interval = desktop.source().frame_interval();
+    let max_window = shared.config.frame_window.max(1);
+    let flow = Flow::new(RateConfig {
+        min_bitrate: 150_000,
+        max_bitrate: shared.config.max_video_bitrate,
+        start_bitrate: shared.config.max_video_bitrate / 2,
+        frame_interval_us: interval.as_micros() as u64,
+        min_window: max_window.min(2),
+        max_window,
+    });
 
     let mut cursor = conn.open_uni().await?;
     cursor.write_all(&[Channel::Cursor as u8]).await?;
@@ -226,8 +204,8 @@ async fn run_streams(
     display.write_all(&[Channel::Display as u8]).await?;
 
     tokio::select! {
-        r = display_loop(shared, desktop, sink, caps, &in_flight, &mut display) => r,
-        r = control_loop(shared, sink, &in_flight, control_rx) => r,
+        r = display_loop(conn, shared, desktop, sink, caps, &flow, &mut display) => r,
+        r = control_loop(shared, sink, &flow, control_rx) => r,
         r = accept_input(conn, shared, desktop) => r,
         _ = desktop.kicked() => {
             conn.close(
@@ -244,78 +222,133 @@ async fn run_streams(
 }
 
 async fn display_loop(
+    conn: &quinn::Connection,
     shared: &Shared,
     desktop: &Arc<Desktop>,
     sink: &Arc<DamageSink>,
     caps: Capabilities,
-    in_flight: &InFlight,
+    flow: &Flow,
     display: &mut quinn::SendStream,
 ) -> anyhow::Result<()> {
-    let window = shared.config.frame_window.max(1);
     let config = EncoderConfig {
         capabilities: caps,
         zstd_level: shared.config.zstd_level,
     };
-    let mut encoder = Encoder::new(desktop.size(), config)?;
-    let mut staging = Framebuffer::new(desktop.size());
+    let max_fps = 1.0 / desktop.source().frame_interval().as_secs_f32();
+    let mut pipeline = Pipeline::new(desktop.size(), config, max_fps)?;
+    let mut video_streams: HashMap<u64, mpsc::UnboundedSender<VideoMsg>> = HashMap::new();
     loop {
-        while in_flight.len() >= window {
-            in_flight.acked.notified().await;
+        flow.path_rtt(conn.rtt());
+        // Wait until something can go out: damage (taken even while the window is
+        // full, so it merges), room for a due frame or picture, or a region's expiry.
+        loop {
+            let room = |id| flow.has_video_room(id);
+            let ready = sink.has_pending()
+                || (flow.has_frame_room() && pipeline.lossless_due())
+                || pipeline.video_due(&room)
+                || pipeline.deadline().is_some_and(|d| d <= Instant::now());
+            if ready {
+                break;
+            }
+            let deadline = pipeline.deadline();
+            tokio::select! {
+                _ = sink.changed() => {}
+                _ = flow.changed.notified() => {}
+                _ = sleep_until_opt(deadline) => {}
+            }
         }
-        while !sink.has_pending() {
-            sink.changed().await;
-        }
-        let started = Instant::now();
-        let (d, k) = (desktop.clone(), sink.clone());
+
+        let d = desktop.clone();
+        let k = sink.clone();
+        let lossless = flow.has_frame_room();
+        let bitrate = flow.bitrate();
+        let keyframes = flow.take_keyframe_requests();
+        let in_flight: HashMap<u64, bool> = video_streams
+            .keys()
+            .map(|id| (*id, flow.has_video_room(*id)))
+            .collect();
         // Copying pixels under the source lock and encoding may both take milliseconds:
         // keep them off the async workers that move network traffic.
-        let (enc, stg, result) = tokio::task::spawn_blocking(move || {
-            let result = capture_and_encode(&d, &k, &mut encoder, &mut staging);
-            (encoder, staging, result)
+        let (p, result) = tokio::task::spawn_blocking(move || {
+            pipeline.take(&d, &k);
+            // New regions have nothing in flight yet.
+            let room = |id: u64| in_flight.get(&id).copied().unwrap_or(true);
+            let result = pipeline.step(Budget {
+                lossless,
+                video_room: &room,
+                bitrate,
+                keyframes,
+            });
+            (pipeline, result)
         })
         .await?;
-        (encoder, staging) = (enc, stg);
-        let Some(frame) = result? else { continue };
-        let encode_us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        pipeline = p;
+        let out = result?;
 
-        let bytes = encode_message(&frame.msg, Channel::Display.max_message_len())?;
-        let n = in_flight.push(frame.msg.frame_id);
-        shared.stats.note_in_flight(n);
-        display.write_all(&bytes).await?;
-        shared
-            .stats
-            .record_frame(&frame.stats, bytes.len(), encode_us);
+        for id in &out.ended {
+            video_streams.remove(id);
+            flow.region_ended(*id);
+        }
+        for (id, rect) in &out.started {
+            shared.stats.video_regions.fetch_add(1, Relaxed);
+            let tx = open_video_stream(conn, *id, *rect).await?;
+            video_streams.insert(*id, tx);
+        }
+        for v in out.video {
+            let bytes = v.frame.data.len();
+            shared
+                .stats
+                .record_video(bytes, v.frame.keyframe, v.encode_us);
+            flow.video_sent(v.region_id, v.frame.frame_no, bytes);
+            if let Some(tx) = video_streams.get(&v.region_id) {
+                let _ = tx.send(VideoMsg::Frame(v.frame));
+            }
+        }
+        if let Some(frame) = out.frame {
+            let bytes = encode_message(&frame.msg, Channel::Display.max_message_len())?;
+            let n = flow.frame_sent(frame.msg.frame_id, bytes.len());
+            shared.stats.note_in_flight(n);
+            display.write_all(&bytes).await?;
+            shared
+                .stats
+                .record_frame(&frame.stats, bytes.len(), out.frame_encode_us);
+        }
     }
 }
 
-/// Takes the pending damage, copies those tiles of the screen and encodes them. Damage
-/// is taken and pixels copied under the source lock, so the frame holds exactly the
-/// source's state `sequence()`.
-fn capture_and_encode(
-    desktop: &Desktop,
-    sink: &DamageSink,
-    encoder: &mut Encoder,
-    staging: &mut Framebuffer,
-) -> Result<Option<EncodedFrame>, CodecError> {
-    let (damage, seq) = {
-        let source = desktop.source();
-        let Some(damage) = sink.take() else {
-            return Ok(None);
-        };
-        let pixels = source.pixels();
-        for (c, r) in damage.mask.iter() {
-            staging.copy_rect_from(pixels, &damage.mask.tile_rect(c, r));
-        }
-        (damage, source.sequence())
-    };
-    if damage.refresh {
-        encoder.resend_everything();
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
-    let meta = FrameMeta {
-        source_seq: seq,
-        capture_unix_us: damage.oldest_unix_us,
-    };
-    encoder.encode(staging, &damage.mask, meta)
+}
+
+/// Opens a region's video stream; pictures sent to the returned channel are written in
+/// order by a task of their own, so a slow region never holds up the display stream.
+/// Dropping the sender finishes the stream.
+async fn open_video_stream(
+    conn: &quinn::Connection,
+    region_id: u64,
+    rect: Rect,
+) -> anyhow::Result<mpsc::UnboundedSender<VideoMsg>> {
+    let mut stream = conn.open_uni().await?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<VideoMsg>();
+    tokio::spawn(async move {
+        let limit = Channel::Video.max_message_len();
+        let start = VideoMsg::Start { region_id, rect };
+        if stream.write_all(&[Channel::Video as u8]).await.is_err()
+            || send_message(&mut stream, &start, limit).await.is_err()
+        {
+            return;
+        }
+        while let Some(msg) = rx.recv().await {
+            if send_message(&mut stream, &msg, limit).await.is_err() {
+                return; // the client stopped reading this region, or the session ended
+            }
+        }
+        let _ = stream.finish();
+    });
+    Ok(tx)
 }
 
 /// Refresh requests are honoured at most this often: each resends the whole desktop.
@@ -324,18 +357,33 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 async fn control_loop(
     shared: &Shared,
     sink: &DamageSink,
-    in_flight: &InFlight,
+    flow: &Flow,
     mut control_rx: FramedRecv,
 ) -> anyhow::Result<()> {
     let mut last_refresh: Option<Instant> = None;
     while let Some(msg) = control_rx.recv::<ClientControl>().await? {
         match msg {
             ClientControl::Ack { frame_id, .. } => {
-                for rtt in in_flight.ack(frame_id) {
+                for a in flow.frame_acked(frame_id) {
                     shared
                         .stats
-                        .record_ack(rtt.as_micros().min(u128::from(u32::MAX)) as u32);
+                        .record_ack(a.rtt.as_micros().min(u128::from(u32::MAX)) as u32);
                 }
+            }
+            ClientControl::VideoAck {
+                region_id,
+                frame_no,
+                ..
+            } => {
+                let acked = flow.video_acked(region_id, frame_no);
+                shared
+                    .stats
+                    .video_acked
+                    .fetch_add(acked.len() as u64, Relaxed);
+            }
+            ClientControl::KeyframeRequest { region_id } => {
+                shared.stats.keyframe_requests.fetch_add(1, Relaxed);
+                flow.request_keyframe(region_id);
             }
             ClientControl::RefreshRequest => {
                 if last_refresh.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {

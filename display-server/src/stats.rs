@@ -32,6 +32,14 @@ pub struct ServerStats {
     /// Highest number of unacknowledged frames any session had.
     pub max_frames_in_flight: AtomicU64,
     pub input_events: AtomicU64,
+    /// Video regions started.
+    pub video_regions: AtomicU64,
+    pub video_frames: AtomicU64,
+    pub video_keyframes: AtomicU64,
+    pub video_bytes: AtomicU64,
+    pub video_acked: AtomicU64,
+    pub keyframe_requests: AtomicU64,
+    video_encode_us: Mutex<Vec<u32>>,
     encode_us: Mutex<Vec<u32>>,
     frame_bytes: Mutex<Vec<u32>>,
     ack_rtt_us: Mutex<Vec<u32>>,
@@ -54,6 +62,20 @@ impl ServerStats {
         self.tiles_raw.fetch_add(u64::from(stats.raw), Relaxed);
         push_sample(&self.encode_us, encode_us);
         push_sample(&self.frame_bytes, wire_bytes.min(u32::MAX as usize) as u32);
+    }
+
+    pub fn record_video(&self, bytes: usize, keyframe: bool, encode_us: u32) {
+        self.video_frames.fetch_add(1, Relaxed);
+        self.video_bytes.fetch_add(bytes as u64, Relaxed);
+        if keyframe {
+            self.video_keyframes.fetch_add(1, Relaxed);
+        }
+        push_sample(&self.video_encode_us, encode_us);
+    }
+
+    /// H.264 encode times in microseconds.
+    pub fn video_encode_samples(&self) -> Vec<u32> {
+        lock(&self.video_encode_us).clone()
     }
 
     pub fn record_ack(&self, rtt_us: u32) {
@@ -123,6 +145,31 @@ impl ServerStats {
                 "oriel_tiles_changed_total",
                 "Changed tiles encoded",
                 &self.tiles_changed,
+            ),
+            (
+                "oriel_video_regions_total",
+                "Video regions detected and streamed as H.264",
+                &self.video_regions,
+            ),
+            (
+                "oriel_video_frames_total",
+                "H.264 pictures sent",
+                &self.video_frames,
+            ),
+            (
+                "oriel_video_keyframes_total",
+                "H.264 keyframes sent",
+                &self.video_keyframes,
+            ),
+            (
+                "oriel_video_bytes_total",
+                "H.264 bytes sent",
+                &self.video_bytes,
+            ),
+            (
+                "oriel_keyframe_requests_total",
+                "Keyframes requested by clients",
+                &self.keyframe_requests,
             ),
             (
                 "oriel_input_events_total",

@@ -45,7 +45,7 @@ fn check_size(size: Size) -> Result<(), MediaError> {
     if size.width < 16 || size.height < 16 {
         return Err(err("smaller than 16x16"));
     }
-    if size.width % 2 != 0 || size.height % 2 != 0 {
+    if !size.width.is_multiple_of(2) || !size.height.is_multiple_of(2) {
         return Err(err("4:2:0 needs even edges"));
     }
     let (long, short) = (size.width.max(size.height), size.width.min(size.height));

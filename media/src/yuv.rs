@@ -22,7 +22,7 @@ pub struct I420 {
 impl I420 {
     /// Resizes the planes for a `width` x `height` picture (both even).
     pub fn reshape(&mut self, width: usize, height: usize) {
-        debug_assert!(width % 2 == 0 && height % 2 == 0);
+        debug_assert!(width.is_multiple_of(2) && height.is_multiple_of(2));
         self.width = width;
         self.height = height;
         self.y.resize(width * height, 0);

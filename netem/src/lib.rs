@@ -90,10 +90,10 @@ async fn run(front: Arc<UdpSocket>, upstream: SocketAddr, spec: LinkSpec, stats:
         let Ok((n, client)) = front.recv_from(&mut buf).await else {
             continue; // e.g. ICMP port unreachable surfaced as an error: keep relaying
         };
-        if !flows.contains_key(&client) {
+        if let std::collections::hash_map::Entry::Vacant(e) = flows.entry(client) {
             match open_flow(&front, client, upstream, &spec, seed, &stats).await {
                 Ok(flow) => {
-                    flows.insert(client, flow);
+                    e.insert(flow);
                 }
                 Err(e) => {
                     tracing::warn!("relay: cannot open a flow for {client}: {e}");

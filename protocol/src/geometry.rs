@@ -70,6 +70,12 @@ impl Rect {
         let y0 = self.y.max(other.y);
         let x1 = self.right().min(other.right());
         let y1 = self.bottom().min(other.bottom());
+        Rect::from_edges(x0, y0, x1, y1)
+    }
+
+    /// The rectangle from (`x0`, `y0`) up to (not including) `x1`, `y1`; empty when the
+    /// far edges are not beyond the near ones.
+    pub fn from_edges(x0: u32, y0: u32, x1: u64, y1: u64) -> Rect {
         if u64::from(x0) >= x1 || u64::from(y0) >= y1 {
             return Rect::default();
         }
@@ -79,6 +85,50 @@ impl Rect {
             (x1 - u64::from(x0)) as u32,
             (y1 - u64::from(y0)) as u32,
         )
+    }
+
+    pub fn size(&self) -> Size {
+        Size::new(self.width, self.height)
+    }
+
+    pub fn intersects(&self, other: &Rect) -> bool {
+        !self.intersect(other).is_empty()
+    }
+
+    /// The parts of `self` outside `hole`: at most four rectangles (bands above and
+    /// below, then the left and right parts of the middle band).
+    pub fn subtract(&self, hole: &Rect) -> Vec<Rect> {
+        let cut = self.intersect(hole);
+        if cut.is_empty() {
+            return vec![*self];
+        }
+        let mut parts = Vec::with_capacity(4);
+        let bottom = self.bottom();
+        if cut.y > self.y {
+            parts.push(Rect::new(self.x, self.y, self.width, cut.y - self.y));
+        }
+        if cut.bottom() < bottom {
+            let y = cut.bottom() as u32;
+            parts.push(Rect::new(
+                self.x,
+                y,
+                self.width,
+                (bottom - cut.bottom()) as u32,
+            ));
+        }
+        if cut.x > self.x {
+            parts.push(Rect::new(self.x, cut.y, cut.x - self.x, cut.height));
+        }
+        if cut.right() < self.right() {
+            let x = cut.right() as u32;
+            parts.push(Rect::new(
+                x,
+                cut.y,
+                (self.right() - cut.right()) as u32,
+                cut.height,
+            ));
+        }
+        parts
     }
 
     /// Smallest rectangle covering both (an empty rectangle covers nothing).
@@ -105,6 +155,23 @@ impl Rect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subtract_leaves_exactly_the_outside() {
+        let tile = Rect::new(0, 0, 64, 64);
+        assert_eq!(tile.subtract(&Rect::new(100, 100, 5, 5)), vec![tile]);
+        assert!(tile.subtract(&Rect::new(0, 0, 64, 64)).is_empty());
+        let parts = tile.subtract(&Rect::new(10, 20, 30, 5));
+        assert_eq!(parts.len(), 4);
+        let area: u64 = parts.iter().map(|r| r.area()).sum();
+        assert_eq!(area, 64 * 64 - 30 * 5);
+        for (i, a) in parts.iter().enumerate() {
+            assert!(!a.intersects(&Rect::new(10, 20, 30, 5)));
+            for b in &parts[i + 1..] {
+                assert!(!a.intersects(b));
+            }
+        }
+    }
 
     #[test]
     fn intersect_and_union() {

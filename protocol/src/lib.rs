@@ -8,6 +8,7 @@ pub mod host_link;
 pub mod messages;
 pub mod ticket;
 pub mod tiles;
+pub mod video;
 
 pub use framebuffer::Framebuffer;
 pub use geometry::{Rect, Size};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::geometry::{Rect, Size};
 
 /// Version of this wire format; a server refuses a `Hello` with another major version.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// TLS application protocol name.
 pub const ALPN: &[u8] = b"oriel/1";
@@ -23,6 +23,9 @@ pub enum Channel {
     Input = 2,
     /// Server → client: cursor shape and position.
     Cursor = 3,
+    /// Server → client: one video region's H.264 pictures. Each region gets a stream of
+    /// its own, so a lost packet of one picture delays only that region.
+    Video = 4,
 }
 
 impl Channel {
@@ -32,6 +35,7 @@ impl Channel {
             1 => Some(Self::Display),
             2 => Some(Self::Input),
             3 => Some(Self::Cursor),
+            4 => Some(Self::Video),
             _ => None,
         }
     }
@@ -44,6 +48,7 @@ impl Channel {
             Self::Input => 4 * 1024,
             Self::Cursor => 1024 * 1024,
             Self::Display => 96 * 1024 * 1024,
+            Self::Video => 16 * 1024 * 1024,
         }
     }
 }
@@ -62,6 +67,8 @@ pub const CAP_PALETTE: u32 = 1 << 1;
 pub const CAP_ZSTD: u32 = 1 << 2;
 pub const CAP_COPY_RECT: u32 = 1 << 3;
 pub const CAP_TILE_CACHE: u32 = 1 << 4;
+/// H.264 video regions on `Video` streams.
+pub const CAP_H264: u32 = 1 << 5;
 
 /// Largest tile cache a client may ask for (64 MiB of 64x64 tiles).
 pub const MAX_TILE_CACHE_ENTRIES: u32 = 4096;
@@ -77,7 +84,7 @@ impl Capabilities {
     /// Everything this implementation can do.
     pub fn all() -> Self {
         Self {
-            flags: CAP_SOLID | CAP_PALETTE | CAP_ZSTD | CAP_COPY_RECT | CAP_TILE_CACHE,
+            flags: CAP_SOLID | CAP_PALETTE | CAP_ZSTD | CAP_COPY_RECT | CAP_TILE_CACHE | CAP_H264,
             tile_cache_entries: 2048,
         }
     }
@@ -151,6 +158,14 @@ pub enum ClientControl {
     Ack { frame_id: u64, decode_us: u32 },
     /// Send the whole desktop again (e.g. after the client lost its framebuffer).
     RefreshRequest,
+    /// The client decoded this picture of a video region.
+    VideoAck {
+        region_id: u64,
+        frame_no: u64,
+        decode_us: u32,
+    },
+    /// The client cannot decode this region's stream any more: send a keyframe.
+    KeyframeRequest { region_id: u64 },
 }
 
 /// Server → client on the control stream.
@@ -171,11 +186,38 @@ pub struct FrameMsg {
     pub capture_unix_us: u64,
     /// Moves, applied first and all reading the framebuffer as it was before this frame.
     pub copies: Vec<CopyRect>,
+    /// Video regions that ended before this frame: the client drops their decoders and
+    /// ignores their late pictures. Their exact pixels follow in `updates`.
+    pub video_ended: Vec<u64>,
     /// Updates, applied in order after the moves.
     pub updates: Vec<RectUpdate>,
     /// This frame's chunk of the connection's persistent zstd stream: the bytes of every
     /// `Palette` and `Raw` update, in update order.
     pub payload: Vec<u8>,
+}
+
+/// A video region's stream, server → client: `Start` once, then its pictures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VideoMsg {
+    /// The region's id and where its pictures go. Until the display stream ends the
+    /// region, the server sends no lossless updates inside `rect`.
+    Start {
+        region_id: u64,
+        rect: Rect,
+    },
+    Frame(VideoFrame),
+}
+
+/// One H.264 picture of the region (Annex B; keyframes carry SPS and PPS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoFrame {
+    /// Counts up from 1 within the region.
+    pub frame_no: u64,
+    pub source_seq: u64,
+    /// Wall clock (µs since the Unix epoch) when the picture was captured.
+    pub capture_unix_us: u64,
+    pub keyframe: bool,
+    pub data: Vec<u8>,
 }
 
 /// Pixels the client already has, moved: `dst` takes what was at (`src_x`, `src_y`).

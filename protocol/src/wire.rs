@@ -232,6 +232,7 @@ mod tests {
             source_seq: 1,
             capture_unix_us: 0,
             copies: vec![],
+            video_ended: vec![],
             updates,
             payload: vec![],
         };

@@ -167,6 +167,7 @@ fn decoder_refuses_out_of_bounds_and_unknown_cache_keys() {
         source_seq: 0,
         capture_unix_us: 0,
         copies: vec![],
+        video_ended: vec![],
         updates: vec![RectUpdate {
             rect: Rect::new(100, 100, 64, 64),
             kind: UpdateKind::Solid(0),
@@ -235,4 +236,46 @@ proptest! {
             let _ = dec.apply(&msg);
         }
     }
+}
+
+#[test]
+fn video_regions_are_left_alone_then_sent_exactly_when_they_end() {
+    let size = Size::new(256, 192);
+    let mut p = Pair::new(size, Capabilities::all());
+    let mut screen = Framebuffer::new(size);
+    text_page(&mut screen, &size.full_rect(), 0);
+    p.send(&screen, &TileMask::full(size)).unwrap();
+
+    let video = Rect::new(40, 30, 130, 100);
+    p.enc.set_video_regions(&[video]);
+    for i in 0..3u32 {
+        noise(&mut screen, &video, i + 1);
+        screen.fill(&Rect::new(200, 150, 10, 10), 0x112233 + i);
+        let msg = p.send(&screen, &TileMask::full(size)).unwrap();
+        assert!(msg.updates.iter().all(|u| !u.rect.intersects(&video)));
+        for c in &msg.copies {
+            let src = Rect::new(c.src_x, c.src_y, c.dst.width, c.dst.height);
+            assert!(!c.dst.intersects(&video) && !src.intersects(&video));
+        }
+    }
+    // What a lossy video decoder left in the region.
+    let mut lossy = Vec::new();
+    screen.read_rect(&video, &mut lossy);
+    for px in &mut lossy {
+        *px ^= 0x010101;
+    }
+    p.dec.blit(&video, &lossy).unwrap();
+    assert_ne!(p.dec.framebuffer(), &screen);
+
+    // The region ends: its pixels go out exactly, with no new damage at all.
+    p.enc.set_video_regions(&[]);
+    assert!(p.enc.has_refinement());
+    let frame = p
+        .enc
+        .encode(&screen, &TileMask::new(size), FrameMeta::default())
+        .unwrap()
+        .expect("a refinement frame");
+    p.dec.apply(&frame.msg).unwrap();
+    assert_eq!(p.dec.framebuffer(), &screen);
+    assert!(!p.enc.has_refinement());
 }

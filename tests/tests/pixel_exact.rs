@@ -1,4 +1,5 @@
-//! Every synthetic workload, streamed over real QUIC on loopback, ends pixel-exact.
+//! Every synthetic workload, streamed over real QUIC on loopback, ends pixel-exact: video
+//! regions go lossy while they play and are sent exactly once they stop.
 
 use oriel::{EndReason, Session, StopWhen};
 use oriel_display_server::source::synthetic::Workload;
@@ -16,13 +17,13 @@ async fn check(workload: Workload) {
     let (expected, final_seq) = replay(&config, TICKS);
     let stop = StopWhen {
         duration: Some(Duration::from_secs(120)),
-        source_seq: Some(final_seq),
+        settled_seq: Some(final_seq),
         ..Default::default()
     };
     let outcome = session.run(stop, None).await.expect("session runs");
     assert_eq!(
         outcome.end,
-        EndReason::SequenceReached,
+        EndReason::Settled,
         "{workload}: the client never reached the final source state"
     );
     let server_view = server_screen(&server.desktop("default").unwrap());

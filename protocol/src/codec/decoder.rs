@@ -17,6 +17,9 @@ pub struct DecodeReport {
     pub payload_bytes: u64,
 }
 
+/// More regions than any server runs at once.
+const MAX_VIDEO_REGIONS_ENDED: usize = 256;
+
 pub struct Decoder {
     fb: Framebuffer,
     caps: Capabilities,
@@ -54,6 +57,15 @@ impl Decoder {
 
     pub fn last_frame_id(&self) -> u64 {
         self.last_frame_id
+    }
+
+    /// Writes a decoded video picture into `rect` (checked against the desktop).
+    pub fn blit(&mut self, rect: &Rect, pixels: &[u32]) -> Result<(), CodecError> {
+        if rect.is_empty() || !rect.fits_in(self.fb.size()) || pixels.len() as u64 != rect.area() {
+            return Err(invalid("video picture outside the desktop"));
+        }
+        self.fb.write_rect(rect, pixels);
+        Ok(())
     }
 
     /// Source sequence of the newest decoded frame.
@@ -141,6 +153,9 @@ impl Decoder {
         }
         if copy_area > area * 2 {
             return Err(invalid("copy-rects cover more than twice the desktop"));
+        }
+        if msg.video_ended.len() > MAX_VIDEO_REGIONS_ENDED {
+            return Err(invalid("too many video regions ended in one frame"));
         }
         if msg.updates.len() as u64 > area {
             return Err(invalid("more updates than pixels"));

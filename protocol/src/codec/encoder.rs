@@ -72,6 +72,17 @@ pub struct EncodedFrame {
     pub stats: FrameStats,
 }
 
+/// How a whole tile changed in the last frame: what video detection learns from the
+/// lossless encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileVerdict {
+    /// Most of the tile changed in ways only raw pixels could express (not a move, a
+    /// fill, a cached tile or a few colours): what video looks like.
+    Busy { tile: Rect, dirty: Rect },
+    /// Changed little, or moved, or plain content.
+    Calm { tile: Rect },
+}
+
 pub struct Encoder {
     config: EncoderConfig,
     /// Exactly what the client's framebuffer holds after the last frame.
@@ -81,6 +92,12 @@ pub struct Encoder {
     next_frame_id: u64,
     last_vectors: Vec<Vector>,
     resend: bool,
+    /// Screen areas owned by video regions: never diffed, moved from, or encoded here.
+    video: Vec<Rect>,
+    /// Tiles whose pixels on the client are not known exactly (a video region covered
+    /// them); they are sent whole at the next frame, damaged or not.
+    unknown: TileMask,
+    verdicts: Vec<TileVerdict>,
     scratch: Vec<u32>,
     copy_scratch: Vec<u32>,
     uncompressed: Vec<u8>,
@@ -101,6 +118,9 @@ impl Encoder {
             next_frame_id: 1,
             last_vectors: Vec::new(),
             resend: false,
+            video: Vec::new(),
+            unknown: TileMask::new(size),
+            verdicts: Vec::new(),
             scratch: Vec::new(),
             copy_scratch: Vec::new(),
             uncompressed: Vec::new(),
@@ -111,6 +131,28 @@ impl Encoder {
     /// or not (for a client that asked for a refresh).
     pub fn resend_everything(&mut self) {
         self.resend = true;
+    }
+
+    /// Sets the areas video regions own from the next frame on. Areas of regions that
+    /// ended are sent losslessly at the next frame (build to lossless).
+    pub fn set_video_regions(&mut self, regions: &[Rect]) {
+        for old in &self.video {
+            if !regions.contains(old) {
+                self.unknown.mark_rect(old);
+            }
+        }
+        self.video = regions.to_vec();
+    }
+
+    /// True when some pixels on the client are not exact yet, so a frame is due even
+    /// without new damage.
+    pub fn has_refinement(&self) -> bool {
+        !self.unknown.is_empty()
+    }
+
+    /// Verdicts on the whole tiles of the last frame.
+    pub fn verdicts(&self) -> &[TileVerdict] {
+        &self.verdicts
     }
 
     /// The client's framebuffer as of the last encoded frame.
@@ -129,20 +171,37 @@ impl Encoder {
         if screen.size() != self.client.size() || damage.size() != screen.size() {
             return Err(super::invalid("screen, damage and encoder sizes differ"));
         }
-        let changed: Vec<Rect> = damage
-            .iter()
-            .map(|(c, r)| damage.tile_rect(c, r))
-            .filter(|rect| self.resend || !screen.rect_eq(&self.client, rect))
-            .collect();
         let resend = std::mem::take(&mut self.resend);
-        if changed.is_empty() {
+        self.verdicts.clear();
+        let mut work = damage.clone();
+        work.merge(&self.unknown);
+        // Pieces of damaged tiles outside video regions; `forced` ones are sent whole
+        // because the client's pixels there are not known.
+        let mut changed: Vec<Rect> = Vec::new();
+        let mut forced: Vec<Rect> = Vec::new();
+        for (c, r) in work.iter() {
+            let tile = damage.tile_rect(c, r);
+            let unknown = self.unknown.is_marked(c, r);
+            let mut pieces = vec![tile];
+            for hole in &self.video {
+                pieces = pieces.iter().flat_map(|p| p.subtract(hole)).collect();
+            }
+            for piece in pieces {
+                if resend || unknown {
+                    forced.push(piece);
+                } else if !screen.rect_eq(&self.client, &piece) {
+                    changed.push(piece);
+                }
+            }
+        }
+        self.unknown.clear();
+        if changed.is_empty() && forced.is_empty() {
             return Ok(None);
         }
 
         let caps = self.config.capabilities;
         // A refresh must not build on pixels the client may have lost.
-        let vectors = if !resend && caps.has(CAP_COPY_RECT) && changed.len() >= MIN_TILES_FOR_MOTION
-        {
+        let vectors = if caps.has(CAP_COPY_RECT) && changed.len() >= MIN_TILES_FOR_MOTION {
             if self.last_vectors_still_fit(screen, &changed) {
                 // A scroll or drag usually keeps its speed: skip the search.
                 self.last_vectors.clone()
@@ -165,14 +224,14 @@ impl Encoder {
         };
 
         let mut stats = FrameStats {
-            changed_tiles: changed.len() as u32,
+            changed_tiles: (changed.len() + forced.len()) as u32,
             ..Default::default()
         };
         let mut copies: Vec<CopyRect> = Vec::new();
         let mut used_vectors: Vec<Vector> = Vec::new();
         if !vectors.is_empty() {
             for rect in &changed {
-                if let Some((bounds, v)) = self.best_move(screen, rect, &vectors) {
+                if let Some((bounds, v)) = self.best_move(screen, rect, &vectors, &forced) {
                     stats.copies += 1;
                     if !used_vectors.contains(&v) {
                         used_vectors.push(v);
@@ -187,24 +246,34 @@ impl Encoder {
 
         let mut updates: Vec<RectUpdate> = Vec::new();
         self.uncompressed.clear();
+        for tile in &forced {
+            stats.raw_bytes += tile.area() * 4;
+            self.encode_rect(screen, tile, &mut updates, &mut stats);
+            self.client.copy_rect_from(screen, tile);
+        }
+        let size = screen.size();
         for tile in &changed {
             stats.raw_bytes += tile.area() * 4;
-            let dirty = if resend {
-                *tile
-            } else {
-                match diff_bounds(screen, &self.client, tile) {
-                    Some(dirty) => dirty,
-                    None => continue,
+            let whole_tile = is_grid_tile(tile, size.width, size.height);
+            let Some(dirty) = diff_bounds(screen, &self.client, tile) else {
+                if whole_tile {
+                    self.verdicts.push(TileVerdict::Calm { tile: *tile });
                 }
+                continue;
             };
             // Mostly-changed tiles go whole so the tile cache can recognise them.
-            let rect = if dirty.area() * 2 >= tile.area() {
-                *tile
-            } else {
-                dirty
-            };
+            let mostly = dirty.area() * 2 >= tile.area();
+            let rect = if mostly { *tile } else { dirty };
             self.encode_rect(screen, &rect, &mut updates, &mut stats);
             self.client.copy_rect_from(screen, &rect);
+            if whole_tile {
+                let raw = updates.last().is_some_and(|u| u.kind == UpdateKind::Raw);
+                self.verdicts.push(if mostly && raw {
+                    TileVerdict::Busy { tile: *tile, dirty }
+                } else {
+                    TileVerdict::Calm { tile: *tile }
+                });
+            }
         }
         debug_assert!(changed.iter().all(|t| screen.rect_eq(&self.client, t)));
 
@@ -222,6 +291,7 @@ impl Encoder {
                 source_seq: meta.source_seq,
                 capture_unix_us: meta.capture_unix_us,
                 copies,
+                video_ended: Vec::new(),
                 updates,
                 payload,
             },
@@ -254,7 +324,18 @@ impl Encoder {
         screen: &Framebuffer,
         tile: &Rect,
         vectors: &[Vector],
+        unknown: &[Rect],
     ) -> Option<(Rect, Vector)> {
+        // The client's pixels under video regions, or where one just ended, are not
+        // known exactly: never copy from there.
+        let vectors: Vec<Vector> = vectors
+            .iter()
+            .copied()
+            .filter(|v| {
+                let src = shifted(tile, *v);
+                !self.video.iter().chain(unknown).any(|r| r.intersects(&src))
+            })
+            .collect();
         if let Some(v) = vectors
             .iter()
             .find(|v| moved_whole(screen, &self.client, tile, **v))
@@ -325,6 +406,14 @@ impl Encoder {
         }
         updates.push(RectUpdate { rect: *rect, kind });
     }
+}
+
+/// Where the pixels that `v` moves into `rect` come from (clamped at zero: a vector
+/// pointing outside the screen never fits anyway).
+fn shifted(rect: &Rect, v: Vector) -> Rect {
+    let x = (i64::from(rect.x) - i64::from(v.0)).max(0) as u32;
+    let y = (i64::from(rect.y) - i64::from(v.1)).max(0) as u32;
+    Rect::new(x, y, rect.width, rect.height)
 }
 
 /// Appends a solid fill, extending the previous one when it continues the same row.

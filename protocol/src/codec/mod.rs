@@ -9,7 +9,7 @@ pub mod palette;
 pub mod stream;
 
 pub use decoder::Decoder;
-pub use encoder::{EncodedFrame, Encoder, EncoderConfig, FrameMeta, FrameStats};
+pub use encoder::{EncodedFrame, Encoder, EncoderConfig, FrameMeta, FrameStats, TileVerdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -1,0 +1,126 @@
+//! The client's video regions: one H.264 decoder per region, composited into the
+//! framebuffer. A region lives from its stream's `Start` until a display frame ends it;
+//! pictures that arrive after that are dropped (the exact pixels came with the end).
+
+use std::collections::{HashMap, VecDeque};
+
+use oriel_media::VideoDecoder;
+use oriel_protocol::codec::Decoder;
+use oriel_protocol::{Rect, VideoFrame};
+
+use crate::session::ClientError;
+
+/// Ended region ids remembered, to drop their late pictures.
+const ENDED_MEMORY: usize = 1024;
+/// Most regions at once (servers run a handful).
+const MAX_REGIONS: usize = 64;
+
+struct Region {
+    rect: Rect,
+    decoder: VideoDecoder,
+    pixels: Vec<u32>,
+    /// A picture could not be decoded: skip pictures until a keyframe.
+    broken: bool,
+    last_frame_no: u64,
+}
+
+/// What happened to one picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Picture {
+    /// Decoded into the framebuffer at `rect`.
+    Shown { rect: Rect },
+    /// Waiting for a keyframe; dropped.
+    Skipped,
+    /// Could not be decoded: ask for a keyframe.
+    Broken,
+    /// The region already ended (or never started here).
+    Stale,
+}
+
+#[derive(Default)]
+pub struct VideoRegions {
+    regions: HashMap<u64, Region>,
+    ended: VecDeque<u64>,
+}
+
+impl VideoRegions {
+    pub fn active(&self) -> usize {
+        self.regions.len()
+    }
+
+    pub fn start(&mut self, id: u64, rect: Rect, decoder: &Decoder) -> Result<(), ClientError> {
+        if self.ended.contains(&id) {
+            return Ok(());
+        }
+        let fb = decoder.framebuffer().size();
+        if rect.is_empty() || !rect.fits_in(fb) {
+            return Err(ClientError::Protocol(format!(
+                "video region {rect:?} outside the desktop"
+            )));
+        }
+        if self.regions.len() >= MAX_REGIONS || self.regions.contains_key(&id) {
+            return Err(ClientError::Protocol(
+                "too many or duplicate video regions".into(),
+            ));
+        }
+        let video = VideoDecoder::new(rect.size())
+            .map_err(|e| ClientError::Protocol(format!("video region: {e}")))?;
+        self.regions.insert(
+            id,
+            Region {
+                rect,
+                decoder: video,
+                pixels: vec![0; rect.area() as usize],
+                broken: false,
+                last_frame_no: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Regions a display frame ended.
+    pub fn end(&mut self, ids: &[u64]) {
+        for id in ids {
+            self.regions.remove(id);
+            if self.ended.len() == ENDED_MEMORY {
+                self.ended.pop_front();
+            }
+            self.ended.push_back(*id);
+        }
+    }
+
+    /// Decodes one picture of region `id` into `decoder`'s framebuffer.
+    pub fn picture(
+        &mut self,
+        id: u64,
+        frame: &VideoFrame,
+        decoder: &mut Decoder,
+    ) -> Result<Picture, ClientError> {
+        let Some(region) = self.regions.get_mut(&id) else {
+            return Ok(Picture::Stale);
+        };
+        if frame.frame_no <= region.last_frame_no {
+            return Err(ClientError::Protocol(format!(
+                "video picture {} of region {id} arrived after {}",
+                frame.frame_no, region.last_frame_no
+            )));
+        }
+        region.last_frame_no = frame.frame_no;
+        if region.broken && !frame.keyframe {
+            return Ok(Picture::Skipped);
+        }
+        match region.decoder.decode(&frame.data, &mut region.pixels) {
+            Ok(true) => {
+                region.broken = false;
+                decoder.blit(&region.rect, &region.pixels)?;
+                Ok(Picture::Shown { rect: region.rect })
+            }
+            Ok(false) => Ok(Picture::Skipped),
+            Err(e) => {
+                tracing::warn!(region = id, "video picture not decodable: {e}");
+                region.broken = true;
+                Ok(Picture::Broken)
+            }
+        }
+    }
+}

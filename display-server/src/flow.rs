@@ -1,0 +1,174 @@
+//! Flow control of one session: frames and video pictures in flight, acks, keyframe
+//! requests, and the rate controller they feed. Shared by the display loop (which
+//! sends) and the control loop (which receives acks).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use oriel_protocol::video::{RateConfig, RateController};
+use tokio::sync::Notify;
+
+use crate::desktop::lock;
+
+/// What one sent frame or picture is waiting for.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    id: u64,
+    at: Instant,
+    bytes: u64,
+}
+
+/// An acknowledged frame or picture: its send → ack time.
+#[derive(Debug, Clone, Copy)]
+pub struct Acked {
+    pub rtt: Duration,
+    pub bytes: u64,
+}
+
+pub struct Flow {
+    epoch: Instant,
+    frames: Mutex<VecDeque<Sent>>,
+    video: Mutex<HashMap<u64, VecDeque<Sent>>>,
+    /// Video bytes sent, (time µs, bytes), over the last second.
+    video_sent: Mutex<VecDeque<(u64, u64)>>,
+    keyframe_requests: Mutex<Vec<u64>>,
+    rate: Mutex<RateController>,
+    /// Signalled on every ack and keyframe request: room may have freed up.
+    pub changed: Notify,
+}
+
+impl Flow {
+    pub fn new(rate: RateConfig) -> Self {
+        Self {
+            epoch: Instant::now(),
+            frames: Mutex::new(VecDeque::new()),
+            video: Mutex::new(HashMap::new()),
+            video_sent: Mutex::new(VecDeque::new()),
+            keyframe_requests: Mutex::new(Vec::new()),
+            rate: Mutex::new(RateController::new(rate)),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Frames (and pictures per region) that may be unacknowledged right now.
+    pub fn window(&self) -> usize {
+        lock(&self.rate).window()
+    }
+
+    pub fn bitrate(&self) -> u32 {
+        lock(&self.rate).bitrate()
+    }
+
+    pub fn frames_in_flight(&self) -> usize {
+        lock(&self.frames).len()
+    }
+
+    pub fn has_frame_room(&self) -> bool {
+        self.frames_in_flight() < self.window()
+    }
+
+    pub fn has_video_room(&self, region: u64) -> bool {
+        let window = self.window();
+        lock(&self.video).get(&region).map_or(0, VecDeque::len) < window
+    }
+
+    /// Records a sent frame; returns how many are now in flight.
+    pub fn frame_sent(&self, frame_id: u64, bytes: usize) -> usize {
+        let mut f = lock(&self.frames);
+        f.push_back(Sent {
+            id: frame_id,
+            at: Instant::now(),
+            bytes: bytes as u64,
+        });
+        f.len()
+    }
+
+    pub fn video_sent(&self, region: u64, frame_no: u64, bytes: usize) {
+        let sent = Sent {
+            id: frame_no,
+            at: Instant::now(),
+            bytes: bytes as u64,
+        };
+        lock(&self.video).entry(region).or_default().push_back(sent);
+        let now = self.now_us();
+        let mut v = lock(&self.video_sent);
+        v.push_back((now, bytes as u64));
+        while v.front().is_some_and(|(t, _)| *t + 1_000_000 < now) {
+            v.pop_front();
+        }
+    }
+
+    /// The region ended: nothing of it is waited for any more.
+    pub fn region_ended(&self, region: u64) {
+        lock(&self.video).remove(&region);
+        self.changed.notify_one();
+    }
+
+    /// Acks are cumulative: acknowledging a frame acknowledges every earlier one.
+    pub fn frame_acked(&self, frame_id: u64) -> Vec<Acked> {
+        let acked = pop_acked(&mut lock(&self.frames), frame_id);
+        self.note_acked(&acked);
+        acked
+    }
+
+    pub fn video_acked(&self, region: u64, frame_no: u64) -> Vec<Acked> {
+        let acked = match lock(&self.video).get_mut(&region) {
+            Some(q) => pop_acked(q, frame_no),
+            None => Vec::new(),
+        };
+        self.note_acked(&acked);
+        acked
+    }
+
+    fn note_acked(&self, acked: &[Acked]) {
+        let now = self.now_us();
+        let mut rate = lock(&self.rate);
+        for a in acked {
+            rate.on_ack(now, a.bytes);
+        }
+        drop(rate);
+        self.changed.notify_one();
+    }
+
+    /// A transport RTT sample; may change the bitrate and window.
+    pub fn path_rtt(&self, rtt: Duration) {
+        let now = self.now_us();
+        let video_bps: u64 = lock(&self.video_sent)
+            .iter()
+            .filter(|(t, _)| *t + 1_000_000 >= now)
+            .map(|(_, b)| b)
+            .sum();
+        lock(&self.rate).on_rtt(now, rtt.as_micros() as u64, video_bps);
+    }
+
+    pub fn request_keyframe(&self, region: u64) {
+        let mut k = lock(&self.keyframe_requests);
+        if !k.contains(&region) && k.len() < 64 {
+            k.push(region);
+        }
+        drop(k);
+        self.changed.notify_one();
+    }
+
+    pub fn take_keyframe_requests(&self) -> Vec<u64> {
+        std::mem::take(&mut *lock(&self.keyframe_requests))
+    }
+}
+
+fn pop_acked(queue: &mut VecDeque<Sent>, id: u64) -> Vec<Acked> {
+    let mut acked = Vec::new();
+    while queue.front().is_some_and(|s| s.id <= id) {
+        if let Some(s) = queue.pop_front() {
+            acked.push(Acked {
+                rtt: s.at.elapsed(),
+                bytes: s.bytes,
+            });
+        }
+    }
+    acked
+}

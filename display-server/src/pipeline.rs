@@ -1,0 +1,285 @@
+//! One session's display pipeline: damage in; lossless frames, H.264 pictures of video
+//! regions and region changes out. Runs on a blocking thread and does no I/O.
+//!
+//! Damage is taken from the session's sink whenever there is some and merged into
+//! `pending`; what goes out depends on the flow-control budget. Video regions own their
+//! rect: the lossless encoder leaves it alone until the region ends, and then sends it
+//! exactly (build to lossless).
+
+use std::time::Instant;
+
+use oriel_media::{VideoEncoder, VideoEncoderConfig};
+use oriel_protocol::codec::{CodecError, EncodedFrame, Encoder, EncoderConfig, FrameMeta};
+use oriel_protocol::video::{DetectorConfig, RegionEvent, VideoDetector};
+use oriel_protocol::{Framebuffer, Rect, Size, TileMask, VideoFrame, CAP_H264};
+
+use crate::desktop::{DamageSink, Desktop};
+
+/// A video region being encoded.
+struct RegionCoder {
+    id: u64,
+    rect: Rect,
+    encoder: VideoEncoder,
+    /// The region's pixels as last seen, to tell real changes from damage.
+    last: Vec<u32>,
+    scratch: Vec<u32>,
+    dirty: bool,
+    keyframe: bool,
+    frame_no: u64,
+    capture_unix_us: u64,
+}
+
+/// What may go out in one step.
+pub struct Budget<'a> {
+    /// A lossless frame fits in the window.
+    pub lossless: bool,
+    /// Whether a picture of this region fits in its window.
+    pub video_room: &'a dyn Fn(u64) -> bool,
+    /// Video bitrate for all regions together.
+    pub bitrate: u32,
+    /// Regions whose client asked for a keyframe.
+    pub keyframes: Vec<u64>,
+}
+
+pub struct VideoOut {
+    pub region_id: u64,
+    pub frame: VideoFrame,
+    pub encode_us: u32,
+}
+
+#[derive(Default)]
+pub struct Output {
+    pub frame: Option<EncodedFrame>,
+    pub frame_encode_us: u32,
+    pub video: Vec<VideoOut>,
+    pub started: Vec<(u64, Rect)>,
+    pub ended: Vec<u64>,
+}
+
+pub struct Pipeline {
+    encoder: Encoder,
+    /// `None` when the client cannot decode H.264: everything stays lossless.
+    detector: Option<VideoDetector>,
+    staging: Framebuffer,
+    pending: TileMask,
+    regions: Vec<RegionCoder>,
+    /// Regions ended since the last lossless frame.
+    ended: Vec<u64>,
+    source_seq: u64,
+    oldest_capture_us: Option<u64>,
+    epoch: Instant,
+    max_fps: f32,
+}
+
+impl Pipeline {
+    pub fn new(size: Size, config: EncoderConfig, max_fps: f32) -> Result<Self, CodecError> {
+        let video = config.capabilities.has(CAP_H264);
+        Ok(Self {
+            encoder: Encoder::new(size, config)?,
+            detector: video.then(|| VideoDetector::new(size, DetectorConfig::default())),
+            staging: Framebuffer::new(size),
+            pending: TileMask::new(size),
+            regions: Vec::new(),
+            ended: Vec::new(),
+            source_seq: 0,
+            oldest_capture_us: None,
+            epoch: Instant::now(),
+            max_fps,
+        })
+    }
+
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Takes the sink's damage and copies those tiles of the screen. Damage is taken and
+    /// pixels copied under the source lock, so they belong to one source state.
+    pub fn take(&mut self, desktop: &Desktop, sink: &DamageSink) {
+        let damage = {
+            let source = desktop.source();
+            let Some(damage) = sink.take() else {
+                return;
+            };
+            let pixels = source.pixels();
+            for (c, r) in damage.mask.iter() {
+                self.staging
+                    .copy_rect_from(pixels, &damage.mask.tile_rect(c, r));
+            }
+            self.source_seq = source.sequence();
+            damage
+        };
+        if damage.refresh {
+            self.encoder.resend_everything();
+            for r in &mut self.regions {
+                r.keyframe = true;
+            }
+        }
+        let cols = damage.mask.cols();
+        if let Some(detector) = &mut self.detector {
+            for (c, r) in damage.mask.iter() {
+                detector.observe_damage(c, r, &damage.hits[(r * cols + c) as usize]);
+            }
+        }
+        for region in &mut self.regions {
+            if damage
+                .mask
+                .iter()
+                .any(|(c, r)| damage.mask.tile_rect(c, r).intersects(&region.rect))
+            {
+                region.dirty = true;
+                region.capture_unix_us = damage.oldest_unix_us;
+            }
+        }
+        self.pending.merge(&damage.mask);
+        let oldest = self.oldest_capture_us.get_or_insert(damage.oldest_unix_us);
+        *oldest = (*oldest).min(damage.oldest_unix_us);
+    }
+
+    /// A lossless frame is due (damage, a region to refine, or an end to announce).
+    pub fn lossless_due(&self) -> bool {
+        !self.pending.is_empty() || self.encoder.has_refinement() || !self.ended.is_empty()
+    }
+
+    /// A region has a picture to send and room to send it.
+    pub fn video_due(&self, room: &dyn Fn(u64) -> bool) -> bool {
+        self.regions
+            .iter()
+            .any(|r| (r.dirty || r.keyframe) && room(r.id))
+    }
+
+    /// When a region expires if nothing changes: the loop must wake then.
+    pub fn deadline(&self) -> Option<Instant> {
+        let us = self.detector.as_ref()?.next_deadline_us()?;
+        Some(self.epoch + std::time::Duration::from_micros(us))
+    }
+
+    /// Encodes what the budget allows.
+    pub fn step(&mut self, budget: Budget<'_>) -> Result<Output, CodecError> {
+        let mut out = Output::default();
+        for id in &budget.keyframes {
+            if let Some(r) = self.regions.iter_mut().find(|r| r.id == *id) {
+                r.keyframe = true;
+            }
+        }
+        self.update_regions(&mut out);
+        self.encode_video(&budget, &mut out);
+
+        if budget.lossless && self.lossless_due() {
+            let meta = FrameMeta {
+                source_seq: self.source_seq,
+                capture_unix_us: self
+                    .oldest_capture_us
+                    .unwrap_or_else(oriel_transport::unix_micros),
+            };
+            let started = Instant::now();
+            let frame = self.encoder.encode(&self.staging, &self.pending, meta)?;
+            out.frame_encode_us = elapsed_us(started);
+            self.pending.clear();
+            self.oldest_capture_us = None;
+            if let Some(detector) = &mut self.detector {
+                detector.observe_verdicts(self.encoder.verdicts());
+            }
+            out.frame = frame.map(|mut f| {
+                f.msg.video_ended = std::mem::take(&mut self.ended);
+                f
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ends expired regions and starts new ones; the lossless encoder learns the result.
+    fn update_regions(&mut self, out: &mut Output) {
+        let now = self.now_us();
+        let Some(detector) = &mut self.detector else {
+            return;
+        };
+        for event in detector.update(now) {
+            match event {
+                RegionEvent::Ended { id, .. } => {
+                    self.regions.retain(|r| r.id != id);
+                    self.ended.push(id);
+                    out.ended.push(id);
+                }
+                RegionEvent::Started { id, rect } => {
+                    let config = VideoEncoderConfig {
+                        bitrate: 1_000_000,
+                        max_fps: self.max_fps,
+                    };
+                    match VideoEncoder::new(rect.size(), config) {
+                        Ok(encoder) => {
+                            tracing::debug!(id, ?rect, "video region started");
+                            self.regions.push(RegionCoder {
+                                id,
+                                rect,
+                                encoder,
+                                last: Vec::new(),
+                                scratch: Vec::new(),
+                                dirty: true,
+                                keyframe: false,
+                                frame_no: 0,
+                                capture_unix_us: oriel_transport::unix_micros(),
+                            });
+                            out.started.push((id, rect));
+                        }
+                        Err(e) => {
+                            tracing::debug!(?rect, "region stays lossless: {e}");
+                            detector.drop_region(id);
+                        }
+                    }
+                }
+            }
+        }
+        let rects: Vec<Rect> = self.regions.iter().map(|r| r.rect).collect();
+        self.encoder.set_video_regions(&rects);
+    }
+
+    fn encode_video(&mut self, budget: &Budget<'_>, out: &mut Output) {
+        let total_area: u64 = self.regions.iter().map(|r| r.rect.area()).sum();
+        let now_ms = self.now_us() / 1000;
+        for region in &mut self.regions {
+            if !(region.dirty || region.keyframe) || !(budget.video_room)(region.id) {
+                continue;
+            }
+            region.dirty = false;
+            self.staging.read_rect(&region.rect, &mut region.scratch);
+            if region.scratch == region.last && !region.keyframe {
+                continue;
+            }
+            std::mem::swap(&mut region.scratch, &mut region.last);
+            if let Some(d) = &mut self.detector {
+                d.region_changed(region.id, now_ms * 1000);
+            }
+            // Regions share the bitrate by area.
+            let share = u64::from(budget.bitrate) * region.rect.area() / total_area.max(1);
+            if let Err(e) = region.encoder.set_bitrate(share as u32) {
+                tracing::warn!("video bitrate: {e}");
+            }
+            if std::mem::take(&mut region.keyframe) {
+                region.encoder.request_keyframe();
+            }
+            let started = Instant::now();
+            match region.encoder.encode(&region.last, now_ms) {
+                Ok(Some(video)) => {
+                    region.frame_no += 1;
+                    out.video.push(VideoOut {
+                        region_id: region.id,
+                        frame: VideoFrame {
+                            frame_no: region.frame_no,
+                            source_seq: self.source_seq,
+                            capture_unix_us: region.capture_unix_us,
+                            keyframe: video.keyframe,
+                            data: video.data,
+                        },
+                        encode_us: elapsed_us(started),
+                    });
+                }
+                Ok(None) => {} // rate control skipped this picture
+                Err(e) => tracing::warn!(region = region.id, "video encode failed: {e}"),
+            }
+        }
+    }
+}
+
+fn elapsed_us(since: Instant) -> u32 {
+    since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32
+}
