@@ -8,6 +8,6 @@ pub mod stats;
 pub mod video;
 
 pub use session::{
-    ClientError, ConnectOptions, EndReason, InputSender, Outcome, Session, StopWhen,
+    ClientError, ConnectOptions, EndReason, InputSender, Outcome, Session, Shown, StopWhen,
 };
 pub use stats::{percentile, ClientStats};

@@ -253,7 +253,9 @@ impl Session {
                 _ = deadline_passed => break EndReason::DurationElapsed,
                 _ = interrupted => break EndReason::Interrupted,
             };
-            let reply = match next {
+            let mut replies = Vec::new();
+            let mut pictures = Vec::new();
+            match next {
                 Next::Frame(msg) => {
                     let msg = match msg {
                         Ok(Some(m)) => m,
@@ -277,66 +279,71 @@ impl Session {
                         },
                         decoder.framebuffer(),
                     );
-                    ClientControl::Ack {
+                    replies.push(ClientControl::Ack {
                         frame_id: msg.frame_id,
                         decode_us,
-                    }
+                    });
+                    pictures = regions.ready(&decoder);
                 }
                 Next::Video((region_id, msg)) => {
                     if !video_allowed {
                         return Err(ClientError::Protocol("video was not negotiated".into()));
                     }
-                    let frame = match msg {
-                        VideoMsg::Start { region_id, rect } => {
-                            regions.start(region_id, rect, &decoder)?;
-                            continue;
-                        }
-                        VideoMsg::Frame(frame) => frame,
-                    };
-                    let t0 = Instant::now();
-                    let picture = regions.picture(region_id, &frame, &mut decoder)?;
-                    let decode_us = micros(t0.elapsed());
-                    stats.video_bytes += frame.data.len() as u64;
-                    match picture {
-                        Picture::Shown { rect } => {
-                            stats.video_frames += 1;
-                            stats.video_keyframes += u64::from(frame.keyframe);
-                            stats.video_decode_us.push(decode_us);
-                            stats
-                                .video_latency_us
-                                .push(since_capture(frame.capture_unix_us));
-                            observe(
-                                Shown::Picture {
-                                    region_id,
-                                    rect,
-                                    source_seq: frame.source_seq,
-                                    keyframe: frame.keyframe,
-                                },
-                                decoder.framebuffer(),
-                            );
-                        }
-                        Picture::Broken => {
-                            stats.keyframe_requests += 1;
-                            let req = ClientControl::KeyframeRequest { region_id };
-                            if let Err(e) =
-                                send_message(&mut self.control_tx, &req, control_limit).await
-                            {
-                                match closed_by_server(&self.conn) {
-                                    Some(_) => break EndReason::ServerClosed,
-                                    None => return Err(lost_or(e, &self.conn)),
-                                }
-                            }
-                        }
-                        Picture::Skipped | Picture::Stale => {}
-                    }
-                    ClientControl::VideoAck {
-                        region_id,
-                        frame_no: frame.frame_no,
-                        decode_us,
+                    match msg {
+                        VideoMsg::Start {
+                            region_id,
+                            rect,
+                            after_frame,
+                        } => regions.start(region_id, rect, after_frame, &decoder)?,
+                        VideoMsg::Frame(frame) => pictures.push((region_id, frame)),
                     }
                 }
-            };
-            if let Err(e) = send_message(&mut self.control_tx, &reply, control_limit).await {
+            }
+            for (region_id, frame) in pictures {
+                let t0 = Instant::now();
+                let (frame_no, keyframe) = (frame.frame_no, frame.keyframe);
+                let (bytes, seq, capture) =
+                    (frame.data.len(), frame.source_seq, frame.capture_unix_us);
+                let picture = regions.picture(region_id, frame, &mut decoder)?;
+                let decode_us = micros(t0.elapsed());
+                match picture {
+                    Picture::Queued => continue,
+                    Picture::Shown { rect } => {
+                        stats.video_frames += 1;
+                        stats.video_bytes += bytes as u64;
+                        stats.video_keyframes += u64::from(keyframe);
+                        stats.video_decode_us.push(decode_us);
+                        stats.video_latency_us.push(since_capture(capture));
+                        observe(
+                            Shown::Picture {
+                                region_id,
+                                rect,
+                                source_seq: seq,
+                                keyframe,
+                            },
+                            decoder.framebuffer(),
+                        );
+                    }
+                    Picture::Broken => {
+                        stats.keyframe_requests += 1;
+                        replies.push(ClientControl::KeyframeRequest { region_id });
+                    }
+                    Picture::Skipped | Picture::Stale => {}
+                }
+                replies.push(ClientControl::VideoAck {
+                    region_id,
+                    frame_no,
+                    decode_us,
+                });
+            }
+            let mut send_failed = None;
+            for reply in &replies {
+                if let Err(e) = send_message(&mut self.control_tx, reply, control_limit).await {
+                    send_failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = send_failed {
                 match closed_by_server(&self.conn) {
                     Some(_) => break EndReason::ServerClosed,
                     None => return Err(lost_or(e, &self.conn)),

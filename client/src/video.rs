@@ -22,7 +22,14 @@ struct Region {
     /// A picture could not be decoded: skip pictures until a keyframe.
     broken: bool,
     last_frame_no: u64,
+    /// Pictures wait until this display frame is applied.
+    after_frame: u64,
+    waiting: VecDeque<VideoFrame>,
 }
+
+/// Pictures held back per region while earlier display frames are still on their way;
+/// beyond this they are dropped and the region waits for a keyframe.
+const MAX_WAITING: usize = 64;
 
 /// What happened to one picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +40,8 @@ pub enum Picture {
     Skipped,
     /// Could not be decoded: ask for a keyframe.
     Broken,
+    /// Held back until an earlier display frame arrives.
+    Queued,
     /// The region already ended (or never started here).
     Stale,
 }
@@ -48,7 +57,13 @@ impl VideoRegions {
         self.regions.len()
     }
 
-    pub fn start(&mut self, id: u64, rect: Rect, decoder: &Decoder) -> Result<(), ClientError> {
+    pub fn start(
+        &mut self,
+        id: u64,
+        rect: Rect,
+        after_frame: u64,
+        decoder: &Decoder,
+    ) -> Result<(), ClientError> {
         if self.ended.contains(&id) {
             return Ok(());
         }
@@ -73,6 +88,8 @@ impl VideoRegions {
                 pixels: vec![0; rect.area() as usize],
                 broken: false,
                 last_frame_no: 0,
+                after_frame,
+                waiting: VecDeque::new(),
             },
         );
         Ok(())
@@ -89,16 +106,38 @@ impl VideoRegions {
         }
     }
 
-    /// Decodes one picture of region `id` into `decoder`'s framebuffer.
+    /// Pictures whose display frame has now been applied, oldest first per region.
+    pub fn ready(&mut self, decoder: &Decoder) -> Vec<(u64, VideoFrame)> {
+        let applied = decoder.last_frame_id();
+        let mut out = Vec::new();
+        for (id, region) in &mut self.regions {
+            if region.after_frame <= applied {
+                out.extend(region.waiting.drain(..).map(|f| (*id, f)));
+            }
+        }
+        out
+    }
+
+    /// Decodes one picture of region `id` into `decoder`'s framebuffer, or holds it back
+    /// until the display frames it must follow are applied.
     pub fn picture(
         &mut self,
         id: u64,
-        frame: &VideoFrame,
+        frame: VideoFrame,
         decoder: &mut Decoder,
     ) -> Result<Picture, ClientError> {
         let Some(region) = self.regions.get_mut(&id) else {
             return Ok(Picture::Stale);
         };
+        if decoder.last_frame_id() < region.after_frame {
+            if region.waiting.len() == MAX_WAITING {
+                region.waiting.clear();
+                region.broken = true;
+                return Ok(Picture::Broken);
+            }
+            region.waiting.push_back(frame);
+            return Ok(Picture::Queued);
+        }
         if frame.frame_no <= region.last_frame_no {
             return Err(ClientError::Protocol(format!(
                 "video picture {} of region {id} arrived after {}",

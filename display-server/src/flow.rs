@@ -11,6 +11,9 @@ use tokio::sync::Notify;
 
 use crate::desktop::lock;
 
+/// Bytes in flight always allowed, whatever the congestion window says.
+const MIN_BYTE_BUDGET: u64 = 64 * 1024;
+
 /// What one sent frame or picture is waiting for.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
@@ -34,6 +37,8 @@ pub struct Flow {
     video_sent: Mutex<VecDeque<(u64, u64)>>,
     keyframe_requests: Mutex<Vec<u64>>,
     rate: Mutex<RateController>,
+    /// The transport's congestion window: bytes the path takes without queueing more.
+    cwnd: std::sync::atomic::AtomicU64,
     /// Signalled on every ack and keyframe request: room may have freed up.
     pub changed: Notify,
 }
@@ -47,6 +52,7 @@ impl Flow {
             video_sent: Mutex::new(VecDeque::new()),
             keyframe_requests: Mutex::new(Vec::new()),
             rate: Mutex::new(RateController::new(rate)),
+            cwnd: std::sync::atomic::AtomicU64::new(u64::MAX),
             changed: Notify::new(),
         }
     }
@@ -64,12 +70,18 @@ impl Flow {
         lock(&self.rate).bitrate()
     }
 
-    pub fn frames_in_flight(&self) -> usize {
-        lock(&self.frames).len()
-    }
-
+    /// A frame may go: fewer than the window in flight, and unless nothing is in flight,
+    /// fewer bytes than the congestion window (large frames on a slow link would
+    /// otherwise queue seconds of data behind which small updates wait).
     pub fn has_frame_room(&self) -> bool {
-        self.frames_in_flight() < self.window()
+        let window = self.window();
+        let frames = lock(&self.frames);
+        let bytes: u64 = frames.iter().map(|s| s.bytes).sum();
+        let budget = self
+            .cwnd
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(MIN_BYTE_BUDGET);
+        frames.is_empty() || (frames.len() < window && bytes < budget)
     }
 
     pub fn has_video_room(&self, region: u64) -> bool {
@@ -88,19 +100,26 @@ impl Flow {
         f.len()
     }
 
-    pub fn video_sent(&self, region: u64, frame_no: u64, bytes: usize) {
+    /// Records a sent picture; returns how many of its region are now in flight.
+    pub fn video_sent(&self, region: u64, frame_no: u64, bytes: usize) -> usize {
         let sent = Sent {
             id: frame_no,
             at: Instant::now(),
             bytes: bytes as u64,
         };
-        lock(&self.video).entry(region).or_default().push_back(sent);
+        let in_flight = {
+            let mut video = lock(&self.video);
+            let queue = video.entry(region).or_default();
+            queue.push_back(sent);
+            queue.len()
+        };
         let now = self.now_us();
         let mut v = lock(&self.video_sent);
         v.push_back((now, bytes as u64));
         while v.front().is_some_and(|(t, _)| *t + 1_000_000 < now) {
             v.pop_front();
         }
+        in_flight
     }
 
     /// The region ended: nothing of it is waited for any more.
@@ -135,8 +154,10 @@ impl Flow {
         self.changed.notify_one();
     }
 
-    /// A transport RTT sample; may change the bitrate and window.
-    pub fn path_rtt(&self, rtt: Duration) {
+    /// The transport's path estimates: RTT (may change the bitrate and window) and
+    /// congestion window.
+    pub fn path(&self, rtt: Duration, cwnd: u64) {
+        self.cwnd.store(cwnd, std::sync::atomic::Ordering::Relaxed);
         let now = self.now_us();
         let video_bps: u64 = lock(&self.video_sent)
             .iter()

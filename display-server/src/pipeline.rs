@@ -20,7 +20,8 @@ struct RegionCoder {
     id: u64,
     rect: Rect,
     encoder: VideoEncoder,
-    /// The region's pixels as last seen, to tell real changes from damage.
+    /// The region's pixels as last seen, to tell real changes from damage; what the
+    /// next picture encodes.
     last: Vec<u32>,
     scratch: Vec<u32>,
     dirty: bool,
@@ -52,7 +53,8 @@ pub struct Output {
     pub frame: Option<EncodedFrame>,
     pub frame_encode_us: u32,
     pub video: Vec<VideoOut>,
-    pub started: Vec<(u64, Rect)>,
+    /// New regions: id, rect, and the last display frame encoded before them.
+    pub started: Vec<(u64, Rect, u64)>,
     pub ended: Vec<u64>,
 }
 
@@ -120,14 +122,25 @@ impl Pipeline {
                 detector.observe_damage(c, r, &damage.hits[(r * cols + c) as usize]);
             }
         }
+        // A region is playing while its pixels change, whether or not there is room to
+        // send them: checked here, at capture rate, so a slow link does not end it.
+        let now = self.now_us();
         for region in &mut self.regions {
-            if damage
+            if !damage
                 .mask
                 .iter()
                 .any(|(c, r)| damage.mask.tile_rect(c, r).intersects(&region.rect))
             {
+                continue;
+            }
+            self.staging.read_rect(&region.rect, &mut region.scratch);
+            if region.scratch != region.last {
+                std::mem::swap(&mut region.scratch, &mut region.last);
                 region.dirty = true;
                 region.capture_unix_us = damage.oldest_unix_us;
+                if let Some(d) = &mut self.detector {
+                    d.region_changed(region.id, now);
+                }
             }
         }
         self.pending.merge(&damage.mask);
@@ -219,7 +232,7 @@ impl Pipeline {
                                 frame_no: 0,
                                 capture_unix_us: oriel_transport::unix_micros(),
                             });
-                            out.started.push((id, rect));
+                            out.started.push((id, rect, self.encoder.last_frame_id()));
                         }
                         Err(e) => {
                             tracing::debug!(?rect, "region stays lossless: {e}");
@@ -241,13 +254,9 @@ impl Pipeline {
                 continue;
             }
             region.dirty = false;
-            self.staging.read_rect(&region.rect, &mut region.scratch);
-            if region.scratch == region.last && !region.keyframe {
-                continue;
-            }
-            std::mem::swap(&mut region.scratch, &mut region.last);
-            if let Some(d) = &mut self.detector {
-                d.region_changed(region.id, now_ms * 1000);
+            if region.last.is_empty() {
+                // A new region: its first picture.
+                self.staging.read_rect(&region.rect, &mut region.last);
             }
             // Regions share the bitrate by area.
             let share = u64::from(budget.bitrate) * region.rect.area() / total_area.max(1);

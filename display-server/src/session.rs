@@ -238,7 +238,8 @@ async fn display_loop(
     let mut pipeline = Pipeline::new(desktop.size(), config, max_fps)?;
     let mut video_streams: HashMap<u64, mpsc::UnboundedSender<VideoMsg>> = HashMap::new();
     loop {
-        flow.path_rtt(conn.rtt());
+        let path = conn.stats().path;
+        flow.path(path.rtt, path.cwnd);
         // Wait until something can go out: damage (taken even while the window is
         // full, so it merges), room for a due frame or picture, or a region's expiry.
         loop {
@@ -289,17 +290,26 @@ async fn display_loop(
             video_streams.remove(id);
             flow.region_ended(*id);
         }
-        for (id, rect) in &out.started {
+        for &(region_id, rect, after_frame) in &out.started {
             shared.stats.video_regions.fetch_add(1, Relaxed);
-            let tx = open_video_stream(conn, *id, *rect).await?;
-            video_streams.insert(*id, tx);
+            let start = VideoMsg::Start {
+                region_id,
+                rect,
+                after_frame,
+            };
+            let tx = open_video_stream(conn, start).await?;
+            video_streams.insert(region_id, tx);
         }
         for v in out.video {
             let bytes = v.frame.data.len();
             shared
                 .stats
                 .record_video(bytes, v.frame.keyframe, v.encode_us);
-            flow.video_sent(v.region_id, v.frame.frame_no, bytes);
+            let n = flow.video_sent(v.region_id, v.frame.frame_no, bytes);
+            shared
+                .stats
+                .max_pictures_in_flight
+                .fetch_max(n as u64, Relaxed);
             if let Some(tx) = video_streams.get(&v.region_id) {
                 let _ = tx.send(VideoMsg::Frame(v.frame));
             }
@@ -328,14 +338,12 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 /// Dropping the sender finishes the stream.
 async fn open_video_stream(
     conn: &quinn::Connection,
-    region_id: u64,
-    rect: Rect,
+    start: VideoMsg,
 ) -> anyhow::Result<mpsc::UnboundedSender<VideoMsg>> {
     let mut stream = conn.open_uni().await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<VideoMsg>();
     tokio::spawn(async move {
         let limit = Channel::Video.max_message_len();
-        let start = VideoMsg::Start { region_id, rect };
         if stream.write_all(&[Channel::Video as u8]).await.is_err()
             || send_message(&mut stream, &start, limit).await.is_err()
         {

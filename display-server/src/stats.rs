@@ -31,6 +31,8 @@ pub struct ServerStats {
     pub tiles_raw: AtomicU64,
     /// Highest number of unacknowledged frames any session had.
     pub max_frames_in_flight: AtomicU64,
+    /// Highest number of unacknowledged pictures any video region had.
+    pub max_pictures_in_flight: AtomicU64,
     pub input_events: AtomicU64,
     /// Video regions started.
     pub video_regions: AtomicU64,

@@ -200,10 +200,13 @@ pub struct FrameMsg {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VideoMsg {
     /// The region's id and where its pictures go. Until the display stream ends the
-    /// region, the server sends no lossless updates inside `rect`.
+    /// region, the server sends no lossless updates inside `rect`. Pictures may only be
+    /// shown once display frame `after_frame` is applied: earlier frames were encoded
+    /// before the region existed and may write or move pixels inside it.
     Start {
         region_id: u64,
         rect: Rect,
+        after_frame: u64,
     },
     Frame(VideoFrame),
 }

@@ -108,3 +108,67 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 pub mod broker;
+
+/// Replays a synthetic source forward, one source state at a time, to check what a
+/// client showed at a given source sequence.
+pub struct Replayer {
+    source: SyntheticSource,
+}
+
+impl Replayer {
+    pub fn new(config: &SyntheticConfig) -> Self {
+        Self {
+            source: SyntheticSource::new(config.clone()).expect("synthetic source"),
+        }
+    }
+
+    /// The screen at source sequence `seq` (never earlier than the last call's).
+    pub fn at(&mut self, seq: u64) -> &Framebuffer {
+        while self.source.sequence() < seq {
+            let before = self.source.sequence();
+            self.source.poll();
+            assert!(
+                self.source.sequence() > before || self.source.sequence() >= seq,
+                "the source stopped before sequence {seq}"
+            );
+        }
+        self.source.pixels()
+    }
+}
+
+/// Keeps at most `cap` of an unknown number of items, evenly spread: when full, every
+/// other one is dropped and only every other later one is kept.
+pub struct Spread<T> {
+    cap: usize,
+    stride: u64,
+    seen: u64,
+    pub items: Vec<T>,
+}
+
+impl<T> Spread<T> {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(2),
+            stride: 1,
+            seen: 0,
+            items: Vec::new(),
+        }
+    }
+
+    /// Offers the next item; `make` runs only when it is kept.
+    pub fn offer(&mut self, make: impl FnOnce() -> T) {
+        self.seen += 1;
+        if (self.seen - 1) % self.stride != 0 {
+            return;
+        }
+        self.items.push(make());
+        if self.items.len() == self.cap {
+            let mut i = 0;
+            self.items.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.stride *= 2;
+        }
+    }
+}

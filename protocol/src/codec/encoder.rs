@@ -155,6 +155,11 @@ impl Encoder {
         &self.verdicts
     }
 
+    /// Id of the last frame encoded (0 before the first).
+    pub fn last_frame_id(&self) -> u64 {
+        self.next_frame_id - 1
+    }
+
     /// The client's framebuffer as of the last encoded frame.
     pub fn client_view(&self) -> &Framebuffer {
         &self.client

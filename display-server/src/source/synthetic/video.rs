@@ -17,7 +17,7 @@ const SINE_ONE: i32 = 4096;
 /// Soft blob edge: weight 0..=256 indexed by (distance / radius)^2 in 1/256 steps.
 const FALLOFF_STEPS: usize = 256;
 const BLOB_COUNT: usize = 6;
-/// Film grain: each row of each frame reads a row-wide window of a random table at a
+/// Film grain (-4..=3, a camera's sensor noise): each row of each frame reads a row-wide window of a random table at a
 /// pseudo-random offset below this (the table is this plus one row long).
 const GRAIN_LEN: usize = 1 << 14;
 
@@ -88,7 +88,7 @@ impl VideoPanel {
             columns: vec![[0; 3]; width],
             pixels: vec![[0; 3]; width],
             grain: (0..GRAIN_LEN + width)
-                .map(|_| (rng.next_u64() >> 60) as i32 - 8)
+                .map(|_| (rng.next_u64() >> 61) as i32 - 4)
                 .collect(),
             seed,
         }
