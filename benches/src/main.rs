@@ -1,5 +1,8 @@
 //! `oriel-bench`: runs a display server and a headless client over loopback QUIC on a
-//! synthetic workload and prints one JSON line of figures per workload.
+//! synthetic workload (optionally through an emulated link) and prints one JSON line of
+//! figures per workload.
+
+#![recursion_limit = "256"]
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -7,17 +10,19 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use oriel::{percentile, ConnectOptions, EndReason, Session, StopWhen};
+use oriel::{percentile, ConnectOptions, EndReason, Session, Shown, StopWhen};
 use oriel_display_server::config::parse_size;
 use oriel_display_server::source::synthetic::{SyntheticConfig, SyntheticSource, Workload};
 use oriel_display_server::source::FrameSource;
 use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
+use oriel_netem::{LinkSpec, Relay};
 use oriel_protocol::Framebuffer;
 use oriel_transport::Identity;
 use serde_json::json;
 
 mod baseline;
 mod broker_bench;
+mod video_quality;
 
 /// Oriel display benchmark: server + headless client over loopback QUIC.
 #[derive(Debug, Parser)]
@@ -35,9 +40,13 @@ struct Args {
     /// Source frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
-    /// Frames in flight before the server waits for acks.
-    #[arg(long, default_value_t = 2)]
+    /// Most frames in flight before the server waits for acks.
+    #[arg(long, default_value_t = 4)]
     frame_window: usize,
+    /// Emulated link between client and server, e.g. "rate=10mbit,rtt=40ms,loss=1%"
+    /// (also jitter=5ms, queue=100ms); default: plain loopback.
+    #[arg(long, value_name = "SPEC")]
+    link: Option<LinkSpec>,
     #[command(subcommand)]
     mode: Option<Mode>,
 }
@@ -74,13 +83,20 @@ fn main() -> anyhow::Result<()> {
             fps: args.fps,
             max_ticks: Some(args.seconds * u64::from(args.fps)),
         };
-        let line = run_workload(&config, args.frame_window)?;
+        let line = run_workload(&config, args.frame_window, args.link)?;
         println!("{line}");
     }
     Ok(())
 }
 
-fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result<String> {
+/// Pictures scored against the truth per run (each is replayed and JPEG-searched).
+const PICTURE_SAMPLES: usize = 24;
+
+fn run_workload(
+    config: &SyntheticConfig,
+    frame_window: usize,
+    link: Option<LinkSpec>,
+) -> anyhow::Result<String> {
     let ticks = config.max_ticks.unwrap_or(0);
     let replay = baseline::replay(config)?;
     let server_cpu_ns = Arc::new(AtomicU64::new(0));
@@ -111,23 +127,54 @@ fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result
             )],
         )
     })?;
-    let opts = ConnectOptions::new(server.local_addr()?, server.fingerprint());
+    let mut opts = ConnectOptions::new(server.local_addr()?, server.fingerprint());
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
+    let relay = match link {
+        Some(spec) => {
+            let relay = client_rt.block_on(Relay::start(opts.addr, spec))?;
+            opts.addr = relay.addr();
+            Some(relay)
+        }
+        None => None,
+    };
+    let mut pictures: Vec<video_quality::PictureSample> = Vec::new();
+    let mut picture_count = 0u64;
+    let sample_every = (ticks / PICTURE_SAMPLES as u64).max(1);
     let activity = Duration::from_secs_f64(ticks as f64 / f64::from(config.fps));
     let outcome = client_rt.block_on(async {
         let session = Session::connect(&opts).await?;
         let stop = StopWhen {
             duration: Some(activity * 4 + Duration::from_secs(60)),
-            source_seq: Some(replay.final_sequence),
+            settled_seq: Some(replay.final_sequence),
             ..Default::default()
         };
-        anyhow::Ok(session.run(stop, None).await?)
+        let observe = |shown: Shown, fb: &Framebuffer| {
+            if let Shown::Picture {
+                rect, source_seq, ..
+            } = shown
+            {
+                picture_count += 1;
+                let due =
+                    source_seq / sample_every > pictures.last().map_or(0, |p| p.seq / sample_every);
+                if due {
+                    let mut pixels = Vec::new();
+                    fb.read_rect(&rect, &mut pixels);
+                    pictures.push(video_quality::PictureSample {
+                        seq: source_seq,
+                        rect,
+                        pixels,
+                    });
+                }
+            }
+        };
+        anyhow::Ok(session.run_observed(stop, None, observe).await?)
     })?;
-    if outcome.end != EndReason::SequenceReached {
+    drop(relay);
+    if outcome.end != EndReason::Settled {
         bail!(
             "the client did not reach the final frame ({:?})",
             outcome.end
@@ -159,6 +206,14 @@ fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result
     let steady_bytes = bytes - first_frame_bytes;
     let steady_zstd = zstd_full - replay.first_frame_zstd_bytes;
     let ms = |us: u32| f64::from(us) / 1000.0;
+    let video_bytes = stats.video_bytes.load(Relaxed);
+    let score = video_quality::score(config, &pictures)?;
+    let mut psnr = score.psnr_db.clone();
+    psnr.sort_by(f64::total_cmp);
+    let psnr_p50 = psnr.get(psnr.len() / 2).copied().unwrap_or(0.0);
+    let psnr_min = psnr.first().copied().unwrap_or(0.0);
+    let mjpeg_equiv = (score.jpeg_bytes_mean * picture_count as f64) as u64;
+    let video_encode = stats.video_encode_samples();
     let ratio = |base: u64| {
         if bytes == 0 {
             0.0
@@ -168,6 +223,7 @@ fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result
     };
     let line = json!({
         "workload": config.workload.name(),
+        "link": link.map_or("loopback".to_string(), |l| l.to_string()),
         "width": config.size.width,
         "height": config.size.height,
         "seconds": activity.as_secs_f64(),
@@ -195,6 +251,23 @@ fn run_workload(config: &SyntheticConfig, frame_window: usize) -> anyhow::Result
         "tiles_palette": stats.tiles_palette.load(Relaxed),
         "tiles_zstd": stats.tiles_raw.load(Relaxed),
         "pixel_exact": outcome.framebuffer == truth,
+        "lossless_bytes": bytes,
+        "video_bytes": video_bytes,
+        "video_regions": stats.video_regions.load(Relaxed),
+        "video_pictures": picture_count,
+        "video_keyframes": stats.video_keyframes.load(Relaxed),
+        "video_skipped": stats.video_skipped.load(Relaxed),
+        "video_bitrate_kbit_last": stats.video_bitrate.load(Relaxed) / 1000,
+        "video_psnr_db_p50": psnr_p50,
+        "video_psnr_db_min": psnr_min,
+        "video_psnr_samples": psnr.len(),
+        "video_encode_ms_p50": ms(percentile(&video_encode, 0.5)),
+        "video_encode_ms_p99": ms(percentile(&video_encode, 0.99)),
+        "video_latency_ms_p50": ms(percentile(&outcome.stats.video_latency_us, 0.5)),
+        "video_latency_ms_p99": ms(percentile(&outcome.stats.video_latency_us, 0.99)),
+        "video_decode_ms_p50": ms(percentile(&outcome.stats.video_decode_us, 0.5)),
+        "mjpeg_equiv_bytes": mjpeg_equiv,
+        "ratio_vs_mjpeg": if video_bytes == 0 { 0.0 } else { mjpeg_equiv as f64 / video_bytes as f64 },
         "general_input_bytes": replay.general.input_bytes,
         "general_zstd1_stream_bytes": replay.general.zstd1_stream_bytes,
         "general_zstd1_stream_ms": replay.general.zstd1_stream_time.as_secs_f64() * 1e3,

@@ -56,6 +56,8 @@ pub struct Output {
     /// New regions: id, rect, and the last display frame encoded before them.
     pub started: Vec<(u64, Rect, u64)>,
     pub ended: Vec<u64>,
+    /// Pictures rate control dropped.
+    pub skipped: u32,
 }
 
 pub struct Pipeline {
@@ -174,7 +176,7 @@ impl Pipeline {
                 r.keyframe = true;
             }
         }
-        self.update_regions(&mut out);
+        self.update_regions(budget.bitrate, &mut out);
         self.encode_video(&budget, &mut out);
 
         if budget.lossless && self.lossless_due() {
@@ -201,7 +203,7 @@ impl Pipeline {
     }
 
     /// Ends expired regions and starts new ones; the lossless encoder learns the result.
-    fn update_regions(&mut self, out: &mut Output) {
+    fn update_regions(&mut self, bitrate: u32, out: &mut Output) {
         let now = self.now_us();
         let Some(detector) = &mut self.detector else {
             return;
@@ -215,7 +217,7 @@ impl Pipeline {
                 }
                 RegionEvent::Started { id, rect } => {
                     let config = VideoEncoderConfig {
-                        bitrate: 1_000_000,
+                        bitrate,
                         max_fps: self.max_fps,
                     };
                     match VideoEncoder::new(rect.size(), config) {
@@ -282,7 +284,7 @@ impl Pipeline {
                         encode_us: elapsed_us(started),
                     });
                 }
-                Ok(None) => {} // rate control skipped this picture
+                Ok(None) => out.skipped += 1, // rate control dropped this picture
                 Err(e) => tracing::warn!(region = region.id, "video encode failed: {e}"),
             }
         }

@@ -263,6 +263,10 @@ async fn display_loop(
         let k = sink.clone();
         let lossless = flow.has_frame_room();
         let bitrate = flow.bitrate();
+        shared
+            .stats
+            .video_bitrate
+            .store(u64::from(bitrate), Relaxed);
         let keyframes = flow.take_keyframe_requests();
         let in_flight: HashMap<u64, bool> = video_streams
             .keys()
@@ -286,6 +290,10 @@ async fn display_loop(
         pipeline = p;
         let out = result?;
 
+        shared
+            .stats
+            .video_skipped
+            .fetch_add(u64::from(out.skipped), Relaxed);
         for id in &out.ended {
             video_streams.remove(id);
             flow.region_ended(*id);

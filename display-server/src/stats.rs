@@ -41,6 +41,10 @@ pub struct ServerStats {
     pub video_bytes: AtomicU64,
     pub video_acked: AtomicU64,
     pub keyframe_requests: AtomicU64,
+    /// Pictures the encoder's rate control dropped.
+    pub video_skipped: AtomicU64,
+    /// Video bitrate the rate controller last chose for a session, bits per second.
+    pub video_bitrate: AtomicU64,
     video_encode_us: Mutex<Vec<u32>>,
     encode_us: Mutex<Vec<u32>>,
     frame_bytes: Mutex<Vec<u32>>,
@@ -200,6 +204,11 @@ impl ServerStats {
                 value.load(Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP oriel_video_bitrate_bps Video bitrate last chosen by rate control\n# TYPE oriel_video_bitrate_bps gauge\noriel_video_bitrate_bps {}",
+            self.video_bitrate.load(Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP oriel_sessions_active Connected sessions\n# TYPE oriel_sessions_active gauge\noriel_sessions_active {}",

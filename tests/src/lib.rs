@@ -158,7 +158,7 @@ impl<T> Spread<T> {
     /// Offers the next item; `make` runs only when it is kept.
     pub fn offer(&mut self, make: impl FnOnce() -> T) {
         self.seen += 1;
-        if (self.seen - 1) % self.stride != 0 {
+        if !(self.seen - 1).is_multiple_of(self.stride) {
             return;
         }
         self.items.push(make());

@@ -79,7 +79,9 @@ pub enum TileVerdict {
     /// Most of the tile changed in ways only raw pixels could express (not a move, a
     /// fill, a cached tile or a few colours): what video looks like.
     Busy { tile: Rect, dirty: Rect },
-    /// Changed little, or moved, or plain content.
+    /// Less than half of the tile changed, in raw pixels (the edge of a video, or text).
+    Partial { tile: Rect, dirty: Rect },
+    /// Moved, or plain content (fills, few colours, cached), or unchanged.
     Calm { tile: Rect },
 }
 
@@ -273,10 +275,10 @@ impl Encoder {
             self.client.copy_rect_from(screen, &rect);
             if whole_tile {
                 let raw = updates.last().is_some_and(|u| u.kind == UpdateKind::Raw);
-                self.verdicts.push(if mostly && raw {
-                    TileVerdict::Busy { tile: *tile, dirty }
-                } else {
-                    TileVerdict::Calm { tile: *tile }
+                self.verdicts.push(match (raw, mostly) {
+                    (true, true) => TileVerdict::Busy { tile: *tile, dirty },
+                    (true, false) => TileVerdict::Partial { tile: *tile, dirty },
+                    (false, _) => TileVerdict::Calm { tile: *tile },
                 });
             }
         }
