@@ -23,4 +23,5 @@ fuzz_target!(|data: &[u8]| {
     drain::<ServerControl>(data, split, Channel::Control.max_message_len());
     drain::<InputEvent>(data, split, Channel::Input.max_message_len());
     drain::<CursorMsg>(data, split, Channel::Cursor.max_message_len());
+    drain::<VideoMsg>(data, split, Channel::Video.max_message_len());
 });
