@@ -106,12 +106,25 @@ impl VideoEncoder {
         if bps == self.bitrate {
             return Ok(());
         }
-        for option in [
-            openh264_sys2::ENCODER_OPTION_MAX_BITRATE,
+        // openh264 checks the layer's target against its maximum after each call: raise
+        // the maximum first when going up, lower it last when going down.
+        let max = |layer| (openh264_sys2::ENCODER_OPTION_MAX_BITRATE, layer);
+        let target = (
             openh264_sys2::ENCODER_OPTION_BITRATE,
-        ] {
+            openh264_sys2::SPATIAL_LAYER_ALL,
+        );
+        let maxes = [
+            max(openh264_sys2::SPATIAL_LAYER_ALL),
+            max(openh264_sys2::SPATIAL_LAYER_0),
+        ];
+        let order: Vec<_> = if bps > self.bitrate {
+            maxes.into_iter().chain([target]).collect()
+        } else {
+            [target].into_iter().chain(maxes).collect()
+        };
+        for (option, layer) in order {
             let mut info = openh264_sys2::SBitrateInfo {
-                iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+                iLayer: layer,
                 iBitrate: bps as i32,
             };
             // SAFETY: the option takes a pointer to an SBitrateInfo that outlives the call.
@@ -122,7 +135,7 @@ impl VideoEncoder {
             };
             if rc != 0 {
                 return Err(MediaError::Codec(format!(
-                    "setting the bitrate failed ({rc})"
+                    "setting the bitrate to {bps} failed ({rc})"
                 )));
             }
         }
@@ -295,5 +308,70 @@ mod tests {
             // Either an error or no picture: never a panic, never a wrong-size write.
             let _ = dec.decode(garbage, &mut out);
         }
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::*;
+
+    /// Busy content: a moving gradient with per-frame noise, so bits track the bitrate.
+    fn noisy(w: usize, h: usize, t: u64) -> Vec<u32> {
+        let mut s = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..w * h)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let n = (s % 32) as u32;
+                let (x, y) = (i % w, i / w);
+                let r = ((x as u64 + 4 * t) % 200) as u32 + n;
+                let g = ((y as u64 + 3 * t) % 200) as u32 + n;
+                let b = (((x + y) as u64 + t) % 200) as u32 + n;
+                (r << 16) | (g << 8) | b
+            })
+            .collect()
+    }
+
+    /// Bytes the encoder produced for 30 pictures starting at `t0`.
+    fn run(enc: &mut VideoEncoder, t0: u64) -> usize {
+        (t0..t0 + 30)
+            .filter_map(|t| enc.encode(&noisy(320, 240, t), t * 33).unwrap())
+            .map(|v| v.data.len())
+            .sum()
+    }
+
+    #[test]
+    fn bitrate_changes_take_effect_both_ways() {
+        let config = VideoEncoderConfig {
+            bitrate: 3_000_000,
+            max_fps: 30.0,
+        };
+        let mut enc = VideoEncoder::new(Size::new(320, 240), config).unwrap();
+        let high = run(&mut enc, 0);
+        enc.set_bitrate(300_000).unwrap();
+        let _settle = run(&mut enc, 30);
+        let low = run(&mut enc, 60);
+        enc.set_bitrate(3_000_000).unwrap();
+        let _settle = run(&mut enc, 90);
+        let high_again = run(&mut enc, 120);
+        println!("high {high} low {low} high again {high_again}");
+        // Above the bitrate the encoder was made with, too.
+        let mut enc = VideoEncoder::new(
+            Size::new(320, 240),
+            VideoEncoderConfig {
+                bitrate: 300_000,
+                max_fps: 30.0,
+            },
+        )
+        .unwrap();
+        let start_low = run(&mut enc, 0);
+        enc.set_bitrate(3_000_000).unwrap();
+        let _settle = run(&mut enc, 30);
+        let raised = run(&mut enc, 60);
+        println!("made low {start_low} raised {raised}");
+        assert!(raised > start_low * 3, "raising above the start: {start_low} → {raised}");
+        assert!(low * 3 < high, "lowering the bitrate: {high} → {low}");
+        assert!(high_again > low * 3, "raising it again: {low} → {high_again}");
     }
 }
