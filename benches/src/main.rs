@@ -143,6 +143,7 @@ fn run_workload(
     };
     let mut pictures: Vec<video_quality::PictureSample> = Vec::new();
     let mut picture_count = 0u64;
+    let mut last_picture: Option<std::time::Instant> = None;
     let sample_every = (ticks / PICTURE_SAMPLES as u64).max(1);
     let activity = Duration::from_secs_f64(ticks as f64 / f64::from(config.fps));
     let outcome = client_rt.block_on(async {
@@ -158,6 +159,7 @@ fn run_workload(
             } = shown
             {
                 picture_count += 1;
+                last_picture = Some(std::time::Instant::now());
                 let due =
                     source_seq / sample_every > pictures.last().map_or(0, |p| p.seq / sample_every);
                 if due {
@@ -173,6 +175,8 @@ fn run_workload(
         };
         anyhow::Ok(session.run_observed(stop, None, observe).await?)
     })?;
+    // From the last picture to the exact final screen: the build-to-lossless delay.
+    let settle_ms = last_picture.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
     drop(relay);
     if outcome.end != EndReason::Settled {
         bail!(
@@ -266,6 +270,7 @@ fn run_workload(
         "video_latency_ms_p50": ms(percentile(&outcome.stats.video_latency_us, 0.5)),
         "video_latency_ms_p99": ms(percentile(&outcome.stats.video_latency_us, 0.99)),
         "video_decode_ms_p50": ms(percentile(&outcome.stats.video_decode_us, 0.5)),
+        "video_settle_ms": settle_ms,
         "mjpeg_equiv_bytes": mjpeg_equiv,
         "ratio_vs_mjpeg": if video_bytes == 0 { 0.0 } else { mjpeg_equiv as f64 / video_bytes as f64 },
         "general_input_bytes": replay.general.input_bytes,

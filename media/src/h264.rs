@@ -370,8 +370,14 @@ mod rate_tests {
         let _settle = run(&mut enc, 30);
         let raised = run(&mut enc, 60);
         println!("made low {start_low} raised {raised}");
-        assert!(raised > start_low * 3, "raising above the start: {start_low} → {raised}");
+        assert!(
+            raised > start_low * 3,
+            "raising above the start: {start_low} → {raised}"
+        );
         assert!(low * 3 < high, "lowering the bitrate: {high} → {low}");
-        assert!(high_again > low * 3, "raising it again: {low} → {high_again}");
+        assert!(
+            high_again > low * 3,
+            "raising it again: {low} → {high_again}"
+        );
     }
 }

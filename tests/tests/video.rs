@@ -141,6 +141,8 @@ async fn video_plays_as_h264_and_ends_pixel_exact() {
         .run_observed(stop, None, |s, fb| seen.observe(s, fb))
         .await
         .expect("session runs");
+    // Measured when the session settles (printed, never asserted: tests do not time).
+    let settle = seen.last_picture.map(|t| t.elapsed());
     assert_eq!(outcome.end, EndReason::Settled, "never settled");
     let stats = server.stats();
     assert!(stats.video_regions.load(Relaxed) >= 1, "no video region");
@@ -154,7 +156,6 @@ async fn video_plays_as_h264_and_ends_pixel_exact() {
 
     let psnrs = seen.check(&config, 35.0);
     assert!(!psnrs.is_empty());
-    let settle = seen.last_picture.map(|t| t.elapsed());
     println!(
         "{} pictures, {} sampled, PSNR min {:.1} dB; settled {settle:?} after the last picture",
         outcome.stats.video_frames,
@@ -275,5 +276,102 @@ async fn one_percent_loss_does_not_stall_video_or_text() {
         outcome.stats.summary(),
         relay.stats().lost.load(Relaxed)
     );
+    server.shutdown().await;
+}
+
+/// A hand-made client: plays the protocol itself so it can ask for a keyframe in the
+/// middle of a video, as a client that lost sync would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyframe_request_gets_a_keyframe() {
+    use oriel_protocol::*;
+    use oriel_transport::{send_message, tls::pinned_client_config, FramedRecv};
+
+    let server = start_server(&[("default", synthetic(Workload::Video, 600))], 4);
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(pinned_client_config(server.fingerprint(), ALPN).unwrap());
+    let conn = endpoint
+        .connect(server.local_addr().unwrap(), "oriel")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut control, control_rx) = conn.open_bi().await.unwrap();
+    let limit = Channel::Control.max_message_len();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        capabilities: Capabilities::all(),
+        desktop: "default".into(),
+        ticket: Vec::new(),
+        desired_size: None,
+        client_name: "keyframe test".into(),
+    };
+    send_message(&mut control, &hello, limit).await.unwrap();
+    let mut control_rx = FramedRecv::new(control_rx, limit);
+    let reply: HelloReply = control_rx.recv().await.unwrap().unwrap();
+    assert!(matches!(reply, HelloReply::Welcome(_)));
+
+    // Acks go through one channel so display frames and pictures both keep flowing.
+    let (acks, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<ClientControl>();
+    tokio::spawn(async move {
+        while let Some(ack) = ack_rx.recv().await {
+            if send_message(&mut control, &ack, limit).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut video = None;
+    while video.is_none() {
+        let mut stream = conn.accept_uni().await.unwrap();
+        let mut tag = [0u8; 1];
+        stream.read_exact(&mut tag).await.unwrap();
+        match Channel::from_tag(tag[0]) {
+            Some(Channel::Display) => {
+                let acks = acks.clone();
+                tokio::spawn(async move {
+                    let mut rx = FramedRecv::new(stream, Channel::Display.max_message_len());
+                    while let Ok(Some(frame)) = rx.recv::<FrameMsg>().await {
+                        let ack = ClientControl::Ack {
+                            frame_id: frame.frame_id,
+                            decode_us: 0,
+                        };
+                        let _ = acks.send(ack);
+                    }
+                });
+            }
+            Some(Channel::Video) => {
+                video = Some(FramedRecv::new(stream, Channel::Video.max_message_len()))
+            }
+            _ => {} // the cursor
+        }
+    }
+    let mut video = video.unwrap();
+    let Some(VideoMsg::Start { region_id, .. }) = video.recv().await.unwrap() else {
+        panic!("a video stream starts with Start");
+    };
+    let mut keyframes = Vec::new();
+    for n in 1..=40 {
+        let Some(VideoMsg::Frame(picture)) = video.recv().await.unwrap() else {
+            panic!("pictures follow Start");
+        };
+        keyframes.push(picture.keyframe);
+        let _ = acks.send(ClientControl::VideoAck {
+            region_id,
+            frame_no: picture.frame_no,
+            decode_us: 0,
+        });
+        if n == 10 {
+            let _ = acks.send(ClientControl::KeyframeRequest { region_id });
+        }
+    }
+    assert!(keyframes[0], "a region starts with a keyframe");
+    assert!(
+        !keyframes[1..10].iter().any(|k| *k),
+        "no keyframes unasked: {keyframes:?}"
+    );
+    assert!(
+        keyframes[10..].iter().any(|k| *k),
+        "the request brought a keyframe: {keyframes:?}"
+    );
+    assert_eq!(server.stats().keyframe_requests.load(Relaxed), 1);
+    conn.close(0u32.into(), b"done");
     server.shutdown().await;
 }
