@@ -34,43 +34,61 @@ impl I420 {
     pub fn from_rgb(&mut self, rgb: &[u32], width: usize, height: usize) {
         self.reshape(width, height);
         assert_eq!(rgb.len(), width * height, "pixel count must match the size");
-        for (y_row, rgb_row) in self.y.chunks_exact_mut(width).zip(rgb.chunks_exact(width)) {
-            for (out, &px) in y_row.iter_mut().zip(rgb_row) {
-                *out = luma_of(px);
-            }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { rgb_to_i420_avx2(rgb, width, height, self) };
+            return;
         }
-        let cw = width / 2;
-        for cy in 0..height / 2 {
-            let top = &rgb[2 * cy * width..][..width];
-            let bottom = &rgb[(2 * cy + 1) * width..][..width];
-            let u_row = &mut self.u[cy * cw..][..cw];
-            let v_row = &mut self.v[cy * cw..][..cw];
-            for cx in 0..cw {
-                let quad = [
-                    top[2 * cx],
-                    top[2 * cx + 1],
-                    bottom[2 * cx],
-                    bottom[2 * cx + 1],
-                ];
-                let (mut r, mut g, mut b) = (0i32, 0i32, 0i32);
-                for px in quad {
-                    r += ((px >> 16) & 0xff) as i32;
-                    g += ((px >> 8) & 0xff) as i32;
-                    b += (px & 0xff) as i32;
-                }
-                // Sums of four: the coefficients carry the division by 4.
-                let cb = (-fix(0.168736 / 4.0) * r - fix(0.331264 / 4.0) * g
-                    + fix(0.5 / 4.0) * b
-                    + (128 << 16)
-                    + ONE / 2)
-                    >> 16;
-                let cr = (fix(0.5 / 4.0) * r - fix(0.418688 / 4.0) * g - fix(0.081312 / 4.0) * b
-                    + (128 << 16)
-                    + ONE / 2)
-                    >> 16;
-                u_row[cx] = cb.clamp(0, 255) as u8;
-                v_row[cx] = cr.clamp(0, 255) as u8;
+        rgb_to_i420(rgb, width, height, self);
+    }
+}
+
+/// The same loops compiled for AVX2, where they vectorise.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rgb_to_i420_avx2(rgb: &[u32], width: usize, height: usize, pic: &mut I420) {
+    rgb_to_i420(rgb, width, height, pic)
+}
+
+#[inline(always)]
+fn rgb_to_i420(rgb: &[u32], width: usize, height: usize, pic: &mut I420) {
+    for (y_row, rgb_row) in pic.y.chunks_exact_mut(width).zip(rgb.chunks_exact(width)) {
+        for (out, &px) in y_row.iter_mut().zip(rgb_row) {
+            *out = luma_of(px);
+        }
+    }
+    let cw = width / 2;
+    for cy in 0..height / 2 {
+        let top = &rgb[2 * cy * width..][..width];
+        let bottom = &rgb[(2 * cy + 1) * width..][..width];
+        let u_row = &mut pic.u[cy * cw..][..cw];
+        let v_row = &mut pic.v[cy * cw..][..cw];
+        for cx in 0..cw {
+            let quad = [
+                top[2 * cx],
+                top[2 * cx + 1],
+                bottom[2 * cx],
+                bottom[2 * cx + 1],
+            ];
+            let (mut r, mut g, mut b) = (0i32, 0i32, 0i32);
+            for px in quad {
+                r += ((px >> 16) & 0xff) as i32;
+                g += ((px >> 8) & 0xff) as i32;
+                b += (px & 0xff) as i32;
             }
+            // Sums of four: the coefficients carry the division by 4.
+            let cb = (-fix(0.168736 / 4.0) * r - fix(0.331264 / 4.0) * g
+                + fix(0.5 / 4.0) * b
+                + (128 << 16)
+                + ONE / 2)
+                >> 16;
+            let cr = (fix(0.5 / 4.0) * r - fix(0.418688 / 4.0) * g - fix(0.081312 / 4.0) * b
+                + (128 << 16)
+                + ONE / 2)
+                >> 16;
+            u_row[cx] = cb.clamp(0, 255) as u8;
+            v_row[cx] = cr.clamp(0, 255) as u8;
         }
     }
 }
@@ -88,6 +106,35 @@ pub(crate) fn luma_of(px: u32) -> u8 {
 /// Chroma contributions are expanded once per chroma row (two pixel rows), so the pixel
 /// loop is a plain, vectorisable zip.
 pub(crate) fn to_rgb(
+    planes: (&[u8], &[u8], &[u8]),
+    strides: (usize, usize, usize),
+    width: usize,
+    height: usize,
+    out: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        unsafe { i420_to_rgb_avx2(planes, strides, width, height, out) };
+        return;
+    }
+    i420_to_rgb(planes, strides, width, height, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn i420_to_rgb_avx2(
+    planes: (&[u8], &[u8], &[u8]),
+    strides: (usize, usize, usize),
+    width: usize,
+    height: usize,
+    out: &mut [u32],
+) {
+    i420_to_rgb(planes, strides, width, height, out)
+}
+
+#[inline(always)]
+fn i420_to_rgb(
     (y_plane, u_plane, v_plane): (&[u8], &[u8], &[u8]),
     (y_stride, u_stride, v_stride): (usize, usize, usize),
     width: usize,
@@ -142,6 +189,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_vectorised_and_plain_conversions_agree() {
+        let (w, h) = (66usize, 34usize);
+        let rgb: Vec<u32> = (0..w * h)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761) & 0xff_ffff)
+            .collect();
+        let mut fast = I420::default();
+        fast.from_rgb(&rgb, w, h);
+        let mut plain = I420::default();
+        plain.reshape(w, h);
+        rgb_to_i420(&rgb, w, h, &mut plain);
+        assert_eq!((&fast.y, &fast.u, &fast.v), (&plain.y, &plain.u, &plain.v));
+        let (mut a, mut b) = (vec![0u32; w * h], vec![0u32; w * h]);
+        let planes = (&fast.y[..], &fast.u[..], &fast.v[..]);
+        to_rgb(planes, (w, w / 2, w / 2), w, h, &mut a);
+        i420_to_rgb(planes, (w, w / 2, w / 2), w, h, &mut b);
+        assert_eq!(a, b);
     }
 
     #[test]
