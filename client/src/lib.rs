@@ -5,6 +5,7 @@ pub mod launcher;
 pub mod screenshot;
 pub mod session;
 pub mod stats;
+mod streams;
 pub mod video;
 
 pub use session::{
