@@ -47,6 +47,9 @@ struct Args {
     /// (also jitter=5ms, queue=100ms); default: plain loopback.
     #[arg(long, value_name = "SPEC")]
     link: Option<LinkSpec>,
+    /// Highest video bitrate per session, kbit/s (the server's --max-video-kbit).
+    #[arg(long, default_value_t = 16_000)]
+    max_video_kbit: u32,
     #[command(subcommand)]
     mode: Option<Mode>,
 }
@@ -83,7 +86,7 @@ fn main() -> anyhow::Result<()> {
             fps: args.fps,
             max_ticks: Some(args.seconds * u64::from(args.fps)),
         };
-        let line = run_workload(&config, args.frame_window, args.link)?;
+        let line = run_workload(&config, args.frame_window, args.link, args.max_video_kbit)?;
         println!("{line}");
     }
     Ok(())
@@ -96,6 +99,7 @@ fn run_workload(
     config: &SyntheticConfig,
     frame_window: usize,
     link: Option<LinkSpec>,
+    max_video_kbit: u32,
 ) -> anyhow::Result<String> {
     let ticks = config.max_ticks.unwrap_or(0);
     let replay = baseline::replay(config)?;
@@ -118,6 +122,7 @@ fn run_workload(
             ServerConfig {
                 listen: "127.0.0.1:0".parse()?,
                 frame_window,
+                max_video_bitrate: max_video_kbit.saturating_mul(1000),
                 ..Default::default()
             },
             &identity,
@@ -144,6 +149,10 @@ fn run_workload(
     let mut pictures: Vec<video_quality::PictureSample> = Vec::new();
     let mut picture_count = 0u64;
     let mut last_picture: Option<std::time::Instant> = None;
+    // Display frames seen so far, when the first picture came, and at the last picture:
+    // the frames in between were shown while a video played.
+    let mut frames_seen = 0usize;
+    let mut playing = (None::<usize>, 0usize);
     let sample_every = (ticks / PICTURE_SAMPLES as u64).max(1);
     let activity = Duration::from_secs_f64(ticks as f64 / f64::from(config.fps));
     let outcome = client_rt.block_on(async {
@@ -154,12 +163,17 @@ fn run_workload(
             ..Default::default()
         };
         let observe = |shown: Shown, fb: &Framebuffer| {
+            if let Shown::Frame { .. } = shown {
+                frames_seen += 1;
+            }
             if let Shown::Picture {
                 rect, source_seq, ..
             } = shown
             {
                 picture_count += 1;
                 last_picture = Some(std::time::Instant::now());
+                playing.0.get_or_insert(frames_seen);
+                playing.1 = frames_seen;
                 let due =
                     source_seq / sample_every > pictures.last().map_or(0, |p| p.seq / sample_every);
                 if due {
@@ -218,6 +232,10 @@ fn run_workload(
     let psnr_min = psnr.first().copied().unwrap_or(0.0);
     let mjpeg_equiv = (score.jpeg_bytes_mean * picture_count as f64) as u64;
     let video_encode = stats.video_encode_samples();
+    let during_video = match playing {
+        (Some(first), last) if last > first => &outcome.stats.latency_us[first..last],
+        _ => &[][..],
+    };
     let ratio = |base: u64| {
         if bytes == 0 {
             0.0
@@ -271,6 +289,8 @@ fn run_workload(
         "video_latency_ms_p99": ms(percentile(&outcome.stats.video_latency_us, 0.99)),
         "video_decode_ms_p50": ms(percentile(&outcome.stats.video_decode_us, 0.5)),
         "video_settle_ms": settle_ms,
+        "latency_during_video_ms_p50": ms(percentile(during_video, 0.5)),
+        "latency_during_video_ms_p99": ms(percentile(during_video, 0.99)),
         "mjpeg_equiv_bytes": mjpeg_equiv,
         "ratio_vs_mjpeg": if video_bytes == 0 { 0.0 } else { mjpeg_equiv as f64 / video_bytes as f64 },
         "general_input_bytes": replay.general.input_bytes,

@@ -26,6 +26,10 @@ use crate::server::Shared;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+const PRIORITY_CURSOR: i32 = 2;
+const PRIORITY_DISPLAY: i32 = 1;
+const PRIORITY_VIDEO: i32 = 0;
+
 /// Serves one connection until it ends; errors are logged and close the connection.
 pub async fn serve(conn: quinn::Connection, shared: Arc<Shared>) {
     let remote = conn.remote_address();
@@ -191,7 +195,10 @@ async fn run_streams(
         max_window,
     });
 
+    // When the link is the bottleneck, quinn sends higher priorities first: the cursor,
+    // then UI and text, then video, which adapts its rate instead.
     let mut cursor = conn.open_uni().await?;
+    cursor.set_priority(PRIORITY_CURSOR)?;
     cursor.write_all(&[Channel::Cursor as u8]).await?;
     send_message(
         &mut cursor,
@@ -201,6 +208,7 @@ async fn run_streams(
     .await?;
 
     let mut display = conn.open_uni().await?;
+    display.set_priority(PRIORITY_DISPLAY)?;
     display.write_all(&[Channel::Display as u8]).await?;
 
     tokio::select! {
@@ -349,6 +357,7 @@ async fn open_video_stream(
     start: VideoMsg,
 ) -> anyhow::Result<mpsc::UnboundedSender<VideoMsg>> {
     let mut stream = conn.open_uni().await?;
+    stream.set_priority(PRIORITY_VIDEO)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<VideoMsg>();
     tokio::spawn(async move {
         let limit = Channel::Video.max_message_len();

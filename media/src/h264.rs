@@ -77,7 +77,8 @@ impl VideoEncoder {
             .max_frame_rate(FrameRate::from_hz(config.max_fps.max(1.0)))
             // Rate control may drop a picture to hold the bitrate: the caller sees `None`.
             .skip_frames(true)
-            .complexity(Complexity::Low)
+            .complexity(Complexity::Medium)
+            .adaptive_quantization(false)
             // One thread per region: a host serves many sessions, and slices cost bits.
             .num_threads(1)
             .vui(VuiConfig::bt601().full_range(true));

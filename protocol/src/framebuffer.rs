@@ -105,6 +105,13 @@ impl Framebuffer {
         }
     }
 
+    /// True when `rect` holds exactly `pixels` (row-major, the rect's size).
+    pub fn rect_holds(&self, rect: &Rect, pixels: &[u32]) -> bool {
+        let w = rect.width as usize;
+        pixels.len() as u64 == rect.area()
+            && (0..rect.height).all(|dy| self.row(rect, dy) == &pixels[dy as usize * w..][..w])
+    }
+
     /// True when `rect` holds the same pixels in both framebuffers.
     pub fn rect_eq(&self, other: &Framebuffer, rect: &Rect) -> bool {
         (0..rect.height).all(|dy| self.row(rect, dy) == other.row(rect, dy))
