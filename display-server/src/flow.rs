@@ -11,6 +11,9 @@ use tokio::sync::Notify;
 
 use crate::desktop::lock;
 
+/// Keyframes on request at most this often per region.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Bytes in flight always allowed, whatever the congestion window says.
 const MIN_BYTE_BUDGET: u64 = 64 * 1024;
 
@@ -36,6 +39,9 @@ pub struct Flow {
     /// Video bytes sent, (time µs, bytes), over the last second.
     video_sent: Mutex<VecDeque<(u64, u64)>>,
     keyframe_requests: Mutex<Vec<u64>>,
+    /// When each region last got a keyframe on request: a client asking again and again
+    /// gets one per `KEYFRAME_INTERVAL`, not a stream of them.
+    keyframes_granted: Mutex<HashMap<u64, Instant>>,
     rate: Mutex<RateController>,
     /// The transport's congestion window: bytes the path takes without queueing more.
     cwnd: std::sync::atomic::AtomicU64,
@@ -51,6 +57,7 @@ impl Flow {
             video: Mutex::new(HashMap::new()),
             video_sent: Mutex::new(VecDeque::new()),
             keyframe_requests: Mutex::new(Vec::new()),
+            keyframes_granted: Mutex::new(HashMap::new()),
             rate: Mutex::new(RateController::new(rate)),
             cwnd: std::sync::atomic::AtomicU64::new(u64::MAX),
             changed: Notify::new(),
@@ -125,6 +132,7 @@ impl Flow {
     /// The region ended: nothing of it is waited for any more.
     pub fn region_ended(&self, region: u64) {
         lock(&self.video).remove(&region);
+        lock(&self.keyframes_granted).remove(&region);
         self.changed.notify_one();
     }
 
@@ -167,13 +175,28 @@ impl Flow {
         lock(&self.rate).on_rtt(now, rtt.as_micros() as u64, video_bps);
     }
 
-    pub fn request_keyframe(&self, region: u64) {
+    /// Queues a keyframe for `region`; false when one was granted too recently.
+    pub fn request_keyframe(&self, region: u64) -> bool {
+        {
+            let mut granted = lock(&self.keyframes_granted);
+            if granted
+                .get(&region)
+                .is_some_and(|t| t.elapsed() < KEYFRAME_INTERVAL)
+            {
+                return false;
+            }
+            if granted.len() >= 64 {
+                granted.retain(|_, t| t.elapsed() < KEYFRAME_INTERVAL);
+            }
+            granted.insert(region, Instant::now());
+        }
         let mut k = lock(&self.keyframe_requests);
         if !k.contains(&region) && k.len() < 64 {
             k.push(region);
         }
         drop(k);
         self.changed.notify_one();
+        true
     }
 
     pub fn take_keyframe_requests(&self) -> Vec<u64> {

@@ -408,7 +408,9 @@ async fn control_loop(
             }
             ClientControl::KeyframeRequest { region_id } => {
                 shared.stats.keyframe_requests.fetch_add(1, Relaxed);
-                flow.request_keyframe(region_id);
+                if !flow.request_keyframe(region_id) {
+                    tracing::debug!(region_id, "keyframe request ignored: too frequent");
+                }
             }
             ClientControl::RefreshRequest => {
                 if last_refresh.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
