@@ -18,7 +18,6 @@ const MAX_REGIONS: usize = 64;
 struct Region {
     rect: Rect,
     decoder: VideoDecoder,
-    pixels: Vec<u32>,
     /// A picture could not be decoded: skip pictures until a keyframe.
     broken: bool,
     last_frame_no: u64,
@@ -85,7 +84,6 @@ impl VideoRegions {
             Region {
                 rect,
                 decoder: video,
-                pixels: vec![0; rect.area() as usize],
                 broken: false,
                 last_frame_no: 0,
                 after_frame,
@@ -148,10 +146,10 @@ impl VideoRegions {
         if region.broken && !frame.keyframe {
             return Ok(Picture::Skipped);
         }
-        match region.decoder.decode(&frame.data, &mut region.pixels) {
+        let (target, stride) = decoder.video_target(&region.rect)?;
+        match region.decoder.decode(&frame.data, target, stride) {
             Ok(true) => {
                 region.broken = false;
-                decoder.blit(&region.rect, &region.pixels)?;
                 Ok(Picture::Shown { rect: region.rect })
             }
             Ok(false) => Ok(Picture::Skipped),

@@ -29,10 +29,8 @@ struct RegionCoder {
     capture_unix_us: u64,
 }
 
-/// What may go out in one step.
+/// What video may go out in one step.
 pub struct Budget<'a> {
-    /// A lossless frame fits in the window.
-    pub lossless: bool,
     /// Whether a picture of this region fits in its window.
     pub video_room: &'a dyn Fn(u64) -> bool,
     /// Video bitrate for all regions together.
@@ -49,8 +47,6 @@ pub struct VideoOut {
 
 #[derive(Default)]
 pub struct Output {
-    pub frame: Option<EncodedFrame>,
-    pub frame_encode_us: u32,
     pub video: Vec<VideoOut>,
     /// New regions: id, rect, and the last display frame encoded before them.
     pub started: Vec<(u64, Rect, u64)>,
@@ -166,8 +162,9 @@ impl Pipeline {
         Some(self.epoch + std::time::Duration::from_micros(us))
     }
 
-    /// Encodes what the budget allows.
-    pub fn step(&mut self, budget: Budget<'_>) -> Result<Output, CodecError> {
+    /// Starts and ends regions and encodes the pictures the budget allows. Pictures go
+    /// out before the lossless frame of the same step is even encoded.
+    pub fn step_video(&mut self, budget: Budget<'_>) -> Output {
         let mut out = Output::default();
         for id in &budget.keyframes {
             if let Some(r) = self.regions.iter_mut().find(|r| r.id == *id) {
@@ -176,28 +173,30 @@ impl Pipeline {
         }
         self.update_regions(budget.bitrate, &mut out);
         self.encode_video(&budget, &mut out);
+        out
+    }
 
-        if budget.lossless && self.lossless_due() {
-            let meta = FrameMeta {
-                source_seq: self.source_seq,
-                capture_unix_us: self
-                    .oldest_capture_us
-                    .unwrap_or_else(oriel_transport::unix_micros),
-            };
-            let started = Instant::now();
-            let frame = self.encoder.encode(&self.staging, &self.pending, meta)?;
-            out.frame_encode_us = elapsed_us(started);
-            self.pending.clear();
-            self.oldest_capture_us = None;
-            if let Some(detector) = &mut self.detector {
-                detector.observe_verdicts(self.encoder.verdicts());
-            }
-            out.frame = frame.map(|mut f| {
-                f.msg.video_ended = std::mem::take(&mut self.ended);
-                f
-            });
+    /// Encodes the pending lossless damage (and refinements, and region ends) as one
+    /// frame, with its encode time in µs.
+    pub fn step_lossless(&mut self) -> Result<Option<(EncodedFrame, u32)>, CodecError> {
+        let meta = FrameMeta {
+            source_seq: self.source_seq,
+            capture_unix_us: self
+                .oldest_capture_us
+                .unwrap_or_else(oriel_transport::unix_micros),
+        };
+        let started = Instant::now();
+        let frame = self.encoder.encode(&self.staging, &self.pending, meta)?;
+        let encode_us = elapsed_us(started);
+        self.pending.clear();
+        self.oldest_capture_us = None;
+        if let Some(detector) = &mut self.detector {
+            detector.observe_verdicts(self.encoder.verdicts());
         }
-        Ok(out)
+        Ok(frame.map(|mut f| {
+            f.msg.video_ended = std::mem::take(&mut self.ended);
+            (f, encode_us)
+        }))
     }
 
     /// Ends expired regions and starts new ones; the lossless encoder learns the result.

@@ -269,7 +269,6 @@ async fn display_loop(
 
         let d = desktop.clone();
         let k = sink.clone();
-        let lossless = flow.has_frame_room();
         let bitrate = flow.bitrate();
         shared
             .stats
@@ -282,22 +281,19 @@ async fn display_loop(
             .collect();
         // Copying pixels under the source lock and encoding may both take milliseconds:
         // keep them off the async workers that move network traffic.
-        let (p, result) = tokio::task::spawn_blocking(move || {
+        let (p, out) = tokio::task::spawn_blocking(move || {
             pipeline.take(&d, &k);
             // New regions have nothing in flight yet.
             let room = |id: u64| in_flight.get(&id).copied().unwrap_or(true);
-            let result = pipeline.step(Budget {
-                lossless,
+            let out = pipeline.step_video(Budget {
                 video_room: &room,
                 bitrate,
                 keyframes,
             });
-            (pipeline, result)
+            (pipeline, out)
         })
         .await?;
         pipeline = p;
-        let out = result?;
-
         shared
             .stats
             .video_skipped
@@ -330,14 +326,24 @@ async fn display_loop(
                 let _ = tx.send(VideoMsg::Frame(v.frame));
             }
         }
-        if let Some(frame) = out.frame {
+
+        if !(flow.has_frame_room() && pipeline.lossless_due()) {
+            continue;
+        }
+        let (p, result) = tokio::task::spawn_blocking(move || {
+            let result = pipeline.step_lossless();
+            (pipeline, result)
+        })
+        .await?;
+        pipeline = p;
+        if let Some((frame, encode_us)) = result? {
             let bytes = encode_message(&frame.msg, Channel::Display.max_message_len())?;
             let n = flow.frame_sent(frame.msg.frame_id, bytes.len());
             shared.stats.note_in_flight(n);
             display.write_all(&bytes).await?;
             shared
                 .stats
-                .record_frame(&frame.stats, bytes.len(), out.frame_encode_us);
+                .record_frame(&frame.stats, bytes.len(), encode_us);
         }
     }
 }

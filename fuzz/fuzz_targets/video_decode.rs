@@ -45,9 +45,9 @@ fuzz_target!(|data: &[u8]| {
                 *b ^= m;
             }
         }
-        let _ = decoder.decode(&corrupted, &mut out);
+        let _ = decoder.decode(&corrupted, &mut out, 64);
     }
     for chunk in raw.chunks(512) {
-        let _ = decoder.decode(chunk, &mut out);
+        let _ = decoder.decode(chunk, &mut out, 64);
     }
 });

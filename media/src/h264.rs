@@ -203,13 +203,19 @@ impl VideoDecoder {
         self.size
     }
 
-    /// Decodes one encoded picture into `out` (0x00RRGGBB, the region's size). Returns
-    /// false when the data held no picture (e.g. parameter sets only). An error means
-    /// the stream is broken until the next keyframe.
-    pub fn decode(&mut self, data: &[u8], out: &mut [u32]) -> Result<bool, MediaError> {
+    /// Decodes one encoded picture into `out` (0x00RRGGBB, the region's size, rows
+    /// `out_stride` pixels apart: a framebuffer can be written in place). Returns false
+    /// when the data held no picture (e.g. parameter sets only); `out` is then untouched.
+    /// An error means the stream is broken until the next keyframe.
+    pub fn decode(
+        &mut self,
+        data: &[u8],
+        out: &mut [u32],
+        out_stride: usize,
+    ) -> Result<bool, MediaError> {
         let (w, h) = (self.size.width as usize, self.size.height as usize);
-        if out.len() != w * h {
-            return Err(MediaError::Codec("output does not match the region".into()));
+        if out_stride < w || out.len() < (h - 1) * out_stride + w {
+            return Err(MediaError::Codec("output does not fit the region".into()));
         }
         let Some(picture) = self.decoder.decode(data).map_err(codec_err)? else {
             return Ok(false);
@@ -226,9 +232,9 @@ impl VideoDecoder {
         to_rgb(
             (picture.y(), picture.u(), picture.v()),
             picture.strides(),
-            w,
-            h,
+            (w, h),
             out,
+            out_stride,
         );
         Ok(true)
     }
@@ -273,7 +279,7 @@ mod tests {
                 t == 0,
                 "only the first picture is a keyframe"
             );
-            assert!(dec.decode(&frame.data, &mut out).unwrap());
+            assert!(dec.decode(&frame.data, &mut out, 160).unwrap());
             let psnr = luma_psnr(&pic, &out);
             assert!(psnr > 35.0, "frame {t}: {psnr:.1} dB");
             decoded += 1;
@@ -285,7 +291,7 @@ mod tests {
         assert!(frame.keyframe);
         // A fresh decoder can join at a keyframe.
         let mut late = VideoDecoder::new(size).unwrap();
-        assert!(late.decode(&frame.data, &mut out).unwrap());
+        assert!(late.decode(&frame.data, &mut out, 160).unwrap());
     }
 
     #[test]
@@ -307,7 +313,7 @@ mod tests {
             &[7u8; 300][..],
         ] {
             // Either an error or no picture: never a panic, never a wrong-size write.
-            let _ = dec.decode(garbage, &mut out);
+            let _ = dec.decode(garbage, &mut out, 64);
         }
     }
 }

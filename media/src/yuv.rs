@@ -102,23 +102,24 @@ pub(crate) fn luma_of(px: u32) -> u8 {
     ((fix(0.299) * r + fix(0.587) * g + fix(0.114) * b + ONE / 2) >> 16) as u8
 }
 
-/// Converts planes with the given strides into `out` (0x00RRGGBB, `width` x `height`).
+/// Converts planes with the given strides into `out` (0x00RRGGBB, `width` x `height`,
+/// rows `out_stride` pixels apart, e.g. straight into a framebuffer).
 /// Chroma contributions are expanded once per chroma row (two pixel rows), so the pixel
 /// loop is a plain, vectorisable zip.
 pub(crate) fn to_rgb(
     planes: (&[u8], &[u8], &[u8]),
     strides: (usize, usize, usize),
-    width: usize,
-    height: usize,
+    (width, height): (usize, usize),
     out: &mut [u32],
+    out_stride: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
-        unsafe { i420_to_rgb_avx2(planes, strides, width, height, out) };
+        unsafe { i420_to_rgb_avx2(planes, strides, (width, height), out, out_stride) };
         return;
     }
-    i420_to_rgb(planes, strides, width, height, out)
+    i420_to_rgb(planes, strides, (width, height), out, out_stride)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -126,20 +127,20 @@ pub(crate) fn to_rgb(
 unsafe fn i420_to_rgb_avx2(
     planes: (&[u8], &[u8], &[u8]),
     strides: (usize, usize, usize),
-    width: usize,
-    height: usize,
+    size: (usize, usize),
     out: &mut [u32],
+    out_stride: usize,
 ) {
-    i420_to_rgb(planes, strides, width, height, out)
+    i420_to_rgb(planes, strides, size, out, out_stride)
 }
 
 #[inline(always)]
 fn i420_to_rgb(
     (y_plane, u_plane, v_plane): (&[u8], &[u8], &[u8]),
     (y_stride, u_stride, v_stride): (usize, usize, usize),
-    width: usize,
-    height: usize,
+    (width, height): (usize, usize),
     out: &mut [u32],
+    out_stride: usize,
 ) {
     let chroma_width = width.div_ceil(2);
     let (mut dr, mut dg, mut db) = (vec![0i32; width], vec![0i32; width], vec![0i32; width]);
@@ -155,7 +156,7 @@ fn i420_to_rgb(
             }
         }
         let y_row = &y_plane[row * y_stride..][..width];
-        let out_row = &mut out[row * width..][..width];
+        let out_row = &mut out[row * out_stride..][..width];
         for ((((px, &l), &r), &g), &b) in out_row.iter_mut().zip(y_row).zip(&dr).zip(&dg).zip(&db) {
             let l = i32::from(l) << 16;
             let r = ((l + r) >> 16).clamp(0, 255) as u32;
@@ -181,7 +182,7 @@ mod tests {
             let mut pic = I420::default();
             pic.from_rgb(&rgb, 4, 4);
             let mut back = vec![0u32; 16];
-            to_rgb((&pic.y, &pic.u, &pic.v), (4, 2, 2), 4, 4, &mut back);
+            to_rgb((&pic.y, &pic.u, &pic.v), (4, 2, 2), (4, 4), &mut back, 4);
             for (&a, &b) in rgb.iter().zip(&back) {
                 for shift in [0, 8, 16] {
                     let (x, y) = ((a >> shift) & 0xff, (b >> shift) & 0xff);
@@ -205,8 +206,8 @@ mod tests {
         assert_eq!((&fast.y, &fast.u, &fast.v), (&plain.y, &plain.u, &plain.v));
         let (mut a, mut b) = (vec![0u32; w * h], vec![0u32; w * h]);
         let planes = (&fast.y[..], &fast.u[..], &fast.v[..]);
-        to_rgb(planes, (w, w / 2, w / 2), w, h, &mut a);
-        i420_to_rgb(planes, (w, w / 2, w / 2), w, h, &mut b);
+        to_rgb(planes, (w, w / 2, w / 2), (w, h), &mut a, w);
+        i420_to_rgb(planes, (w, w / 2, w / 2), (w, h), &mut b, w);
         assert_eq!(a, b);
     }
 
@@ -237,7 +238,13 @@ mod speed {
         let mut out = vec![0u32; w * h];
         let t = std::time::Instant::now();
         for _ in 0..20 {
-            to_rgb((&pic.y, &pic.u, &pic.v), (w, w / 2, w / 2), w, h, &mut out);
+            to_rgb(
+                (&pic.y, &pic.u, &pic.v),
+                (w, w / 2, w / 2),
+                (w, h),
+                &mut out,
+                w,
+            );
         }
         println!("to_rgb {:?}", t.elapsed() / 20);
     }

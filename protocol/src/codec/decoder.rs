@@ -68,6 +68,17 @@ impl Decoder {
         Ok(())
     }
 
+    /// Where a video picture for `rect` goes: the framebuffer's pixels from the rect's
+    /// top-left corner on, and the row stride, so a decoder can write in place.
+    pub fn video_target(&mut self, rect: &Rect) -> Result<(&mut [u32], usize), CodecError> {
+        if rect.is_empty() || !rect.fits_in(self.fb.size()) {
+            return Err(invalid("video picture outside the desktop"));
+        }
+        let stride = self.fb.width() as usize;
+        let start = rect.y as usize * stride + rect.x as usize;
+        Ok((&mut self.fb.pixels_mut()[start..], stride))
+    }
+
     /// Source sequence of the newest decoded frame.
     pub fn source_seq(&self) -> u64 {
         self.last_source_seq
