@@ -108,6 +108,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 pub mod broker;
+pub mod xvfb;
 
 /// Replays a synthetic source forward, one source state at a time, to check what a
 /// client showed at a given source sequence.

@@ -1,6 +1,7 @@
 //! Desktop sources: where a desktop's pixels come from and where its input goes.
 
 pub mod synthetic;
+pub mod x11;
 
 use oriel_protocol::{Framebuffer, InputEvent, Rect, Size};
 

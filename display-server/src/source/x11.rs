@@ -1,0 +1,288 @@
+//! An X display as a desktop: damage from the DAMAGE extension (nothing is polled when
+//! nothing changes), pixels with GetImage, keyboard and pointer through XTEST.
+//!
+//! Keys arrive as Linux evdev codes; X servers with the evdev/xkb keymap (Xorg, Xvfb)
+//! number the same physical keys evdev + 8.
+
+use std::time::Duration;
+
+use oriel_protocol::{Framebuffer, InputEvent, PointerButton, Rect, Size};
+use x11rb::connection::{Connection, RequestConnection};
+use x11rb::protocol::damage::{self, ConnectionExt as _};
+use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat};
+use x11rb::protocol::xtest::ConnectionExt as _;
+use x11rb::protocol::Event;
+use x11rb::rust_connection::RustConnection;
+use x11rb::NONE;
+
+use super::FrameSource;
+
+/// X keycodes of the evdev keymap are the Linux key codes plus this.
+const EVDEV_KEYCODE_OFFSET: u16 = 8;
+/// More damage rectangles than this in one poll are fetched as their bounding box.
+const MAX_RECTS_PER_POLL: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum X11Error {
+    #[error("cannot connect to X display {display}: {reason}")]
+    Connect { display: String, reason: String },
+    #[error("the X server lacks the {0} extension")]
+    MissingExtension(&'static str),
+    #[error("X request failed: {0}")]
+    Request(String),
+    #[error("the X screen is {width}x{height}, larger than the protocol allows")]
+    TooLarge { width: u32, height: u32 },
+}
+
+fn request<E: std::fmt::Display>(e: E) -> X11Error {
+    X11Error::Request(e.to_string())
+}
+
+pub struct X11Source {
+    conn: RustConnection,
+    root: xproto::Window,
+    damage: damage::Damage,
+    size: Size,
+    screen: Framebuffer,
+    sequence: u64,
+    presented: bool,
+    interval: Duration,
+    /// The connection broke (e.g. the X server died): the source stays still.
+    dead: bool,
+}
+
+impl X11Source {
+    /// Attaches to `display` (e.g. ":1"; `None` uses `$DISPLAY`), polling at `fps`.
+    pub fn connect(display: Option<&str>, fps: u32) -> Result<Self, X11Error> {
+        let name = display.map(str::to_owned).unwrap_or_else(|| {
+            std::env::var("DISPLAY").unwrap_or_else(|_| "(unset DISPLAY)".into())
+        });
+        let (conn, screen_num) = x11rb::connect(display).map_err(|e| X11Error::Connect {
+            display: name.clone(),
+            reason: e.to_string(),
+        })?;
+        let screen = &conn.setup().roots[screen_num];
+        let root = screen.root;
+        let size = Size::new(
+            u32::from(screen.width_in_pixels),
+            u32::from(screen.height_in_pixels),
+        );
+        if size.area() > oriel_protocol::MAX_DESKTOP_PIXELS {
+            return Err(X11Error::TooLarge {
+                width: size.width,
+                height: size.height,
+            });
+        }
+        for (name, ext) in [("DAMAGE", "DAMAGE"), ("XTEST", "XTEST")] {
+            let present = conn.extension_information(ext).map_err(request)?.is_some();
+            if !present {
+                return Err(X11Error::MissingExtension(name));
+            }
+        }
+        conn.damage_query_version(1, 1)
+            .map_err(request)?
+            .reply()
+            .map_err(request)?;
+        conn.xtest_get_version(2, 2)
+            .map_err(request)?
+            .reply()
+            .map_err(request)?;
+        let damage = conn.generate_id().map_err(request)?;
+        conn.damage_create(damage, root, damage::ReportLevel::RAW_RECTANGLES)
+            .map_err(request)?;
+        conn.flush().map_err(request)?;
+        Ok(Self {
+            conn,
+            root,
+            damage,
+            size,
+            screen: Framebuffer::new(size),
+            sequence: 0,
+            presented: false,
+            interval: Duration::from_secs(1) / fps.clamp(1, 240),
+            dead: false,
+        })
+    }
+
+    /// Copies `rect` of the X screen into the framebuffer.
+    fn fetch(&mut self, rect: &Rect) -> Result<(), X11Error> {
+        let reply = self
+            .conn
+            .get_image(
+                ImageFormat::Z_PIXMAP,
+                self.root,
+                rect.x as i16,
+                rect.y as i16,
+                rect.width as u16,
+                rect.height as u16,
+                !0,
+            )
+            .map_err(request)?
+            .reply()
+            .map_err(request)?;
+        if reply.depth != 24 && reply.depth != 32 {
+            return Err(X11Error::Request(format!(
+                "screen depth {} is not supported (24 or 32 bits only)",
+                reply.depth
+            )));
+        }
+        let w = rect.width as usize;
+        if reply.data.len() < rect.area() as usize * 4 {
+            return Err(X11Error::Request("short GetImage reply".into()));
+        }
+        for dy in 0..rect.height {
+            let src = &reply.data[dy as usize * w * 4..][..w * 4];
+            for (px, b) in self
+                .screen
+                .row_mut(rect, dy)
+                .iter_mut()
+                .zip(src.chunks_exact(4))
+            {
+                *px = u32::from_le_bytes([b[0], b[1], b[2], 0]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Damage since the last call, clipped to the screen.
+    fn take_damage(&mut self) -> Result<Vec<Rect>, X11Error> {
+        let mut rects = Vec::new();
+        while let Some(event) = self.conn.poll_for_event().map_err(request)? {
+            if let Event::DamageNotify(e) = event {
+                let area = e.area;
+                let x = area.x.max(0) as u32;
+                let y = area.y.max(0) as u32;
+                let r = Rect::new(x, y, u32::from(area.width), u32::from(area.height))
+                    .intersect(&self.size.full_rect());
+                if !r.is_empty() {
+                    rects.push(r);
+                }
+            }
+        }
+        if rects.is_empty() {
+            return Ok(rects);
+        }
+        // Repair before fetching: whatever changes after this gets a new event.
+        self.conn
+            .damage_subtract(self.damage, NONE, NONE)
+            .map_err(request)?;
+        if rects.len() > MAX_RECTS_PER_POLL {
+            let bounds = rects.iter().fold(Rect::default(), |a, r| a.union(r));
+            rects = vec![bounds];
+        }
+        Ok(rects)
+    }
+
+    fn poll_inner(&mut self) -> Result<Vec<Rect>, X11Error> {
+        if !self.presented {
+            self.presented = true;
+            // Everything is new to us; damage from before is covered too.
+            let _ = self.take_damage()?;
+            let full = self.size.full_rect();
+            self.fetch(&full)?;
+            return Ok(vec![full]);
+        }
+        let rects = self.take_damage()?;
+        for r in &rects {
+            self.fetch(r)?;
+        }
+        Ok(rects)
+    }
+
+    fn fake(&self, kind: u8, detail: u8, x: i16, y: i16) {
+        let sent = self
+            .conn
+            .xtest_fake_input(kind, detail, x11rb::CURRENT_TIME, self.root, x, y, 0)
+            .and_then(|_| self.conn.flush());
+        if let Err(e) = sent {
+            tracing::warn!("X input injection failed: {e}");
+        }
+    }
+}
+
+impl FrameSource for X11Source {
+    fn size(&self) -> Size {
+        self.size
+    }
+
+    fn frame_interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn poll(&mut self) -> Vec<Rect> {
+        if self.dead {
+            return Vec::new();
+        }
+        match self.poll_inner() {
+            Ok(rects) => {
+                if !rects.is_empty() {
+                    self.sequence += 1;
+                }
+                rects
+            }
+            Err(e) => {
+                tracing::error!("X display lost: {e}");
+                self.dead = true;
+                Vec::new()
+            }
+        }
+    }
+
+    fn pixels(&self) -> &Framebuffer {
+        &self.screen
+    }
+
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    fn inject(&mut self, event: &InputEvent) {
+        match *event {
+            InputEvent::Key { code, down } => {
+                let Ok(keycode) = u8::try_from(code + EVDEV_KEYCODE_OFFSET) else {
+                    return; // beyond what X keycodes can name
+                };
+                let kind = if down {
+                    xproto::KEY_PRESS_EVENT
+                } else {
+                    xproto::KEY_RELEASE_EVENT
+                };
+                self.fake(kind, keycode, 0, 0);
+            }
+            InputEvent::PointerMove { x, y } => {
+                let (x, y) = (x.min(i16::MAX as u32) as i16, y.min(i16::MAX as u32) as i16);
+                self.fake(xproto::MOTION_NOTIFY_EVENT, 0, x, y);
+            }
+            InputEvent::PointerButton { button, down } => {
+                let detail = match button {
+                    PointerButton::Left => 1,
+                    PointerButton::Middle => 2,
+                    PointerButton::Right => 3,
+                    PointerButton::Back => 8,
+                    PointerButton::Forward => 9,
+                };
+                let kind = if down {
+                    xproto::BUTTON_PRESS_EVENT
+                } else {
+                    xproto::BUTTON_RELEASE_EVENT
+                };
+                self.fake(kind, detail, 0, 0);
+            }
+            InputEvent::Wheel { dx, dy } => {
+                // X reports wheel notches as clicks of buttons 4/5 (vertical), 6/7.
+                let clicks = [(dy, 5u8, 4u8), (dx, 7, 6)];
+                for (amount, positive, negative) in clicks {
+                    let button = if amount > 0 { positive } else { negative };
+                    for _ in 0..amount.unsigned_abs().min(32) {
+                        self.fake(xproto::BUTTON_PRESS_EVENT, button, 0, 0);
+                        self.fake(xproto::BUTTON_RELEASE_EVENT, button, 0, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}

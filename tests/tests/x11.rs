@@ -1,0 +1,217 @@
+//! A real X server (Xvfb) as a desktop: the client sees exactly what the X server holds,
+//! and keys and clicks sent through the protocol arrive as X events.
+
+use std::time::{Duration, Instant};
+
+use oriel::{EndReason, Session, StopWhen};
+use oriel_display_server::source::x11::X11Source;
+use oriel_display_server::source::FrameSource;
+use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
+use oriel_e2e::xvfb::Xvfb;
+use oriel_e2e::*;
+use oriel_protocol::{Framebuffer, InputEvent, PointerButton, Size};
+use oriel_transport::Identity;
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::*;
+use x11rb::protocol::Event;
+use x11rb::rust_connection::RustConnection;
+
+const SIZE: Size = Size::new(640, 480);
+
+fn start_x11_server(display: &str) -> DisplayServer {
+    let identity = Identity::generate(&["localhost".into()]).expect("identity");
+    let source = X11Source::connect(Some(display), 30).expect("attach to Xvfb");
+    assert_eq!(source.size(), SIZE);
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let desktop = Desktop::new("x", Box::new(source) as Box<dyn FrameSource>);
+    DisplayServer::start(config, &identity, vec![desktop]).expect("server starts")
+}
+
+/// The X screen as the X server holds it.
+fn capture(conn: &RustConnection, root: Window) -> Framebuffer {
+    let image = conn
+        .get_image(
+            ImageFormat::Z_PIXMAP,
+            root,
+            0,
+            0,
+            SIZE.width as u16,
+            SIZE.height as u16,
+            !0,
+        )
+        .unwrap()
+        .reply()
+        .unwrap();
+    let pixels = image
+        .data
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
+        .collect();
+    Framebuffer::from_pixels(SIZE, pixels).unwrap()
+}
+
+/// Maps a window at (`x`, `y`) and paints coloured bars into it.
+fn paint_window(conn: &RustConnection, root: Window, x: i16, y: i16) -> Window {
+    let window = conn.generate_id().unwrap();
+    conn.create_window(
+        x11rb::COPY_DEPTH_FROM_PARENT,
+        window,
+        root,
+        x,
+        y,
+        300,
+        200,
+        0,
+        WindowClass::INPUT_OUTPUT,
+        x11rb::COPY_FROM_PARENT,
+        &CreateWindowAux::new()
+            .background_pixel(0x00_20_40_60)
+            .override_redirect(1)
+            .event_mask(EventMask::KEY_PRESS | EventMask::BUTTON_PRESS | EventMask::EXPOSURE),
+    )
+    .unwrap();
+    conn.map_window(window).unwrap();
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
+    for (i, colour) in [
+        0x00_ff_40_40u32,
+        0x00_40_ff_40,
+        0x00_40_40_ff,
+        0x00_ff_ff_ff,
+    ]
+    .iter()
+    .enumerate()
+    {
+        conn.change_gc(gc, &ChangeGCAux::new().foreground(*colour))
+            .unwrap();
+        let bar = Rectangle {
+            x: 10 + 70 * i as i16,
+            y: 20,
+            width: 50,
+            height: 150,
+        };
+        conn.poly_fill_rectangle(window, gc, &[bar]).unwrap();
+    }
+    conn.get_input_focus().unwrap().reply().unwrap(); // a round trip: all drawn
+    window
+}
+
+/// Waits until the server's copy of the screen equals what the X server holds.
+fn wait_until_captured(server: &DisplayServer, conn: &RustConnection, root: Window) -> Framebuffer {
+    let desktop = server.desktop("x").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let truth = capture(conn, root);
+        if server_screen(&desktop) == truth {
+            return truth;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the source never caught up with the X server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_sees_exactly_what_the_x_server_holds() {
+    let xvfb = Xvfb::start(SIZE.width, SIZE.height);
+    let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let server = start_x11_server(&xvfb.display);
+    paint_window(&conn, root, 40, 30);
+    paint_window(&conn, root, 250, 200);
+    let truth = wait_until_captured(&server, &conn, root);
+    let seq = server.desktop("x").unwrap().source().sequence();
+
+    let session = Session::connect(&connect_options(&server, "x"))
+        .await
+        .expect("connect");
+    let stop = StopWhen {
+        duration: Some(Duration::from_secs(60)),
+        settled_seq: Some(seq),
+        ..Default::default()
+    };
+    let outcome = session.run(stop, None).await.expect("session runs");
+    assert_eq!(outcome.end, EndReason::Settled);
+    assert_eq!(
+        capture(&conn, root),
+        truth,
+        "the X screen changed meanwhile"
+    );
+    assert_eq!(diff_pixels(&outcome.framebuffer, &truth), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_clicks_arrive_as_x_events() {
+    let xvfb = Xvfb::start(SIZE.width, SIZE.height);
+    let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let window = paint_window(&conn, root, 100, 50);
+    conn.set_input_focus(InputFocus::POINTER_ROOT, window, x11rb::CURRENT_TIME)
+        .unwrap();
+    conn.flush().unwrap();
+    let server = start_x11_server(&xvfb.display);
+
+    let session = Session::connect(&connect_options(&server, "x"))
+        .await
+        .expect("connect");
+    let input = session.input();
+    let run = tokio::spawn(session.run(
+        StopWhen {
+            duration: Some(Duration::from_secs(60)),
+            ..Default::default()
+        },
+        None,
+    ));
+    const KEY_A: u16 = 30;
+    for event in [
+        InputEvent::PointerMove { x: 123, y: 77 },
+        InputEvent::PointerButton {
+            button: PointerButton::Left,
+            down: true,
+        },
+        InputEvent::PointerButton {
+            button: PointerButton::Left,
+            down: false,
+        },
+        InputEvent::Key {
+            code: KEY_A,
+            down: true,
+        },
+        InputEvent::Key {
+            code: KEY_A,
+            down: false,
+        },
+    ] {
+        input.send(event).await.expect("input sent");
+    }
+
+    let (mut clicked, mut typed) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while clicked.is_none() || typed.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "events missing: click {clicked:?}, key {typed:?}"
+        );
+        match conn.poll_for_event().unwrap() {
+            Some(Event::ButtonPress(e)) => clicked = Some((e.detail, e.event_x, e.event_y)),
+            Some(Event::KeyPress(e)) => typed = Some(e.detail),
+            Some(_) => {}
+            None => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    // The window is at (100, 50): the desktop's (123, 77) is (23, 27) inside it.
+    assert_eq!(clicked, Some((1, 23, 27)));
+    assert_eq!(
+        typed,
+        Some((KEY_A + 8) as u8),
+        "evdev KEY_A is X keycode 38"
+    );
+    run.abort();
+    server.shutdown().await;
+}
