@@ -26,9 +26,11 @@ pub struct Args {
     /// [default: $XDG_DATA_HOME/oriel/display-server or ~/.local/share/oriel/display-server].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// A synthetic desktop as NAME=WORKLOAD (idle, typing, scroll, drag, video, mixed);
-    /// repeat for several [default: default=mixed].
-    #[arg(long = "desktop", value_name = "NAME=WORKLOAD")]
+    /// A desktop: NAME=WORKLOAD for a synthetic one (idle, typing, scroll, drag, video,
+    /// mixed), NAME=x11 for a new Xvfb of --size running a window manager or xterm, or
+    /// NAME=x11:DISPLAY to serve an existing X display; repeat for several
+    /// [default: default=mixed].
+    #[arg(long = "desktop", value_name = "NAME=KIND")]
     pub desktops: Vec<String>,
     /// Desktop size as WIDTHxHEIGHT [default: 1920x1080].
     #[arg(long, value_name = "WxH")]
@@ -101,12 +103,43 @@ struct FileConfig {
     capacity: Option<u32>,
 }
 
+/// A desktop the command line or the config file asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalDesktop {
+    Synthetic(SyntheticConfig),
+    /// An existing X display, or (`None`) a new Xvfb of `size`.
+    X11 {
+        display: Option<String>,
+        size: Size,
+        fps: u32,
+    },
+}
+
+impl LocalDesktop {
+    pub fn open(&self) -> anyhow::Result<Box<dyn crate::source::FrameSource>> {
+        use crate::source::{synthetic::SyntheticSource, x11::X11Source};
+        Ok(match self {
+            LocalDesktop::Synthetic(config) => Box::new(SyntheticSource::new(config.clone())?),
+            LocalDesktop::X11 {
+                display: Some(display),
+                fps,
+                ..
+            } => Box::new(X11Source::connect(Some(display), *fps)?),
+            LocalDesktop::X11 {
+                display: None,
+                size,
+                fps,
+            } => Box::new(X11Source::spawn(*size, *fps, None)?),
+        })
+    }
+}
+
 /// Everything the server needs, resolved.
 #[derive(Debug)]
 pub struct Resolved {
     pub server: ServerConfig,
     pub data_dir: PathBuf,
-    pub desktops: Vec<(String, SyntheticConfig)>,
+    pub desktops: Vec<(String, LocalDesktop)>,
     pub metrics_listen: Option<SocketAddr>,
     pub broker: Option<BrokerLink>,
 }
@@ -193,22 +226,31 @@ impl Args {
         };
         let mut desktops = Vec::new();
         for spec in specs {
-            let (name, workload) = spec
+            let (name, kind) = spec
                 .split_once('=')
-                .with_context(|| format!("desktop '{spec}' is not NAME=WORKLOAD"))?;
+                .with_context(|| format!("desktop '{spec}' is not NAME=KIND"))?;
             if name.is_empty() || desktops.iter().any(|(n, _)| n == name) {
                 bail!("desktop names must be unique and non-empty: '{spec}'");
             }
-            let workload: Workload = workload.parse()?;
-            desktops.push((
-                name.to_string(),
-                SyntheticConfig {
-                    workload,
+            let desktop = match kind.split_once(':') {
+                Some(("x11", display)) => LocalDesktop::X11 {
+                    display: Some(format!(":{}", display.trim_start_matches(':'))),
+                    size,
+                    fps,
+                },
+                _ if kind == "x11" => LocalDesktop::X11 {
+                    display: None,
+                    size,
+                    fps,
+                },
+                _ => LocalDesktop::Synthetic(SyntheticConfig {
+                    workload: kind.parse::<Workload>()?,
                     size,
                     fps,
                     max_ticks: ticks,
-                },
-            ));
+                }),
+            };
+            desktops.push((name.to_string(), desktop));
         }
         let metrics_listen =
             match self.metrics_listen.or(file.metrics_listen).as_deref() {
@@ -267,7 +309,9 @@ mod tests {
         let r = Args::default().resolve().unwrap();
         assert_eq!(r.desktops.len(), 1);
         assert_eq!(r.desktops[0].0, "default");
-        assert_eq!(r.desktops[0].1.workload, Workload::Mixed);
+        assert!(
+            matches!(&r.desktops[0].1, LocalDesktop::Synthetic(c) if c.workload == Workload::Mixed)
+        );
         assert_eq!(r.server.frame_window, 4);
     }
 
@@ -287,10 +331,37 @@ mod tests {
             ..Default::default()
         };
         let r = args.resolve().unwrap();
-        assert_eq!(r.desktops[0].1.fps, 20);
+        assert!(matches!(&r.desktops[0].1, LocalDesktop::Synthetic(c) if c.fps == 20));
         assert_eq!(r.server.frame_window, 4);
         assert_eq!(r.desktops[0].0, "a");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn x11_desktops_attach_or_start_their_own() {
+        let args = Args {
+            desktops: vec!["a=x11:5".into(), "b=x11".into()],
+            size: Some("800x600".into()),
+            ..Default::default()
+        };
+        let r = args.resolve().unwrap();
+        let size = Size::new(800, 600);
+        assert_eq!(
+            r.desktops[0].1,
+            LocalDesktop::X11 {
+                display: Some(":5".into()),
+                size,
+                fps: 30
+            }
+        );
+        assert_eq!(
+            r.desktops[1].1,
+            LocalDesktop::X11 {
+                display: None,
+                size,
+                fps: 30
+            }
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@ use anyhow::Context;
 use clap::Parser;
 use oriel_display_server::agent::{self, AgentConfig};
 use oriel_display_server::config::Args;
-use oriel_display_server::source::synthetic::SyntheticSource;
 use oriel_display_server::{metrics_http, Desktop, DisplayServer};
 use oriel_transport::Identity;
 
@@ -24,12 +23,10 @@ async fn main() -> anyhow::Result<()> {
     let identity = Identity::load_or_create(&config.data_dir, &["localhost".into()])
         .with_context(|| format!("TLS identity in {}", config.data_dir.display()))?;
     let mut desktops = Vec::new();
-    for (name, synthetic) in config.desktops {
-        let workload = synthetic.workload;
-        let source =
-            SyntheticSource::new(synthetic).with_context(|| format!("desktop '{name}'"))?;
-        tracing::info!(desktop = name, %workload, "synthetic desktop ready");
-        desktops.push(Desktop::new(name, Box::new(source)));
+    for (name, local) in config.desktops {
+        let source = local.open().with_context(|| format!("desktop '{name}'"))?;
+        tracing::info!(desktop = name, ?local, "desktop ready");
+        desktops.push(Desktop::new(name, source));
     }
     let server = DisplayServer::start(config.server, &identity, desktops)?;
     let server = Arc::new(server);

@@ -72,9 +72,23 @@ impl Harness {
         server
     }
 
-    /// Creates a pool of synthetic `workload` desktops.
+    /// Creates a pool of synthetic desktops (`params` as the source takes them).
     pub async fn pool(
         &self,
+        name: &str,
+        assignment: Assignment,
+        min_ready: i64,
+        max_size: i64,
+        params: &str,
+    ) {
+        self.pool_of("synthetic", name, assignment, min_ready, max_size, params)
+            .await
+    }
+
+    /// Creates a pool of `kind` desktops.
+    pub async fn pool_of(
+        &self,
+        kind: &str,
         name: &str,
         assignment: Assignment,
         min_ready: i64,
@@ -84,7 +98,7 @@ impl Harness {
         self.store()
             .create_pool(&NewPool {
                 name: name.into(),
-                source_kind: "synthetic".into(),
+                source_kind: kind.into(),
                 source_params: params.into(),
                 assignment,
                 min_ready,

@@ -1,56 +1,21 @@
-//! A private Xvfb per test: started on a free display number, killed (by PID) on drop.
+//! A private Xvfb per test, on a display number Xvfb picks itself (so tests running at
+//! once never share one); stopped when dropped.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use oriel_display_server::source::xserver::XServer;
+use oriel_protocol::Size;
 
 pub struct Xvfb {
-    child: Child,
+    _server: XServer,
     pub display: String,
 }
 
 impl Xvfb {
-    /// Starts `Xvfb :N -screen 0 WxHx24` on a display number nobody uses and waits until
-    /// it accepts connections.
     pub fn start(width: u32, height: u32) -> Xvfb {
-        let base = 100 + std::process::id() % 400;
-        let number = (base..base + 200)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
-            .expect("a free X display number");
-        let display = format!(":{number}");
-        let child = Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                &format!("{width}x{height}x24"),
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let server = XServer::start_bare(Size::new(width, height))
             .expect("Xvfb runs (scripts/install-deps installs the xvfb package)");
-        let xvfb = Xvfb { child, display };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while x11rb::connect(Some(&xvfb.display)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "Xvfb {} did not start",
-                xvfb.display
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        Xvfb {
+            display: server.display().to_owned(),
+            _server: server,
         }
-        xvfb
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

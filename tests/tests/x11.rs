@@ -215,3 +215,90 @@ async fn keys_and_clicks_arrive_as_x_events() {
     run.abort();
     server.shutdown().await;
 }
+
+/// The X display serving a broker desktop on `host`.
+fn display_of(host: &DisplayServer, desktop: &str) -> String {
+    let desktop = host.desktop(desktop).expect("desktop on the host");
+    let source = desktop.source();
+    source
+        .as_any()
+        .downcast_ref::<X11Source>()
+        .expect("an x11 desktop")
+        .display()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_x11_pool_gives_each_user_an_x_session_and_replaces_floating_ones() {
+    use oriel::launcher;
+    use oriel_broker::store::{Assignment, DesktopState};
+    use oriel_e2e::broker::{wait_for, Harness};
+
+    let mut h = Harness::start("x11-pool").await;
+    h.pool_of(
+        "x11",
+        "xp",
+        Assignment::Floating,
+        2,
+        3,
+        r#"{"width":640,"height":480}"#,
+    )
+    .await;
+    let host = h.add_host("host-x", 4);
+    wait_for("2 x11 spares", || async {
+        h.count("xp", DesktopState::Ready).await == 2
+    })
+    .await;
+
+    let alice = h.user("alice", "xp").await;
+    let bob = h.user("bob", "xp").await;
+    let (alice_opts, alice_desk) = launcher::connect_options(&alice, "xp").await.unwrap();
+    let (_, bob_desk) = launcher::connect_options(&bob, "xp").await.unwrap();
+    assert_ne!(alice_desk.desktop, bob_desk.desktop);
+    let alice_display = display_of(&host, &alice_desk.desktop);
+    assert_ne!(
+        alice_display,
+        display_of(&host, &bob_desk.desktop),
+        "two X servers"
+    );
+
+    // Alice sees her X screen exactly.
+    let (conn, screen) = x11rb::connect(Some(&alice_display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    paint_window(&conn, root, 60, 60);
+    let truth = capture(&conn, root);
+    let desktop = host.desktop(&alice_desk.desktop).unwrap();
+    wait_for("the source catches up", || {
+        let same = server_screen(&desktop) == truth;
+        async move { same }
+    })
+    .await;
+    let seq = desktop.source().sequence();
+    drop(desktop); // holding it would keep the old X server alive past the reset
+    let session = Session::connect(&alice_opts).await.unwrap();
+    let stop = StopWhen {
+        duration: Some(Duration::from_secs(60)),
+        settled_seq: Some(seq),
+        ..Default::default()
+    };
+    let outcome = session.run(stop, None).await.unwrap();
+    assert_eq!(diff_pixels(&outcome.framebuffer, &truth), 0);
+
+    // Floating: on logoff the X session is replaced by a fresh one.
+    launcher::logoff(&alice, "xp").await.unwrap();
+    wait_for("alice's X session replaced", || {
+        let fresh = host
+            .desktop(&alice_desk.desktop)
+            .is_some_and(|d| server_screen(&d) != truth);
+        async move { fresh }
+    })
+    .await;
+    let old_alive = conn
+        .get_input_focus()
+        .ok()
+        .and_then(|c| c.reply().ok())
+        .is_some();
+    assert!(!old_alive, "the old X server is gone");
+    drop(conn);
+    h.shutdown().await;
+}

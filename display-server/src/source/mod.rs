@@ -2,6 +2,7 @@
 
 pub mod synthetic;
 pub mod x11;
+pub mod xserver;
 
 use oriel_protocol::{Framebuffer, InputEvent, Rect, Size};
 
@@ -33,9 +34,11 @@ pub trait FrameSource: Send {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
-/// Builds the source a broker's desktop spec asks for. `params` is JSON; for
-/// `synthetic`: `{"workload": "typing", "width": 1920, "height": 1080, "fps": 30,
-/// "ticks": 300}`, all optional.
+/// Builds the source a broker's desktop spec asks for. `params` is JSON, every field
+/// optional. `synthetic`: `{"workload": "typing", "width": 1920, "height": 1080,
+/// "fps": 30, "ticks": 300}`. `x11`: `{"width": 1920, "height": 1080, "fps": 30,
+/// "command": "xterm"}` starts an Xvfb running the command; `{"display": ":5"}` attaches
+/// to an existing X display instead.
 pub fn from_spec(
     spec: &oriel_protocol::host_link::DesktopSpec,
 ) -> anyhow::Result<Box<dyn FrameSource>> {
@@ -71,6 +74,43 @@ pub fn from_spec(
                 max_ticks: p.ticks,
             };
             Ok(Box::new(synthetic::SyntheticSource::new(config)?))
+        }
+        "x11" => {
+            #[derive(serde::Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct Params {
+                /// Attach to this display instead of starting an Xvfb.
+                display: Option<String>,
+                width: Option<u32>,
+                height: Option<u32>,
+                fps: Option<u32>,
+                /// Session command run on a new Xvfb.
+                command: Option<String>,
+            }
+            let p: Params = if spec.params.trim().is_empty() {
+                Params::default()
+            } else {
+                serde_json::from_str(&spec.params).context("x11 desktop parameters")?
+            };
+            let fps = p.fps.unwrap_or(30);
+            let source = match p.display {
+                Some(display) => x11::X11Source::connect(Some(&display), fps)?,
+                None => {
+                    let size = Size::new(p.width.unwrap_or(1920), p.height.unwrap_or(1080));
+                    if size.width < 64
+                        || size.height < 64
+                        || size.area() > oriel_protocol::MAX_DESKTOP_PIXELS
+                    {
+                        anyhow::bail!(
+                            "x11 desktop size {}x{} is out of range",
+                            size.width,
+                            size.height
+                        );
+                    }
+                    x11::X11Source::spawn(size, fps, p.command.as_deref())?
+                }
+            };
+            Ok(Box::new(source))
         }
         other => anyhow::bail!("desktop source '{other}' is not supported by this server"),
     }

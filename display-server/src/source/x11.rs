@@ -32,6 +32,8 @@ pub enum X11Error {
     Request(String),
     #[error("the X screen is {width}x{height}, larger than the protocol allows")]
     TooLarge { width: u32, height: u32 },
+    #[error("starting an X server: {0}")]
+    Spawn(String),
 }
 
 fn request<E: std::fmt::Display>(e: E) -> X11Error {
@@ -41,6 +43,7 @@ fn request<E: std::fmt::Display>(e: E) -> X11Error {
 pub struct X11Source {
     conn: RustConnection,
     root: xproto::Window,
+    display: String,
     damage: damage::Damage,
     size: Size,
     screen: Framebuffer,
@@ -49,6 +52,8 @@ pub struct X11Source {
     interval: Duration,
     /// The connection broke (e.g. the X server died): the source stays still.
     dead: bool,
+    /// The X server this source started, if it did (dropped last: after the connection).
+    _server: Option<super::xserver::XServer>,
 }
 
 impl X11Source {
@@ -94,6 +99,7 @@ impl X11Source {
         Ok(Self {
             conn,
             root,
+            display: name,
             damage,
             size,
             screen: Framebuffer::new(size),
@@ -101,7 +107,27 @@ impl X11Source {
             presented: false,
             interval: Duration::from_secs(1) / fps.clamp(1, 240),
             dead: false,
+            _server: None,
         })
+    }
+
+    /// Starts an X server of its own at `size`, running `command` (see
+    /// [`super::xserver::XServer::start`]), and attaches to it.
+    pub fn spawn(size: Size, fps: u32, command: Option<&str>) -> Result<Self, X11Error> {
+        let server = super::xserver::XServer::start(size, command)?;
+        let mut source = Self::connect(Some(server.display()), fps)?;
+        source._server = Some(server);
+        Ok(source)
+    }
+
+    /// The X display this source shows, e.g. ":5".
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Whether the X server has gone away.
+    pub fn is_dead(&self) -> bool {
+        self.dead
     }
 
     /// Copies `rect` of the X screen into the framebuffer.
