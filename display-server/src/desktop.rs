@@ -9,7 +9,7 @@ use oriel_protocol::{InputEvent, Rect, Size, TileMask, TILE};
 use oriel_transport::unix_micros;
 use tokio::sync::Notify;
 
-use crate::source::FrameSource;
+use crate::source::{FrameSource, SourceCursor};
 
 /// Damage pending for one session. It is a tile mask of fixed size, so however slowly
 /// a client reads, pending damage never takes more memory: new damage merges in.
@@ -123,6 +123,8 @@ pub struct Desktop {
     last_activity: Mutex<std::time::Instant>,
     /// Bumped to end every current session (stop, reset, destroy, forced logoff).
     kicks: tokio::sync::watch::Sender<u64>,
+    /// The source's pointer, for the sessions' cursor streams.
+    cursor: tokio::sync::watch::Sender<Option<SourceCursor>>,
 }
 
 impl Desktop {
@@ -134,6 +136,7 @@ impl Desktop {
             sinks: Mutex::new(Vec::new()),
             frames_produced: AtomicU64::new(0),
             kicks: tokio::sync::watch::channel(0).0,
+            cursor: tokio::sync::watch::channel(None).0,
             last_activity: Mutex::new(std::time::Instant::now()),
         })
     }
@@ -195,12 +198,26 @@ impl Desktop {
         lock(&self.sinks).retain(|s| !Arc::ptr_eq(s, sink));
     }
 
+    /// The source's pointer; changes are signalled to every receiver.
+    pub fn cursor(&self) -> tokio::sync::watch::Receiver<Option<SourceCursor>> {
+        self.cursor.subscribe()
+    }
+
     /// Polls the source once and hands its damage to every viewer.
     pub fn capture_once(&self) {
         // The source stays locked until every sink has the damage: a session that takes
         // damage and copies pixels under the same lock then sees both or neither.
         let mut source = self.source();
         let damage = source.poll();
+        if let Some(cursor) = source.cursor() {
+            self.cursor.send_if_modified(|current| {
+                let changed = current.as_ref() != Some(cursor);
+                if changed {
+                    *current = Some(cursor.clone());
+                }
+                changed
+            });
+        }
         if damage.is_empty() {
             return;
         }

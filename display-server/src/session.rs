@@ -200,12 +200,13 @@ async fn run_streams(
     let mut cursor = conn.open_uni().await?;
     cursor.set_priority(PRIORITY_CURSOR)?;
     cursor.write_all(&[Channel::Cursor as u8]).await?;
-    send_message(
-        &mut cursor,
-        &default_arrow(),
-        Channel::Cursor.max_message_len(),
-    )
-    .await?;
+    let cursor_updates = desktop.cursor();
+    let initial = cursor_updates.borrow().clone();
+    if initial.is_none() {
+        let limit = Channel::Cursor.max_message_len();
+        send_message(&mut cursor, &default_arrow(), limit).await?;
+    }
+    tokio::spawn(cursor_loop(conn.clone(), cursor, cursor_updates));
 
     let mut display = conn.open_uni().await?;
     display.set_priority(PRIORITY_DISPLAY)?;
@@ -344,6 +345,45 @@ async fn display_loop(
             shared
                 .stats
                 .record_frame(&frame.stats, bytes.len(), encode_us);
+        }
+    }
+}
+
+/// Sends the source's pointer as it changes: the shape when its serial changes, the
+/// position otherwise. Ends with the session (the stream fails) or the desktop.
+async fn cursor_loop(
+    conn: quinn::Connection,
+    mut stream: quinn::SendStream,
+    mut updates: tokio::sync::watch::Receiver<Option<crate::source::SourceCursor>>,
+) {
+    let limit = Channel::Cursor.max_message_len();
+    let mut sent_serial = None;
+    let mut sent_position = None;
+    loop {
+        let current = updates.borrow_and_update().clone();
+        if let Some(c) = current {
+            if sent_serial != Some(c.serial) {
+                if send_message(&mut stream, &c.shape, limit).await.is_err() {
+                    return;
+                }
+                sent_serial = Some(c.serial);
+            }
+            let position = (c.x, c.y, c.visible);
+            if sent_position != Some(position) {
+                let msg = CursorMsg::Position {
+                    x: c.x,
+                    y: c.y,
+                    visible: c.visible,
+                };
+                if send_message(&mut stream, &msg, limit).await.is_err() {
+                    return;
+                }
+                sent_position = Some(position);
+            }
+        }
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return },
+            _ = conn.closed() => return,
         }
     }
 }

@@ -302,3 +302,73 @@ async fn an_x11_pool_gives_each_user_an_x_session_and_replaces_floating_ones() {
     drop(conn);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cursor_shape_comes_from_the_x_server() {
+    use x11rb::protocol::xfixes::ConnectionExt as _;
+
+    let xvfb = Xvfb::start(SIZE.width, SIZE.height);
+    let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    // The hand cursor of the standard cursor font, on the root window.
+    let font = conn.generate_id().unwrap();
+    conn.open_font(font, b"cursor").unwrap();
+    let hand = conn.generate_id().unwrap();
+    const XC_HAND2: u16 = 60;
+    conn.create_glyph_cursor(
+        hand,
+        font,
+        font,
+        XC_HAND2,
+        XC_HAND2 + 1,
+        0,
+        0,
+        0,
+        0xffff,
+        0xffff,
+        0xffff,
+    )
+    .unwrap();
+    conn.change_window_attributes(root, &ChangeWindowAttributesAux::new().cursor(hand))
+        .unwrap();
+    conn.xfixes_query_version(4, 0).unwrap().reply().unwrap();
+    let server = start_x11_server(&xvfb.display);
+    let expected = conn.xfixes_get_cursor_image().unwrap().reply().unwrap();
+
+    let desktop = server.desktop("x").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while desktop.source().cursor().map(|c| c.serial) != Some(u64::from(expected.cursor_serial)) {
+        assert!(
+            Instant::now() < deadline,
+            "the source never saw the hand cursor"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(desktop);
+
+    let session = Session::connect(&connect_options(&server, "x"))
+        .await
+        .expect("connect");
+    let stop = StopWhen {
+        duration: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let outcome = session.run(stop, None).await.expect("session runs");
+    let Some(oriel_protocol::CursorMsg::Shape {
+        width,
+        height,
+        hot_x,
+        hot_y,
+        pixels,
+    }) = outcome.cursor_shape
+    else {
+        panic!("no cursor shape reached the client");
+    };
+    assert_eq!((width, height), (expected.width, expected.height));
+    assert_eq!((hot_x, hot_y), (expected.xhot, expected.yhot));
+    assert_eq!(
+        pixels, expected.cursor_image,
+        "the X server's hand, not the default arrow"
+    );
+    server.shutdown().await;
+}

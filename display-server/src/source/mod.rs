@@ -32,6 +32,23 @@ pub trait FrameSource: Send {
 
     /// The concrete source, for tools and tests that need more than this trait.
     fn as_any(&self) -> &dyn std::any::Any;
+
+    /// The pointer as of the last poll, for sources that know it; clients draw it
+    /// themselves. `None`: clients keep the default arrow.
+    fn cursor(&self) -> Option<&SourceCursor> {
+        None
+    }
+}
+
+/// A source's pointer: its shape (a [`oriel_protocol::CursorMsg::Shape`]) with a serial
+/// that changes when the shape does, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceCursor {
+    pub serial: u64,
+    pub shape: oriel_protocol::CursorMsg,
+    pub x: u32,
+    pub y: u32,
+    pub visible: bool,
 }
 
 /// Builds the source a broker's desktop spec asks for. `params` is JSON, every field

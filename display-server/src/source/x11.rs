@@ -9,13 +9,17 @@ use std::time::Duration;
 use oriel_protocol::{Framebuffer, InputEvent, PointerButton, Rect, Size};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::damage::{self, ConnectionExt as _};
+use x11rb::protocol::xfixes::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat};
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::NONE;
 
-use super::FrameSource;
+use super::{FrameSource, SourceCursor};
+
+/// Largest cursor image the protocol carries.
+const MAX_CURSOR_EDGE: u16 = 256;
 
 /// X keycodes of the evdev keymap are the Linux key codes plus this.
 const EVDEV_KEYCODE_OFFSET: u16 = 8;
@@ -52,6 +56,9 @@ pub struct X11Source {
     interval: Duration,
     /// The connection broke (e.g. the X server died): the source stays still.
     dead: bool,
+    cursor: Option<SourceCursor>,
+    /// XFIXES said the cursor image changed.
+    cursor_changed: bool,
     /// The X server this source started, if it did (dropped last: after the connection).
     _server: Option<super::xserver::XServer>,
 }
@@ -78,7 +85,11 @@ impl X11Source {
                 height: size.height,
             });
         }
-        for (name, ext) in [("DAMAGE", "DAMAGE"), ("XTEST", "XTEST")] {
+        for (name, ext) in [
+            ("DAMAGE", "DAMAGE"),
+            ("XTEST", "XTEST"),
+            ("XFIXES", "XFIXES"),
+        ] {
             let present = conn.extension_information(ext).map_err(request)?.is_some();
             if !present {
                 return Err(X11Error::MissingExtension(name));
@@ -91,6 +102,12 @@ impl X11Source {
         conn.xtest_get_version(2, 2)
             .map_err(request)?
             .reply()
+            .map_err(request)?;
+        conn.xfixes_query_version(4, 0)
+            .map_err(request)?
+            .reply()
+            .map_err(request)?;
+        conn.xfixes_select_cursor_input(root, xfixes::CursorNotifyMask::DISPLAY_CURSOR)
             .map_err(request)?;
         let damage = conn.generate_id().map_err(request)?;
         conn.damage_create(damage, root, damage::ReportLevel::RAW_RECTANGLES)
@@ -107,6 +124,8 @@ impl X11Source {
             presented: false,
             interval: Duration::from_secs(1) / fps.clamp(1, 240),
             dead: false,
+            cursor: None,
+            cursor_changed: true,
             _server: None,
         })
     }
@@ -174,6 +193,9 @@ impl X11Source {
     fn take_damage(&mut self) -> Result<Vec<Rect>, X11Error> {
         let mut rects = Vec::new();
         while let Some(event) = self.conn.poll_for_event().map_err(request)? {
+            if let Event::XfixesCursorNotify(_) = event {
+                self.cursor_changed = true;
+            }
             if let Event::DamageNotify(e) = event {
                 let area = e.area;
                 let x = area.x.max(0) as u32;
@@ -199,7 +221,54 @@ impl X11Source {
         Ok(rects)
     }
 
+    /// Updates the cursor: its image when XFIXES said it changed, its position always.
+    fn update_cursor(&mut self) -> Result<(), X11Error> {
+        let pointer = self
+            .conn
+            .query_pointer(self.root)
+            .map_err(request)?
+            .reply()
+            .map_err(request)?;
+        let (x, y) = (pointer.root_x.max(0) as u32, pointer.root_y.max(0) as u32);
+        if std::mem::take(&mut self.cursor_changed) || self.cursor.is_none() {
+            let image = self
+                .conn
+                .xfixes_get_cursor_image()
+                .map_err(request)?
+                .reply()
+                .map_err(request)?;
+            let fits = image.width <= MAX_CURSOR_EDGE
+                && image.height <= MAX_CURSOR_EDGE
+                && image.cursor_image.len() == usize::from(image.width) * usize::from(image.height);
+            if fits {
+                self.cursor = Some(SourceCursor {
+                    serial: u64::from(image.cursor_serial),
+                    shape: oriel_protocol::CursorMsg::Shape {
+                        width: image.width,
+                        height: image.height,
+                        hot_x: image.xhot.min(image.width.saturating_sub(1)),
+                        hot_y: image.yhot.min(image.height.saturating_sub(1)),
+                        pixels: image.cursor_image,
+                    },
+                    x,
+                    y,
+                    visible: pointer.same_screen,
+                });
+            }
+        }
+        if let Some(c) = &mut self.cursor {
+            (c.x, c.y, c.visible) = (x, y, pointer.same_screen);
+        }
+        Ok(())
+    }
+
     fn poll_inner(&mut self) -> Result<Vec<Rect>, X11Error> {
+        let rects = self.poll_screen()?;
+        self.update_cursor()?;
+        Ok(rects)
+    }
+
+    fn poll_screen(&mut self) -> Result<Vec<Rect>, X11Error> {
         if !self.presented {
             self.presented = true;
             // Everything is new to us; damage from before is covered too.
@@ -310,5 +379,9 @@ impl FrameSource for X11Source {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn cursor(&self) -> Option<&SourceCursor> {
+        self.cursor.as_ref()
     }
 }
