@@ -48,6 +48,9 @@ impl XServer {
         let (read_fd, write_fd) = pipe()?;
         let spawned = Command::new("Xvfb")
             .args([
+                // Without it, Xvfb resets itself whenever its last client disconnects,
+                // and drops whoever connects meanwhile (our own start-up probe included).
+                "-noreset",
                 "-displayfd",
                 &write_fd.to_string(),
                 "-screen",
