@@ -217,35 +217,3 @@ mod tests {
         assert_eq!(luma_of(0), 0);
     }
 }
-
-#[cfg(test)]
-mod speed {
-    use super::*;
-
-    #[test]
-    #[ignore = "timing probe, run by hand"]
-    fn conversion_speed_720p() {
-        let (w, h) = (1280usize, 720usize);
-        let rgb: Vec<u32> = (0..w * h)
-            .map(|i| (i as u32).wrapping_mul(2654435761) & 0xffffff)
-            .collect();
-        let mut pic = I420::default();
-        let t = std::time::Instant::now();
-        for _ in 0..20 {
-            pic.from_rgb(&rgb, w, h);
-        }
-        println!("from_rgb {:?}", t.elapsed() / 20);
-        let mut out = vec![0u32; w * h];
-        let t = std::time::Instant::now();
-        for _ in 0..20 {
-            to_rgb(
-                (&pic.y, &pic.u, &pic.v),
-                (w, w / 2, w / 2),
-                (w, h),
-                &mut out,
-                w,
-            );
-        }
-        println!("to_rgb {:?}", t.elapsed() / 20);
-    }
-}

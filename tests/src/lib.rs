@@ -50,6 +50,21 @@ pub fn start_server_with(
     DisplayServer::start(config, &identity, desktops).expect("server starts")
 }
 
+/// A QUIC connection to `server` with the pinned certificate and the protocol's ALPN,
+/// and nothing more: for tests that play the protocol by hand.
+pub async fn raw_connection(server: &DisplayServer) -> quinn::Connection {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let config =
+        oriel_transport::tls::pinned_client_config(server.fingerprint(), oriel_protocol::ALPN)
+            .unwrap();
+    endpoint.set_default_client_config(config);
+    endpoint
+        .connect(server.local_addr().unwrap(), "oriel")
+        .unwrap()
+        .await
+        .unwrap()
+}
+
 pub fn connect_options(server: &DisplayServer, desktop: &str) -> ConnectOptions {
     let mut opts = ConnectOptions::new(server.local_addr().expect("addr"), server.fingerprint());
     opts.desktop = desktop.into();

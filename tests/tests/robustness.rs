@@ -7,8 +7,8 @@ use std::time::Duration;
 use oriel::{ClientError, EndReason, Session, StopWhen};
 use oriel_display_server::source::synthetic::{SyntheticConfig, Workload};
 use oriel_e2e::*;
-use oriel_protocol::{Channel, ALPN};
-use oriel_transport::{close, tls::pinned_client_config, Fingerprint};
+use oriel_protocol::Channel;
+use oriel_transport::{close, Fingerprint};
 
 /// Stop once the client holds the screen `config` shows after `ticks` polls.
 fn until(config: &SyntheticConfig, ticks: u64) -> StopWhen {
@@ -50,13 +50,7 @@ async fn unknown_desktop_is_rejected_with_a_reason() {
 /// Opens a raw QUIC connection with the right certificate and ALPN, sends `bytes` on
 /// the control stream and returns the server's close code.
 async fn raw_client_sends(server: &oriel_display_server::DisplayServer, bytes: Vec<u8>) -> u64 {
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(pinned_client_config(server.fingerprint(), ALPN).unwrap());
-    let conn = endpoint
-        .connect(server.local_addr().unwrap(), "oriel")
-        .unwrap()
-        .await
-        .unwrap();
+    let conn = raw_connection(server).await;
     let (mut tx, _rx) = conn.open_bi().await.unwrap();
     tx.write_all(&bytes).await.unwrap();
     let reason = tokio::time::timeout(Duration::from_secs(30), conn.closed())

@@ -284,16 +284,10 @@ async fn one_percent_loss_does_not_stall_video_or_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyframe_request_gets_a_keyframe() {
     use oriel_protocol::*;
-    use oriel_transport::{send_message, tls::pinned_client_config, FramedRecv};
+    use oriel_transport::{send_message, FramedRecv};
 
     let server = start_server(&[("default", synthetic(Workload::Video, 600))], 4);
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(pinned_client_config(server.fingerprint(), ALPN).unwrap());
-    let conn = endpoint
-        .connect(server.local_addr().unwrap(), "oriel")
-        .unwrap()
-        .await
-        .unwrap();
+    let conn = raw_connection(&server).await;
     let (mut control, control_rx) = conn.open_bi().await.unwrap();
     let limit = Channel::Control.max_message_len();
     let hello = Hello {
