@@ -31,11 +31,7 @@ pub fn score(config: &SyntheticConfig, samples: &[PictureSample]) -> anyhow::Res
     let mut jpeg_total = 0u64;
     let mut truth = Vec::new();
     for s in samples {
-        while source.sequence() < s.seq {
-            let before = source.sequence();
-            source.poll();
-            anyhow::ensure!(source.sequence() > before, "source ended before {}", s.seq);
-        }
+        anyhow::ensure!(source.advance_to(s.seq), "source ended before {}", s.seq);
         source.pixels().read_rect(&s.rect, &mut truth);
         let psnr = luma_psnr(&truth, &s.pixels);
         psnr_db.push(psnr);

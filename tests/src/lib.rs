@@ -140,14 +140,10 @@ impl Replayer {
 
     /// The screen at source sequence `seq` (never earlier than the last call's).
     pub fn at(&mut self, seq: u64) -> &Framebuffer {
-        while self.source.sequence() < seq {
-            let before = self.source.sequence();
-            self.source.poll();
-            assert!(
-                self.source.sequence() > before || self.source.sequence() >= seq,
-                "the source stopped before sequence {seq}"
-            );
-        }
+        assert!(
+            self.source.advance_to(seq),
+            "the source stopped before sequence {seq}"
+        );
         self.source.pixels()
     }
 }

@@ -109,6 +109,18 @@ impl SyntheticSource {
         self.input.as_slices().0
     }
 
+    /// Polls until the source shows state `seq`; false if its script ended before.
+    pub fn advance_to(&mut self, seq: u64) -> bool {
+        while self.sequence < seq {
+            let before = self.sequence;
+            self.poll();
+            if self.sequence == before {
+                return false;
+            }
+        }
+        true
+    }
+
     fn script_running(&self) -> bool {
         self.config.max_ticks.is_none_or(|max| self.ticks < max)
     }
