@@ -17,6 +17,7 @@ pub async fn handle(
             store
                 .record_heartbeat(host_id, now_ms(), i64::from(capacity))
                 .await?;
+            mark_failed(store, host_id, &desktops).await?;
             commands = idle_logoffs(store, host_id, &desktops).await?;
         }
         HostMsg::Session {
@@ -77,6 +78,44 @@ pub async fn handle(
         HostMsg::CommandDone { .. } => {}
     }
     Ok(commands)
+}
+
+/// Desktops the host reports failed (e.g. their X server died): their session ends and
+/// they become `failed`, which the reconcile loop destroys and replaces; their users get
+/// a new desktop when they connect again.
+async fn mark_failed(
+    store: &Store,
+    host_id: &str,
+    reports: &[DesktopReport],
+) -> anyhow::Result<()> {
+    let failed: Vec<&DesktopReport> = reports.iter().filter(|r| !r.running).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for d in store.desktops_on_host(host_id).await? {
+        let Some(report) = failed.iter().find(|r| r.name == d.name) else {
+            continue;
+        };
+        if matches!(d.state, DesktopState::Failed | DesktopState::Deleting) {
+            continue;
+        }
+        let reason = report.failure.as_deref().unwrap_or("stopped running");
+        if let Some(s) = store.active_session_for_desktop(&d.id).await? {
+            store.end_session(&s.id, "desktop failed").await?;
+        }
+        store
+            .set_desktop_state(&d.id, Some(d.state), DesktopState::Failed)
+            .await?;
+        store
+            .audit(
+                "broker",
+                "desktop_failed",
+                &format!("desktop {}: {reason}", d.name),
+            )
+            .await?;
+        tracing::warn!(desktop = d.name, "desktop failed: {reason}");
+    }
+    Ok(())
 }
 
 /// Logs off sessions idle past their pool's idle timeout: the session ends, a floating

@@ -32,6 +32,10 @@ pub enum ClientError {
     Decode(#[from] oriel_protocol::codec::CodecError),
     #[error("connection lost: {0}")]
     Lost(String),
+    /// The server ended the session because the desktop went: stopped, reset, logged
+    /// off, or failed (the message says which).
+    #[error("{0}")]
+    DesktopGone(String),
     #[error(transparent)]
     Transport(#[from] TransportError),
 }
@@ -418,6 +422,11 @@ fn closed_by_server(conn: &quinn::Connection) -> Option<String> {
 
 fn lost_or(e: TransportError, conn: &quinn::Connection) -> ClientError {
     match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c))
+            if c.error_code == close::DESKTOP_GONE =>
+        {
+            ClientError::DesktopGone(String::from_utf8_lossy(&c.reason).into_owned())
+        }
         Some(reason) => ClientError::Lost(reason.to_string()),
         None => e.into(),
     }

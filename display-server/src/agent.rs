@@ -136,7 +136,8 @@ fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
         .iter()
         .map(|d| DesktopReport {
             name: d.name().to_string(),
-            running: true,
+            running: d.failure().is_none(),
+            failure: d.failure(),
             sessions: d.viewers() as u32,
             idle_s: d.idle_for().as_secs().min(u64::from(u32::MAX)) as u32,
         })

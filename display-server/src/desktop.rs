@@ -125,6 +125,8 @@ pub struct Desktop {
     kicks: tokio::sync::watch::Sender<u64>,
     /// The source's pointer, for the sessions' cursor streams.
     cursor: tokio::sync::watch::Sender<Option<SourceCursor>>,
+    /// Why the desktop can no longer be shown; set once, by the capture loop.
+    failure: Mutex<Option<String>>,
 }
 
 impl Desktop {
@@ -138,6 +140,7 @@ impl Desktop {
             kicks: tokio::sync::watch::channel(0).0,
             cursor: tokio::sync::watch::channel(None).0,
             last_activity: Mutex::new(std::time::Instant::now()),
+            failure: Mutex::new(None),
         })
     }
 
@@ -160,9 +163,13 @@ impl Desktop {
         self.kicks.send_modify(|k| *k += 1);
     }
 
-    /// Resolves at the next [`Desktop::kick_viewers`] after this call.
+    /// Resolves at the next [`Desktop::kick_viewers`] after this call, or at once when
+    /// the desktop has failed.
     pub async fn kicked(&self) {
         let mut rx = self.kicks.subscribe();
+        if self.failure().is_some() {
+            return;
+        }
         let _ = rx.changed().await;
     }
 
@@ -203,12 +210,29 @@ impl Desktop {
         self.cursor.subscribe()
     }
 
-    /// Polls the source once and hands its damage to every viewer.
+    /// Why this desktop failed (its source broke), or `None` while it works.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.failure).clone()
+    }
+
+    /// Polls the source once and hands its damage to every viewer. A source that fails
+    /// marks the desktop failed and ends its sessions.
     pub fn capture_once(&self) {
         // The source stays locked until every sink has the damage: a session that takes
         // damage and copies pixels under the same lock then sees both or neither.
         let mut source = self.source();
         let damage = source.poll();
+        if let Some(reason) = source.failure() {
+            drop(source);
+            let mut failure = lock(&self.failure);
+            if failure.is_none() {
+                tracing::error!(desktop = self.name, "desktop failed: {reason}");
+                *failure = Some(reason);
+                drop(failure);
+                self.kick_viewers();
+            }
+            return;
+        }
         if let Some(cursor) = source.cursor() {
             self.cursor.send_if_modified(|current| {
                 let changed = current.as_ref() != Some(cursor);
@@ -236,7 +260,7 @@ impl Desktop {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
+            while desktop.failure().is_none() {
                 ticker.tick().await;
                 let d = desktop.clone();
                 // Sources may take milliseconds to render or capture: keep that off the

@@ -154,6 +154,12 @@ fn accept_hello(
         code: RejectCode::UnknownDesktop,
         message: format!("no desktop named '{}' on this server", hello.desktop),
     })?;
+    if let Some(failure) = desktop.failure() {
+        return Err(Reject {
+            code: RejectCode::UnknownDesktop,
+            message: format!("desktop '{}' failed: {failure}", hello.desktop),
+        });
+    }
     let now = oriel_transport::unix_micros() / 1_000_000;
     let claims = shared
         .tickets
@@ -217,10 +223,11 @@ async fn run_streams(
         r = control_loop(shared, sink, &flow, control_rx) => r,
         r = accept_input(conn, shared, desktop) => r,
         _ = desktop.kicked() => {
-            conn.close(
-                close::DESKTOP_GONE,
-                b"session ended: logged off, or the desktop was stopped or reset",
-            );
+            let reason = match desktop.failure() {
+                Some(failure) => format!("the desktop failed: {failure}"),
+                None => "session ended: logged off, or the desktop was stopped or reset".into(),
+            };
+            conn.close(close::DESKTOP_GONE, &reason.as_bytes()[..reason.len().min(400)]);
             Ok(())
         }
         e = conn.closed() => match e {

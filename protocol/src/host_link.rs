@@ -59,6 +59,8 @@ pub enum SessionEvent {
 pub struct DesktopReport {
     pub name: String,
     pub running: bool,
+    /// Why the desktop failed (its source broke); the broker replaces it.
+    pub failure: Option<String>,
     pub sessions: u32,
     /// Seconds since the last input from a viewer (or since the last viewer joined).
     pub idle_s: u32,

@@ -304,6 +304,93 @@ async fn an_x11_pool_gives_each_user_an_x_session_and_replaces_floating_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_x_server_fails_its_desktop_and_the_pool_replaces_it() {
+    use oriel::{launcher, ClientError};
+    use oriel_broker::store::{Assignment, DesktopState};
+    use oriel_e2e::broker::{wait_for, Harness};
+
+    let mut h = Harness::start("x11-death").await;
+    h.pool_of(
+        "x11",
+        "xd",
+        Assignment::Dedicated,
+        1,
+        2,
+        r#"{"width":320,"height":240,"command":"true"}"#,
+    )
+    .await;
+    let host = h.add_host("host-x", 4);
+    wait_for("an x11 spare", || async {
+        h.count("xd", DesktopState::Ready).await == 1
+    })
+    .await;
+    let alice = h.user("alice", "xd").await;
+    let (opts, first) = launcher::connect_options(&alice, "xd").await.unwrap();
+    let session = Session::connect(&opts).await.unwrap();
+    let run = tokio::spawn(session.run(
+        StopWhen {
+            duration: Some(Duration::from_secs(120)),
+            ..Default::default()
+        },
+        None,
+    ));
+    let xvfb_pid = {
+        let desktop = host.desktop(&first.desktop).unwrap();
+        let source = desktop.source();
+        let x11 = source.as_any().downcast_ref::<X11Source>().unwrap();
+        x11.server_pid().expect("the server started this Xvfb")
+    };
+    // The X server crashes.
+    // SAFETY: signalling a process this test's display server started, by its PID.
+    unsafe { libc::kill(xvfb_pid as i32, libc::SIGKILL) };
+
+    let ended = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the session ends")
+        .unwrap();
+    match ended {
+        Err(ClientError::DesktopGone(message)) => assert!(
+            message.contains("desktop failed") && message.contains("X display"),
+            "unclear message: {message}"
+        ),
+        Err(other) => panic!("expected the desktop to be reported gone, got {other:?}"),
+        Ok(outcome) => panic!("the session went on until {:?}", outcome.end),
+    }
+    // The broker learns it failed and gives alice (dedicated) a new desktop.
+    wait_for("a replacement for alice", || async {
+        launcher::connect_options(&alice, "xd")
+            .await
+            .is_ok_and(|(_, d)| d.desktop != first.desktop)
+    })
+    .await;
+    let (opts, second) = launcher::connect_options(&alice, "xd").await.unwrap();
+    let failed = h.store().list_desktops(None).await.unwrap();
+    let old = failed.iter().find(|d| d.name == first.desktop).unwrap();
+    assert!(
+        matches!(old.state, DesktopState::Failed | DesktopState::Deleting),
+        "{:?}",
+        old.state
+    );
+    let audit = h.store().list_audit(50).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.event == "desktop_failed"),
+        "the failure is in the audit log"
+    );
+    let session = Session::connect(&opts).await.unwrap();
+    let stop = StopWhen {
+        duration: Some(Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let outcome = session
+        .run(stop, None)
+        .await
+        .expect("the new desktop works");
+    assert_eq!(outcome.framebuffer.size(), Size::new(320, 240));
+    assert!(host.desktop(&second.desktop).is_some());
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cursor_shape_comes_from_the_x_server() {
     use x11rb::protocol::xfixes::ConnectionExt as _;
 

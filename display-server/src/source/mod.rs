@@ -38,6 +38,12 @@ pub trait FrameSource: Send {
     fn cursor(&self) -> Option<&SourceCursor> {
         None
     }
+
+    /// Why the source can no longer show its desktop (e.g. its X server died); `None`
+    /// while it works. A failed source stays failed.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A source's pointer: its shape (a [`oriel_protocol::CursorMsg::Shape`]) with a serial

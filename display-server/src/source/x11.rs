@@ -54,8 +54,8 @@ pub struct X11Source {
     sequence: u64,
     presented: bool,
     interval: Duration,
-    /// The connection broke (e.g. the X server died): the source stays still.
-    dead: bool,
+    /// Why the connection broke (e.g. the X server died): the source stays still.
+    dead: Option<String>,
     cursor: Option<SourceCursor>,
     /// XFIXES said the cursor image changed.
     cursor_changed: bool,
@@ -123,7 +123,7 @@ impl X11Source {
             sequence: 0,
             presented: false,
             interval: Duration::from_secs(1) / fps.clamp(1, 240),
-            dead: false,
+            dead: None,
             cursor: None,
             cursor_changed: true,
             _server: None,
@@ -144,9 +144,14 @@ impl X11Source {
         &self.display
     }
 
+    /// The PID of the X server this source started; `None` when it attached to one.
+    pub fn server_pid(&self) -> Option<u32> {
+        self._server.as_ref().map(|s| s.pid())
+    }
+
     /// Whether the X server has gone away.
     pub fn is_dead(&self) -> bool {
-        self.dead
+        self.dead.is_some()
     }
 
     /// Copies `rect` of the X screen into the framebuffer.
@@ -305,7 +310,7 @@ impl FrameSource for X11Source {
     }
 
     fn poll(&mut self) -> Vec<Rect> {
-        if self.dead {
+        if self.dead.is_some() {
             return Vec::new();
         }
         match self.poll_inner() {
@@ -316,8 +321,11 @@ impl FrameSource for X11Source {
                 rects
             }
             Err(e) => {
-                tracing::error!("X display lost: {e}");
-                self.dead = true;
+                tracing::error!(display = self.display, "X display lost: {e}");
+                self.dead = Some(format!(
+                    "its X display {} went away (the X server exited?): {e}",
+                    self.display
+                ));
                 Vec::new()
             }
         }
@@ -383,5 +391,9 @@ impl FrameSource for X11Source {
 
     fn cursor(&self) -> Option<&SourceCursor> {
         self.cursor.as_ref()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.dead.clone()
     }
 }

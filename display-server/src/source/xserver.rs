@@ -105,6 +105,11 @@ impl XServer {
     pub fn display(&self) -> &str {
         &self.display
     }
+
+    /// The Xvfb process.
+    pub fn pid(&self) -> u32 {
+        self.xvfb.id()
+    }
 }
 
 /// The session to run when the pool names none.
