@@ -7,7 +7,7 @@ use oriel::{EndReason, Session, StopWhen};
 use oriel_display_server::source::x11::X11Source;
 use oriel_display_server::source::FrameSource;
 use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
-use oriel_e2e::xvfb::Xvfb;
+use oriel_e2e::xvfb::{capture, paint_window, Xvfb};
 use oriel_e2e::*;
 use oriel_protocol::{Framebuffer, InputEvent, PointerButton, Size};
 use oriel_transport::Identity;
@@ -28,75 +28,6 @@ fn start_x11_server(display: &str) -> DisplayServer {
     };
     let desktop = Desktop::new("x", Box::new(source) as Box<dyn FrameSource>);
     DisplayServer::start(config, &identity, vec![desktop]).expect("server starts")
-}
-
-/// The X screen as the X server holds it.
-fn capture(conn: &RustConnection, root: Window) -> Framebuffer {
-    let image = conn
-        .get_image(
-            ImageFormat::Z_PIXMAP,
-            root,
-            0,
-            0,
-            SIZE.width as u16,
-            SIZE.height as u16,
-            !0,
-        )
-        .unwrap()
-        .reply()
-        .unwrap();
-    let pixels = image
-        .data
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
-        .collect();
-    Framebuffer::from_pixels(SIZE, pixels).unwrap()
-}
-
-/// Maps a window at (`x`, `y`) and paints coloured bars into it.
-fn paint_window(conn: &RustConnection, root: Window, x: i16, y: i16) -> Window {
-    let window = conn.generate_id().unwrap();
-    conn.create_window(
-        x11rb::COPY_DEPTH_FROM_PARENT,
-        window,
-        root,
-        x,
-        y,
-        300,
-        200,
-        0,
-        WindowClass::INPUT_OUTPUT,
-        x11rb::COPY_FROM_PARENT,
-        &CreateWindowAux::new()
-            .background_pixel(0x00_20_40_60)
-            .override_redirect(1)
-            .event_mask(EventMask::KEY_PRESS | EventMask::BUTTON_PRESS | EventMask::EXPOSURE),
-    )
-    .unwrap();
-    conn.map_window(window).unwrap();
-    let gc = conn.generate_id().unwrap();
-    conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
-    for (i, colour) in [
-        0x00_ff_40_40u32,
-        0x00_40_ff_40,
-        0x00_40_40_ff,
-        0x00_ff_ff_ff,
-    ]
-    .iter()
-    .enumerate()
-    {
-        conn.change_gc(gc, &ChangeGCAux::new().foreground(*colour))
-            .unwrap();
-        let bar = Rectangle {
-            x: 10 + 70 * i as i16,
-            y: 20,
-            width: 50,
-            height: 150,
-        };
-        conn.poly_fill_rectangle(window, gc, &[bar]).unwrap();
-    }
-    conn.get_input_focus().unwrap().reply().unwrap(); // a round trip: all drawn
-    window
 }
 
 /// Waits until the server's copy of the screen equals what the X server holds.
@@ -190,204 +121,151 @@ async fn keys_and_clicks_arrive_as_x_events() {
     ] {
         input.send(event).await.expect("input sent");
     }
+    // Ctrl+Alt+Del is a key combination like any other.
+    const KEY_LEFTCTRL: u16 = 29;
+    const KEY_LEFTALT: u16 = 56;
+    const KEY_DELETE: u16 = 111;
+    for (code, down) in [
+        (KEY_LEFTCTRL, true),
+        (KEY_LEFTALT, true),
+        (KEY_DELETE, true),
+        (KEY_DELETE, false),
+        (KEY_LEFTALT, false),
+        (KEY_LEFTCTRL, false),
+    ] {
+        input.send(InputEvent::Key { code, down }).await.unwrap();
+    }
 
-    let (mut clicked, mut typed) = (None, None);
+    let mut clicked = None;
+    let mut pressed: Vec<(u8, KeyButMask)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while clicked.is_none() || typed.is_none() {
+    while clicked.is_none() || pressed.len() < 4 {
         assert!(
             Instant::now() < deadline,
-            "events missing: click {clicked:?}, key {typed:?}"
+            "events missing: click {clicked:?}, keys {pressed:?}"
         );
         match conn.poll_for_event().unwrap() {
             Some(Event::ButtonPress(e)) => clicked = Some((e.detail, e.event_x, e.event_y)),
-            Some(Event::KeyPress(e)) => typed = Some(e.detail),
+            Some(Event::KeyPress(e)) => pressed.push((e.detail, e.state)),
             Some(_) => {}
             None => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
     // The window is at (100, 50): the desktop's (123, 77) is (23, 27) inside it.
     assert_eq!(clicked, Some((1, 23, 27)));
+    let keysym = |keycode: u8| {
+        let map = conn
+            .get_keyboard_mapping(keycode, 1)
+            .unwrap()
+            .reply()
+            .unwrap();
+        map.keysyms.first().copied()
+    };
+    let keysyms: Vec<Option<u32>> = pressed.iter().map(|(k, _)| keysym(*k)).collect();
+    const XK_A: u32 = 0x61;
+    const XK_CONTROL_L: u32 = 0xffe3;
+    const XK_ALT_L: u32 = 0xffe9;
+    const XK_DELETE: u32 = 0xffff;
     assert_eq!(
-        typed,
-        Some((KEY_A + 8) as u8),
-        "evdev KEY_A is X keycode 38"
+        keysyms,
+        [XK_A, XK_CONTROL_L, XK_ALT_L, XK_DELETE].map(Some),
+        "keys arrive as the X keymap's a, Control_L, Alt_L, Delete"
+    );
+    let delete_state = pressed[3].1;
+    assert!(
+        delete_state.contains(KeyButMask::CONTROL) && delete_state.contains(KeyButMask::MOD1),
+        "Delete pressed with Ctrl and Alt held: {delete_state:?}"
     );
     run.abort();
     server.shutdown().await;
 }
 
-/// The X display serving a broker desktop on `host`.
-fn display_of(host: &DisplayServer, desktop: &str) -> String {
-    let desktop = host.desktop(desktop).expect("desktop on the host");
-    let source = desktop.source();
-    source
-        .as_any()
-        .downcast_ref::<X11Source>()
-        .expect("an x11 desktop")
-        .display()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_x11_pool_gives_each_user_an_x_session_and_replaces_floating_ones() {
-    use oriel::launcher;
-    use oriel_broker::store::{Assignment, DesktopState};
-    use oriel_e2e::broker::{wait_for, Harness};
-
-    let mut h = Harness::start("x11-pool").await;
-    h.pool_of(
-        "x11",
-        "xp",
-        Assignment::Floating,
-        2,
-        3,
-        r#"{"width":640,"height":480}"#,
-    )
-    .await;
-    let host = h.add_host("host-x", 4);
-    wait_for("2 x11 spares", || async {
-        h.count("xp", DesktopState::Ready).await == 2
-    })
-    .await;
-
-    let alice = h.user("alice", "xp").await;
-    let bob = h.user("bob", "xp").await;
-    let (alice_opts, alice_desk) = launcher::connect_options(&alice, "xp").await.unwrap();
-    let (_, bob_desk) = launcher::connect_options(&bob, "xp").await.unwrap();
-    assert_ne!(alice_desk.desktop, bob_desk.desktop);
-    let alice_display = display_of(&host, &alice_desk.desktop);
-    assert_ne!(
-        alice_display,
-        display_of(&host, &bob_desk.desktop),
-        "two X servers"
+async fn text_typed_through_the_client_reaches_an_xterm() {
+    let dir = temp_dir("x11-xterm");
+    let (ready, out) = (dir.join("ready"), dir.join("typed"));
+    // The xterm's shell says when it is up, then writes the line it reads to a file.
+    let command = format!(
+        "exec xterm -geometry 60x8+0+0 -e sh -c 'touch {}; read -r line; printf %s \"$line\" > {}'",
+        ready.display(),
+        out.display()
     );
-
-    // Alice sees her X screen exactly.
-    let (conn, screen) = x11rb::connect(Some(&alice_display)).unwrap();
-    let root = conn.setup().roots[screen].root;
-    paint_window(&conn, root, 60, 60);
-    let truth = capture(&conn, root);
-    let desktop = host.desktop(&alice_desk.desktop).unwrap();
-    wait_for("the source catches up", || {
-        let same = server_screen(&desktop) == truth;
-        async move { same }
-    })
-    .await;
-    let seq = desktop.source().sequence();
-    drop(desktop); // holding it would keep the old X server alive past the reset
-    let session = Session::connect(&alice_opts).await.unwrap();
-    let stop = StopWhen {
-        duration: Some(Duration::from_secs(60)),
-        settled_seq: Some(seq),
+    let source = X11Source::spawn(SIZE, 30, Some(&command)).expect("Xvfb with an xterm");
+    let desktop = Desktop::new("x", Box::new(source) as Box<dyn FrameSource>);
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
         ..Default::default()
     };
-    let outcome = session.run(stop, None).await.unwrap();
-    assert_eq!(diff_pixels(&outcome.framebuffer, &truth), 0);
+    let identity = Identity::generate(&["localhost".into()]).unwrap();
+    let server = DisplayServer::start(config, &identity, vec![desktop]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "the xterm never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
-    // Floating: on logoff the X session is replaced by a fresh one.
-    launcher::logoff(&alice, "xp").await.unwrap();
-    wait_for("alice's X session replaced", || {
-        let fresh = host
-            .desktop(&alice_desk.desktop)
-            .is_some_and(|d| server_screen(&d) != truth);
-        async move { fresh }
-    })
-    .await;
-    let old_alive = conn
-        .get_input_focus()
-        .ok()
-        .and_then(|c| c.reply().ok())
-        .is_some();
-    assert!(!old_alive, "the old X server is gone");
-    drop(conn);
-    h.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_x_server_fails_its_desktop_and_the_pool_replaces_it() {
-    use oriel::{launcher, ClientError};
-    use oriel_broker::store::{Assignment, DesktopState};
-    use oriel_e2e::broker::{wait_for, Harness};
-
-    let mut h = Harness::start("x11-death").await;
-    h.pool_of(
-        "x11",
-        "xd",
-        Assignment::Dedicated,
-        1,
-        2,
-        r#"{"width":320,"height":240,"command":"true"}"#,
-    )
-    .await;
-    let host = h.add_host("host-x", 4);
-    wait_for("an x11 spare", || async {
-        h.count("xd", DesktopState::Ready).await == 1
-    })
-    .await;
-    let alice = h.user("alice", "xd").await;
-    let (opts, first) = launcher::connect_options(&alice, "xd").await.unwrap();
-    let session = Session::connect(&opts).await.unwrap();
+    let session = Session::connect(&connect_options(&server, "x"))
+        .await
+        .expect("connect");
+    let input = session.input();
     let run = tokio::spawn(session.run(
         StopWhen {
-            duration: Some(Duration::from_secs(120)),
+            duration: Some(Duration::from_secs(60)),
             ..Default::default()
         },
         None,
     ));
-    let xvfb_pid = {
-        let desktop = host.desktop(&first.desktop).unwrap();
-        let source = desktop.source();
-        let x11 = source.as_any().downcast_ref::<X11Source>().unwrap();
-        x11.server_pid().expect("the server started this Xvfb")
-    };
-    // The X server crashes.
-    // SAFETY: signalling a process this test's display server started, by its PID.
-    unsafe { libc::kill(xvfb_pid as i32, libc::SIGKILL) };
-
-    let ended = tokio::time::timeout(Duration::from_secs(60), run)
+    // Without a window manager, focus follows the pointer: into the xterm.
+    input
+        .send(InputEvent::PointerMove { x: 40, y: 40 })
         .await
-        .expect("the session ends")
         .unwrap();
-    match ended {
-        Err(ClientError::DesktopGone(message)) => assert!(
-            message.contains("desktop failed") && message.contains("X display"),
-            "unclear message: {message}"
-        ),
-        Err(other) => panic!("expected the desktop to be reported gone, got {other:?}"),
-        Ok(outcome) => panic!("the session went on until {:?}", outcome.end),
+    // "Hi Oriel-5" and Enter, by evdev code, Shift held for the capitals.
+    const SHIFT: u16 = 42;
+    let keys: [(u16, bool); 11] = [
+        (35, true), // H
+        (23, false),
+        (57, false), // space
+        (24, true),  // O
+        (19, false),
+        (23, false),
+        (18, false),
+        (38, false),
+        (12, false), // -
+        (6, false),  // 5
+        (28, false), // Enter
+    ];
+    for (code, shifted) in keys {
+        let mut events = vec![];
+        if shifted {
+            events.push(InputEvent::Key {
+                code: SHIFT,
+                down: true,
+            });
+        }
+        events.push(InputEvent::Key { code, down: true });
+        events.push(InputEvent::Key { code, down: false });
+        if shifted {
+            events.push(InputEvent::Key {
+                code: SHIFT,
+                down: false,
+            });
+        }
+        for e in events {
+            input.send(e).await.unwrap();
+        }
     }
-    // The broker learns it failed and gives alice (dedicated) a new desktop.
-    wait_for("a replacement for alice", || async {
-        launcher::connect_options(&alice, "xd")
-            .await
-            .is_ok_and(|(_, d)| d.desktop != first.desktop)
-    })
-    .await;
-    let (opts, second) = launcher::connect_options(&alice, "xd").await.unwrap();
-    let failed = h.store().list_desktops(None).await.unwrap();
-    let old = failed.iter().find(|d| d.name == first.desktop).unwrap();
-    assert!(
-        matches!(old.state, DesktopState::Failed | DesktopState::Deleting),
-        "{:?}",
-        old.state
-    );
-    let audit = h.store().list_audit(50).await.unwrap();
-    assert!(
-        audit.iter().any(|a| a.event == "desktop_failed"),
-        "the failure is in the audit log"
-    );
-    let session = Session::connect(&opts).await.unwrap();
-    let stop = StopWhen {
-        duration: Some(Duration::from_secs(2)),
-        ..Default::default()
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let typed = loop {
+        if let Ok(text) = std::fs::read_to_string(&out) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the xterm never got the line");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let outcome = session
-        .run(stop, None)
-        .await
-        .expect("the new desktop works");
-    assert_eq!(outcome.framebuffer.size(), Size::new(320, 240));
-    assert!(host.desktop(&second.desktop).is_some());
-    h.shutdown().await;
+    assert_eq!(typed, "Hi Oriel-5");
+    run.abort();
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
