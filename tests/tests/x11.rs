@@ -19,9 +19,18 @@ use x11rb::rust_connection::RustConnection;
 const SIZE: Size = Size::new(640, 480);
 
 fn start_x11_server(display: &str) -> DisplayServer {
+    start_x11_server_with(display, true)
+}
+
+/// A display server on `display`, capturing through MIT-SHM or, without `shm`, GetImage.
+fn start_x11_server_with(display: &str, shm: bool) -> DisplayServer {
     let identity = Identity::generate(&["localhost".into()]).expect("identity");
-    let source = X11Source::connect(Some(display), 30).expect("attach to Xvfb");
+    let mut source = X11Source::connect(Some(display), 30).expect("attach to Xvfb");
     assert_eq!(source.size(), SIZE);
+    assert!(source.uses_shm(), "a local Xvfb shares memory");
+    if !shm {
+        source.disable_shm();
+    }
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Default::default()
@@ -49,10 +58,16 @@ fn wait_until_captured(server: &DisplayServer, conn: &RustConnection, root: Wind
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_sees_exactly_what_the_x_server_holds() {
+    for shm in [true, false] {
+        client_sees_exactly_what_the_x_server_holds(shm).await;
+    }
+}
+
+async fn client_sees_exactly_what_the_x_server_holds(shm: bool) {
     let xvfb = Xvfb::start(SIZE.width, SIZE.height);
     let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
     let root = conn.setup().roots[screen].root;
-    let server = start_x11_server(&xvfb.display);
+    let server = start_x11_server_with(&xvfb.display, shm);
     paint_window(&conn, root, 40, 30);
     paint_window(&conn, root, 250, 200);
     let truth = wait_until_captured(&server, &conn, root);
@@ -73,7 +88,7 @@ async fn the_client_sees_exactly_what_the_x_server_holds() {
         truth,
         "the X screen changed meanwhile"
     );
-    assert_eq!(diff_pixels(&outcome.framebuffer, &truth), 0);
+    assert_eq!(diff_pixels(&outcome.framebuffer, &truth), 0, "shm: {shm}");
     server.shutdown().await;
 }
 

@@ -2,6 +2,7 @@
 
 pub mod synthetic;
 pub mod x11;
+mod x11_shm;
 pub mod xserver;
 
 use oriel_protocol::{Framebuffer, InputEvent, Rect, Size};

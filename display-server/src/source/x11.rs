@@ -1,5 +1,6 @@
 //! An X display as a desktop: damage from the DAMAGE extension (nothing is polled when
-//! nothing changes), pixels with GetImage, keyboard and pointer through XTEST.
+//! nothing changes), pixels through MIT-SHM (GetImage when the X server cannot share
+//! memory with us), keyboard and pointer through XTEST.
 //!
 //! Keys arrive as Linux evdev codes; X servers with the evdev/xkb keymap (Xorg, Xvfb)
 //! number the same physical keys evdev + 8.
@@ -16,6 +17,7 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::NONE;
 
+use super::x11_shm::ShmSegment;
 use super::{FrameSource, SourceCursor};
 
 /// Largest cursor image the protocol carries.
@@ -59,6 +61,8 @@ pub struct X11Source {
     cursor: Option<SourceCursor>,
     /// XFIXES said the cursor image changed.
     cursor_changed: bool,
+    /// Shared memory the X server copies captures into; `None`: GetImage.
+    shm: Option<ShmSegment>,
     /// The X server this source started, if it did (dropped last: after the connection).
     _server: Option<super::xserver::XServer>,
 }
@@ -113,6 +117,14 @@ impl X11Source {
         conn.damage_create(damage, root, damage::ReportLevel::RAW_RECTANGLES)
             .map_err(request)?;
         conn.flush().map_err(request)?;
+        let shm = ShmSegment::attach(&conn, size.area() as usize * 4)?;
+        tracing::info!(
+            display = name,
+            capture = if shm.is_some() { "MIT-SHM" } else { "GetImage" },
+            "attached to X display {}x{}",
+            size.width,
+            size.height
+        );
         Ok(Self {
             conn,
             root,
@@ -126,6 +138,7 @@ impl X11Source {
             dead: None,
             cursor: None,
             cursor_changed: true,
+            shm,
             _server: None,
         })
     }
@@ -149,6 +162,18 @@ impl X11Source {
         self._server.as_ref().map(|s| s.pid())
     }
 
+    /// Whether captures go through MIT-SHM.
+    pub fn uses_shm(&self) -> bool {
+        self.shm.is_some()
+    }
+
+    /// Captures with GetImage from now on, even when MIT-SHM works.
+    pub fn disable_shm(&mut self) {
+        if let Some(shm) = self.shm.take() {
+            shm.detach(&self.conn);
+        }
+    }
+
     /// Whether the X server has gone away.
     pub fn is_dead(&self) -> bool {
         self.dead.is_some()
@@ -156,32 +181,39 @@ impl X11Source {
 
     /// Copies `rect` of the X screen into the framebuffer.
     fn fetch(&mut self, rect: &Rect) -> Result<(), X11Error> {
-        let reply = self
-            .conn
-            .get_image(
-                ImageFormat::Z_PIXMAP,
-                self.root,
-                rect.x as i16,
-                rect.y as i16,
-                rect.width as u16,
-                rect.height as u16,
-                !0,
-            )
-            .map_err(request)?
-            .reply()
-            .map_err(request)?;
-        if reply.depth != 24 && reply.depth != 32 {
+        let owned;
+        let (data, depth) = match &self.shm {
+            Some(shm) => shm.get_image(&self.conn, self.root, rect)?,
+            None => {
+                let reply = self
+                    .conn
+                    .get_image(
+                        ImageFormat::Z_PIXMAP,
+                        self.root,
+                        rect.x as i16,
+                        rect.y as i16,
+                        rect.width as u16,
+                        rect.height as u16,
+                        !0,
+                    )
+                    .map_err(request)?
+                    .reply()
+                    .map_err(request)?;
+                owned = reply.data;
+                (owned.as_slice(), reply.depth)
+            }
+        };
+        if depth != 24 && depth != 32 {
             return Err(X11Error::Request(format!(
-                "screen depth {} is not supported (24 or 32 bits only)",
-                reply.depth
+                "screen depth {depth} is not supported (24 or 32 bits only)"
             )));
         }
         let w = rect.width as usize;
-        if reply.data.len() < rect.area() as usize * 4 {
+        if data.len() < rect.area() as usize * 4 {
             return Err(X11Error::Request("short GetImage reply".into()));
         }
         for dy in 0..rect.height {
-            let src = &reply.data[dy as usize * w * 4..][..w * 4];
+            let src = &data[dy as usize * w * 4..][..w * 4];
             for (px, b) in self
                 .screen
                 .row_mut(rect, dy)
