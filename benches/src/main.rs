@@ -23,14 +23,28 @@ use serde_json::json;
 mod baseline;
 mod broker_bench;
 mod video_quality;
+mod x11_bench;
 
 /// Oriel display benchmark: server + headless client over loopback QUIC.
 #[derive(Debug, Parser)]
 #[command(name = "oriel-bench", version)]
 struct Args {
-    /// Workload: idle, typing, scroll, drag, video, mixed, or all.
+    /// Workload: idle, typing, scroll, drag, video, mixed, or all. With `--source x11`:
+    /// idle, text, scroll, drag, video, or all.
     #[arg(long, default_value = "all")]
     workload: String,
+    /// Where the pixels come from: synthetic (rendered in-process, replayable, scored
+    /// against the truth) or x11 (real X programs on Xvfb, captured by the x11 source).
+    #[arg(long, default_value = "synthetic", value_parser = ["synthetic", "x11"])]
+    source: String,
+    /// With `--source x11`: attach to this X display (e.g. ":5") instead of starting an
+    /// Xvfb of `--size`.
+    #[arg(long, value_name = "DISPLAY")]
+    display: Option<String>,
+    /// With `--source x11`: run this shell command on the display instead of the
+    /// scripted workload ("" runs nothing: measure what is already there).
+    #[arg(long, value_name = "CMD")]
+    launch: Option<String>,
     /// Seconds of source activity per workload.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -66,6 +80,36 @@ fn main() -> anyhow::Result<()> {
         println!("{}", broker_bench::run(b)?);
         return Ok(());
     }
+    let size = parse_size(&args.size)?;
+    if args.seconds == 0 || args.fps == 0 {
+        bail!("--seconds and --fps must be positive");
+    }
+    if args.source == "x11" {
+        let workloads: Vec<&str> = if args.workload == "all" {
+            x11_bench::WORKLOADS.to_vec()
+        } else {
+            args.workload.split(',').collect()
+        };
+        for workload in workloads {
+            eprintln!("oriel-bench: x11 {workload} for {} s ...", args.seconds);
+            let line = x11_bench::run(&x11_bench::X11Run {
+                workload,
+                size,
+                seconds: args.seconds,
+                fps: args.fps,
+                display: args.display.as_deref(),
+                launch: args.launch.as_deref(),
+                frame_window: args.frame_window,
+                link: args.link,
+                max_video_kbit: args.max_video_kbit,
+            })?;
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    if args.display.is_some() || args.launch.is_some() {
+        bail!("--display and --launch need --source x11");
+    }
     let workloads: Vec<Workload> = if args.workload == "all" {
         Workload::ALL.to_vec()
     } else {
@@ -74,10 +118,6 @@ fn main() -> anyhow::Result<()> {
             .map(|w| w.parse())
             .collect::<Result<_, _>>()?
     };
-    let size = parse_size(&args.size)?;
-    if args.seconds == 0 || args.fps == 0 {
-        bail!("--seconds and --fps must be positive");
-    }
     for workload in workloads {
         eprintln!("oriel-bench: {workload} for {} s ...", args.seconds);
         let config = SyntheticConfig {
@@ -103,18 +143,7 @@ fn run_workload(
 ) -> anyhow::Result<String> {
     let ticks = config.max_ticks.unwrap_or(0);
     let replay = baseline::replay(config)?;
-    let server_cpu_ns = Arc::new(AtomicU64::new(0));
-    let cpu = server_cpu_ns.clone();
-    // The server gets a runtime of its own so its CPU time can be told apart from the
-    // client's: every server thread adds its CPU time when it stops.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("oriel-server")
-        .on_thread_stop(move || {
-            cpu.fetch_add(thread_cpu_ns(), Relaxed);
-        })
-        .build()?;
+    let (server_rt, server_cpu_ns) = server_runtime()?;
     let source = SyntheticSource::new(config.clone())?;
     let identity = Identity::generate(&["localhost".into()])?;
     let server = server_rt.block_on(async {
@@ -300,6 +329,23 @@ fn run_workload(
         "general_lz4_ms": replay.general.lz4_time.as_secs_f64() * 1e3,
     });
     Ok(line.to_string())
+}
+
+/// A runtime for the display server alone, so its CPU time can be told apart from the
+/// client's: every thread of it (workers and blocking captures) adds its CPU time to
+/// the counter when it stops.
+fn server_runtime() -> anyhow::Result<(tokio::runtime::Runtime, Arc<AtomicU64>)> {
+    let server_cpu_ns = Arc::new(AtomicU64::new(0));
+    let cpu = server_cpu_ns.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("oriel-server")
+        .on_thread_stop(move || {
+            cpu.fetch_add(thread_cpu_ns(), Relaxed);
+        })
+        .build()?;
+    Ok((runtime, server_cpu_ns))
 }
 
 /// CPU time the calling thread has used, in nanoseconds.

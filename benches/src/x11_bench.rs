@@ -1,0 +1,331 @@
+//! `oriel-bench --source x11`: the same display figures for real X programs. An Xvfb
+//! (or the display given with `--display`) runs a scripted workload made of Debian
+//! programs (xterm, xdotool, ffmpeg's ffplay) or the `--launch` command; the display
+//! server captures it with the x11 source and a headless client follows over loopback
+//! QUIC. When the time is up the workload is stopped, the screen left to settle, and the
+//! client's framebuffer compared with the X server's.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use oriel::{percentile, ConnectOptions, Session, Shown, StopWhen};
+use oriel_display_server::source::x11::X11Source;
+use oriel_display_server::source::xserver::XServer;
+use oriel_display_server::source::FrameSource;
+use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
+use oriel_netem::{LinkSpec, Relay};
+use oriel_protocol::Size;
+use oriel_transport::Identity;
+use serde_json::json;
+
+/// The scripted X workloads, in the order `all` runs them.
+pub const WORKLOADS: [&str; 5] = ["idle", "text", "scroll", "drag", "video"];
+
+/// How long the screen must not change before the run counts as settled.
+const QUIET: Duration = Duration::from_millis(2500);
+
+pub struct X11Run<'a> {
+    pub workload: &'a str,
+    pub size: Size,
+    pub seconds: u64,
+    pub fps: u32,
+    /// Attach here instead of starting an Xvfb.
+    pub display: Option<&'a str>,
+    /// Run this instead of the scripted workload (empty: nothing).
+    pub launch: Option<&'a str>,
+    pub frame_window: usize,
+    pub link: Option<LinkSpec>,
+    pub max_video_kbit: u32,
+}
+
+/// The shell command for a scripted workload on a `size` screen.
+fn script(workload: &str, size: Size) -> anyhow::Result<String> {
+    // xterm's default font is 6x13 pixels: fill most of the screen.
+    let cols = (size.width / 6).saturating_sub(4).clamp(20, 300);
+    let rows = (size.height / 13).saturating_sub(4).clamp(5, 120);
+    let term = format!("xterm -geometry {cols}x{rows}+0+0");
+    Ok(match workload {
+        "idle" => format!("exec {term} -e sh -c 'echo Oriel idle desktop; exec sleep 1000000'"),
+        // Word by word at a fast typist's pace.
+        "text" | "typing" => format!(
+            "exec {term} -e sh -c 'while :; do for w in The quick brown fox jumps over \
+             the lazy dog while a remote desktop keeps up with every key; do \
+             printf \"%s \" \"$w\"; sleep 0.15; done; echo; done'"
+        ),
+        // A log scrolling past: about 40 lines a second.
+        "scroll" => format!(
+            "exec {term} -e sh -c 'i=0; while :; do i=$((i+1)); echo \"$i: Lorem ipsum \
+             dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor \
+             incididunt ut labore et dolore magna aliqua\"; sleep 0.025; done'"
+        ),
+        // A terminal window dragged to and fro by its position, 30 moves a second.
+        "drag" => {
+            let span = size.width.saturating_sub(500).max(40);
+            format!(
+                "xterm -geometry 80x24+0+0 -e top & \
+                 w=$(xdotool search --sync --class xterm | head -n1); \
+                 while :; do for x in $(seq 0 12 {span}) $(seq {span} -12 0); do \
+                 xdotool windowmove \"$w\" \"$x\" $((x / 4)); sleep 0.033; done; done"
+            )
+        }
+        "video" => {
+            let clip = video_clip(size)?;
+            format!(
+                "exec ffplay -loglevel error -an -noborder -left 0 -top 0 -loop 0 '{}'",
+                clip.display()
+            )
+        }
+        other => bail!(
+            "no scripted x11 workload '{other}' (have {}); or give --launch CMD",
+            WORKLOADS.join(", ")
+        ),
+    })
+}
+
+/// A 30 fps test clip at 2/3 of the screen, generated once with ffmpeg and kept under
+/// `target/oriel-bench/`: a Mandelbrot zoom, where every pixel changes every frame with
+/// smooth gradients and fine detail, like camera footage.
+fn video_clip(size: Size) -> anyhow::Result<PathBuf> {
+    let (w, h) = ((size.width * 2 / 3) & !1, (size.height * 2 / 3) & !1);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/oriel-bench");
+    std::fs::create_dir_all(&dir)?;
+    let clip = dir.join(format!("mandelbrot-{w}x{h}.mkv"));
+    if clip.exists() {
+        return Ok(clip);
+    }
+    eprintln!("oriel-bench: generating a {w}x{h} test clip with ffmpeg ...");
+    let partial = dir.join(format!("mandelbrot-{w}x{h}.partial.mkv"));
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("mandelbrot=size={w}x{h}:rate=30"))
+        .args(["-t", "20", "-c:v", "mpeg4", "-q:v", "3"])
+        .arg(&partial)
+        .status()
+        .context("cannot run ffmpeg (apt-get install ffmpeg; scripts/install-deps --bench)")?;
+    if !status.success() {
+        bail!("ffmpeg failed to generate the test clip ({status})");
+    }
+    std::fs::rename(&partial, &clip)?;
+    Ok(clip)
+}
+
+/// A workload's processes, stopped as a group.
+struct Launched(Child);
+
+impl Launched {
+    fn start(command: &str, display: &str) -> anyhow::Result<Self> {
+        let child = Command::new("sh")
+            .args(["-c", command])
+            .env("DISPLAY", display)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("cannot run '{command}'"))?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        let group = self.0.id() as i32;
+        // SAFETY: signalling the process group this value started.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: as above; whatever ignored SIGTERM goes now.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU seconds a process has used (user + system), from /proc.
+fn process_cpu_s(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / hz as f64
+}
+
+pub fn run(r: &X11Run) -> anyhow::Result<String> {
+    let own_server = match r.display {
+        Some(_) => None,
+        None => Some(XServer::start_bare(r.size)?),
+    };
+    let display = r
+        .display
+        .or(own_server.as_ref().map(|s| s.display()))
+        .context("no X display")?
+        .to_owned();
+    let command = match r.launch {
+        Some(c) => c.to_owned(),
+        None => script(r.workload, r.size)?,
+    };
+    let source = X11Source::connect(Some(&display), r.fps)?;
+    let size = source.size();
+    let shm = source.uses_shm();
+
+    let (server_rt, server_cpu_ns) = crate::server_runtime()?;
+    let identity = Identity::generate(&["localhost".into()])?;
+    let server = server_rt.block_on(async {
+        DisplayServer::start(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                frame_window: r.frame_window,
+                max_video_bitrate: r.max_video_kbit.saturating_mul(1000),
+                ..Default::default()
+            },
+            &identity,
+            vec![Desktop::new(
+                "default",
+                Box::new(source) as Box<dyn FrameSource>,
+            )],
+        )
+    })?;
+    let mut opts = ConnectOptions::new(server.local_addr()?, server.fingerprint());
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let relay = match r.link {
+        Some(spec) => {
+            let relay = client_rt.block_on(Relay::start(opts.addr, spec))?;
+            opts.addr = relay.addr();
+            Some(relay)
+        }
+        None => None,
+    };
+    let desktop = server.desktop("default").context("desktop")?;
+    let xserver_cpu_before = own_server.as_ref().map_or(0.0, |s| process_cpu_s(s.pid()));
+    let interrupt = Arc::new(tokio::sync::Notify::new());
+    let session = client_rt.block_on(Session::connect(&opts))?;
+    let stop = StopWhen {
+        interrupt: Some(interrupt.clone()),
+        duration: Some(Duration::from_secs(r.seconds * 4 + 120)),
+        ..Default::default()
+    };
+    let client = client_rt.spawn(async move {
+        let (mut pictures, mut frames) = (0u64, 0usize);
+        // Display frames shown from the first to the last video picture.
+        let mut during_video = (None::<usize>, 0usize);
+        let observe = |shown: Shown, _: &oriel_protocol::Framebuffer| match shown {
+            Shown::Frame { .. } => frames += 1,
+            Shown::Picture { .. } => {
+                pictures += 1;
+                during_video.0.get_or_insert(frames);
+                during_video.1 = frames;
+            }
+        };
+        let outcome = session.run_observed(stop, None, observe).await;
+        outcome.map(|o| (o, pictures, during_video))
+    });
+
+    // The workload runs for the given time, then stops; the screen settles.
+    let launched = if command.trim().is_empty() {
+        None
+    } else {
+        Some(Launched::start(&command, &display)?)
+    };
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(r.seconds));
+    let active = started.elapsed();
+    drop(launched);
+    let mut last = (desktop.source().sequence(), Instant::now());
+    let settle_deadline = Instant::now() + Duration::from_secs(60);
+    while last.1.elapsed() < QUIET {
+        if Instant::now() > settle_deadline {
+            bail!("the X screen never stopped changing after the workload ended");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let seq = desktop.source().sequence();
+        if seq != last.0 {
+            last = (seq, Instant::now());
+        }
+    }
+    interrupt.notify_one();
+    let (outcome, pictures, (video_from, video_to)) = client_rt.block_on(client)??;
+    drop(relay);
+    let truth = desktop.source().pixels().clone();
+    drop(desktop);
+    let xserver_cpu_s = own_server
+        .as_ref()
+        .map_or(0.0, |s| process_cpu_s(s.pid()) - xserver_cpu_before);
+
+    let stats = server.stats();
+    let frames_produced = server.frames_produced();
+    server_rt.block_on(server.shutdown());
+    drop(server);
+    server_rt.shutdown_timeout(Duration::from_secs(5));
+    let server_cpu_s = server_cpu_ns.load(Relaxed) as f64 / 1e9;
+
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    let bytes = stats.display_bytes.load(Relaxed);
+    let raw = stats.raw_bytes.load(Relaxed);
+    let frames_sent = stats.frames_sent.load(Relaxed);
+    let frame_bytes = stats.frame_byte_samples();
+    let first_frame_bytes = frame_bytes.first().copied().map_or(0, u64::from);
+    let encode = stats.encode_samples();
+    let video_encode = stats.video_encode_samples();
+    let during_video = match video_from {
+        Some(first) if video_to > first => &outcome.stats.latency_us[first..video_to],
+        _ => &[][..],
+    };
+    let line = json!({
+        "source": "x11",
+        "workload": r.workload,
+        "launch": command,
+        "capture": if shm { "MIT-SHM" } else { "GetImage" },
+        "link": r.link.map_or("loopback".to_string(), |l| l.to_string()),
+        "width": size.width,
+        "height": size.height,
+        "seconds": active.as_secs_f64(),
+        "frames_produced": frames_produced,
+        "frames_sent": frames_sent,
+        "bytes": bytes,
+        "bytes_per_frame": bytes.checked_div(frames_sent).unwrap_or(0),
+        "first_frame_bytes": first_frame_bytes,
+        "steady_bytes_per_frame": (bytes - first_frame_bytes).checked_div(frames_sent.saturating_sub(1)).unwrap_or(0),
+        "raw_bytes": raw,
+        "ratio_vs_raw": if bytes == 0 { 0.0 } else { raw as f64 / bytes as f64 },
+        "encode_ms_p50": ms(percentile(&encode, 0.5)),
+        "encode_ms_p99": ms(percentile(&encode, 0.99)),
+        "latency_ms_p50": ms(percentile(&outcome.stats.latency_us, 0.5)),
+        "latency_ms_p99": ms(percentile(&outcome.stats.latency_us, 0.99)),
+        "decode_ms_p50": ms(percentile(&outcome.stats.decode_us, 0.5)),
+        "server_cpu_s": server_cpu_s,
+        "xserver_cpu_s": xserver_cpu_s,
+        "tiles_changed": stats.tiles_changed.load(Relaxed),
+        "tiles_copy": stats.tiles_copied.load(Relaxed),
+        "tiles_cache_hit": stats.tiles_cache_hit.load(Relaxed),
+        "tiles_solid": stats.tiles_solid.load(Relaxed),
+        "tiles_palette": stats.tiles_palette.load(Relaxed),
+        "tiles_zstd": stats.tiles_raw.load(Relaxed),
+        "pixel_exact": outcome.framebuffer == truth,
+        "lossless_bytes": bytes,
+        "video_bytes": stats.video_bytes.load(Relaxed),
+        "video_regions": stats.video_regions.load(Relaxed),
+        "video_pictures": pictures,
+        "video_keyframes": stats.video_keyframes.load(Relaxed),
+        "video_encode_ms_p50": ms(percentile(&video_encode, 0.5)),
+        "video_latency_ms_p50": ms(percentile(&outcome.stats.video_latency_us, 0.5)),
+        "video_latency_ms_p99": ms(percentile(&outcome.stats.video_latency_us, 0.99)),
+        "video_decode_ms_p50": ms(percentile(&outcome.stats.video_decode_us, 0.5)),
+        "latency_during_video_ms_p50": ms(percentile(during_video, 0.5)),
+        "latency_during_video_ms_p99": ms(percentile(during_video, 0.99)),
+    });
+    Ok(line.to_string())
+}

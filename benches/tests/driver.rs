@@ -1,0 +1,49 @@
+//! The benchmark driver runs end to end and prints its JSON line (figures are not
+//! checked here: timings are for the benchmark to report, not for tests to assert).
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_oriel-bench"))
+        .args(args)
+        .output()
+        .expect("oriel-bench runs");
+    assert!(
+        out.status.success(),
+        "oriel-bench {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout.lines().last().expect("a JSON line");
+    serde_json::from_str(line).expect("valid JSON")
+}
+
+#[test]
+fn an_x11_workload_on_xvfb_gives_the_display_figures() {
+    let figures = bench(&[
+        "--source",
+        "x11",
+        "--workload",
+        "text",
+        "--seconds",
+        "2",
+        "--size",
+        "800x600",
+    ]);
+    assert_eq!(figures["source"], "x11");
+    assert_eq!(figures["capture"], "MIT-SHM");
+    assert_eq!(figures["width"], 800);
+    assert_eq!(figures["pixel_exact"], true, "{figures}");
+    assert!(figures["frames_sent"].as_u64().unwrap() > 0);
+    assert!(figures["server_cpu_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn x11_flags_need_the_x11_source() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oriel-bench"))
+        .args(["--display", ":5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--source x11"));
+}
