@@ -1,27 +1,24 @@
 //! `oriel-bench`: runs a display server and a headless client over loopback QUIC on a
-//! synthetic workload (optionally through an emulated link) and prints one JSON line of
-//! figures per workload.
+//! synthetic workload or real X programs (optionally through an emulated link) and prints
+//! one JSON line of figures per workload.
 
 #![recursion_limit = "256"]
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
-use oriel::{percentile, ConnectOptions, EndReason, Session, Shown, StopWhen};
+use oriel::{percentile, EndReason, Session, Shown, StopWhen};
 use oriel_display_server::config::parse_size;
 use oriel_display_server::source::synthetic::{SyntheticConfig, SyntheticSource, Workload};
-use oriel_display_server::source::FrameSource;
-use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
-use oriel_netem::{LinkSpec, Relay};
+use oriel_netem::LinkSpec;
 use oriel_protocol::Framebuffer;
-use oriel_transport::Identity;
 use serde_json::json;
 
 mod baseline;
 mod broker_bench;
+mod rig;
 mod video_quality;
 mod x11_bench;
 
@@ -143,38 +140,8 @@ fn run_workload(
 ) -> anyhow::Result<String> {
     let ticks = config.max_ticks.unwrap_or(0);
     let replay = baseline::replay(config)?;
-    let (server_rt, server_cpu_ns) = server_runtime()?;
     let source = SyntheticSource::new(config.clone())?;
-    let identity = Identity::generate(&["localhost".into()])?;
-    let server = server_rt.block_on(async {
-        DisplayServer::start(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse()?,
-                frame_window,
-                max_video_bitrate: max_video_kbit.saturating_mul(1000),
-                ..Default::default()
-            },
-            &identity,
-            vec![Desktop::new(
-                "default",
-                Box::new(source) as Box<dyn FrameSource>,
-            )],
-        )
-    })?;
-    let mut opts = ConnectOptions::new(server.local_addr()?, server.fingerprint());
-
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let relay = match link {
-        Some(spec) => {
-            let relay = client_rt.block_on(Relay::start(opts.addr, spec))?;
-            opts.addr = relay.addr();
-            Some(relay)
-        }
-        None => None,
-    };
+    let rig = rig::Rig::start(Box::new(source), frame_window, max_video_kbit, link)?;
     let mut pictures: Vec<video_quality::PictureSample> = Vec::new();
     let mut picture_count = 0u64;
     let mut last_picture: Option<std::time::Instant> = None;
@@ -184,8 +151,8 @@ fn run_workload(
     let mut playing = (None::<usize>, 0usize);
     let sample_every = (ticks / PICTURE_SAMPLES as u64).max(1);
     let activity = Duration::from_secs_f64(ticks as f64 / f64::from(config.fps));
-    let outcome = client_rt.block_on(async {
-        let session = Session::connect(&opts).await?;
+    let outcome = rig.client_rt.block_on(async {
+        let session = Session::connect(&rig.opts).await?;
         let stop = StopWhen {
             duration: Some(activity * 4 + Duration::from_secs(60)),
             settled_seq: Some(replay.final_sequence),
@@ -220,7 +187,6 @@ fn run_workload(
     })?;
     // From the last picture to the exact final screen: the build-to-lossless delay.
     let settle_ms = last_picture.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
-    drop(relay);
     if outcome.end != EndReason::Settled {
         bail!(
             "the client did not reach the final frame ({:?})",
@@ -228,18 +194,12 @@ fn run_workload(
         );
     }
 
-    let stats = server.stats();
-    let frames_produced = server.frames_produced();
-    let truth: Framebuffer = server
-        .desktop("default")
-        .context("desktop")?
-        .source()
-        .pixels()
-        .clone();
-    server_rt.block_on(server.shutdown());
-    drop(server);
-    server_rt.shutdown_timeout(Duration::from_secs(5));
-    let server_cpu_s = server_cpu_ns.load(Relaxed) as f64 / 1e9;
+    let truth: Framebuffer = rig.desktop().source().pixels().clone();
+    let rig::Finished {
+        stats,
+        frames_produced,
+        server_cpu_s,
+    } = rig.finish();
 
     let zstd_full = replay.zstd_full_frame_bytes;
     let bytes = stats.display_bytes.load(Relaxed);
@@ -329,32 +289,4 @@ fn run_workload(
         "general_lz4_ms": replay.general.lz4_time.as_secs_f64() * 1e3,
     });
     Ok(line.to_string())
-}
-
-/// A runtime for the display server alone, so its CPU time can be told apart from the
-/// client's: every thread of it (workers and blocking captures) adds its CPU time to
-/// the counter when it stops.
-fn server_runtime() -> anyhow::Result<(tokio::runtime::Runtime, Arc<AtomicU64>)> {
-    let server_cpu_ns = Arc::new(AtomicU64::new(0));
-    let cpu = server_cpu_ns.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("oriel-server")
-        .on_thread_stop(move || {
-            cpu.fetch_add(thread_cpu_ns(), Relaxed);
-        })
-        .build()?;
-    Ok((runtime, server_cpu_ns))
-}
-
-/// CPU time the calling thread has used, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use oriel::{percentile, ConnectOptions, Session, Shown, StopWhen};
+use oriel::{percentile, Session, Shown, StopWhen};
 use oriel_display_server::source::x11::X11Source;
 use oriel_display_server::source::xserver::XServer;
 use oriel_display_server::source::FrameSource;
-use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
-use oriel_netem::{LinkSpec, Relay};
+use oriel_netem::LinkSpec;
 use oriel_protocol::Size;
-use oriel_transport::Identity;
 use serde_json::json;
+
+use crate::rig::{Finished, Rig};
 
 /// The scripted X workloads, in the order `all` runs them.
 pub const WORKLOADS: [&str; 5] = ["idle", "text", "scroll", "drag", "video"];
@@ -179,46 +179,17 @@ pub fn run(r: &X11Run) -> anyhow::Result<String> {
     let size = source.size();
     let shm = source.uses_shm();
 
-    let (server_rt, server_cpu_ns) = crate::server_runtime()?;
-    let identity = Identity::generate(&["localhost".into()])?;
-    let server = server_rt.block_on(async {
-        DisplayServer::start(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse()?,
-                frame_window: r.frame_window,
-                max_video_bitrate: r.max_video_kbit.saturating_mul(1000),
-                ..Default::default()
-            },
-            &identity,
-            vec![Desktop::new(
-                "default",
-                Box::new(source) as Box<dyn FrameSource>,
-            )],
-        )
-    })?;
-    let mut opts = ConnectOptions::new(server.local_addr()?, server.fingerprint());
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let relay = match r.link {
-        Some(spec) => {
-            let relay = client_rt.block_on(Relay::start(opts.addr, spec))?;
-            opts.addr = relay.addr();
-            Some(relay)
-        }
-        None => None,
-    };
-    let desktop = server.desktop("default").context("desktop")?;
+    let rig = Rig::start(Box::new(source), r.frame_window, r.max_video_kbit, r.link)?;
+    let desktop = rig.desktop();
     let xserver_cpu_before = own_server.as_ref().map_or(0.0, |s| process_cpu_s(s.pid()));
     let interrupt = Arc::new(tokio::sync::Notify::new());
-    let session = client_rt.block_on(Session::connect(&opts))?;
+    let session = rig.client_rt.block_on(Session::connect(&rig.opts))?;
     let stop = StopWhen {
         interrupt: Some(interrupt.clone()),
         duration: Some(Duration::from_secs(r.seconds * 4 + 120)),
         ..Default::default()
     };
-    let client = client_rt.spawn(async move {
+    let client = rig.client_rt.spawn(async move {
         let (mut pictures, mut frames) = (0u64, 0usize);
         // Display frames shown from the first to the last video picture.
         let mut during_video = (None::<usize>, 0usize);
@@ -257,20 +228,18 @@ pub fn run(r: &X11Run) -> anyhow::Result<String> {
         }
     }
     interrupt.notify_one();
-    let (outcome, pictures, (video_from, video_to)) = client_rt.block_on(client)??;
-    drop(relay);
+    let (outcome, pictures, (video_from, video_to)) = rig.client_rt.block_on(client)??;
     let truth = desktop.source().pixels().clone();
     drop(desktop);
     let xserver_cpu_s = own_server
         .as_ref()
         .map_or(0.0, |s| process_cpu_s(s.pid()) - xserver_cpu_before);
 
-    let stats = server.stats();
-    let frames_produced = server.frames_produced();
-    server_rt.block_on(server.shutdown());
-    drop(server);
-    server_rt.shutdown_timeout(Duration::from_secs(5));
-    let server_cpu_s = server_cpu_ns.load(Relaxed) as f64 / 1e9;
+    let Finished {
+        stats,
+        frames_produced,
+        server_cpu_s,
+    } = rig.finish();
 
     let ms = |us: u32| f64::from(us) / 1000.0;
     let bytes = stats.display_bytes.load(Relaxed);
