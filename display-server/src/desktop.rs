@@ -16,6 +16,8 @@ use crate::source::{FrameSource, SourceCursor};
 pub struct DamageSink {
     pending: Mutex<Pending>,
     notify: Notify,
+    /// The desktop's size when the sink was made: what the session told its client.
+    first_size: Size,
 }
 
 struct Pending {
@@ -49,7 +51,30 @@ impl DamageSink {
                 hits: vec![TileHits::default(); tile_count(size)],
             }),
             notify: Notify::new(),
+            first_size: size,
         }
+    }
+
+    /// The size the sink started at.
+    pub fn first_size(&self) -> Size {
+        self.first_size
+    }
+
+    /// The desktop's size as of the pending damage.
+    pub fn size(&self) -> Size {
+        lock(&self.pending).mask.size()
+    }
+
+    /// The desktop changed size: everything is pending again, at the new size (a
+    /// session sees the size change in the damage it takes).
+    fn resize(&self, size: Size) {
+        let mut p = lock(&self.pending);
+        p.mask = TileMask::full(size);
+        p.hits = vec![TileHits::default(); tile_count(size)];
+        p.refresh = false;
+        p.oldest_unix_us.get_or_insert_with(unix_micros);
+        drop(p);
+        self.notify.notify_one();
     }
 
     fn add(&self, rects: &[Rect], now_us: u64) {
@@ -115,7 +140,8 @@ fn tile_count(size: Size) -> usize {
 
 pub struct Desktop {
     name: String,
-    size: Size,
+    /// The source's size as of the last poll (X screens can change size).
+    size: Mutex<Size>,
     source: Mutex<Box<dyn FrameSource>>,
     sinks: Mutex<Vec<Arc<DamageSink>>>,
     frames_produced: AtomicU64,
@@ -133,7 +159,7 @@ impl Desktop {
     pub fn new(name: impl Into<String>, source: Box<dyn FrameSource>) -> Arc<Self> {
         Arc::new(Self {
             name: name.into(),
-            size: source.size(),
+            size: Mutex::new(source.size()),
             source: Mutex::new(source),
             sinks: Mutex::new(Vec::new()),
             frames_produced: AtomicU64::new(0),
@@ -149,7 +175,7 @@ impl Desktop {
     }
 
     pub fn size(&self) -> Size {
-        self.size
+        *lock(&self.size)
     }
 
     /// Polls that produced damage since the desktop started.
@@ -191,7 +217,10 @@ impl Desktop {
     /// Registers a new viewer; its sink starts with the whole screen pending.
     pub fn subscribe(&self) -> Arc<DamageSink> {
         *lock(&self.last_activity) = std::time::Instant::now();
-        let sink = Arc::new(DamageSink::new(self.size));
+        // Under the source lock: a resize cannot slip between reading the size and
+        // joining the sinks it resizes.
+        let _source = self.source();
+        let sink = Arc::new(DamageSink::new(self.size()));
         lock(&self.sinks).push(sink.clone());
         sink
     }
@@ -232,6 +261,19 @@ impl Desktop {
                 self.kick_viewers();
             }
             return;
+        }
+        let size = source.size();
+        if size != self.size() {
+            tracing::info!(
+                desktop = self.name,
+                "desktop resized to {}x{}",
+                size.width,
+                size.height
+            );
+            *lock(&self.size) = size;
+            for sink in lock(&self.sinks).iter() {
+                sink.resize(size);
+            }
         }
         if let Some(cursor) = source.cursor() {
             self.cursor.send_if_modified(|current| {

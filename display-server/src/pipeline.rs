@@ -64,6 +64,8 @@ pub struct Pipeline {
     regions: Vec<RegionCoder>,
     /// Regions ended since the last lossless frame.
     ended: Vec<u64>,
+    /// Regions a resize ended, whose streams the session has yet to close.
+    ended_by_resize: Vec<u64>,
     source_seq: u64,
     oldest_capture_us: Option<u64>,
     epoch: Instant,
@@ -80,6 +82,7 @@ impl Pipeline {
             pending: TileMask::new(size),
             regions: Vec::new(),
             ended: Vec::new(),
+            ended_by_resize: Vec::new(),
             source_seq: 0,
             oldest_capture_us: None,
             epoch: Instant::now(),
@@ -99,6 +102,9 @@ impl Pipeline {
             let Some(damage) = sink.take() else {
                 return;
             };
+            if damage.mask.size() != self.staging.size() {
+                self.resize(damage.mask.size());
+            }
             let pixels = source.pixels();
             for (c, r) in damage.mask.iter() {
                 self.staging
@@ -144,6 +150,21 @@ impl Pipeline {
         *oldest = (*oldest).min(damage.oldest_unix_us);
     }
 
+    /// The desktop changed size: every region ends, and the next frame repaints the
+    /// screen at its new size.
+    fn resize(&mut self, size: Size) {
+        self.encoder.resize(size);
+        if let Some(detector) = &mut self.detector {
+            *detector = VideoDetector::new(size, DetectorConfig::default());
+        }
+        self.staging = Framebuffer::new(size);
+        self.pending = TileMask::new(size);
+        for region in self.regions.drain(..) {
+            self.ended.push(region.id);
+            self.ended_by_resize.push(region.id);
+        }
+    }
+
     /// A lossless frame is due (damage, a region to refine, or an end to announce).
     pub fn lossless_due(&self) -> bool {
         !self.pending.is_empty() || self.encoder.has_refinement() || !self.ended.is_empty()
@@ -165,7 +186,10 @@ impl Pipeline {
     /// Starts and ends regions and encodes the pictures the budget allows. Pictures go
     /// out before the lossless frame of the same step is even encoded.
     pub fn step_video(&mut self, budget: Budget<'_>) -> Output {
-        let mut out = Output::default();
+        let mut out = Output {
+            ended: std::mem::take(&mut self.ended_by_resize),
+            ..Default::default()
+        };
         for id in &budget.keyframes {
             if let Some(r) = self.regions.iter_mut().find(|r| r.id == *id) {
                 r.keyframe = true;

@@ -116,10 +116,13 @@ async fn run_session(
     control_rx: FramedRecv,
 ) -> anyhow::Result<()> {
     let session_id = shared.next_session_id.fetch_add(1, Relaxed);
+    // The sink starts at the desktop's size; if the desktop resizes later, the first
+    // frame after tells the client.
+    let sink = desktop.subscribe();
     let welcome = Welcome {
         version: PROTOCOL_VERSION,
         session_id,
-        desktop_size: desktop.size(),
+        desktop_size: sink.size(),
         capabilities: caps,
     };
     send_message(
@@ -137,8 +140,8 @@ async fn run_session(
     );
 
     shared.stats.sessions_total.fetch_add(1, Relaxed);
-    let sink = desktop.subscribe();
-    let result = run_streams(conn, shared, desktop, &sink, caps, control_rx, control_tx).await;
+    let streams = run_streams(conn, shared, desktop, &sink, caps, control_rx, control_tx);
+    let result = streams.await;
     desktop.unsubscribe(&sink);
     result
 }
@@ -251,7 +254,8 @@ async fn display_loop(
         zstd_level: shared.config.zstd_level,
     };
     let max_fps = 1.0 / desktop.source().frame_interval().as_secs_f32();
-    let mut pipeline = Pipeline::new(desktop.size(), config, max_fps)?;
+    // The client's decoder has the size its welcome gave (the sink's first size).
+    let mut pipeline = Pipeline::new(sink.first_size(), config, max_fps)?;
     let mut video_streams: HashMap<u64, mpsc::UnboundedSender<VideoMsg>> = HashMap::new();
     loop {
         let path = conn.stats().path;
@@ -513,9 +517,9 @@ async fn input_loop(
     desktop: &Arc<Desktop>,
 ) -> anyhow::Result<()> {
     let mut rx = FramedRecv::new(stream, Channel::Input.max_message_len());
-    let size = desktop.size();
     while let Some(event) = rx.recv::<InputEvent>().await? {
         if let InputEvent::PointerMove { x, y } = event {
+            let size = desktop.size();
             if x >= size.width || y >= size.height {
                 bail!(
                     "pointer position {x},{y} outside the {}x{} desktop",

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::geometry::{Rect, Size};
 
 /// Version of this wire format; a server refuses a `Hello` with another major version.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// TLS application protocol name.
 pub const ALPN: &[u8] = b"oriel/1";
@@ -184,6 +184,10 @@ pub struct FrameMsg {
     pub source_seq: u64,
     /// Wall clock (µs since the Unix epoch) when the oldest damage in this frame was captured.
     pub capture_unix_us: u64,
+    /// The desktop changed size: before anything else the client's framebuffer becomes
+    /// this size, all black, and the frame's updates repaint it. Video regions that were
+    /// playing are listed in `video_ended`.
+    pub resize: Option<Size>,
     /// Moves, applied first and all reading the framebuffer as it was before this frame.
     pub copies: Vec<CopyRect>,
     /// Video regions that ended before this frame: the client drops their decoders and

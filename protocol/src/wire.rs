@@ -231,6 +231,7 @@ mod tests {
             frame_id: 1,
             source_seq: 1,
             capture_unix_us: 0,
+            resize: None,
             copies: vec![],
             video_ended: vec![],
             updates,

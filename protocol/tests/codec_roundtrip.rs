@@ -166,6 +166,7 @@ fn decoder_refuses_out_of_bounds_and_unknown_cache_keys() {
         frame_id: 1,
         source_seq: 0,
         capture_unix_us: 0,
+        resize: None,
         copies: vec![],
         video_ended: vec![],
         updates: vec![RectUpdate {
@@ -278,4 +279,55 @@ fn video_regions_are_left_alone_then_sent_exactly_when_they_end() {
     p.dec.apply(&frame.msg).unwrap();
     assert_eq!(p.dec.framebuffer(), &screen);
     assert!(!p.enc.has_refinement());
+}
+
+#[test]
+fn a_resize_repaints_the_new_size_exactly() {
+    let mut pair = Pair::new(Size::new(256, 192), Capabilities::all());
+    let mut screen = Framebuffer::new(Size::new(256, 192));
+    text_page(&mut screen, &Rect::new(0, 0, 256, 192), 0);
+    pair.send(&screen, &TileMask::full(screen.size())).unwrap();
+
+    for (width, height) in [(400, 130), (64, 64), (333, 217)] {
+        let size = Size::new(width, height);
+        let mut bigger = Framebuffer::new(size);
+        // Half black (which a fresh client already has), half text.
+        text_page(&mut bigger, &Rect::new(0, 0, width / 2, height), 3);
+        pair.enc.resize(size);
+        let msg = pair.send(&bigger, &TileMask::full(size)).unwrap();
+        assert_eq!(msg.resize, Some(size));
+        assert!(msg.copies.is_empty());
+        assert_eq!(pair.dec.framebuffer(), &bigger);
+    }
+    // A resize to an all-black screen still goes out.
+    let size = Size::new(128, 96);
+    pair.enc.resize(size);
+    let msg = pair
+        .send(&Framebuffer::new(size), &TileMask::full(size))
+        .expect("a frame announcing the size");
+    assert_eq!((msg.resize, msg.updates.len()), (Some(size), 0));
+    assert_eq!(pair.dec.framebuffer().size(), size);
+}
+
+#[test]
+fn the_decoder_refuses_impossible_sizes() {
+    let mut dec = Decoder::new(Size::new(64, 64), Capabilities::all()).unwrap();
+    for size in [
+        Size::new(0, 10),
+        Size::new(10, 0),
+        Size::new(100_000, 100_000),
+    ] {
+        let msg = FrameMsg {
+            frame_id: 1,
+            source_seq: 0,
+            capture_unix_us: 0,
+            resize: Some(size),
+            copies: vec![],
+            video_ended: vec![],
+            updates: vec![],
+            payload: vec![],
+        };
+        assert!(dec.apply(&msg).is_err(), "{size:?}");
+    }
+    assert_eq!(dec.framebuffer().size(), Size::new(64, 64));
 }

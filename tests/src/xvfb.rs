@@ -23,6 +23,18 @@ impl Xvfb {
             _server: server,
         }
     }
+
+    /// Xorg with the dummy driver instead: a screen RandR can resize (output `DUMMY0`).
+    pub fn start_resizable(width: u32, height: u32) -> Xvfb {
+        let server = XServer::start_xorg_dummy(Size::new(width, height)).expect(
+            "Xorg runs (scripts/install-deps installs xserver-xorg-core and \
+             xserver-xorg-video-dummy)",
+        );
+        Xvfb {
+            display: server.display().to_owned(),
+            _server: server,
+        }
+    }
 }
 
 /// The X screen as the X server holds it.

@@ -284,6 +284,79 @@ async fn text_typed_through_the_client_reaches_an_xterm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_client_follows_randr_screen_resizes() {
+    use std::sync::Arc;
+
+    let xorg = Xvfb::start_resizable(SIZE.width, SIZE.height);
+    let (conn, screen) = x11rb::connect(Some(&xorg.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    paint_window(&conn, root, 40, 30);
+    let server = start_x11_server(&xorg.display);
+    let desktop = server.desktop("x").unwrap();
+
+    let interrupt = Arc::new(tokio::sync::Notify::new());
+    let session = Session::connect(&connect_options(&server, "x"))
+        .await
+        .expect("connect");
+    let stop = StopWhen {
+        interrupt: Some(interrupt.clone()),
+        duration: Some(Duration::from_secs(120)),
+        ..Default::default()
+    };
+    let (frames_tx, mut frames_rx) = tokio::sync::mpsc::unbounded_channel();
+    let run = tokio::spawn(session.run_observed(stop, None, move |shown, fb| {
+        if let oriel::Shown::Frame { source_seq, .. } = shown {
+            let _ = frames_tx.send((source_seq, fb.clone()));
+        }
+    }));
+
+    for (width, height) in [(1024u32, 768u32), (800, 600)] {
+        let mode = format!("{width}x{height}");
+        let status = std::process::Command::new("xrandr")
+            .args(["--output", "DUMMY0", "--mode", &mode])
+            .env("DISPLAY", &xorg.display)
+            .status()
+            .expect("xrandr runs (x11-xserver-utils)");
+        assert!(status.success(), "xrandr --mode {mode}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while desktop.size() != Size::new(width, height) {
+            assert!(Instant::now() < deadline, "the desktop never became {mode}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Something beyond the old edges, then the screen as the X server holds it.
+        paint_window(&conn, root, width as i16 - 310, height as i16 - 210);
+        let truth = {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let truth = capture(&conn, root);
+                if server_screen(&desktop) == truth {
+                    break truth;
+                }
+                assert!(Instant::now() < deadline, "the source never caught up");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let seq = desktop.source().sequence();
+        let shown = loop {
+            let (source_seq, fb) = tokio::time::timeout(Duration::from_secs(60), frames_rx.recv())
+                .await
+                .expect("the client keeps getting frames")
+                .expect("the session runs");
+            if source_seq >= seq {
+                break fb;
+            }
+        };
+        assert_eq!(shown.size(), Size::new(width, height));
+        assert_eq!(diff_pixels(&shown, &truth), 0, "{mode}");
+    }
+    interrupt.notify_one();
+    let outcome = run.await.unwrap().expect("the session ends cleanly");
+    assert_eq!(outcome.framebuffer.size(), Size::new(800, 600));
+    drop(desktop);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cursor_shape_comes_from_the_x_server() {
     use x11rb::protocol::xfixes::ConnectionExt as _;
 

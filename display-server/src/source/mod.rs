@@ -61,8 +61,9 @@ pub struct SourceCursor {
 /// Builds the source a broker's desktop spec asks for. `params` is JSON, every field
 /// optional. `synthetic`: `{"workload": "typing", "width": 1920, "height": 1080,
 /// "fps": 30, "ticks": 300}`. `x11`: `{"width": 1920, "height": 1080, "fps": 30,
-/// "command": "xterm"}` starts an Xvfb running the command; `{"display": ":5"}` attaches
-/// to an existing X display instead.
+/// "command": "xterm", "server": "xvfb"}` starts an X server (`xvfb`, or `xorg` for Xorg
+/// with the dummy driver, whose screen RandR can resize) running the command;
+/// `{"display": ":5"}` attaches to an existing X display instead.
 pub fn from_spec(
     spec: &oriel_protocol::host_link::DesktopSpec,
 ) -> anyhow::Result<Box<dyn FrameSource>> {
@@ -108,8 +109,10 @@ pub fn from_spec(
                 width: Option<u32>,
                 height: Option<u32>,
                 fps: Option<u32>,
-                /// Session command run on a new Xvfb.
+                /// Session command run on a new X server.
                 command: Option<String>,
+                /// Which X server to start: xvfb (default) or xorg.
+                server: Option<String>,
             }
             let p: Params = if spec.params.trim().is_empty() {
                 Params::default()
@@ -131,7 +134,11 @@ pub fn from_spec(
                             size.height
                         );
                     }
-                    x11::X11Source::spawn(size, fps, p.command.as_deref())?
+                    let kind = match &p.server {
+                        Some(s) => s.parse()?,
+                        None => xserver::XServerKind::default(),
+                    };
+                    x11::X11Source::spawn_on(kind, size, fps, p.command.as_deref())?
                 }
             };
             Ok(Box::new(source))

@@ -1,6 +1,7 @@
 //! An X display as a desktop: damage from the DAMAGE extension (nothing is polled when
 //! nothing changes), pixels through MIT-SHM (GetImage when the X server cannot share
-//! memory with us), keyboard and pointer through XTEST.
+//! memory with us), keyboard and pointer through XTEST, the cursor from XFIXES, and
+//! screen size changes from RandR.
 //!
 //! Keys arrive as Linux evdev codes; X servers with the evdev/xkb keymap (Xorg, Xvfb)
 //! number the same physical keys evdev + 8.
@@ -10,6 +11,7 @@ use std::time::Duration;
 use oriel_protocol::{Framebuffer, InputEvent, PointerButton, Rect, Size};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::damage::{self, ConnectionExt as _};
+use x11rb::protocol::randr::{self, ConnectionExt as _};
 use x11rb::protocol::xfixes::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat};
 use x11rb::protocol::xtest::ConnectionExt as _;
@@ -36,7 +38,7 @@ pub enum X11Error {
     MissingExtension(&'static str),
     #[error("X request failed: {0}")]
     Request(String),
-    #[error("the X screen is {width}x{height}, larger than the protocol allows")]
+    #[error("the X screen is {width}x{height}, empty or larger than the protocol allows")]
     TooLarge { width: u32, height: u32 },
     #[error("starting an X server: {0}")]
     Spawn(String),
@@ -63,6 +65,8 @@ pub struct X11Source {
     cursor_changed: bool,
     /// Shared memory the X server copies captures into; `None`: GetImage.
     shm: Option<ShmSegment>,
+    /// RandR said the screen changed (size, rotation).
+    screen_changed: bool,
     /// The X server this source started, if it did (dropped last: after the connection).
     _server: Option<super::xserver::XServer>,
 }
@@ -113,6 +117,21 @@ impl X11Source {
             .map_err(request)?;
         conn.xfixes_select_cursor_input(root, xfixes::CursorNotifyMask::DISPLAY_CURSOR)
             .map_err(request)?;
+        // Screen size changes come from RandR, where the server has it (Xvfb's screen
+        // cannot change size; Xorg's, Xvnc's and others' can).
+        let randr = conn
+            .extension_information(randr::X11_EXTENSION_NAME)
+            .map_err(request)?
+            .is_some()
+            && conn
+                .randr_query_version(1, 2)
+                .map_err(request)?
+                .reply()
+                .is_ok();
+        if randr {
+            conn.randr_select_input(root, randr::NotifyMask::SCREEN_CHANGE)
+                .map_err(request)?;
+        }
         let damage = conn.generate_id().map_err(request)?;
         conn.damage_create(damage, root, damage::ReportLevel::RAW_RECTANGLES)
             .map_err(request)?;
@@ -139,6 +158,7 @@ impl X11Source {
             cursor: None,
             cursor_changed: true,
             shm,
+            screen_changed: false,
             _server: None,
         })
     }
@@ -146,7 +166,17 @@ impl X11Source {
     /// Starts an X server of its own at `size`, running `command` (see
     /// [`super::xserver::XServer::start`]), and attaches to it.
     pub fn spawn(size: Size, fps: u32, command: Option<&str>) -> Result<Self, X11Error> {
-        let server = super::xserver::XServer::start(size, command)?;
+        Self::spawn_on(super::xserver::XServerKind::Xvfb, size, fps, command)
+    }
+
+    /// [`X11Source::spawn`] on an X server of `kind`.
+    pub fn spawn_on(
+        kind: super::xserver::XServerKind,
+        size: Size,
+        fps: u32,
+        command: Option<&str>,
+    ) -> Result<Self, X11Error> {
+        let server = super::xserver::XServer::start_kind(kind, size, command)?;
         let mut source = Self::connect(Some(server.display()), fps)?;
         source._server = Some(server);
         Ok(source)
@@ -230,8 +260,10 @@ impl X11Source {
     fn take_damage(&mut self) -> Result<Vec<Rect>, X11Error> {
         let mut rects = Vec::new();
         while let Some(event) = self.conn.poll_for_event().map_err(request)? {
-            if let Event::XfixesCursorNotify(_) = event {
-                self.cursor_changed = true;
+            match event {
+                Event::XfixesCursorNotify(_) => self.cursor_changed = true,
+                Event::RandrScreenChangeNotify(_) => self.screen_changed = true,
+                _ => {}
             }
             if let Event::DamageNotify(e) = event {
                 let area = e.area;
@@ -306,19 +338,57 @@ impl X11Source {
     }
 
     fn poll_screen(&mut self) -> Result<Vec<Rect>, X11Error> {
+        let rects = self.take_damage()?;
+        if std::mem::take(&mut self.screen_changed) {
+            self.adopt_screen_size()?;
+        }
         if !self.presented {
             self.presented = true;
             // Everything is new to us; damage from before is covered too.
-            let _ = self.take_damage()?;
             let full = self.size.full_rect();
             self.fetch(&full)?;
             return Ok(vec![full]);
         }
-        let rects = self.take_damage()?;
         for r in &rects {
             self.fetch(r)?;
         }
         Ok(rects)
+    }
+
+    /// Takes the root window's size after RandR said the screen changed; a new size
+    /// means a new framebuffer (and shared segment) and a full capture.
+    fn adopt_screen_size(&mut self) -> Result<(), X11Error> {
+        let geometry = self
+            .conn
+            .get_geometry(self.root)
+            .map_err(request)?
+            .reply()
+            .map_err(request)?;
+        let size = Size::new(u32::from(geometry.width), u32::from(geometry.height));
+        if size == self.size {
+            return Ok(());
+        }
+        if size.area() == 0 || size.area() > oriel_protocol::MAX_DESKTOP_PIXELS {
+            return Err(X11Error::TooLarge {
+                width: size.width,
+                height: size.height,
+            });
+        }
+        tracing::info!(
+            display = self.display,
+            "X screen resized to {}x{}",
+            size.width,
+            size.height
+        );
+        let bytes = size.area() as usize * 4;
+        if self.shm.as_ref().is_some_and(|shm| shm.len() < bytes) {
+            self.disable_shm();
+            self.shm = ShmSegment::attach(&self.conn, bytes)?;
+        }
+        self.size = size;
+        self.screen = Framebuffer::new(size);
+        self.presented = false;
+        Ok(())
     }
 
     fn fake(&self, kind: u8, detail: u8, x: i16, y: i16) {

@@ -120,6 +120,11 @@ impl ShmSegment {
         Ok((data, reply.depth))
     }
 
+    /// Bytes the segment holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// Tells the X server to let go of the segment (it also does when the connection
     /// closes; the segment is already marked for removal).
     pub fn detach(&self, conn: &RustConnection) {

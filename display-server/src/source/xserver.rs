@@ -1,6 +1,7 @@
-//! An X server of the display server's own: Xvfb on a free display number, plus the
-//! desktop's session command (a window manager, a terminal, ...) running on it. Both are
-//! killed, by PID, when the desktop goes.
+//! An X server of the display server's own on a free display number — Xvfb, or Xorg with
+//! the dummy driver when the screen must change size (RandR) — plus the desktop's session
+//! command (a window manager, a terminal, ...) running on it. Both are killed, by PID,
+//! when the desktop goes.
 
 use std::io::Read;
 use std::os::fd::FromRawFd;
@@ -14,10 +15,38 @@ use super::x11::X11Error;
 /// How long Xvfb may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Which X server runs the screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XServerKind {
+    /// Xvfb: light, but its screen keeps the size it started with.
+    #[default]
+    Xvfb,
+    /// Xorg with the dummy video driver: RandR can resize its screen up to 4096x4096.
+    XorgDummy,
+}
+
+impl std::str::FromStr for XServerKind {
+    type Err = X11Error;
+    fn from_str(s: &str) -> Result<Self, X11Error> {
+        match s {
+            "xvfb" => Ok(Self::Xvfb),
+            "xorg" | "xorg-dummy" => Ok(Self::XorgDummy),
+            other => Err(X11Error::Spawn(format!(
+                "unknown X server '{other}' (xvfb or xorg)"
+            ))),
+        }
+    }
+}
+
+/// Largest screen an Xorg dummy server can be resized to.
+const XORG_MAX_EDGE: u32 = 4096;
+
 pub struct XServer {
-    xvfb: Child,
+    process: Child,
     session: Option<Child>,
     display: String,
+    /// Xorg's configuration and log, removed with the server.
+    config_dir: Option<std::path::PathBuf>,
 }
 
 impl XServer {
@@ -25,7 +54,19 @@ impl XServer {
     /// `DISPLAY` set. Without a command, the first of `x-window-manager` and `xterm`
     /// that is installed runs; with neither, the screen stays bare.
     pub fn start(size: Size, command: Option<&str>) -> Result<XServer, X11Error> {
-        let mut server = Self::start_bare(size)?;
+        Self::start_kind(XServerKind::Xvfb, size, command)
+    }
+
+    /// [`XServer::start`] with the X server of `kind`.
+    pub fn start_kind(
+        kind: XServerKind,
+        size: Size,
+        command: Option<&str>,
+    ) -> Result<XServer, X11Error> {
+        let mut server = match kind {
+            XServerKind::Xvfb => Self::start_bare(size)?,
+            XServerKind::XorgDummy => Self::start_xorg_dummy(size)?,
+        };
         let command = command.map(str::to_owned).or_else(default_session);
         if let Some(command) = command {
             let child = Command::new("sh")
@@ -44,36 +85,92 @@ impl XServer {
 
     /// Starts Xvfb alone: an empty screen.
     pub fn start_bare(size: Size) -> Result<XServer, X11Error> {
-        // Xvfb picks a free display number itself and writes it to this pipe.
+        let screen = format!("{}x{}x24", size.width, size.height);
+        let args = ["-screen", "0", &screen];
+        Self::launch("Xvfb", &args, None)
+            .map_err(|e| X11Error::Spawn(format!("{e} (install the xvfb package)")))
+    }
+
+    /// Starts Xorg with the dummy driver alone: an empty screen of `size` that RandR
+    /// clients (xrandr, or the desktop itself) can resize.
+    pub fn start_xorg_dummy(size: Size) -> Result<XServer, X11Error> {
+        if size.width > XORG_MAX_EDGE || size.height > XORG_MAX_EDGE {
+            return Err(X11Error::TooLarge {
+                width: size.width,
+                height: size.height,
+            });
+        }
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("oriel-xorg-{}-{n}", std::process::id()));
+        let empty = dir.join("conf.d");
+        std::fs::create_dir_all(&empty)
+            .map_err(|e| X11Error::Spawn(format!("{}: {e}", empty.display())))?;
+        let config = dir.join("xorg.conf");
+        std::fs::write(&config, xorg_dummy_config(size))
+            .map_err(|e| X11Error::Spawn(format!("{}: {e}", config.display())))?;
+        let (config, empty, log) = (
+            config.display().to_string(),
+            empty.display().to_string(),
+            dir.join("Xorg.log").display().to_string(),
+        );
+        let args = [
+            "-config",
+            &config,
+            "-configdir",
+            &empty,
+            "-logfile",
+            &log,
+            "-novtswitch",
+            "-sharevts",
+        ];
+        match Self::launch("Xorg", &args, Some(dir.clone())) {
+            Ok(server) => Ok(server),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(X11Error::Spawn(format!(
+                    "{e} (install xserver-xorg-core and xserver-xorg-video-dummy)"
+                )))
+            }
+        }
+    }
+
+    /// Runs an X server `program` with `args` on a display number it picks itself.
+    fn launch(
+        program: &str,
+        args: &[&str],
+        config_dir: Option<std::path::PathBuf>,
+    ) -> Result<XServer, X11Error> {
+        // The server picks a free display number itself and writes it to this pipe.
         let (read_fd, write_fd) = pipe()?;
-        let spawned = Command::new("Xvfb")
+        let spawned = Command::new(program)
+            // Without -noreset, the server resets itself whenever its last client
+            // disconnects, and drops whoever connects meanwhile (our own start-up probe
+            // included).
             .args([
-                // Without it, Xvfb resets itself whenever its last client disconnects,
-                // and drops whoever connects meanwhile (our own start-up probe included).
                 "-noreset",
-                "-displayfd",
-                &write_fd.to_string(),
-                "-screen",
-                "0",
-                &format!("{}x{}x24", size.width, size.height),
                 "-nolisten",
                 "tcp",
+                "-displayfd",
+                &write_fd.to_string(),
             ])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
         // SAFETY: the write end is ours; the child has its own copy now.
         unsafe { libc::close(write_fd) };
-        let xvfb = spawned.map_err(|e| {
+        let process = spawned.map_err(|e| {
             // SAFETY: the read end is ours and not used after this.
             unsafe { libc::close(read_fd) };
-            X11Error::Spawn(format!("cannot run Xvfb (install the xvfb package): {e}"))
+            X11Error::Spawn(format!("cannot run {program}: {e}"))
         })?;
         let mut server = XServer {
-            xvfb,
+            process,
             session: None,
             display: String::new(),
+            config_dir,
         };
         // SAFETY: `read_fd` is an open pipe end that the File now owns.
         let mut reader = unsafe { std::fs::File::from_raw_fd(read_fd) };
@@ -86,14 +183,14 @@ impl XServer {
         }
         let number = number.trim();
         if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(X11Error::Spawn("Xvfb exited at start".into()));
+            return Err(X11Error::Spawn(format!("{program} exited at start")));
         }
         server.display = format!(":{number}");
         let deadline = Instant::now() + START_TIMEOUT;
         while x11rb::connect(Some(&server.display)).is_err() {
             if Instant::now() > deadline {
                 return Err(X11Error::Spawn(format!(
-                    "Xvfb {} did not accept connections within {START_TIMEOUT:?}",
+                    "{program} {} did not accept connections within {START_TIMEOUT:?}",
                     server.display
                 )));
             }
@@ -106,10 +203,62 @@ impl XServer {
         &self.display
     }
 
-    /// The Xvfb process.
+    /// The X server process.
     pub fn pid(&self) -> u32 {
-        self.xvfb.id()
+        self.process.id()
     }
+}
+
+/// An Xorg configuration for the dummy driver: a screen that starts at `size` and that
+/// RandR may resize up to [`XORG_MAX_EDGE`] square, with no input devices of its own.
+fn xorg_dummy_config(size: Size) -> String {
+    let (w, h) = (size.width, size.height);
+    // Blanking barely matters to a dummy; the clock keeps the mode near 60 Hz and
+    // within the driver's limits.
+    let (htotal, vtotal) = (w + 32, h + 4);
+    let refresh = if u64::from(htotal) * u64::from(vtotal) * 60 > 300_000_000 {
+        30
+    } else {
+        60
+    };
+    let clock = f64::from(htotal) * f64::from(vtotal) * f64::from(refresh) / 1e6;
+    let mode = format!("oriel-{w}x{h}");
+    format!(
+        r#"Section "ServerFlags"
+  Option "AutoAddDevices" "false"
+  Option "AutoEnableDevices" "false"
+  Option "DontVTSwitch" "true"
+EndSection
+Section "Device"
+  Identifier "dummy"
+  Driver "dummy"
+  VideoRam {video_ram}
+EndSection
+Section "Monitor"
+  Identifier "monitor"
+  HorizSync 1.0 - 2000.0
+  VertRefresh 1.0 - 200.0
+  Modeline "{mode}" {clock:.2} {w} {hs} {he} {htotal} {h} {vs} {ve} {vtotal}
+EndSection
+Section "Screen"
+  Identifier "screen"
+  Device "dummy"
+  Monitor "monitor"
+  DefaultDepth 24
+  SubSection "Display"
+    Depth 24
+    Modes "{mode}"
+    Virtual {max} {max}
+  EndSubSection
+EndSection
+"#,
+        video_ram = XORG_MAX_EDGE * XORG_MAX_EDGE * 4 / 1024 + 1024,
+        hs = w + 8,
+        he = w + 16,
+        vs = h + 1,
+        ve = h + 2,
+        max = XORG_MAX_EDGE,
+    )
 }
 
 /// The session to run when the pool names none.
@@ -160,6 +309,9 @@ impl Drop for XServer {
         if let Some(session) = &mut self.session {
             stop(session);
         }
-        stop(&mut self.xvfb);
+        stop(&mut self.process);
+        if let Some(dir) = &self.config_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

@@ -93,8 +93,20 @@ impl Decoder {
                 last: self.last_frame_id,
             });
         }
-        let size = self.fb.size();
+        if let Some(size) = msg.resize {
+            if size.width == 0 || size.height == 0 || size.area() > crate::MAX_DESKTOP_PIXELS {
+                return Err(invalid(format!(
+                    "resize to {}x{} is out of range",
+                    size.width, size.height
+                )));
+            }
+        }
+        let size = msg.resize.unwrap_or(self.fb.size());
         let payload_len = self.validate(msg, size)?;
+        if msg.resize.is_some() {
+            // Tiles in the cache are kept: they are keyed by content, not position.
+            self.fb = Framebuffer::new(size);
+        }
 
         apply_copies(&mut self.fb, &msg.copies, &mut self.copy_scratch);
 

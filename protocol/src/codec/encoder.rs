@@ -100,6 +100,8 @@ pub struct Encoder {
     /// them); they are sent whole at the next frame, damaged or not.
     unknown: TileMask,
     verdicts: Vec<TileVerdict>,
+    /// The desktop changed size; the next frame says so.
+    resized: Option<Size>,
     scratch: Vec<u32>,
     copy_scratch: Vec<u32>,
     uncompressed: Vec<u8>,
@@ -123,6 +125,7 @@ impl Encoder {
             video: Vec::new(),
             unknown: TileMask::new(size),
             verdicts: Vec::new(),
+            resized: None,
             scratch: Vec::new(),
             copy_scratch: Vec::new(),
             uncompressed: Vec::new(),
@@ -133,6 +136,17 @@ impl Encoder {
     /// or not (for a client that asked for a refresh).
     pub fn resend_everything(&mut self) {
         self.resend = true;
+    }
+
+    /// The desktop is now `size`: the next frame tells the client, whose framebuffer then
+    /// starts all black, so only what is not black gets sent. Video regions end.
+    pub fn resize(&mut self, size: Size) {
+        self.client = Framebuffer::new(size);
+        self.unknown = TileMask::new(size);
+        self.video.clear();
+        self.last_vectors.clear();
+        self.resend = false;
+        self.resized = Some(size);
     }
 
     /// Sets the areas video regions own from the next frame on. Areas of regions that
@@ -202,7 +216,8 @@ impl Encoder {
             }
         }
         self.unknown.clear();
-        if changed.is_empty() && forced.is_empty() {
+        let resize = self.resized.take();
+        if changed.is_empty() && forced.is_empty() && resize.is_none() {
             return Ok(None);
         }
 
@@ -297,6 +312,7 @@ impl Encoder {
                 frame_id,
                 source_seq: meta.source_seq,
                 capture_unix_us: meta.capture_unix_us,
+                resize,
                 copies,
                 video_ended: Vec::new(),
                 updates,
