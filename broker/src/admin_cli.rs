@@ -49,7 +49,14 @@ enum AdminCommand {
         min_ready: Option<i64>,
         #[arg(long)]
         max_size: Option<i64>,
-        /// Synthetic workload of the pool's desktops.
+        /// Desktop source of the pool: synthetic or x11.
+        #[arg(long, default_value = "synthetic")]
+        kind: String,
+        /// Source parameters as JSON, e.g. for x11
+        /// '{"width":1280,"height":800,"command":"xterm","server":"xorg","layout":"de"}'.
+        #[arg(long, value_name = "JSON")]
+        params: Option<String>,
+        /// Synthetic workload of the pool's desktops (sets "workload" in the parameters).
         #[arg(long)]
         workload: Option<String>,
     },
@@ -157,16 +164,18 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             assignment,
             min_ready,
             max_size,
+            kind,
+            params,
             workload,
         } => match action.as_str() {
             "list" => api.get("/admin/pools").await?,
             "create" => {
-                let params = workload.map_or(json!({}), |w| json!({"workload": w}));
+                let params = source_params(params.as_deref(), workload)?;
                 api.post(
                     "/admin/pools",
                     &json!({"name": need(name, "pool name")?, "assignment": assignment,
                             "min_ready": min_ready.unwrap_or(1), "max_size": max_size.unwrap_or(10),
-                            "source_kind": "synthetic", "source_params": params}),
+                            "source_kind": kind, "source_params": params}),
                 )
                 .await?
             }
@@ -179,8 +188,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 if let Some(v) = max_size {
                     change.insert("max_size".into(), json!(v));
                 }
-                if let Some(w) = workload {
-                    change.insert("source_params".into(), json!({"workload": w}));
+                if params.is_some() || workload.is_some() {
+                    let params = source_params(params.as_deref(), workload)?;
+                    change.insert("source_params".into(), params);
                 }
                 api.post(&format!("/admin/pools/{name}"), &Value::Object(change))
                     .await?
@@ -240,4 +250,36 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// The pool's source parameters: `--params` JSON (an object), with `--workload` set in it.
+fn source_params(params: Option<&str>, workload: Option<String>) -> anyhow::Result<Value> {
+    let mut value: Value = match params {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("--params is not valid JSON: {e}"))?,
+        None => json!({}),
+    };
+    let Some(object) = value.as_object_mut() else {
+        anyhow::bail!("--params must be a JSON object, e.g. '{{\"width\":1280}}'");
+    };
+    if let Some(w) = workload {
+        object.insert("workload".into(), json!(w));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_params_come_from_json_and_workload() {
+        assert_eq!(source_params(None, None).unwrap(), json!({}));
+        assert_eq!(
+            source_params(Some(r#"{"width":1280}"#), Some("typing".into())).unwrap(),
+            json!({"width": 1280, "workload": "typing"})
+        );
+        assert!(source_params(Some("[1]"), None).is_err());
+        assert!(source_params(Some("{oops"), None).is_err());
+    }
 }

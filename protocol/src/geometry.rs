@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Width and height of a desktop or a rectangle, in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Size {
     pub width: u32,
     pub height: u32,

@@ -55,6 +55,9 @@ pub enum SessionEvent {
     Disconnected,
 }
 
+/// The desktop sources display servers run; a pool names one of them.
+pub const DESKTOP_KINDS: [&str; 2] = ["synthetic", "x11"];
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesktopReport {
     pub name: String,

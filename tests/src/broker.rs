@@ -113,15 +113,30 @@ impl Harness {
     /// A user entitled to `pool`, logged in (token made directly in the store, to keep
     /// argon2 out of tests about something else).
     pub async fn user(&self, name: &str, pool: &str) -> Login {
+        self.account(name, Role::User).await;
+        self.store().entitle_user(pool, name).await.unwrap();
+        self.login_of(name).await
+    }
+
+    /// An administrator, logged in.
+    pub async fn admin(&self, name: &str) -> Login {
+        self.account(name, Role::Admin).await;
+        self.login_of(name).await
+    }
+
+    async fn account(&self, name: &str, role: Role) {
         self.store()
             .create_user(
                 name,
                 "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
-                Role::User,
+                role,
             )
             .await
             .unwrap();
-        self.store().entitle_user(pool, name).await.unwrap();
+    }
+
+    /// A session token for `name`, as a login would give.
+    async fn login_of(&self, name: &str) -> Login {
         let token = new_token();
         let user = self.store().user_by_name(name).await.unwrap().unwrap();
         self.store()

@@ -76,6 +76,31 @@ async fn bad_requests_get_4xx_and_users_are_not_admins() {
         .await
         .unwrap();
     assert!(resp.status().is_client_error());
+    // Pools name a desktop kind hosts run, with parameters as an object.
+    let admin = h.admin("root").await;
+    for (pool, status) in [
+        (
+            serde_json::json!({"name": "f", "assignment": "floating", "max_size": 1, "source_kind": "floppy"}),
+            400,
+        ),
+        (
+            serde_json::json!({"name": "g", "assignment": "floating", "max_size": 1, "source_kind": "x11", "source_params": [1]}),
+            400,
+        ),
+        (
+            serde_json::json!({"name": "x", "assignment": "floating", "max_size": 1, "source_kind": "x11", "source_params": {"server": "xorg"}}),
+            200,
+        ),
+    ] {
+        let resp = client
+            .post(url("/admin/pools"))
+            .bearer_auth(&admin.token)
+            .json(&pool)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{pool}");
+    }
     // A user is not an admin.
     let resp = client
         .get(url("/admin/users"))

@@ -425,3 +425,37 @@ async fn the_cursor_shape_comes_from_the_x_server() {
     );
     server.shutdown().await;
 }
+
+#[test]
+fn an_x11_desktop_gets_the_keyboard_layout_its_pool_names() {
+    use oriel_display_server::source::from_spec;
+    use oriel_protocol::host_link::DesktopSpec;
+
+    let spec = |params: &str| DesktopSpec {
+        kind: "x11".into(),
+        params: params.into(),
+    };
+    let source = from_spec(&spec(
+        r#"{"width":320,"height":240,"command":"true","layout":"de"}"#,
+    ))
+    .expect("an x11 desktop with a German keyboard");
+    let x11 = source.as_any().downcast_ref::<X11Source>().unwrap();
+    let (conn, _) = x11rb::connect(Some(x11.display())).unwrap();
+    // The physical key right of T (evdev KEY_Y) is Z on a German keyboard.
+    const KEY_Y: u8 = 21;
+    let map = conn
+        .get_keyboard_mapping(KEY_Y + 8, 1)
+        .unwrap()
+        .reply()
+        .unwrap();
+    assert_eq!(map.keysyms.first(), Some(&0x7a), "keysym z");
+    drop(conn);
+
+    for bad in [
+        r#"{"layout":"de; rm -rf /","command":"true"}"#,
+        r#"{"layout":"no-such-layout","command":"true"}"#,
+        r#"{"server":"xfree86"}"#,
+    ] {
+        assert!(from_spec(&spec(bad)).is_err(), "{bad}");
+    }
+}

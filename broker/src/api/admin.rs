@@ -159,6 +159,17 @@ pub async fn create_pool(
     AdminUser(admin): AdminUser,
     Json(req): Json<PoolRequest>,
 ) -> Res<Pool> {
+    let kinds = oriel_protocol::host_link::DESKTOP_KINDS;
+    if !kinds.contains(&req.source_kind.as_str()) {
+        return Err(ApiErr::bad_request(format!(
+            "unknown desktop kind '{}' (one of: {})",
+            req.source_kind,
+            kinds.join(", ")
+        )));
+    }
+    if !(req.source_params.is_object() || req.source_params.is_null()) {
+        return Err(ApiErr::bad_request("source_params must be a JSON object"));
+    }
     let pool = state
         .store
         .create_pool(&NewPool {

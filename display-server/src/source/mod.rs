@@ -61,9 +61,10 @@ pub struct SourceCursor {
 /// Builds the source a broker's desktop spec asks for. `params` is JSON, every field
 /// optional. `synthetic`: `{"workload": "typing", "width": 1920, "height": 1080,
 /// "fps": 30, "ticks": 300}`. `x11`: `{"width": 1920, "height": 1080, "fps": 30,
-/// "command": "xterm", "server": "xvfb"}` starts an X server (`xvfb`, or `xorg` for Xorg
-/// with the dummy driver, whose screen RandR can resize) running the command;
-/// `{"display": ":5"}` attaches to an existing X display instead.
+/// "command": "xterm", "server": "xvfb", "layout": "de"}` starts an X server (`xvfb`, or
+/// `xorg` for Xorg with the dummy driver, whose screen RandR can resize) with that XKB
+/// keyboard layout, running the command; `{"display": ":5"}` attaches to an existing X
+/// display instead.
 pub fn from_spec(
     spec: &oriel_protocol::host_link::DesktopSpec,
 ) -> anyhow::Result<Box<dyn FrameSource>> {
@@ -113,6 +114,8 @@ pub fn from_spec(
                 command: Option<String>,
                 /// Which X server to start: xvfb (default) or xorg.
                 server: Option<String>,
+                /// XKB keyboard layout, e.g. "de".
+                layout: Option<String>,
             }
             let p: Params = if spec.params.trim().is_empty() {
                 Params::default()
@@ -134,11 +137,16 @@ pub fn from_spec(
                             size.height
                         );
                     }
-                    let kind = match &p.server {
-                        Some(s) => s.parse()?,
-                        None => xserver::XServerKind::default(),
+                    let config = xserver::XSessionConfig {
+                        kind: match &p.server {
+                            Some(s) => s.parse()?,
+                            None => xserver::XServerKind::default(),
+                        },
+                        size,
+                        command: p.command,
+                        layout: p.layout,
                     };
-                    x11::X11Source::spawn_on(kind, size, fps, p.command.as_deref())?
+                    x11::X11Source::spawn_session(&config, fps)?
                 }
             };
             Ok(Box::new(source))

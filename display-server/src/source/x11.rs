@@ -166,17 +166,20 @@ impl X11Source {
     /// Starts an X server of its own at `size`, running `command` (see
     /// [`super::xserver::XServer::start`]), and attaches to it.
     pub fn spawn(size: Size, fps: u32, command: Option<&str>) -> Result<Self, X11Error> {
-        Self::spawn_on(super::xserver::XServerKind::Xvfb, size, fps, command)
+        let config = super::xserver::XSessionConfig {
+            size,
+            command: command.map(str::to_owned),
+            ..Default::default()
+        };
+        Self::spawn_session(&config, fps)
     }
 
-    /// [`X11Source::spawn`] on an X server of `kind`.
-    pub fn spawn_on(
-        kind: super::xserver::XServerKind,
-        size: Size,
+    /// Starts the X server and session `config` describes and attaches to it.
+    pub fn spawn_session(
+        config: &super::xserver::XSessionConfig,
         fps: u32,
-        command: Option<&str>,
     ) -> Result<Self, X11Error> {
-        let server = super::xserver::XServer::start_kind(kind, size, command)?;
+        let server = super::xserver::XServer::start_session(config)?;
         let mut source = Self::connect(Some(server.display()), fps)?;
         source._server = Some(server);
         Ok(source)

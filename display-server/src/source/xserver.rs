@@ -38,6 +38,18 @@ impl std::str::FromStr for XServerKind {
     }
 }
 
+/// What to run for one x11 desktop.
+#[derive(Debug, Clone, Default)]
+pub struct XSessionConfig {
+    pub kind: XServerKind,
+    pub size: Size,
+    /// Run through `sh -c`; `None`: a window manager or xterm, whichever is installed.
+    pub command: Option<String>,
+    /// XKB layout of the desktop's keyboard (e.g. "de", "fr", "us"); clients send
+    /// physical keys, so this decides what they type. `None`: the X server's default.
+    pub layout: Option<String>,
+}
+
 /// Largest screen an Xorg dummy server can be resized to.
 const XORG_MAX_EDGE: u32 = 4096;
 
@@ -54,20 +66,23 @@ impl XServer {
     /// `DISPLAY` set. Without a command, the first of `x-window-manager` and `xterm`
     /// that is installed runs; with neither, the screen stays bare.
     pub fn start(size: Size, command: Option<&str>) -> Result<XServer, X11Error> {
-        Self::start_kind(XServerKind::Xvfb, size, command)
+        Self::start_session(&XSessionConfig {
+            size,
+            command: command.map(str::to_owned),
+            ..Default::default()
+        })
     }
 
-    /// [`XServer::start`] with the X server of `kind`.
-    pub fn start_kind(
-        kind: XServerKind,
-        size: Size,
-        command: Option<&str>,
-    ) -> Result<XServer, X11Error> {
-        let mut server = match kind {
-            XServerKind::Xvfb => Self::start_bare(size)?,
-            XServerKind::XorgDummy => Self::start_xorg_dummy(size)?,
+    /// Starts the X server `config` names, sets its keyboard layout, then the session.
+    pub fn start_session(config: &XSessionConfig) -> Result<XServer, X11Error> {
+        let mut server = match config.kind {
+            XServerKind::Xvfb => Self::start_bare(config.size)?,
+            XServerKind::XorgDummy => Self::start_xorg_dummy(config.size)?,
         };
-        let command = command.map(str::to_owned).or_else(default_session);
+        if let Some(layout) = &config.layout {
+            set_layout(&server.display, layout)?;
+        }
+        let command = config.command.clone().or_else(default_session);
         if let Some(command) = command {
             let child = Command::new("sh")
                 .args(["-c", &command])
@@ -259,6 +274,33 @@ EndSection
         ve = h + 2,
         max = XORG_MAX_EDGE,
     )
+}
+
+/// Sets the XKB layout of `display`'s keyboard with setxkbmap.
+fn set_layout(display: &str, layout: &str) -> Result<(), X11Error> {
+    let valid = !layout.is_empty()
+        && layout.len() <= 64
+        && layout
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-,()".contains(&b));
+    if !valid {
+        return Err(X11Error::Spawn(format!(
+            "'{layout}' is not a keyboard layout name"
+        )));
+    }
+    let status = Command::new("setxkbmap")
+        .args(["-display", display, "-layout", layout])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| X11Error::Spawn(format!("cannot run setxkbmap (x11-xkb-utils): {e}")))?;
+    if !status.success() {
+        return Err(X11Error::Spawn(format!(
+            "setxkbmap refused keyboard layout '{layout}'"
+        )));
+    }
+    Ok(())
 }
 
 /// The session to run when the pool names none.
