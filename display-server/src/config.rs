@@ -32,6 +32,10 @@ pub struct Args {
     /// [default: default=mixed].
     #[arg(long = "desktop", value_name = "NAME=KIND")]
     pub desktops: Vec<String>,
+    /// Serve this running X display (e.g. :0, or "$DISPLAY") as the desktop "default":
+    /// the same as --desktop default=x11:DISPLAY.
+    #[arg(long, value_name = "DISPLAY")]
+    pub display: Option<String>,
     /// Desktop size as WIDTHxHEIGHT [default: 1920x1080].
     #[arg(long, value_name = "WxH")]
     pub size: Option<String>,
@@ -219,11 +223,16 @@ impl Args {
         } else {
             vec!["default=mixed".into()]
         };
-        let specs = if !self.desktops.is_empty() {
+        let mut specs = if !self.desktops.is_empty() {
             self.desktops
+        } else if self.display.is_some() {
+            vec![]
         } else {
             file.desktops.unwrap_or(default_desktops)
         };
+        if let Some(display) = self.display {
+            specs.push(format!("default=x11:{display}"));
+        }
         let mut desktops = Vec::new();
         for spec in specs {
             let (name, kind) = spec
@@ -361,6 +370,16 @@ mod tests {
                 size,
                 fps: 30
             }
+        );
+        let args = Args {
+            display: Some(":7".into()),
+            ..Default::default()
+        };
+        let r = args.resolve().unwrap();
+        assert_eq!(r.desktops.len(), 1);
+        assert_eq!(r.desktops[0].0, "default");
+        assert!(
+            matches!(&r.desktops[0].1, LocalDesktop::X11 { display: Some(d), .. } if d == ":7")
         );
     }
 
