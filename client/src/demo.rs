@@ -181,7 +181,8 @@ async fn deploy_and_connect(
         "      connected for {} ...",
         humantime::format_duration(args.duration)
     );
-    let outcome = crate::run_session(&opts, Some(args.duration), Some(&args.screenshot)).await?;
+    let outcome =
+        crate::run_session(&opts, Some(args.duration), Some(&args.screenshot), None).await?;
     println!("{}", outcome.stats.summary());
     launcher::logoff(&user, "demo").await?;
     Ok(())

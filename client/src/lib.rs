@@ -7,6 +7,7 @@ pub mod session;
 pub mod stats;
 mod streams;
 pub mod video;
+pub mod viewer;
 
 pub use session::{
     ClientError, ConnectOptions, EndReason, InputSender, Outcome, Session, Shown, StopWhen,

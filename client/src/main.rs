@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use oriel::launcher;
 use oriel::screenshot::save_png;
+use oriel::viewer::ViewerOptions;
 use oriel::{ConnectOptions, Session, StopWhen};
 use oriel_transport::Fingerprint;
 
@@ -56,9 +57,12 @@ struct ConnectArgs {
     /// Desktop to show, for a direct connection.
     #[arg(long, default_value = "default")]
     desktop: String,
-    /// Run without a window (the only mode in this version).
+    /// Run without a window: decode, acknowledge and print statistics (for scripts).
     #[arg(long)]
     headless: bool,
+    /// Open the window full screen (F11 toggles; Ctrl+Alt+End sends Ctrl+Alt+Del).
+    #[arg(long)]
+    fullscreen: bool,
     /// Save the final screen as PNG.
     #[arg(long, value_name = "FILE")]
     screenshot: Option<PathBuf>,
@@ -74,7 +78,8 @@ struct ConnectArgs {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,winit=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -124,11 +129,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
-    if !args.headless {
-        anyhow::bail!(
-            "this build has no viewer window yet; pass --headless to connect without one"
-        );
-    }
+    let mut pool = None;
     let opts = match args.fingerprint {
         Some(fingerprint) => {
             let mut opts = ConnectOptions::new(resolve(&args.target).await?, fingerprint);
@@ -146,10 +147,18 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
             );
             let (opts, reply) = launcher::connect_options(&login, &args.target).await?;
             eprintln!("desktop {} on {}", reply.desktop, reply.address);
+            pool = Some(args.target.clone());
             opts
         }
     };
-    let outcome = run_session(&opts, args.duration, args.screenshot.as_deref()).await?;
+    let window = (!args.headless).then(|| ViewerOptions {
+        title: match &pool {
+            Some(pool) => format!("{} ({pool}) — Oriel", opts.desktop),
+            None => format!("{} — Oriel", opts.desktop),
+        },
+        fullscreen: args.fullscreen,
+    });
+    let outcome = run_session(&opts, args.duration, args.screenshot.as_deref(), window).await?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome.stats.summary())?);
     } else {
@@ -158,11 +167,13 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connects, runs headless, saves the screenshot; shared by `connect` and `demo`.
+/// Connects, runs in a window (or headless without `window`), saves the screenshot;
+/// shared by `connect` and `demo`.
 pub(crate) async fn run_session(
     opts: &ConnectOptions,
     duration: Option<Duration>,
     screenshot: Option<&std::path::Path>,
+    window: Option<ViewerOptions>,
 ) -> anyhow::Result<oriel::Outcome> {
     let session = Session::connect(opts).await?;
     let w = session.welcome();
@@ -184,7 +195,10 @@ pub(crate) async fn run_session(
         settled_seq: None,
         interrupt: Some(interrupt),
     };
-    let outcome = session.run(stop, None).await?;
+    let outcome = match window {
+        Some(options) => oriel::viewer::run(session, stop, options)?,
+        None => session.run(stop, None).await?,
+    };
     if let Some(path) = screenshot {
         save_png(&outcome.framebuffer, path)?;
         eprintln!("screenshot saved to {}", path.display());

@@ -109,6 +109,12 @@ impl InputSender {
             .await
             .map_err(|_| ClientError::Lost("input stream closed".into()))
     }
+
+    /// Queues an event without waiting (for UI threads); false when the queue is full
+    /// or the session has ended, and the event is dropped.
+    pub fn try_send(&self, event: InputEvent) -> bool {
+        self.tx.try_send(event).is_ok()
+    }
 }
 
 pub struct Session {
@@ -208,6 +214,11 @@ impl Session {
 
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// The newest cursor shape from the server, updated as shapes arrive.
+    pub fn cursor_shape_handle(&self) -> Arc<Mutex<Option<CursorMsg>>> {
+        self.cursor_shape.clone()
     }
 
     pub fn input(&self) -> InputSender {

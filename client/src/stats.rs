@@ -33,6 +33,8 @@ pub struct ClientStats {
     pub video_decode_us: Vec<u32>,
     /// Keyframes asked for after a picture could not be decoded.
     pub keyframe_requests: u64,
+    /// Frame decoded → its pixels handed to the window system, µs (windowed only).
+    pub present_us: Vec<u32>,
 }
 
 /// The printable summary of [`ClientStats`].
@@ -51,6 +53,10 @@ pub struct StatsSummary {
     pub video_latency_ms_p50: f64,
     pub video_latency_ms_p99: f64,
     pub video_decode_ms_p50: f64,
+    /// Windowed viewers: frames presented, and decoded → presented.
+    pub presented: u64,
+    pub present_ms_p50: f64,
+    pub present_ms_p99: f64,
 }
 
 impl ClientStats {
@@ -71,6 +77,9 @@ impl ClientStats {
             video_latency_ms_p50: ms(percentile(&self.video_latency_us, 0.5)),
             video_latency_ms_p99: ms(percentile(&self.video_latency_us, 0.99)),
             video_decode_ms_p50: ms(percentile(&self.video_decode_us, 0.5)),
+            presented: self.present_us.len() as u64,
+            present_ms_p50: ms(percentile(&self.present_us, 0.5)),
+            present_ms_p99: ms(percentile(&self.present_us, 0.99)),
         }
     }
 }
@@ -98,6 +107,13 @@ impl std::fmt::Display for StatsSummary {
                 self.video_latency_ms_p50,
                 self.video_latency_ms_p99,
                 self.video_decode_ms_p50
+            )?;
+        }
+        if self.presented > 0 {
+            write!(
+                f,
+                "; window: {} frames presented, decoded → presented p50 {:.2} ms p99 {:.2} ms",
+                self.presented, self.present_ms_p50, self.present_ms_p99
             )?;
         }
         Ok(())

@@ -1,0 +1,410 @@
+//! The viewer window (winit + softbuffer). The session runs on tokio's workers: it
+//! decodes frames there and hands each finished framebuffer to the UI thread, which only
+//! scales and presents it. Keys go out by physical key, the pointer in desktop
+//! coordinates, and the cursor is drawn by the window system from the server's shape, so
+//! moving it needs no round trip.
+
+mod keymap;
+mod scale;
+
+use std::collections::BTreeSet;
+use std::num::NonZeroU32;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use oriel_protocol::{CursorMsg, Framebuffer, InputEvent, PointerButton, Size};
+use winit::application::ApplicationHandler;
+use winit::dpi::PhysicalSize;
+use winit::event::{ElementState, MouseButton, MouseScrollDelta, WindowEvent};
+use winit::event_loop::{ActiveEventLoop, EventLoop};
+use winit::keyboard::{KeyCode, ModifiersState, PhysicalKey};
+use winit::window::{CustomCursor, Fullscreen, Window, WindowId};
+
+use crate::{ClientError, InputSender, Outcome, Session, Shown, StopWhen};
+use scale::Layout;
+
+/// How the window starts.
+pub struct ViewerOptions {
+    pub title: String,
+    pub fullscreen: bool,
+}
+
+/// What the session thread tells the UI thread.
+enum UserEvent {
+    /// A new framebuffer is in [`Latest`].
+    Frame,
+    /// The server sent a new cursor image.
+    Cursor(CursorMsg),
+    /// The session is over.
+    Ended,
+}
+
+/// The newest decoded screen, handed from the session to the UI thread.
+struct Latest {
+    fb: Framebuffer,
+    /// When the session finished decoding it.
+    decoded: Instant,
+    /// The UI has not drawn it yet.
+    fresh: bool,
+}
+
+/// Shows `session` in a window until the window is closed or the session ends; returns
+/// the session's outcome, with the window's present times in its statistics.
+pub fn run(session: Session, stop: StopWhen, options: ViewerOptions) -> anyhow::Result<Outcome> {
+    let event_loop = EventLoop::<UserEvent>::with_user_event()
+        .build()
+        .context("cannot open a window (is DISPLAY set? --headless runs without one)")?;
+    let proxy = event_loop.create_proxy();
+    let size = session.welcome().desktop_size;
+    let latest = Arc::new(Mutex::new(Latest {
+        fb: Framebuffer::new(size),
+        decoded: Instant::now(),
+        fresh: false,
+    }));
+    let input = session.input();
+    let cursor_watch = session.cursor_shape_handle();
+    let interrupt = stop
+        .interrupt
+        .clone()
+        .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
+    let stop = StopWhen {
+        interrupt: Some(interrupt.clone()),
+        ..stop
+    };
+
+    // Frames: copied into `latest`; one wake-up per batch the UI has not drawn yet.
+    let wake_pending = Arc::new(AtomicBool::new(false));
+    let (to_ui, pending) = (proxy.clone(), wake_pending.clone());
+    let shared = latest.clone();
+    // Every frame and picture changes the screen.
+    let observe = move |_: Shown, fb: &Framebuffer| {
+        let mut l = lock(&shared);
+        if l.fb.size() == fb.size() {
+            l.fb.pixels_mut().copy_from_slice(fb.pixels());
+        } else {
+            l.fb = fb.clone();
+        }
+        (l.decoded, l.fresh) = (Instant::now(), true);
+        drop(l);
+        if !pending.swap(true, Ordering::AcqRel) {
+            let _ = to_ui.send_event(UserEvent::Frame);
+        }
+    };
+    let to_ui = proxy.clone();
+    let session_task = tokio::spawn(async move {
+        let outcome = session.run_observed(stop, None, observe).await;
+        let _ = to_ui.send_event(UserEvent::Ended);
+        outcome
+    });
+    let to_ui = proxy.clone();
+    let cursor_task = tokio::spawn(async move {
+        let mut shown: Option<CursorMsg> = None;
+        loop {
+            let current = lock(&cursor_watch).clone();
+            if let Some(shape) = current.filter(|c| shown.as_ref() != Some(c)) {
+                shown = Some(shape.clone());
+                if to_ui.send_event(UserEvent::Cursor(shape)).is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    });
+
+    let mut app = Viewer {
+        options,
+        desktop: size,
+        latest,
+        wake_pending,
+        input,
+        interrupt,
+        window: None,
+        surface: None,
+        columns: Vec::new(),
+        layout: Layout::fit(size, size),
+        modifiers: ModifiersState::empty(),
+        pressed: BTreeSet::new(),
+        present_us: Vec::new(),
+        error: None,
+    };
+    let ran = event_loop.run_app(&mut app);
+    cursor_task.abort();
+    // The window is gone: end the session if it still runs, and collect its outcome.
+    app.interrupt.notify_one();
+    let handle = tokio::runtime::Handle::current();
+    let outcome = tokio::task::block_in_place(|| handle.block_on(session_task))
+        .context("the session task failed")?;
+    ran.context("the window's event loop failed")?;
+    if let Some(e) = app.error {
+        return Err(e);
+    }
+    let mut outcome: Outcome = outcome.map_err(|e: ClientError| anyhow::anyhow!(e))?;
+    outcome.stats.present_us = app.present_us;
+    Ok(outcome)
+}
+
+struct Viewer {
+    options: ViewerOptions,
+    desktop: Size,
+    latest: Arc<Mutex<Latest>>,
+    wake_pending: Arc<AtomicBool>,
+    input: InputSender,
+    interrupt: Arc<tokio::sync::Notify>,
+    window: Option<Rc<Window>>,
+    surface: Option<softbuffer::Surface<Rc<Window>, Rc<Window>>>,
+    /// Source column per window column, reused between frames.
+    columns: Vec<u32>,
+    layout: Layout,
+    modifiers: ModifiersState,
+    /// Keys held down here, released on the desktop if the window loses focus.
+    pressed: BTreeSet<u16>,
+    /// Frame decoded → pixels handed to the window system, µs.
+    present_us: Vec<u32>,
+    error: Option<anyhow::Error>,
+}
+
+impl Viewer {
+    fn send(&self, event: InputEvent) {
+        // A full queue drops the event rather than stall the UI.
+        self.input.try_send(event);
+    }
+
+    fn key(&mut self, code: u16, down: bool) {
+        if down {
+            self.pressed.insert(code);
+        } else {
+            self.pressed.remove(&code);
+        }
+        self.send(InputEvent::Key { code, down });
+    }
+
+    fn release_all_keys(&mut self) {
+        for code in std::mem::take(&mut self.pressed) {
+            self.send(InputEvent::Key { code, down: false });
+        }
+    }
+
+    fn send_ctrl_alt_del(&mut self) {
+        for code in keymap::CTRL_ALT_DEL {
+            self.send(InputEvent::Key { code, down: true });
+        }
+        for code in keymap::CTRL_ALT_DEL.iter().rev() {
+            self.send(InputEvent::Key {
+                code: *code,
+                down: false,
+            });
+        }
+    }
+
+    /// Handles the viewer's own shortcuts; true when the key is not for the desktop.
+    fn shortcut(&mut self, key: KeyCode, down: bool) -> bool {
+        let ctrl_alt = self.modifiers.control_key() && self.modifiers.alt_key();
+        match key {
+            KeyCode::F11 if !ctrl_alt => {
+                if down {
+                    if let Some(w) = &self.window {
+                        let full = w.fullscreen().is_none();
+                        w.set_fullscreen(full.then_some(Fullscreen::Borderless(None)));
+                    }
+                }
+                true
+            }
+            // Ctrl+Alt+End sends Ctrl+Alt+Del (which the local system would take).
+            KeyCode::End if ctrl_alt => {
+                if down {
+                    self.release_all_keys();
+                    self.send_ctrl_alt_del();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn draw(&mut self) -> anyhow::Result<()> {
+        let (Some(window), Some(surface)) = (&self.window, &mut self.surface) else {
+            return Ok(());
+        };
+        let inner = window.inner_size();
+        let (Some(w), Some(h)) = (NonZeroU32::new(inner.width), NonZeroU32::new(inner.height))
+        else {
+            return Ok(());
+        };
+        surface
+            .resize(w, h)
+            .map_err(|e| anyhow::anyhow!("resizing the window buffer: {e}"))?;
+        let mut buffer = surface
+            .buffer_mut()
+            .map_err(|e| anyhow::anyhow!("window buffer: {e}"))?;
+        let mut latest = lock(&self.latest);
+        self.desktop = latest.fb.size();
+        self.layout = Layout::fit(self.desktop, Size::new(w.get(), h.get()));
+        self.layout.draw(&latest.fb, &mut buffer, &mut self.columns);
+        let (decoded, fresh) = (latest.decoded, std::mem::take(&mut latest.fresh));
+        drop(latest);
+        buffer
+            .present()
+            .map_err(|e| anyhow::anyhow!("presenting: {e}"))?;
+        if fresh {
+            let us = decoded.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            self.present_us.push(us);
+        }
+        Ok(())
+    }
+
+    fn set_cursor(&self, event_loop: &ActiveEventLoop, msg: CursorMsg) {
+        let (
+            Some(window),
+            CursorMsg::Shape {
+                width,
+                height,
+                hot_x,
+                hot_y,
+                pixels,
+            },
+        ) = (&self.window, msg)
+        else {
+            return;
+        };
+        // 0xAARRGGBB, premultiplied as X cursors are, to straight RGBA bytes.
+        let rgba: Vec<u8> = pixels
+            .iter()
+            .flat_map(|&p| {
+                let a = (p >> 24) as u8;
+                let un = |c: u32| {
+                    let c = (c & 0xff) as u16;
+                    if a == 0 {
+                        0
+                    } else {
+                        (c * 255 / u16::from(a)).min(255) as u8
+                    }
+                };
+                [un(p >> 16), un(p >> 8), un(p), a]
+            })
+            .collect();
+        match CustomCursor::from_rgba(rgba, width, height, hot_x, hot_y) {
+            Ok(source) => window.set_cursor(event_loop.create_custom_cursor(source)),
+            Err(e) => tracing::warn!("cursor from the server not shown: {e}"),
+        }
+    }
+}
+
+impl ApplicationHandler<UserEvent> for Viewer {
+    fn resumed(&mut self, event_loop: &ActiveEventLoop) {
+        if self.window.is_some() {
+            return;
+        }
+        let attributes = Window::default_attributes()
+            .with_title(self.options.title.clone())
+            .with_inner_size(PhysicalSize::new(self.desktop.width, self.desktop.height))
+            .with_fullscreen(
+                self.options
+                    .fullscreen
+                    .then_some(Fullscreen::Borderless(None)),
+            );
+        let opened = event_loop.create_window(attributes).map(Rc::new);
+        let window = match opened {
+            Ok(w) => w,
+            Err(e) => {
+                self.error = Some(anyhow::anyhow!("cannot open the window: {e}"));
+                event_loop.exit();
+                return;
+            }
+        };
+        let surface = softbuffer::Context::new(window.clone())
+            .and_then(|context| softbuffer::Surface::new(&context, window.clone()));
+        match surface {
+            Ok(s) => self.surface = Some(s),
+            Err(e) => {
+                self.error = Some(anyhow::anyhow!("cannot draw into the window: {e}"));
+                event_loop.exit();
+                return;
+            }
+        }
+        window.request_redraw();
+        self.window = Some(window);
+    }
+
+    fn user_event(&mut self, event_loop: &ActiveEventLoop, event: UserEvent) {
+        match event {
+            UserEvent::Frame => {
+                self.wake_pending.store(false, Ordering::Release);
+                // Drawn right away: a frame is never held back for the next vsync.
+                if let Err(e) = self.draw() {
+                    self.error = Some(e);
+                    event_loop.exit();
+                }
+            }
+            UserEvent::Cursor(msg) => self.set_cursor(event_loop, msg),
+            UserEvent::Ended => event_loop.exit(),
+        }
+    }
+
+    fn window_event(&mut self, event_loop: &ActiveEventLoop, _: WindowId, event: WindowEvent) {
+        match event {
+            WindowEvent::CloseRequested => {
+                self.interrupt.notify_one();
+                event_loop.exit();
+            }
+            WindowEvent::RedrawRequested | WindowEvent::Resized(_) => {
+                if let Err(e) = self.draw() {
+                    self.error = Some(e);
+                    event_loop.exit();
+                }
+            }
+            WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
+            WindowEvent::Focused(false) => self.release_all_keys(),
+            WindowEvent::KeyboardInput { event, .. } => {
+                let PhysicalKey::Code(key) = event.physical_key else {
+                    return;
+                };
+                let down = event.state == ElementState::Pressed;
+                // Auto-repeat is the desktop's business: it sees the key held.
+                if event.repeat || self.shortcut(key, down) {
+                    return;
+                }
+                if let Some(code) = keymap::evdev_code(key) {
+                    self.key(code, down);
+                }
+            }
+            WindowEvent::CursorMoved { position, .. } => {
+                if let Some((x, y)) = self.layout.desktop_pixel(position.x, position.y) {
+                    self.send(InputEvent::PointerMove { x, y });
+                }
+            }
+            WindowEvent::MouseInput { state, button, .. } => {
+                let button = match button {
+                    MouseButton::Left => PointerButton::Left,
+                    MouseButton::Middle => PointerButton::Middle,
+                    MouseButton::Right => PointerButton::Right,
+                    MouseButton::Back => PointerButton::Back,
+                    MouseButton::Forward => PointerButton::Forward,
+                    MouseButton::Other(_) => return,
+                };
+                self.send(InputEvent::PointerButton {
+                    button,
+                    down: state == ElementState::Pressed,
+                });
+            }
+            WindowEvent::MouseWheel { delta, .. } => {
+                let (dx, dy) = match delta {
+                    MouseScrollDelta::LineDelta(x, y) => (x.round() as i16, -y.round() as i16),
+                    MouseScrollDelta::PixelDelta(p) => {
+                        ((p.x / 40.0).round() as i16, (-p.y / 40.0).round() as i16)
+                    }
+                };
+                if dx != 0 || dy != 0 {
+                    self.send(InputEvent::Wheel { dx, dy });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

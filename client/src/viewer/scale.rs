@@ -1,0 +1,130 @@
+//! Where the desktop goes in the window: scaled to fit, aspect kept, centred, black
+//! around; and the way back, for the pointer.
+
+use oriel_protocol::{Framebuffer, Size};
+
+/// The desktop's place in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub desktop: Size,
+    pub window: Size,
+    /// Top-left corner and size of the desktop's image in the window.
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Layout {
+    /// The largest image of `desktop` that fits `window` with the desktop's aspect.
+    pub fn fit(desktop: Size, window: Size) -> Layout {
+        let (dw, dh) = (
+            u64::from(desktop.width.max(1)),
+            u64::from(desktop.height.max(1)),
+        );
+        let (ww, wh) = (u64::from(window.width), u64::from(window.height));
+        // Width-bound unless that makes it too tall.
+        let (width, height) = if ww * dh <= wh * dw {
+            (ww, ww * dh / dw)
+        } else {
+            (wh * dw / dh, wh)
+        };
+        Layout {
+            desktop,
+            window,
+            x: ((ww - width) / 2) as u32,
+            y: ((wh - height) / 2) as u32,
+            width: width as u32,
+            height: height as u32,
+        }
+    }
+
+    /// The desktop pixel under window position (`wx`, `wy`); `None` outside the image.
+    pub fn desktop_pixel(&self, wx: f64, wy: f64) -> Option<(u32, u32)> {
+        let (fx, fy) = (wx - f64::from(self.x), wy - f64::from(self.y));
+        if fx < 0.0 || fy < 0.0 || fx >= f64::from(self.width) || fy >= f64::from(self.height) {
+            return None;
+        }
+        let x = (fx * f64::from(self.desktop.width) / f64::from(self.width)) as u32;
+        let y = (fy * f64::from(self.desktop.height) / f64::from(self.height)) as u32;
+        Some((
+            x.min(self.desktop.width - 1),
+            y.min(self.desktop.height - 1),
+        ))
+    }
+
+    /// Draws `fb` into `out` (the window's pixels, row-major), nearest-neighbour when
+    /// scaled, and clears the border.
+    pub fn draw(&self, fb: &Framebuffer, out: &mut [u32], columns: &mut Vec<u32>) {
+        let ww = self.window.width as usize;
+        let (x0, y0, w, h) = (
+            self.x as usize,
+            self.y as usize,
+            self.width as usize,
+            self.height as usize,
+        );
+        let src = fb.pixels();
+        let sw = fb.width() as usize;
+        let same = self.width == fb.width() && self.height == fb.height();
+        if !same {
+            columns.clear();
+            columns.extend((0..w).map(|x| (x * sw / w.max(1)) as u32));
+        }
+        for (row, line) in out.chunks_exact_mut(ww).enumerate() {
+            if row < y0 || row >= y0 + h {
+                line.fill(0);
+                continue;
+            }
+            line[..x0].fill(0);
+            line[x0 + w..].fill(0);
+            let dst = &mut line[x0..x0 + w];
+            if same {
+                dst.copy_from_slice(&src[(row - y0) * sw..][..sw]);
+            } else {
+                let sy = (row - y0) * fb.height() as usize / h.max(1);
+                let src_row = &src[sy * sw..][..sw];
+                for (d, &sx) in dst.iter_mut().zip(columns.iter()) {
+                    *d = src_row[sx as usize];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_with_the_aspect_kept_and_centred() {
+        let l = Layout::fit(Size::new(1920, 1080), Size::new(1000, 1000));
+        assert_eq!((l.x, l.y, l.width, l.height), (0, 219, 1000, 562));
+        let l = Layout::fit(Size::new(640, 480), Size::new(640, 480));
+        assert_eq!((l.x, l.y, l.width, l.height), (0, 0, 640, 480));
+        let l = Layout::fit(Size::new(100, 100), Size::new(300, 100));
+        assert_eq!((l.x, l.y, l.width, l.height), (100, 0, 100, 100));
+    }
+
+    #[test]
+    fn pointer_maps_back_to_desktop_pixels() {
+        let l = Layout::fit(Size::new(200, 100), Size::new(100, 100));
+        assert_eq!(l.desktop_pixel(0.0, 25.0), Some((0, 0)));
+        assert_eq!(l.desktop_pixel(99.9, 74.9), Some((199, 99)));
+        assert_eq!(l.desktop_pixel(50.0, 10.0), None, "in the border");
+    }
+
+    #[test]
+    fn draws_1_to_1_and_scaled() {
+        let size = Size::new(4, 2);
+        let fb = Framebuffer::from_pixels(size, (0..8).collect()).unwrap();
+        let mut cols = Vec::new();
+        let l = Layout::fit(size, Size::new(4, 4));
+        let mut out = vec![9; 16];
+        l.draw(&fb, &mut out, &mut cols);
+        assert_eq!(out, [0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0]);
+        let l = Layout::fit(size, Size::new(2, 1));
+        let mut out = vec![9; 2];
+        l.draw(&fb, &mut out, &mut cols);
+        assert_eq!(out, [0, 2]);
+    }
+}
