@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use oriel_protocol::api::*;
-use oriel_transport::api_client::ApiClient;
+use oriel_transport::api_client::{ApiCallError, ApiClient};
 use oriel_transport::Fingerprint;
 use serde::{Deserialize, Serialize};
 
@@ -101,11 +101,34 @@ pub async fn connect_options(
     login: &Login,
     pool: &str,
 ) -> anyhow::Result<(ConnectOptions, ConnectResponse)> {
-    let reply: ConnectResponse = login
-        .client()?
-        .post("/connect", &ConnectRequest { pool: pool.into() })
-        .await
-        .with_context(|| format!("cannot get a desktop of pool '{pool}'"))?;
+    connect_options_waiting(login, pool, std::time::Duration::ZERO, |_| {}).await
+}
+
+/// Like [`connect_options`], but while the pool has no free desktop (the broker is
+/// still starting one) asks again every second for up to `wait`, calling `progress`
+/// with the time waited so far.
+pub async fn connect_options_waiting(
+    login: &Login,
+    pool: &str,
+    wait: std::time::Duration,
+    mut progress: impl FnMut(std::time::Duration),
+) -> anyhow::Result<(ConnectOptions, ConnectResponse)> {
+    let api = login.client()?;
+    let started = std::time::Instant::now();
+    let reply: ConnectResponse = loop {
+        let asked = api
+            .post("/connect", &ConnectRequest { pool: pool.into() })
+            .await;
+        match asked {
+            Err(ApiCallError::Status { status: 409, .. }) if started.elapsed() < wait => {
+                progress(started.elapsed());
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            other => {
+                break other.with_context(|| format!("cannot get a desktop of pool '{pool}'"))?
+            }
+        }
+    };
     let addr = tokio::net::lookup_host(&reply.address)
         .await
         .with_context(|| format!("cannot resolve the display server {}", reply.address))?
@@ -124,4 +147,100 @@ pub async fn logoff(login: &Login, pool: &str) -> anyhow::Result<()> {
         .post_no_reply("/logoff", &LogoffRequest { pool: pool.into() })
         .await?;
     Ok(())
+}
+
+/// A desktop link, `oriel://HOST:PORT/POOL`: the pool POOL of the broker at
+/// `https://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub broker: String,
+    pub pool: String,
+}
+
+impl std::str::FromStr for Link {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Link> {
+        let rest = s
+            .strip_prefix("oriel://")
+            .with_context(|| format!("'{s}' is not an oriel:// link"))?;
+        let (host, pool) = rest
+            .trim_end_matches('/')
+            .split_once('/')
+            .with_context(|| format!("'{s}' names no pool (oriel://BROKER/POOL)"))?;
+        let valid_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        let valid_pool = !pool.is_empty()
+            && pool.len() <= 128
+            && pool
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid_host || !valid_pool {
+            anyhow::bail!("'{s}' is not a valid oriel://BROKER/POOL link");
+        }
+        Ok(Link {
+            broker: format!("https://{host}"),
+            pool: pool.to_string(),
+        })
+    }
+}
+
+/// The saved login, checked to be for `link`'s broker.
+pub fn load_for(link: &Link) -> anyhow::Result<Login> {
+    let login = load()?;
+    if login.broker.trim_end_matches('/') != link.broker {
+        anyhow::bail!(
+            "you are logged in to {}, not {}; run `oriel login --broker {}` first",
+            login.broker,
+            link.broker,
+            link.broker
+        );
+    }
+    Ok(login)
+}
+
+/// The `.desktop` entry that lets a desktop environment open `oriel://` links with
+/// `exe`.
+pub fn desktop_entry(exe: &std::path::Path) -> String {
+    format!(
+        "[Desktop Entry]\nType=Application\nName=Oriel\nComment=Remote desktops from an Oriel broker\n\
+         Exec=\"{}\" %u\nTerminal=false\nCategories=Network;RemoteAccess;\n\
+         MimeType=x-scheme-handler/oriel;\n",
+        exe.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_name_a_broker_and_a_pool() {
+        let link: Link = "oriel://broker.example:8443/office".parse().unwrap();
+        assert_eq!(link.broker, "https://broker.example:8443");
+        assert_eq!(link.pool, "office");
+        let link: Link = "oriel://[::1]:8443/lab-2/".parse().unwrap();
+        assert_eq!(
+            (link.broker.as_str(), link.pool.as_str()),
+            ("https://[::1]:8443", "lab-2")
+        );
+        for bad in [
+            "https://b/p",
+            "oriel://b",
+            "oriel:///p",
+            "oriel://b/p/q",
+            "oriel://b/p?x=1",
+            "oriel://b c/p",
+        ] {
+            assert!(bad.parse::<Link>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_desktop_entry_handles_oriel_links() {
+        let entry = desktop_entry(std::path::Path::new("/usr/bin/oriel"));
+        assert!(entry.contains("Exec=\"/usr/bin/oriel\" %u"));
+        assert!(entry.contains("MimeType=x-scheme-handler/oriel;"));
+    }
 }

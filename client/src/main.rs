@@ -12,13 +12,20 @@ use oriel::{ConnectOptions, Session, StopWhen};
 use oriel_transport::Fingerprint;
 
 mod demo;
+mod pick;
 
-/// Oriel thin client: connect to a desktop and view it.
+/// Oriel thin client: connect to a desktop and view it. Without arguments (after
+/// `oriel login`) it lists your pools and connects to the one you choose, or the only
+/// one; `oriel oriel://BROKER/POOL` opens a desktop link.
 #[derive(Debug, Parser)]
-#[command(name = "oriel", version)]
+#[command(name = "oriel", version, args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// A desktop link, oriel://BROKER/POOL (as a desktop environment passes it).
+    link: Option<String>,
+    #[command(flatten)]
+    view: ViewArgs,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,6 +52,9 @@ enum Command {
     /// Run a complete deployment on this machine (a display server with a synthetic
     /// desktop, and this client connected to it) and print what the client saw.
     Demo(demo::DemoArgs),
+    /// Let the desktop environment open oriel:// links with this program: writes
+    /// oriel.desktop to ~/.local/share/applications and registers it with xdg-mime.
+    Register,
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,6 +67,13 @@ struct ConnectArgs {
     /// Desktop to show, for a direct connection.
     #[arg(long, default_value = "default")]
     desktop: String,
+    #[command(flatten)]
+    view: ViewArgs,
+}
+
+/// How a session is shown.
+#[derive(Debug, Clone, clap::Args)]
+struct ViewArgs {
     /// Run without a window: decode, acknowledge and print statistics (for scripts).
     #[arg(long)]
     headless: bool,
@@ -72,6 +89,9 @@ struct ConnectArgs {
     /// Print the statistics as one JSON line.
     #[arg(long)]
     json: bool,
+    /// How long to wait for the broker to start a desktop when none is free.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    wait: Duration,
 }
 
 #[tokio::main]
@@ -83,8 +103,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        return match cli.link {
+            Some(link) => pick::open_link(&link.parse()?, &cli.view).await,
+            None => pick::choose_and_connect(&cli.view).await,
+        };
+    };
+    match command {
         Command::Connect(args) => connect(args).await,
+        Command::Register => pick::register(),
         Command::Login {
             broker,
             fingerprint,
@@ -129,36 +157,29 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
-    let mut pool = None;
-    let opts = match args.fingerprint {
+    match args.fingerprint {
         Some(fingerprint) => {
             let mut opts = ConnectOptions::new(resolve(&args.target).await?, fingerprint);
             opts.desktop = args.desktop;
-            opts
+            view(&opts, None, &args.view).await
         }
         None if args.target.contains(':') => {
             anyhow::bail!("a direct connection to {} needs --fingerprint", args.target)
         }
-        None => {
-            let login = launcher::load()?;
-            eprintln!(
-                "asking {} for a desktop of pool '{}' ...",
-                login.broker, args.target
-            );
-            let (opts, reply) = launcher::connect_options(&login, &args.target).await?;
-            eprintln!("desktop {} on {}", reply.desktop, reply.address);
-            pool = Some(args.target.clone());
-            opts
-        }
-    };
+        None => pick::connect_pool(&launcher::load()?, &args.target, &args.view).await,
+    }
+}
+
+/// Shows the session `opts` leads to as `view` asks, then prints its statistics.
+async fn view(opts: &ConnectOptions, pool: Option<&str>, args: &ViewArgs) -> anyhow::Result<()> {
     let window = (!args.headless).then(|| ViewerOptions {
-        title: match &pool {
+        title: match pool {
             Some(pool) => format!("{} ({pool}) — Oriel", opts.desktop),
             None => format!("{} — Oriel", opts.desktop),
         },
         fullscreen: args.fullscreen,
     });
-    let outcome = run_session(&opts, args.duration, args.screenshot.as_deref(), window).await?;
+    let outcome = run_session(opts, args.duration, args.screenshot.as_deref(), window).await?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome.stats.summary())?);
     } else {
