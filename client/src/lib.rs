@@ -12,4 +12,4 @@ pub mod viewer;
 pub use session::{
     ClientError, ConnectOptions, EndReason, InputSender, Outcome, Session, Shown, StopWhen,
 };
-pub use stats::{percentile, ClientStats};
+pub use stats::{percentile, ClientStats, LiveStats};

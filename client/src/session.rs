@@ -2,6 +2,7 @@
 //! decodes and acknowledges frames while input and cursor use streams of their own.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,7 @@ pub struct Session {
     input: InputSender,
     cursor_shape: Arc<Mutex<Option<CursorMsg>>>,
     video: mpsc::Receiver<(u64, VideoMsg)>,
+    live: Arc<crate::stats::LiveStats>,
 }
 
 /// What the client just showed, for observers (tests and benchmarks).
@@ -209,7 +211,25 @@ impl Session {
             input,
             cursor_shape,
             video,
+            live: Arc::default(),
         })
+    }
+
+    /// Figures the session updates while it runs (for an overlay).
+    pub fn live_stats(&self) -> Arc<crate::stats::LiveStats> {
+        self.live.clone()
+    }
+
+    fn publish_live(&self, stats: &ClientStats, capture_unix_us: u64, regions: usize) {
+        let live = &self.live;
+        live.frames.store(stats.frames, Ordering::Relaxed);
+        let bytes = self.display.bytes_received() + stats.video_bytes;
+        live.bytes.store(bytes, Ordering::Relaxed);
+        live.rtt_us
+            .store(self.conn.rtt().as_micros() as u64, Ordering::Relaxed);
+        let latency = since_capture(capture_unix_us);
+        live.latency_us.store(u64::from(latency), Ordering::Relaxed);
+        live.video_regions.store(regions as u64, Ordering::Relaxed);
     }
 
     pub fn welcome(&self) -> &Welcome {
@@ -290,6 +310,7 @@ impl Session {
                     stats.latency_us.push(since_capture(msg.capture_unix_us));
                     stats.decode_us.push(decode_us);
                     stats.frames += 1;
+                    self.publish_live(&stats, msg.capture_unix_us, regions.active());
                     observe(
                         Shown::Frame {
                             frame_id: msg.frame_id,
@@ -328,6 +349,7 @@ impl Session {
                     Picture::Queued => continue,
                     Picture::Shown { rect } => {
                         stats.video_frames += 1;
+                        self.live.pictures.fetch_add(1, Ordering::Relaxed);
                         stats.video_bytes += bytes as u64;
                         stats.video_keyframes += u64::from(keyframe);
                         stats.video_decode_us.push(decode_us);

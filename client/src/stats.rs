@@ -1,5 +1,6 @@
 //! What a client saw: frames, bytes, frame rate, latency.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -35,6 +36,22 @@ pub struct ClientStats {
     pub keyframe_requests: u64,
     /// Frame decoded → its pixels handed to the window system, µs (windowed only).
     pub present_us: Vec<u32>,
+}
+
+/// Figures a running session keeps up to date, for an on-screen overlay.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Display frames and video pictures decoded.
+    pub frames: AtomicU64,
+    pub pictures: AtomicU64,
+    /// Display and video bytes received.
+    pub bytes: AtomicU64,
+    /// The connection's smoothed RTT, µs.
+    pub rtt_us: AtomicU64,
+    /// Capture → decoded of the newest frame, µs.
+    pub latency_us: AtomicU64,
+    /// Video regions playing (each an H.264 stream).
+    pub video_regions: AtomicU64,
 }
 
 /// The printable summary of [`ClientStats`].

@@ -221,6 +221,30 @@ fn the_window_shows_the_desktop_and_sends_keys_and_clicks() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // Ctrl+Alt+O shows the statistics overlay over the top-left corner, and hides it.
+    let corner = Rect::new(at.x, at.y, 120, 30);
+    let desktop_corner = crop(&server_screen(&desktop), &Rect::new(0, 0, 120, 30));
+    for shown in [true, false] {
+        xdotool(&screen.display, &["key", "ctrl+alt+o"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (crop(&capture(&conn, root), &corner) != desktop_corner) != shown {
+            assert!(
+                Instant::now() < deadline,
+                "overlay shown: {shown}, not seen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if shown {
+            let shot = capture(&conn, root);
+            oriel::screenshot::save_png(&shot, &artifacts.join("viewer-overlay.png")).unwrap();
+        }
+    }
+    assert_eq!(
+        crop(&capture(&conn, root), &at),
+        server_screen(&desktop),
+        "the rest of the window is untouched"
+    );
+
     // Closing the window (as a window manager asks) ends the session cleanly, with
     // present times in its summary.
     let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;

@@ -5,6 +5,7 @@
 //! moving it needs no round trip.
 
 mod keymap;
+mod overlay;
 mod scale;
 
 use std::collections::BTreeSet;
@@ -66,6 +67,7 @@ pub fn run(session: Session, stop: StopWhen, options: ViewerOptions) -> anyhow::
     }));
     let input = session.input();
     let cursor_watch = session.cursor_shape_handle();
+    let live = session.live_stats();
     let interrupt = stop
         .interrupt
         .clone()
@@ -129,6 +131,8 @@ pub fn run(session: Session, stop: StopWhen, options: ViewerOptions) -> anyhow::
         pressed: BTreeSet::new(),
         present_us: Vec::new(),
         error: None,
+        live,
+        overlay: None,
     };
     let ran = event_loop.run_app(&mut app);
     cursor_task.abort();
@@ -164,6 +168,9 @@ struct Viewer {
     /// Frame decoded → pixels handed to the window system, µs.
     present_us: Vec<u32>,
     error: Option<anyhow::Error>,
+    live: Arc<crate::LiveStats>,
+    /// The statistics overlay, while shown (Ctrl+Alt+O).
+    overlay: Option<overlay::Overlay>,
 }
 
 impl Viewer {
@@ -212,6 +219,18 @@ impl Viewer {
                 }
                 true
             }
+            KeyCode::KeyO if ctrl_alt => {
+                if down {
+                    self.overlay = match self.overlay.take() {
+                        Some(_) => None,
+                        None => Some(overlay::Overlay::new()),
+                    };
+                    if let Some(w) = &self.window {
+                        w.request_redraw();
+                    }
+                }
+                true
+            }
             // Ctrl+Alt+End sends Ctrl+Alt+Del (which the local system would take).
             KeyCode::End if ctrl_alt => {
                 if down {
@@ -245,6 +264,10 @@ impl Viewer {
         self.layout.draw(&latest.fb, &mut buffer, &mut self.columns);
         let (decoded, fresh) = (latest.decoded, std::mem::take(&mut latest.fresh));
         drop(latest);
+        if let Some(overlay) = &mut self.overlay {
+            overlay.sample(&self.live);
+            overlay.draw(&mut buffer, w.get() as usize);
+        }
         buffer
             .present()
             .map_err(|e| anyhow::anyhow!("presenting: {e}"))?;
