@@ -181,8 +181,14 @@ async fn deploy_and_connect(
         "      connected for {} ...",
         humantime::format_duration(args.duration)
     );
-    let outcome =
-        crate::run_session(&opts, Some(args.duration), Some(&args.screenshot), None).await?;
+    let outcome = crate::run_session(
+        &opts,
+        Some(args.duration),
+        Some(&args.screenshot),
+        None,
+        None,
+    )
+    .await?;
     println!("{}", outcome.stats.summary());
     launcher::logoff(&user, "demo").await?;
     Ok(())

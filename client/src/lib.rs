@@ -2,6 +2,7 @@
 //! framebuffer, acknowledges them and sends input. The `oriel` binary wraps it.
 
 pub mod launcher;
+pub mod resume;
 pub mod screenshot;
 pub mod session;
 pub mod stats;

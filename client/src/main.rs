@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use oriel::launcher;
+use oriel::resume::{self, Reconnect};
 use oriel::screenshot::save_png;
 use oriel::viewer::ViewerOptions;
 use oriel::{ConnectOptions, Session, StopWhen};
@@ -161,7 +162,7 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
         Some(fingerprint) => {
             let mut opts = ConnectOptions::new(resolve(&args.target).await?, fingerprint);
             opts.desktop = args.desktop;
-            view(&opts, None, &args.view).await
+            view(&opts, None, None, &args.view).await
         }
         None if args.target.contains(':') => {
             anyhow::bail!("a direct connection to {} needs --fingerprint", args.target)
@@ -170,8 +171,14 @@ async fn connect(args: ConnectArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Shows the session `opts` leads to as `view` asks, then prints its statistics.
-async fn view(opts: &ConnectOptions, pool: Option<&str>, args: &ViewArgs) -> anyhow::Result<()> {
+/// Shows the session `opts` leads to as `view` asks (bridging outages through
+/// `reconnect`), then prints its statistics.
+async fn view(
+    opts: &ConnectOptions,
+    pool: Option<&str>,
+    reconnect: Option<Reconnect>,
+    args: &ViewArgs,
+) -> anyhow::Result<()> {
     let window = (!args.headless).then(|| ViewerOptions {
         title: match pool {
             Some(pool) => format!("{} ({pool}) — Oriel", opts.desktop),
@@ -179,7 +186,8 @@ async fn view(opts: &ConnectOptions, pool: Option<&str>, args: &ViewArgs) -> any
         },
         fullscreen: args.fullscreen,
     });
-    let outcome = run_session(opts, args.duration, args.screenshot.as_deref(), window).await?;
+    let screenshot = args.screenshot.as_deref();
+    let outcome = run_session(opts, args.duration, screenshot, window, reconnect).await?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome.stats.summary())?);
     } else {
@@ -195,6 +203,7 @@ pub(crate) async fn run_session(
     duration: Option<Duration>,
     screenshot: Option<&std::path::Path>,
     window: Option<ViewerOptions>,
+    reconnect: Option<Reconnect>,
 ) -> anyhow::Result<oriel::Outcome> {
     let session = Session::connect(opts).await?;
     let w = session.welcome();
@@ -217,8 +226,19 @@ pub(crate) async fn run_session(
         interrupt: Some(interrupt),
     };
     let outcome = match window {
-        Some(options) => oriel::viewer::run(session, stop, options)?,
-        None => session.run(stop, None).await?,
+        Some(options) => oriel::viewer::run(session, stop, options, reconnect)?,
+        None => {
+            let event = |e: resume::Event<'_>| match e {
+                resume::Event::Reconnecting { attempt, reason } => {
+                    eprintln!("connection lost ({reason}); reconnecting, attempt {attempt} ...")
+                }
+                resume::Event::Connected(s) => {
+                    let w = s.welcome();
+                    eprintln!("connected, session {}", w.session_id);
+                }
+            };
+            resume::run_resuming(session, stop, reconnect, |_, _| {}, event).await?
+        }
     };
     if let Some(path) = screenshot {
         save_png(&outcome.framebuffer, path)?;

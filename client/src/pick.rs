@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context};
 use oriel::launcher::{self, Link, Login};
+use oriel::resume::Reconnect;
 
 use crate::ViewArgs;
 
@@ -22,7 +23,13 @@ pub async fn connect_pool(login: &Login, pool: &str, args: &ViewArgs) -> anyhow:
     let waited = launcher::connect_options_waiting(login, pool, args.wait, progress).await;
     let (opts, reply) = waited?;
     eprintln!("desktop {} on {}", reply.desktop, reply.address);
-    crate::view(&opts, Some(pool), args).await
+    // After an outage, the broker hands out a new ticket for the same desktop.
+    let (again, name): (Login, String) = (login.clone(), pool.to_string());
+    let reconnect: Reconnect = std::sync::Arc::new(move || {
+        let (login, pool) = (again.clone(), name.clone());
+        Box::pin(async move { Ok(launcher::connect_options(&login, &pool).await?.0) })
+    });
+    crate::view(&opts, Some(pool), Some(reconnect), args).await
 }
 
 /// `oriel` alone: the only pool, or the one chosen from a numbered list.

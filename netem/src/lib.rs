@@ -12,7 +12,7 @@ mod spec;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
@@ -39,6 +39,8 @@ pub struct Relay {
     addr: SocketAddr,
     stats: Arc<RelayStats>,
     task: tokio::task::JoinHandle<()>,
+    /// The link is cut: every packet, both ways, is dropped.
+    cut: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -47,8 +49,19 @@ impl Relay {
         let front = Arc::new(UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?);
         let addr = front.local_addr()?;
         let stats = Arc::new(RelayStats::default());
-        let task = tokio::spawn(run(front, upstream, spec, stats.clone()));
-        Ok(Relay { addr, stats, task })
+        let cut = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(front, upstream, spec, stats.clone(), cut.clone()));
+        Ok(Relay {
+            addr,
+            stats,
+            task,
+            cut,
+        })
+    }
+
+    /// Cuts the link (every packet is dropped, both ways) or mends it: a network outage.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Relaxed);
     }
 
     /// Where clients send to.
@@ -82,7 +95,13 @@ impl Drop for Flow {
     }
 }
 
-async fn run(front: Arc<UdpSocket>, upstream: SocketAddr, spec: LinkSpec, stats: Arc<RelayStats>) {
+async fn run(
+    front: Arc<UdpSocket>,
+    upstream: SocketAddr,
+    spec: LinkSpec,
+    stats: Arc<RelayStats>,
+    cut: Arc<AtomicBool>,
+) {
     let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut seed = 1u64;
@@ -90,8 +109,12 @@ async fn run(front: Arc<UdpSocket>, upstream: SocketAddr, spec: LinkSpec, stats:
         let Ok((n, client)) = front.recv_from(&mut buf).await else {
             continue; // e.g. ICMP port unreachable surfaced as an error: keep relaying
         };
+        if cut.load(Relaxed) {
+            stats.lost.fetch_add(1, Relaxed);
+            continue;
+        }
         if let std::collections::hash_map::Entry::Vacant(e) = flows.entry(client) {
-            match open_flow(&front, client, upstream, &spec, seed, &stats).await {
+            match open_flow(&front, client, upstream, &spec, seed, &stats, &cut).await {
                 Ok(flow) => {
                     e.insert(flow);
                 }
@@ -122,7 +145,9 @@ async fn open_flow(
     spec: &LinkSpec,
     seed: u64,
     stats: &Arc<RelayStats>,
+    cut: &Arc<AtomicBool>,
 ) -> std::io::Result<Flow> {
+    let cut = cut.clone();
     let socket = Arc::new(UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?);
     socket.connect(upstream).await?;
     let (up_tx, up_rx) = mpsc::unbounded_channel();
@@ -143,6 +168,10 @@ async fn open_flow(
         }));
         let mut buf = vec![0u8; MAX_DATAGRAM];
         while let Ok(n) = socket.recv(&mut buf).await {
+            if cut.load(Relaxed) {
+                down_stats.lost.fetch_add(1, Relaxed);
+                continue;
+            }
             match down_shaper.admit(n, Instant::now()) {
                 Ok(at) => {
                     let _ = down_tx.send((at, buf[..n].to_vec()));

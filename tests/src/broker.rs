@@ -43,19 +43,35 @@ impl Harness {
 
     /// Starts a display server that joins the broker with the join token.
     pub fn add_host(&mut self, name: &str, capacity: u32) -> Arc<DisplayServer> {
-        let identity = oriel_transport::Identity::generate(&[]).unwrap();
-        let server = Arc::new(
-            DisplayServer::start(
-                ServerConfig {
-                    listen: "127.0.0.1:0".parse().unwrap(),
-                    require_tickets: true,
-                    ..Default::default()
-                },
-                &identity,
-                vec![],
-            )
-            .unwrap(),
-        );
+        let server = host_server();
+        let address = server.local_addr().unwrap();
+        self.join(&server, name, capacity, address);
+        server
+    }
+
+    /// Like [`Harness::add_host`], but clients reach the host through a relay the test
+    /// can cut (a network outage between clients and host).
+    pub async fn add_host_behind_relay(
+        &mut self,
+        name: &str,
+        capacity: u32,
+    ) -> (Arc<DisplayServer>, oriel_netem::Relay) {
+        let server = host_server();
+        let relay = oriel_netem::Relay::start(server.local_addr().unwrap(), Default::default())
+            .await
+            .expect("relay starts");
+        self.join(&server, name, capacity, relay.addr());
+        (server, relay)
+    }
+
+    /// Runs the host agent of `server`, telling the broker clients dial `address`.
+    fn join(
+        &mut self,
+        server: &Arc<DisplayServer>,
+        name: &str,
+        capacity: u32,
+        address: std::net::SocketAddr,
+    ) {
         let agent = tokio::spawn(agent::run(
             server.clone(),
             AgentConfig {
@@ -63,13 +79,12 @@ impl Harness {
                 broker_fingerprint: self.broker.fingerprint,
                 join_token: Some(self.broker.join_token.clone()),
                 name: name.into(),
-                display_address: server.local_addr().unwrap().to_string(),
+                display_address: address.to_string(),
                 capacity,
                 data_dir: self.dir.join(name),
             },
         ));
         self.hosts.push((server.clone(), agent));
-        server
     }
 
     /// Creates a pool of synthetic desktops (`params` as the source takes them).
@@ -186,4 +201,21 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A display server as broker hosts run: no desktops of its own, tickets required.
+fn host_server() -> Arc<DisplayServer> {
+    let identity = oriel_transport::Identity::generate(&[]).unwrap();
+    Arc::new(
+        DisplayServer::start(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                require_tickets: true,
+                ..Default::default()
+            },
+            &identity,
+            vec![],
+        )
+        .unwrap(),
+    )
 }

@@ -54,13 +54,14 @@ pub fn unix_micros() -> u64 {
 }
 
 /// Transport settings for both ends: keep-alives so idle desktops stay connected through
-/// NATs, an idle timeout so dead peers are noticed.
+/// NATs, and an idle timeout so a dead path is noticed within seconds (the client then
+/// reconnects; a user looking at a frozen screen should not wait half a minute).
 pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
     t.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(30))
-            .expect("30 s is a valid idle timeout"),
+        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(10))
+            .expect("10 s is a valid idle timeout"),
     ));
     t.max_concurrent_uni_streams(8u32.into());
     t.max_concurrent_bidi_streams(4u32.into());

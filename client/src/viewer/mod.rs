@@ -24,6 +24,7 @@ use winit::event_loop::{ActiveEventLoop, EventLoop};
 use winit::keyboard::{KeyCode, ModifiersState, PhysicalKey};
 use winit::window::{CustomCursor, Fullscreen, Window, WindowId};
 
+use crate::resume::{self, Reconnect};
 use crate::{ClientError, InputSender, Outcome, Session, Shown, StopWhen};
 use scale::Layout;
 
@@ -39,8 +40,29 @@ enum UserEvent {
     Frame,
     /// The server sent a new cursor image.
     Cursor(CursorMsg),
+    /// The connection was lost; reconnecting (attempt, why).
+    Reconnecting(u32, String),
+    /// A new session took over after an outage.
+    Resumed,
     /// The session is over.
     Ended,
+}
+
+/// The current session's handles; replaced when a session resumes after an outage.
+struct Handles {
+    input: InputSender,
+    cursor: Arc<Mutex<Option<CursorMsg>>>,
+    live: Arc<crate::LiveStats>,
+}
+
+impl Handles {
+    fn of(session: &Session) -> Handles {
+        Handles {
+            input: session.input(),
+            cursor: session.cursor_shape_handle(),
+            live: session.live_stats(),
+        }
+    }
 }
 
 /// The newest decoded screen, handed from the session to the UI thread.
@@ -52,9 +74,15 @@ struct Latest {
     fresh: bool,
 }
 
-/// Shows `session` in a window until the window is closed or the session ends; returns
-/// the session's outcome, with the window's present times in its statistics.
-pub fn run(session: Session, stop: StopWhen, options: ViewerOptions) -> anyhow::Result<Outcome> {
+/// Shows `session` in a window until the window is closed or the session ends; with
+/// `reconnect`, outages show "reconnecting" and the session resumes. Returns the last
+/// session's outcome, with the window's present times in its statistics.
+pub fn run(
+    session: Session,
+    stop: StopWhen,
+    options: ViewerOptions,
+    reconnect: Option<Reconnect>,
+) -> anyhow::Result<Outcome> {
     let event_loop = EventLoop::<UserEvent>::with_user_event()
         .build()
         .context("cannot open a window (is DISPLAY set? --headless runs without one)")?;
@@ -65,9 +93,7 @@ pub fn run(session: Session, stop: StopWhen, options: ViewerOptions) -> anyhow::
         decoded: Instant::now(),
         fresh: false,
     }));
-    let input = session.input();
-    let cursor_watch = session.cursor_shape_handle();
-    let live = session.live_stats();
+    let handles = Arc::new(Mutex::new(Handles::of(&session)));
     let interrupt = stop
         .interrupt
         .clone()
@@ -95,17 +121,30 @@ pub fn run(session: Session, stop: StopWhen, options: ViewerOptions) -> anyhow::
             let _ = to_ui.send_event(UserEvent::Frame);
         }
     };
-    let to_ui = proxy.clone();
+    let (to_ui, current) = (proxy.clone(), handles.clone());
     let session_task = tokio::spawn(async move {
-        let outcome = session.run_observed(stop, None, observe).await;
+        let mut first = true;
+        let event = |e: resume::Event<'_>| match e {
+            resume::Event::Connected(session) => {
+                *lock(&current) = Handles::of(session);
+                if !std::mem::take(&mut first) {
+                    let _ = to_ui.send_event(UserEvent::Resumed);
+                }
+            }
+            resume::Event::Reconnecting { attempt, reason } => {
+                let _ = to_ui.send_event(UserEvent::Reconnecting(attempt, reason));
+            }
+        };
+        let outcome = resume::run_resuming(session, stop, reconnect, observe, event).await;
         let _ = to_ui.send_event(UserEvent::Ended);
         outcome
     });
-    let to_ui = proxy.clone();
+    let (to_ui, current) = (proxy.clone(), handles.clone());
     let cursor_task = tokio::spawn(async move {
         let mut shown: Option<CursorMsg> = None;
         loop {
-            let current = lock(&cursor_watch).clone();
+            let watch = lock(&current).cursor.clone();
+            let current = lock(&watch).clone();
             if let Some(shape) = current.filter(|c| shown.as_ref() != Some(c)) {
                 shown = Some(shape.clone());
                 if to_ui.send_event(UserEvent::Cursor(shape)).is_err() {
@@ -121,7 +160,7 @@ pub fn run(session: Session, stop: StopWhen, options: ViewerOptions) -> anyhow::
         desktop: size,
         latest,
         wake_pending,
-        input,
+        handles,
         interrupt,
         window: None,
         surface: None,
@@ -131,7 +170,6 @@ pub fn run(session: Session, stop: StopWhen, options: ViewerOptions) -> anyhow::
         pressed: BTreeSet::new(),
         present_us: Vec::new(),
         error: None,
-        live,
         overlay: None,
     };
     let ran = event_loop.run_app(&mut app);
@@ -155,7 +193,7 @@ struct Viewer {
     desktop: Size,
     latest: Arc<Mutex<Latest>>,
     wake_pending: Arc<AtomicBool>,
-    input: InputSender,
+    handles: Arc<Mutex<Handles>>,
     interrupt: Arc<tokio::sync::Notify>,
     window: Option<Rc<Window>>,
     surface: Option<softbuffer::Surface<Rc<Window>, Rc<Window>>>,
@@ -168,7 +206,6 @@ struct Viewer {
     /// Frame decoded → pixels handed to the window system, µs.
     present_us: Vec<u32>,
     error: Option<anyhow::Error>,
-    live: Arc<crate::LiveStats>,
     /// The statistics overlay, while shown (Ctrl+Alt+O).
     overlay: Option<overlay::Overlay>,
 }
@@ -176,7 +213,7 @@ struct Viewer {
 impl Viewer {
     fn send(&self, event: InputEvent) {
         // A full queue drops the event rather than stall the UI.
-        self.input.try_send(event);
+        lock(&self.handles).input.try_send(event);
     }
 
     fn key(&mut self, code: u16, down: bool) {
@@ -265,7 +302,8 @@ impl Viewer {
         let (decoded, fresh) = (latest.decoded, std::mem::take(&mut latest.fresh));
         drop(latest);
         if let Some(overlay) = &mut self.overlay {
-            overlay.sample(&self.live);
+            let live = lock(&self.handles).live.clone();
+            overlay.sample(&live);
             overlay.draw(&mut buffer, w.get() as usize);
         }
         buffer
@@ -362,6 +400,22 @@ impl ApplicationHandler<UserEvent> for Viewer {
                 }
             }
             UserEvent::Cursor(msg) => self.set_cursor(event_loop, msg),
+            UserEvent::Reconnecting(attempt, reason) => {
+                // Keys held now would stay down on the desktop.
+                self.pressed.clear();
+                tracing::warn!("connection lost ({reason}); reconnecting, attempt {attempt}");
+                if let Some(w) = &self.window {
+                    w.set_title(&format!(
+                        "{} — reconnecting… (attempt {attempt})",
+                        self.options.title
+                    ));
+                }
+            }
+            UserEvent::Resumed => {
+                if let Some(w) = &self.window {
+                    w.set_title(&self.options.title);
+                }
+            }
             UserEvent::Ended => event_loop.exit(),
         }
     }
