@@ -11,6 +11,7 @@ pub mod video;
 pub mod viewer;
 
 pub use session::{
-    ClientError, ConnectOptions, EndReason, InputSender, Outcome, Session, Shown, StopWhen,
+    ClientError, ConnectOptions, Controller, EndReason, InputSender, Outcome, Session, Shown,
+    StopWhen,
 };
 pub use stats::{percentile, ClientStats, LiveStats};

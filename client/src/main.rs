@@ -81,6 +81,10 @@ struct ViewArgs {
     /// Open the window full screen (F11 toggles; Ctrl+Alt+End sends Ctrl+Alt+Del).
     #[arg(long)]
     fullscreen: bool,
+    /// Keep the desktop's size when the window is resized (by default the desktop is
+    /// asked to take the window's size, where it can).
+    #[arg(long)]
+    no_resize: bool,
     /// Save the final screen as PNG.
     #[arg(long, value_name = "FILE")]
     screenshot: Option<PathBuf>,
@@ -185,6 +189,7 @@ async fn view(
             None => format!("{} — Oriel", opts.desktop),
         },
         fullscreen: args.fullscreen,
+        resize_desktop: !args.no_resize,
     });
     let screenshot = args.screenshot.as_deref();
     let outcome = run_session(opts, args.duration, screenshot, window, reconnect).await?;

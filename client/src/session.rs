@@ -128,6 +128,25 @@ pub struct Session {
     cursor_shape: Arc<Mutex<Option<CursorMsg>>>,
     video: mpsc::Receiver<(u64, VideoMsg)>,
     live: Arc<crate::stats::LiveStats>,
+    /// Requests from the application (e.g. a window's size), sent on the control stream.
+    requests: mpsc::Receiver<ClientControl>,
+    requests_tx: mpsc::Sender<ClientControl>,
+}
+
+/// Asks the server for things on behalf of the application, while the session runs.
+#[derive(Clone)]
+pub struct Controller {
+    tx: mpsc::Sender<ClientControl>,
+}
+
+impl Controller {
+    /// Asks for the desktop at `width` x `height` (desktops that can resize do); false
+    /// if the request could not be queued.
+    pub fn request_resize(&self, width: u32, height: u32) -> bool {
+        self.tx
+            .try_send(ClientControl::ResizeRequest { width, height })
+            .is_ok()
+    }
 }
 
 /// What the client just showed, for observers (tests and benchmarks).
@@ -198,6 +217,7 @@ impl Session {
         tokio::spawn(cursor_loop(cursor, cursor_shape.clone()));
         let input = spawn_input_writer(&conn).await?;
         let (video_tx, video) = mpsc::channel(VIDEO_QUEUE);
+        let (requests_tx, requests) = mpsc::channel(8);
         tokio::spawn(accept_video_streams(conn.clone(), video_tx));
         // The control stream's receive side carries only `ServerControl` notices.
         tokio::spawn(control_notices(control_rx));
@@ -212,7 +232,16 @@ impl Session {
             cursor_shape,
             video,
             live: Arc::default(),
+            requests,
+            requests_tx,
         })
+    }
+
+    /// A handle that sends requests (such as a new size) while the session runs.
+    pub fn controller(&self) -> Controller {
+        Controller {
+            tx: self.requests_tx.clone(),
+        }
     }
 
     /// Figures the session updates while it runs (for an overlay).
@@ -288,12 +317,14 @@ impl Session {
             let next = tokio::select! {
                 r = self.display.recv::<FrameMsg>() => Next::Frame(r),
                 Some(v) = self.video.recv() => Next::Video(v),
+                Some(r) = self.requests.recv() => Next::Request(r),
                 _ = deadline_passed => break EndReason::DurationElapsed,
                 _ = interrupted => break EndReason::Interrupted,
             };
             let mut replies = Vec::new();
             let mut pictures = Vec::new();
             match next {
+                Next::Request(request) => replies.push(request),
                 Next::Frame(msg) => {
                     let msg = match msg {
                         Ok(Some(m)) => m,
@@ -427,6 +458,7 @@ const VIDEO_QUEUE: usize = 64;
 enum Next {
     Frame(Result<Option<FrameMsg>, TransportError>),
     Video((u64, VideoMsg)),
+    Request(ClientControl),
 }
 
 fn micros(d: Duration) -> u32 {

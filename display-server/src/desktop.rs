@@ -204,6 +204,11 @@ impl Desktop {
         lock(&self.source)
     }
 
+    /// Asks the source for another size; sessions see it at the next poll.
+    pub fn request_resize(&self, size: Size) -> Result<(), String> {
+        self.source().request_resize(size)
+    }
+
     pub fn inject(&self, event: &InputEvent) {
         self.source().inject(event);
         *lock(&self.last_activity) = std::time::Instant::now();

@@ -223,7 +223,7 @@ async fn run_streams(
 
     tokio::select! {
         r = display_loop(conn, shared, desktop, sink, caps, &flow, &mut display) => r,
-        r = control_loop(shared, sink, &flow, control_rx) => r,
+        r = control_loop(shared, desktop, sink, &flow, control_rx) => r,
         r = accept_input(conn, shared, desktop) => r,
         _ = desktop.kicked() => {
             let reason = match desktop.failure() {
@@ -436,8 +436,12 @@ async fn open_video_stream(
 /// Refresh requests are honoured at most this often: each resends the whole desktop.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The smallest desktop edge a client may ask for.
+const MIN_REQUESTED_EDGE: u32 = 64;
+
 async fn control_loop(
     shared: &Shared,
+    desktop: &Arc<Desktop>,
     sink: &DamageSink,
     flow: &Flow,
     mut control_rx: FramedRecv,
@@ -476,6 +480,26 @@ async fn control_loop(
                 }
                 last_refresh = Some(Instant::now());
                 sink.request_refresh();
+            }
+            ClientControl::ResizeRequest { width, height } => {
+                let size = oriel_protocol::Size::new(width, height);
+                if !oriel_protocol::handshake::valid_desktop_size(size)
+                    || width < MIN_REQUESTED_EDGE
+                    || height < MIN_REQUESTED_EDGE
+                {
+                    bail!("resize request to {width}x{height} is out of range");
+                }
+                if size == desktop.size() {
+                    continue;
+                }
+                let d = desktop.clone();
+                let resized = tokio::task::spawn_blocking(move || d.request_resize(size)).await?;
+                if let Err(why) = resized {
+                    tracing::debug!(
+                        desktop = desktop.name(),
+                        "resize to {width}x{height} not done: {why}"
+                    );
+                }
             }
         }
     }

@@ -166,6 +166,9 @@ pub enum ClientControl {
     },
     /// The client cannot decode this region's stream any more: send a keyframe.
     KeyframeRequest { region_id: u64 },
+    /// The client would like the desktop at this size (e.g. its window's). Desktops that
+    /// can change size do, and a frame with `resize` follows; others ignore it.
+    ResizeRequest { width: u32, height: u32 },
 }
 
 /// Server → client on the control stream.

@@ -245,6 +245,27 @@ fn the_window_shows_the_desktop_and_sends_keys_and_clicks() {
         "the rest of the window is untouched"
     );
 
+    // The window resized: the desktop follows and is shown 1:1 at its new size.
+    xdotool(&screen.display, &["windowsize", &window_id, "800", "600"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while desktop.size() != Size::new(800, 600) {
+        assert!(
+            Instant::now() < deadline,
+            "the desktop did not follow the window"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let at = Rect::new(x as u32, y as u32, 800, 600);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crop(&capture(&conn, root), &at) != server_screen(&desktop) {
+        assert!(
+            Instant::now() < deadline,
+            "the resized desktop is not shown 1:1: {} pixels differ",
+            diff_pixels(&crop(&capture(&conn, root), &at), &server_screen(&desktop))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // Closing the window (as a window manager asks) ends the session cleanly, with
     // present times in its summary.
     let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;

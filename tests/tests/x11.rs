@@ -459,3 +459,44 @@ fn an_x11_desktop_gets_the_keyboard_layout_its_pool_names() {
         assert!(from_spec(&spec(bad)).is_err(), "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_can_ask_an_x_desktop_for_its_window_size() {
+    let xorg = Xvfb::start_resizable(SIZE.width, SIZE.height);
+    let server = start_x11_server(&xorg.display);
+    let desktop = server.desktop("x").unwrap();
+    let session = Session::connect(&connect_options(&server, "x"))
+        .await
+        .expect("connect");
+    let controller = session.controller();
+    let run = tokio::spawn(session.run(
+        StopWhen {
+            duration: Some(Duration::from_secs(60)),
+            ..Default::default()
+        },
+        None,
+    ));
+    let wanted = Size::new(1000, 700);
+    assert!(controller.request_resize(wanted.width, wanted.height));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while desktop.size() != wanted {
+        assert!(
+            Instant::now() < deadline,
+            "the X screen did not take 1000x700"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (conn, n) = x11rb::connect(Some(&xorg.display)).unwrap();
+    let root = conn.setup().roots[n].root;
+    let geometry = conn.get_geometry(root).unwrap().reply().unwrap();
+    assert_eq!((geometry.width, geometry.height), (1000, 700));
+    drop(desktop);
+    run.abort();
+    server.shutdown().await;
+
+    // Xvfb's screen cannot change size: the request is declined, the session goes on.
+    let xvfb = Xvfb::start(SIZE.width, SIZE.height);
+    let mut source = X11Source::connect(Some(&xvfb.display), 30).unwrap();
+    let declined = source.request_resize(wanted).unwrap_err();
+    assert!(declined.contains("cannot resize"), "{declined}");
+}

@@ -20,7 +20,7 @@ use oriel_protocol::{CursorMsg, Framebuffer, InputEvent, PointerButton, Size};
 use winit::application::ApplicationHandler;
 use winit::dpi::PhysicalSize;
 use winit::event::{ElementState, MouseButton, MouseScrollDelta, WindowEvent};
-use winit::event_loop::{ActiveEventLoop, EventLoop};
+use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop};
 use winit::keyboard::{KeyCode, ModifiersState, PhysicalKey};
 use winit::window::{CustomCursor, Fullscreen, Window, WindowId};
 
@@ -32,7 +32,13 @@ use scale::Layout;
 pub struct ViewerOptions {
     pub title: String,
     pub fullscreen: bool,
+    /// Ask the server for a desktop of the window's size when the window is resized.
+    pub resize_desktop: bool,
 }
+
+/// How long the window size must hold before the desktop is asked to follow it (a
+/// window being dragged larger sends many sizes).
+const RESIZE_SETTLE: Duration = Duration::from_millis(300);
 
 /// What the session thread tells the UI thread.
 enum UserEvent {
@@ -53,6 +59,7 @@ struct Handles {
     input: InputSender,
     cursor: Arc<Mutex<Option<CursorMsg>>>,
     live: Arc<crate::LiveStats>,
+    controller: crate::Controller,
 }
 
 impl Handles {
@@ -61,6 +68,7 @@ impl Handles {
             input: session.input(),
             cursor: session.cursor_shape_handle(),
             live: session.live_stats(),
+            controller: session.controller(),
         }
     }
 }
@@ -171,6 +179,7 @@ pub fn run(
         present_us: Vec::new(),
         error: None,
         overlay: None,
+        resize_due: None,
     };
     let ran = event_loop.run_app(&mut app);
     cursor_task.abort();
@@ -208,6 +217,8 @@ struct Viewer {
     error: Option<anyhow::Error>,
     /// The statistics overlay, while shown (Ctrl+Alt+O).
     overlay: Option<overlay::Overlay>,
+    /// A window size to ask the desktop for, once it has held until then.
+    resize_due: Option<(Instant, Size)>,
 }
 
 impl Viewer {
@@ -354,6 +365,23 @@ impl Viewer {
 }
 
 impl ApplicationHandler<UserEvent> for Viewer {
+    fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
+        let Some((due, size)) = self.resize_due else {
+            return;
+        };
+        if Instant::now() < due {
+            event_loop.set_control_flow(ControlFlow::WaitUntil(due));
+            return;
+        }
+        self.resize_due = None;
+        event_loop.set_control_flow(ControlFlow::Wait);
+        if size.width >= 64 && size.height >= 64 && size != self.desktop {
+            lock(&self.handles)
+                .controller
+                .request_resize(size.width, size.height);
+        }
+    }
+
     fn resumed(&mut self, event_loop: &ActiveEventLoop) {
         if self.window.is_some() {
             return;
@@ -427,6 +455,15 @@ impl ApplicationHandler<UserEvent> for Viewer {
                 event_loop.exit();
             }
             WindowEvent::RedrawRequested | WindowEvent::Resized(_) => {
+                if let WindowEvent::Resized(size) = event {
+                    let wanted = Size::new(size.width, size.height);
+                    if self.options.resize_desktop && wanted != self.desktop {
+                        self.resize_due = Some((Instant::now() + RESIZE_SETTLE, wanted));
+                        event_loop.set_control_flow(ControlFlow::WaitUntil(
+                            Instant::now() + RESIZE_SETTLE,
+                        ));
+                    }
+                }
                 if let Err(e) = self.draw() {
                     self.error = Some(e);
                     event_loop.exit();

@@ -2,6 +2,7 @@
 
 pub mod synthetic;
 pub mod x11;
+mod x11_randr;
 mod x11_shm;
 pub mod xserver;
 
@@ -38,6 +39,13 @@ pub trait FrameSource: Send {
     /// themselves. `None`: clients keep the default arrow.
     fn cursor(&self) -> Option<&SourceCursor> {
         None
+    }
+
+    /// Changes the desktop's size, for a client whose window has another; the next poll
+    /// reports the new size (possibly a little later, as an X server applies it).
+    fn request_resize(&mut self, size: Size) -> Result<(), String> {
+        let _ = size;
+        Err("this desktop cannot change its size".into())
     }
 
     /// Why the source can no longer show its desktop (e.g. its X server died); `None`

@@ -501,4 +501,15 @@ impl FrameSource for X11Source {
     fn failure(&self) -> Option<String> {
         self.dead.clone()
     }
+
+    fn request_resize(&mut self, size: Size) -> Result<(), String> {
+        // The RandR notification that follows makes the next poll adopt the size.
+        super::x11_randr::set_screen_size(&self.conn, self.root, size).map_err(|e| {
+            format!(
+                "the X server cannot resize its screen to {}x{} (Xvfb never can; use \
+                 server=xorg): {e}",
+                size.width, size.height
+            )
+        })
+    }
 }

@@ -228,15 +228,8 @@ impl XServer {
 /// RandR may resize up to [`XORG_MAX_EDGE`] square, with no input devices of its own.
 fn xorg_dummy_config(size: Size) -> String {
     let (w, h) = (size.width, size.height);
-    // Blanking barely matters to a dummy; the clock keeps the mode near 60 Hz and
-    // within the driver's limits.
-    let (htotal, vtotal) = (w + 32, h + 4);
-    let refresh = if u64::from(htotal) * u64::from(vtotal) * 60 > 300_000_000 {
-        30
-    } else {
-        60
-    };
-    let clock = f64::from(htotal) * f64::from(vtotal) * f64::from(refresh) / 1e6;
+    let t = super::x11_randr::mode_timings(size);
+    let clock = f64::from(t.clock_hz) / 1e6;
     let mode = format!("oriel-{w}x{h}");
     format!(
         r#"Section "ServerFlags"
@@ -253,7 +246,7 @@ Section "Monitor"
   Identifier "monitor"
   HorizSync 1.0 - 2000.0
   VertRefresh 1.0 - 200.0
-  Modeline "{mode}" {clock:.2} {w} {hs} {he} {htotal} {h} {vs} {ve} {vtotal}
+  Modeline "{mode}" {clock:.3} {w} {hs} {he} {htotal} {h} {vs} {ve} {vtotal}
 EndSection
 Section "Screen"
   Identifier "screen"
@@ -268,10 +261,12 @@ Section "Screen"
 EndSection
 "#,
         video_ram = XORG_MAX_EDGE * XORG_MAX_EDGE * 4 / 1024 + 1024,
-        hs = w + 8,
-        he = w + 16,
-        vs = h + 1,
-        ve = h + 2,
+        hs = t.hsync_start,
+        he = t.hsync_end,
+        htotal = t.htotal,
+        vs = t.vsync_start,
+        ve = t.vsync_end,
+        vtotal = t.vtotal,
         max = XORG_MAX_EDGE,
     )
 }

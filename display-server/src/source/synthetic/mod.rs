@@ -171,6 +171,26 @@ impl FrameSource for SyntheticSource {
         &self.screen
     }
 
+    fn request_resize(&mut self, size: Size) -> Result<(), String> {
+        if size == self.config.size {
+            return Ok(());
+        }
+        let config = SyntheticConfig {
+            size,
+            ..self.config.clone()
+        };
+        config.validate().map_err(|e| e.to_string())?;
+        // The same desktop laid out for the new size; the script goes on from here.
+        let mut scene = Scene::new(&config, &mut self.font);
+        let mut screen = Framebuffer::new(size);
+        let mut damage = Damage::new(size);
+        scene.draw(&mut Canvas::new(&mut screen, &mut damage), &mut self.font);
+        damage.clear();
+        (self.config, self.scene, self.screen, self.damage) = (config, scene, screen, damage);
+        self.presented = false;
+        Ok(())
+    }
+
     /// Polls that returned damage: the number of distinct screen states shown so far.
     fn as_any(&self) -> &dyn std::any::Any {
         self
