@@ -221,6 +221,42 @@ fn the_window_shows_the_desktop_and_sends_keys_and_clicks() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // Focused, the viewer holds the keyboard grab (the local desktop's shortcuts go to the
+    // remote one); Ctrl+Alt+G gives it back.
+    let try_grab = || {
+        let status = conn
+            .grab_keyboard(
+                false,
+                root,
+                x11rb::CURRENT_TIME,
+                GrabMode::ASYNC,
+                GrabMode::ASYNC,
+            )
+            .unwrap()
+            .reply()
+            .unwrap()
+            .status;
+        if status == GrabStatus::SUCCESS {
+            conn.ungrab_keyboard(x11rb::CURRENT_TIME).unwrap();
+            conn.flush().unwrap();
+        }
+        status
+    };
+    assert_eq!(
+        try_grab(),
+        GrabStatus::ALREADY_GRABBED,
+        "the viewer grabs the keyboard"
+    );
+    xdotool(&screen.display, &["key", "ctrl+alt+g"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while try_grab() != GrabStatus::SUCCESS {
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl+Alt+G did not release the keyboard"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // Ctrl+Alt+O shows the statistics overlay over the top-left corner, and hides it.
     let corner = Rect::new(at.x, at.y, 120, 30);
     let desktop_corner = crop(&server_screen(&desktop), &Rect::new(0, 0, 120, 30));

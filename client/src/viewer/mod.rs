@@ -4,6 +4,7 @@
 //! coordinates, and the cursor is drawn by the window system from the server's shape, so
 //! moving it needs no round trip.
 
+mod grab;
 mod keymap;
 mod overlay;
 mod scale;
@@ -180,8 +181,14 @@ pub fn run(
         error: None,
         overlay: None,
         resize_due: None,
+        grab: None,
+        grab_released: false,
     };
     let ran = event_loop.run_app(&mut app);
+    if let Some(grab) = &mut app.grab {
+        grab.release();
+    }
+    app.grab = None;
     cursor_task.abort();
     // The window is gone: end the session if it still runs, and collect its outcome.
     app.interrupt.notify_one();
@@ -219,6 +226,9 @@ struct Viewer {
     overlay: Option<overlay::Overlay>,
     /// A window size to ask the desktop for, once it has held until then.
     resize_due: Option<(Instant, Size)>,
+    /// The keyboard grab (X11), taken while focused unless the user released it.
+    grab: Option<grab::KeyboardGrab>,
+    grab_released: bool,
 }
 
 impl Viewer {
@@ -267,6 +277,14 @@ impl Viewer {
                 }
                 true
             }
+            // Ctrl+Alt+G gives the keyboard back to the local desktop, and takes it again.
+            KeyCode::KeyG if ctrl_alt => {
+                if down {
+                    self.grab_released = !self.grab_released;
+                    self.update_grab(true);
+                }
+                true
+            }
             KeyCode::KeyO if ctrl_alt => {
                 if down {
                     self.overlay = match self.overlay.take() {
@@ -288,6 +306,28 @@ impl Viewer {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Grabs the keyboard while focused (unless released by the user), and shows which.
+    fn update_grab(&mut self, focused: bool) {
+        let Some(grab) = &mut self.grab else {
+            return;
+        };
+        if focused && !self.grab_released {
+            if !grab.grab() {
+                tracing::info!("another program holds the keyboard; not grabbing it");
+            }
+        } else {
+            grab.release();
+        }
+        if let Some(w) = &self.window {
+            let title = if self.grab_released {
+                format!("{} (keyboard released: Ctrl+Alt+G)", self.options.title)
+            } else {
+                self.options.title.clone()
+            };
+            w.set_title(&title);
         }
     }
 
@@ -414,6 +454,7 @@ impl ApplicationHandler<UserEvent> for Viewer {
             }
         }
         window.request_redraw();
+        self.grab = grab::KeyboardGrab::new(&window);
         self.window = Some(window);
     }
 
@@ -470,7 +511,12 @@ impl ApplicationHandler<UserEvent> for Viewer {
                 }
             }
             WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
-            WindowEvent::Focused(false) => self.release_all_keys(),
+            WindowEvent::Focused(focused) => {
+                if !focused {
+                    self.release_all_keys();
+                }
+                self.update_grab(focused);
+            }
             WindowEvent::KeyboardInput { event, .. } => {
                 let PhysicalKey::Code(key) = event.physical_key else {
                     return;
