@@ -220,7 +220,8 @@ impl Session {
         let (requests_tx, requests) = mpsc::channel(8);
         tokio::spawn(accept_video_streams(conn.clone(), video_tx));
         // The control stream's receive side carries only `ServerControl` notices.
-        tokio::spawn(control_notices(control_rx));
+        let live: Arc<crate::stats::LiveStats> = Arc::default();
+        tokio::spawn(control_notices(control_rx, live.clone()));
 
         Ok(Session {
             endpoint,
@@ -231,7 +232,7 @@ impl Session {
             input,
             cursor_shape,
             video,
-            live: Arc::default(),
+            live,
             requests,
             requests_tx,
         })

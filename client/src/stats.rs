@@ -52,6 +52,11 @@ pub struct LiveStats {
     pub latency_us: AtomicU64,
     /// Video regions playing (each an H.264 stream).
     pub video_regions: AtomicU64,
+    /// The server's pacing, as it last reported: frames unacknowledged, the most it
+    /// allows, and its video bitrate (bit/s).
+    pub frames_in_flight: AtomicU64,
+    pub frame_window: AtomicU64,
+    pub video_bitrate: AtomicU64,
 }
 
 /// The printable summary of [`ClientStats`].

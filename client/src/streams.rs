@@ -130,10 +130,21 @@ pub(crate) async fn cursor_loop(mut rx: FramedRecv, shape: Arc<Mutex<Option<Curs
     }
 }
 
-pub(crate) async fn control_notices(mut rx: FramedRecv) {
+pub(crate) async fn control_notices(mut rx: FramedRecv, live: Arc<crate::LiveStats>) {
+    use std::sync::atomic::Ordering::Relaxed;
     while let Ok(Some(msg)) = rx.recv::<ServerControl>().await {
         match msg {
             ServerControl::Closing { message } => tracing::info!("server: {message}"),
+            ServerControl::Flow {
+                frames_in_flight,
+                frame_window,
+                video_bitrate,
+            } => {
+                live.frames_in_flight
+                    .store(u64::from(frames_in_flight), Relaxed);
+                live.frame_window.store(u64::from(frame_window), Relaxed);
+                live.video_bitrate.store(u64::from(video_bitrate), Relaxed);
+            }
         }
     }
 }

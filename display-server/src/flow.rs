@@ -77,6 +77,11 @@ impl Flow {
         lock(&self.rate).bitrate()
     }
 
+    /// Frames sent and not yet acknowledged.
+    pub fn frames_in_flight(&self) -> usize {
+        lock(&self.frames).len()
+    }
+
     /// A frame may go: fewer than the window in flight, and unless nothing is in flight,
     /// fewer bytes than the congestion window (large frames on a slow link would
     /// otherwise queue seconds of data behind which small updates wait).

@@ -191,7 +191,7 @@ async fn run_streams(
     sink: &Arc<DamageSink>,
     caps: Capabilities,
     control_rx: FramedRecv,
-    _control_tx: quinn::SendStream,
+    mut control_tx: quinn::SendStream,
 ) -> anyhow::Result<()> {
     let interval = desktop.source().frame_interval();
     let max_window = shared.config.frame_window.max(1);
@@ -224,6 +224,7 @@ async fn run_streams(
     tokio::select! {
         r = display_loop(conn, shared, desktop, sink, caps, &flow, &mut display) => r,
         r = control_loop(shared, desktop, sink, &flow, control_rx) => r,
+        r = flow_reports(&flow, &mut control_tx) => r,
         r = accept_input(conn, shared, desktop) => r,
         _ = desktop.kicked() => {
             let reason = match desktop.failure() {
@@ -435,6 +436,20 @@ async fn open_video_stream(
 
 /// Refresh requests are honoured at most this often: each resends the whole desktop.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Tells the client twice a second how its session is paced (for its overlay).
+async fn flow_reports(flow: &Flow, control_tx: &mut quinn::SendStream) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        ticker.tick().await;
+        let report = ServerControl::Flow {
+            frames_in_flight: flow.frames_in_flight() as u32,
+            frame_window: flow.window() as u32,
+            video_bitrate: flow.bitrate(),
+        };
+        send_message(control_tx, &report, Channel::Control.max_message_len()).await?;
+    }
+}
 
 /// The smallest desktop edge a client may ask for.
 const MIN_REQUESTED_EDGE: u32 = 64;

@@ -176,6 +176,13 @@ pub enum ClientControl {
 pub enum ServerControl {
     /// The session ends; `message` says why.
     Closing { message: String },
+    /// How the server is pacing this session (twice a second), for the client's overlay:
+    /// frames sent and not yet acknowledged, the most it allows, the video bitrate.
+    Flow {
+        frames_in_flight: u32,
+        frame_window: u32,
+        video_bitrate: u32,
+    },
 }
 
 /// One frame: every update needed to bring the client from the previous frame to this one.

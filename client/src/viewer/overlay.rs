@@ -69,10 +69,18 @@ impl Overlay {
                 live.rtt_us.load(Relaxed) as f64 / 1000.0,
                 live.latency_us.load(Relaxed) as f64 / 1000.0
             ),
+            format!(
+                "in flight {}/{} frames",
+                live.frames_in_flight.load(Relaxed),
+                live.frame_window.load(Relaxed)
+            ),
             if regions == 0 {
                 "lossless (no video regions)".to_string()
             } else {
-                format!("lossless + {regions} H.264 region(s)")
+                format!(
+                    "lossless + {regions} H.264 region(s), {:.1} Mbit/s",
+                    live.video_bitrate.load(Relaxed) as f64 / 1e6
+                )
             },
         ];
         self.last = Some((Instant::now(), now.0, now.1, now.2));
