@@ -325,3 +325,118 @@ fn the_window_shows_the_desktop_and_sends_keys_and_clicks() {
     drop(desktop);
     runtime.block_on(server.shutdown());
 }
+
+/// The window's title as the window manager shows it (_NET_WM_NAME, UTF-8).
+fn title(conn: &RustConnection, window: Window) -> String {
+    let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;
+    let (name, utf8) = (atom(b"_NET_WM_NAME"), atom(b"UTF8_STRING"));
+    let reply = conn
+        .get_property(false, window, name, utf8, 0, 1024)
+        .unwrap()
+        .reply()
+        .unwrap();
+    String::from_utf8_lossy(&reply.value).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_says_reconnecting_through_an_outage_and_resumes() {
+    use oriel_broker::store::{Assignment, DesktopState};
+    use oriel_e2e::broker::{wait_for, Harness};
+
+    let mut h = Harness::start("viewer-outage").await;
+    h.pool(
+        "w",
+        Assignment::Floating,
+        1,
+        2,
+        r#"{"workload":"typing","width":640,"height":480}"#,
+    )
+    .await;
+    let (_host, relay) = h.add_host_behind_relay("host-w", 4).await;
+    wait_for("a spare", || async {
+        h.count("w", DesktopState::Ready).await == 1
+    })
+    .await;
+    let alice = h.user("alice", "w").await;
+    let config = temp_dir("viewer-outage-config");
+    std::fs::create_dir_all(config.join("oriel")).unwrap();
+    std::fs::write(
+        config.join("oriel/login.json"),
+        serde_json::to_string(&alice).unwrap(),
+    )
+    .unwrap();
+
+    let screen = Xvfb::start(1024, 768);
+    let (conn, n) = x11rb::connect(Some(&screen.display)).unwrap();
+    let root = conn.setup().roots[n].root;
+    let mut viewer = Viewer(
+        Command::new(workspace_binary("oriel"))
+            .args(["connect", "w", "--duration", "180s"])
+            .env("DISPLAY", &screen.display)
+            .env("XDG_CONFIG_HOME", &config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("oriel runs"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let window = loop {
+        if let Some((w, _, _)) = find_window(&conn, root, "Oriel") {
+            break w;
+        }
+        assert!(viewer.0.try_wait().unwrap().is_none(), "the viewer exited");
+        assert!(Instant::now() < deadline, "no viewer window appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        title(&conn, window).contains("(w) — Oriel"),
+        "{}",
+        title(&conn, window)
+    );
+
+    // The path to the host goes dark: the title says so; the window stays.
+    relay.set_cut(true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !title(&conn, window).contains("reconnecting") {
+        assert!(viewer.0.try_wait().unwrap().is_none(), "the viewer gave up");
+        assert!(
+            Instant::now() < deadline,
+            "no reconnecting shown: {}",
+            title(&conn, window)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The path is back: the same window resumes the session.
+    relay.set_cut(false);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while title(&conn, window).contains("reconnecting") {
+        assert!(viewer.0.try_wait().unwrap().is_none(), "the viewer gave up");
+        assert!(
+            Instant::now() < deadline,
+            "never resumed: {}",
+            title(&conn, window)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for("alice connected again", || async {
+        h.count("w", DesktopState::Connected).await == 1
+    })
+    .await;
+
+    let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;
+    let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
+    let close = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
+    conn.send_event(false, window, EventMask::NO_EVENT, close)
+        .unwrap();
+    conn.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = viewer.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the viewer did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success());
+    h.shutdown().await;
+}
