@@ -66,6 +66,29 @@ fn crop(fb: &Framebuffer, rect: &Rect) -> Framebuffer {
     Framebuffer::from_pixels(rect.size(), pixels).unwrap()
 }
 
+/// Asks the window to close, as a window manager does (WM_DELETE_WINDOW), and waits for
+/// the viewer to exit.
+fn close_window(
+    conn: &RustConnection,
+    window: Window,
+    viewer: &mut Viewer,
+) -> std::process::ExitStatus {
+    let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;
+    let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
+    let close = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
+    conn.send_event(false, window, EventMask::NO_EVENT, close)
+        .unwrap();
+    conn.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = viewer.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the viewer did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn the_window_shows_the_desktop_and_sends_keys_and_clicks() {
     let screen = Xvfb::start(1024, 768);
@@ -304,20 +327,7 @@ fn the_window_shows_the_desktop_and_sends_keys_and_clicks() {
 
     // Closing the window (as a window manager asks) ends the session cleanly, with
     // present times in its summary.
-    let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;
-    let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
-    let close = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
-    conn.send_event(false, window, EventMask::NO_EVENT, close)
-        .unwrap();
-    conn.flush().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = viewer.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the viewer did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = close_window(&conn, window, &mut viewer);
     let mut out = String::new();
     std::io::Read::read_to_string(viewer.0.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(status.success(), "viewer failed: {out}");
@@ -423,20 +433,7 @@ async fn the_window_says_reconnecting_through_an_outage_and_resumes() {
     })
     .await;
 
-    let atom = |name: &[u8]| conn.intern_atom(false, name).unwrap().reply().unwrap().atom;
-    let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
-    let close = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
-    conn.send_event(false, window, EventMask::NO_EVENT, close)
-        .unwrap();
-    conn.flush().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = viewer.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the viewer did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = close_window(&conn, window, &mut viewer);
     assert!(status.success());
     h.shutdown().await;
 }
