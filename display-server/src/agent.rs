@@ -134,12 +134,15 @@ fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
         .desktops()
         .list()
         .iter()
-        .map(|d| DesktopReport {
-            name: d.name().to_string(),
-            running: d.failure().is_none(),
-            failure: d.failure(),
-            sessions: d.viewers() as u32,
-            idle_s: d.idle_for().as_secs().min(u64::from(u32::MAX)) as u32,
+        .map(|d| {
+            let failure = d.failure();
+            DesktopReport {
+                name: d.name().to_string(),
+                running: failure.is_none(),
+                failure,
+                sessions: d.viewers() as u32,
+                idle_s: d.idle_for().as_secs().min(u64::from(u32::MAX)) as u32,
+            }
         })
         .collect()
 }

@@ -44,7 +44,8 @@ pub enum X11Error {
     Spawn(String),
 }
 
-fn request<E: std::fmt::Display>(e: E) -> X11Error {
+/// An X request or reply error, as this module's error.
+pub(super) fn request<E: std::fmt::Display>(e: E) -> X11Error {
     X11Error::Request(e.to_string())
 }
 

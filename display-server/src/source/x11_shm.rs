@@ -10,7 +10,7 @@ use x11rb::protocol::shm::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{self, ImageFormat};
 use x11rb::rust_connection::RustConnection;
 
-use super::x11::X11Error;
+use super::x11::{request, X11Error};
 
 pub struct ShmSegment {
     seg: shm::Seg,
@@ -21,10 +21,6 @@ pub struct ShmSegment {
 // SAFETY: the mapping is owned by this value alone and only read through `&self` after
 // the X server's reply says it finished writing.
 unsafe impl Send for ShmSegment {}
-
-fn request<E: std::fmt::Display>(e: E) -> X11Error {
-    X11Error::Request(e.to_string())
-}
 
 impl ShmSegment {
     /// A segment of `len` bytes shared with the X server, or `None` when the server has
