@@ -195,21 +195,26 @@ fn run_workload(
     }
 
     let truth: Framebuffer = rig.desktop().source().pixels().clone();
-    let rig::Finished {
-        stats,
-        frames_produced,
-        server_cpu_s,
-    } = rig.finish();
+    let done = rig.finish();
+    let figures = rig::display_figures(
+        &done,
+        &rig::Seen {
+            outcome: &outcome,
+            truth: &truth,
+            pictures: picture_count,
+            during_video: playing,
+            link,
+        },
+    );
 
+    let stats = &done.stats;
     let zstd_full = replay.zstd_full_frame_bytes;
     let bytes = stats.display_bytes.load(Relaxed);
-    let raw = stats.raw_bytes.load(Relaxed);
-    let frames_sent = stats.frames_sent.load(Relaxed);
-    let encode = stats.encode_samples();
-    // The first frame carries the whole desktop; the goals are about what follows.
-    let frame_bytes = stats.frame_byte_samples();
-    let first_frame_bytes = frame_bytes.first().copied().map_or(0, u64::from);
-    let steady_frames = frames_sent.saturating_sub(1);
+    let first_frame_bytes = stats
+        .frame_byte_samples()
+        .first()
+        .copied()
+        .map_or(0, u64::from);
     let steady_bytes = bytes - first_frame_bytes;
     let steady_zstd = zstd_full - replay.first_frame_zstd_bytes;
     let ms = |us: u32| f64::from(us) / 1000.0;
@@ -221,10 +226,6 @@ fn run_workload(
     let psnr_min = psnr.first().copied().unwrap_or(0.0);
     let mjpeg_equiv = (score.jpeg_bytes_mean * picture_count as f64) as u64;
     let video_encode = stats.video_encode_samples();
-    let during_video = match playing {
-        (Some(first), last) if last > first => &outcome.stats.latency_us[first..last],
-        _ => &[][..],
-    };
     let ratio = |base: u64| {
         if bytes == 0 {
             0.0
@@ -232,61 +233,31 @@ fn run_workload(
             base as f64 / bytes as f64
         }
     };
-    let line = json!({
-        "workload": config.workload.name(),
-        "link": link.map_or("loopback".to_string(), |l| l.to_string()),
-        "width": config.size.width,
-        "height": config.size.height,
-        "seconds": activity.as_secs_f64(),
-        "frames_produced": frames_produced,
-        "frames_sent": frames_sent,
-        "bytes": bytes,
-        "bytes_per_frame": bytes.checked_div(frames_sent).unwrap_or(0),
-        "first_frame_bytes": first_frame_bytes,
-        "steady_bytes_per_frame": steady_bytes.checked_div(steady_frames).unwrap_or(0),
-        "steady_ratio_vs_zstd_frames": if steady_bytes == 0 { 0.0 } else { steady_zstd as f64 / steady_bytes as f64 },
-        "raw_bytes": raw,
-        "ratio_vs_raw": ratio(raw),
-        "zstd_full_frame_bytes": zstd_full,
-        "ratio_vs_zstd_frames": ratio(zstd_full),
-        "encode_ms_p50": ms(percentile(&encode, 0.5)),
-        "encode_ms_p99": ms(percentile(&encode, 0.99)),
-        "latency_ms_p50": ms(percentile(&outcome.stats.latency_us, 0.5)),
-        "latency_ms_p99": ms(percentile(&outcome.stats.latency_us, 0.99)),
-        "decode_ms_p50": ms(percentile(&outcome.stats.decode_us, 0.5)),
-        "server_cpu_s": server_cpu_s,
-        "tiles_changed": stats.tiles_changed.load(Relaxed),
-        "tiles_copy": stats.tiles_copied.load(Relaxed),
-        "tiles_cache_hit": stats.tiles_cache_hit.load(Relaxed),
-        "tiles_solid": stats.tiles_solid.load(Relaxed),
-        "tiles_palette": stats.tiles_palette.load(Relaxed),
-        "tiles_zstd": stats.tiles_raw.load(Relaxed),
-        "pixel_exact": outcome.framebuffer == truth,
-        "lossless_bytes": bytes,
-        "video_bytes": video_bytes,
-        "video_regions": stats.video_regions.load(Relaxed),
-        "video_pictures": picture_count,
-        "video_keyframes": stats.video_keyframes.load(Relaxed),
-        "video_skipped": stats.video_skipped.load(Relaxed),
-        "video_bitrate_kbit_last": stats.video_bitrate.load(Relaxed) / 1000,
-        "video_psnr_db_p50": psnr_p50,
-        "video_psnr_db_min": psnr_min,
-        "video_psnr_samples": psnr.len(),
-        "video_encode_ms_p50": ms(percentile(&video_encode, 0.5)),
-        "video_encode_ms_p99": ms(percentile(&video_encode, 0.99)),
-        "video_latency_ms_p50": ms(percentile(&outcome.stats.video_latency_us, 0.5)),
-        "video_latency_ms_p99": ms(percentile(&outcome.stats.video_latency_us, 0.99)),
-        "video_decode_ms_p50": ms(percentile(&outcome.stats.video_decode_us, 0.5)),
-        "video_settle_ms": settle_ms,
-        "latency_during_video_ms_p50": ms(percentile(during_video, 0.5)),
-        "latency_during_video_ms_p99": ms(percentile(during_video, 0.99)),
-        "mjpeg_equiv_bytes": mjpeg_equiv,
-        "ratio_vs_mjpeg": if video_bytes == 0 { 0.0 } else { mjpeg_equiv as f64 / video_bytes as f64 },
-        "general_input_bytes": replay.general.input_bytes,
-        "general_zstd1_stream_bytes": replay.general.zstd1_stream_bytes,
-        "general_zstd1_stream_ms": replay.general.zstd1_stream_time.as_secs_f64() * 1e3,
-        "general_lz4_bytes": replay.general.lz4_bytes,
-        "general_lz4_ms": replay.general.lz4_time.as_secs_f64() * 1e3,
-    });
-    Ok(line.to_string())
+    let line = rig::json_line(
+        figures,
+        json!({
+            "workload": config.workload.name(),
+            "width": config.size.width,
+            "height": config.size.height,
+            "seconds": activity.as_secs_f64(),
+            "steady_ratio_vs_zstd_frames": if steady_bytes == 0 { 0.0 } else { steady_zstd as f64 / steady_bytes as f64 },
+            "zstd_full_frame_bytes": zstd_full,
+            "ratio_vs_zstd_frames": ratio(zstd_full),
+            "video_skipped": stats.video_skipped.load(Relaxed),
+            "video_bitrate_kbit_last": stats.video_bitrate.load(Relaxed) / 1000,
+            "video_psnr_db_p50": psnr_p50,
+            "video_psnr_db_min": psnr_min,
+            "video_psnr_samples": psnr.len(),
+            "video_encode_ms_p99": ms(percentile(&video_encode, 0.99)),
+            "video_settle_ms": settle_ms,
+            "mjpeg_equiv_bytes": mjpeg_equiv,
+            "ratio_vs_mjpeg": if video_bytes == 0 { 0.0 } else { mjpeg_equiv as f64 / video_bytes as f64 },
+            "general_input_bytes": replay.general.input_bytes,
+            "general_zstd1_stream_bytes": replay.general.zstd1_stream_bytes,
+            "general_zstd1_stream_ms": replay.general.zstd1_stream_time.as_secs_f64() * 1e3,
+            "general_lz4_bytes": replay.general.lz4_bytes,
+            "general_lz4_ms": replay.general.lz4_time.as_secs_f64() * 1e3,
+        }),
+    );
+    Ok(line)
 }

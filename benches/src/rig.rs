@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use oriel::ConnectOptions;
+use oriel::{percentile, ConnectOptions};
 use oriel_display_server::source::FrameSource;
 use oriel_display_server::stats::ServerStats;
 use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
@@ -115,4 +115,91 @@ fn thread_cpu_ns() -> u64 {
     // SAFETY: clock_gettime writes one timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// What a client saw of a run, for [`display_figures`].
+pub struct Seen<'a> {
+    pub outcome: &'a oriel::Outcome,
+    /// The source's final screen, which the client must end on.
+    pub truth: &'a oriel_protocol::Framebuffer,
+    /// Video pictures shown.
+    pub pictures: u64,
+    /// Display frames shown from the first video picture to the last (indices into the
+    /// client's latency samples): the frames shown while a video played.
+    pub during_video: (Option<usize>, usize),
+    pub link: Option<LinkSpec>,
+}
+
+/// The figures every display workload reports, whatever its source: bytes and frames,
+/// encode and latency percentiles, server CPU, tiles per codec, exactness and video.
+pub fn display_figures(done: &Finished, seen: &Seen) -> serde_json::Map<String, serde_json::Value> {
+    let stats = &done.stats;
+    let client = &seen.outcome.stats;
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    let bytes = stats.display_bytes.load(Relaxed);
+    let raw = stats.raw_bytes.load(Relaxed);
+    let frames_sent = stats.frames_sent.load(Relaxed);
+    let encode = stats.encode_samples();
+    let video_encode = stats.video_encode_samples();
+    // The first frame carries the whole desktop; the goals are about what follows.
+    let first_frame_bytes = stats
+        .frame_byte_samples()
+        .first()
+        .copied()
+        .map_or(0, u64::from);
+    let steady_bytes = bytes - first_frame_bytes;
+    let during_video = match seen.during_video {
+        (Some(first), last) if last > first => &client.latency_us[first..last],
+        _ => &[][..],
+    };
+    let figures = serde_json::json!({
+        "link": seen.link.map_or("loopback".to_string(), |l| l.to_string()),
+        "frames_produced": done.frames_produced,
+        "frames_sent": frames_sent,
+        "bytes": bytes,
+        "bytes_per_frame": bytes.checked_div(frames_sent).unwrap_or(0),
+        "first_frame_bytes": first_frame_bytes,
+        "steady_bytes_per_frame": steady_bytes.checked_div(frames_sent.saturating_sub(1)).unwrap_or(0),
+        "raw_bytes": raw,
+        "ratio_vs_raw": if bytes == 0 { 0.0 } else { raw as f64 / bytes as f64 },
+        "encode_ms_p50": ms(percentile(&encode, 0.5)),
+        "encode_ms_p99": ms(percentile(&encode, 0.99)),
+        "latency_ms_p50": ms(percentile(&client.latency_us, 0.5)),
+        "latency_ms_p99": ms(percentile(&client.latency_us, 0.99)),
+        "decode_ms_p50": ms(percentile(&client.decode_us, 0.5)),
+        "server_cpu_s": done.server_cpu_s,
+        "tiles_changed": stats.tiles_changed.load(Relaxed),
+        "tiles_copy": stats.tiles_copied.load(Relaxed),
+        "tiles_cache_hit": stats.tiles_cache_hit.load(Relaxed),
+        "tiles_solid": stats.tiles_solid.load(Relaxed),
+        "tiles_palette": stats.tiles_palette.load(Relaxed),
+        "tiles_zstd": stats.tiles_raw.load(Relaxed),
+        "pixel_exact": seen.outcome.framebuffer == *seen.truth,
+        "lossless_bytes": bytes,
+        "video_bytes": stats.video_bytes.load(Relaxed),
+        "video_regions": stats.video_regions.load(Relaxed),
+        "video_pictures": seen.pictures,
+        "video_keyframes": stats.video_keyframes.load(Relaxed),
+        "video_encode_ms_p50": ms(percentile(&video_encode, 0.5)),
+        "video_latency_ms_p50": ms(percentile(&client.video_latency_us, 0.5)),
+        "video_latency_ms_p99": ms(percentile(&client.video_latency_us, 0.99)),
+        "video_decode_ms_p50": ms(percentile(&client.video_decode_us, 0.5)),
+        "latency_during_video_ms_p50": ms(percentile(during_video, 0.5)),
+        "latency_during_video_ms_p99": ms(percentile(during_video, 0.99)),
+    });
+    match figures {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("json! of an object literal"),
+    }
+}
+
+/// `figures` with `more` added: one JSON line.
+pub fn json_line(
+    mut figures: serde_json::Map<String, serde_json::Value>,
+    more: serde_json::Value,
+) -> String {
+    if let serde_json::Value::Object(more) = more {
+        figures.extend(more);
+    }
+    serde_json::Value::Object(figures).to_string()
 }

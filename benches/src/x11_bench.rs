@@ -8,12 +8,11 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use oriel::{percentile, Session, Shown, StopWhen};
+use oriel::{Session, Shown, StopWhen};
 use oriel_display_server::source::x11::X11Source;
 use oriel_display_server::source::xserver::XServer;
 use oriel_display_server::source::FrameSource;
@@ -21,7 +20,7 @@ use oriel_netem::LinkSpec;
 use oriel_protocol::Size;
 use serde_json::json;
 
-use crate::rig::{Finished, Rig};
+use crate::rig::{display_figures, json_line, Rig, Seen};
 
 /// The scripted X workloads, in the order `all` runs them.
 pub const WORKLOADS: [&str; 5] = ["idle", "text", "scroll", "drag", "video"];
@@ -228,73 +227,36 @@ pub fn run(r: &X11Run) -> anyhow::Result<String> {
         }
     }
     interrupt.notify_one();
-    let (outcome, pictures, (video_from, video_to)) = rig.client_rt.block_on(client)??;
+    let (outcome, pictures, during_video) = rig.client_rt.block_on(client)??;
     let truth = desktop.source().pixels().clone();
     drop(desktop);
     let xserver_cpu_s = own_server
         .as_ref()
         .map_or(0.0, |s| process_cpu_s(s.pid()) - xserver_cpu_before);
 
-    let Finished {
-        stats,
-        frames_produced,
-        server_cpu_s,
-    } = rig.finish();
-
-    let ms = |us: u32| f64::from(us) / 1000.0;
-    let bytes = stats.display_bytes.load(Relaxed);
-    let raw = stats.raw_bytes.load(Relaxed);
-    let frames_sent = stats.frames_sent.load(Relaxed);
-    let frame_bytes = stats.frame_byte_samples();
-    let first_frame_bytes = frame_bytes.first().copied().map_or(0, u64::from);
-    let encode = stats.encode_samples();
-    let video_encode = stats.video_encode_samples();
-    let during_video = match video_from {
-        Some(first) if video_to > first => &outcome.stats.latency_us[first..video_to],
-        _ => &[][..],
-    };
-    let line = json!({
-        "source": "x11",
-        "workload": r.workload,
-        "launch": command,
-        "capture": if shm { "MIT-SHM" } else { "GetImage" },
-        "link": r.link.map_or("loopback".to_string(), |l| l.to_string()),
-        "width": size.width,
-        "height": size.height,
-        "seconds": active.as_secs_f64(),
-        "frames_produced": frames_produced,
-        "frames_sent": frames_sent,
-        "bytes": bytes,
-        "bytes_per_frame": bytes.checked_div(frames_sent).unwrap_or(0),
-        "first_frame_bytes": first_frame_bytes,
-        "steady_bytes_per_frame": (bytes - first_frame_bytes).checked_div(frames_sent.saturating_sub(1)).unwrap_or(0),
-        "raw_bytes": raw,
-        "ratio_vs_raw": if bytes == 0 { 0.0 } else { raw as f64 / bytes as f64 },
-        "encode_ms_p50": ms(percentile(&encode, 0.5)),
-        "encode_ms_p99": ms(percentile(&encode, 0.99)),
-        "latency_ms_p50": ms(percentile(&outcome.stats.latency_us, 0.5)),
-        "latency_ms_p99": ms(percentile(&outcome.stats.latency_us, 0.99)),
-        "decode_ms_p50": ms(percentile(&outcome.stats.decode_us, 0.5)),
-        "server_cpu_s": server_cpu_s,
-        "xserver_cpu_s": xserver_cpu_s,
-        "tiles_changed": stats.tiles_changed.load(Relaxed),
-        "tiles_copy": stats.tiles_copied.load(Relaxed),
-        "tiles_cache_hit": stats.tiles_cache_hit.load(Relaxed),
-        "tiles_solid": stats.tiles_solid.load(Relaxed),
-        "tiles_palette": stats.tiles_palette.load(Relaxed),
-        "tiles_zstd": stats.tiles_raw.load(Relaxed),
-        "pixel_exact": outcome.framebuffer == truth,
-        "lossless_bytes": bytes,
-        "video_bytes": stats.video_bytes.load(Relaxed),
-        "video_regions": stats.video_regions.load(Relaxed),
-        "video_pictures": pictures,
-        "video_keyframes": stats.video_keyframes.load(Relaxed),
-        "video_encode_ms_p50": ms(percentile(&video_encode, 0.5)),
-        "video_latency_ms_p50": ms(percentile(&outcome.stats.video_latency_us, 0.5)),
-        "video_latency_ms_p99": ms(percentile(&outcome.stats.video_latency_us, 0.99)),
-        "video_decode_ms_p50": ms(percentile(&outcome.stats.video_decode_us, 0.5)),
-        "latency_during_video_ms_p50": ms(percentile(during_video, 0.5)),
-        "latency_during_video_ms_p99": ms(percentile(during_video, 0.99)),
-    });
-    Ok(line.to_string())
+    let done = rig.finish();
+    let figures = display_figures(
+        &done,
+        &Seen {
+            outcome: &outcome,
+            truth: &truth,
+            pictures,
+            during_video,
+            link: r.link,
+        },
+    );
+    let line = json_line(
+        figures,
+        json!({
+            "source": "x11",
+            "workload": r.workload,
+            "launch": command,
+            "capture": if shm { "MIT-SHM" } else { "GetImage" },
+            "width": size.width,
+            "height": size.height,
+            "seconds": active.as_secs_f64(),
+            "xserver_cpu_s": xserver_cpu_s,
+        }),
+    );
+    Ok(line)
 }
