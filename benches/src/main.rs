@@ -210,12 +210,7 @@ fn run_workload(
     let stats = &done.stats;
     let zstd_full = replay.zstd_full_frame_bytes;
     let bytes = stats.display_bytes.load(Relaxed);
-    let first_frame_bytes = stats
-        .frame_byte_samples()
-        .first()
-        .copied()
-        .map_or(0, u64::from);
-    let steady_bytes = bytes - first_frame_bytes;
+    let steady_bytes = bytes - rig::first_frame_bytes(stats);
     let steady_zstd = zstd_full - replay.first_frame_zstd_bytes;
     let ms = |us: u32| f64::from(us) / 1000.0;
     let video_bytes = stats.video_bytes.load(Relaxed);

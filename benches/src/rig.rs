@@ -141,12 +141,7 @@ pub fn display_figures(done: &Finished, seen: &Seen) -> serde_json::Map<String, 
     let frames_sent = stats.frames_sent.load(Relaxed);
     let encode = stats.encode_samples();
     let video_encode = stats.video_encode_samples();
-    // The first frame carries the whole desktop; the goals are about what follows.
-    let first_frame_bytes = stats
-        .frame_byte_samples()
-        .first()
-        .copied()
-        .map_or(0, u64::from);
+    let first_frame_bytes = first_frame_bytes(stats);
     let steady_bytes = bytes - first_frame_bytes;
     let during_video = match seen.during_video {
         (Some(first), last) if last > first => &client.latency_us[first..last],
@@ -191,6 +186,16 @@ pub fn display_figures(done: &Finished, seen: &Seen) -> serde_json::Map<String, 
         serde_json::Value::Object(map) => map,
         _ => unreachable!("json! of an object literal"),
     }
+}
+
+/// Bytes of the first frame, which carries the whole desktop; the goals are about what
+/// follows it.
+pub fn first_frame_bytes(stats: &ServerStats) -> u64 {
+    stats
+        .frame_byte_samples()
+        .first()
+        .copied()
+        .map_or(0, u64::from)
 }
 
 /// `figures` with `more` added: one JSON line.
