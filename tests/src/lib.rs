@@ -71,6 +71,27 @@ pub fn connect_options(server: &DisplayServer, desktop: &str) -> ConnectOptions 
     opts
 }
 
+/// A session with `desktop` on `server`, running in the background for up to a minute:
+/// its input and request handles, and the task to abort or await.
+pub async fn background_session(
+    server: &DisplayServer,
+    desktop: &str,
+) -> (
+    oriel::InputSender,
+    oriel::Controller,
+    tokio::task::JoinHandle<Result<oriel::Outcome, oriel::ClientError>>,
+) {
+    let session = oriel::Session::connect(&connect_options(server, desktop))
+        .await
+        .expect("connect");
+    let (input, controller) = (session.input(), session.controller());
+    let stop = oriel::StopWhen {
+        duration: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    };
+    (input, controller, tokio::spawn(session.run(stop, None)))
+}
+
 /// The screen a synthetic desktop shows after `ticks` polls, computed independently.
 pub fn truth(config: &SyntheticConfig, ticks: u64) -> Framebuffer {
     replay(config, ticks).0

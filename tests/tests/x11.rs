@@ -103,17 +103,7 @@ async fn keys_and_clicks_arrive_as_x_events() {
     conn.flush().unwrap();
     let server = start_x11_server(&xvfb.display);
 
-    let session = Session::connect(&connect_options(&server, "x"))
-        .await
-        .expect("connect");
-    let input = session.input();
-    let run = tokio::spawn(session.run(
-        StopWhen {
-            duration: Some(Duration::from_secs(60)),
-            ..Default::default()
-        },
-        None,
-    ));
+    let (input, _, run) = background_session(&server, "x").await;
     const KEY_A: u16 = 30;
     for event in [
         InputEvent::PointerMove { x: 123, y: 77 },
@@ -219,17 +209,7 @@ async fn text_typed_through_the_client_reaches_an_xterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let session = Session::connect(&connect_options(&server, "x"))
-        .await
-        .expect("connect");
-    let input = session.input();
-    let run = tokio::spawn(session.run(
-        StopWhen {
-            duration: Some(Duration::from_secs(60)),
-            ..Default::default()
-        },
-        None,
-    ));
+    let (input, _, run) = background_session(&server, "x").await;
     // Without a window manager, focus follows the pointer: into the xterm.
     input
         .send(InputEvent::PointerMove { x: 40, y: 40 })
@@ -465,17 +445,7 @@ async fn a_client_can_ask_an_x_desktop_for_its_window_size() {
     let xorg = Xvfb::start_resizable(SIZE.width, SIZE.height);
     let server = start_x11_server(&xorg.display);
     let desktop = server.desktop("x").unwrap();
-    let session = Session::connect(&connect_options(&server, "x"))
-        .await
-        .expect("connect");
-    let controller = session.controller();
-    let run = tokio::spawn(session.run(
-        StopWhen {
-            duration: Some(Duration::from_secs(60)),
-            ..Default::default()
-        },
-        None,
-    ));
+    let (_, controller, run) = background_session(&server, "x").await;
     let wanted = Size::new(1000, 700);
     assert!(controller.request_resize(wanted.width, wanted.height));
     let deadline = Instant::now() + Duration::from_secs(30);
