@@ -219,3 +219,13 @@ fn host_server() -> Arc<DisplayServer> {
         .unwrap(),
     )
 }
+
+/// A config directory (for `XDG_CONFIG_HOME`) holding `login` where `oriel login` saves
+/// it, so the `oriel` binary runs as that user.
+pub fn config_with_login(tag: &str, login: &Login) -> PathBuf {
+    let config = crate::temp_dir(tag);
+    let saved = config.join("oriel/login.json");
+    std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+    std::fs::write(&saved, serde_json::to_string(login).unwrap()).unwrap();
+    config
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use oriel_broker::store::{Assignment, DesktopState};
-use oriel_e2e::broker::{wait_for, Harness};
+use oriel_e2e::broker::{config_with_login, wait_for, Harness};
 use oriel_e2e::*;
 
 /// Runs `oriel` with `args` as the user whose login is saved under `config`.
@@ -41,10 +41,7 @@ async fn the_launcher_connects_to_the_only_pool_a_link_or_lists_them() {
     .await;
     let _host = h.add_host("host-l", 4);
     let alice = h.user("alice", "office").await;
-    let config = temp_dir("launcher-config");
-    let saved = config.join("oriel/login.json");
-    std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
-    std::fs::write(&saved, serde_json::to_string(&alice).unwrap()).unwrap();
+    let config = config_with_login("launcher-config", &alice);
     let view = ["--headless", "--duration", "1s", "--wait", "60s"];
 
     // The only pool: no questions. The spare may still be starting: the launcher waits.
