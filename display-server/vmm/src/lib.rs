@@ -1,0 +1,430 @@
+//! Oriel's micro-VMM: desktop VMs on KVM (kvm-ioctls), with a linear framebuffer whose
+//! damage comes from KVM dirty-page logging, PS/2 keyboard and mouse on an i8042, an
+//! 8250 serial console kept as a log, and the KVM PIC/IOAPIC/PIT. Guests are Linux
+//! kernels (vesafb on the framebuffer, see [`image`]) or the tiny test guest.
+
+pub mod boot;
+pub mod console;
+mod cpu;
+mod devices;
+pub mod i8042;
+pub mod layout;
+mod machine;
+pub mod memory;
+pub mod scancode;
+pub mod tiny;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::Kvm;
+
+pub use boot::{Boot, LinuxBoot};
+pub use console::ConsoleLog;
+pub use devices::{STATUS_PORT, STATUS_POWER_OFF, STATUS_READY, STATUS_RESET};
+pub use machine::Outcome;
+pub use memory::FramebufferFormat;
+
+use machine::{lock, Machine};
+
+/// RHEV-H's promise: up to 16 vCPUs and 96 GiB per VM.
+pub const MAX_VCPUS: u8 = 16;
+pub const MAX_MEMORY_MIB: u64 = 96 * 1024;
+/// Room for the boot tables, stack and the tiny guest.
+pub const MIN_MEMORY_MIB: u64 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    #[error("cannot use KVM: {0}")]
+    NoKvm(String),
+    #[error("KVM: cannot {0}: {1}")]
+    Kvm(&'static str, String),
+    #[error("invalid VM configuration: {0}")]
+    Config(&'static str),
+    #[error("guest memory: {0}")]
+    Memory(String),
+    #[error("boot: {0}")]
+    Boot(String),
+}
+
+impl VmmError {
+    fn kvm(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VmmError {
+        move |e| VmmError::Kvm(what, e.to_string())
+    }
+
+    fn guest_write(e: vm_memory::GuestMemoryError) -> VmmError {
+        VmmError::Memory(format!("cannot write guest memory: {e}"))
+    }
+}
+
+/// Whether this host can run VMs: `/dev/kvm` exists and this user may open it.
+pub fn kvm_usable() -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| format!("/dev/kvm is not usable here ({e})"))
+}
+
+/// What a VM is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    pub vcpus: u8,
+    pub memory_mib: u64,
+    pub width: u32,
+    pub height: u32,
+    pub boot: Boot,
+}
+
+impl VmConfig {
+    /// The tiny test guest on one vCPU with a little memory.
+    pub fn tiny(width: u32, height: u32) -> Self {
+        Self {
+            vcpus: 1,
+            memory_mib: 16,
+            width,
+            height,
+            boot: Boot::Tiny,
+        }
+    }
+
+    fn check(&self) -> Result<FramebufferFormat, VmmError> {
+        if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
+            return Err(VmmError::Config("vCPUs must be 1 to 16"));
+        }
+        if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&self.memory_mib) {
+            return Err(VmmError::Config("memory must be 4 MiB to 96 GiB"));
+        }
+        if self.width < 64 || self.height < 64 || self.width > 8192 || self.height > 8192 {
+            return Err(VmmError::Config("the screen must be 64x64 to 8192x8192"));
+        }
+        FramebufferFormat::new(self.width, self.height)
+    }
+}
+
+/// Where a VM is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmState {
+    Running,
+    Paused,
+    /// The guest switched itself off.
+    PoweredOff,
+    /// The VM cannot run (KVM refused the guest, or a reboot failed).
+    Failed(String),
+}
+
+struct Inner {
+    kvm: Kvm,
+    cpuid: CpuId,
+    config: VmConfig,
+    format: FramebufferFormat,
+    console: ConsoleLog,
+    machine: Mutex<Arc<Machine>>,
+    generation: AtomicU64,
+    state: Mutex<VmState>,
+    events: mpsc::Sender<Event>,
+    created: Instant,
+}
+
+enum Event {
+    Stopped { generation: u64, outcome: Outcome },
+    Quit,
+}
+
+/// A desktop VM. Dropping it destroys the VM and gives its memory back.
+pub struct Vm {
+    inner: Arc<Inner>,
+    supervisor: Option<JoinHandle<()>>,
+}
+
+impl Vm {
+    /// Creates the VM and powers it on.
+    pub fn start(config: VmConfig) -> Result<Vm, VmmError> {
+        let format = config.check()?;
+        if config.width > 16383 && matches!(config.boot, Boot::Linux(_)) {
+            return Err(VmmError::Config(
+                "Linux framebuffers are at most 16383 pixels wide",
+            ));
+        }
+        let kvm = Kvm::new().map_err(|e| VmmError::NoKvm(format!("/dev/kvm: {e}")))?;
+        let max_vcpus = kvm.get_max_vcpus();
+        if usize::from(config.vcpus) > max_vcpus {
+            return Err(VmmError::Config("more vCPUs than this host's KVM allows"));
+        }
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmmError::kvm("read the supported CPUID"))?;
+        let (events, receiver) = mpsc::channel();
+        let console = ConsoleLog::default();
+        let machine = power_on(&kvm, &cpuid, &config, format, &console, 1, &events)?;
+        let inner = Arc::new(Inner {
+            kvm,
+            cpuid,
+            config,
+            format,
+            console,
+            machine: Mutex::new(machine),
+            generation: AtomicU64::new(1),
+            state: Mutex::new(VmState::Running),
+            events,
+            created: Instant::now(),
+        });
+        let weak = Arc::downgrade(&inner);
+        let supervisor = std::thread::Builder::new()
+            .name("vm-supervisor".into())
+            .spawn(move || supervise(weak, receiver))
+            .map_err(|e| VmmError::Kvm("start the supervisor", e.to_string()))?;
+        Ok(Vm {
+            inner,
+            supervisor: Some(supervisor),
+        })
+    }
+
+    pub fn config(&self) -> &VmConfig {
+        &self.inner.config
+    }
+
+    pub fn state(&self) -> VmState {
+        lock(&self.inner.state).clone()
+    }
+
+    /// The serial console log (shared: it keeps growing while the VM runs).
+    pub fn console(&self) -> ConsoleLog {
+        self.inner.console.clone()
+    }
+
+    /// Power-cycles the VM: a new machine in its power-on state; the old one's memory
+    /// is given back. The console log is kept.
+    pub fn reset(&self) -> Result<(), VmmError> {
+        self.inner.reset()
+    }
+
+    /// Holds the vCPUs (no guest code runs, no CPU used) until [`Vm::resume`].
+    pub fn pause(&self) {
+        let mut state = lock(&self.inner.state);
+        if *state == VmState::Running {
+            self.machine().set_paused(true);
+            *state = VmState::Paused;
+        }
+    }
+
+    pub fn resume(&self) {
+        let mut state = lock(&self.inner.state);
+        if *state == VmState::Paused {
+            self.machine().set_paused(false);
+            *state = VmState::Running;
+        }
+    }
+
+    /// A key pressed or released, by Linux evdev code.
+    pub fn key(&self, evdev: u16, down: bool) {
+        lock(&self.machine().devices).input(|c| c.key(evdev, down));
+    }
+
+    /// Relative mouse motion, buttons held (`i8042::BUTTON_*`) and wheel clicks.
+    pub fn mouse(&self, dx: i32, dy: i32, buttons: u8, wheel: i32) {
+        lock(&self.machine().devices).input(|c| c.mouse(dx, dy, buttons, wheel));
+    }
+
+    /// The current machine's framebuffer.
+    pub fn framebuffer(&self) -> FramebufferView {
+        let machine = lock(&self.inner.machine);
+        FramebufferView {
+            machine: machine.clone(),
+            generation: self.inner.generation.load(Ordering::SeqCst),
+        }
+    }
+
+    pub fn format(&self) -> FramebufferFormat {
+        self.inner.format
+    }
+
+    /// How long the current boot took to report "ready" on the status port (the tiny
+    /// guest does, once its first screen is drawn).
+    pub fn ready_after(&self) -> Option<Duration> {
+        self.machine().ready_after()
+    }
+
+    /// Waits up to `timeout` for the guest's "ready".
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Duration, VmmError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = self.ready_after() {
+                return Ok(t);
+            }
+            if let VmState::Failed(reason) = self.state() {
+                return Err(VmmError::Boot(reason));
+            }
+            if Instant::now() > deadline {
+                return Err(VmmError::Boot(format!(
+                    "the guest did not report ready within {timeout:?}; console: {}",
+                    self.inner.console.tail(400)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Runs `f` on guest RAM (for loaders and tests).
+    pub fn with_ram<R>(&self, f: impl FnOnce(&vm_memory::GuestMemoryMmap) -> R) -> R {
+        f(&self.machine().ram.memory)
+    }
+
+    /// Power-ons so far (1 + resets).
+    pub fn boots(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
+    }
+
+    pub fn age(&self) -> Duration {
+        self.inner.created.elapsed()
+    }
+
+    fn machine(&self) -> Arc<Machine> {
+        lock(&self.inner.machine).clone()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.inner.events.send(Event::Quit);
+        if let Some(thread) = self.supervisor.take() {
+            let _ = thread.join();
+        }
+        lock(&self.inner.machine).shut_down();
+    }
+}
+
+impl Inner {
+    fn reset(&self) -> Result<(), VmmError> {
+        let result = {
+            let mut machine = lock(&self.machine);
+            machine.shut_down();
+            let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+            // The old machine's memory goes back before the new one takes any.
+            machine.ram.discard();
+            machine.framebuffer.discard();
+            power_on(
+                &self.kvm,
+                &self.cpuid,
+                &self.config,
+                self.format,
+                &self.console,
+                generation,
+                &self.events,
+            )
+            .map(|new| *machine = new)
+        };
+        // The state lock is taken after the machine lock is released (pause takes them
+        // the other way round).
+        *lock(&self.state) = match &result {
+            Ok(()) => VmState::Running,
+            Err(e) => VmState::Failed(format!("reboot failed: {e}")),
+        };
+        result
+    }
+}
+
+fn power_on(
+    kvm: &Kvm,
+    cpuid: &CpuId,
+    config: &VmConfig,
+    format: FramebufferFormat,
+    console: &ConsoleLog,
+    generation: u64,
+    events: &mpsc::Sender<Event>,
+) -> Result<Arc<Machine>, VmmError> {
+    let events = Mutex::new(events.clone());
+    Machine::power_on(
+        machine::Spec {
+            kvm,
+            cpuid,
+            vcpus: config.vcpus,
+            memory_bytes: config.memory_mib << 20,
+            framebuffer: format,
+            boot: &config.boot,
+            console: console.clone(),
+        },
+        Box::new(move |outcome| {
+            let _ = lock(&events).send(Event::Stopped {
+                generation,
+                outcome,
+            });
+        }),
+    )
+}
+
+/// Carries out what guests ask for from their vCPU threads: a reboot builds a new
+/// machine; a power-off or failure is recorded.
+fn supervise(inner: std::sync::Weak<Inner>, events: mpsc::Receiver<Event>) {
+    while let Ok(Event::Stopped {
+        generation,
+        outcome,
+    }) = events.recv()
+    {
+        let Some(inner) = inner.upgrade() else { return };
+        if generation != inner.generation.load(Ordering::SeqCst) {
+            continue; // a machine already replaced
+        }
+        match outcome {
+            Outcome::Reset => {
+                tracing::info!("guest rebooted");
+                if let Err(e) = inner.reset() {
+                    tracing::warn!("VM reboot failed: {e}");
+                }
+            }
+            Outcome::PowerOff => {
+                tracing::info!("guest powered off");
+                *lock(&inner.state) = VmState::PoweredOff;
+            }
+            Outcome::Failed(reason) => {
+                tracing::warn!("VM failed: {reason}");
+                *lock(&inner.state) = VmState::Failed(reason);
+            }
+        }
+    }
+}
+
+/// A machine's framebuffer as of one boot; a reset makes a new one (compare
+/// [`FramebufferView::generation`]).
+pub struct FramebufferView {
+    machine: Arc<Machine>,
+    generation: u64,
+}
+
+impl FramebufferView {
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn format(&self) -> FramebufferFormat {
+        self.machine.framebuffer.format
+    }
+
+    /// Framebuffer pages the guest wrote since the last call (KVM's dirty log).
+    pub fn take_dirty_pages(&self) -> Result<Vec<u32>, VmmError> {
+        self.machine.framebuffer.take_dirty_pages(&self.machine.vm)
+    }
+
+    /// Pixels `x0..x1` of row `y` as 0x00RRGGBB.
+    pub fn read_row(&self, y: u32, x0: u32, x1: u32, dst: &mut [u32]) {
+        self.machine.framebuffer.read_row(y, x0, x1, dst)
+    }
+
+    /// The whole screen as 0x00RRGGBB, row-major.
+    pub fn read_all(&self) -> Vec<u32> {
+        let f = self.format();
+        let mut pixels = vec![0u32; (f.width * f.height) as usize];
+        for (y, row) in pixels.chunks_mut(f.width as usize).enumerate() {
+            self.read_row(y as u32, 0, f.width, row);
+        }
+        pixels
+    }
+
+    pub fn page_count(&self) -> u32 {
+        self.machine.framebuffer.page_count()
+    }
+}

@@ -1,0 +1,308 @@
+//! One boot of a VM: the KVM VM with its memory, devices and vCPU threads. A reset
+//! builds a new machine (exactly the power-on state, RAM given back to the host); the
+//! [`crate::Vm`] owns the current one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{kvm_pit_config, CpuId, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::boot::{self, Boot};
+use crate::console::ConsoleLog;
+use crate::cpu;
+use crate::devices::{Action, Devices, IrqLine};
+use crate::memory::{FramebufferFormat, FramebufferMemory, GuestRam};
+use crate::VmmError;
+
+/// Why a machine stopped running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest rebooted (i8042 reset, triple fault, status port).
+    Reset,
+    /// The guest switched itself off.
+    PowerOff,
+    /// KVM could not run the guest.
+    Failed(String),
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    paused: bool,
+    stopping: bool,
+    /// vCPU threads waiting in the pause loop.
+    parked: usize,
+    /// vCPU threads that have returned.
+    exited: usize,
+    outcome: Option<Outcome>,
+}
+
+pub struct Machine {
+    pub vm: VmFd,
+    pub framebuffer: FramebufferMemory,
+    pub ram: GuestRam,
+    pub devices: Mutex<Devices>,
+    vcpus: usize,
+    control: Mutex<Control>,
+    changed: Condvar,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    started: Instant,
+    ready: Mutex<Option<Duration>>,
+    /// Told when the machine stops by itself, with its outcome.
+    on_stop: Box<dyn Fn(Outcome) + Send + Sync>,
+    reported: AtomicBool,
+}
+
+/// What a machine needs to power on.
+pub struct Spec<'a> {
+    pub kvm: &'a Kvm,
+    pub cpuid: &'a CpuId,
+    pub vcpus: u8,
+    pub memory_bytes: u64,
+    pub framebuffer: FramebufferFormat,
+    pub boot: &'a Boot,
+    pub console: ConsoleLog,
+}
+
+/// The TSS KVM needs on Intel hosts, in the hole below 4 GiB.
+const TSS_ADDRESS: usize = 0xfffb_d000;
+
+impl Machine {
+    /// Creates the VM and starts its vCPUs.
+    pub fn power_on(
+        spec: Spec<'_>,
+        on_stop: Box<dyn Fn(Outcome) + Send + Sync>,
+    ) -> Result<Arc<Self>, VmmError> {
+        install_kick_handler();
+        let vm = spec
+            .kvm
+            .create_vm()
+            .map_err(VmmError::kvm("create the VM"))?;
+        vm.set_tss_address(TSS_ADDRESS)
+            .map_err(VmmError::kvm("set the TSS address"))?;
+        vm.create_irq_chip()
+            .map_err(VmmError::kvm("create the interrupt controllers"))?;
+        vm.create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+        .map_err(VmmError::kvm("create the PIT"))?;
+
+        let ram = GuestRam::new(spec.memory_bytes)?;
+        ram.register(&vm)?;
+        let framebuffer = FramebufferMemory::new(spec.framebuffer)?;
+        framebuffer.register(&vm)?;
+        cpu::write_boot_tables(&ram.memory)?;
+        let entry = boot::load(spec.boot, &ram.memory, spec.memory_bytes, spec.framebuffer)?;
+
+        let devices = Devices::new(spec.console, |gsi| {
+            let fd = EventFd::new(EFD_NONBLOCK)?;
+            vm.register_irqfd(&fd, gsi)
+                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+            Ok(IrqLine(fd))
+        })
+        .map_err(|e| VmmError::Kvm("wire the interrupts", e.to_string()))?;
+
+        let mut vcpus = Vec::new();
+        for index in 0..spec.vcpus {
+            let vcpu = vm
+                .create_vcpu(u64::from(index))
+                .map_err(VmmError::kvm("create a vCPU"))?;
+            cpu::configure(&vcpu, index, spec.cpuid, (index == 0).then_some(&entry))?;
+            vcpus.push(vcpu);
+        }
+
+        let machine = Arc::new(Machine {
+            vm,
+            framebuffer,
+            ram,
+            devices: Mutex::new(devices),
+            vcpus: vcpus.len(),
+            control: Mutex::new(Control::default()),
+            changed: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            ready: Mutex::new(None),
+            on_stop,
+            reported: AtomicBool::new(false),
+        });
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
+            let m = machine.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn(move || m.run_vcpu(vcpu))
+                .map_err(|e| VmmError::Kvm("start a vCPU thread", e.to_string()))?;
+            lock(&machine.threads).push(thread);
+        }
+        Ok(machine)
+    }
+
+    /// Time from power-on to the guest's "ready" on the status port.
+    pub fn ready_after(&self) -> Option<Duration> {
+        *lock(&self.ready)
+    }
+
+    /// Holds every vCPU outside the guest (a paused VM uses no CPU), or lets them run.
+    pub fn set_paused(&self, paused: bool) {
+        let mut control = lock(&self.control);
+        control.paused = paused;
+        self.changed.notify_all();
+        if paused {
+            drop(self.kick_until(control, |c| c.parked + c.exited >= self.vcpus));
+        }
+    }
+
+    /// Stops every vCPU thread and waits for them; the machine can then be dropped.
+    pub fn shut_down(&self) {
+        let mut control = lock(&self.control);
+        control.stopping = true;
+        self.changed.notify_all();
+        drop(self.kick_until(control, |c| c.exited >= self.vcpus));
+        for thread in lock(&self.threads).drain(..) {
+            let _ = thread.join();
+        }
+    }
+
+    /// Interrupts the vCPU threads (a signal makes KVM_RUN return) until `done` holds.
+    /// Repeated, because a signal that lands just before a thread enters KVM_RUN is lost.
+    fn kick_until<'a>(
+        &'a self,
+        mut control: MutexGuard<'a, Control>,
+        done: impl Fn(&Control) -> bool,
+    ) -> MutexGuard<'a, Control> {
+        use std::os::unix::thread::JoinHandleExt;
+        while !done(&control) {
+            for thread in lock(&self.threads).iter() {
+                if !thread.is_finished() {
+                    // SAFETY: the thread is alive (not finished) and joinable, so its
+                    // pthread_t is valid.
+                    unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
+                }
+            }
+            control = self
+                .changed
+                .wait_timeout(control, Duration::from_millis(2))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        control
+    }
+
+    fn run_vcpu(self: Arc<Self>, mut vcpu: VcpuFd) {
+        loop {
+            {
+                let mut control = lock(&self.control);
+                while control.paused && !control.stopping {
+                    control.parked += 1;
+                    self.changed.notify_all();
+                    control = self
+                        .changed
+                        .wait(control)
+                        .unwrap_or_else(|e| e.into_inner());
+                    control.parked -= 1;
+                }
+                if control.stopping {
+                    break;
+                }
+            }
+            let outcome = match vcpu.run() {
+                Ok(exit) => self.handle_exit(exit),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
+                Err(e) => Some(Outcome::Failed(format!("KVM_RUN failed: {e}"))),
+            };
+            if let Some(outcome) = outcome {
+                self.stop_by_guest(outcome);
+            }
+        }
+        let mut control = lock(&self.control);
+        control.exited += 1;
+        self.changed.notify_all();
+    }
+
+    fn handle_exit(&self, exit: VcpuExit<'_>) -> Option<Outcome> {
+        match exit {
+            VcpuExit::IoIn(port, data) => {
+                lock(&self.devices).io_in(port, data);
+                None
+            }
+            VcpuExit::IoOut(port, data) => match lock(&self.devices).io_out(port, data)? {
+                Action::Ready => {
+                    lock(&self.ready).get_or_insert(self.started.elapsed());
+                    None
+                }
+                Action::Reset => Some(Outcome::Reset),
+                Action::PowerOff => Some(Outcome::PowerOff),
+            },
+            // Nothing is mapped for MMIO: reads float high, writes go nowhere.
+            VcpuExit::MmioRead(_, data) => {
+                data.fill(0xff);
+                None
+            }
+            VcpuExit::MmioWrite(..) => None,
+            VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
+            // A triple fault resets a PC.
+            VcpuExit::Shutdown => Some(Outcome::Reset),
+            // With the in-kernel LAPIC, HLT only exits when the guest can never wake.
+            VcpuExit::Hlt => Some(Outcome::PowerOff),
+            VcpuExit::SystemEvent(kind, _) => Some(match kind {
+                kvm_bindings::KVM_SYSTEM_EVENT_RESET => Outcome::Reset,
+                kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => Outcome::PowerOff,
+                other => Outcome::Failed(format!("system event {other}")),
+            }),
+            VcpuExit::FailEntry(reason, cpu) => Some(Outcome::Failed(format!(
+                "KVM could not enter the guest on vCPU {cpu} (reason {reason:#x})"
+            ))),
+            VcpuExit::InternalError => Some(Outcome::Failed(
+                "KVM internal error (an instruction KVM cannot emulate?)".into(),
+            )),
+            other => Some(Outcome::Failed(format!("unexpected vCPU exit {other:?}"))),
+        }
+    }
+
+    /// The guest ended this machine: every vCPU stops and the owner is told once.
+    fn stop_by_guest(&self, outcome: Outcome) {
+        {
+            let mut control = lock(&self.control);
+            control.stopping = true;
+            control.outcome.get_or_insert(outcome.clone());
+            self.changed.notify_all();
+        }
+        use std::os::unix::thread::JoinHandleExt;
+        for thread in lock(&self.threads).iter() {
+            if !thread.is_finished() {
+                // SAFETY: as in kick_until.
+                unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
+            }
+        }
+        if !self.reported.swap(true, Ordering::SeqCst) {
+            (self.on_stop)(outcome);
+        }
+    }
+}
+
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+/// The kick signal does nothing but interrupt KVM_RUN (no SA_RESTART: the ioctl
+/// returns EINTR).
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    extern "C" fn on_kick(_: libc::c_int) {}
+    ONCE.call_once(|| {
+        // SAFETY: installing an async-signal-safe handler that does nothing.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
+        }
+    });
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

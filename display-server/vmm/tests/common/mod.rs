@@ -1,0 +1,45 @@
+//! Shared by the VMM tests.
+#![allow(dead_code)] // each test binary uses a part
+
+use std::time::{Duration, Instant};
+
+use oriel_vmm::Vm;
+
+pub fn kvm_available() -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIPPED: /dev/kvm is not usable here ({e})");
+            false
+        }
+    }
+}
+
+/// Waits until the console log holds `text` (the guest echoes keys after drawing them).
+pub fn wait_console(vm: &Vm, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !vm.console().tail(1 << 20).contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no {text:?} on the console: {}",
+            vm.console().tail(2000)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Resident memory of this process, bytes.
+pub fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
