@@ -49,11 +49,12 @@ enum AdminCommand {
         min_ready: Option<i64>,
         #[arg(long)]
         max_size: Option<i64>,
-        /// Desktop source of the pool: synthetic or x11.
+        /// Desktop source of the pool: synthetic, x11 or kvm.
         #[arg(long, default_value = "synthetic")]
         kind: String,
         /// Source parameters as JSON, e.g. for x11
-        /// '{"width":1280,"height":800,"command":"xterm","server":"xorg","layout":"de"}'.
+        /// '{"width":1280,"height":800,"command":"xterm","server":"xorg","layout":"de"}',
+        /// for kvm '{"image":"debian","memory_mib":512,"vcpus":1,"width":1024,"height":768}'.
         #[arg(long, value_name = "JSON")]
         params: Option<String>,
         /// Synthetic workload of the pool's desktops (sets "workload" in the parameters).
@@ -70,7 +71,8 @@ enum AdminCommand {
     },
     /// Hosts: list, drain ID, undrain ID.
     Host { action: String, id: Option<String> },
-    /// Desktops: list [--pool NAME], reset ID, delete ID.
+    /// Desktops: list [--pool NAME], reset ID, delete ID, console ID (serial log of a
+    /// kvm desktop).
     Desktop {
         action: String,
         id: Option<String>,
@@ -234,7 +236,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     .await?;
                 json!({"desktop": id, "done": action})
             }
-            other => anyhow::bail!("unknown desktop action '{other}' (list, reset, delete)"),
+            "console" => {
+                let id = need(id, "desktop id")?;
+                let reply: serde_json::Value =
+                    api.get(&format!("/admin/desktops/{id}/console")).await?;
+                print!("{}", reply["console"].as_str().unwrap_or_default());
+                return Ok(());
+            }
+            other => {
+                anyhow::bail!("unknown desktop action '{other}' (list, reset, delete, console)")
+            }
         },
         AdminCommand::Session { action, id } => match action.as_str() {
             "list" => api.get("/admin/sessions").await?,

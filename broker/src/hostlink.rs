@@ -18,7 +18,8 @@ use crate::store::Store;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Pending = (HostCommand, oneshot::Sender<Result<(), String>>);
+type Reply = Result<Option<String>, String>;
+type Pending = (HostCommand, oneshot::Sender<Reply>);
 
 /// Connected hosts and how to reach them.
 pub struct HostLink {
@@ -81,6 +82,11 @@ impl HostLink {
 
     /// Sends a command to a host and waits for its outcome.
     pub async fn command(&self, host_id: &str, command: HostCommand) -> Result<(), String> {
+        self.query(host_id, command).await.map(drop)
+    }
+
+    /// Sends a command to a host and waits for its output.
+    pub async fn query(&self, host_id: &str, command: HostCommand) -> Reply {
         let tx = crate::lock(&self.connected)
             .get(host_id)
             .cloned()
@@ -135,7 +141,7 @@ impl HostLink {
 
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<Pending>(64);
         crate::lock(&self.connected).insert(host_id.clone(), cmd_tx);
-        let mut pending: HashMap<u64, oneshot::Sender<Result<(), String>>> = HashMap::new();
+        let mut pending: HashMap<u64, oneshot::Sender<Reply>> = HashMap::new();
         let mut next_id = 1u64;
         let result: anyhow::Result<()> = async {
             loop {
@@ -149,9 +155,9 @@ impl HostLink {
                     }
                     msg = rx.recv::<HostMsg>() => {
                         match msg? {
-                            Some(HostMsg::CommandDone { id, error }) => {
+                            Some(HostMsg::CommandDone { id, error, output }) => {
                                 if let Some(done) = pending.remove(&id) {
-                                    let _ = done.send(error.map_or(Ok(()), Err));
+                                    let _ = done.send(error.map_or(Ok(output), Err));
                                 }
                             }
                             Some(other) => {

@@ -118,8 +118,11 @@ async fn link_once(
             msg = rx.recv::<BrokerMsg>() => {
                 match msg? {
                     Some(BrokerMsg::Command { id, command }) => {
-                        let error = execute(server, command).err().map(|e| format!("{e:#}"));
-                        send_message(&mut tx, &HostMsg::CommandDone { id, error }, MAX_HOST_MESSAGE).await?;
+                        let (output, error) = match execute(server, command) {
+                            Ok(output) => (output, None),
+                            Err(e) => (None, Some(format!("{e:#}"))),
+                        };
+                        send_message(&mut tx, &HostMsg::CommandDone { id, error, output }, MAX_HOST_MESSAGE).await?;
                     }
                     Some(other) => bail!("unexpected message from the broker: {other:?}"),
                     None => bail!("the broker closed the link"),
@@ -147,18 +150,18 @@ fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
         .collect()
 }
 
-/// Carries out one broker command.
-pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<()> {
+/// Carries out one broker command; some return text (a console log).
+pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<Option<String>> {
     match command {
         HostCommand::Create { desktop, spec } => {
             if server.desktop(&desktop).is_some() {
-                return Ok(()); // commands are retried; creating twice is not an error
+                return Ok(None); // commands are retried; creating twice is not an error
             }
-            let source = crate::source::from_spec(&spec)?;
+            let source = crate::source::from_spec(&spec, &server.config().images_dir)?;
             server.desktops().add(Desktop::new(desktop, source))?;
         }
         HostCommand::Reset { desktop, spec } => {
-            let source = crate::source::from_spec(&spec)?;
+            let source = crate::source::from_spec(&spec, &server.config().images_dir)?;
             server.desktops().remove(&desktop);
             server.desktops().add(Desktop::new(desktop, source))?;
         }
@@ -181,8 +184,19 @@ pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<(
         HostCommand::Destroy { desktop } => {
             server.desktops().destroy(&desktop);
         }
+        HostCommand::ConsoleLog { desktop, max_bytes } => {
+            let d = server
+                .desktops()
+                .get_any(&desktop)
+                .ok_or_else(|| anyhow::anyhow!("no desktop '{desktop}'"))?;
+            let max = max_bytes.min(MAX_CONSOLE_LOG) as usize;
+            let log = d.source().console_log(max).ok_or_else(|| {
+                anyhow::anyhow!("desktop '{desktop}' has no serial console (kvm desktops do)")
+            })?;
+            return Ok(Some(log));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn save_credential(path: &std::path::Path, credential: &str) -> anyhow::Result<()> {

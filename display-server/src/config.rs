@@ -10,12 +10,19 @@ use oriel_protocol::Size;
 use serde::Deserialize;
 
 use crate::server::ServerConfig;
+use crate::source::kvm::KvmDesktopConfig;
 use crate::source::synthetic::{SyntheticConfig, Workload};
 
 /// Oriel display server: runs desktops and streams them to Oriel clients over QUIC.
 #[derive(Debug, Parser, Default)]
-#[command(name = "oriel-display-server", version)]
+#[command(
+    name = "oriel-display-server",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with any of the options below (flags win over the file).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -27,16 +34,21 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// A desktop: NAME=WORKLOAD for a synthetic one (idle, typing, scroll, drag, video,
-    /// mixed), NAME=x11 for a new Xvfb of --size running a window manager or xterm, or
-    /// NAME=x11:DISPLAY to serve an existing X display; repeat for several
-    /// [default: default=mixed].
+    /// mixed), NAME=x11 for a new Xvfb of --size running a window manager or xterm,
+    /// NAME=x11:DISPLAY to serve an existing X display, or NAME=kvm:IMAGE for a VM of
+    /// --size booting IMAGE from --images ("tiny" is the built-in test guest); repeat
+    /// for several [default: default=mixed].
     #[arg(long = "desktop", value_name = "NAME=KIND")]
     pub desktops: Vec<String>,
     /// Serve this running X display (e.g. :0, or "$DISPLAY") as the desktop "default":
     /// the same as --desktop default=x11:DISPLAY.
     #[arg(long, value_name = "DISPLAY")]
     pub display: Option<String>,
-    /// Desktop size as WIDTHxHEIGHT [default: 1920x1080].
+    /// The guest image store of kvm desktops (see `image build`)
+    /// [default: DATA_DIR/images].
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Desktop size as WIDTHxHEIGHT [default: 1920x1080; 1024x768 for kvm desktops].
     #[arg(long, value_name = "WxH")]
     pub size: Option<String>,
     /// Frames per second of the synthetic desktops [default: 30].
@@ -84,6 +96,51 @@ pub struct Args {
     pub capacity: Option<u32>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Guest images for kvm desktops.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageCommand {
+    /// Build a bootable image from Debian packages: linux-image-amd64's kernel and an
+    /// initramfs with busybox-static whose init starts shells on the framebuffer and
+    /// serial consoles. Downloads with apt-get unless --kernel and --busybox are given.
+    Build {
+        /// Name of the image (what kvm pools name).
+        #[arg(long, default_value = crate::source::DEFAULT_IMAGE)]
+        name: String,
+        /// The image store [default: ~/.local/share/oriel/display-server/images].
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
+        /// A kernel to use instead of downloading linux-image-amd64 (bzImage or vmlinux).
+        #[arg(long, value_name = "FILE")]
+        kernel: Option<PathBuf>,
+        /// A static busybox to use instead of downloading busybox-static.
+        #[arg(long, value_name = "FILE")]
+        busybox: Option<PathBuf>,
+        /// Kernel arguments to add to the defaults.
+        #[arg(long, value_name = "ARGS")]
+        append: Option<String>,
+        /// Guest memory pools get unless they say otherwise.
+        #[arg(long, value_name = "MIB", default_value_t = 512)]
+        memory_mib: u64,
+    },
+    /// List the images of the store.
+    List {
+        /// The image store [default: ~/.local/share/oriel/display-server/images].
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
+    },
+}
+
+/// The image store when none is given.
+pub fn default_images_dir() -> PathBuf {
+    oriel_transport::files::data_dir("display-server").join("images")
+}
+
 /// The same options as [`Args`], from a TOML file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -91,6 +148,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     desktops: Option<Vec<String>>,
+    images: Option<PathBuf>,
     size: Option<String>,
     fps: Option<u32>,
     ticks: Option<u64>,
@@ -117,11 +175,14 @@ pub enum LocalDesktop {
         size: Size,
         fps: u32,
     },
+    /// A VM booting an image of the store.
+    Kvm(crate::source::kvm::KvmDesktopConfig),
 }
 
 impl LocalDesktop {
-    pub fn open(&self) -> anyhow::Result<Box<dyn crate::source::FrameSource>> {
-        use crate::source::{synthetic::SyntheticSource, x11::X11Source};
+    /// Starts the desktop; `images` is the guest image store.
+    pub fn open(&self, images: &Path) -> anyhow::Result<Box<dyn crate::source::FrameSource>> {
+        use crate::source::{kvm::KvmSource, synthetic::SyntheticSource, x11::X11Source};
         Ok(match self {
             LocalDesktop::Synthetic(config) => Box::new(SyntheticSource::new(config.clone())?),
             LocalDesktop::X11 {
@@ -134,6 +195,7 @@ impl LocalDesktop {
                 size,
                 fps,
             } => Box::new(X11Source::spawn(*size, *fps, None)?),
+            LocalDesktop::Kvm(config) => Box::new(KvmSource::start(images, config)?),
         })
     }
 }
@@ -166,7 +228,15 @@ impl Args {
             None => FileConfig::default(),
         };
         let defaults = ServerConfig::default();
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| oriel_transport::files::data_dir("display-server"));
         let server = ServerConfig {
+            images_dir: self
+                .images
+                .or(file.images)
+                .unwrap_or_else(|| data_dir.join("images")),
             listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
             frame_window: self
                 .frame_window
@@ -192,10 +262,12 @@ impl Args {
         if !(200_000..=100_000_000).contains(&server.max_video_bitrate) {
             bail!("--max-video-kbit must be between 200 and 100000");
         }
-        let size = match self.size.or(file.size) {
-            Some(s) => parse_size(&s)?,
-            None => Size::new(1920, 1080),
-        };
+        let explicit_size = self
+            .size
+            .or(file.size)
+            .map(|s| parse_size(&s))
+            .transpose()?;
+        let size = explicit_size.unwrap_or(Size::new(1920, 1080));
         let fps = self.fps.or(file.fps).unwrap_or(30);
         let ticks = self.ticks.or(file.ticks);
         let broker = match self.broker.or(file.broker) {
@@ -252,6 +324,17 @@ impl Args {
                     size,
                     fps,
                 },
+                Some(("kvm", image)) => LocalDesktop::Kvm(KvmDesktopConfig {
+                    image: image.to_string(),
+                    size: explicit_size.unwrap_or(Size::new(1024, 768)),
+                    memory_mib: None,
+                    vcpus: None,
+                    fps,
+                }),
+                _ if kind == "kvm" => bail!(
+                    "desktop '{spec}': say which image, e.g. {name}=kvm:{} or {name}=kvm:tiny",
+                    crate::source::DEFAULT_IMAGE
+                ),
                 _ => LocalDesktop::Synthetic(SyntheticConfig {
                     workload: kind.parse::<Workload>()?,
                     size,
@@ -271,10 +354,7 @@ impl Args {
             };
         Ok(Resolved {
             server,
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| oriel_transport::files::data_dir("display-server")),
+            data_dir,
             desktops,
             metrics_listen,
             broker,

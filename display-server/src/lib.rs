@@ -6,6 +6,7 @@ pub mod config;
 pub mod cursor;
 pub mod desktop;
 mod flow;
+pub mod image_build;
 pub mod metrics_http;
 mod pipeline;
 pub mod registry;

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use oriel_display_server::agent::{self, AgentConfig};
-use oriel_display_server::config::Args;
+use oriel_display_server::config::{Args, Command};
+use oriel_display_server::image_build;
 use oriel_display_server::{metrics_http, Desktop, DisplayServer};
 use oriel_transport::Identity;
 
@@ -16,7 +17,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = Args::parse().resolve()?;
+    let mut args = Args::parse();
+    if let Some(command) = args.command.take() {
+        return run_command(command);
+    }
+    let config = args.resolve()?;
     // Registered before start-up work, so a stop request during start-up is not lost.
     let mut stop = StopSignals::new()?;
 
@@ -24,7 +29,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("TLS identity in {}", config.data_dir.display()))?;
     let mut desktops = Vec::new();
     for (name, local) in config.desktops {
-        let source = local.open().with_context(|| format!("desktop '{name}'"))?;
+        let source = local
+            .open(&config.server.images_dir)
+            .with_context(|| format!("desktop '{name}'"))?;
         tracing::info!(desktop = name, ?local, "desktop ready");
         desktops.push(Desktop::new(name, source));
     }
@@ -82,6 +89,43 @@ async fn main() -> anyhow::Result<()> {
         task.abort();
     }
     server.shutdown().await;
+    Ok(())
+}
+
+fn run_command(command: Command) -> anyhow::Result<()> {
+    use oriel_display_server::config::{default_images_dir, ImageCommand};
+    match command {
+        Command::Image(ImageCommand::Build {
+            name,
+            images,
+            kernel,
+            busybox,
+            append,
+            memory_mib,
+        }) => {
+            let options = image_build::BuildOptions {
+                images: images.unwrap_or_else(default_images_dir),
+                name,
+                kernel,
+                busybox,
+                append,
+                memory_mib,
+            };
+            let dir = image_build::build(&options)?;
+            println!("image '{}' built in {}", options.name, dir.display());
+            println!(
+                "use it: --desktop NAME=kvm:{0}, or a kvm pool with {{\"image\":\"{0}\"}}",
+                options.name
+            );
+        }
+        Command::Image(ImageCommand::List { images }) => {
+            let dir = images.unwrap_or_else(default_images_dir);
+            println!("tiny\t(built in: the test guest)");
+            for name in oriel_vmm::image::Image::list(&dir) {
+                println!("{name}\t{}", dir.join(&name).display());
+            }
+        }
+    }
     Ok(())
 }
 

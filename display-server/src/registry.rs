@@ -60,6 +60,7 @@ impl Desktops {
         let Some(desktop) = self.remove(name) else {
             return self.is_stopped(name);
         };
+        desktop.source().set_paused(true);
         self.stopped
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -75,9 +76,23 @@ impl Desktops {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         match parked {
-            Some(desktop) => self.add(desktop).is_ok(),
+            Some(desktop) => {
+                desktop.source().set_paused(false);
+                self.add(desktop).is_ok()
+            }
             None => self.get(name).is_some(),
         }
+    }
+
+    /// A desktop whether it runs or is stopped.
+    pub fn get_any(&self, name: &str) -> Option<Arc<Desktop>> {
+        self.get(name).or_else(|| {
+            self.stopped
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()
+        })
     }
 
     pub fn is_stopped(&self, name: &str) -> bool {

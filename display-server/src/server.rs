@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// Clients must present a broker ticket (set when the server works for a broker).
     pub require_tickets: bool,
+    /// The guest image store `kvm` desktops boot from.
+    pub images_dir: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +39,7 @@ impl Default for ServerConfig {
             zstd_level: 1,
             max_sessions: 64,
             require_tickets: false,
+            images_dir: oriel_transport::files::data_dir("display-server").join("images"),
         }
     }
 }
@@ -145,6 +148,10 @@ impl DisplayServer {
 
     pub fn stats(&self) -> Arc<ServerStats> {
         self.shared.stats.clone()
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
     }
 
     pub fn desktop(&self, name: &str) -> Option<Arc<Desktop>> {

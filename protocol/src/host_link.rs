@@ -30,8 +30,12 @@ pub enum HostMsg {
     },
     /// A client was refused at the handshake (for the audit log).
     TicketRefused { desktop: String, reason: String },
-    /// Outcome of a broker command.
-    CommandDone { id: u64, error: Option<String> },
+    /// Outcome of a broker command, with its output for commands that read something.
+    CommandDone {
+        id: u64,
+        error: Option<String>,
+        output: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +60,7 @@ pub enum SessionEvent {
 }
 
 /// The desktop sources display servers run; a pool names one of them.
-pub const DESKTOP_KINDS: [&str; 2] = ["synthetic", "x11"];
+pub const DESKTOP_KINDS: [&str; 3] = ["synthetic", "x11", "kvm"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesktopReport {
@@ -102,9 +106,14 @@ pub enum HostCommand {
     Disconnect { desktop: String },
     /// Stop and remove a desktop.
     Destroy { desktop: String },
+    /// The newest `max_bytes` of the desktop's serial console log (kvm desktops).
+    ConsoleLog { desktop: String, max_bytes: u32 },
 }
 
-/// What a desktop runs. `kind` is the source (`synthetic` now; `x11` and `kvm` later),
+/// Most console log a host sends in one answer.
+pub const MAX_CONSOLE_LOG: u32 = 256 * 1024;
+
+/// What a desktop runs. `kind` is the source (one of [`DESKTOP_KINDS`]),
 /// `params` its settings as JSON text (e.g. `{"workload":"typing"}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesktopSpec {

@@ -415,9 +415,10 @@ fn an_x11_desktop_gets_the_keyboard_layout_its_pool_names() {
         kind: "x11".into(),
         params: params.into(),
     };
-    let source = from_spec(&spec(
-        r#"{"width":320,"height":240,"command":"true","layout":"de"}"#,
-    ))
+    let source = from_spec(
+        &spec(r#"{"width":320,"height":240,"command":"true","layout":"de"}"#),
+        std::path::Path::new("/nonexistent"),
+    )
     .expect("an x11 desktop with a German keyboard");
     let x11 = source.as_any().downcast_ref::<X11Source>().unwrap();
     let (conn, _) = x11rb::connect(Some(x11.display())).unwrap();
@@ -436,7 +437,10 @@ fn an_x11_desktop_gets_the_keyboard_layout_its_pool_names() {
         r#"{"layout":"no-such-layout","command":"true"}"#,
         r#"{"server":"xfree86"}"#,
     ] {
-        assert!(from_spec(&spec(bad)).is_err(), "{bad}");
+        assert!(
+            from_spec(&spec(bad), std::path::Path::new("/nonexistent")).is_err(),
+            "{bad}"
+        );
     }
 }
 

@@ -327,6 +327,47 @@ pub async fn delete_desktop(
     end_and_move(&state, &admin, &id, DesktopState::Deleting, "deleted").await
 }
 
+#[derive(Deserialize)]
+pub struct ConsoleQuery {
+    bytes: Option<u32>,
+}
+
+/// The desktop's serial console log, asked of its host (a VM's boot messages and
+/// shell: what an admin reads when a guest does not come up).
+pub async fn desktop_console(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+    Path(id): Path<String>,
+    Query(query): Query<ConsoleQuery>,
+) -> Res<serde_json::Value> {
+    use oriel_protocol::host_link::{HostCommand, MAX_CONSOLE_LOG};
+    let desktop = state
+        .store
+        .desktop_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("desktop"))?;
+    let host = desktop
+        .host_id
+        .clone()
+        .ok_or_else(|| ApiErr::new(StatusCode::CONFLICT, "the desktop is on no host"))?;
+    let command = HostCommand::ConsoleLog {
+        desktop: desktop.name.clone(),
+        max_bytes: query.bytes.unwrap_or(64 * 1024).min(MAX_CONSOLE_LOG),
+    };
+    let console = state
+        .link
+        .query(&host, command)
+        .await
+        .map_err(|e| ApiErr::new(StatusCode::BAD_GATEWAY, format!("host {host}: {e}")))?
+        .unwrap_or_default();
+    Ok(Json(serde_json::json!({
+        "desktop": desktop.id,
+        "name": desktop.name,
+        "host": host,
+        "console": console,
+    })))
+}
+
 /// Ends the desktop's session and moves it to `to`; the reconcile loop does the rest.
 async fn end_and_move(
     state: &AppState,

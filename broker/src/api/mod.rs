@@ -102,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/desktops", get(admin::list_desktops))
         .route("/admin/desktops/{id}/reset", post(admin::reset_desktop))
         .route("/admin/desktops/{id}/delete", post(admin::delete_desktop))
+        .route("/admin/desktops/{id}/console", get(admin::desktop_console))
         .route("/admin/sessions", get(admin::list_sessions))
         .route("/admin/sessions/{id}/logoff", post(admin::force_logoff))
         .route("/admin/audit", get(admin::list_audit));

@@ -47,6 +47,7 @@ pub async fn document() -> Json<Value> {
             "/admin/desktops": {"get": op("List desktops (?pool=NAME)", None, true)},
             "/admin/desktops/{id}/reset": {"post": op("Reset a desktop", None, true)},
             "/admin/desktops/{id}/delete": {"post": op("Delete a desktop (destroyed on its host; its record stays)", None, true)},
+            "/admin/desktops/{id}/console": {"get": op("The desktop's serial console log, newest bytes (?bytes=N, at most 262144; kvm desktops)", None, true)},
             "/admin/sessions": {"get": op("List sessions (?all=true for ended ones)", None, true)},
             "/admin/sessions/{id}/logoff": {"post": op("Force a logoff", None, true)},
             "/admin/audit": {"get": op("Audit log, newest first (?limit=N)", None, true)}

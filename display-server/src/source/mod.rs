@@ -1,5 +1,6 @@
 //! Desktop sources: where a desktop's pixels come from and where its input goes.
 
+pub mod kvm;
 pub mod synthetic;
 pub mod x11;
 mod x11_randr;
@@ -53,7 +54,22 @@ pub trait FrameSource: Send {
     fn failure(&self) -> Option<String> {
         None
     }
+
+    /// The newest `max_bytes` of the desktop's serial console, for sources that have one.
+    fn console_log(&self, max_bytes: usize) -> Option<String> {
+        let _ = max_bytes;
+        None
+    }
+
+    /// The desktop was stopped (`true`) or started again: sources that run something,
+    /// like a VM, hold it still meanwhile. Capture is not called while paused.
+    fn set_paused(&mut self, paused: bool) {
+        let _ = paused;
+    }
 }
+
+/// The image `kvm` desktops boot when they name none: what `image build` makes.
+pub const DEFAULT_IMAGE: &str = "debian";
 
 /// A source's pointer: its shape (a [`oriel_protocol::CursorMsg::Shape`]) with a serial
 /// that changes when the shape does, and where it is.
@@ -72,9 +88,12 @@ pub struct SourceCursor {
 /// "command": "xterm", "server": "xvfb", "layout": "de"}` starts an X server (`xvfb`, or
 /// `xorg` for Xorg with the dummy driver, whose screen RandR can resize) with that XKB
 /// keyboard layout, running the command; `{"display": ":5"}` attaches to an existing X
-/// display instead.
+/// display instead. `kvm`: `{"image": "debian", "width": 1024, "height": 768,
+/// "memory_mib": 512, "vcpus": 1, "fps": 30}` boots a VM of an image from the store
+/// `images` (`tiny` is the built-in test guest); memory and vCPUs default to the image's.
 pub fn from_spec(
     spec: &oriel_protocol::host_link::DesktopSpec,
+    images: &std::path::Path,
 ) -> anyhow::Result<Box<dyn FrameSource>> {
     use anyhow::Context;
     match spec.kind.as_str() {
@@ -158,6 +177,31 @@ pub fn from_spec(
                 }
             };
             Ok(Box::new(source))
+        }
+        "kvm" => {
+            #[derive(serde::Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct Params {
+                image: Option<String>,
+                width: Option<u32>,
+                height: Option<u32>,
+                memory_mib: Option<u64>,
+                vcpus: Option<u8>,
+                fps: Option<u32>,
+            }
+            let p: Params = if spec.params.trim().is_empty() {
+                Params::default()
+            } else {
+                serde_json::from_str(&spec.params).context("kvm desktop parameters")?
+            };
+            let config = kvm::KvmDesktopConfig {
+                image: p.image.unwrap_or_else(|| DEFAULT_IMAGE.into()),
+                size: Size::new(p.width.unwrap_or(1024), p.height.unwrap_or(768)),
+                memory_mib: p.memory_mib,
+                vcpus: p.vcpus,
+                fps: p.fps.unwrap_or(30),
+            };
+            Ok(Box::new(kvm::KvmSource::start(images, &config)?))
         }
         other => anyhow::bail!("desktop source '{other}' is not supported by this server"),
     }

@@ -8,6 +8,7 @@ pub mod console;
 mod cpu;
 mod devices;
 pub mod i8042;
+pub mod image;
 pub mod layout;
 mod machine;
 pub mod memory;
