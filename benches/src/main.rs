@@ -20,6 +20,7 @@ mod baseline;
 mod broker_bench;
 mod rig;
 mod video_quality;
+mod vmm_bench;
 mod x11_bench;
 
 /// Oriel display benchmark: server + headless client over loopback QUIC.
@@ -69,13 +70,23 @@ struct Args {
 enum Mode {
     /// Broker connect throughput: logins and connects over HTTPS against SQLite on disk.
     Broker(broker_bench::BrokerArgs),
+    /// The micro-VMM with the tiny guest: boot to first pixel, dirty-log calls, memory
+    /// and idle CPU per VM, and a display server with one idle VM.
+    Vmm(vmm_bench::VmmArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Mode::Broker(b)) = args.mode {
-        println!("{}", broker_bench::run(b)?);
-        return Ok(());
+    match args.mode {
+        Some(Mode::Broker(b)) => {
+            println!("{}", broker_bench::run(b)?);
+            return Ok(());
+        }
+        Some(Mode::Vmm(v)) => {
+            println!("{}", vmm_bench::run(v)?);
+            return Ok(());
+        }
+        None => {}
     }
     let size = parse_size(&args.size)?;
     if args.seconds == 0 || args.fps == 0 {

@@ -143,7 +143,7 @@ impl Drop for Launched {
 }
 
 /// CPU seconds a process has used (user + system), from /proc.
-fn process_cpu_s(pid: u32) -> f64 {
+pub(crate) fn process_cpu_s(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };

@@ -47,3 +47,37 @@ fn x11_flags_need_the_x11_source() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--source x11"));
 }
+
+#[test]
+fn the_vmm_bench_gives_its_figures() {
+    if let Err(reason) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        eprintln!("SKIPPED: /dev/kvm is not usable here ({reason})");
+        return;
+    }
+    let figures = bench(&[
+        "vmm",
+        "--boots",
+        "2",
+        "--vms",
+        "2",
+        "--seconds",
+        "1",
+        "--size",
+        "320x240",
+    ]);
+    assert_eq!(figures["bench"], "vmm");
+    assert_eq!(figures["framebuffer_pages"], 75);
+    for key in [
+        "boot_to_first_pixel_ms",
+        "dirty_log_us",
+        "rss_per_vm_mb",
+        "server_rss_mb",
+    ] {
+        assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
+    }
+    assert!(figures["idle_cpu_percent_per_vm"].as_f64().is_some());
+}

@@ -275,6 +275,12 @@ impl Vm {
         f(&self.machine().ram.memory)
     }
 
+    /// Host memory the guest has touched: resident RAM and framebuffer pages.
+    pub fn resident_bytes(&self) -> u64 {
+        let machine = self.machine();
+        machine.ram.resident_bytes() + machine.framebuffer.resident_bytes()
+    }
+
     /// Power-ons so far (1 + resets).
     pub fn boots(&self) -> u64 {
         self.inner.generation.load(Ordering::SeqCst)

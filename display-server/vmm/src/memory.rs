@@ -55,6 +55,14 @@ impl GuestRam {
         Ok(())
     }
 
+    /// Bytes of guest RAM resident in host memory: what the guest has touched.
+    pub fn resident_bytes(&self) -> u64 {
+        self.memory
+            .iter()
+            .map(|r| resident(r.as_ptr(), r.len() as usize))
+            .sum()
+    }
+
     /// Gives every RAM page back to the host: the guest then reads zeros, as after
     /// power-on, and the host's memory is free again.
     pub fn discard(&self) {
@@ -193,6 +201,11 @@ impl FramebufferMemory {
         }
     }
 
+    /// Bytes of the framebuffer resident in host memory.
+    pub fn resident_bytes(&self) -> u64 {
+        resident(self.ptr, self.len)
+    }
+
     /// Zeroes the framebuffer (power-on state) and frees its pages.
     pub fn discard(&self) {
         // SAFETY: our private anonymous mapping.
@@ -202,6 +215,24 @@ impl FramebufferMemory {
     pub fn page_count(&self) -> u32 {
         (self.len as u64 / PAGE_SIZE) as u32
     }
+}
+
+/// Resident bytes of a mapping (mincore), a gigabyte of it at a time.
+fn resident(ptr: *const u8, len: usize) -> u64 {
+    const CHUNK: usize = 1 << 30;
+    let page = PAGE_SIZE as usize;
+    let mut vec = Vec::new();
+    let mut total = 0u64;
+    for offset in (0..len).step_by(CHUNK) {
+        let n = (len - offset).min(CHUNK);
+        vec.resize(n.div_ceil(page), 0u8);
+        // SAFETY: the range lies in one mapping we own; mincore only reports on it.
+        let ok = unsafe { libc::mincore(ptr.add(offset) as *mut _, n, vec.as_mut_ptr()) } == 0;
+        if ok {
+            total += vec.iter().filter(|b| *b & 1 == 1).count() as u64 * PAGE_SIZE;
+        }
+    }
+    total
 }
 
 impl Drop for FramebufferMemory {
