@@ -144,6 +144,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 pub mod broker;
+pub mod kvm;
 pub mod xvfb;
 
 /// Replays a synthetic source forward, one source state at a time, to check what a

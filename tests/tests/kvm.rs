@@ -3,66 +3,17 @@
 //! Linux is tests/linux_guest.rs, behind a flag). Skipped, with the reason printed,
 //! only where /dev/kvm is missing.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oriel::{launcher, Session, StopWhen};
 use oriel_display_server::source::kvm::KvmSource;
 use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
 use oriel_e2e::broker::{wait_for, Harness};
+use oriel_e2e::kvm::*;
 use oriel_e2e::*;
-use oriel_protocol::{Framebuffer, InputEvent, Size};
+use oriel_protocol::{Framebuffer, InputEvent};
 use oriel_vmm::tiny;
 use oriel_vmm::{Vm, VmConfig};
-
-fn kvm_available() -> bool {
-    match oriel_vmm::kvm_usable() {
-        Ok(()) => true,
-        Err(reason) => {
-            eprintln!("SKIPPED: {reason}");
-            false
-        }
-    }
-}
-
-/// The guest's framebuffer memory, as the client should hold it.
-fn guest_screen(desktop: &Arc<Desktop>) -> Framebuffer {
-    let source = desktop.source();
-    let kvm = source
-        .as_any()
-        .downcast_ref::<KvmSource>()
-        .expect("kvm source");
-    let f = kvm.vm().format();
-    Framebuffer::from_pixels(
-        Size::new(f.width, f.height),
-        kvm.vm().framebuffer().read_all(),
-    )
-    .unwrap()
-}
-
-fn console(desktop: &Arc<Desktop>) -> String {
-    desktop.source().console_log(1 << 20).unwrap_or_default()
-}
-
-/// Waits until the server's copy equals guest memory, then returns the source sequence
-/// a client must reach to hold that screen.
-async fn settled(desktop: &Arc<Desktop>) -> (Framebuffer, u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let guest = guest_screen(desktop);
-        {
-            let source = desktop.source();
-            if *source.pixels() == guest {
-                return (guest, source.sequence());
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the capture never caught up with the guest"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A fresh client's screen once it has decoded sequence `seq`.
 async fn client_screen(opts: &oriel::ConnectOptions, seq: u64) -> Framebuffer {
@@ -73,18 +24,6 @@ async fn client_screen(opts: &oriel::ConnectOptions, seq: u64) -> Framebuffer {
         ..Default::default()
     };
     session.run(stop, None).await.unwrap().framebuffer
-}
-
-async fn wait_console(desktop: &Arc<Desktop>, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !console(desktop).contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} on the console: {}",
-            console(desktop)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +65,7 @@ async fn a_client_sees_guest_memory_exactly_and_its_keys_and_pointer_reach_the_g
             .await
             .unwrap();
     }
-    wait_console(&desktop, "key 2e").await;
+    wait_console(&desktop, "key 2e", Duration::from_secs(60)).await;
     // The pointer: the PS/2 mouse's packets recolour the guest's corner marker.
     for (x, y) in [(100, 100), (140, 90)] {
         input.send(InputEvent::PointerMove { x, y }).await.unwrap();
@@ -214,7 +153,7 @@ async fn a_kvm_pool_gives_two_users_two_vms_and_admins_read_their_consoles() {
         })
         .await
         .unwrap();
-    wait_console(&alice_vm, "key 1e").await;
+    wait_console(&alice_vm, "key 1e", Duration::from_secs(60)).await;
     let (alice_guest, alice_seq) = settled(&alice_vm).await;
     let (bob_guest, bob_seq) = settled(&bob_vm).await;
     assert_ne!(alice_guest, bob_guest);

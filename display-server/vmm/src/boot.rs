@@ -44,11 +44,15 @@ pub fn load(
     boot: &Boot,
     memory: &GuestMemoryMmap,
     memory_bytes: u64,
+    vcpus: u8,
     fb: FramebufferFormat,
 ) -> Result<Entry, VmmError> {
     match boot {
         Boot::Tiny => load_tiny(memory, fb),
-        Boot::Linux(linux) => load_linux(linux, memory, memory_bytes, fb),
+        Boot::Linux(linux) => {
+            crate::mptable::write(memory, vcpus)?;
+            load_linux(linux, memory, memory_bytes, fb)
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod image;
 pub mod layout;
 mod machine;
 pub mod memory;
+mod mptable;
 pub mod scancode;
 pub mod tiny;
 

@@ -96,7 +96,13 @@ impl Machine {
         let framebuffer = FramebufferMemory::new(spec.framebuffer)?;
         framebuffer.register(&vm)?;
         cpu::write_boot_tables(&ram.memory)?;
-        let entry = boot::load(spec.boot, &ram.memory, spec.memory_bytes, spec.framebuffer)?;
+        let entry = boot::load(
+            spec.boot,
+            &ram.memory,
+            spec.memory_bytes,
+            spec.vcpus,
+            spec.framebuffer,
+        )?;
 
         let devices = Devices::new(spec.console, |gsi| {
             let fd = EventFd::new(EFD_NONBLOCK)?;
