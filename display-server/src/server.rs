@@ -175,7 +175,31 @@ impl DisplayServer {
 
     /// Prometheus metrics text.
     pub fn metrics(&self) -> String {
-        self.shared.stats.render_prometheus(self.frames_produced())
+        let mut text = self.shared.stats.render_prometheus(self.frames_produced());
+        // Per-desktop figures of sources that have them (VMs), grouped by metric.
+        let mut by_name: std::collections::BTreeMap<&str, (&str, Vec<String>)> = Default::default();
+        for desktop in self.shared.desktops.list() {
+            for (name, help, value) in desktop.source().metrics() {
+                by_name
+                    .entry(name)
+                    .or_insert((help, Vec::new()))
+                    .1
+                    .push(format!(
+                        "{name}{{desktop=\"{}\"}} {value}\n",
+                        desktop.name().replace(['\\', '"', '\n'], "_")
+                    ));
+            }
+        }
+        for (name, (help, lines)) in by_name {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            text.extend(lines);
+        }
+        text
     }
 
     /// Closes every connection and stops the capture loops.

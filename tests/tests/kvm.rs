@@ -97,6 +97,20 @@ async fn a_client_sees_guest_memory_exactly_and_its_keys_and_pointer_reach_the_g
         "client equals guest memory after typing"
     );
     run.abort();
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("oriel_vm_boots_total{desktop=\"vm\"} 1"),
+        "{metrics}"
+    );
+    let resident = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("oriel_vm_guest_resident_bytes{desktop=\"vm\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("resident guest memory reported");
+    assert!(
+        resident >= u64::from(width * height * 4),
+        "the guest drew its screen"
+    );
     server.shutdown().await;
 }
 

@@ -210,6 +210,26 @@ impl FrameSource for KvmSource {
         Some(self.vm.console().tail(max_bytes))
     }
 
+    fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![
+            (
+                "oriel_vm_guest_resident_bytes",
+                "host memory the VM's guest has touched (RAM and framebuffer)",
+                self.vm.resident_bytes(),
+            ),
+            (
+                "oriel_vm_boots_total",
+                "power-ons of the VM (1 + resets and guest reboots)",
+                self.vm.boots(),
+            ),
+            (
+                "oriel_vm_console_bytes_total",
+                "bytes the guest wrote to its serial console",
+                self.vm.console().total(),
+            ),
+        ]
+    }
+
     fn set_paused(&mut self, paused: bool) {
         if paused {
             self.vm.pause();

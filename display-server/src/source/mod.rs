@@ -61,6 +61,11 @@ pub trait FrameSource: Send {
         None
     }
 
+    /// Gauges and counters of the source for `/metrics`: (name, help, value).
+    fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
+
     /// The desktop was stopped (`true`) or started again: sources that run something,
     /// like a VM, hold it still meanwhile. Capture is not called while paused.
     fn set_paused(&mut self, paused: bool) {
