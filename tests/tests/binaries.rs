@@ -22,18 +22,17 @@ impl Drop for Server {
 }
 
 fn start_server_binary(tag: &str, workload: &str, ticks: u64) -> Server {
+    start_server_binary_with(tag, workload, &["--ticks", &ticks.to_string()])
+}
+
+/// `oriel-display-server` with the desktop `default=KIND` and `extra` flags.
+fn start_server_binary_with(tag: &str, kind: &str, extra: &[&str]) -> Server {
     let data = temp_dir(tag);
     let mut child = Command::new(workspace_binary("oriel-display-server"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--ticks",
-        ])
-        .arg(ticks.to_string())
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(extra)
         .arg("--desktop")
-        .arg(format!("default={workload}"))
+        .arg(format!("default={kind}"))
         .arg("--data-dir")
         .arg(&data)
         .stdout(Stdio::piped())
@@ -146,6 +145,91 @@ fn demo_runs_a_whole_deployment() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("frames"));
     let png = oriel::screenshot::load_png(&shot).expect("demo screenshot");
     assert_eq!((png.width(), png.height()), (1920, 1080));
+}
+
+#[test]
+fn a_kvm_desktop_from_the_command_line_shows_the_guest_screen() {
+    use oriel_vmm::tiny;
+    if let Err(reason) = oriel_vmm::kvm_usable() {
+        eprintln!("SKIPPED: {reason}");
+        return;
+    }
+    let (w, h) = (320u32, 240u32);
+    let server = start_server_binary_with("kvm-cli", "kvm:tiny", &["--size", "320x240"]);
+    let shot = temp_dir("kvm-shot").join("screen.png");
+    let out = Command::new(workspace_binary("oriel"))
+        .args(["connect", &server.addr, "--headless", "--duration", "3s"])
+        .arg("--fingerprint")
+        .arg(&server.fingerprint)
+        .arg("--screenshot")
+        .arg(&shot)
+        .output()
+        .expect("run oriel connect");
+    assert!(
+        out.status.success(),
+        "oriel connect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The tiny guest's boot picture: its background with four 32x16 bars at y = 8.
+    let mut expected = vec![tiny::BACKGROUND; (w * h) as usize];
+    for (x0, colour) in tiny::BARS {
+        for y in 8..24 {
+            for x in x0..x0 + 32 {
+                expected[(y * w + x) as usize] = colour;
+            }
+        }
+    }
+    let expected =
+        oriel_protocol::Framebuffer::from_pixels(oriel_protocol::Size::new(w, h), expected)
+            .unwrap();
+    let got = oriel::screenshot::load_png(&shot).expect("screenshot");
+    assert_eq!(diff_pixels(&got, &expected), 0, "the guest's picture");
+    let metrics = http_get(&server.metrics, "/metrics");
+    assert!(
+        metrics.contains("oriel_vm_boots_total{desktop=\"default\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn image_commands_explain_themselves() {
+    let images = temp_dir("image-cli");
+    let list = Command::new(workspace_binary("oriel-display-server"))
+        .args(["image", "list", "--images"])
+        .arg(&images)
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with("tiny"));
+    let bad = Command::new(workspace_binary("oriel-display-server"))
+        .args(["image", "build", "--name", "../x", "--images"])
+        .arg(&images)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot name an image"));
+    let missing = Command::new(workspace_binary("oriel-display-server"))
+        .args([
+            "--desktop",
+            "vm=kvm:nope",
+            "--metrics-listen",
+            "off",
+            "--images",
+        ])
+        .arg(&images)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("no image 'nope'") && err.contains("image build"),
+        "{err}"
+    );
+    let no_image = Command::new(workspace_binary("oriel-display-server"))
+        .args(["--desktop", "vm=kvm", "--metrics-listen", "off"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&no_image.stderr).contains("kvm:debian"));
 }
 
 #[test]

@@ -66,11 +66,17 @@ async fn a_client_sees_guest_memory_exactly_and_its_keys_and_pointer_reach_the_g
             .unwrap();
     }
     wait_console(&desktop, "key 2e", Duration::from_secs(60)).await;
+    let corner = |fb: &Framebuffer| fb.pixels()[(width - 1) as usize];
+    assert_eq!(
+        corner(&guest_screen(&desktop)),
+        tiny::BACKGROUND,
+        "no mouse input yet"
+    );
     // The pointer: the PS/2 mouse's packets recolour the guest's corner marker.
     for (x, y) in [(100, 100), (140, 90)] {
         input.send(InputEvent::PointerMove { x, y }).await.unwrap();
     }
-    let corner = |fb: &Framebuffer| fb.pixels()[(width - 1) as usize];
+
     let deadline = Instant::now() + Duration::from_secs(60);
     while corner(&guest_screen(&desktop)) == tiny::BACKGROUND {
         assert!(
@@ -143,7 +149,14 @@ async fn a_kvm_pool_gives_two_users_two_vms_and_admins_read_their_consoles() {
     let alice_vm = host.desktop(&alice_desk.desktop).unwrap();
     let bob_vm = host.desktop(&bob_desk.desktop).unwrap();
 
-    // Each user sees their own VM; alice's key changes only hers.
+    // Each user sees their own VM; alice's key changes only hers (typed once the guest
+    // is up: keys during its boot are dropped, as during a PC's POST).
+    wait_console(
+        &alice_vm,
+        "oriel tiny guest: ready",
+        Duration::from_secs(60),
+    )
+    .await;
     let session = Session::connect(&alice_opts).await.unwrap();
     let input = session.input();
     let run = tokio::spawn(session.run(

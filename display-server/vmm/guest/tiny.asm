@@ -159,11 +159,13 @@ setup_pic:
     out 0xa1, al
     ret
 
-; Keyboard and mouse interrupts on, translation to set 1 on, mouse reporting on.
+; Mouse reporting on, then keyboard and mouse interrupts and translation to set 1. The
+; mouse's acknowledgement is read with interrupts off in the controller, so no interrupt
+; is left pending for it.
 setup_i8042:
     mov al, 0x60                   ; write the command byte
     out 0x64, al
-    mov al, 0x47
+    mov al, 0x44                   ; translate, system flag, no interrupts yet
     out 0x60, al
     mov al, 0xa8                   ; enable the aux port
     out 0x64, al
@@ -175,7 +177,16 @@ setup_i8042:
     in al, 0x64
     test al, 1
     jz .wait_ack
+    test al, 0x20                  ; from the mouse?
+    jnz .ack
+    in al, 0x60                    ; a key typed while booting: dropped, as during POST
+    jmp .wait_ack
+.ack:
     in al, 0x60                    ; the mouse's 0xfa
+    mov al, 0x60
+    out 0x64, al
+    mov al, 0x47                   ; keyboard and mouse interrupts on
+    out 0x60, al
     ret
 
 irq_keyboard:

@@ -243,7 +243,12 @@ impl I8042 {
 
     fn data_write(&mut self, value: u8) {
         match self.awaiting.take() {
-            Some(0x60) => self.command_byte = value,
+            Some(0x60) => {
+                self.command_byte = value;
+                // The IRQ line follows "output full and enabled": enabling interrupts
+                // with a byte waiting raises it.
+                self.interrupt_for_output();
+            }
             Some(0xd1) => {} // output port: A20 is always on
             Some(0xd2) => self.reply(value, Port::Keyboard),
             Some(0xd3) => self.reply(value, Port::Mouse),
@@ -404,15 +409,20 @@ impl I8042 {
             return;
         };
         self.output = Some((byte, port));
-        let enabled = match port {
-            Port::Keyboard => self.command_byte & CB_KBD_IRQ != 0,
-            Port::Mouse => self.command_byte & CB_AUX_IRQ != 0,
+        self.interrupt_for_output();
+    }
+
+    /// Interrupts for the byte in the output register, if its port's interrupt is on.
+    fn interrupt_for_output(&mut self) {
+        let Some((_, port)) = self.output else {
+            return;
+        };
+        let (enabled, irq) = match port {
+            Port::Keyboard => (self.command_byte & CB_KBD_IRQ != 0, KEYBOARD_IRQ),
+            Port::Mouse => (self.command_byte & CB_AUX_IRQ != 0, MOUSE_IRQ),
         };
         if enabled {
-            self.irq = Some(match port {
-                Port::Keyboard => KEYBOARD_IRQ,
-                Port::Mouse => MOUSE_IRQ,
-            });
+            self.irq = Some(irq);
         }
     }
 }
@@ -455,6 +465,19 @@ mod tests {
         c.write(DATA_PORT, CB_KBD_IRQ);
         c.key(111, false);
         assert_eq!(drain(&mut c), [0xe0, 0xf0, 0x71]);
+    }
+
+    #[test]
+    fn enabling_interrupts_with_a_byte_waiting_raises_one() {
+        let mut c = I8042::new();
+        c.write(COMMAND_PORT, 0x60);
+        c.write(DATA_PORT, CB_TRANSLATE);
+        c.key(30, true);
+        assert_eq!(c.take_irq(), None);
+        c.write(COMMAND_PORT, 0x60);
+        c.write(DATA_PORT, CB_TRANSLATE | CB_KBD_IRQ);
+        assert_eq!(c.take_irq(), Some(KEYBOARD_IRQ));
+        assert_eq!(drain(&mut c), [0x1e]);
     }
 
     #[test]

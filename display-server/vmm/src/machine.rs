@@ -215,6 +215,7 @@ impl Machine {
                 }
             }
             let outcome = match vcpu.run() {
+                Ok(VcpuExit::InternalError) => Some(Outcome::Failed(internal_error(&mut vcpu))),
                 Ok(exit) => self.handle_exit(exit),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
                 Err(e) => Some(Outcome::Failed(format!("KVM_RUN failed: {e}"))),
@@ -261,9 +262,6 @@ impl Machine {
             VcpuExit::FailEntry(reason, cpu) => Some(Outcome::Failed(format!(
                 "KVM could not enter the guest on vCPU {cpu} (reason {reason:#x})"
             ))),
-            VcpuExit::InternalError => Some(Outcome::Failed(
-                "KVM internal error (an instruction KVM cannot emulate?)".into(),
-            )),
             other => Some(Outcome::Failed(format!("unexpected vCPU exit {other:?}"))),
         }
     }
@@ -287,6 +285,21 @@ impl Machine {
             (self.on_stop)(outcome);
         }
     }
+}
+
+/// What KVM says of an internal error, with where the guest was: what an admin needs to
+/// tell a guest bug from a host limit.
+fn internal_error(vcpu: &mut VcpuFd) -> String {
+    // SAFETY: KVM filled the `internal` member of the exit union for this exit reason.
+    let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+    let what = match suberror {
+        kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => "an instruction KVM cannot emulate",
+        kvm_bindings::KVM_INTERNAL_ERROR_SIMUL_EX => "an exception while delivering one",
+        kvm_bindings::KVM_INTERNAL_ERROR_DELIVERY_EV => "an event KVM could not deliver",
+        _ => "an internal error",
+    };
+    let rip = vcpu.get_regs().map_or(0, |r| r.rip);
+    format!("KVM stopped the guest: {what} (suberror {suberror}) at RIP {rip:#x}")
 }
 
 fn kick_signal() -> libc::c_int {

@@ -44,6 +44,10 @@ fn boots_and_draws_its_test_picture() {
         assert_eq!(pixels[(24 * 320 + x) as usize], BACKGROUND);
     }
     assert_eq!(pixels[239 * 320 + 319], BACKGROUND);
+    assert_eq!(
+        pixels[319], BACKGROUND,
+        "no mouse marker before mouse input"
+    );
     assert!(vm.console().tail(1000).contains("oriel tiny guest: ready"));
     assert_eq!(vm.state(), VmState::Running);
 }
@@ -191,5 +195,24 @@ fn bad_configurations_are_refused() {
         VmConfig::tiny(100_000, 96),
     ] {
         assert!(Vm::start(config.clone()).is_err(), "{config:?}");
+    }
+}
+
+#[test]
+fn mouse_packets_reach_the_guest() {
+    if !kvm_available() {
+        return;
+    }
+    let vm = boot(128, 96);
+    let corner = |vm: &Vm| vm.framebuffer().read_all()[127];
+    assert_eq!(corner(&vm), BACKGROUND);
+    vm.mouse(5, -3, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while corner(&vm) == BACKGROUND {
+        assert!(
+            Instant::now() < deadline,
+            "no mouse bytes reached the guest"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
