@@ -42,7 +42,15 @@ fn main() {
     let start = Instant::now();
     let mut printed = 0u64;
     let mut last_dump = Instant::now();
+    let mut state = vm.state();
     while start.elapsed() < Duration::from_secs(seconds) {
+        if vm.state() != state {
+            state = vm.state();
+            eprintln!("\n[{:?}] state {state:?}", start.elapsed());
+            if !matches!(state, oriel_vmm::VmState::Running | oriel_vmm::VmState::Paused) {
+                break;
+            }
+        }
         std::thread::sleep(Duration::from_millis(200));
         let console = vm.console();
         let total = console.total();
