@@ -5,7 +5,8 @@
 //! Linux takes tens of minutes on nested, software-assisted KVM (the CI machines), so
 //! this runs only when asked: `ORIEL_TEST_LINUX=1 cargo test -p oriel-e2e --test
 //! linux_guest` (on real KVM hosts it takes seconds). `ORIEL_TEST_LINUX_APPEND` adds
-//! kernel arguments (e.g. "noxsave nosmap nosmep clearcpuid=cx16" for emulated KVM),
+//! kernel arguments (e.g. "noxsave clearcpuid=cx16,popcnt,smap,smep nokaslr" on nested,
+//! software-assisted KVM, whose emulator lacks those instructions),
 //! `ORIEL_TEST_LINUX_TIMEOUT` is the boot timeout in seconds [default: 600].
 
 use std::process::Command;

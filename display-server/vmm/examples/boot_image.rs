@@ -47,7 +47,10 @@ fn main() {
         if vm.state() != state {
             state = vm.state();
             eprintln!("\n[{:?}] state {state:?}", start.elapsed());
-            if !matches!(state, oriel_vmm::VmState::Running | oriel_vmm::VmState::Paused) {
+            if !matches!(
+                state,
+                oriel_vmm::VmState::Running | oriel_vmm::VmState::Paused
+            ) {
                 break;
             }
         }

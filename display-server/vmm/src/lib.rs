@@ -15,6 +15,7 @@ pub mod memory;
 mod mptable;
 pub mod scancode;
 pub mod tiny;
+mod unemulated;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_pit_config, CpuId, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::boot::{self, Boot};
@@ -216,7 +217,7 @@ impl Machine {
             }
             let outcome = match vcpu.run() {
                 Ok(VcpuExit::InternalError) => {
-                    if self.raise_breakpoint(&mut vcpu) {
+                    if self.complete_unemulated(&mut vcpu) {
                         None
                     } else {
                         Some(Outcome::Failed(internal_error(&mut vcpu)))
@@ -272,11 +273,10 @@ impl Machine {
         }
     }
 
-    /// Does what the CPU would for an `int3` that KVM failed to emulate: #BP, after the
-    /// instruction. Nested, software-assisted KVM (like the CI machines') emulates guest
-    /// kernel code and cannot run `int3`, which Linux executes at boot (its int3 self
-    /// test) and when it patches its own code. On real hosts `int3` never gets here.
-    fn raise_breakpoint(&self, vcpu: &mut VcpuFd) -> bool {
+    /// Completes an instruction KVM failed to emulate, as the CPU would, when it is one
+    /// of those in [`crate::unemulated`]; false for anything else.
+    fn complete_unemulated(&self, vcpu: &mut VcpuFd) -> bool {
+        use crate::unemulated::{decode, Completion};
         // SAFETY: the exit reason was KVM_EXIT_INTERNAL_ERROR, so `internal` is set.
         let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
         if suberror != kvm_bindings::KVM_INTERNAL_ERROR_EMULATION {
@@ -285,30 +285,56 @@ impl Machine {
         let Ok(mut regs) = vcpu.get_regs() else {
             return false;
         };
-        let Ok(at) = vcpu.translate_gva(regs.rip) else {
-            return false;
+        let read = |vcpu: &VcpuFd, address: u64, out: &mut [u8]| -> bool {
+            // Byte by byte: the instruction or operand may straddle a page.
+            for (i, byte) in out.iter_mut().enumerate() {
+                let at = match vcpu.translate_gva(address.wrapping_add(i as u64)) {
+                    Ok(at) if at.valid != 0 => at.physical_address,
+                    _ => return false,
+                };
+                match self.ram.memory.read_obj::<u8>(GuestAddress(at)) {
+                    Ok(b) => *byte = b,
+                    Err(_) => return false,
+                }
+            }
+            true
         };
-        let opcode: Option<u8> = (at.valid != 0)
-            .then(|| {
-                vm_memory::Bytes::read_obj(
-                    &self.ram.memory,
-                    vm_memory::GuestAddress(at.physical_address),
-                )
-                .ok()
-            })
-            .flatten();
-        if opcode != Some(0xcc) {
-            return false;
+        let mut code = [0u8; 15];
+        let mut n = 0;
+        while n < code.len() && read(vcpu, regs.rip + n as u64, &mut code[n..n + 1]) {
+            n += 1;
         }
-        let Ok(mut events) = vcpu.get_vcpu_events() else {
-            return false;
-        };
-        regs.rip += 1;
-        events.exception.injected = 1;
-        events.exception.nr = 3; // #BP
-        events.exception.has_error_code = 0;
-        events.exception.error_code = 0;
-        vcpu.set_regs(&regs).is_ok() && vcpu.set_vcpu_events(&events).is_ok()
+        match decode(&code[..n], &regs) {
+            Some(Completion::Breakpoint) => {
+                let Ok(mut events) = vcpu.get_vcpu_events() else {
+                    return false;
+                };
+                regs.rip += 1;
+                events.exception.injected = 1;
+                events.exception.nr = 3; // #BP
+                events.exception.has_error_code = 0;
+                events.exception.error_code = 0;
+                vcpu.set_regs(&regs).is_ok() && vcpu.set_vcpu_events(&events).is_ok()
+            }
+            Some(Completion::Skip { len }) => {
+                regs.rip += len;
+                vcpu.set_regs(&regs).is_ok()
+            }
+            Some(Completion::LoadMxcsr { address, len }) => {
+                let mut value = [0u8; 4];
+                let Ok(mut fpu) = vcpu.get_fpu() else {
+                    return false;
+                };
+                // Reserved MXCSR bits would be #GP on a CPU: leave that to the failure path.
+                if !read(vcpu, address, &mut value) || u32::from_le_bytes(value) >> 16 != 0 {
+                    return false;
+                }
+                fpu.mxcsr = u32::from_le_bytes(value);
+                regs.rip += len;
+                vcpu.set_fpu(&fpu).is_ok() && vcpu.set_regs(&regs).is_ok()
+            }
+            None => false,
+        }
     }
 
     /// The guest ended this machine: every vCPU stops and the owner is told once.
