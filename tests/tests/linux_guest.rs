@@ -2,8 +2,8 @@
 //! the real `oriel-display-server image build` (downloads linux-image-amd64 and
 //! busybox-static), booted by the micro-VMM, typed into through a client.
 //!
-//! Linux takes tens of minutes on nested, software-assisted KVM (the CI machines), so
-//! this runs only when asked: `ORIEL_TEST_LINUX=1 cargo test -p oriel-e2e --test
+//! Nested, software-assisted KVM (the CI machines) emulates guest kernel code slowly and
+//! without SSE, where Linux does not finish booting, so this runs only when asked: `ORIEL_TEST_LINUX=1 cargo test -p oriel-e2e --test
 //! linux_guest` (on real KVM hosts it takes seconds). `ORIEL_TEST_LINUX_APPEND` adds
 //! kernel arguments (e.g. "noxsave clearcpuid=cx16,popcnt,smap,smep nokaslr" on nested,
 //! software-assisted KVM, whose emulator lacks those instructions),
@@ -23,7 +23,7 @@ use oriel_protocol::host_link::DesktopSpec;
 async fn a_debian_image_boots_to_a_shell_on_the_framebuffer_console() {
     if std::env::var_os("ORIEL_TEST_LINUX").is_none() {
         eprintln!(
-            "SKIPPED: booting Linux takes tens of minutes on emulated KVM; set ORIEL_TEST_LINUX=1 to run it"
+            "SKIPPED: booting Linux needs real KVM (not nested, software-assisted); set ORIEL_TEST_LINUX=1 to run it"
         );
         return;
     }
