@@ -131,6 +131,8 @@ pub struct Session {
     /// Requests from the application (e.g. a window's size), sent on the control stream.
     requests: mpsc::Receiver<ClientControl>,
     requests_tx: mpsc::Sender<ClientControl>,
+    /// Why the server is ending the session, when it said so on the control stream.
+    closing: Arc<Mutex<Option<String>>>,
 }
 
 /// Asks the server for things on behalf of the application, while the session runs.
@@ -221,9 +223,11 @@ impl Session {
         tokio::spawn(accept_video_streams(conn.clone(), video_tx));
         // The control stream's receive side carries only `ServerControl` notices.
         let live: Arc<crate::stats::LiveStats> = Arc::default();
-        tokio::spawn(control_notices(control_rx, live.clone()));
+        let closing = Arc::new(Mutex::new(None));
+        tokio::spawn(control_notices(control_rx, live.clone(), closing.clone()));
 
         Ok(Session {
+            closing,
             endpoint,
             conn,
             welcome,
@@ -332,7 +336,7 @@ impl Session {
                         Ok(None) => break EndReason::ServerClosed,
                         Err(e) => match closed_by_server(&self.conn) {
                             Some(_) => break EndReason::ServerClosed,
-                            None => return Err(lost_or(e, &self.conn)),
+                            None => return Err(self.lost(e)),
                         },
                     };
                     let t0 = Instant::now();
@@ -418,7 +422,7 @@ impl Session {
             if let Some(e) = send_failed {
                 match closed_by_server(&self.conn) {
                     Some(_) => break EndReason::ServerClosed,
-                    None => return Err(lost_or(e, &self.conn)),
+                    None => return Err(self.lost(e)),
                 }
             }
             if stop
@@ -483,6 +487,23 @@ fn closed_by_server(conn: &quinn::Connection) -> Option<String> {
             Some(String::from_utf8_lossy(&c.reason).into_owned())
         }
         _ => None,
+    }
+}
+
+impl Session {
+    /// The session broke: the desktop is gone when the server said so (on the control
+    /// stream or in its close), else the connection was lost.
+    fn lost(&self, e: TransportError) -> ClientError {
+        let closing = self
+            .closing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match (lost_or(e, &self.conn), closing) {
+            (ClientError::DesktopGone(reason), _) => ClientError::DesktopGone(reason),
+            (_, Some(reason)) => ClientError::DesktopGone(reason),
+            (other, None) => other,
+        }
     }
 }
 

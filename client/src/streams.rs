@@ -130,11 +130,18 @@ pub(crate) async fn cursor_loop(mut rx: FramedRecv, shape: Arc<Mutex<Option<Curs
     }
 }
 
-pub(crate) async fn control_notices(mut rx: FramedRecv, live: Arc<crate::LiveStats>) {
+pub(crate) async fn control_notices(
+    mut rx: FramedRecv,
+    live: Arc<crate::LiveStats>,
+    closing: Arc<Mutex<Option<String>>>,
+) {
     use std::sync::atomic::Ordering::Relaxed;
     while let Ok(Some(msg)) = rx.recv::<ServerControl>().await {
         match msg {
-            ServerControl::Closing { message } => tracing::info!("server: {message}"),
+            ServerControl::Closing { message } => {
+                tracing::info!("server: {message}");
+                *closing.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+            }
             ServerControl::Flow {
                 frames_in_flight,
                 frame_window,

@@ -192,11 +192,22 @@ impl Desktop {
     /// Resolves at the next [`Desktop::kick_viewers`] after this call, or at once when
     /// the desktop has failed.
     pub async fn kicked(&self) {
-        let mut rx = self.kicks.subscribe();
+        self.kicked_since(self.kick_watch()).await
+    }
+
+    /// Starts watching for kicks; a session takes it as it joins, so a kick while the
+    /// session is still setting up its streams is not missed.
+    pub fn kick_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.kicks.subscribe()
+    }
+
+    /// Resolves at the first kick `watch` has not seen, or at once when the desktop has
+    /// failed.
+    pub async fn kicked_since(&self, mut watch: tokio::sync::watch::Receiver<u64>) {
         if self.failure().is_some() {
             return;
         }
-        let _ = rx.changed().await;
+        let _ = watch.changed().await;
     }
 
     /// Locks the source, e.g. to copy pixels out of it.

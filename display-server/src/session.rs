@@ -118,6 +118,7 @@ async fn run_session(
     let session_id = shared.next_session_id.fetch_add(1, Relaxed);
     // The sink starts at the desktop's size; if the desktop resizes later, the first
     // frame after tells the client.
+    let kicks = desktop.kick_watch();
     let sink = desktop.subscribe();
     let welcome = Welcome {
         version: PROTOCOL_VERSION,
@@ -140,7 +141,15 @@ async fn run_session(
     );
 
     shared.stats.sessions_total.fetch_add(1, Relaxed);
-    let streams = run_streams(conn, shared, desktop, &sink, caps, control_rx, control_tx);
+    let streams = run_streams(
+        conn,
+        shared,
+        desktop,
+        &sink,
+        caps,
+        (control_rx, control_tx),
+        kicks,
+    );
     let result = streams.await;
     desktop.unsubscribe(&sink);
     result
@@ -190,8 +199,8 @@ async fn run_streams(
     desktop: &Arc<Desktop>,
     sink: &Arc<DamageSink>,
     caps: Capabilities,
-    control_rx: FramedRecv,
-    mut control_tx: quinn::SendStream,
+    (control_rx, mut control_tx): (FramedRecv, quinn::SendStream),
+    kicks: tokio::sync::watch::Receiver<u64>,
 ) -> anyhow::Result<()> {
     let interval = desktop.source().frame_interval();
     let max_window = shared.config.frame_window.max(1);
@@ -224,16 +233,12 @@ async fn run_streams(
     tokio::select! {
         r = display_loop(conn, shared, desktop, sink, caps, &flow, &mut display) => r,
         r = control_loop(shared, desktop, sink, &flow, control_rx) => r,
-        r = flow_reports(&flow, &mut control_tx) => r,
-        r = accept_input(conn, shared, desktop) => r,
-        _ = desktop.kicked() => {
-            let reason = match desktop.failure() {
-                Some(failure) => format!("the desktop failed: {failure}"),
-                None => "session ended: logged off, or the desktop was stopped or reset".into(),
-            };
+        r = reports_until_kicked(&flow, &mut control_tx, desktop, kicks) => {
+            let reason = r?;
             conn.close(close::DESKTOP_GONE, &reason.as_bytes()[..reason.len().min(400)]);
             Ok(())
         }
+        r = accept_input(conn, shared, desktop) => r,
         e = conn.closed() => match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             other => Err(other.into()),
@@ -438,18 +443,49 @@ async fn open_video_stream(
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Tells the client twice a second how its session is paced (for its overlay).
-async fn flow_reports(flow: &Flow, control_tx: &mut quinn::SendStream) -> anyhow::Result<()> {
+/// Sends pacing reports on the control stream until the desktop kicks its viewers;
+/// then tells the client why on that same (reliable) stream and returns the reason.
+/// The connection's close carries the reason too, but a CONNECTION_CLOSE is sent at most
+/// a few times and may be lost: the control stream is retransmitted until acknowledged.
+async fn reports_until_kicked(
+    flow: &Flow,
+    control_tx: &mut quinn::SendStream,
+    desktop: &Arc<Desktop>,
+    kicks: tokio::sync::watch::Receiver<u64>,
+) -> anyhow::Result<String> {
+    let limit = Channel::Control.max_message_len();
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let kicked = desktop.kicked_since(kicks);
+    tokio::pin!(kicked);
     loop {
-        ticker.tick().await;
-        let report = ServerControl::Flow {
-            frames_in_flight: flow.frames_in_flight() as u32,
-            frame_window: flow.window() as u32,
-            video_bitrate: flow.bitrate(),
-        };
-        send_message(control_tx, &report, Channel::Control.max_message_len()).await?;
+        tokio::select! {
+            _ = ticker.tick() => {
+                let report = ServerControl::Flow {
+                    frames_in_flight: flow.frames_in_flight() as u32,
+                    frame_window: flow.window() as u32,
+                    video_bitrate: flow.bitrate(),
+                };
+                send_message(control_tx, &report, limit).await?;
+            }
+            _ = &mut kicked => break,
+        }
     }
+    let reason = match desktop.failure() {
+        Some(failure) => format!("the desktop failed: {failure}"),
+        None => "session ended: logged off, or the desktop was stopped or reset".into(),
+    };
+    let closing = ServerControl::Closing {
+        message: reason.clone(),
+    };
+    if send_message(control_tx, &closing, limit).await.is_ok() && control_tx.finish().is_ok() {
+        // Until the client has it (or a moment has passed), then close.
+        let _ = tokio::time::timeout(CLOSING_GRACE, control_tx.stopped()).await;
+    }
+    Ok(reason)
 }
+
+/// How long a kicked session waits for the client to acknowledge why.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
 
 /// The smallest desktop edge a client may ask for.
 const MIN_REQUESTED_EDGE: u32 = 64;
