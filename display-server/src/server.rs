@@ -39,7 +39,7 @@ impl Default for ServerConfig {
             zstd_level: 1,
             max_sessions: 64,
             require_tickets: false,
-            images_dir: oriel_transport::files::data_dir("display-server").join("images"),
+            images_dir: crate::config::default_images_dir(),
         }
     }
 }

@@ -130,7 +130,6 @@ struct Inner {
     generation: AtomicU64,
     state: Mutex<VmState>,
     events: mpsc::Sender<Event>,
-    created: Instant,
 }
 
 enum Event {
@@ -174,7 +173,6 @@ impl Vm {
             generation: AtomicU64::new(1),
             state: Mutex::new(VmState::Running),
             events,
-            created: Instant::now(),
         });
         let weak = Arc::downgrade(&inner);
         let supervisor = std::thread::Builder::new()
@@ -288,10 +286,6 @@ impl Vm {
         self.inner.generation.load(Ordering::SeqCst)
     }
 
-    pub fn age(&self) -> Duration {
-        self.inner.created.elapsed()
-    }
-
     fn machine(&self) -> Arc<Machine> {
         lock(&self.inner.machine).clone()
     }
@@ -346,7 +340,7 @@ fn power_on(
     generation: u64,
     events: &mpsc::Sender<Event>,
 ) -> Result<Arc<Machine>, VmmError> {
-    let events = Mutex::new(events.clone());
+    let events = events.clone();
     Machine::power_on(
         machine::Spec {
             kvm,
@@ -358,7 +352,7 @@ fn power_on(
             console: console.clone(),
         },
         Box::new(move |outcome| {
-            let _ = lock(&events).send(Event::Stopped {
+            let _ = events.send(Event::Stopped {
                 generation,
                 outcome,
             });

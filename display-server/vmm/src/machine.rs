@@ -180,15 +180,8 @@ impl Machine {
         mut control: MutexGuard<'a, Control>,
         done: impl Fn(&Control) -> bool,
     ) -> MutexGuard<'a, Control> {
-        use std::os::unix::thread::JoinHandleExt;
         while !done(&control) {
-            for thread in lock(&self.threads).iter() {
-                if !thread.is_finished() {
-                    // SAFETY: the thread is alive (not finished) and joinable, so its
-                    // pthread_t is valid.
-                    unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
-                }
-            }
+            self.kick_threads();
             control = self
                 .changed
                 .wait_timeout(control, Duration::from_millis(2))
@@ -196,6 +189,18 @@ impl Machine {
                 .0;
         }
         control
+    }
+
+    /// Signals every live vCPU thread, so one in KVM_RUN returns to its loop.
+    fn kick_threads(&self) {
+        use std::os::unix::thread::JoinHandleExt;
+        for thread in lock(&self.threads).iter() {
+            if !thread.is_finished() {
+                // SAFETY: the thread is alive (not finished) and joinable, so its
+                // pthread_t is valid.
+                unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
+            }
+        }
     }
 
     fn run_vcpu(self: Arc<Self>, mut vcpu: VcpuFd) {
@@ -345,13 +350,7 @@ impl Machine {
             control.outcome.get_or_insert(outcome.clone());
             self.changed.notify_all();
         }
-        use std::os::unix::thread::JoinHandleExt;
-        for thread in lock(&self.threads).iter() {
-            if !thread.is_finished() {
-                // SAFETY: as in kick_until.
-                unsafe { libc::pthread_kill(thread.as_pthread_t(), kick_signal()) };
-            }
-        }
+        self.kick_threads();
         if !self.reported.swap(true, Ordering::SeqCst) {
             (self.on_stop)(outcome);
         }
