@@ -50,12 +50,8 @@ fn x11_flags_need_the_x11_source() {
 
 #[test]
 fn the_vmm_bench_gives_its_figures() {
-    if let Err(reason) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        eprintln!("SKIPPED: /dev/kvm is not usable here ({reason})");
+    if let Err(reason) = oriel_vmm::kvm_usable() {
+        eprintln!("SKIPPED: {reason}");
         return;
     }
     let figures = bench(&[

@@ -1,12 +1,12 @@
 //! Helpers for the KVM desktop tests: the guest's own framebuffer memory, its serial
-//! console, and keys typed as a US keyboard would.
+//! console, and what a client holds once it caught up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oriel_display_server::source::kvm::KvmSource;
 use oriel_display_server::Desktop;
-use oriel_protocol::{Framebuffer, InputEvent, Size};
+use oriel_protocol::{Framebuffer, Size};
 
 /// Whether KVM tests can run; prints why not.
 pub fn kvm_available() -> bool {
@@ -71,49 +71,13 @@ pub async fn settled(desktop: &Arc<Desktop>) -> (Framebuffer, u64) {
     }
 }
 
-/// Key events that type `text` on a US keyboard (letters, digits, space, newline and
-/// the punctuation a shell line needs).
-pub fn us_keys(text: &str) -> Vec<InputEvent> {
-    const SHIFT: u16 = 42;
-    const LETTERS: [u16; 26] = [
-        30, 48, 46, 32, 18, 33, 34, 35, 23, 36, 37, 38, 50, 49, 24, 25, 16, 19, 31, 20, 22, 47, 17,
-        45, 21, 44,
-    ];
-    const DIGITS: [u16; 10] = [11, 2, 3, 4, 5, 6, 7, 8, 9, 10];
-    let mut events = Vec::new();
-    for c in text.chars() {
-        let (code, shift) = match c {
-            'a'..='z' => (LETTERS[c as usize - 'a' as usize], false),
-            'A'..='Z' => (LETTERS[c as usize - 'A' as usize], true),
-            '0'..='9' => (DIGITS[c as usize - '0' as usize], false),
-            ' ' => (57, false),
-            '\n' => (28, false),
-            '-' => (12, false),
-            '=' => (13, false),
-            '.' => (52, false),
-            '/' => (53, false),
-            '>' => (52, true),
-            '$' => (5, true),
-            '(' => (10, true),
-            ')' => (11, true),
-            '*' => (9, true),
-            '+' => (13, true),
-            other => panic!("no US key for {other:?}"),
-        };
-        if shift {
-            events.push(InputEvent::Key {
-                code: SHIFT,
-                down: true,
-            });
-        }
-        events.push(InputEvent::Key { code, down: true });
-        events.push(InputEvent::Key { code, down: false });
-        if shift {
-            events.push(InputEvent::Key {
-                code: SHIFT,
-                down: false,
-            });
-        }
-    }
-    events
+/// A fresh client's screen once it has decoded sequence `seq`.
+pub async fn client_screen(opts: &oriel::ConnectOptions, seq: u64) -> Framebuffer {
+    let session = oriel::Session::connect(opts).await.unwrap();
+    let stop = oriel::StopWhen {
+        duration: Some(Duration::from_secs(60)),
+        settled_seq: Some(seq),
+        ..Default::default()
+    };
+    session.run(stop, None).await.unwrap().framebuffer
 }

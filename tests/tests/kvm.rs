@@ -15,17 +15,6 @@ use oriel_protocol::{Framebuffer, InputEvent};
 use oriel_vmm::tiny;
 use oriel_vmm::{Vm, VmConfig};
 
-/// A fresh client's screen once it has decoded sequence `seq`.
-async fn client_screen(opts: &oriel::ConnectOptions, seq: u64) -> Framebuffer {
-    let session = Session::connect(opts).await.unwrap();
-    let stop = StopWhen {
-        duration: Some(Duration::from_secs(60)),
-        settled_seq: Some(seq),
-        ..Default::default()
-    };
-    session.run(stop, None).await.unwrap().framebuffer
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sees_guest_memory_exactly_and_its_keys_and_pointer_reach_the_guest() {
     if !kvm_available() {

@@ -12,7 +12,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use oriel::{Session, StopWhen};
 use oriel_display_server::source::from_spec;
 use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
 use oriel_e2e::kvm::*;
@@ -77,20 +76,11 @@ async fn a_debian_image_boots_to_a_shell_on_the_framebuffer_console() {
     run.abort();
 
     let (guest, seq) = settled(&desktop).await;
-    let session = Session::connect(&connect_options(&server, "linux"))
-        .await
-        .unwrap();
-    let stop = StopWhen {
-        duration: Some(Duration::from_secs(120)),
-        settled_seq: Some(seq),
-        ..Default::default()
-    };
-    let outcome = session.run(stop, None).await.unwrap();
+    let screen = client_screen(&connect_options(&server, "linux"), seq).await;
     let png = dir.join("linux-console.png");
     image::save_buffer(
         &png,
-        &outcome
-            .framebuffer
+        &screen
             .pixels()
             .iter()
             .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8])
@@ -101,6 +91,6 @@ async fn a_debian_image_boots_to_a_shell_on_the_framebuffer_console() {
     )
     .unwrap();
     eprintln!("the console as the client saw it: {}", png.display());
-    assert_eq!(diff_pixels(&outcome.framebuffer, &guest), 0);
+    assert_eq!(diff_pixels(&screen, &guest), 0);
     server.shutdown().await;
 }

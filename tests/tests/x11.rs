@@ -216,39 +216,8 @@ async fn text_typed_through_the_client_reaches_an_xterm() {
         .await
         .unwrap();
     // "Hi Oriel-5" and Enter, by evdev code, Shift held for the capitals.
-    const SHIFT: u16 = 42;
-    let keys: [(u16, bool); 11] = [
-        (35, true), // H
-        (23, false),
-        (57, false), // space
-        (24, true),  // O
-        (19, false),
-        (23, false),
-        (18, false),
-        (38, false),
-        (12, false), // -
-        (6, false),  // 5
-        (28, false), // Enter
-    ];
-    for (code, shifted) in keys {
-        let mut events = vec![];
-        if shifted {
-            events.push(InputEvent::Key {
-                code: SHIFT,
-                down: true,
-            });
-        }
-        events.push(InputEvent::Key { code, down: true });
-        events.push(InputEvent::Key { code, down: false });
-        if shifted {
-            events.push(InputEvent::Key {
-                code: SHIFT,
-                down: false,
-            });
-        }
-        for e in events {
-            input.send(e).await.unwrap();
-        }
+    for e in us_keys("Hi Oriel-5\n") {
+        input.send(e).await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let typed = loop {
