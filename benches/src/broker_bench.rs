@@ -53,6 +53,7 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
         host_listen: "127.0.0.1:0".parse()?,
         database: None,
         insecure_http: false,
+        restart_grace: oriel_broker::reconcile::RESTART_GRACE,
     })
     .await?;
     let store = broker.store.clone();

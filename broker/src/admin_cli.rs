@@ -1,5 +1,7 @@
-//! `oriel-broker admin …`: administration through the HTTPS API. Logs in with
-//! `--user` and the password from `ORIEL_PASSWORD` (or the first line of stdin).
+//! `oriel-broker admin …`: administration through the HTTPS API. On the broker's own
+//! machine it needs nothing more: it reads the local administrator's token, address and
+//! certificate fingerprint from the broker's data directory. From elsewhere it logs in
+//! with `--user` and the password from `ORIEL_PASSWORD` (or the first line of stdin).
 
 use std::io::BufRead;
 
@@ -11,15 +13,20 @@ use serde_json::{json, Value};
 
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
-    /// Broker URL, e.g. https://127.0.0.1:8443.
-    #[arg(long, default_value = "https://127.0.0.1:8443")]
-    broker: String,
-    /// The broker certificate's SHA-256 fingerprint (printed by `oriel-broker serve`).
+    /// Broker URL [default: the local broker's, else https://127.0.0.1:8443].
+    #[arg(long)]
+    broker: Option<String>,
+    /// The broker certificate's SHA-256 fingerprint (printed by `oriel-broker serve`)
+    /// [default: the local broker's].
     #[arg(long)]
     fingerprint: Option<String>,
-    /// Administrator name.
+    /// Administrator name to log in as; without it, act as the local administrator of
+    /// the broker whose data directory this is (on the broker's machine).
     #[arg(long)]
-    user: String,
+    user: Option<String>,
+    /// The local broker's data directory [default: $XDG_DATA_HOME/oriel/broker].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -102,24 +109,68 @@ fn need(v: Option<String>, what: &str) -> anyhow::Result<String> {
     v.with_context(|| format!("give the {what}"))
 }
 
-pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let pin = args
+/// An API client logged in as `--user`, or as the local administrator.
+async fn connect(args: &AdminArgs) -> anyhow::Result<ApiClient> {
+    let local = match &args.user {
+        Some(_) => None,
+        None => {
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| oriel_transport::files::data_dir("broker"));
+            Some(oriel_broker::local_admin::read(&dir)?)
+        }
+    };
+    let url = args
+        .broker
+        .clone()
+        .or_else(|| local.as_ref().map(|l| l.url.clone()))
+        .unwrap_or_else(|| "https://127.0.0.1:8443".into());
+    let fingerprint = args
         .fingerprint
+        .clone()
+        .or_else(|| local.as_ref().map(|l| l.fingerprint.clone()));
+    let pin = fingerprint
         .as_deref()
         .map(str::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let api = ApiClient::new(&args.broker, pin)?;
-    let login: LoginResponse = api
-        .post(
-            "/login",
-            &LoginRequest {
-                user: args.user.clone(),
-                password: password_from_env_or_stdin("ORIEL_PASSWORD")?,
-            },
-        )
-        .await?;
-    let api = api.with_token(login.token);
+    let api = ApiClient::new(&url, pin)?;
+    let token = match (&args.user, local) {
+        (Some(user), _) => {
+            let login: LoginResponse = api
+                .post(
+                    "/login",
+                    &LoginRequest {
+                        user: user.clone(),
+                        password: password_from_env_or_stdin("ORIEL_PASSWORD")?,
+                    },
+                )
+                .await?;
+            login.token
+        }
+        (None, Some(local)) => local.token,
+        (None, None) => unreachable!("a local token was read above"),
+    };
+    Ok(api.with_token(token))
+}
+
+/// A path segment of the API (a user, group, pool, host, desktop or session name or
+/// id): percent-encoded, so that `/`, `?` or `#` in a name cannot change the path.
+fn seg(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let api = connect(&args).await?;
     let out: Value = match args.command {
         AdminCommand::User {
             action,
@@ -135,7 +186,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             "disable" | "enable" => {
                 let name = need(name, "user name")?;
                 api.post_no_reply(
-                    &format!("/admin/users/{name}/enabled"),
+                    &format!("/admin/users/{}/enabled", seg(&name)),
                     &json!({"enabled": action == "enable"}),
                 )
                 .await?;
@@ -152,7 +203,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             "member" => {
                 let group = need(name, "group name")?;
                 api.post_no_reply(
-                    &format!("/admin/groups/{group}/members"),
+                    &format!("/admin/groups/{}/members", seg(&group)),
                     &json!({"user": need(user, "user name")?}),
                 )
                 .await?;
@@ -194,8 +245,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     let params = source_params(params.as_deref(), workload)?;
                     change.insert("source_params".into(), params);
                 }
-                api.post(&format!("/admin/pools/{name}"), &Value::Object(change))
-                    .await?
+                api.post(
+                    &format!("/admin/pools/{}", seg(&name)),
+                    &Value::Object(change),
+                )
+                .await?
             }
             other => anyhow::bail!("unknown pool action '{other}' (create, list, set)"),
         },
@@ -217,7 +271,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                     "up"
                 };
                 api.post_no_reply(
-                    &format!("/admin/hosts/{id}/state"),
+                    &format!("/admin/hosts/{}/state", seg(&id)),
                     &json!({"state": state}),
                 )
                 .await?;
@@ -227,19 +281,26 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         },
         AdminCommand::Desktop { action, id, pool } => match action.as_str() {
             "list" => match pool {
-                Some(p) => api.get(&format!("/admin/desktops?pool={p}")).await?,
+                Some(p) => {
+                    api.get(&format!("/admin/desktops?pool={}", seg(&p)))
+                        .await?
+                }
                 None => api.get("/admin/desktops").await?,
             },
             "reset" | "delete" => {
                 let id = need(id, "desktop id")?;
-                api.post_no_reply(&format!("/admin/desktops/{id}/{action}"), &json!({}))
-                    .await?;
+                api.post_no_reply(
+                    &format!("/admin/desktops/{}/{action}", seg(&id)),
+                    &json!({}),
+                )
+                .await?;
                 json!({"desktop": id, "done": action})
             }
             "console" => {
                 let id = need(id, "desktop id")?;
-                let reply: serde_json::Value =
-                    api.get(&format!("/admin/desktops/{id}/console")).await?;
+                let reply: serde_json::Value = api
+                    .get(&format!("/admin/desktops/{}/console", seg(&id)))
+                    .await?;
                 print!("{}", reply["console"].as_str().unwrap_or_default());
                 return Ok(());
             }
@@ -251,7 +312,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             "list" => api.get("/admin/sessions").await?,
             "logoff" => {
                 let id = need(id, "session id")?;
-                api.post_no_reply(&format!("/admin/sessions/{id}/logoff"), &json!({}))
+                api.post_no_reply(&format!("/admin/sessions/{}/logoff", seg(&id)), &json!({}))
                     .await?;
                 json!({"session": id, "logged_off": true})
             }
@@ -282,6 +343,13 @@ fn source_params(params: Option<&str>, workload: Option<String>) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(seg("alice"), "alice");
+        assert_eq!(seg("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+        assert_eq!(seg("Zoë"), "Zo%C3%AB");
+    }
 
     #[test]
     fn source_params_come_from_json_and_workload() {

@@ -1,13 +1,18 @@
-//! What the broker does with a host's reports: heartbeats (and the idle timeouts they
-//! reveal), session connect/disconnect, refused tickets. Each change is one store
-//! transaction. Returns the commands the host must carry out in answer.
+//! What the broker does with a host's reports: heartbeats (failed desktops, generations
+//! the host is behind on, idle timeouts), session connect/disconnect, refused tickets.
+//! Each change is one store transaction. Returns the commands the host must carry out
+//! in answer. An error here concerns one report: the caller logs it and keeps the link.
 
 use oriel_protocol::host_link::{DesktopReport, HostCommand, HostMsg, SessionEvent};
+use oriel_protocol::text;
 
-use crate::store::{now_ms, Assignment, DesktopState, Store};
+use crate::audit::AuditLimiter;
+use crate::logoff;
+use crate::store::{now_ms, Desktop, DesktopState, Store};
 
 pub async fn handle(
     store: &Store,
+    audit: &AuditLimiter,
     host_id: &str,
     msg: HostMsg,
 ) -> anyhow::Result<Vec<HostCommand>> {
@@ -17,12 +22,19 @@ pub async fn handle(
             store
                 .record_heartbeat(host_id, now_ms(), i64::from(capacity))
                 .await?;
-            mark_failed(store, host_id, &desktops).await?;
-            commands = idle_logoffs(store, host_id, &desktops).await?;
+            let known = store.desktops_on_host(host_id).await?;
+            let pairs: Vec<(&Desktop, &DesktopReport)> = known
+                .iter()
+                .filter_map(|d| Some((d, desktops.iter().find(|r| r.name == d.name)?)))
+                .collect();
+            mark_failed(store, &pairs).await?;
+            commands.extend(catch_up_generations(store, &pairs).await?);
+            commands.extend(idle_logoffs(store, &pairs).await?);
         }
         HostMsg::Session {
             desktop,
             user,
+            session,
             event,
         } => {
             let Some(d) = store
@@ -32,46 +44,46 @@ pub async fn handle(
                 .find(|d| d.name == desktop)
             else {
                 tracing::warn!(
-                    desktop,
+                    desktop = %text::for_log(&desktop),
                     "session event for a desktop the broker does not know"
                 );
                 return Ok(commands);
             };
+            let actor = match store.user_by_id(&user).await? {
+                Some(u) => u.name,
+                None => text::for_log(&user).into_owned(),
+            };
             match event {
                 SessionEvent::Connected => {
-                    store
-                        .set_desktop_state(&d.id, None, DesktopState::Connected)
-                        .await?;
-                    if !user.is_empty() {
-                        store.start_session(&user, &d.id).await?;
-                    }
-                    store
-                        .audit(&user, "connect", &format!("desktop {desktop}"))
-                        .await?;
+                    connected(store, &d, &user, &actor, session).await?;
                 }
                 SessionEvent::Disconnected => {
-                    if let Some(s) = store.active_session_for_desktop(&d.id).await? {
-                        store.end_session(&s.id, "client disconnected").await?;
+                    if store
+                        .end_host_session(&d.id, session, "client disconnected")
+                        .await?
+                    {
+                        // Only a connected desktop becomes disconnected: a logoff may
+                        // have moved it on already.
+                        store
+                            .set_desktop_state(
+                                &d.id,
+                                Some(DesktopState::Connected),
+                                DesktopState::Disconnected,
+                            )
+                            .await?;
                     }
-                    // Only a connected desktop becomes disconnected: a logoff may have
-                    // moved it on already.
-                    store
-                        .set_desktop_state(
-                            &d.id,
-                            Some(DesktopState::Connected),
-                            DesktopState::Disconnected,
-                        )
-                        .await?;
                 }
             }
         }
         HostMsg::TicketRefused { desktop, reason } => {
-            store
-                .audit(
-                    host_id,
-                    "ticket_refused",
-                    &format!("desktop {desktop}: {reason}"),
-                )
+            // What a client presented: bounded, and rate-limited per host.
+            let detail = format!(
+                "desktop {}: {}",
+                text::for_log(&desktop),
+                text::for_log(&reason)
+            );
+            audit
+                .record(store, host_id, host_id, "ticket_refused", &detail)
                 .await?;
         }
         HostMsg::Register(_) => anyhow::bail!("host registered twice"),
@@ -80,32 +92,54 @@ pub async fn handle(
     Ok(commands)
 }
 
-/// Desktops the host reports failed (e.g. their X server died): their session ends and
-/// they become `failed`, which the reconcile loop destroys and replaces; their users get
-/// a new desktop when they connect again.
-async fn mark_failed(
+/// A client connected with a valid ticket of the desktop's current generation. A
+/// session of an earlier connection still open there was taken over by this one.
+async fn connected(
     store: &Store,
-    host_id: &str,
-    reports: &[DesktopReport],
+    d: &Desktop,
+    user_id: &str,
+    actor: &str,
+    session: u64,
 ) -> anyhow::Result<()> {
-    let failed: Vec<&DesktopReport> = reports.iter().filter(|r| !r.running).collect();
-    if failed.is_empty() {
-        return Ok(());
+    if d.assigned_user_id.as_deref() != Some(user_id) {
+        // The host admitted a ticket the store no longer backs (a log-off raced the
+        // connect); the revocation on its way to the host ends it.
+        tracing::warn!(
+            desktop = d.name,
+            "a session started on a desktop no longer assigned to its user"
+        );
     }
-    for d in store.desktops_on_host(host_id).await? {
-        let Some(report) = failed.iter().find(|r| r.name == d.name) else {
-            continue;
-        };
-        if matches!(d.state, DesktopState::Failed | DesktopState::Deleting) {
+    let (_, replaced) = store.take_over_session(user_id, &d.id, session).await?;
+    for from in [DesktopState::Assigned, DesktopState::Disconnected] {
+        if store
+            .set_desktop_state(&d.id, Some(from), DesktopState::Connected)
+            .await?
+        {
+            break;
+        }
+    }
+    let mut detail = format!("desktop {}", d.name);
+    if replaced.is_some() {
+        detail.push_str(" (took over the previous connection)");
+    }
+    store.audit(actor, "connect", &detail).await?;
+    Ok(())
+}
+
+/// Desktops the host reports failed (e.g. their X server died): their session ends and
+/// they become `failed` with the host's reason, which the reconcile loop destroys and
+/// replaces; their users get a new desktop when they connect again.
+async fn mark_failed(store: &Store, pairs: &[(&Desktop, &DesktopReport)]) -> anyhow::Result<()> {
+    for (d, report) in pairs {
+        if report.running || matches!(d.state, DesktopState::Failed | DesktopState::Deleting) {
             continue;
         }
         let reason = report.failure.as_deref().unwrap_or("stopped running");
         if let Some(s) = store.active_session_for_desktop(&d.id).await? {
             store.end_session(&s.id, "desktop failed").await?;
         }
-        store
-            .set_desktop_state(&d.id, Some(d.state), DesktopState::Failed)
-            .await?;
+        store.fail_desktop(&d.id, Some(d.state), reason).await?;
+        let reason = text::for_log(reason);
         store
             .audit(
                 "broker",
@@ -118,33 +152,46 @@ async fn mark_failed(
     Ok(())
 }
 
+/// A host behind on a desktop's generation missed a log-off or reassignment (its link
+/// was down when it happened): tell it again. A host ahead of the store (a database
+/// restored from a backup) moves the store on, so that new tickets are accepted.
+async fn catch_up_generations(
+    store: &Store,
+    pairs: &[(&Desktop, &DesktopReport)],
+) -> anyhow::Result<Vec<HostCommand>> {
+    let mut commands = Vec::new();
+    for (d, report) in pairs {
+        let known = logoff::generation(d);
+        if report.generation < known {
+            commands.extend(logoff::revocation(d).map(|r| r.command));
+        } else if report.generation > known {
+            store
+                .raise_generation(&d.id, i64::try_from(report.generation).unwrap_or(i64::MAX))
+                .await?;
+        }
+    }
+    Ok(commands)
+}
+
 /// Logs off sessions idle past their pool's idle timeout: the session ends, a floating
 /// desktop goes to reset, a dedicated one stays its user's and the host disconnects it.
 async fn idle_logoffs(
     store: &Store,
-    host_id: &str,
-    reports: &[DesktopReport],
+    pairs: &[(&Desktop, &DesktopReport)],
 ) -> anyhow::Result<Vec<HostCommand>> {
     let mut commands = Vec::new();
-    let idle: Vec<&DesktopReport> = reports.iter().filter(|r| r.sessions > 0).collect();
-    if idle.is_empty() {
-        return Ok(commands);
-    }
-    for d in store.desktops_on_host(host_id).await? {
-        let Some(report) = idle.iter().find(|r| r.name == d.name) else {
+    for (d, report) in pairs {
+        if report.sessions == 0 {
             continue;
-        };
+        }
         let Some(pool) = store.pool_by_id(&d.pool_id).await? else {
             continue;
         };
         if pool.idle_timeout_s <= 0 || i64::from(report.idle_s) < pool.idle_timeout_s {
             continue;
         }
-        if let Some(s) = store.active_session_for_desktop(&d.id).await? {
-            store.end_session(&s.id, "idle timeout").await?;
-        }
-        let floating = pool.assignment == Assignment::Floating;
-        store.release_desktop(&d.id, floating).await?;
+        let revocation = logoff::log_off(store, d, "idle timeout").await?;
+        commands.extend(revocation.map(|r| r.command));
         store
             .audit(
                 "broker",
@@ -152,9 +199,6 @@ async fn idle_logoffs(
                 &format!("desktop {} idle {} s", d.name, report.idle_s),
             )
             .await?;
-        if !floating {
-            commands.push(HostCommand::Disconnect { desktop: d.name });
-        }
     }
     Ok(commands)
 }

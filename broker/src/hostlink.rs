@@ -12,14 +12,27 @@ use oriel_protocol::host_link::*;
 use oriel_transport::{send_message, FramedRecv, Identity};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::AuditLimiter;
 use crate::events;
 use crate::password::{new_token, token_hash};
 use crate::store::Store;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Reply = Result<Option<String>, String>;
+type Reply = Result<Option<String>, CommandError>;
 type Pending = (HostCommand, oneshot::Sender<Reply>);
+
+/// Why a host command did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The host carried the command out and it failed there (a desktop it cannot
+    /// create, say): trying again will not help.
+    #[error("the host says: {0}")]
+    Host(String),
+    /// The command did not reach the host, or its answer did not come back.
+    #[error("{0}")]
+    Link(String),
+}
 
 /// Connected hosts and how to reach them.
 pub struct HostLink {
@@ -27,6 +40,9 @@ pub struct HostLink {
     join_token: String,
     ticket_key: [u8; 32],
     connected: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
+    /// Audit writes of refused hosts and refused tickets are rate-limited.
+    audit: Arc<AuditLimiter>,
+    registrations: std::sync::atomic::AtomicU64,
 }
 
 impl HostLink {
@@ -37,6 +53,7 @@ impl HostLink {
         store: Store,
         join_token: String,
         ticket_key: [u8; 32],
+        audit: Arc<AuditLimiter>,
     ) -> anyhow::Result<(Arc<HostLink>, quinn::Endpoint)> {
         let config = identity.quic_server_config(HOST_ALPN)?;
         let endpoint = quinn::Endpoint::server(config, listen)
@@ -46,6 +63,8 @@ impl HostLink {
             join_token,
             ticket_key,
             connected: Mutex::new(HashMap::new()),
+            audit,
+            registrations: std::sync::atomic::AtomicU64::new(0),
         });
         let (l, e) = (link.clone(), endpoint.clone());
         tokio::spawn(async move {
@@ -76,29 +95,36 @@ impl HostLink {
         Ok((link, endpoint))
     }
 
+    /// Hosts registered since the start (a link that drops and comes back counts again).
+    pub fn registrations(&self) -> u64 {
+        self.registrations
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn is_connected(&self, host_id: &str) -> bool {
         crate::lock(&self.connected).contains_key(host_id)
     }
 
     /// Sends a command to a host and waits for its outcome.
-    pub async fn command(&self, host_id: &str, command: HostCommand) -> Result<(), String> {
+    pub async fn command(&self, host_id: &str, command: HostCommand) -> Result<(), CommandError> {
         self.query(host_id, command).await.map(drop)
     }
 
     /// Sends a command to a host and waits for its output.
     pub async fn query(&self, host_id: &str, command: HostCommand) -> Reply {
+        let link = |why: &str| CommandError::Link(why.to_string());
         let tx = crate::lock(&self.connected)
             .get(host_id)
             .cloned()
-            .ok_or_else(|| format!("host {host_id} is not connected"))?;
+            .ok_or_else(|| CommandError::Link(format!("host {host_id} is not connected")))?;
         let (done_tx, done_rx) = oneshot::channel();
         tx.send((command, done_tx))
             .await
-            .map_err(|_| "host link closed".to_string())?;
+            .map_err(|_| link("host link closed"))?;
         match tokio::time::timeout(COMMAND_TIMEOUT, done_rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err("host link closed before the command finished".into()),
-            Err(_) => Err("host did not answer in time".into()),
+            Ok(Err(_)) => Err(link("host link closed before the command finished")),
+            Err(_) => Err(link("host did not answer in time")),
         }
     }
 
@@ -107,15 +133,21 @@ impl HostLink {
             .await
             .context("no link stream")??;
         let mut rx = FramedRecv::new(rx, MAX_HOST_MESSAGE);
-        let Some(HostMsg::Register(reg)) = rx.recv::<HostMsg>().await? else {
+        let first = tokio::time::timeout(Duration::from_secs(10), rx.recv::<HostMsg>())
+            .await
+            .context("no registration")??;
+        let Some(HostMsg::Register(reg)) = first else {
             bail!("host did not register first");
         };
         let (host_id, credential) = match self.authenticate(&reg).await {
             Ok(ok) => ok,
             Err(reason) => {
+                // Anyone can get here: bounded and rate-limited per address.
+                let source = conn.remote_address().ip().to_string();
+                let detail = format!("{reason} (from {source})");
                 let _ = self
-                    .store
-                    .audit(&reg.name, "host_refused", &reason.to_string())
+                    .audit
+                    .record(&self.store, &source, &reg.name, "host_refused", &detail)
                     .await;
                 let msg = BrokerMsg::Refused {
                     reason: reason.to_string(),
@@ -132,10 +164,12 @@ impl HostLink {
             ticket_key: self.ticket_key,
         };
         send_message(&mut tx, &registered, MAX_HOST_MESSAGE).await?;
+        self.registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(
             host = reg.name,
             host_id,
-            address = reg.display_address,
+            address = %oriel_protocol::text::for_log(&reg.display_address),
             "host registered"
         );
 
@@ -150,6 +184,8 @@ impl HostLink {
                         let Some((command, done)) = cmd else { return Ok(()) };
                         let id = next_id;
                         next_id += 1;
+                        // Callers that gave up waiting (timeouts) leave closed senders.
+                        pending.retain(|_, waiting| !waiting.is_closed());
                         pending.insert(id, done);
                         send_message(&mut tx, &BrokerMsg::Command { id, command }, MAX_HOST_MESSAGE).await?;
                     }
@@ -157,11 +193,23 @@ impl HostLink {
                         match msg? {
                             Some(HostMsg::CommandDone { id, error, output }) => {
                                 if let Some(done) = pending.remove(&id) {
+                                    let error = error.map(|e| CommandError::Host(oriel_protocol::text::clip(&e, 4096).into_owned()));
                                     let _ = done.send(error.map_or(Ok(output), Err));
                                 }
                             }
                             Some(other) => {
-                                for command in events::handle(&self.store, &host_id, other).await? {
+                                // One report that cannot be handled (a store error, an
+                                // event that conflicts with the store) never costs the
+                                // host its link: it is logged, and the next heartbeat
+                                // carries the state again.
+                                let commands = match events::handle(&self.store, &self.audit, &host_id, other).await {
+                                    Ok(commands) => commands,
+                                    Err(e) => {
+                                        tracing::warn!(host_id, "host report not handled: {e:#}");
+                                        Vec::new()
+                                    }
+                                };
+                                for command in commands {
                                     let id = next_id;
                                     next_id += 1;
                                     send_message(&mut tx, &BrokerMsg::Command { id, command }, MAX_HOST_MESSAGE).await?;
@@ -182,6 +230,12 @@ impl HostLink {
     /// Checks the join token or credential; returns the host id and, for a new host,
     /// its credential.
     async fn authenticate(&self, reg: &Register) -> anyhow::Result<(String, Option<String>)> {
+        if reg.display_address.len() > 255 || reg.display_address.chars().any(char::is_control) {
+            bail!("the host's display address is not a host:port");
+        }
+        reg.fingerprint
+            .parse::<oriel_transport::Fingerprint>()
+            .map_err(|_| anyhow!("the host's certificate fingerprint is not 64 hex digits"))?;
         let (hash, credential) = match &reg.credential {
             Some(credential) => {
                 let hash = token_hash(credential);

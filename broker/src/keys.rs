@@ -17,7 +17,7 @@ pub struct BrokerKeys {
 
 impl BrokerKeys {
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        oriel_transport::files::create_private_dir(dir)?;
         let seed = load_or_create_secret(&dir.join("ticket-key"), || {
             let mut seed = [0u8; 32];
             OsRng.fill_bytes(&mut seed);

@@ -1,7 +1,10 @@
 pub mod api;
+pub mod audit;
 pub mod events;
 pub mod hostlink;
 pub mod keys;
+pub mod local_admin;
+pub mod logoff;
 pub mod metrics;
 pub mod password;
 pub mod reconcile;

@@ -44,6 +44,10 @@ enum Command {
         /// Serve the API over plain HTTP (loopback addresses only).
         #[arg(long)]
         insecure_http: bool,
+        /// After a start, how long hosts have to link again before missed heartbeats
+        /// count against them (their desktops are replaced when they do).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        restart_grace: std::time::Duration,
     },
     /// Create the first administrator (password read from the first line of stdin).
     Init {
@@ -72,7 +76,8 @@ async fn main() -> anyhow::Result<()> {
             listen,
             host_listen,
             insecure_http,
-        } => serve(common, listen, host_listen, insecure_http).await,
+            restart_grace,
+        } => serve(common, listen, host_listen, insecure_http, restart_grace).await,
         Command::Init { common, admin } => init(common, &admin).await,
         Command::Admin(args) => admin_cli::run(args).await,
     }
@@ -90,6 +95,7 @@ async fn serve(
     listen: SocketAddr,
     host_listen: SocketAddr,
     insecure_http: bool,
+    restart_grace: std::time::Duration,
 ) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -100,6 +106,7 @@ async fn serve(
         host_listen,
         database: common.database,
         insecure_http,
+        restart_grace,
     })
     .await?;
     // Scripts (and `oriel demo`) read these lines; keep their format.
@@ -124,11 +131,7 @@ async fn serve(
 
 async fn init(common: Common, admin: &str) -> anyhow::Result<()> {
     let dir = data_dir(&common);
-    std::fs::create_dir_all(&dir)?;
-    let url = match common.database {
-        Some(url) => url,
-        None => oriel_broker::store::sqlite_url(&dir.join("broker.db"))?,
-    };
+    let url = oriel_broker::server::database_url(&dir, common.database.as_deref())?;
     let store = Store::open(&url).await?;
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprintln!("password for {admin} (one line on stdin):");

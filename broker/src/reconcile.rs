@@ -1,7 +1,14 @@
 //! The reconcile loop (desired vs actual, kube-rs style): every tick it compares the
 //! pools' desired state with the desktops and hosts in the store and issues the
-//! commands that close the gap. Commands run concurrently; a failed one is retried
-//! on a later tick with backoff, since the store still shows the gap.
+//! commands that close the gap. Commands run concurrently; one that did not reach its
+//! host is retried on a later tick with backoff, since the store still shows the gap.
+//! One the host refused (a desktop it cannot create) fails its desktop with the host's
+//! reason, and the pool waits longer and longer before it tries a new one.
+//!
+//! Placement never puts more desktops on a host than its capacity, counting those
+//! placed earlier in the same tick. After the broker starts, hosts get
+//! [`RESTART_GRACE`] to link again before missing heartbeats count against them: a
+//! host is judged only on heartbeats the broker could have received.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -9,30 +16,53 @@ use std::time::{Duration, Instant};
 
 use oriel_protocol::host_link::{DesktopSpec, HostCommand};
 
-use crate::hostlink::HostLink;
+use crate::hostlink::{CommandError, HostLink};
+use crate::logoff::generation;
 use crate::store::{now_ms, Assignment, Desktop, DesktopState, Host, HostState, Pool, Store};
 
 pub const TICK: Duration = Duration::from_millis(500);
 /// A host that has not sent a heartbeat for this long is marked down.
 pub const HOST_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the broker starts, how long hosts have to link again before silence counts, by
+/// default: longer than a host agent's longest reconnect back-off (10 s) plus a heartbeat.
+pub const RESTART_GRACE: Duration = Duration::from_secs(30);
+/// New desktops one pool starts at most per tick, so a huge `min_ready` ramps up.
+const MAX_NEW_PER_TICK: usize = 32;
+/// Longest wait of a pool whose desktops keep failing to be created.
+const MAX_POOL_BACKOFF: Duration = Duration::from_secs(300);
 
 pub struct Reconciler {
     store: Store,
     link: Arc<HostLink>,
+    started: Instant,
+    restart_grace: Duration,
     /// Desktops with a command in flight, so a tick does not repeat it.
     busy: Mutex<HashSet<String>>,
-    /// Desktop → when it may be retried after a failure.
+    /// Desktop → when it may be retried after a command did not reach its host.
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
+    /// Pool id → (consecutive desktops its hosts refused to create, no new one before).
+    pool_backoff: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Passes completed, so that tests can wait for the loop instead of for time.
+    passes: std::sync::atomic::AtomicU64,
 }
 
 impl Reconciler {
-    pub fn new(store: Store, link: Arc<HostLink>) -> Arc<Self> {
+    pub fn new(store: Store, link: Arc<HostLink>, restart_grace: Duration) -> Arc<Self> {
         Arc::new(Self {
             store,
             link,
+            started: Instant::now(),
+            restart_grace,
             busy: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
+            pool_backoff: Mutex::new(HashMap::new()),
+            passes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Passes over hosts and pools completed so far.
+    pub fn passes(&self) -> u64 {
+        self.passes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
@@ -44,6 +74,7 @@ impl Reconciler {
                 if let Err(e) = me.tick().await {
                     tracing::warn!("reconcile: {e:#}");
                 }
+                me.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         })
     }
@@ -53,15 +84,19 @@ impl Reconciler {
         self.mark_silent_hosts_down().await?;
         let hosts = self.store.list_hosts().await?;
         let desktops = self.store.list_desktops(None).await?;
+        let mut load = host_load(&desktops);
         for pool in self.store.list_pools().await? {
             let in_pool: Vec<&Desktop> = desktops.iter().filter(|d| d.pool_id == pool.id).collect();
-            self.reconcile_pool(&pool, &in_pool, &hosts, &desktops)
+            self.reconcile_pool(&pool, &in_pool, &hosts, &mut load)
                 .await?;
         }
         Ok(())
     }
 
     async fn mark_silent_hosts_down(&self) -> anyhow::Result<()> {
+        if self.started.elapsed() < self.restart_grace {
+            return Ok(());
+        }
         let cutoff = now_ms() - HOST_TIMEOUT.as_millis() as i64;
         for host in self.store.hosts_missing_heartbeat(cutoff).await? {
             if host.state != HostState::Up {
@@ -78,9 +113,8 @@ impl Reconciler {
             // Its desktops are gone with it; the pools get replacements elsewhere.
             for d in self.store.desktops_on_host(&host.id).await? {
                 if !matches!(d.state, DesktopState::Failed | DesktopState::Deleting) {
-                    self.store
-                        .set_desktop_state(&d.id, None, DesktopState::Failed)
-                        .await?;
+                    let reason = format!("its host {} stopped sending heartbeats", host.name);
+                    self.store.fail_desktop(&d.id, None, &reason).await?;
                 }
             }
             tracing::warn!(host = host.name, "host down; its desktops are failed");
@@ -93,7 +127,7 @@ impl Reconciler {
         pool: &Pool,
         in_pool: &[&Desktop],
         hosts: &[Host],
-        all: &[Desktop],
+        load: &mut HashMap<String, i64>,
     ) -> anyhow::Result<()> {
         let spec = DesktopSpec {
             kind: pool.source_kind.clone(),
@@ -134,6 +168,7 @@ impl Reconciler {
                     HostCommand::Reset {
                         desktop: d.name.clone(),
                         spec: spec.clone(),
+                        generation: generation(d),
                     },
                     Some(DesktopState::Resetting),
                     DesktopState::Ready,
@@ -150,6 +185,7 @@ impl Reconciler {
                     HostCommand::Create {
                         desktop: d.name.clone(),
                         spec: spec.clone(),
+                        generation: generation(d),
                     },
                     Some(DesktopState::Provisioning),
                     DesktopState::Ready,
@@ -164,8 +200,12 @@ impl Reconciler {
             .filter(|d| matches!(d.state, DesktopState::Ready | DesktopState::Provisioning))
             .count() as i64;
         let missing = (pool.min_ready - spare).min(pool.max_size - live_count);
-        for _ in 0..missing.max(0) {
-            let Some(host) = self.place(hosts, all) else {
+        let missing = usize::try_from(missing).unwrap_or(0).min(MAX_NEW_PER_TICK);
+        if missing > 0 && self.pool_waiting(&pool.id) {
+            return Ok(());
+        }
+        for _ in 0..missing {
+            let Some(host) = self.place(hosts, load) else {
                 tracing::debug!(pool = pool.name, "no host with free capacity");
                 break;
             };
@@ -178,11 +218,13 @@ impl Reconciler {
                 .store
                 .create_desktop(&pool.id, Some(&host.id), &name, DesktopState::Provisioning)
                 .await?;
+            *load.entry(host.id.clone()).or_default() += 1;
             self.run(
                 &d,
                 HostCommand::Create {
                     desktop: d.name.clone(),
                     spec: spec.clone(),
+                    generation: generation(&d),
                 },
                 Some(DesktopState::Provisioning),
                 DesktopState::Ready,
@@ -191,22 +233,37 @@ impl Reconciler {
         Ok(())
     }
 
-    /// The up, connected host with the most free capacity.
-    fn place<'a>(&self, hosts: &'a [Host], all: &[Desktop]) -> Option<&'a Host> {
+    /// The up, connected host with the most free capacity, counting `load` (desktops
+    /// on each host, including those placed earlier in this tick).
+    fn place<'a>(&self, hosts: &'a [Host], load: &HashMap<String, i64>) -> Option<&'a Host> {
         hosts
             .iter()
             .filter(|h| h.state == HostState::Up && self.link.is_connected(&h.id))
-            .map(|h| {
-                let used = all
-                    .iter()
-                    .filter(|d| d.host_id.as_deref() == Some(&h.id))
-                    .filter(|d| !matches!(d.state, DesktopState::Failed | DesktopState::Deleting))
-                    .count() as i64;
-                (h, h.capacity - used)
-            })
+            .map(|h| (h, h.capacity - load.get(&h.id).copied().unwrap_or(0)))
             .filter(|(_, free)| *free > 0)
             .max_by_key(|(_, free)| *free)
             .map(|(h, _)| h)
+    }
+
+    /// Whether a pool whose hosts keep refusing its desktops still waits.
+    fn pool_waiting(&self, pool_id: &str) -> bool {
+        crate::lock(&self.pool_backoff)
+            .get(pool_id)
+            .is_some_and(|(_, until)| Instant::now() < *until)
+    }
+
+    /// A host refused a desktop of the pool (or accepted one): the pool waits 1 s,
+    /// 2 s, 4 s … up to [`MAX_POOL_BACKOFF`] before its next new desktop.
+    fn pool_outcome(&self, pool_id: &str, refused: bool) {
+        let mut b = crate::lock(&self.pool_backoff);
+        if !refused {
+            b.remove(pool_id);
+            return;
+        }
+        let failures = b.get(pool_id).map_or(0, |(n, _)| *n).saturating_add(1);
+        let delay =
+            Duration::from_secs(1 << failures.min(9).saturating_sub(1)).min(MAX_POOL_BACKOFF);
+        b.insert(pool_id.to_string(), (failures, Instant::now() + delay));
     }
 
     /// Sends `command` for desktop `d` in the background; on success moves it from
@@ -235,17 +292,34 @@ impl Reconciler {
         }
         let me = self.clone();
         let id = d.id.clone();
+        let pool_id = d.pool_id.clone();
+        let creates = matches!(
+            command,
+            HostCommand::Create { .. } | HostCommand::Reset { .. }
+        );
         tokio::spawn(async move {
             let result = me.link.command(&host_id, command).await;
             match result {
                 Ok(()) => {
                     crate::lock(&me.backoff).remove(&id);
+                    if creates {
+                        me.pool_outcome(&pool_id, false);
+                    }
                     let updated = if to == DesktopState::Deleting {
                         me.store.detach_desktop(&id).await.map(|_| true)
                     } else {
                         me.store.set_desktop_state(&id, from, to).await
                     };
                     if let Err(e) = updated {
+                        tracing::warn!(desktop = id, "state update failed: {e}");
+                    }
+                }
+                // The host could not make the desktop: retrying the same will not help.
+                // It fails with the host's reason (admins see it), and the pool waits.
+                Err(CommandError::Host(reason)) if creates => {
+                    tracing::warn!(desktop = id, "the host could not create it: {reason}");
+                    me.pool_outcome(&pool_id, true);
+                    if let Err(e) = me.store.fail_desktop(&id, from, &reason).await {
                         tracing::warn!(desktop = id, "state update failed: {e}");
                     }
                 }
@@ -261,4 +335,18 @@ impl Reconciler {
             crate::lock(&me.busy).remove(&id);
         });
     }
+}
+
+/// Desktops on each host that take up its capacity.
+fn host_load(desktops: &[Desktop]) -> HashMap<String, i64> {
+    let mut load = HashMap::new();
+    for d in desktops {
+        if matches!(d.state, DesktopState::Failed | DesktopState::Deleting) {
+            continue;
+        }
+        if let Some(host) = &d.host_id {
+            *load.entry(host.clone()).or_default() += 1;
+        }
+    }
+    load
 }

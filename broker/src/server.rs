@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use oriel_transport::Fingerprint;
 
 use crate::api::{router, AppState};
+use crate::audit::AuditLimiter;
 use crate::hostlink::HostLink;
 use crate::keys::BrokerKeys;
 use crate::metrics::Metrics;
@@ -25,13 +26,28 @@ pub struct BrokerConfig {
     pub database: Option<String>,
     /// Serve the API over plain HTTP (only allowed on a loopback address).
     pub insecure_http: bool,
+    /// After a start, how long hosts have to link again before missed heartbeats
+    /// count against them (see [`crate::reconcile::RESTART_GRACE`]).
+    pub restart_grace: std::time::Duration,
 }
 
 impl BrokerConfig {
+    /// The database URL; for the default SQLite file in the data directory, that file
+    /// is made owner-only first.
     pub fn database_url(&self) -> anyhow::Result<String> {
-        match &self.database {
-            Some(url) => Ok(url.clone()),
-            None => Ok(crate::store::sqlite_url(&self.data_dir.join("broker.db"))?),
+        database_url(&self.data_dir, self.database.as_deref())
+    }
+}
+
+/// `database`, or the SQLite file `broker.db` in `data_dir` (owner-only).
+pub fn database_url(data_dir: &std::path::Path, database: Option<&str>) -> anyhow::Result<String> {
+    match database {
+        Some(url) => Ok(url.to_string()),
+        None => {
+            let file = data_dir.join("broker.db");
+            oriel_transport::files::create_private_dir(data_dir)?;
+            crate::store::secure_sqlite_file(&file)?;
+            Ok(crate::store::sqlite_url(&file)?)
         }
     }
 }
@@ -46,6 +62,8 @@ pub struct Broker {
     handle: axum_server::Handle,
     host_endpoint: quinn::Endpoint,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    reconciler: Arc<Reconciler>,
+    link: Arc<HostLink>,
 }
 
 impl Broker {
@@ -59,22 +77,28 @@ impl Broker {
         let keys = BrokerKeys::load_or_create(&config.data_dir)
             .with_context(|| format!("broker keys in {}", config.data_dir.display()))?;
         let store = Store::open(&config.database_url()?).await?;
+        let audit = Arc::new(AuditLimiter::default());
         let (link, host_endpoint) = HostLink::start(
             config.host_listen,
             &keys.identity,
             store.clone(),
             keys.join_token.clone(),
             keys.ticket_key.verifying_key().to_bytes(),
+            audit.clone(),
         )?;
         let host_addr = host_endpoint.local_addr()?;
-        let reconciler = Reconciler::new(store.clone(), link.clone());
+        let reconciler = Reconciler::new(store.clone(), link.clone(), config.restart_grace);
         let mut tasks = vec![reconciler.spawn()];
+        let host_link = link.clone();
 
+        let (local_token, local_hash) = crate::local_admin::new_local_token();
         let state = AppState::new(
             store.clone(),
             link,
             keys.ticket_key.clone(),
             Arc::new(Metrics::default()),
+            audit,
+            local_hash,
         );
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();
@@ -103,6 +127,22 @@ impl Broker {
             .listening()
             .await
             .with_context(|| format!("cannot listen for the API on {listen}"))?;
+        let scheme = if config.insecure_http {
+            "http"
+        } else {
+            "https"
+        };
+        let local = crate::local_admin::LocalAdmin {
+            url: format!("{scheme}://{api_addr}"),
+            fingerprint: keys.identity.fingerprint().to_string(),
+            token: local_token,
+        };
+        crate::local_admin::write(&config.data_dir, &local).with_context(|| {
+            format!(
+                "cannot write {}",
+                crate::local_admin::path(&config.data_dir).display()
+            )
+        })?;
         Ok(Broker {
             api_addr,
             host_addr,
@@ -113,7 +153,19 @@ impl Broker {
             handle,
             host_endpoint,
             tasks,
+            reconciler,
+            link: host_link,
         })
+    }
+
+    /// Passes of the reconcile loop completed so far (tests wait on it, not on time).
+    pub fn reconcile_passes(&self) -> u64 {
+        self.reconciler.passes()
+    }
+
+    /// Host registrations since the start: a host whose link dropped registers again.
+    pub fn host_registrations(&self) -> u64 {
+        self.link.registrations()
     }
 
     /// The API base URL clients use.

@@ -25,7 +25,7 @@ async fn open_with_pool(
         source_params: "{}".into(),
         assignment: Assignment::Floating,
         min_ready: 0,
-        max_size: 1_000_000,
+        max_size: oriel_broker::store::MAX_POOL_SIZE,
         idle_timeout_s: 0,
         disconnect_timeout_s: 0,
     };

@@ -145,6 +145,7 @@ fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
                 failure,
                 sessions: d.viewers() as u32,
                 idle_s: d.idle_for().as_secs().min(u64::from(u32::MAX)) as u32,
+                generation: d.generation(),
             }
         })
         .collect()
@@ -153,17 +154,31 @@ fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
 /// Carries out one broker command; some return text (a console log).
 pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<Option<String>> {
     match command {
-        HostCommand::Create { desktop, spec } => {
-            if server.desktop(&desktop).is_some() {
-                return Ok(None); // commands are retried; creating twice is not an error
+        HostCommand::Create {
+            desktop,
+            spec,
+            generation,
+        } => {
+            if let Some(existing) = server.desktop(&desktop) {
+                // Commands are retried; creating twice is not an error.
+                existing.revoke_before(generation);
+                return Ok(None);
             }
             let source = crate::source::from_spec(&spec, &server.config().images_dir)?;
-            server.desktops().add(Desktop::new(desktop, source))?;
+            server
+                .desktops()
+                .add(Desktop::at_generation(desktop, source, generation))?;
         }
-        HostCommand::Reset { desktop, spec } => {
+        HostCommand::Reset {
+            desktop,
+            spec,
+            generation,
+        } => {
             let source = crate::source::from_spec(&spec, &server.config().images_dir)?;
             server.desktops().remove(&desktop);
-            server.desktops().add(Desktop::new(desktop, source))?;
+            server
+                .desktops()
+                .add(Desktop::at_generation(desktop, source, generation))?;
         }
         HostCommand::Stop { desktop } => {
             if !server.desktops().stop(&desktop) {
@@ -175,11 +190,15 @@ pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<O
                 anyhow::bail!("no desktop '{desktop}' to start");
             }
         }
-        HostCommand::Disconnect { desktop } => {
+        HostCommand::Disconnect {
+            desktop,
+            generation,
+        } => {
             server
-                .desktop(&desktop)
+                .desktops()
+                .get_any(&desktop)
                 .ok_or_else(|| anyhow::anyhow!("no desktop '{desktop}'"))?
-                .kick_viewers();
+                .revoke_before(generation);
         }
         HostCommand::Destroy { desktop } => {
             server.desktops().destroy(&desktop);
@@ -227,20 +246,24 @@ mod tests {
         let create = HostCommand::Create {
             desktop: "d".into(),
             spec: spec(r#"{"workload":"idle","width":800,"height":600}"#),
+            generation: 3,
         };
         execute(&server, create.clone()).unwrap();
         execute(&server, create).unwrap();
         assert_eq!(server.desktop("d").unwrap().size().width, 800);
+        assert_eq!(server.desktop("d").unwrap().generation(), 3);
         let first = server.desktop("d").unwrap();
         execute(
             &server,
             HostCommand::Reset {
                 desktop: "d".into(),
                 spec: spec(""),
+                generation: 5,
             },
         )
         .unwrap();
         assert!(!Arc::ptr_eq(&first, &server.desktop("d").unwrap()));
+        assert_eq!(server.desktop("d").unwrap().generation(), 5);
         let d = || "d".to_string();
         let before = server.desktop("d").unwrap();
         execute(&server, HostCommand::Stop { desktop: d() }).unwrap();
@@ -250,7 +273,12 @@ mod tests {
             Arc::ptr_eq(&before, &server.desktop("d").unwrap()),
             "state kept"
         );
-        execute(&server, HostCommand::Disconnect { desktop: d() }).unwrap();
+        let disconnect = HostCommand::Disconnect {
+            desktop: d(),
+            generation: 6,
+        };
+        execute(&server, disconnect).unwrap();
+        assert_eq!(server.desktop("d").unwrap().generation(), 6);
         execute(&server, HostCommand::Destroy { desktop: d() }).unwrap();
         assert!(server.desktop("d").is_none() && !server.desktops().is_stopped("d"));
         assert!(execute(&server, HostCommand::Start { desktop: d() }).is_err());
@@ -260,11 +288,13 @@ mod tests {
                 kind: "floppy".into(),
                 params: String::new(),
             },
+            generation: 0,
         };
         assert!(execute(&server, bad).is_err());
         let bad = HostCommand::Create {
             desktop: "x".into(),
             spec: spec(r#"{"workload":"idle","colour":"red"}"#),
+            generation: 0,
         };
         assert!(execute(&server, bad).is_err());
         server.shutdown().await;

@@ -9,6 +9,7 @@ use oriel_protocol::{InputEvent, Rect, Size, TileMask, TILE};
 use oriel_transport::unix_micros;
 use tokio::sync::Notify;
 
+use crate::eviction::{Admission, Evictions, StaleGeneration};
 use crate::source::{FrameSource, SourceCursor};
 
 /// Damage pending for one session. It is a tile mask of fixed size, so however slowly
@@ -147,8 +148,9 @@ pub struct Desktop {
     frames_produced: AtomicU64,
     /// Last input or viewer arrival: what the broker's idle timeout measures.
     last_activity: Mutex<std::time::Instant>,
-    /// Bumped to end every current session (stop, reset, destroy, forced logoff).
-    kicks: tokio::sync::watch::Sender<u64>,
+    /// What ends sessions: stop, reset and destroy; log-offs and reassignments (the
+    /// assignment generation); a connection taking the desktop over.
+    evictions: tokio::sync::watch::Sender<Evictions>,
     /// The source's pointer, for the sessions' cursor streams.
     cursor: tokio::sync::watch::Sender<Option<SourceCursor>>,
     /// Why the desktop can no longer be shown; set once, by the capture loop.
@@ -157,13 +159,27 @@ pub struct Desktop {
 
 impl Desktop {
     pub fn new(name: impl Into<String>, source: Box<dyn FrameSource>) -> Arc<Self> {
+        Self::at_generation(name, source, 0)
+    }
+
+    /// A desktop the broker created at assignment generation `generation`: tickets
+    /// of earlier generations are refused.
+    pub fn at_generation(
+        name: impl Into<String>,
+        source: Box<dyn FrameSource>,
+        generation: u64,
+    ) -> Arc<Self> {
+        let evictions = Evictions {
+            generation,
+            ..Default::default()
+        };
         Arc::new(Self {
             name: name.into(),
             size: Mutex::new(source.size()),
             source: Mutex::new(source),
             sinks: Mutex::new(Vec::new()),
             frames_produced: AtomicU64::new(0),
-            kicks: tokio::sync::watch::channel(0).0,
+            evictions: tokio::sync::watch::channel(evictions).0,
             cursor: tokio::sync::watch::channel(None).0,
             last_activity: Mutex::new(std::time::Instant::now()),
             failure: Mutex::new(None),
@@ -183,31 +199,62 @@ impl Desktop {
         self.frames_produced.load(Ordering::Relaxed)
     }
 
-    /// Ends every session on this desktop (it was stopped, reset, destroyed, or its
-    /// user logged off by force). Later sessions are not affected.
+    /// Ends every session on this desktop (it was stopped, reset or destroyed).
+    /// Later sessions are not affected.
     pub fn kick_viewers(&self) {
-        self.kicks.send_modify(|k| *k += 1);
+        self.evictions.send_modify(|e| e.all += 1);
     }
 
-    /// Resolves at the next [`Desktop::kick_viewers`] after this call, or at once when
-    /// the desktop has failed.
-    pub async fn kicked(&self) {
-        self.kicked_since(self.kick_watch()).await
+    /// A log-off or reassignment: sessions and tickets of generations before
+    /// `generation` end and are refused from now on.
+    pub fn revoke_before(&self, generation: u64) {
+        self.evictions
+            .send_if_modified(|e| e.revoke_before(generation));
     }
 
-    /// Starts watching for kicks; a session takes it as it joins, so a kick while the
-    /// session is still setting up its streams is not missed.
-    pub fn kick_watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.kicks.subscribe()
+    /// The assignment generation this desktop is at.
+    pub fn generation(&self) -> u64 {
+        self.evictions.borrow().generation
     }
 
-    /// Resolves at the first kick `watch` has not seen, or at once when the desktop has
-    /// failed.
-    pub async fn kicked_since(&self, mut watch: tokio::sync::watch::Receiver<u64>) {
-        if self.failure().is_some() {
-            return;
+    /// Admits session `session` with its ticket's generation (`None`: standalone), in
+    /// one step with ending the sessions it supersedes.
+    pub fn admit(
+        &self,
+        session: u64,
+        generation: Option<u64>,
+    ) -> Result<Admission, StaleGeneration> {
+        let mut admitted = Err(StaleGeneration);
+        self.evictions.send_if_modified(|e| {
+            let before = *e;
+            admitted = e.admit(session, generation);
+            *e != before
+        });
+        admitted
+    }
+
+    /// Resolves when the session admitted with `admission` must end, with the reason
+    /// to tell its client; at once when the desktop has failed.
+    pub async fn evicted(&self, admission: Admission) -> String {
+        let mut watch = self.evictions.subscribe();
+        let eviction = match self.failure() {
+            Some(_) => None,
+            None => watch
+                .wait_for(|e| e.evicts(&admission).is_some())
+                .await
+                .ok()
+                .and_then(|e| e.evicts(&admission)),
+        };
+        match (self.failure(), eviction) {
+            (Some(failure), _) => format!("the desktop failed: {failure}"),
+            (None, Some(eviction)) => eviction.reason().into(),
+            (None, None) => crate::eviction::Eviction::Stopped.reason().into(),
         }
-        let _ = watch.changed().await;
+    }
+
+    /// Whether the session admitted with `admission` has been ended.
+    pub fn is_evicted(&self, admission: &Admission) -> bool {
+        self.evictions.borrow().evicts(admission).is_some()
     }
 
     /// Locks the source, e.g. to copy pixels out of it.

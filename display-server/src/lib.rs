@@ -5,6 +5,7 @@ pub mod agent;
 pub mod config;
 pub mod cursor;
 pub mod desktop;
+pub mod eviction;
 mod flow;
 pub mod image_build;
 pub mod metrics_http;

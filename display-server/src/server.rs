@@ -114,7 +114,9 @@ impl DisplayServer {
             desktops: registry,
             capabilities: Capabilities::all(),
             stats: Arc::new(ServerStats::default()),
-            next_session_id: AtomicU64::new(1),
+            // Session ids grow across restarts too: the broker tells the sessions of a
+            // host apart by them.
+            next_session_id: AtomicU64::new(oriel_transport::unix_micros()),
             events: std::sync::Mutex::new(None),
         });
         let tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];

@@ -12,6 +12,8 @@ use anyhow::{anyhow, bail, Context};
 use oriel_protocol::codec::EncoderConfig;
 use oriel_protocol::handshake::check_hello;
 use oriel_protocol::host_link::{HostMsg, SessionEvent};
+use oriel_protocol::text;
+use oriel_protocol::ticket::TicketError;
 use oriel_protocol::video::RateConfig;
 use oriel_protocol::wire::encode_message;
 use oriel_protocol::*;
@@ -20,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::cursor::default_arrow;
 use crate::desktop::{DamageSink, Desktop};
+use crate::eviction::Admission;
 use crate::flow::Flow;
 use crate::pipeline::{Budget, Pipeline};
 use crate::server::Shared;
@@ -72,23 +75,26 @@ async fn run(conn: &quinn::Connection, shared: &Arc<Shared>) -> anyhow::Result<(
         .context("no hello within the handshake timeout")??
         .ok_or_else(|| anyhow!("control stream closed before hello"))?;
 
-    let (desktop, caps, user) = match accept_hello(&hello, shared) {
+    let session_id = shared.next_session_id.fetch_add(1, Relaxed);
+    let (desktop, caps, user, admission) = match accept_hello(&hello, shared, session_id) {
         Ok(ok) => ok,
         Err(reject) => {
             shared.stats.sessions_rejected.fetch_add(1, Relaxed);
+            // Everything from the client is bounded before it is logged or reported.
+            let name = text::for_log(&hello.desktop);
             if reject.code == RejectCode::BadTicket {
                 shared.report(HostMsg::TicketRefused {
-                    desktop: hello.desktop.clone(),
-                    reason: reject.message.clone(),
+                    desktop: name.to_string(),
+                    reason: text::for_log(&reject.message).into_owned(),
                 });
             }
-            tracing::info!(desktop = hello.desktop, "refused: {}", reject.message);
+            tracing::info!(desktop = %name, "refused: {}", text::for_log(&reject.message));
             let limit = Channel::Control.max_message_len();
             send_message(&mut control_tx, &HelloReply::Reject(reject.clone()), limit).await?;
             let _ = control_tx.finish();
             // Give the reject a moment to reach the client before closing.
             let _ = tokio::time::timeout(Duration::from_secs(2), control_tx.stopped()).await;
-            conn.close(close::REJECTED, reject.message.as_bytes());
+            conn.close(close::REJECTED, text::clip(&reject.message, 400).as_bytes());
             return Ok(());
         }
     };
@@ -96,29 +102,34 @@ async fn run(conn: &quinn::Connection, shared: &Arc<Shared>) -> anyhow::Result<(
     let event = |event| HostMsg::Session {
         desktop: hello.desktop.clone(),
         user: user.clone(),
+        session: session_id,
         event,
     };
     shared.report(event(SessionEvent::Connected));
-    let result = run_session(conn, shared, &hello, &desktop, caps, control_tx, control_rx).await;
+    let result = run_session(
+        conn, shared, &hello, &desktop, caps, admission, control_tx, control_rx,
+    )
+    .await;
     shared.report(event(SessionEvent::Disconnected));
     shared.stats.sessions_active.fetch_sub(1, Relaxed);
     result
 }
 
 /// The accepted session, its slot already reserved.
+#[allow(clippy::too_many_arguments)]
 async fn run_session(
     conn: &quinn::Connection,
     shared: &Arc<Shared>,
     hello: &Hello,
     desktop: &Arc<Desktop>,
     caps: Capabilities,
+    admission: Admission,
     mut control_tx: quinn::SendStream,
     control_rx: FramedRecv,
 ) -> anyhow::Result<()> {
-    let session_id = shared.next_session_id.fetch_add(1, Relaxed);
+    let session_id = admission.session;
     // The sink starts at the desktop's size; if the desktop resizes later, the first
     // frame after tells the client.
-    let kicks = desktop.kick_watch();
     let sink = desktop.subscribe();
     let welcome = Welcome {
         version: PROTOCOL_VERSION,
@@ -148,19 +159,21 @@ async fn run_session(
         &sink,
         caps,
         (control_rx, control_tx),
-        kicks,
+        admission,
     );
     let result = streams.await;
     desktop.unsubscribe(&sink);
     result
 }
 
-/// Checks a hello; on success the desktop, the capabilities and the ticket's user
-/// (empty in standalone mode).
+/// Checks a hello; on success the desktop, the capabilities, the ticket's user (empty
+/// in standalone mode) and the admission, which has already ended the sessions this
+/// one supersedes (an earlier assignment's, or an earlier connection's).
 fn accept_hello(
     hello: &Hello,
     shared: &Shared,
-) -> Result<(Arc<Desktop>, Capabilities, String), Reject> {
+    session_id: u64,
+) -> Result<(Arc<Desktop>, Capabilities, String, Admission), Reject> {
     let caps = check_hello(hello, &shared.capabilities)?;
     let desktop = shared.desktops.get(&hello.desktop).ok_or_else(|| Reject {
         code: RejectCode::UnknownDesktop,
@@ -172,14 +185,15 @@ fn accept_hello(
             message: format!("desktop '{}' failed: {failure}", hello.desktop),
         });
     }
+    let bad_ticket = |e: TicketError| Reject {
+        code: RejectCode::BadTicket,
+        message: format!("ticket refused: {e}"),
+    };
     let now = oriel_transport::unix_micros() / 1_000_000;
     let claims = shared
         .tickets
         .admit(&hello.ticket, &hello.desktop, now)
-        .map_err(|e| Reject {
-            code: RejectCode::BadTicket,
-            message: format!("ticket refused: {e}"),
-        })?;
+        .map_err(bad_ticket)?;
     // Reserve the slot atomically so simultaneous hellos cannot overshoot the limit.
     let max = shared.config.max_sessions as u64;
     shared
@@ -190,7 +204,17 @@ fn accept_hello(
             code: RejectCode::ServerFull,
             message: "the server has reached its session limit".into(),
         })?;
-    Ok((desktop, caps, claims.map(|c| c.user).unwrap_or_default()))
+    let generation = claims.as_ref().map(|c| c.generation);
+    let admission = desktop.admit(session_id, generation).map_err(|_| {
+        shared.stats.sessions_active.fetch_sub(1, Relaxed);
+        bad_ticket(TicketError::Revoked)
+    })?;
+    Ok((
+        desktop,
+        caps,
+        claims.map(|c| c.user).unwrap_or_default(),
+        admission,
+    ))
 }
 
 async fn run_streams(
@@ -200,7 +224,7 @@ async fn run_streams(
     sink: &Arc<DamageSink>,
     caps: Capabilities,
     (control_rx, mut control_tx): (FramedRecv, quinn::SendStream),
-    kicks: tokio::sync::watch::Receiver<u64>,
+    admission: Admission,
 ) -> anyhow::Result<()> {
     let interval = desktop.source().frame_interval();
     let max_window = shared.config.frame_window.max(1);
@@ -224,26 +248,34 @@ async fn run_streams(
         let limit = Channel::Cursor.max_message_len();
         send_message(&mut cursor, &default_arrow(), limit).await?;
     }
-    tokio::spawn(cursor_loop(conn.clone(), cursor, cursor_updates));
+    tokio::spawn(cursor_loop(
+        conn.clone(),
+        cursor,
+        cursor_updates,
+        desktop.clone(),
+        admission,
+    ));
 
     let mut display = conn.open_uni().await?;
     display.set_priority(PRIORITY_DISPLAY)?;
     display.write_all(&[Channel::Display as u8]).await?;
 
-    tokio::select! {
-        r = display_loop(conn, shared, desktop, sink, caps, &flow, &mut display) => r,
-        r = control_loop(shared, desktop, sink, &flow, control_rx) => r,
-        r = reports_until_kicked(&flow, &mut control_tx, desktop, kicks) => {
-            let reason = r?;
-            conn.close(close::DESKTOP_GONE, &reason.as_bytes()[..reason.len().min(400)]);
-            Ok(())
-        }
-        r = accept_input(conn, shared, desktop) => r,
-        e = conn.closed() => match e {
+    // An eviction ends the display, input and pacing loops at once (no frame of a
+    // desktop that changed hands goes out after it); then the client is told why.
+    let reason = tokio::select! {
+        r = display_loop(conn, shared, desktop, sink, caps, &flow, &mut display) => return r,
+        r = control_loop(shared, desktop, sink, &flow, control_rx) => return r,
+        r = flow_reports(&flow, &mut control_tx) => return r,
+        reason = desktop.evicted(admission) => reason,
+        r = accept_input(conn, shared, desktop, admission) => return r,
+        e = conn.closed() => return match e {
             quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed => Ok(()),
             other => Err(other.into()),
         },
-    }
+    };
+    say_closing(&mut control_tx, &reason).await;
+    conn.close(close::DESKTOP_GONE, text::clip(&reason, 400).as_bytes());
+    Ok(())
 }
 
 async fn display_loop(
@@ -367,12 +399,17 @@ async fn display_loop(
 }
 
 /// Sends the source's pointer as it changes: the shape when its serial changes, the
-/// position otherwise. Ends with the session (the stream fails) or the desktop.
+/// position otherwise. Ends with the session (the stream fails, or it is evicted) or
+/// the desktop.
 async fn cursor_loop(
     conn: quinn::Connection,
     mut stream: quinn::SendStream,
     mut updates: tokio::sync::watch::Receiver<Option<crate::source::SourceCursor>>,
+    desktop: Arc<Desktop>,
+    admission: Admission,
 ) {
+    let evicted = desktop.evicted(admission);
+    tokio::pin!(evicted);
     let limit = Channel::Cursor.max_message_len();
     let mut sent_serial = None;
     let mut sent_position = None;
@@ -401,6 +438,7 @@ async fn cursor_loop(
         tokio::select! {
             changed = updates.changed() => if changed.is_err() { return },
             _ = conn.closed() => return,
+            _ = &mut evicted => return,
         }
     }
 }
@@ -443,48 +481,35 @@ async fn open_video_stream(
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Tells the client twice a second how its session is paced (for its overlay).
-/// Sends pacing reports on the control stream until the desktop kicks its viewers;
-/// then tells the client why on that same (reliable) stream and returns the reason.
-/// The connection's close carries the reason too, but a CONNECTION_CLOSE is sent at most
-/// a few times and may be lost: the control stream is retransmitted until acknowledged.
-async fn reports_until_kicked(
-    flow: &Flow,
-    control_tx: &mut quinn::SendStream,
-    desktop: &Arc<Desktop>,
-    kicks: tokio::sync::watch::Receiver<u64>,
-) -> anyhow::Result<String> {
+async fn flow_reports(flow: &Flow, control_tx: &mut quinn::SendStream) -> anyhow::Result<()> {
     let limit = Channel::Control.max_message_len();
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
-    let kicked = desktop.kicked_since(kicks);
-    tokio::pin!(kicked);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                let report = ServerControl::Flow {
-                    frames_in_flight: flow.frames_in_flight() as u32,
-                    frame_window: flow.window() as u32,
-                    video_bitrate: flow.bitrate(),
-                };
-                send_message(control_tx, &report, limit).await?;
-            }
-            _ = &mut kicked => break,
-        }
+        ticker.tick().await;
+        let report = ServerControl::Flow {
+            frames_in_flight: flow.frames_in_flight() as u32,
+            frame_window: flow.window() as u32,
+            video_bitrate: flow.bitrate(),
+        };
+        send_message(control_tx, &report, limit).await?;
     }
-    let reason = match desktop.failure() {
-        Some(failure) => format!("the desktop failed: {failure}"),
-        None => "session ended: logged off, or the desktop was stopped or reset".into(),
-    };
+}
+
+/// Tells the client why its session ends, on the control stream: the connection's close
+/// carries the reason too, but a CONNECTION_CLOSE is sent at most a few times and may
+/// be lost, while the stream is retransmitted until acknowledged.
+async fn say_closing(control_tx: &mut quinn::SendStream, reason: &str) {
     let closing = ServerControl::Closing {
-        message: reason.clone(),
+        message: reason.to_string(),
     };
+    let limit = Channel::Control.max_message_len();
     if send_message(control_tx, &closing, limit).await.is_ok() && control_tx.finish().is_ok() {
         // Until the client has it (or a moment has passed), then close.
         let _ = tokio::time::timeout(CLOSING_GRACE, control_tx.stopped()).await;
     }
-    Ok(reason)
 }
 
-/// How long a kicked session waits for the client to acknowledge why.
+/// How long an evicted session waits for the client to acknowledge why.
 const CLOSING_GRACE: Duration = Duration::from_secs(2);
 
 /// The smallest desktop edge a client may ask for.
@@ -561,6 +586,7 @@ async fn accept_input(
     conn: &quinn::Connection,
     shared: &Arc<Shared>,
     desktop: &Arc<Desktop>,
+    admission: Admission,
 ) -> anyhow::Result<()> {
     loop {
         let mut stream = conn.accept_uni().await?;
@@ -571,7 +597,7 @@ async fn accept_input(
         }
         let (shared, desktop, conn) = (shared.clone(), desktop.clone(), conn.clone());
         tokio::spawn(async move {
-            if let Err(e) = input_loop(stream, &shared, &desktop).await {
+            if let Err(e) = input_loop(stream, &shared, &desktop, admission).await {
                 if conn.close_reason().is_some() {
                     return; // the connection ended; not the client's fault
                 }
@@ -586,13 +612,19 @@ async fn accept_input(
     }
 }
 
+/// Injects the client's input until its stream ends or the session is evicted: a
+/// viewer whose desktop changed hands must not type into it.
 async fn input_loop(
     stream: quinn::RecvStream,
     shared: &Shared,
     desktop: &Arc<Desktop>,
+    admission: Admission,
 ) -> anyhow::Result<()> {
     let mut rx = FramedRecv::new(stream, Channel::Input.max_message_len());
     while let Some(event) = rx.recv::<InputEvent>().await? {
+        if desktop.is_evicted(&admission) {
+            return Ok(());
+        }
         if let InputEvent::PointerMove { x, y } = event {
             let size = desktop.size();
             if x >= size.width || y >= size.height {

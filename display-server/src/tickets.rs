@@ -74,6 +74,7 @@ mod tests {
             issued_unix: 100,
             expires_unix: 130,
             nonce: [1; 16],
+            generation: 0,
         };
         let t = sign_ticket(&claims, &key);
         assert_eq!(

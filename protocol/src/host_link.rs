@@ -22,10 +22,13 @@ pub enum HostMsg {
         capacity: u32,
         desktops: Vec<DesktopReport>,
     },
-    /// A client connected to or left a desktop.
+    /// A client connected to or left a desktop. `session` is the host's id of that
+    /// connection: a new connection may take a desktop over while the old one is still
+    /// winding down, so the broker matches the two events of one session by it.
     Session {
         desktop: String,
         user: String,
+        session: u64,
         event: SessionEvent,
     },
     /// A client was refused at the handshake (for the audit log).
@@ -71,6 +74,9 @@ pub struct DesktopReport {
     pub sessions: u32,
     /// Seconds since the last input from a viewer (or since the last viewer joined).
     pub idle_s: u32,
+    /// The assignment generation the host knows: tickets of older ones are refused.
+    /// The broker sends [`HostCommand::Disconnect`] when it is behind the store's.
+    pub generation: u64,
 }
 
 /// Broker → host.
@@ -94,16 +100,26 @@ pub enum BrokerMsg {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HostCommand {
-    /// Create and start a desktop.
-    Create { desktop: String, spec: DesktopSpec },
-    /// Bring a desktop back to its clean state (its sessions end).
-    Reset { desktop: String, spec: DesktopSpec },
+    /// Create and start a desktop at an assignment generation.
+    Create {
+        desktop: String,
+        spec: DesktopSpec,
+        generation: u64,
+    },
+    /// Bring a desktop back to its clean state (its sessions end), at a generation.
+    Reset {
+        desktop: String,
+        spec: DesktopSpec,
+        generation: u64,
+    },
     /// Stop a desktop, keeping its state; its sessions end.
     Stop { desktop: String },
     /// Start a stopped desktop again.
     Start { desktop: String },
-    /// End the desktop's sessions (a forced logoff); the desktop keeps running.
-    Disconnect { desktop: String },
+    /// A log-off or reassignment: the desktop's generation becomes `generation`, so
+    /// sessions and tickets of earlier generations end and are refused from now on.
+    /// The desktop keeps running.
+    Disconnect { desktop: String, generation: u64 },
     /// Stop and remove a desktop.
     Destroy { desktop: String },
     /// The newest `max_bytes` of the desktop's serial console log (kvm desktops).

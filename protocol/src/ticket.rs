@@ -3,7 +3,9 @@
 //! Layout: bincode of [`TicketClaims`], then the 64-byte signature over those bytes.
 //! The display server verifies signature, lifetime and desktop with the broker's public
 //! key; refusing a nonce it has seen before (replay) is the server's job, since only
-//! it knows which tickets were used.
+//! it knows which tickets were used. So is refusing a ticket of an earlier assignment
+//! generation: the broker bumps a desktop's generation at every log-off and
+//! reassignment and tells its host, which then refuses tickets issued before.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,9 @@ pub struct TicketClaims {
     pub expires_unix: u64,
     /// Random; a display server accepts each nonce once.
     pub nonce: [u8; 16],
+    /// The desktop's assignment generation when the ticket was issued: a ticket of an
+    /// older generation than the host knows (a log-off or reassignment since) is dead.
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +50,8 @@ pub enum TicketError {
     WrongDesktop(String),
     #[error("ticket was already used")]
     Replayed,
+    #[error("ticket was revoked: the desktop was logged off or reassigned since it was issued")]
+    Revoked,
 }
 
 /// Signs `claims`; the result goes into `Hello.ticket`.
@@ -107,6 +114,7 @@ mod tests {
             issued_unix: 1000,
             expires_unix: 1030,
             nonce: [9; 16],
+            generation: 3,
         }
     }
 

@@ -27,6 +27,7 @@ impl Harness {
             host_listen: "127.0.0.1:0".parse().unwrap(),
             database: None,
             insecure_http: false,
+            restart_grace: std::time::Duration::ZERO,
         })
         .await
         .expect("broker starts");

@@ -22,6 +22,7 @@ fn ticket(key: &SigningKey, desktop: &str, issued: u64, nonce: u8) -> Vec<u8> {
             issued_unix: issued,
             expires_unix: issued + 30,
             nonce: [nonce; 16],
+            generation: 0,
         },
         key,
     )
@@ -118,7 +119,8 @@ async fn removing_a_desktop_ends_its_sessions_with_a_clear_reason() {
         .err()
         .expect("an error that says why");
     assert!(
-        err.to_string().contains("desktop was stopped or reset"),
+        err.to_string()
+            .contains("the desktop was stopped, reset or deleted"),
         "{err}"
     );
     server.shutdown().await;

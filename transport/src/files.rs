@@ -15,7 +15,35 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     options.mode(0o600);
-    options.open(path)?.write_all(bytes)
+    let mut file = options.open(path)?;
+    // The mode above applies only to a new file; an older one may be wider.
+    make_private(path)?;
+    file.write_all(bytes)
+}
+
+/// Creates a data directory (and its parents) that only its owner can enter, and
+/// narrows an existing one to that.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Narrows an existing file to its owner (mode 0600); a missing file is fine.
+pub fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// `$XDG_DATA_HOME/oriel/<part>`, or `~/.local/share/oriel/<part>`.

@@ -71,10 +71,11 @@ pub struct Identity {
 
 impl Identity {
     /// Loads `cert.der`/`key.der` from `dir`, or creates a self-signed pair there on first
-    /// start (the key readable by the owner only).
+    /// start (the key readable by the owner only, in a directory only its owner enters).
     pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Self, TransportError> {
         let cert_path = dir.join("cert.der");
         let key_path = dir.join("key.der");
+        crate::files::create_private_dir(dir)?;
         if cert_path.exists() && key_path.exists() {
             let cert = std::fs::read(&cert_path)?;
             let key = std::fs::read(&key_path)?;
@@ -83,7 +84,6 @@ impl Identity {
                 key: PrivatePkcs8KeyDer::from(key),
             });
         }
-        std::fs::create_dir_all(dir)?;
         let identity = Self::generate(names)?;
         crate::files::write_private(&key_path, identity.key.secret_pkcs8_der())?;
         std::fs::write(&cert_path, identity.cert.as_ref())?;

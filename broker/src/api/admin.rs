@@ -9,7 +9,6 @@ use serde::Deserialize;
 
 use super::auth::AdminUser;
 use super::{ApiErr, AppState};
-use crate::password::hash_password;
 use crate::store::*;
 
 type Res<T> = Result<Json<T>, ApiErr>;
@@ -39,10 +38,17 @@ pub async fn create_user(
     if req.password.len() < 8 || req.password.len() > 1024 {
         return Err(ApiErr::bad_request("passwords need 8 to 1024 characters"));
     }
-    let password = req.password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+    let hash = state
+        .hasher
+        .hash(req.password)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(|busy| {
+            ApiErr::retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                busy.to_string(),
+                std::time::Duration::from_secs(1),
+            )
+        })?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let role = if req.admin { Role::Admin } else { Role::User };
     let user = state.store.create_user(&req.name, &hash, role).await?;
@@ -159,17 +165,7 @@ pub async fn create_pool(
     AdminUser(admin): AdminUser,
     Json(req): Json<PoolRequest>,
 ) -> Res<Pool> {
-    let kinds = oriel_protocol::host_link::DESKTOP_KINDS;
-    if !kinds.contains(&req.source_kind.as_str()) {
-        return Err(ApiErr::bad_request(format!(
-            "unknown desktop kind '{}' (one of: {})",
-            req.source_kind,
-            kinds.join(", ")
-        )));
-    }
-    if !(req.source_params.is_object() || req.source_params.is_null()) {
-        return Err(ApiErr::bad_request("source_params must be a JSON object"));
-    }
+    // The store checks kind, parameters and sizes, for creation and changes alike.
     let pool = state
         .store
         .create_pool(&NewPool {
@@ -368,7 +364,8 @@ pub async fn desktop_console(
     })))
 }
 
-/// Ends the desktop's session and moves it to `to`; the reconcile loop does the rest.
+/// Ends the desktop's session and moves it to `to` (which revokes its tickets); the
+/// reconcile loop does the rest.
 async fn end_and_move(
     state: &AppState,
     admin: &User,
@@ -386,6 +383,9 @@ async fn end_and_move(
         state.store.end_session(&s.id, &reason).await?;
     }
     state.store.set_desktop_state(id, None, to).await?;
+    if let Some(moved) = state.store.desktop_by_id(id).await? {
+        state.revoke_on_host(crate::logoff::revocation(&moved));
+    }
     audit(state, admin, format!("{verb} desktop {}", desktop.name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -415,19 +415,18 @@ pub async fn force_logoff(
         .session_by_id(&id)
         .await?
         .ok_or_else(|| ApiErr::not_found("session"))?;
-    state
-        .store
-        .end_session(&id, "logged off by an administrator")
-        .await?;
+    let reason = "logged off by an administrator";
+    if !state.store.end_session(&id, reason).await? {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            "the session has already ended",
+        ));
+    }
     if let Some(desktop) = state.store.desktop_by_id(&session.desktop_id).await? {
-        let floating = state
-            .store
-            .pool_by_id(&desktop.pool_id)
-            .await?
-            .is_some_and(|p| p.assignment == Assignment::Floating);
-        state.store.release_desktop(&desktop.id, floating).await?;
-        if !floating {
-            state.disconnect_on_host(&desktop);
+        // Only while the session's user still holds the desktop.
+        if desktop.assigned_user_id.as_deref() == Some(session.user_id.as_str()) {
+            let revocation = crate::logoff::log_off(&state.store, &desktop, reason).await?;
+            state.revoke_on_host(revocation);
         }
     }
     audit(&state, &admin, format!("forced logoff of session {id}")).await?;

@@ -1,5 +1,6 @@
 //! Bearer-token authentication: `Authorization: Bearer TOKEN` → the user, checked on
-//! every request (disabled users and expired tokens are refused).
+//! every request (disabled users and expired tokens are refused). The local
+//! administrator's token (see [`crate::local_admin`]) is good for admin endpoints only.
 
 use std::sync::Arc;
 
@@ -24,21 +25,10 @@ impl FromRequestParts<Arc<AppState>> for AuthUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized = || {
-            ApiErr::new(
-                StatusCode::UNAUTHORIZED,
-                "log in first (bearer token missing or expired)",
-            )
-        };
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(unauthorized)?;
-        let token = header.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
+        let hash = bearer_hash(parts)?;
         let user = state
             .store
-            .user_for_token(&token_hash(token.trim()), now_ms())
+            .user_for_token(&hash, now_ms())
             .await?
             .ok_or_else(unauthorized)?;
         if !user.enabled {
@@ -55,10 +45,38 @@ impl FromRequestParts<Arc<AppState>> for AdminUser {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        if bearer_hash(parts)? == state.local_admin {
+            return Ok(AdminUser(User {
+                id: String::new(),
+                name: crate::local_admin::ACTOR.into(),
+                password_hash: String::new(),
+                role: Role::Admin,
+                enabled: true,
+                created_ms: 0,
+            }));
+        }
         let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
         if user.role != Role::Admin {
             return Err(ApiErr::forbidden("administrators only"));
         }
         Ok(AdminUser(user))
     }
+}
+
+fn unauthorized() -> ApiErr {
+    ApiErr::new(
+        StatusCode::UNAUTHORIZED,
+        "log in first (bearer token missing or expired)",
+    )
+}
+
+/// SHA-256 hex of the request's bearer token.
+fn bearer_hash(parts: &Parts) -> Result<String, ApiErr> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let token = header.strip_prefix("Bearer ").ok_or_else(unauthorized)?;
+    Ok(token_hash(token.trim()))
 }

@@ -12,6 +12,8 @@ use crate::store::StoreError;
 pub struct ApiErr {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (429 and 503).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiErr {
@@ -19,6 +21,19 @@ impl ApiErr {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Too many requests, or too busy: come back after `after`.
+    pub fn retry(
+        status: StatusCode,
+        message: impl Into<String>,
+        after: std::time::Duration,
+    ) -> Self {
+        Self {
+            retry_after: Some(after),
+            ..Self::new(status, message)
         }
     }
 
@@ -61,12 +76,20 @@ impl From<anyhow::Error> for ApiErr {
 
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(ApiError {
                 error: self.message,
             }),
         )
-            .into_response()
+            .into_response();
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up: a client that waits that long gets in.
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+        }
+        response
     }
 }

@@ -29,8 +29,14 @@ pub struct AppState {
     pub ticket_key: ed25519_dalek::SigningKey,
     pub logins: ratelimit::LoginLimiter,
     pub metrics: Arc<Metrics>,
+    /// Audit writes anyone can cause (failed logins) are rate-limited per address.
+    pub audit: Arc<crate::audit::AuditLimiter>,
     /// Lifetime of login tokens.
     pub token_ttl: std::time::Duration,
+    /// Every password check and hash, bounded in threads and memory.
+    pub hasher: crate::password::Hasher,
+    /// SHA-256 of this run's local administrator token (see [`crate::local_admin`]).
+    pub local_admin: String,
 }
 
 impl AppState {
@@ -39,6 +45,8 @@ impl AppState {
         link: Arc<crate::hostlink::HostLink>,
         ticket_key: ed25519_dalek::SigningKey,
         metrics: Arc<Metrics>,
+        audit: Arc<crate::audit::AuditLimiter>,
+        local_admin: String,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -46,23 +54,24 @@ impl AppState {
             ticket_key,
             logins: ratelimit::LoginLimiter::default(),
             metrics,
+            audit,
             token_ttl: std::time::Duration::from_secs(8 * 3600),
+            hasher: crate::password::Hasher::per_core(),
+            local_admin,
         })
     }
 
-    /// Ends the sessions on a desktop at its host, in the background (a logoff must
-    /// not wait for a slow host; the host also learns it at the next reset).
-    pub fn disconnect_on_host(&self, desktop: &crate::store::Desktop) {
-        let Some(host) = desktop.host_id.clone() else {
+    /// Tells a desktop's host about a log-off or reassignment, in the background: a
+    /// logoff must not wait for a slow host, and the next heartbeat catches up with a
+    /// host that missed it (it reports the generation it knows).
+    pub fn revoke_on_host(&self, revocation: Option<crate::logoff::Revocation>) {
+        let Some(crate::logoff::Revocation { host_id, command }) = revocation else {
             return;
         };
-        let (link, name) = (self.link.clone(), desktop.name.clone());
+        let link = self.link.clone();
         tokio::spawn(async move {
-            let cmd = oriel_protocol::host_link::HostCommand::Disconnect {
-                desktop: name.clone(),
-            };
-            if let Err(e) = link.command(&host, cmd).await {
-                tracing::warn!(desktop = name, "could not end its sessions: {e}");
+            if let Err(e) = link.command(&host_id, command).await {
+                tracing::warn!(host_id, "could not end a desktop's sessions: {e}");
             }
         });
     }

@@ -11,11 +11,15 @@ use oriel_protocol::ticket::{sign_ticket, TicketClaims};
 
 use super::auth::AuthUser;
 use super::{ApiErr, AppState};
-use crate::password::{new_token, token_hash, verify_password, verify_password_dummy};
-use crate::store::{now_ms, Assignment, DesktopState, HostState};
+use crate::password::{new_token, token_hash};
+use crate::store::{names, now_ms, Assignment, DesktopState, HostState};
 
 /// How long a connect ticket is valid (the protocol caps it at 60 s).
 const TICKET_LIFETIME_S: u64 = 30;
+
+/// Longest user name and password a login may carry.
+const MAX_LOGIN_NAME: usize = 512;
+const MAX_PASSWORD: usize = 1024;
 
 pub async fn login(
     State(state): State<Arc<AppState>>,
@@ -23,33 +27,50 @@ pub async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiErr> {
     let started = std::time::Instant::now();
-    if !state.logins.allowed(&req.user, addr.ip()) {
-        state
-            .store
-            .audit(&req.user, "login_throttled", &addr.ip().to_string())
-            .await?;
-        return Err(ApiErr::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed logins; try again in a few minutes",
-        ));
+    if req.user.len() > MAX_LOGIN_NAME || req.password.len() > MAX_PASSWORD {
+        return Err(ApiErr::bad_request(format!(
+            "user names are at most {MAX_LOGIN_NAME} bytes and passwords {MAX_PASSWORD}"
+        )));
     }
+    let ip = addr.ip();
+    let source = ip.to_string();
+    let key = names::key(&req.user);
+    // Counted before anything is hashed: a burst meets the limit all the same.
+    let attempt = match state.logins.begin(&key, ip) {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            state.metrics.login_refused(true);
+            state
+                .audit
+                .record(&state.store, &source, &req.user, "login_throttled", &source)
+                .await?;
+            return Err(ApiErr::retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; try again later",
+                throttled.retry_after,
+            ));
+        }
+    };
     let user = state.store.user_by_name(&req.user).await?;
-    let password = req.password.clone();
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => verify_password(&password, &h),
-        None => verify_password_dummy(&password),
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
+    let ok = match state.hasher.verify(req.password, hash).await {
+        Ok(ok) => ok,
+        Err(busy) => {
+            attempt.not_checked();
+            state.metrics.login_refused(false);
+            return Err(ApiErr::retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                busy.to_string(),
+                std::time::Duration::from_secs(1),
+            ));
+        }
+    };
     let user = match user {
         Some(u) if ok && u.enabled => u,
         _ => {
-            state.logins.failed(&req.user, addr.ip());
             state
-                .store
-                .audit(&req.user, "login_failed", &addr.ip().to_string())
+                .audit
+                .record(&state.store, &source, &req.user, "login_failed", &source)
                 .await?;
             return Err(ApiErr::new(
                 StatusCode::UNAUTHORIZED,
@@ -57,17 +78,14 @@ pub async fn login(
             ));
         }
     };
-    state.logins.succeeded(&req.user);
+    attempt.succeeded();
     let token = new_token();
     let expires_ms = now_ms() + state.token_ttl.as_millis() as i64;
     state
         .store
         .insert_api_token(&token_hash(&token), &user.id, expires_ms)
         .await?;
-    state
-        .store
-        .audit(&user.name, "login_ok", &addr.ip().to_string())
-        .await?;
+    state.store.audit(&user.name, "login_ok", &source).await?;
     state.metrics.observe_login(started.elapsed());
     Ok(Json(LoginResponse {
         token,
@@ -150,6 +168,7 @@ pub async fn connect(
         issued_unix: now,
         expires_unix: now + TICKET_LIFETIME_S,
         nonce: crate::keys::nonce(),
+        generation: crate::logoff::generation(&desktop),
     };
     let ticket = sign_ticket(&claims, &state.ticket_key);
     state
@@ -187,15 +206,8 @@ pub async fn logoff(
     else {
         return Err(ApiErr::not_found("a desktop of yours in this pool"));
     };
-    if let Some(s) = state.store.active_session_for_desktop(&desktop.id).await? {
-        state.store.end_session(&s.id, "logoff").await?;
-    }
-    let floating = pool.assignment == Assignment::Floating;
-    state.store.release_desktop(&desktop.id, floating).await?;
-    if !floating {
-        // A floating desktop's reset ends its sessions; a dedicated one keeps running.
-        state.disconnect_on_host(desktop);
-    }
+    let revocation = crate::logoff::log_off(&state.store, desktop, "logoff").await?;
+    state.revoke_on_host(revocation);
     state
         .store
         .audit(&user.name, "logoff", &format!("desktop {}", desktop.name))

@@ -10,6 +10,9 @@ use super::{
     StoreError,
 };
 
+/// The longest failure reason kept with a desktop.
+const MAX_FAILURE: usize = 1024;
+
 /// How often [`Store::assign_desktop`] retries after losing a race for a ready desktop
 /// (PostgreSQL only; on SQLite the write lock rules races out).
 const ASSIGN_ATTEMPTS: usize = 100;
@@ -34,12 +37,14 @@ impl Store {
             assigned_user_id: None,
             state_changed_ms: now,
             created_ms: now,
+            generation: 0,
+            failure: None,
         };
         let mut w = self.write().await?;
         sqlx::query(concat!(
             "INSERT INTO desktops (",
             desktop_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, NULL, $6, $6)"
+            ") VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, 0, NULL)"
         ))
         .bind(&desktop.id)
         .bind(&desktop.pool_id)
@@ -118,37 +123,72 @@ impl Store {
     /// Compare-and-set of a desktop's state: moves it to `new` only if its state is
     /// `expected` (or whatever it is, when `expected` is `None`). Returns `false` when the
     /// current state differs; [`StoreError::NotFound`] when there is no such desktop.
+    /// Moving to `resetting`, `failed` or `deleting` bumps the assignment generation:
+    /// tickets issued before are dead.
     pub async fn set_desktop_state(
         &self,
         id: &str,
         expected: Option<DesktopState>,
         new: DesktopState,
     ) -> Result<bool> {
+        self.move_desktop(id, expected, new, None).await
+    }
+
+    /// Marks a desktop failed, with the reason (bounded) for admins to read.
+    pub async fn fail_desktop(
+        &self,
+        id: &str,
+        expected: Option<DesktopState>,
+        reason: &str,
+    ) -> Result<bool> {
+        let reason = oriel_protocol::text::clip(reason, MAX_FAILURE);
+        self.move_desktop(id, expected, DesktopState::Failed, Some(&reason))
+            .await
+    }
+
+    async fn move_desktop(
+        &self,
+        id: &str,
+        expected: Option<DesktopState>,
+        new: DesktopState,
+        failure: Option<&str>,
+    ) -> Result<bool> {
+        let bump = i64::from(matches!(
+            new,
+            DesktopState::Resetting | DesktopState::Failed | DesktopState::Deleting
+        ));
         let mut w = self.write().await?;
-        let done = match expected {
-            Some(expected) => {
-                sqlx::query(
-                    "UPDATE desktops SET state = $1, state_changed_ms = $2 \
-                     WHERE id = $3 AND state = $4",
-                )
-                .bind(new.as_str())
-                .bind(now_ms())
-                .bind(id)
-                .bind(expected.as_str())
-                .execute(w.conn())
-                .await?
-            }
-            None => {
-                sqlx::query("UPDATE desktops SET state = $1, state_changed_ms = $2 WHERE id = $3")
-                    .bind(new.as_str())
-                    .bind(now_ms())
-                    .bind(id)
-                    .execute(w.conn())
-                    .await?
-            }
-        };
+        let sql =
+            format!(
+            "UPDATE desktops SET state = $1, state_changed_ms = $2, generation = generation + $3, \
+             failure = CASE WHEN $1 IN ('failed', 'deleting') THEN COALESCE($4, failure) \
+             ELSE NULL END WHERE id = $5{}",
+            if expected.is_some() { " AND state = $6" } else { "" }
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(new.as_str())
+            .bind(now_ms())
+            .bind(bump)
+            .bind(failure)
+            .bind(id);
+        if let Some(expected) = expected {
+            query = query.bind(expected.as_str());
+        }
+        let done = query.execute(w.conn()).await?;
         w.applied_or_missing(done.rows_affected(), "desktops", "desktop", id)
             .await
+    }
+
+    /// Moves a desktop's generation up to `generation` (never down): a host knows a
+    /// later one than the store, whose database was restored from a backup.
+    pub async fn raise_generation(&self, id: &str, generation: i64) -> Result<()> {
+        let mut w = self.write().await?;
+        sqlx::query("UPDATE desktops SET generation = $1 WHERE id = $2 AND generation < $1")
+            .bind(generation)
+            .bind(id)
+            .execute(w.conn())
+            .await?;
+        w.commit().await
     }
 
     /// How many desktops of a pool are in each state (states with none are left out).
@@ -209,8 +249,8 @@ impl Store {
         };
         let take_sql = format!(
             concat!(
-                "UPDATE desktops SET state = 'assigned', assigned_user_id = $1, state_changed_ms = $2 \
-                 WHERE id = (SELECT id FROM desktops WHERE pool_id = $3 AND state = 'ready' \
+                "UPDATE desktops SET state = 'assigned', assigned_user_id = $1, state_changed_ms = $2, \
+                 generation = generation + 1 WHERE id = (SELECT id FROM desktops WHERE pool_id = $3 AND state = 'ready' \
                  AND assigned_user_id IS NULL ORDER BY created_ms, id LIMIT 1{}) \
                  AND state = 'ready' AND assigned_user_id IS NULL RETURNING ",
                 desktop_cols!()
@@ -276,18 +316,19 @@ impl Store {
     }
 
     /// Takes a desktop back after logoff. Floating: it goes to `resetting` with no user.
-    /// Dedicated: it stays `assigned` to its user. Returns the updated desktop.
+    /// Dedicated: it stays `assigned` to its user. Either way its generation moves on,
+    /// so tickets issued before are dead. Returns the updated desktop.
     pub async fn release_desktop(&self, desktop_id: &str, floating: bool) -> Result<Desktop> {
         let sql = if floating {
             concat!(
                 "UPDATE desktops SET state = 'resetting', assigned_user_id = NULL, \
-                 state_changed_ms = $1 WHERE id = $2 RETURNING ",
+                 state_changed_ms = $1, generation = generation + 1 WHERE id = $2 RETURNING ",
                 desktop_cols!()
             )
         } else {
             concat!(
-                "UPDATE desktops SET state = 'assigned', state_changed_ms = $1 \
-                 WHERE id = $2 RETURNING ",
+                "UPDATE desktops SET state = 'assigned', state_changed_ms = $1, \
+                 generation = generation + 1 WHERE id = $2 RETURNING ",
                 desktop_cols!()
             )
         };
@@ -309,7 +350,7 @@ impl Store {
         let mut w = self.write().await?;
         let done = sqlx::query(
             "UPDATE desktops SET state = 'deleting', host_id = NULL, assigned_user_id = NULL, \
-             state_changed_ms = $1 WHERE id = $2",
+             state_changed_ms = $1, generation = generation + 1 WHERE id = $2",
         )
         .bind(now_ms())
         .bind(desktop_id)

@@ -18,6 +18,7 @@ mod desktops;
 mod error;
 mod hosts;
 mod model;
+pub mod names;
 mod pools;
 mod sessions;
 mod users;
@@ -36,7 +37,7 @@ pub use model::{
     Assignment, AuditEntry, Desktop, DesktopState, Entitlement, Group, Host, HostState, Pool, Role,
     Session, SessionState, User,
 };
-pub use pools::{NewPool, PoolUpdate};
+pub use pools::{NewPool, PoolUpdate, MAX_POOL_SIZE, MAX_TIMEOUT_S};
 
 pub(crate) use error::map_constraint;
 
@@ -185,6 +186,22 @@ pub fn sqlite_url(path: &Path) -> Result<String> {
     Ok(url)
 }
 
+/// Makes a SQLite database file, and its WAL and shared-memory files, readable by the
+/// owner only (they hold password hashes and the audit log). A new file is created
+/// empty with that mode, and SQLite gives the files it adds the main file's mode.
+pub fn secure_sqlite_file(path: &Path) -> Result<()> {
+    let io = |e: std::io::Error| StoreError::Config(format!("{}: {e}", path.display()));
+    if !path.exists() {
+        oriel_transport::files::write_private(path, b"").map_err(io)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        oriel_transport::files::make_private(Path::new(&name)).map_err(io)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (SQLite: creating the file if the URL says `mode=rwc`) and migrates a database.
     pub async fn open(url: &str) -> Result<Store> {
@@ -226,11 +243,47 @@ impl Store {
         }
         let pool = pool_options.connect(url).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store {
+        let store = Store {
             pool,
             backend,
             write_lock: Arc::new(Mutex::new(())),
-        })
+        };
+        store.fill_name_keys().await?;
+        Ok(store)
+    }
+
+    /// Gives rows made before names had keys (schema version 1) theirs. A legacy name
+    /// that looks like another gets a key no lookup produces, and a warning: it can no
+    /// longer be found by name until an administrator renames one of the two.
+    async fn fill_name_keys(&self) -> Result<()> {
+        for table in ["users", "groups", "pools"] {
+            let rows = sqlx::query(&format!(
+                "SELECT id, name FROM {table} WHERE name_key IS NULL"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                let (id, name): (String, String) = (row.try_get("id")?, row.try_get("name")?);
+                let mut key = names::key(&name);
+                let mut w = self.write().await?;
+                if users::taken_name(w.conn(), table, &key).await?.is_some() {
+                    tracing::warn!(
+                        table,
+                        name,
+                        "name looks like another one; it cannot be looked up until renamed"
+                    );
+                    // Keys are trimmed: one with a leading space is never looked up.
+                    key = format!(" legacy:{id}");
+                }
+                sqlx::query(&format!("UPDATE {table} SET name_key = $1 WHERE id = $2"))
+                    .bind(&key)
+                    .bind(&id)
+                    .execute(w.conn())
+                    .await?;
+                w.commit().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Closes every connection; waits for in-flight work to finish.

@@ -164,6 +164,11 @@ pub struct Desktop {
     pub assigned_user_id: Option<String>,
     pub state_changed_ms: i64,
     pub created_ms: i64,
+    /// Assignment generation: bumped at every assignment, log-off, reset and failure;
+    /// tickets of earlier generations are refused by the host.
+    pub generation: i64,
+    /// Why the desktop failed, when it did.
+    pub failure: Option<String>,
 }
 
 /// A user's session on a desktop.
@@ -210,7 +215,8 @@ macro_rules! host_cols {
 }
 macro_rules! desktop_cols {
     () => {
-        "id, pool_id, host_id, name, state, assigned_user_id, state_changed_ms, created_ms"
+        "id, pool_id, host_id, name, state, assigned_user_id, state_changed_ms, created_ms, \
+         generation, failure"
     };
 }
 macro_rules! session_cols {
@@ -279,6 +285,8 @@ pub(crate) fn desktop_from_row(row: &AnyRow) -> Result<Desktop, StoreError> {
         assigned_user_id: row.try_get("assigned_user_id")?,
         state_changed_ms: row.try_get("state_changed_ms")?,
         created_ms: row.try_get("created_ms")?,
+        generation: row.try_get("generation")?,
+        failure: row.try_get("failure")?,
     })
 }
 

@@ -3,10 +3,10 @@
 use sqlx::Row;
 
 use super::model::{pool_cols, pool_from_row};
-use super::users::{group_id_by_name, user_id_by_name};
+use super::names;
+use super::users::{group_id_by_name, refuse_taken, user_id_by_name};
 use super::{
-    map_constraint, new_id, now_ms, validate_name, Assignment, Entitlement, Pool, Result, Store,
-    StoreError,
+    map_constraint, new_id, now_ms, Assignment, Entitlement, Pool, Result, Store, StoreError,
 };
 
 /// What [`Store::create_pool`] needs.
@@ -36,24 +36,32 @@ pub struct PoolUpdate {
     pub disconnect_timeout_s: Option<i64>,
 }
 
+/// Largest pool: desktops are rows and hosts' capacity bounds what runs anyway.
+pub const MAX_POOL_SIZE: i64 = 100_000;
+/// Longest idle or disconnect timeout: 30 days.
+pub const MAX_TIMEOUT_S: i64 = 30 * 24 * 3600;
+
+/// The one check of a pool's settings, for creation and every change: what a host
+/// would refuse is refused here, before any desktop is made of it.
 fn validate_pool(pool: &Pool) -> Result<()> {
-    validate_name("pool", &pool.name)?;
-    if pool.source_kind.trim().is_empty() {
-        return Err(StoreError::Invalid("pool source kind is empty".into()));
-    }
-    if serde_json::from_str::<serde_json::Value>(&pool.source_params).is_err() {
-        return Err(StoreError::Invalid(
-            "pool source parameters are not valid JSON".into(),
-        ));
-    }
-    for (what, value) in [
-        ("min_ready", pool.min_ready),
-        ("max_size", pool.max_size),
-        ("idle_timeout_s", pool.idle_timeout_s),
-        ("disconnect_timeout_s", pool.disconnect_timeout_s),
+    let spec = oriel_protocol::host_link::DesktopSpec {
+        kind: pool.source_kind.clone(),
+        params: pool.source_params.clone(),
+    };
+    oriel_protocol::desktop_spec::SourceParams::parse(&spec)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    for (what, value, max) in [
+        ("min_ready", pool.min_ready, MAX_POOL_SIZE),
+        ("max_size", pool.max_size, MAX_POOL_SIZE),
+        ("idle_timeout_s", pool.idle_timeout_s, MAX_TIMEOUT_S),
+        (
+            "disconnect_timeout_s",
+            pool.disconnect_timeout_s,
+            MAX_TIMEOUT_S,
+        ),
     ] {
-        if value < 0 {
-            return Err(StoreError::Invalid(format!("{what} is negative")));
+        if !(0..=max).contains(&value) {
+            return Err(StoreError::Invalid(format!("{what} must be 0 to {max}")));
         }
     }
     if pool.min_ready > pool.max_size {
@@ -66,8 +74,8 @@ fn validate_pool(pool: &Pool) -> Result<()> {
 }
 
 pub(crate) async fn pool_id_by_name(conn: &mut sqlx::AnyConnection, name: &str) -> Result<String> {
-    sqlx::query("SELECT id FROM pools WHERE name = $1")
-        .bind(name)
+    sqlx::query("SELECT id FROM pools WHERE name_key = $1")
+        .bind(names::key(name))
         .fetch_optional(conn)
         .await?
         .map(|row| row.try_get("id"))
@@ -77,9 +85,10 @@ pub(crate) async fn pool_id_by_name(conn: &mut sqlx::AnyConnection, name: &str) 
 
 impl Store {
     pub async fn create_pool(&self, new: &NewPool) -> Result<Pool> {
+        let name = names::normalize("pool", &new.name)?;
         let pool = Pool {
             id: new_id(),
-            name: new.name.clone(),
+            name: name.text.clone(),
             source_kind: new.source_kind.clone(),
             source_params: new.source_params.clone(),
             assignment: new.assignment,
@@ -91,10 +100,11 @@ impl Store {
         };
         validate_pool(&pool)?;
         let mut w = self.write().await?;
+        refuse_taken(w.conn(), "pool", "pools", &name).await?;
         sqlx::query(concat!(
             "INSERT INTO pools (",
             pool_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ", name_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&pool.id)
         .bind(&pool.name)
@@ -106,12 +116,13 @@ impl Store {
         .bind(pool.idle_timeout_s)
         .bind(pool.disconnect_timeout_s)
         .bind(pool.created_ms)
+        .bind(&name.key)
         .execute(w.conn())
         .await
         .map_err(|e| {
             map_constraint(
                 e,
-                || format!("pool '{}' already exists", new.name),
+                || format!("pool '{}' already exists", name.text),
                 String::new,
             )
         })?;
@@ -123,9 +134,9 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             pool_cols!(),
-            " FROM pools WHERE name = $1"
+            " FROM pools WHERE name_key = $1"
         ))
-        .bind(name)
+        .bind(names::key(name))
         .fetch_optional(self.db())
         .await?
         .as_ref()
@@ -165,11 +176,11 @@ impl Store {
     pub async fn update_pool(&self, name: &str, update: &PoolUpdate) -> Result<Pool> {
         let mut w = self.write().await?;
         let sql = format!(
-            concat!("SELECT ", pool_cols!(), " FROM pools WHERE name = $1{}"),
+            concat!("SELECT ", pool_cols!(), " FROM pools WHERE name_key = $1{}"),
             self.for_update()
         );
         let row = sqlx::query(&sql)
-            .bind(name)
+            .bind(names::key(name))
             .fetch_optional(w.conn())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("pool '{name}'")))?;

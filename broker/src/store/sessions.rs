@@ -3,40 +3,109 @@
 use super::model::{session_cols, session_from_row};
 use super::{map_constraint, new_id, now_ms, Result, Session, SessionState, Store};
 
+/// Host session ids are u64; the column is a signed BIGINT (the bits are kept).
+fn host_session_column(id: u64) -> i64 {
+    i64::from_ne_bytes(id.to_ne_bytes())
+}
+
+/// Inserts an active session (of host connection `host_session`, when known).
+async fn insert_active(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    desktop_id: &str,
+    host_session: Option<u64>,
+) -> Result<Session> {
+    let session = Session {
+        id: new_id(),
+        user_id: user_id.to_owned(),
+        desktop_id: desktop_id.to_owned(),
+        state: SessionState::Active,
+        started_ms: now_ms(),
+        ended_ms: None,
+        end_reason: None,
+    };
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, desktop_id, state, started_ms, ended_ms, \
+         end_reason, host_session) VALUES ($1, $2, $3, 'active', $4, NULL, NULL, $5)",
+    )
+    .bind(&session.id)
+    .bind(user_id)
+    .bind(desktop_id)
+    .bind(session.started_ms)
+    .bind(host_session.map(host_session_column))
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        map_constraint(
+            e,
+            || format!("desktop id {desktop_id} already has an active session"),
+            || format!("user id {user_id} or desktop id {desktop_id}"),
+        )
+    })?;
+    Ok(session)
+}
+
 impl Store {
     /// Starts an active session. At most one session per desktop is active at a time:
     /// a second one is a [`StoreError::Conflict`].
     pub async fn start_session(&self, user_id: &str, desktop_id: &str) -> Result<Session> {
-        let session = Session {
-            id: new_id(),
-            user_id: user_id.to_owned(),
-            desktop_id: desktop_id.to_owned(),
-            state: SessionState::Active,
-            started_ms: now_ms(),
-            ended_ms: None,
-            end_reason: None,
-        };
         let mut w = self.write().await?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, desktop_id, state, started_ms, ended_ms, end_reason) \
-             VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
-        )
-        .bind(&session.id)
-        .bind(user_id)
-        .bind(desktop_id)
-        .bind(session.state.as_str())
-        .bind(session.started_ms)
-        .execute(w.conn())
-        .await
-        .map_err(|e| {
-            map_constraint(
-                e,
-                || format!("desktop id {desktop_id} already has an active session"),
-                || format!("user id {user_id} or desktop id {desktop_id}"),
-            )
-        })?;
+        let session = insert_active(w.conn(), user_id, desktop_id, None).await?;
         w.commit().await?;
         Ok(session)
+    }
+
+    /// Records that host connection `host_session` of `user_id` is showing a desktop, in
+    /// one transaction: a session of another connection still active there ends as
+    /// taken over (a user's second connection replaces the first). Returns the new
+    /// session and the one it replaced.
+    pub async fn take_over_session(
+        &self,
+        user_id: &str,
+        desktop_id: &str,
+        host_session: u64,
+    ) -> Result<(Session, Option<Session>)> {
+        let now = now_ms();
+        let mut w = self.write().await?;
+        let replaced = sqlx::query(concat!(
+            "UPDATE sessions SET state = 'ended', ended_ms = $1, \
+             end_reason = 'taken over by a new connection' \
+             WHERE desktop_id = $2 AND state = 'active' RETURNING ",
+            session_cols!()
+        ))
+        .bind(now)
+        .bind(desktop_id)
+        .fetch_optional(w.conn())
+        .await?
+        .as_ref()
+        .map(session_from_row)
+        .transpose()?;
+        let session = insert_active(w.conn(), user_id, desktop_id, Some(host_session)).await?;
+        w.commit().await?;
+        Ok((session, replaced))
+    }
+
+    /// Ends the active session of host connection `host_session` on a desktop, if it is
+    /// still the active one. Returns whether it was.
+    pub async fn end_host_session(
+        &self,
+        desktop_id: &str,
+        host_session: u64,
+        reason: &str,
+    ) -> Result<bool> {
+        let mut w = self.write().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET state = 'ended', ended_ms = $1, end_reason = $2 \
+             WHERE desktop_id = $3 AND host_session = $4 AND state = 'active'",
+        )
+        .bind(now_ms())
+        .bind(reason)
+        .bind(desktop_id)
+        .bind(host_session_column(host_session))
+        .execute(w.conn())
+        .await?;
+        w.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Ends an active session with a reason (e.g. `logoff`, `disconnect`, `admin`).

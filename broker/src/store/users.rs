@@ -6,14 +6,48 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 
 use super::model::{user_cols, user_from_row};
-use super::{
-    map_constraint, new_id, now_ms, validate_name, Group, Result, Role, Store, StoreError, User,
-};
+use super::names::{self, Name};
+use super::{map_constraint, new_id, now_ms, Group, Result, Role, Store, StoreError, User};
+
+/// The name already taken by `key` in `table`, if any: a clearer refusal of a
+/// look-alike than the unique index gives.
+pub(crate) async fn taken_name(
+    conn: &mut AnyConnection,
+    table: &str,
+    key: &str,
+) -> Result<Option<String>> {
+    sqlx::query(&format!("SELECT name FROM {table} WHERE name_key = $1"))
+        .bind(key)
+        .fetch_optional(conn)
+        .await?
+        .map(|row| row.try_get("name"))
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// Refuses `name` when it is, or looks like, a name `table` already has.
+pub(crate) async fn refuse_taken(
+    conn: &mut AnyConnection,
+    what: &str,
+    table: &str,
+    name: &Name,
+) -> Result<()> {
+    match taken_name(conn, table, &name.key).await? {
+        Some(existing) if existing == name.text => Err(StoreError::Conflict(format!(
+            "{what} '{existing}' already exists"
+        ))),
+        Some(existing) => Err(StoreError::Conflict(format!(
+            "{what} name '{}' is too much like the existing '{existing}'",
+            name.text
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// The id of the user with this name, inside a transaction.
 pub(crate) async fn user_id_by_name(conn: &mut AnyConnection, name: &str) -> Result<String> {
-    sqlx::query("SELECT id FROM users WHERE name = $1")
-        .bind(name)
+    sqlx::query("SELECT id FROM users WHERE name_key = $1")
+        .bind(names::key(name))
         .fetch_optional(conn)
         .await?
         .map(|row| row.try_get("id"))
@@ -23,8 +57,8 @@ pub(crate) async fn user_id_by_name(conn: &mut AnyConnection, name: &str) -> Res
 
 /// The id of the group with this name, inside a transaction.
 pub(crate) async fn group_id_by_name(conn: &mut AnyConnection, name: &str) -> Result<String> {
-    sqlx::query("SELECT id FROM groups WHERE name = $1")
-        .bind(name)
+    sqlx::query("SELECT id FROM groups WHERE name_key = $1")
+        .bind(names::key(name))
         .fetch_optional(conn)
         .await?
         .map(|row| row.try_get("id"))
@@ -36,40 +70,50 @@ impl Store {
     /// Creates an enabled user. `password_hash` is an argon2 PHC string
     /// (see [`crate::password::hash_password`]).
     pub async fn create_user(&self, name: &str, password_hash: &str, role: Role) -> Result<User> {
-        validate_name("user", name)?;
+        let name = names::normalize("user", name)?;
         let user = User {
             id: new_id(),
-            name: name.to_owned(),
+            name: name.text.clone(),
             password_hash: password_hash.to_owned(),
             role,
             enabled: true,
             created_ms: now_ms(),
         };
         let mut w = self.write().await?;
+        refuse_taken(w.conn(), "user", "users", &name).await?;
         sqlx::query(
-            "INSERT INTO users (id, name, password_hash, role, enabled, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO users (id, name, name_key, password_hash, role, enabled, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&user.id)
         .bind(&user.name)
+        .bind(&name.key)
         .bind(&user.password_hash)
         .bind(role.as_str())
         .bind(true)
         .bind(user.created_ms)
         .execute(w.conn())
         .await
-        .map_err(|e| map_constraint(e, || format!("user '{name}' already exists"), String::new))?;
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("user '{}' already exists", name.text),
+                String::new,
+            )
+        })?;
         w.commit().await?;
         Ok(user)
     }
 
+    /// The user of this name, compared as [`names::key`] does (case, width and
+    /// look-alikes do not matter).
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
         sqlx::query(concat!(
             "SELECT ",
             user_cols!(),
-            " FROM users WHERE name = $1"
+            " FROM users WHERE name_key = $1"
         ))
-        .bind(name)
+        .bind(names::key(name))
         .fetch_optional(self.db())
         .await?
         .as_ref()
@@ -106,10 +150,30 @@ impl Store {
     }
 
     /// Enables or disables a user. Disabling also revokes all of the user's API tokens,
-    /// in the same transaction.
+    /// in the same transaction. The last enabled administrator cannot be disabled: no one
+    /// could administer the broker any more.
     pub async fn set_user_enabled(&self, name: &str, enabled: bool) -> Result<()> {
         let mut w = self.write().await?;
         let id = user_id_by_name(w.conn(), name).await?;
+        if !enabled {
+            // Lock the admins' rows (PostgreSQL) so two admins cannot disable each other
+            // at once; SQLite's write lock already serializes this.
+            let sql = format!(
+                "SELECT id FROM users WHERE role = 'admin' AND enabled{}",
+                self.for_update()
+            );
+            let admins: Vec<String> = sqlx::query(&sql)
+                .fetch_all(w.conn())
+                .await?
+                .iter()
+                .map(|row| row.try_get("id"))
+                .collect::<std::result::Result<_, _>>()?;
+            if admins.len() == 1 && admins[0] == id {
+                return Err(StoreError::Conflict(
+                    "this is the last enabled administrator; enable or create another first".into(),
+                ));
+            }
+        }
         sqlx::query("UPDATE users SET enabled = $1 WHERE id = $2")
             .bind(enabled)
             .bind(&id)
@@ -126,22 +190,28 @@ impl Store {
 
     /// Creates an empty group.
     pub async fn create_group(&self, name: &str) -> Result<Group> {
-        validate_name("group", name)?;
+        let name = names::normalize("group", name)?;
         let group = Group {
             id: new_id(),
-            name: name.to_owned(),
+            name: name.text.clone(),
             members: Vec::new(),
             created_ms: now_ms(),
         };
         let mut w = self.write().await?;
-        sqlx::query("INSERT INTO groups (id, name, created_ms) VALUES ($1, $2, $3)")
+        refuse_taken(w.conn(), "group", "groups", &name).await?;
+        sqlx::query("INSERT INTO groups (id, name, name_key, created_ms) VALUES ($1, $2, $3, $4)")
             .bind(&group.id)
             .bind(&group.name)
+            .bind(&name.key)
             .bind(group.created_ms)
             .execute(w.conn())
             .await
             .map_err(|e| {
-                map_constraint(e, || format!("group '{name}' already exists"), String::new)
+                map_constraint(
+                    e,
+                    || format!("group '{}' already exists", name.text),
+                    String::new,
+                )
             })?;
         w.commit().await?;
         Ok(group)

@@ -100,24 +100,10 @@ pub fn from_spec(
     spec: &oriel_protocol::host_link::DesktopSpec,
     images: &std::path::Path,
 ) -> anyhow::Result<Box<dyn FrameSource>> {
-    use anyhow::Context;
-    match spec.kind.as_str() {
-        "synthetic" => {
-            #[derive(serde::Deserialize, Default)]
-            #[serde(deny_unknown_fields)]
-            struct Params {
-                workload: Option<String>,
-                width: Option<u32>,
-                height: Option<u32>,
-                fps: Option<u32>,
-                /// Stop the script after this many frames (for tests).
-                ticks: Option<u64>,
-            }
-            let p: Params = if spec.params.trim().is_empty() {
-                Params::default()
-            } else {
-                serde_json::from_str(&spec.params).context("synthetic desktop parameters")?
-            };
+    use oriel_protocol::desktop_spec::SourceParams;
+    // The broker checked the same; a host checks again what it is asked to run.
+    match SourceParams::parse(spec)? {
+        SourceParams::Synthetic(p) => {
             let defaults = synthetic::SyntheticConfig::default();
             let config = synthetic::SyntheticConfig {
                 workload: match p.workload {
@@ -133,36 +119,13 @@ pub fn from_spec(
             };
             Ok(Box::new(synthetic::SyntheticSource::new(config)?))
         }
-        "x11" => {
-            #[derive(serde::Deserialize, Default)]
-            #[serde(deny_unknown_fields)]
-            struct Params {
-                /// Attach to this display instead of starting an Xvfb.
-                display: Option<String>,
-                width: Option<u32>,
-                height: Option<u32>,
-                fps: Option<u32>,
-                /// Session command run on a new X server.
-                command: Option<String>,
-                /// Which X server to start: xvfb (default) or xorg.
-                server: Option<String>,
-                /// XKB keyboard layout, e.g. "de".
-                layout: Option<String>,
-            }
-            let p: Params = if spec.params.trim().is_empty() {
-                Params::default()
-            } else {
-                serde_json::from_str(&spec.params).context("x11 desktop parameters")?
-            };
+        SourceParams::X11(p) => {
             let fps = p.fps.unwrap_or(30);
             let source = match p.display {
                 Some(display) => x11::X11Source::connect(Some(&display), fps)?,
                 None => {
                     let size = Size::new(p.width.unwrap_or(1920), p.height.unwrap_or(1080));
-                    if size.width < 64
-                        || size.height < 64
-                        || size.area() > oriel_protocol::MAX_DESKTOP_PIXELS
-                    {
+                    if size.area() > oriel_protocol::MAX_DESKTOP_PIXELS {
                         anyhow::bail!(
                             "x11 desktop size {}x{} is out of range",
                             size.width,
@@ -183,22 +146,7 @@ pub fn from_spec(
             };
             Ok(Box::new(source))
         }
-        "kvm" => {
-            #[derive(serde::Deserialize, Default)]
-            #[serde(deny_unknown_fields)]
-            struct Params {
-                image: Option<String>,
-                width: Option<u32>,
-                height: Option<u32>,
-                memory_mib: Option<u64>,
-                vcpus: Option<u8>,
-                fps: Option<u32>,
-            }
-            let p: Params = if spec.params.trim().is_empty() {
-                Params::default()
-            } else {
-                serde_json::from_str(&spec.params).context("kvm desktop parameters")?
-            };
+        SourceParams::Kvm(p) => {
             let config = kvm::KvmDesktopConfig {
                 image: p.image.unwrap_or_else(|| DEFAULT_IMAGE.into()),
                 size: Size::new(p.width.unwrap_or(1024), p.height.unwrap_or(768)),
@@ -208,6 +156,5 @@ pub fn from_spec(
             };
             Ok(Box::new(kvm::KvmSource::start(images, &config)?))
         }
-        other => anyhow::bail!("desktop source '{other}' is not supported by this server"),
     }
 }

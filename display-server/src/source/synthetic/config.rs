@@ -124,3 +124,14 @@ impl SyntheticConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod workload_names {
+    use super::Workload;
+
+    #[test]
+    fn the_broker_knows_every_workload() {
+        let ours: Vec<&str> = Workload::ALL.iter().map(Workload::name).collect();
+        assert_eq!(ours, oriel_protocol::desktop_spec::SYNTHETIC_WORKLOADS);
+    }
+}

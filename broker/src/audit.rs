@@ -1,0 +1,117 @@
+//! Audit writes whose cause anyone can trigger without credentials (failed logins, hosts
+//! with a wrong join token, tickets clients present) are bounded: every field is clipped,
+//! and each source (an address, a host) gets a token bucket. Events beyond it are
+//! counted, not written, and the next written event of that source says how many.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use oriel_protocol::text;
+
+use crate::store::{Result, Store};
+
+/// Written events per second per source, sustained.
+const RATE: f64 = 1.0;
+/// Events a source may write at once.
+const BURST: f64 = 20.0;
+/// Sources tracked at most; idle ones (full buckets) are forgotten first.
+const MAX_SOURCES: usize = 10_000;
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    suppressed: u64,
+}
+
+#[derive(Default)]
+pub struct AuditLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+    suppressed_total: AtomicU64,
+}
+
+impl AuditLimiter {
+    /// Appends an event caused by `source` unless that source is over its rate.
+    pub async fn record(
+        &self,
+        store: &Store,
+        source: &str,
+        actor: &str,
+        event: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let Some(suppressed) = self.take(source) else {
+            return Ok(());
+        };
+        let mut detail = text::clip(detail, 2 * text::MAX_LOGGED).into_owned();
+        if suppressed > 0 {
+            detail.push_str(&format!(
+                " (and {suppressed} more from this source, not written)"
+            ));
+        }
+        store.audit(&text::for_log(actor), event, &detail).await
+    }
+
+    /// Events not written since the broker started.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed_total.load(Relaxed)
+    }
+
+    /// A token for `source`: `Some(events suppressed before it)`, or `None` when over.
+    fn take(&self, source: &str) -> Option<u64> {
+        let now = Instant::now();
+        let mut buckets = crate::lock(&self.buckets);
+        if buckets.len() >= MAX_SOURCES && !buckets.contains_key(source) {
+            buckets.retain(|_, b| refill(b, now) < BURST);
+            if buckets.len() >= MAX_SOURCES {
+                // Every source is busy: an unknown one shares the fate of the flood.
+                self.suppressed_total.fetch_add(1, Relaxed);
+                return None;
+            }
+        }
+        let bucket = buckets
+            .entry(text::for_log(source).into_owned())
+            .or_insert(Bucket {
+                tokens: BURST,
+                at: now,
+                suppressed: 0,
+            });
+        refill(bucket, now);
+        if bucket.tokens < 1.0 {
+            bucket.suppressed += 1;
+            self.suppressed_total.fetch_add(1, Relaxed);
+            return None;
+        }
+        bucket.tokens -= 1.0;
+        Some(std::mem::take(&mut bucket.suppressed))
+    }
+}
+
+fn refill(bucket: &mut Bucket, now: Instant) -> f64 {
+    let elapsed = now.duration_since(bucket.at).as_secs_f64();
+    bucket.tokens = (bucket.tokens + elapsed * RATE).min(BURST);
+    bucket.at = now;
+    bucket.tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flooding_source_is_cut_off_and_others_are_not() {
+        let l = AuditLimiter::default();
+        for _ in 0..BURST as usize {
+            assert_eq!(l.take("10.0.0.1"), Some(0));
+        }
+        assert_eq!(l.take("10.0.0.1"), None);
+        assert_eq!(l.take("10.0.0.1"), None);
+        assert_eq!(l.suppressed(), 2);
+        assert_eq!(l.take("10.0.0.2"), Some(0));
+        // After a while the source may write again, and says what was left out.
+        crate::lock(&l.buckets).get_mut("10.0.0.1").unwrap().at -=
+            std::time::Duration::from_secs(2);
+        assert_eq!(l.take("10.0.0.1"), Some(2));
+    }
+}

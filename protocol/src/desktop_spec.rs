@@ -1,0 +1,288 @@
+//! What a pool's desktops run: the parameters of each desktop kind, typed and checked
+//! in one place. The broker checks them when a pool is created or changed (so a bad
+//! value is a 400 at the API, never a desktop that fails on its host), and the display
+//! server reads them through the same code when it creates the desktop.
+
+use serde::{Deserialize, Serialize};
+
+use crate::host_link::DesktopSpec;
+use crate::{Size, MAX_DESKTOP_EDGE, MAX_DESKTOP_PIXELS};
+
+/// The workloads synthetic desktops play.
+pub const SYNTHETIC_WORKLOADS: [&str; 6] = ["idle", "typing", "scroll", "drag", "video", "mixed"];
+/// The smallest desktop edge.
+pub const MIN_EDGE: u32 = 64;
+/// Frame rates a desktop may poll at.
+pub const MAX_FPS: u32 = 120;
+/// VM limits (the micro-VMM's).
+pub const MAX_VCPUS: u8 = 16;
+pub const MIN_MEMORY_MIB: u64 = 4;
+pub const MAX_MEMORY_MIB: u64 = 96 * 1024;
+/// Longest x11 session command.
+pub const MAX_COMMAND: usize = 4096;
+/// Longest parameter text.
+pub const MAX_PARAMS: usize = 8192;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} desktop parameters: {reason}")]
+pub struct SpecError {
+    pub kind: String,
+    pub reason: String,
+}
+
+/// Synthetic desktops: a scripted workload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticParams {
+    pub workload: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    /// Stop the script after this many frames (for tests).
+    pub ticks: Option<u64>,
+}
+
+/// X11 desktops: an X server of their own, or one already running.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X11Params {
+    /// Attach to this display (`:N`) instead of starting an X server.
+    pub display: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<u32>,
+    /// Session command run on a new X server (`sh -c`).
+    pub command: Option<String>,
+    /// Which X server to start: `xvfb` (default) or `xorg`.
+    pub server: Option<String>,
+    /// XKB keyboard layout, e.g. `de`.
+    pub layout: Option<String>,
+}
+
+/// KVM desktops: a VM of an image from the host's image store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvmParams {
+    pub image: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub memory_mib: Option<u64>,
+    pub vcpus: Option<u8>,
+    pub fps: Option<u32>,
+}
+
+/// A desktop kind with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceParams {
+    Synthetic(SyntheticParams),
+    X11(X11Params),
+    Kvm(KvmParams),
+}
+
+impl SourceParams {
+    /// Parses and checks a spec's parameters (empty text: every default).
+    pub fn parse(spec: &DesktopSpec) -> Result<SourceParams, SpecError> {
+        let fail = |reason: String| SpecError {
+            kind: crate::text::for_log(&spec.kind).into_owned(),
+            reason,
+        };
+        if spec.params.len() > MAX_PARAMS {
+            return Err(fail(format!("longer than {MAX_PARAMS} bytes")));
+        }
+        let text = if spec.params.trim().is_empty() {
+            "{}"
+        } else {
+            spec.params.as_str()
+        };
+        fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        }
+        let params = match spec.kind.as_str() {
+            "synthetic" => SourceParams::Synthetic(json(text).map_err(fail)?),
+            "x11" => SourceParams::X11(json(text).map_err(fail)?),
+            "kvm" => SourceParams::Kvm(json(text).map_err(fail)?),
+            other => {
+                return Err(fail(format!(
+                    "unknown desktop kind '{}' (one of: {})",
+                    crate::text::for_log(other),
+                    crate::host_link::DESKTOP_KINDS.join(", ")
+                )))
+            }
+        };
+        params.check().map_err(fail)?;
+        Ok(params)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match self {
+            SourceParams::Synthetic(p) => {
+                check_size(p.width, p.height)?;
+                check_fps(p.fps)?;
+                if let Some(w) = &p.workload {
+                    let known = SYNTHETIC_WORKLOADS
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(w.trim()));
+                    if !known {
+                        return Err(format!(
+                            "unknown workload (one of: {})",
+                            SYNTHETIC_WORKLOADS.join(", ")
+                        ));
+                    }
+                }
+            }
+            SourceParams::X11(p) => {
+                check_size(p.width, p.height)?;
+                check_fps(p.fps)?;
+                if let Some(d) = &p.display {
+                    let number = d.strip_prefix(':').unwrap_or("");
+                    if number.is_empty()
+                        || number.len() > 5
+                        || !number.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        return Err("display must be ':N' (a local X display)".into());
+                    }
+                }
+                if p.command.as_ref().is_some_and(|c| c.len() > MAX_COMMAND) {
+                    return Err(format!("command is longer than {MAX_COMMAND} bytes"));
+                }
+                if let Some(s) = &p.server {
+                    if !matches!(s.as_str(), "xvfb" | "xorg" | "xorg-dummy") {
+                        return Err("server must be 'xvfb' or 'xorg'".into());
+                    }
+                }
+                if let Some(l) = &p.layout {
+                    let ok = !l.is_empty()
+                        && l.len() <= 64
+                        && l.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_-,()".contains(&b));
+                    if !ok {
+                        return Err("layout is not an XKB layout name".into());
+                    }
+                }
+            }
+            SourceParams::Kvm(p) => {
+                check_size(p.width, p.height)?;
+                check_fps(p.fps)?;
+                if let Some(image) = &p.image {
+                    if !valid_image_name(image) {
+                        return Err(
+                            "image must be a name (letters, digits, '-', '_' and '.', not \
+                             starting with '.'), not a path"
+                                .into(),
+                        );
+                    }
+                }
+                if let Some(m) = p.memory_mib {
+                    if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&m) {
+                        return Err(format!(
+                            "memory_mib must be {MIN_MEMORY_MIB} to {MAX_MEMORY_MIB}"
+                        ));
+                    }
+                }
+                if p.vcpus.is_some_and(|v| v == 0 || v > MAX_VCPUS) {
+                    return Err(format!("vcpus must be 1 to {MAX_VCPUS}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` can name a guest image (it becomes a directory name on the host).
+pub fn valid_image_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn check_size(width: Option<u32>, height: Option<u32>) -> Result<(), String> {
+    for (what, edge) in [("width", width), ("height", height)] {
+        if let Some(e) = edge {
+            if !(MIN_EDGE..=MAX_DESKTOP_EDGE).contains(&e) {
+                return Err(format!("{what} must be {MIN_EDGE} to {MAX_DESKTOP_EDGE}"));
+            }
+        }
+    }
+    if let (Some(w), Some(h)) = (width, height) {
+        if Size::new(w, h).area() > MAX_DESKTOP_PIXELS {
+            return Err(format!("{w}x{h} has more than {MAX_DESKTOP_PIXELS} pixels"));
+        }
+    }
+    Ok(())
+}
+
+fn check_fps(fps: Option<u32>) -> Result<(), String> {
+    match fps {
+        Some(f) if f == 0 || f > MAX_FPS => Err(format!("fps must be 1 to {MAX_FPS}")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: &str, params: &str) -> DesktopSpec {
+        DesktopSpec {
+            kind: kind.into(),
+            params: params.into(),
+        }
+    }
+
+    #[test]
+    fn defaults_and_good_values_parse() {
+        assert_eq!(
+            SourceParams::parse(&spec("synthetic", "")),
+            Ok(SourceParams::Synthetic(SyntheticParams::default()))
+        );
+        for (kind, params) in [
+            (
+                "synthetic",
+                r#"{"workload":"Typing","width":800,"height":600,"fps":60}"#,
+            ),
+            (
+                "x11",
+                r#"{"width":1280,"height":800,"command":"xterm","layout":"de","server":"xorg"}"#,
+            ),
+            ("x11", r#"{"display":":5"}"#),
+            (
+                "kvm",
+                r#"{"image":"debian-12.1","memory_mib":1024,"vcpus":2}"#,
+            ),
+        ] {
+            assert!(
+                SourceParams::parse(&spec(kind, params)).is_ok(),
+                "{kind} {params}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_host_would_refuse_is_refused_here() {
+        for (kind, params) in [
+            ("synthetic", r#"{"width":0}"#),
+            ("synthetic", r#"{"width":100000,"height":100}"#),
+            ("synthetic", r#"{"width":8192,"height":8192}"#),
+            ("synthetic", r#"{"workload":"nope"}"#),
+            ("synthetic", r#"{"colour":"red"}"#),
+            ("synthetic", r#""a string""#),
+            ("synthetic", "[1]"),
+            ("synthetic", r#"{"fps":0}"#),
+            ("x11", r#"{"display":"remote:0"}"#),
+            ("x11", r#"{"server":"xwayland"}"#),
+            ("x11", r#"{"layout":"de; rm -rf /"}"#),
+            ("kvm", r#"{"image":"../../etc"}"#),
+            ("kvm", r#"{"image":".hidden"}"#),
+            ("kvm", r#"{"vcpus":0}"#),
+            ("kvm", r#"{"memory_mib":1000000000}"#),
+            ("floppy", "{}"),
+        ] {
+            let e = SourceParams::parse(&spec(kind, params));
+            assert!(e.is_err(), "{kind} {params} was accepted");
+        }
+        assert!(SourceParams::parse(&spec("synthetic", &" ".repeat(MAX_PARAMS + 1))).is_err());
+    }
+}
