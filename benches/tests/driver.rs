@@ -50,8 +50,7 @@ fn x11_flags_need_the_x11_source() {
 
 #[test]
 fn the_vmm_bench_gives_its_figures() {
-    if let Err(reason) = oriel_vmm::kvm_usable() {
-        eprintln!("SKIPPED: {reason}");
+    if !oriel_vmm::kvm_tests_enabled("the vmm bench test") {
         return;
     }
     let figures = bench(&[

@@ -181,6 +181,12 @@ impl Broker {
         for t in &self.tasks {
             t.abort();
         }
+        // Hosts hear the close before the socket goes.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.host_endpoint.wait_idle(),
+        )
+        .await;
         self.store.close().await;
     }
 }

@@ -9,7 +9,12 @@ use oriel_broker::store::{Backend, Store};
 
 async fn postgres_store() -> Result<Option<Store>, Box<dyn std::error::Error + Send + Sync>> {
     let Ok(url) = std::env::var("ORIEL_TEST_POSTGRES_URL") else {
-        println!("note: ORIEL_TEST_POSTGRES_URL is not set; skipping the PostgreSQL store test");
+        // On the process's stderr, which `cargo test` shows even for passing tests.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED the PostgreSQL store test: ORIEL_TEST_POSTGRES_URL is not set"
+        );
         return Ok(None);
     };
     let store = Store::open(&url).await?;

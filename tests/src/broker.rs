@@ -19,23 +19,58 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A broker that judges silent hosts at once (no restart grace).
     pub async fn start(tag: &str) -> Harness {
         let dir = crate::temp_dir(tag);
-        let broker = Broker::start(BrokerConfig {
-            data_dir: dir.join("broker"),
-            api_listen: "127.0.0.1:0".parse().unwrap(),
-            host_listen: "127.0.0.1:0".parse().unwrap(),
-            database: None,
-            insecure_http: false,
-            restart_grace: std::time::Duration::ZERO,
-        })
-        .await
-        .expect("broker starts");
+        let broker = start_broker(&dir.join("broker"), None, Duration::ZERO).await;
         Harness {
             dir,
             broker,
             hosts: Vec::new(),
         }
+    }
+
+    /// A pinned HTTPS client of the broker's API, connecting from `from` (any
+    /// loopback address: 127.0.0.2 is another client than 127.0.0.1).
+    pub fn http_from(&self, from: Option<std::net::IpAddr>) -> reqwest::Client {
+        let tls =
+            oriel_transport::tls::pinned_tls_client_config(self.broker.fingerprint, &[b"http/1.1"])
+                .unwrap();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .local_address(from)
+            .build()
+            .unwrap()
+    }
+
+    /// The URL of an API path, e.g. `/login`.
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.broker.url())
+    }
+
+    /// The value of a metric line of `/metrics` (the first that starts with `series`).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .http_from(None)
+            .get(format!("{}/metrics", self.broker.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {series} in:\n{text}"))
+    }
+
+    /// Waits until the reconcile loop has made `n` more passes.
+    pub async fn passes(&self, n: u64) {
+        let target = self.broker.reconcile_passes() + n;
+        wait_for(&format!("{n} reconcile passes"), || async {
+            self.broker.reconcile_passes() >= target
+        })
+        .await;
     }
 
     pub fn store(&self) -> &Store {
@@ -134,6 +169,21 @@ impl Harness {
         self.login_of(name).await
     }
 
+    /// A user with a real password (argon2), entitled to `pool`, not logged in.
+    pub async fn user_with_password(
+        &self,
+        name: &str,
+        password: &str,
+        role: Role,
+        pool: Option<&str>,
+    ) {
+        let hash = oriel_broker::password::hash_password(password).unwrap();
+        self.store().create_user(name, &hash, role).await.unwrap();
+        if let Some(pool) = pool {
+            self.store().entitle_user(pool, name).await.unwrap();
+        }
+    }
+
     /// An administrator, logged in.
     pub async fn admin(&self, name: &str) -> Login {
         self.account(name, Role::Admin).await;
@@ -187,6 +237,36 @@ impl Harness {
         }
         self.broker.shutdown().await;
     }
+}
+
+/// A broker on `data_dir`, listening on loopback (`ports`: the API's and the host
+/// link's, for a restart on the same addresses; `None`: any free ones).
+pub async fn start_broker(
+    data_dir: &std::path::Path,
+    ports: Option<(u16, u16)>,
+    restart_grace: Duration,
+) -> Broker {
+    let (api, hosts) = ports.unwrap_or((0, 0));
+    let config = BrokerConfig {
+        data_dir: data_dir.to_path_buf(),
+        api_listen: ([127, 0, 0, 1], api).into(),
+        host_listen: ([127, 0, 0, 1], hosts).into(),
+        database: None,
+        insecure_http: false,
+        restart_grace,
+    };
+    // A restart on the same ports may find them held a moment longer by the sockets
+    // of the broker that just stopped.
+    for _ in 0..100 {
+        match Broker::start(config.clone()).await {
+            Ok(broker) => return broker,
+            Err(e) if ports.is_some() && format!("{e:#}").contains("in use") => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("broker starts: {e:#}"),
+        }
+    }
+    panic!("the broker's ports stayed in use");
 }
 
 /// Polls `check` every 50 ms for up to 30 s; panics naming `what` if it never holds.

@@ -10,13 +10,7 @@ use oriel_protocol::{Framebuffer, Size};
 
 /// Whether KVM tests can run; prints why not.
 pub fn kvm_available() -> bool {
-    match oriel_vmm::kvm_usable() {
-        Ok(()) => true,
-        Err(reason) => {
-            eprintln!("SKIPPED: {reason}");
-            false
-        }
-    }
+    oriel_vmm::kvm_tests_enabled("a KVM desktop test")
 }
 
 /// The guest's framebuffer memory, as a client should show it.

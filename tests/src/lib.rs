@@ -137,6 +137,13 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     path
 }
 
+/// Says that a test did not run and why, on the process's own stderr: `cargo test`
+/// captures what tests print, but shows this even when the test passes.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("oriel-e2e-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

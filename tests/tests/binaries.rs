@@ -228,6 +228,7 @@ fn image_commands_explain_themselves() {
         .args(["--desktop", "vm=kvm", "--metrics-listen", "off"])
         .output()
         .unwrap();
+    assert!(!no_image.status.success(), "a kvm desktop needs an image");
     assert!(String::from_utf8_lossy(&no_image.stderr).contains("kvm:debian"));
 }
 

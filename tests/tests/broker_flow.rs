@@ -116,15 +116,16 @@ async fn login_connect_display_logoff_through_the_broker() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("403"), "{err:#}");
-    // Wrong password.
-    assert!(launcher::login(
+    // Wrong password: 401, nothing else.
+    let wrong = launcher::login(
         &h.broker.url(),
         Some(h.broker.fingerprint),
         "alice",
-        "nope-nope"
+        "nope-nope",
     )
     .await
-    .is_err());
+    .unwrap_err();
+    assert!(format!("{wrong:#}").contains("(HTTP 401)"), "{wrong:#}");
 
     // Floating: logoff resets the desktop and it goes back to the pool.
     launcher::logoff(&alice, "desk").await.unwrap();

@@ -23,16 +23,18 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = tcp.local_addr().unwrap().port();
-    // The same number must be free for UDP too (the host link is QUIC).
-    std::net::UdpSocket::bind(("127.0.0.1", port))
-        .map(|_| port)
-        .unwrap_or_else(|_| free_port())
+/// A running broker binary, its API and host-link ports, and its certificate pin.
+struct Served {
+    proc: Proc,
+    api: u16,
+    hosts: u16,
+    fingerprint: Fingerprint,
 }
 
-fn serve(dir: &std::path::Path, api: u16, hosts: u16) -> (Proc, Fingerprint) {
+/// Starts the broker on `ports` (`None`: ports the system picks; a restart passes the
+/// ones the first run was given, so the host finds it again) and reads its banner.
+fn serve(dir: &std::path::Path, ports: Option<(u16, u16)>) -> Served {
+    let (api, hosts) = ports.unwrap_or((0, 0));
     let mut child = Command::new(workspace_binary("oriel-broker"))
         .args([
             "serve",
@@ -46,15 +48,26 @@ fn serve(dir: &std::path::Path, api: u16, hosts: u16) -> (Proc, Fingerprint) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let fp = lines
-        .map(|l| l.unwrap())
-        .find_map(|l| {
-            l.strip_prefix("oriel-broker: certificate SHA-256 fingerprint: ")
-                .map(str::to_string)
-        })
-        .expect("broker banner");
-    (Proc(child), fp.parse().unwrap())
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = |prefix: &str| {
+        lines
+            .by_ref()
+            .map(|l| l.unwrap())
+            .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("broker banner lacks {prefix:?}"))
+    };
+    let port = |addr: String| addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let api = port(banner("oriel-broker: API on "));
+    let hosts = port(banner("oriel-broker: host link on "));
+    let fingerprint = banner("oriel-broker: certificate SHA-256 fingerprint: ")
+        .parse()
+        .unwrap();
+    Served {
+        proc: Proc(child),
+        api,
+        hosts,
+        fingerprint,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,8 +88,8 @@ async fn sigkilled_broker_restarts_with_everything_intact() {
         .unwrap();
     assert!(init.wait().unwrap().success());
 
-    let (api_port, host_port) = (free_port(), free_port());
-    let (broker, fingerprint) = serve(&data, api_port, host_port);
+    let broker = serve(&data, None);
+    let (api_port, host_port, fingerprint) = (broker.api, broker.hosts, broker.fingerprint);
     let url = format!("https://127.0.0.1:{api_port}");
     let join_token = std::fs::read_to_string(data.join("join-token")).unwrap();
     let _server = Proc(
@@ -146,19 +159,19 @@ async fn sigkilled_broker_restarts_with_everything_intact() {
     let first = Some(assigned.desktop);
 
     // SIGKILL: no shutdown path runs.
-    drop(broker);
-    let (_broker, fingerprint_after) = serve(&data, api_port, host_port);
+    drop(broker.proc);
+    let again = serve(&data, Some((api_port, host_port)));
     assert_eq!(
-        fingerprint_after, fingerprint,
+        again.fingerprint, fingerprint,
         "same identity after restart"
     );
 
     // Alice's token, her dedicated desktop and the host all survived; the host comes
     // back with its credential and the client connects and sees its desktop.
-    let (opts, again) = launcher::connect_options(&alice, "p")
+    let (opts, reply) = launcher::connect_options(&alice, "p")
         .await
         .expect("connect after restart");
-    assert_eq!(Some(again.desktop.clone()), first);
+    assert_eq!(Some(reply.desktop.clone()), first);
     let mut session = None;
     for _ in 0..200 {
         let (opts, _) = launcher::connect_options(&alice, "p").await.unwrap();
@@ -180,5 +193,5 @@ async fn sigkilled_broker_restarts_with_everything_intact() {
         .get::<serde_json::Value>("/pools")
         .await
         .unwrap();
-    assert_eq!(audit[0]["desktop"], json!(again.desktop));
+    assert_eq!(audit[0]["desktop"], json!(reply.desktop));
 }

@@ -210,6 +210,11 @@ async fn a_kvm_pool_gives_two_users_two_vms_and_admins_read_their_consoles() {
         .unwrap()
         .get::<serde_json::Value>(&format!("/admin/desktops/{id}/console"))
         .await;
-    assert!(as_user.is_err(), "users cannot read consoles");
+    match as_user {
+        Err(oriel_transport::api_client::ApiCallError::Status { status, .. }) => {
+            assert_eq!(status, 403, "users cannot read consoles")
+        }
+        other => panic!("a user read a console: {other:?}"),
+    }
     h.shutdown().await;
 }

@@ -21,8 +21,9 @@ use oriel_protocol::host_link::DesktopSpec;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debian_image_boots_to_a_shell_on_the_framebuffer_console() {
     if std::env::var_os("ORIEL_TEST_LINUX").is_none() {
-        eprintln!(
-            "SKIPPED: booting Linux needs real KVM (not nested, software-assisted); set ORIEL_TEST_LINUX=1 to run it"
+        skipped(
+            "the Linux guest test",
+            "booting Linux needs real KVM (not nested, software-assisted); set ORIEL_TEST_LINUX=1 to run it",
         );
         return;
     }

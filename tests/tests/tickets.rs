@@ -110,7 +110,11 @@ async fn removing_a_desktop_ends_its_sessions_with_a_clear_reason() {
         .await
         .unwrap();
     let run = tokio::spawn(session.run(StopWhen::default(), None));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The session is admitted (its viewer counted) before the desktop goes.
+    let desktop = server.desktop("d1").expect("desktop exists");
+    while desktop.viewers() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     server.desktops().remove("d1").expect("desktop existed");
     let err = tokio::time::timeout(Duration::from_secs(30), run)
         .await

@@ -4,7 +4,7 @@ mod admin;
 mod auth;
 mod error;
 mod openapi;
-mod ratelimit;
+pub mod ratelimit;
 mod user;
 
 use std::sync::Arc;

@@ -73,6 +73,25 @@ pub fn kvm_usable() -> Result<(), String> {
         .map_err(|e| format!("/dev/kvm is not usable here ({e})"))
 }
 
+/// For tests that need KVM: whether they can run here. Without `/dev/kvm` they are
+/// skipped, and say so on the process's own stderr, which `cargo test` shows even for
+/// tests that pass; a `/dev/kvm` that exists but cannot be used fails the test instead,
+/// so a broken KVM never passes for a missing one.
+pub fn kvm_tests_enabled(test: &str) -> bool {
+    if !std::path::Path::new("/dev/kvm").exists() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: this machine has no /dev/kvm"
+        );
+        return false;
+    }
+    if let Err(reason) = kvm_usable() {
+        panic!("{reason}; /dev/kvm exists, so {test} must run");
+    }
+    true
+}
+
 /// What a VM is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmConfig {

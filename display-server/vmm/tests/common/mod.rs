@@ -5,18 +5,9 @@ use std::time::{Duration, Instant};
 
 use oriel_vmm::Vm;
 
+/// Whether KVM tests run here (see [`oriel_vmm::kvm_tests_enabled`]).
 pub fn kvm_available() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED: /dev/kvm is not usable here ({e})");
-            false
-        }
-    }
+    oriel_vmm::kvm_tests_enabled("a VMM test")
 }
 
 /// Waits until the console log holds `text` (the guest echoes keys after drawing them).
