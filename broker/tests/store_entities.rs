@@ -156,7 +156,7 @@ async fn pools_crud_update_and_validation() -> TestResult {
     };
     assert!(matches!(
         store.update_pool("office", &too_many).await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Conflict(_))
     ));
     let bad_json = PoolUpdate {
         source_params: Some("{nope".into()),

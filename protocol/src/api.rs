@@ -1,15 +1,36 @@
 //! JSON bodies of the broker's HTTPS API (`/api/v1`), shared by broker and client.
+//! With the `openapi` feature they describe themselves for the broker's OpenAPI document.
 
 use serde::{Deserialize, Serialize};
 
+/// What names of users, groups and pools look like: ASCII letters and digits, then also
+/// `.`, `_`, `@`, `+` and `-`, 64 characters at most. The broker compares them
+/// case-insensitively and refuses look-alikes of an existing name.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$";
+/// The longest name.
+pub const MAX_NAME: usize = 64;
+
+/// Whether `name` matches [`NAME_PATTERN`].
+pub fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= MAX_NAME
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// Any text: a name that does not exist is a wrong name or password.
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub user: String,
+    #[cfg_attr(feature = "openapi", schema(max_length = 1024))]
     pub password: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// Bearer token for the `Authorization` header.
     pub token: String,
@@ -20,6 +41,7 @@ pub struct LoginResponse {
 
 /// A pool the user is entitled to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolView {
     pub name: String,
     /// `dedicated` or `floating`.
@@ -31,13 +53,17 @@ pub struct PoolView {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
+    /// A pool's name (any text: a pool that does not exist is not found).
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub pool: String,
 }
 
 /// Everything a client needs to reach its desktop.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectResponse {
     pub desktop: String,
     /// Display server QUIC address, host:port.
@@ -50,13 +76,16 @@ pub struct ConnectResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LogoffRequest {
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub pool: String,
 }
 
 /// Body of every error response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     pub error: String,
 }
@@ -80,6 +109,35 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names() {
+        for good in [
+            "alice",
+            "Bob",
+            "j.doe@example.org",
+            "team-3_west",
+            "a",
+            "x+y",
+        ] {
+            assert!(valid_name(good), "{good}");
+        }
+        let long = "a".repeat(MAX_NAME + 1);
+        for bad in [
+            "",
+            " alice",
+            "alice ",
+            "a b",
+            ".hidden",
+            "-x",
+            "Zoë",
+            "ali\u{200b}ce",
+            "a/b",
+            &long,
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn hex_round_trip_and_rejects() {

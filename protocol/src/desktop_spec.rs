@@ -6,12 +6,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::host_link::DesktopSpec;
-use crate::{Size, MAX_DESKTOP_EDGE, MAX_DESKTOP_PIXELS};
+use crate::{Size, MAX_DESKTOP_PIXELS};
 
 /// The workloads synthetic desktops play.
 pub const SYNTHETIC_WORKLOADS: [&str; 6] = ["idle", "typing", "scroll", "drag", "video", "mixed"];
 /// The smallest desktop edge.
 pub const MIN_EDGE: u32 = 64;
+/// The largest edge of a pool's desktops: any two fit the protocol's pixel limit, and
+/// it is what Xorg's dummy screens reach.
+pub const MAX_EDGE: u32 = 4096;
 /// Frame rates a desktop may poll at.
 pub const MAX_FPS: u32 = 120;
 /// VM limits (the micro-VMM's).
@@ -22,6 +25,8 @@ pub const MAX_MEMORY_MIB: u64 = 96 * 1024;
 pub const MAX_COMMAND: usize = 4096;
 /// Longest parameter text.
 pub const MAX_PARAMS: usize = 8192;
+/// Most frames a synthetic script may be limited to.
+pub const MAX_TICKS: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} desktop parameters: {reason}")]
@@ -32,42 +37,83 @@ pub struct SpecError {
 
 /// Synthetic desktops: a scripted workload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticParams {
+    /// `idle`, `typing`, `scroll`, `drag`, `video` or `mixed` (the default).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(idle|typing|scroll|drag|video|mixed)$")
+    )]
     pub workload: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 4096))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub width: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 4096))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub height: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 120))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub fps: Option<u32>,
     /// Stop the script after this many frames (for tests).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1_000_000_000))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub ticks: Option<u64>,
 }
 
 /// X11 desktops: an X server of their own, or one already running.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct X11Params {
     /// Attach to this display (`:N`) instead of starting an X server.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^:[0-9]{1,5}$"))]
     pub display: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 4096))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub width: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 4096))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub height: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 120))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub fps: Option<u32>,
     /// Session command run on a new X server (`sh -c`).
+    #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
     pub command: Option<String>,
     /// Which X server to start: `xvfb` (default) or `xorg`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(xvfb|xorg|xorg-dummy)$"))]
     pub server: Option<String>,
     /// XKB keyboard layout, e.g. `de`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_,()-]{1,64}$"))]
     pub layout: Option<String>,
 }
 
 /// KVM desktops: a VM of an image from the host's image store.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct KvmParams {
+    /// An image name (default `debian`; `tiny` is the built-in test guest).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
+    )]
     pub image: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 4096))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub width: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 4096))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub height: Option<u32>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 4, maximum = 98304))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub memory_mib: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 16))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub vcpus: Option<u8>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 120))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
     pub fps: Option<u32>,
 }
 
@@ -95,7 +141,12 @@ impl SourceParams {
             spec.params.as_str()
         };
         fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-            serde_json::from_str(text).map_err(|e| e.to_string())
+            // Only an object: serde would also fill a struct from an array, by position.
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            if !value.is_object() {
+                return Err("parameters must be a JSON object".into());
+            }
+            serde_json::from_value(value).map_err(|e| e.to_string())
         }
         let params = match spec.kind.as_str() {
             "synthetic" => SourceParams::Synthetic(json(text).map_err(fail)?),
@@ -118,10 +169,11 @@ impl SourceParams {
             SourceParams::Synthetic(p) => {
                 check_size(p.width, p.height)?;
                 check_fps(p.fps)?;
+                if p.ticks.is_some_and(|t| t > MAX_TICKS) {
+                    return Err(format!("ticks must be at most {MAX_TICKS}"));
+                }
                 if let Some(w) = &p.workload {
-                    let known = SYNTHETIC_WORKLOADS
-                        .iter()
-                        .any(|k| k.eq_ignore_ascii_case(w.trim()));
+                    let known = SYNTHETIC_WORKLOADS.contains(&w.as_str());
                     if !known {
                         return Err(format!(
                             "unknown workload (one of: {})",
@@ -201,8 +253,8 @@ pub fn valid_image_name(name: &str) -> bool {
 fn check_size(width: Option<u32>, height: Option<u32>) -> Result<(), String> {
     for (what, edge) in [("width", width), ("height", height)] {
         if let Some(e) = edge {
-            if !(MIN_EDGE..=MAX_DESKTOP_EDGE).contains(&e) {
-                return Err(format!("{what} must be {MIN_EDGE} to {MAX_DESKTOP_EDGE}"));
+            if !(MIN_EDGE..=MAX_EDGE).contains(&e) {
+                return Err(format!("{what} must be {MIN_EDGE} to {MAX_EDGE}"));
             }
         }
     }
@@ -241,7 +293,7 @@ mod tests {
         for (kind, params) in [
             (
                 "synthetic",
-                r#"{"workload":"Typing","width":800,"height":600,"fps":60}"#,
+                r#"{"workload":"typing","width":800,"height":600,"fps":60}"#,
             ),
             (
                 "x11",
@@ -265,11 +317,13 @@ mod tests {
         for (kind, params) in [
             ("synthetic", r#"{"width":0}"#),
             ("synthetic", r#"{"width":100000,"height":100}"#),
-            ("synthetic", r#"{"width":8192,"height":8192}"#),
+            ("synthetic", r#"{"width":8192,"height":1024}"#),
+            ("synthetic", r#"{"workload":"Typing"}"#),
             ("synthetic", r#"{"workload":"nope"}"#),
             ("synthetic", r#"{"colour":"red"}"#),
             ("synthetic", r#""a string""#),
             ("synthetic", "[1]"),
+            ("kvm", "[null, null]"),
             ("synthetic", r#"{"fps":0}"#),
             ("x11", r#"{"display":"remote:0"}"#),
             ("x11", r#"{"server":"xwayland"}"#),

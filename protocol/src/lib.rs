@@ -19,4 +19,5 @@ pub mod api;
 pub mod codec;
 pub mod desktop_spec;
 pub mod handshake;
+pub mod whole;
 pub mod wire;

@@ -130,7 +130,8 @@ async fn admin_actions_work_for_admins_only() {
     );
     assert_eq!(
         call(state.clone(), as_admin.clone(), json!({"state": "down"})).await,
-        400
+        422,
+        "down comes from missed heartbeats, not from an administrator"
     );
     assert_eq!(
         call(state, as_admin.clone(), json!({"state": "up"})).await,

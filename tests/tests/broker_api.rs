@@ -81,7 +81,7 @@ async fn bad_requests_get_4xx_and_users_are_not_admins() {
     for (pool, status) in [
         (
             serde_json::json!({"name": "f", "assignment": "floating", "max_size": 1, "source_kind": "floppy"}),
-            400,
+            422,
         ),
         (
             serde_json::json!({"name": "g", "assignment": "floating", "max_size": 1, "source_kind": "x11", "source_params": [1]}),
@@ -134,7 +134,13 @@ async fn bad_requests_get_4xx_and_users_are_not_admins() {
         .json()
         .await
         .unwrap();
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let enabled = &doc["paths"]["/admin/users/{name}/enabled"]["post"];
+    assert_eq!(
+        enabled["parameters"][0]["in"], "path",
+        "path parameters are declared"
+    );
+    assert!(enabled["responses"]["409"].is_object());
     assert!(doc["paths"]["/connect"].is_object());
     h.shutdown().await;
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod error;
+mod extract;
 mod openapi;
 pub mod ratelimit;
 mod user;
@@ -10,8 +11,11 @@ mod user;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiErr;
 
@@ -78,43 +82,44 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/login", post(user::login))
-        .route("/pools", get(user::pools))
-        .route("/connect", post(user::connect))
-        .route("/logoff", post(user::logoff))
-        .route("/openapi.json", get(openapi::document))
+    let (api, doc) = OpenApiRouter::new()
+        .routes(routes!(user::login))
+        .routes(routes!(user::pools))
+        .routes(routes!(user::connect))
+        .routes(routes!(user::logoff))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(admin::set_user_enabled))
+        .routes(routes!(admin::list_groups, admin::create_group))
+        .routes(routes!(admin::add_group_member))
+        .routes(routes!(admin::list_pools, admin::create_pool))
+        .routes(routes!(admin::update_pool))
+        .routes(routes!(admin::list_entitlements, admin::entitle))
+        .routes(routes!(admin::list_hosts))
+        .routes(routes!(admin::set_host_state))
+        .routes(routes!(admin::list_desktops))
+        .routes(routes!(admin::reset_desktop))
+        .routes(routes!(admin::delete_desktop))
+        .routes(routes!(admin::desktop_console))
+        .routes(routes!(admin::list_sessions))
+        .routes(routes!(admin::force_logoff))
+        .routes(routes!(admin::list_audit))
+        .split_for_parts();
+    let doc = Arc::new(openapi::finish(doc));
+    let api = api
         .route(
-            "/admin/users",
-            get(admin::list_users).post(admin::create_user),
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
         )
-        .route("/admin/users/{name}/enabled", post(admin::set_user_enabled))
-        .route(
-            "/admin/groups",
-            get(admin::list_groups).post(admin::create_group),
-        )
-        .route(
-            "/admin/groups/{name}/members",
-            post(admin::add_group_member),
-        )
-        .route(
-            "/admin/pools",
-            get(admin::list_pools).post(admin::create_pool),
-        )
-        .route("/admin/pools/{name}", post(admin::update_pool))
-        .route(
-            "/admin/entitlements",
-            get(admin::list_entitlements).post(admin::entitle),
-        )
-        .route("/admin/hosts", get(admin::list_hosts))
-        .route("/admin/hosts/{id}/state", post(admin::set_host_state))
-        .route("/admin/desktops", get(admin::list_desktops))
-        .route("/admin/desktops/{id}/reset", post(admin::reset_desktop))
-        .route("/admin/desktops/{id}/delete", post(admin::delete_desktop))
-        .route("/admin/desktops/{id}/console", get(admin::desktop_console))
-        .route("/admin/sessions", get(admin::list_sessions))
-        .route("/admin/sessions/{id}/logoff", post(admin::force_logoff))
-        .route("/admin/audit", get(admin::list_audit));
+        .fallback(|| async { ApiErr::not_found("no such API operation; see /api/v1/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiErr::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this operation does not take that method",
+            )
+        });
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))

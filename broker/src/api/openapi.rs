@@ -1,73 +1,106 @@
-//! The OpenAPI 3 document of `/api/v1`, served at `/api/v1/openapi.json`.
+//! The OpenAPI 3.1 document of `/api/v1`, served at `/api/v1/openapi.json`.
+//!
+//! Paths, parameters, bodies and the answers particular to each operation come from the
+//! handlers' `#[utoipa::path]` attributes and their types. What every operation of a kind
+//! can answer is added here once: 401 where a token is required, 403 on the admin
+//! operations, 400/413/415/422 where a JSON body is read, 400 where a query is parsed.
 
-use axum::Json;
 use serde_json::{json, Value};
+use utoipa::PartialSchema;
 
-fn op(summary: &str, body: Option<&str>, auth: bool) -> Value {
-    let mut o = json!({
-        "summary": summary,
-        "responses": {
-            "200": {"description": "OK"},
-            "204": {"description": "Done"},
-            "400": {"$ref": "#/components/responses/Error"},
-            "401": {"$ref": "#/components/responses/Error"},
-            "403": {"$ref": "#/components/responses/Error"},
-            "404": {"$ref": "#/components/responses/Error"},
-            "409": {"$ref": "#/components/responses/Error"}
-        }
+use oriel_protocol::desktop_spec::{KvmParams, SyntheticParams, X11Params};
+
+/// The finished document, as served.
+pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
+    let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
+    doc["info"] = json!({
+        "title": "Oriel broker API",
+        "version": "1",
+        "description": "Users log in for a bearer token, list their pools and get a desktop with \
+                        a single-use ticket. Administrators manage users, groups, pools, \
+                        entitlements, hosts, desktops and sessions. Every error is \
+                        {\"error\": \"…\"}.",
     });
-    if let Some(schema) = body {
-        o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    doc["servers"] = json!([{"url": "/api/v1"}]);
+    let components = &mut doc["components"];
+    components["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer"}});
+    for (name, schema) in [
+        ("SyntheticParams", SyntheticParams::schema()),
+        ("X11Params", X11Params::schema()),
+        ("KvmParams", KvmParams::schema()),
+    ] {
+        components["schemas"][name] = serde_json::to_value(schema).unwrap_or_default();
     }
-    if auth {
-        o["security"] = json!([{"bearer": []}]);
-    }
-    o
-}
-
-pub async fn document() -> Json<Value> {
-    Json(json!({
-        "openapi": "3.0.3",
-        "info": {"title": "Oriel broker API", "version": "1"},
-        "servers": [{"url": "/api/v1"}],
-        "paths": {
-            "/login": {"post": op("Log in; returns a bearer token", Some("LoginRequest"), false)},
-            "/pools": {"get": op("Pools I am entitled to", None, true)},
-            "/connect": {"post": op("Get a desktop of a pool and a ticket for it", Some("ConnectRequest"), true)},
-            "/logoff": {"post": op("Give back my desktop of a pool", Some("LogoffRequest"), true)},
-            "/admin/users": {"get": op("List users", None, true), "post": op("Create a user", Some("NewUser"), true)},
-            "/admin/users/{name}/enabled": {"post": op("Enable or disable a user", Some("Enabled"), true)},
-            "/admin/groups": {"get": op("List groups", None, true), "post": op("Create a group", Some("Named"), true)},
-            "/admin/groups/{name}/members": {"post": op("Add a user to a group", Some("Member"), true)},
-            "/admin/pools": {"get": op("List pools", None, true), "post": op("Create a pool", Some("NewPool"), true)},
-            "/admin/pools/{name}": {"post": op("Change a pool", Some("PoolChange"), true)},
-            "/admin/entitlements": {"get": op("List entitlements", None, true), "post": op("Entitle a user or group to a pool", Some("Entitle"), true)},
-            "/admin/hosts": {"get": op("List hosts", None, true)},
-            "/admin/hosts/{id}/state": {"post": op("Drain (maintenance) or undrain (up) a host", Some("HostState"), true)},
-            "/admin/desktops": {"get": op("List desktops (?pool=NAME)", None, true)},
-            "/admin/desktops/{id}/reset": {"post": op("Reset a desktop", None, true)},
-            "/admin/desktops/{id}/delete": {"post": op("Delete a desktop (destroyed on its host; its record stays)", None, true)},
-            "/admin/desktops/{id}/console": {"get": op("The desktop's serial console log, newest bytes (?bytes=N, at most 262144; kvm desktops)", None, true)},
-            "/admin/sessions": {"get": op("List sessions (?all=true for ended ones)", None, true)},
-            "/admin/sessions/{id}/logoff": {"post": op("Force a logoff", None, true)},
-            "/admin/audit": {"get": op("Audit log, newest first (?limit=N)", None, true)}
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": {"description": "Error", "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}},
-            "schemas": {
-                "LoginRequest": {"type": "object", "additionalProperties": false, "required": ["user", "password"], "properties": {"user": {"type": "string"}, "password": {"type": "string"}}},
-                "ConnectRequest": {"type": "object", "additionalProperties": false, "required": ["pool"], "properties": {"pool": {"type": "string"}}},
-                "LogoffRequest": {"type": "object", "additionalProperties": false, "required": ["pool"], "properties": {"pool": {"type": "string"}}},
-                "NewUser": {"type": "object", "additionalProperties": false, "required": ["name", "password"], "properties": {"name": {"type": "string"}, "password": {"type": "string", "minLength": 8}, "admin": {"type": "boolean"}}},
-                "Enabled": {"type": "object", "additionalProperties": false, "required": ["enabled"], "properties": {"enabled": {"type": "boolean"}}},
-                "Named": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {"name": {"type": "string"}}},
-                "Member": {"type": "object", "additionalProperties": false, "required": ["user"], "properties": {"user": {"type": "string"}}},
-                "NewPool": {"type": "object", "additionalProperties": false, "required": ["name", "assignment", "max_size"], "properties": {"name": {"type": "string"}, "source_kind": {"type": "string"}, "source_params": {"type": "object"}, "assignment": {"enum": ["dedicated", "floating"]}, "min_ready": {"type": "integer"}, "max_size": {"type": "integer"}, "idle_timeout_s": {"type": "integer"}, "disconnect_timeout_s": {"type": "integer"}}},
-                "PoolChange": {"type": "object", "additionalProperties": false, "properties": {"min_ready": {"type": "integer"}, "max_size": {"type": "integer"}, "source_params": {"type": "object"}, "idle_timeout_s": {"type": "integer"}, "disconnect_timeout_s": {"type": "integer"}}},
-                "Entitle": {"type": "object", "additionalProperties": false, "required": ["pool"], "properties": {"pool": {"type": "string"}, "user": {"type": "string"}, "group": {"type": "string"}}},
-                "HostState": {"type": "object", "additionalProperties": false, "required": ["state"], "properties": {"state": {"enum": ["up", "maintenance"]}}}
+    let error = |description: &str| {
+        json!({"description": description,
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}})
+    };
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                let has_body = operation.get("requestBody").is_some();
+                let has_query = operation["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
+                let secured = operation.get("security").is_some();
+                let responses = &mut operation["responses"];
+                let mut add = |status: &str, description: &str| {
+                    if responses.get(status).is_none() {
+                        responses[status] = error(description);
+                    }
+                };
+                if has_body {
+                    add("400", "The body is not JSON, or a value is out of range");
+                    add("413", "The body is larger than 64 KiB");
+                    add("415", "The body is not application/json");
+                    add("422", "The JSON is not what this operation takes");
+                }
+                if has_query {
+                    add("400", "A query parameter does not parse or is out of range");
+                }
+                if secured {
+                    add("401", "No bearer token, or an expired or revoked one");
+                }
+                if path.starts_with("/admin/") {
+                    add("403", "Administrators only");
+                }
             }
         }
-    }))
+    }
+    add_links(&mut doc);
+    doc
+}
+
+/// Links from the operations that return an object (or a list of them) to those that
+/// act on it, so that clients and stateful testers (schemathesis) can follow them.
+fn add_links(doc: &mut Value) {
+    let links: [(&str, &str, &str, &str, &str); 9] = [
+        // (path, method, status, target operation, JSON pointer into the answer)
+        ("/admin/desktops", "get", "200", "reset_desktop", "/0/id"),
+        ("/admin/desktops", "get", "200", "delete_desktop", "/0/id"),
+        ("/admin/desktops", "get", "200", "desktop_console", "/0/id"),
+        ("/admin/hosts", "get", "200", "set_host_state", "/0/id"),
+        ("/admin/sessions", "get", "200", "force_logoff", "/0/id"),
+        ("/admin/users", "get", "200", "set_user_enabled", "/0/name"),
+        ("/admin/users", "post", "200", "set_user_enabled", "/name"),
+        ("/admin/groups", "post", "200", "add_group_member", "/name"),
+        ("/admin/pools", "post", "200", "update_pool", "/name"),
+    ];
+    for (path, method, status, target, pointer) in links {
+        let parameter = if pointer.ends_with("name") {
+            "name"
+        } else {
+            "id"
+        };
+        let response = &mut doc["paths"][path][method]["responses"][status];
+        if response.is_object() {
+            response["links"][target] = json!({
+                "operationId": target,
+                "parameters": {parameter: format!("$response.body#{pointer}")},
+            });
+        }
+    }
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
+
+use super::extract::Body;
 use oriel_protocol::api::*;
 use oriel_protocol::ticket::{sign_ticket, TicketClaims};
 
@@ -21,15 +23,26 @@ const TICKET_LIFETIME_S: u64 = 30;
 const MAX_LOGIN_NAME: usize = 512;
 const MAX_PASSWORD: usize = 1024;
 
+/// Log in; returns a bearer token.
+#[utoipa::path(post, path = "/login", tag = "user", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 401, description = "Wrong user name or password", body = ApiError),
+        (status = 429, description = "Too many failed logins from this address or for this name from it",
+         body = ApiError, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Busy checking other passwords", body = ApiError,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
 pub async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Json(req): Json<LoginRequest>,
+    Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiErr> {
     let started = std::time::Instant::now();
-    if req.user.len() > MAX_LOGIN_NAME || req.password.len() > MAX_PASSWORD {
+    // Counted in characters, as the schema's lengths are.
+    if req.user.chars().count() > MAX_LOGIN_NAME || req.password.chars().count() > MAX_PASSWORD {
         return Err(ApiErr::bad_request(format!(
-            "user names are at most {MAX_LOGIN_NAME} bytes and passwords {MAX_PASSWORD}"
+            "user names are at most {MAX_LOGIN_NAME} characters and passwords {MAX_PASSWORD}"
         )));
     }
     let ip = addr.ip();
@@ -95,6 +108,9 @@ pub async fn login(
     }))
 }
 
+/// The pools I am entitled to.
+#[utoipa::path(get, path = "/pools", tag = "user", security(("bearer" = [])),
+    responses((status = 200, description = "My pools", body = Vec<PoolView>)))]
 pub async fn pools(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
@@ -118,10 +134,20 @@ pub async fn pools(
     Ok(Json(out))
 }
 
+/// Get a desktop of a pool and a single-use ticket for it.
+#[utoipa::path(post, path = "/connect", tag = "user", security(("bearer" = [])),
+    request_body = ConnectRequest,
+    responses(
+        (status = 200, description = "Where the desktop is and a ticket for it", body = ConnectResponse),
+        (status = 403, description = "Not entitled to the pool", body = ApiError),
+        (status = 404, description = "No such pool", body = ApiError),
+        (status = 409, description = "No desktop of the pool is free", body = ApiError),
+        (status = 503, description = "The desktop's host is down; it is being replaced", body = ApiError),
+    ))]
 pub async fn connect(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
-    Json(req): Json<ConnectRequest>,
+    Body(req): Body<ConnectRequest>,
 ) -> Result<Json<ConnectResponse>, ApiErr> {
     let started = std::time::Instant::now();
     let pool = state
@@ -189,10 +215,17 @@ pub async fn connect(
     }))
 }
 
+/// Give back my desktop of a pool (a floating one is reset).
+#[utoipa::path(post, path = "/logoff", tag = "user", security(("bearer" = [])),
+    request_body = LogoffRequest,
+    responses(
+        (status = 204, description = "Logged off"),
+        (status = 404, description = "No such pool, or no desktop of mine in it", body = ApiError),
+    ))]
 pub async fn logoff(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
-    Json(req): Json<LogoffRequest>,
+    Body(req): Body<LogoffRequest>,
 ) -> Result<StatusCode, ApiErr> {
     let pool = state
         .store

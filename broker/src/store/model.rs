@@ -10,7 +10,10 @@ use super::StoreError;
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        // Every text is the variant's name in lower case (the schema needs the
+        // enum-level rename; the per-variant one documents the text).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "lowercase")]
         pub enum $name {
             $(
                 $(#[$vmeta])*
@@ -94,12 +97,13 @@ string_enum!(
 );
 
 /// A local user account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub name: String,
     /// Argon2 PHC string; never serialized.
     #[serde(skip_serializing)]
+    #[schema(ignore)]
     pub password_hash: String,
     pub role: Role,
     pub enabled: bool,
@@ -107,7 +111,7 @@ pub struct User {
 }
 
 /// A group of users, with its members' names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     pub id: String,
     pub name: String,
@@ -116,7 +120,7 @@ pub struct Group {
 }
 
 /// A desktop pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Pool {
     pub id: String,
     pub name: String,
@@ -132,7 +136,7 @@ pub struct Pool {
 }
 
 /// An entitlement of a user or a group to a pool (names resolved).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Entitlement {
     pub pool: String,
     /// Exactly one of `user` and `group` is set.
@@ -141,7 +145,7 @@ pub struct Entitlement {
 }
 
 /// A registered display server host. Its credential hash is not part of this type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Host {
     pub id: String,
     pub name: String,
@@ -154,7 +158,7 @@ pub struct Host {
 }
 
 /// A desktop in a pool, possibly placed on a host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Desktop {
     pub id: String,
     pub pool_id: String,
@@ -172,7 +176,7 @@ pub struct Desktop {
 }
 
 /// A user's session on a desktop.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub id: String,
     pub user_id: String,
@@ -184,7 +188,7 @@ pub struct Session {
 }
 
 /// One audit log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: String,
     pub at_ms: i64,
@@ -310,4 +314,24 @@ pub(crate) fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         event: row.try_get("event")?,
         detail: row.try_get("detail")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema's enum texts (from `rename_all`) are the stored ones (`as_str`).
+    #[test]
+    fn enum_texts_agree() {
+        fn check<T: Serialize + Copy>(all: &[T], text: impl Fn(T) -> &'static str) {
+            for v in all {
+                assert_eq!(serde_json::to_value(v).unwrap(), text(*v));
+            }
+        }
+        check(Role::ALL, Role::as_str);
+        check(Assignment::ALL, Assignment::as_str);
+        check(HostState::ALL, HostState::as_str);
+        check(DesktopState::ALL, DesktopState::as_str);
+        check(SessionState::ALL, SessionState::as_str);
+    }
 }

@@ -44,12 +44,28 @@ pub const MAX_TIMEOUT_S: i64 = 30 * 24 * 3600;
 /// The one check of a pool's settings, for creation and every change: what a host
 /// would refuse is refused here, before any desktop is made of it.
 fn validate_pool(pool: &Pool) -> Result<()> {
-    let spec = oriel_protocol::host_link::DesktopSpec {
-        kind: pool.source_kind.clone(),
+    use oriel_protocol::desktop_spec::SourceParams;
+    use oriel_protocol::host_link::{DesktopSpec, DESKTOP_KINDS};
+    let spec = |kind: &str| DesktopSpec {
+        kind: kind.into(),
         params: pool.source_params.clone(),
     };
-    oriel_protocol::desktop_spec::SourceParams::parse(&spec)
-        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    if let Err(e) = SourceParams::parse(&spec(&pool.source_kind)) {
+        // Good parameters of another kind conflict with this pool's kind; bad ones
+        // are just bad.
+        if DESKTOP_KINDS.contains(&pool.source_kind.as_str()) {
+            if let Some(other) = DESKTOP_KINDS
+                .iter()
+                .find(|k| SourceParams::parse(&spec(k)).is_ok())
+            {
+                return Err(StoreError::Conflict(format!(
+                    "these are parameters of {other} desktops; the pool's are {}",
+                    pool.source_kind
+                )));
+            }
+        }
+        return Err(StoreError::Invalid(e.to_string()));
+    }
     for (what, value, max) in [
         ("min_ready", pool.min_ready, MAX_POOL_SIZE),
         ("max_size", pool.max_size, MAX_POOL_SIZE),
@@ -65,7 +81,7 @@ fn validate_pool(pool: &Pool) -> Result<()> {
         }
     }
     if pool.min_ready > pool.max_size {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::Conflict(format!(
             "min_ready ({}) is larger than max_size ({})",
             pool.min_ready, pool.max_size
         )));

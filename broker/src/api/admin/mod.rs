@@ -1,0 +1,26 @@
+//! Admin endpoints. Every change is audited with the admin's name.
+
+mod ops;
+mod pools;
+mod users;
+
+pub use ops::*;
+pub use pools::*;
+pub use users::*;
+
+use axum::Json;
+
+use super::{ApiErr, AppState};
+use crate::store::User;
+
+type Res<T> = Result<Json<T>, ApiErr>;
+
+/// Records an administrator's change.
+async fn audit(state: &AppState, admin: &User, what: String) -> Result<(), ApiErr> {
+    let what = oriel_protocol::text::clip(&what, 1024);
+    state
+        .store
+        .audit(&admin.name, "admin_change", &what)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! Hosts, desktops, sessions and the audit log: what operators act on.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use oriel_protocol::api::ApiError;
+use oriel_protocol::whole;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{audit, Res};
+use crate::api::auth::AdminUser;
+use crate::api::extract::{Body, Param, Params};
+use crate::api::{ApiErr, AppState};
+use crate::store::{AuditEntry, Desktop, DesktopState, Host, HostState, Session, User};
+
+/// List hosts.
+#[utoipa::path(get, path = "/admin/hosts", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every host, by name", body = Vec<Host>)))]
+pub async fn list_hosts(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Host>> {
+    Ok(Json(state.store.list_hosts().await?))
+}
+
+/// What an administrator may set a host to (`down` comes from missed heartbeats).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DrainState {
+    /// Takes new desktops.
+    Up,
+    /// Takes no new desktops; its free ones move elsewhere.
+    Maintenance,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostStateRequest {
+    state: DrainState,
+}
+
+/// Drain a host (`maintenance`) or undrain it (`up`).
+#[utoipa::path(post, path = "/admin/hosts/{id}/state", tag = "admin",
+    security(("bearer" = [])), request_body = HostStateRequest,
+    params(("id" = String, Path, description = "The host's id")),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 404, description = "No such host", body = ApiError),
+    ))]
+pub async fn set_host_state(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Param(id): Param<String>,
+    Body(req): Body<HostStateRequest>,
+) -> Result<StatusCode, ApiErr> {
+    let to = match req.state {
+        DrainState::Up => HostState::Up,
+        DrainState::Maintenance => HostState::Maintenance,
+    };
+    state.store.set_host_state(&id, to).await?;
+    audit(&state, &admin, format!("host {id} -> {to}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DesktopFilter {
+    /// Only the desktops of this pool.
+    #[param(max_length = 512)]
+    pool: Option<String>,
+}
+
+/// List desktops.
+#[utoipa::path(get, path = "/admin/desktops", tag = "admin", security(("bearer" = [])),
+    params(DesktopFilter),
+    responses(
+        (status = 200, description = "Desktops, oldest first", body = Vec<Desktop>),
+        (status = 404, description = "No such pool", body = ApiError),
+    ))]
+pub async fn list_desktops(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+    Params(filter): Params<DesktopFilter>,
+) -> Res<Vec<Desktop>> {
+    let pool_id = match filter.pool {
+        Some(name) => Some(
+            state
+                .store
+                .pool_by_name(&name)
+                .await?
+                .ok_or_else(|| ApiErr::not_found(format!("pool '{name}'")))?
+                .id,
+        ),
+        None => None,
+    };
+    Ok(Json(state.store.list_desktops(pool_id.as_deref()).await?))
+}
+
+/// Reset a desktop to a clean state (its session ends; the host resets it).
+#[utoipa::path(post, path = "/admin/desktops/{id}/reset", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The desktop's id")),
+    responses(
+        (status = 204, description = "Resetting"),
+        (status = 404, description = "No such desktop", body = ApiError),
+        (status = 409, description = "The desktop was deleted", body = ApiError),
+    ))]
+pub async fn reset_desktop(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Param(id): Param<String>,
+) -> Result<StatusCode, ApiErr> {
+    end_and_move(&state, &admin, &id, DesktopState::Resetting, "reset").await
+}
+
+/// Delete a desktop: destroyed on its host; its record (with its sessions) stays.
+#[utoipa::path(post, path = "/admin/desktops/{id}/delete", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The desktop's id")),
+    responses(
+        (status = 204, description = "Deleting"),
+        (status = 404, description = "No such desktop", body = ApiError),
+        (status = 409, description = "The desktop was deleted already", body = ApiError),
+    ))]
+pub async fn delete_desktop(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Param(id): Param<String>,
+) -> Result<StatusCode, ApiErr> {
+    end_and_move(&state, &admin, &id, DesktopState::Deleting, "deleted").await
+}
+
+/// Ends the desktop's session and moves it to `to` (which revokes its tickets); the
+/// reconcile loop does the rest.
+async fn end_and_move(
+    state: &AppState,
+    admin: &User,
+    id: &str,
+    to: DesktopState,
+    verb: &str,
+) -> Result<StatusCode, ApiErr> {
+    let desktop = state
+        .store
+        .desktop_by_id(id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("desktop"))?;
+    if desktop.host_id.is_none() {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            "the desktop was deleted: it is on no host any more",
+        ));
+    }
+    if let Some(s) = state.store.active_session_for_desktop(id).await? {
+        let reason = format!("desktop {verb} by an administrator");
+        state.store.end_session(&s.id, &reason).await?;
+    }
+    state.store.set_desktop_state(id, None, to).await?;
+    if let Some(moved) = state.store.desktop_by_id(id).await? {
+        state.revoke_on_host(crate::logoff::revocation(&moved));
+    }
+    audit(state, admin, format!("{verb} desktop {}", desktop.name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConsoleQuery {
+    /// The newest this many bytes (default 65536).
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[param(minimum = 1, maximum = 262_144)]
+    bytes: Option<u32>,
+}
+
+/// A desktop's serial console log.
+#[derive(Serialize, ToSchema)]
+pub struct ConsoleLog {
+    desktop: String,
+    name: String,
+    host: String,
+    console: String,
+}
+
+/// The desktop's serial console log, newest bytes (kvm desktops), asked of its host.
+#[utoipa::path(get, path = "/admin/desktops/{id}/console", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The desktop's id"), ConsoleQuery),
+    responses(
+        (status = 200, description = "The log", body = ConsoleLog),
+        (status = 404, description = "No such desktop", body = ApiError),
+        (status = 409, description = "The desktop is on no host, or is not a VM", body = ApiError),
+        (status = 502, description = "Its host did not answer, or could not read the log", body = ApiError),
+    ))]
+pub async fn desktop_console(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+    Param(id): Param<String>,
+    Params(query): Params<ConsoleQuery>,
+) -> Res<ConsoleLog> {
+    use oriel_protocol::host_link::{HostCommand, MAX_CONSOLE_LOG};
+    let max_bytes = query.bytes.unwrap_or(64 * 1024);
+    if !(1..=MAX_CONSOLE_LOG).contains(&max_bytes) {
+        return Err(ApiErr::bad_request(format!(
+            "bytes must be 1 to {MAX_CONSOLE_LOG}"
+        )));
+    }
+    let desktop = state
+        .store
+        .desktop_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("desktop"))?;
+    let host = desktop
+        .host_id
+        .clone()
+        .ok_or_else(|| ApiErr::new(StatusCode::CONFLICT, "the desktop is on no host"))?;
+    let kind = state
+        .store
+        .pool_by_id(&desktop.pool_id)
+        .await?
+        .map(|p| p.source_kind)
+        .unwrap_or_default();
+    if kind != "kvm" {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            format!("a {kind} desktop has no serial console (kvm desktops do)"),
+        ));
+    }
+    let command = HostCommand::ConsoleLog {
+        desktop: desktop.name.clone(),
+        max_bytes,
+    };
+    let console = state
+        .link
+        .query(&host, command)
+        .await
+        .map_err(|e| ApiErr::new(StatusCode::BAD_GATEWAY, format!("host {host}: {e}")))?
+        .unwrap_or_default();
+    Ok(Json(ConsoleLog {
+        desktop: desktop.id,
+        name: desktop.name,
+        host,
+        console,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionFilter {
+    /// Ended sessions too.
+    #[serde(default)]
+    all: bool,
+}
+
+/// List sessions, newest first.
+#[utoipa::path(get, path = "/admin/sessions", tag = "admin", security(("bearer" = [])),
+    params(SessionFilter),
+    responses((status = 200, description = "Sessions, newest first", body = Vec<Session>)))]
+pub async fn list_sessions(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+    Params(filter): Params<SessionFilter>,
+) -> Res<Vec<Session>> {
+    Ok(Json(state.store.list_sessions(!filter.all).await?))
+}
+
+/// End a session and log its user off, as a logoff would.
+#[utoipa::path(post, path = "/admin/sessions/{id}/logoff", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Logged off"),
+        (status = 404, description = "No such session", body = ApiError),
+        (status = 409, description = "The session has already ended", body = ApiError),
+    ))]
+pub async fn force_logoff(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Param(id): Param<String>,
+) -> Result<StatusCode, ApiErr> {
+    let session = state
+        .store
+        .session_by_id(&id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("session"))?;
+    let reason = "logged off by an administrator";
+    if !state.store.end_session(&id, reason).await? {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            "the session has already ended",
+        ));
+    }
+    if let Some(desktop) = state.store.desktop_by_id(&session.desktop_id).await? {
+        // Only while the session's user still holds the desktop.
+        if desktop.assigned_user_id.as_deref() == Some(session.user_id.as_str()) {
+            let revocation = crate::logoff::log_off(&state.store, &desktop, reason).await?;
+            state.revoke_on_host(revocation);
+        }
+    }
+    audit(&state, &admin, format!("forced logoff of session {id}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// How many entries (default 100).
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[param(minimum = 1, maximum = 10_000)]
+    limit: Option<i64>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("bearer" = [])),
+    params(AuditQuery),
+    responses((status = 200, description = "Entries, newest first", body = Vec<AuditEntry>)))]
+pub async fn list_audit(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+    Params(q): Params<AuditQuery>,
+) -> Res<Vec<AuditEntry>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiErr::bad_request("limit must be 1 to 10000"));
+    }
+    Ok(Json(state.store.list_audit(limit).await?))
+}

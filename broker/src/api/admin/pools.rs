@@ -1,0 +1,261 @@
+//! Pools and entitlements.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use oriel_protocol::api::ApiError;
+use oriel_protocol::whole;
+use serde::Deserialize;
+use utoipa::openapi::schema::{AnyOfBuilder, Object, Type};
+use utoipa::openapi::{Ref, Schema};
+use utoipa::ToSchema;
+
+use super::{audit, Res};
+use crate::api::auth::AdminUser;
+use crate::api::extract::{Body, Param};
+use crate::api::{ApiErr, AppState};
+use crate::store::{Assignment, Entitlement, NewPool, Pool, PoolUpdate, StoreError};
+
+/// What a pool's desktops run.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    #[default]
+    Synthetic,
+    X11,
+    Kvm,
+}
+
+impl SourceKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Synthetic => "synthetic",
+            SourceKind::X11 => "x11",
+            SourceKind::Kvm => "kvm",
+        }
+    }
+}
+
+/// Parameters of any desktop kind, or null for the defaults; they must be of the
+/// pool's kind (409 when they are another kind's).
+fn source_params_schema() -> Schema {
+    let mut any = AnyOfBuilder::new();
+    for kind in ["SyntheticParams", "X11Params", "KvmParams"] {
+        any = any.item(Ref::from_schema_name(kind));
+    }
+    any.item(Object::with_type(Type::Null)).into()
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolRequest {
+    /// A new name: compared case-insensitively, look-alikes of another are refused.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
+    name: String,
+    #[serde(default)]
+    source_kind: SourceKind,
+    #[serde(default)]
+    #[schema(schema_with = source_params_schema)]
+    source_params: Option<serde_json::Value>,
+    assignment: Assignment,
+    /// Spare desktops kept ready; at most `max_size` (409 otherwise).
+    #[serde(default, deserialize_with = "whole::number")]
+    #[schema(minimum = 0, maximum = 100_000, default = 0)]
+    min_ready: i64,
+    #[serde(deserialize_with = "whole::number")]
+    #[schema(minimum = 0, maximum = 100_000)]
+    max_size: i64,
+    /// Seconds without input before a session is logged off (0: never).
+    #[serde(default = "hour", deserialize_with = "whole::number")]
+    #[schema(minimum = 0, maximum = 2_592_000, default = 3600)]
+    idle_timeout_s: i64,
+    /// Seconds a floating desktop stays its user's after the viewer went (0: none).
+    #[serde(default = "quarter", deserialize_with = "whole::number")]
+    #[schema(minimum = 0, maximum = 2_592_000, default = 900)]
+    disconnect_timeout_s: i64,
+}
+
+fn hour() -> i64 {
+    3600
+}
+fn quarter() -> i64 {
+    900
+}
+
+fn params_text(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => "{}".into(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// Create a pool.
+#[utoipa::path(post, path = "/admin/pools", tag = "admin", security(("bearer" = [])),
+    request_body = PoolRequest,
+    responses(
+        (status = 200, description = "Created", body = Pool),
+        (status = 409, description = "The name (or a look-alike) is taken, min_ready exceeds \
+         max_size, or the parameters are another kind's", body = ApiError),
+    ))]
+pub async fn create_pool(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Body(req): Body<PoolRequest>,
+) -> Res<Pool> {
+    // The store checks kind, parameters and sizes, for creation and changes alike.
+    let pool = state
+        .store
+        .create_pool(&NewPool {
+            name: req.name,
+            source_kind: req.source_kind.as_str().into(),
+            source_params: params_text(req.source_params.as_ref()),
+            assignment: req.assignment,
+            min_ready: req.min_ready,
+            max_size: req.max_size,
+            idle_timeout_s: req.idle_timeout_s,
+            disconnect_timeout_s: req.disconnect_timeout_s,
+        })
+        .await?;
+    audit(&state, &admin, format!("created pool {}", pool.name)).await?;
+    Ok(Json(pool))
+}
+
+/// List pools.
+#[utoipa::path(get, path = "/admin/pools", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every pool, by name", body = Vec<Pool>)))]
+pub async fn list_pools(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Pool>> {
+    Ok(Json(state.store.list_pools().await?))
+}
+
+/// Changes of a pool's settings; a missing or null field keeps its value.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolChange {
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 0, maximum = 100_000)]
+    min_ready: Option<i64>,
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 0, maximum = 100_000)]
+    max_size: Option<i64>,
+    #[schema(schema_with = source_params_schema)]
+    source_params: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 0, maximum = 2_592_000)]
+    idle_timeout_s: Option<i64>,
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schema(minimum = 0, maximum = 2_592_000)]
+    disconnect_timeout_s: Option<i64>,
+}
+
+/// Change a pool.
+#[utoipa::path(post, path = "/admin/pools/{name}", tag = "admin", security(("bearer" = [])),
+    request_body = PoolChange,
+    params(("name" = String, Path, description = "The pool's name")),
+    responses(
+        (status = 200, description = "The pool as changed", body = Pool),
+        (status = 404, description = "No such pool", body = ApiError),
+        (status = 409, description = "min_ready would exceed max_size, or the parameters are \
+         another kind's", body = ApiError),
+    ))]
+pub async fn update_pool(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Param(name): Param<String>,
+    Body(req): Body<PoolChange>,
+) -> Res<Pool> {
+    let update = PoolUpdate {
+        min_ready: req.min_ready,
+        max_size: req.max_size,
+        source_params: req
+            .source_params
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .map(|v| params_text(Some(v))),
+        idle_timeout_s: req.idle_timeout_s,
+        disconnect_timeout_s: req.disconnect_timeout_s,
+        ..Default::default()
+    };
+    let pool = state.store.update_pool(&name, &update).await?;
+    audit(&state, &admin, format!("updated pool {name}")).await?;
+    Ok(Json(pool))
+}
+
+/// Entitles one user to a pool.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntitlement {
+    #[schema(max_length = 512)]
+    pool: String,
+    #[schema(max_length = 512)]
+    user: String,
+}
+
+/// Entitles every member of a group to a pool.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEntitlement {
+    #[schema(max_length = 512)]
+    pool: String,
+    #[schema(max_length = 512)]
+    group: String,
+}
+
+/// A user or a group, never both.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EntitleRequest {
+    User(UserEntitlement),
+    Group(GroupEntitlement),
+}
+
+/// Entitle a user or a group to a pool.
+#[utoipa::path(post, path = "/admin/entitlements", tag = "admin", security(("bearer" = [])),
+    request_body = EntitleRequest,
+    responses(
+        (status = 204, description = "Done (also when already entitled)"),
+        (status = 409, description = "No such pool, user or group", body = ApiError),
+    ))]
+pub async fn entitle(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Body(req): Body<EntitleRequest>,
+) -> Result<StatusCode, ApiErr> {
+    // What the body refers to that does not exist is a conflict with the estate, not a
+    // missing target: the entitlements themselves are always there.
+    let missing = |e: StoreError| match e {
+        StoreError::NotFound(what) => ApiErr::new(StatusCode::CONFLICT, format!("no {what}")),
+        other => other.into(),
+    };
+    let what = match &req {
+        EntitleRequest::User(e) => {
+            state
+                .store
+                .entitle_user(&e.pool, &e.user)
+                .await
+                .map_err(missing)?;
+            format!("entitled user {} to pool {}", e.user, e.pool)
+        }
+        EntitleRequest::Group(e) => {
+            state
+                .store
+                .entitle_group(&e.pool, &e.group)
+                .await
+                .map_err(missing)?;
+            format!("entitled group {} to pool {}", e.group, e.pool)
+        }
+    };
+    audit(&state, &admin, what).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// List entitlements.
+#[utoipa::path(get, path = "/admin/entitlements", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every entitlement", body = Vec<Entitlement>)))]
+pub async fn list_entitlements(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+) -> Res<Vec<Entitlement>> {
+    Ok(Json(state.store.list_entitlements().await?))
+}

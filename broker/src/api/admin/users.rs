@@ -1,0 +1,174 @@
+//! Users and groups.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use oriel_protocol::api::ApiError;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{audit, Res};
+use crate::api::auth::AdminUser;
+use crate::api::extract::{Body, Param};
+use crate::api::{ApiErr, AppState};
+use crate::store::{Group, Role, User};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// A new name: compared case-insensitively, look-alikes of another are refused.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
+    name: String,
+    #[schema(min_length = 8, max_length = 1024)]
+    password: String,
+    /// An administrator (default: a user).
+    #[serde(default)]
+    admin: bool,
+}
+
+/// Create a user.
+#[utoipa::path(post, path = "/admin/users", tag = "admin", security(("bearer" = [])),
+    request_body = NewUser,
+    responses(
+        (status = 200, description = "Created", body = User),
+        (status = 409, description = "The name, or one that looks like it, is taken", body = ApiError),
+        (status = 503, description = "Busy hashing other passwords", body = ApiError,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub async fn create_user(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Body(req): Body<NewUser>,
+) -> Res<User> {
+    // Counted in characters, as the schema's lengths are.
+    if !(8..=1024).contains(&req.password.chars().count()) {
+        return Err(ApiErr::bad_request("passwords need 8 to 1024 characters"));
+    }
+    let hash = state
+        .hasher
+        .hash(req.password)
+        .await
+        .map_err(|busy| {
+            ApiErr::retry(
+                StatusCode::SERVICE_UNAVAILABLE,
+                busy.to_string(),
+                std::time::Duration::from_secs(1),
+            )
+        })?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let role = if req.admin { Role::Admin } else { Role::User };
+    let user = state.store.create_user(&req.name, &hash, role).await?;
+    audit(&state, &admin, format!("created {role} {}", user.name)).await?;
+    Ok(Json(user))
+}
+
+/// List users.
+#[utoipa::path(get, path = "/admin/users", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every user, by name", body = Vec<User>)))]
+pub async fn list_users(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<User>> {
+    Ok(Json(state.store.list_users().await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Enabled {
+    enabled: bool,
+}
+
+/// Enable or disable a user (disabling ends their logins at once).
+#[utoipa::path(post, path = "/admin/users/{name}/enabled", tag = "admin",
+    security(("bearer" = [])), request_body = Enabled,
+    params(("name" = String, Path, description = "The user's name")),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 409, description = "The last enabled administrator cannot be disabled", body = ApiError),
+    ))]
+pub async fn set_user_enabled(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Param(name): Param<String>,
+    Body(req): Body<Enabled>,
+) -> Result<StatusCode, ApiErr> {
+    state.store.set_user_enabled(&name, req.enabled).await?;
+    audit(
+        &state,
+        &admin,
+        format!("user {name} enabled={}", req.enabled),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
+    name: String,
+}
+
+/// Create a group.
+#[utoipa::path(post, path = "/admin/groups", tag = "admin", security(("bearer" = [])),
+    request_body = NewGroup,
+    responses(
+        (status = 200, description = "Created", body = Group),
+        (status = 409, description = "The name, or one that looks like it, is taken", body = ApiError),
+    ))]
+pub async fn create_group(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Body(req): Body<NewGroup>,
+) -> Res<Group> {
+    let group = state.store.create_group(&req.name).await?;
+    audit(&state, &admin, format!("created group {}", group.name)).await?;
+    Ok(Json(group))
+}
+
+/// List groups with their members.
+#[utoipa::path(get, path = "/admin/groups", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "Every group, by name", body = Vec<Group>)))]
+pub async fn list_groups(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Group>> {
+    Ok(Json(state.store.list_groups().await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// An existing user's name.
+    #[schema(max_length = 512)]
+    user: String,
+}
+
+/// Add a user to a group.
+#[utoipa::path(post, path = "/admin/groups/{name}/members", tag = "admin",
+    security(("bearer" = [])), request_body = Member,
+    params(("name" = String, Path, description = "The group's name")),
+    responses(
+        (status = 204, description = "Done (also when already a member)"),
+        (status = 404, description = "No such group", body = ApiError),
+        (status = 409, description = "No such user", body = ApiError),
+    ))]
+pub async fn add_group_member(
+    State(state): State<Arc<AppState>>,
+    AdminUser(admin): AdminUser,
+    Param(group): Param<String>,
+    Body(req): Body<Member>,
+) -> Result<StatusCode, ApiErr> {
+    // The group is what the path names (404); the user is what the body refers to.
+    if state.store.user_by_name(&req.user).await?.is_none() {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            format!("there is no user named '{}'", req.user),
+        ));
+    }
+    state.store.add_group_member(&group, &req.user).await?;
+    audit(
+        &state,
+        &admin,
+        format!("added {} to group {group}", req.user),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
