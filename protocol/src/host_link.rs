@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 /// TLS application protocol of the host link.
-pub const HOST_ALPN: &[u8] = b"oriel-host/1";
+/// Version 2: tickets and reports carry assignment generations, sessions their ids.
+pub const HOST_ALPN: &[u8] = b"oriel-host/2";
 
 /// Largest host-link message.
 pub const MAX_HOST_MESSAGE: usize = 1024 * 1024;

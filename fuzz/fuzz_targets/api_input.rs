@@ -1,0 +1,35 @@
+//! What the broker's API and the host link parse from text: desktop parameters of every
+//! kind (checked at the API, again on the host), and the JSON bodies of the API. Never a
+//! panic; whatever is accepted is within the documented bounds.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use oriel_protocol::api::{valid_name, ConnectRequest, LoginRequest, LogoffRequest};
+use oriel_protocol::desktop_spec::{SourceParams, MAX_EDGE, MIN_EDGE};
+use oriel_protocol::host_link::{DesktopSpec, DESKTOP_KINDS};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for kind in DESKTOP_KINDS {
+        let spec = DesktopSpec {
+            kind: kind.into(),
+            params: text.into(),
+        };
+        if let Ok(params) = SourceParams::parse(&spec) {
+            let (w, h) = match params {
+                SourceParams::Synthetic(p) => (p.width, p.height),
+                SourceParams::X11(p) => (p.width, p.height),
+                SourceParams::Kvm(p) => (p.width, p.height),
+            };
+            for edge in [w, h].into_iter().flatten() {
+                assert!((MIN_EDGE..=MAX_EDGE).contains(&edge));
+            }
+        }
+    }
+    let _ = serde_json::from_str::<LoginRequest>(text);
+    let _ = serde_json::from_str::<ConnectRequest>(text);
+    let _ = serde_json::from_str::<LogoffRequest>(text);
+    let _ = valid_name(text);
+});
