@@ -146,7 +146,7 @@ async fn run_session(
     tracing::info!(
         session_id,
         desktop = desktop.name(),
-        client = %hello.client_name,
+        client = %text::for_log(&hello.client_name),
         remote = %conn.remote_address(),
         "session started"
     );
