@@ -32,6 +32,11 @@ pub struct BrokerArgs {
     /// Logins measured (argon2 makes each cost real CPU, as it should).
     #[arg(long, default_value_t = 50)]
     logins: u32,
+    /// Then a login flood: this many simultaneous logins of unknown names, each from an
+    /// address of its own (so no per-address limit stops them: the worst case for
+    /// password hashing), measuring the process's memory.
+    #[arg(long, default_value_t = 128)]
+    flood: u32,
 }
 
 const PASSWORD: &str = "bench-password-123";
@@ -184,6 +189,7 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     heartbeat.abort();
+    let flood = login_flood(&broker, args.flood).await?;
     let assigned = store
         .list_desktops(Some(&pool.id))
         .await?
@@ -206,6 +212,87 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
         "login_ms_p50": ms(percentile(&login_us, 0.5)),
         "errors": errors.load(Relaxed),
         "desktops_assigned": assigned,
+        "flood_logins": args.flood,
+        "flood_answered_401": flood.unauthorized,
+        "flood_answered_503": flood.busy,
+        "flood_seconds": flood.seconds,
+        "flood_rss_mb_before": flood.rss_before,
+        "flood_rss_mb_peak": flood.rss_peak,
+        "flood_rss_mb_after": flood.rss_after,
     })
     .to_string())
+}
+
+struct Flood {
+    unauthorized: usize,
+    busy: usize,
+    seconds: f64,
+    rss_before: f64,
+    rss_peak: f64,
+    rss_after: f64,
+}
+
+/// This process's resident memory, MiB.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn login_flood(broker: &Broker, n: u32) -> anyhow::Result<Flood> {
+    eprintln!("oriel-bench: login flood, {n} simultaneous logins from {n} addresses ...");
+    let rss_before = rss_mb();
+    let peak = Arc::new(AtomicU64::new(rss_before.to_bits()));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = rss_mb();
+                if now > f64::from_bits(peak.load(Relaxed)) {
+                    peak.store(now.to_bits(), Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let tls = oriel_transport::tls::pinned_tls_client_config(broker.fingerprint, &[b"http/1.1"])?;
+    let url = format!("{}/api/v1/login", broker.url());
+    let started = Instant::now();
+    let logins = (0..n).map(|i| {
+        let from = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
+            .local_address(std::net::IpAddr::V4(from))
+            .build();
+        let url = url.clone();
+        async move {
+            let body = json!({"user": format!("nobody{i}"), "password": "guess-guess"});
+            client?
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(logins)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sampler.abort();
+    Ok(Flood {
+        unauthorized: statuses.iter().filter(|s| **s == 401).count(),
+        busy: statuses.iter().filter(|s| **s == 503).count(),
+        seconds,
+        rss_before,
+        rss_peak: f64::from_bits(peak.load(Relaxed)),
+        rss_after: rss_mb(),
+    })
 }

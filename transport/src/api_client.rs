@@ -84,11 +84,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<R, ApiCallError> {
-        let resp = self
-            .auth(self.http.post(self.url(path)).json(body))
-            .send()
-            .await?;
-        Ok(check(resp).await?.json().await?)
+        Ok(self.send_post(path, body).await?.json().await?)
     }
 
     /// POST for endpoints that answer without a body (204).
@@ -97,13 +93,49 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<(), ApiCallError> {
-        let resp = self
-            .auth(self.http.post(self.url(path)).json(body))
-            .send()
-            .await?;
-        check(resp).await?;
+        self.send_post(path, body).await?;
         Ok(())
     }
+
+    /// A POST, asked again (a few times) when the broker answers 503 with a short
+    /// `Retry-After`: it was busy, say checking other passwords.
+    async fn send_post<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<reqwest::Response, ApiCallError> {
+        let mut attempts = 0;
+        loop {
+            let resp = self
+                .auth(self.http.post(self.url(path)).json(body))
+                .send()
+                .await?;
+            attempts += 1;
+            match busy_for(&resp) {
+                Some(wait) if attempts < MAX_ATTEMPTS => tokio::time::sleep(wait).await,
+                _ => return check(resp).await,
+            }
+        }
+    }
+}
+
+/// How often a request the broker was too busy for is sent at most.
+const MAX_ATTEMPTS: u32 = 4;
+
+/// How long to wait before asking again, for a 503 with a `Retry-After` of at most 10 s.
+fn busy_for(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    if resp.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let secs: u64 = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs <= 10).then(|| std::time::Duration::from_secs(secs))
 }
 
 async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ApiCallError> {
