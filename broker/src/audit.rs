@@ -1,7 +1,8 @@
 //! Audit writes whose cause anyone can trigger without credentials (failed logins, hosts
 //! with a wrong join token, tickets clients present) are bounded: every field is clipped,
-//! and each source (an address, a host) gets a token bucket. Events beyond it are
-//! counted, not written, and the next written event of that source says how many.
+//! and each source (an address, counted by /64 for IPv6; a host) gets a token bucket,
+//! inside one bucket for all sources together. Events beyond either are counted, not
+//! written, and the next written event of that source says how many.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,6 +19,9 @@ const RATE: f64 = 1.0;
 const BURST: f64 = 20.0;
 /// Sources tracked at most; idle ones (full buckets) are forgotten first.
 const MAX_SOURCES: usize = 10_000;
+/// All sources together: written events per second, and at once.
+const GLOBAL_RATE: f64 = 50.0;
+const GLOBAL_BURST: f64 = 500.0;
 
 struct Bucket {
     tokens: f64,
@@ -25,10 +29,24 @@ struct Bucket {
     suppressed: u64,
 }
 
-#[derive(Default)]
 pub struct AuditLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
+    global: Mutex<Bucket>,
     suppressed_total: AtomicU64,
+}
+
+impl Default for AuditLimiter {
+    fn default() -> Self {
+        Self {
+            buckets: Mutex::default(),
+            global: Mutex::new(Bucket {
+                tokens: GLOBAL_BURST,
+                at: Instant::now(),
+                suppressed: 0,
+            }),
+            suppressed_total: AtomicU64::new(0),
+        }
+    }
 }
 
 impl AuditLimiter {
@@ -78,19 +96,26 @@ impl AuditLimiter {
                 suppressed: 0,
             });
         refill(bucket, now);
-        if bucket.tokens < 1.0 {
+        let mut global = crate::lock(&self.global);
+        refill_at(&mut global, now, GLOBAL_RATE, GLOBAL_BURST);
+        if bucket.tokens < 1.0 || global.tokens < 1.0 {
             bucket.suppressed += 1;
             self.suppressed_total.fetch_add(1, Relaxed);
             return None;
         }
         bucket.tokens -= 1.0;
+        global.tokens -= 1.0;
         Some(std::mem::take(&mut bucket.suppressed))
     }
 }
 
 fn refill(bucket: &mut Bucket, now: Instant) -> f64 {
+    refill_at(bucket, now, RATE, BURST)
+}
+
+fn refill_at(bucket: &mut Bucket, now: Instant, rate: f64, burst: f64) -> f64 {
     let elapsed = now.duration_since(bucket.at).as_secs_f64();
-    bucket.tokens = (bucket.tokens + elapsed * RATE).min(BURST);
+    bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
     bucket.at = now;
     bucket.tokens
 }
@@ -113,5 +138,14 @@ mod tests {
         crate::lock(&l.buckets).get_mut("10.0.0.1").unwrap().at -=
             std::time::Duration::from_secs(2);
         assert_eq!(l.take("10.0.0.1"), Some(2));
+    }
+
+    #[test]
+    fn many_sources_together_are_bounded_too() {
+        let l = AuditLimiter::default();
+        let written = (0..2000)
+            .filter(|n| l.take(&format!("10.0.{}.{}", n / 250, n % 250)).is_some())
+            .count();
+        assert!(written <= GLOBAL_BURST as usize + 5, "{written}");
     }
 }

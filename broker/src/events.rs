@@ -8,7 +8,7 @@ use oriel_protocol::text;
 
 use crate::audit::AuditLimiter;
 use crate::logoff;
-use crate::store::{now_ms, Desktop, DesktopState, Store};
+use crate::store::{now_ms, Desktop, DesktopState, Store, HELD};
 
 pub async fn handle(
     store: &Store,
@@ -28,6 +28,8 @@ pub async fn handle(
                 .filter_map(|d| Some((d, desktops.iter().find(|r| r.name == d.name)?)))
                 .collect();
             mark_failed(store, &pairs).await?;
+            mark_lost(store, &known, &desktops).await?;
+            catch_up_sessions(store, &pairs).await?;
             commands.extend(catch_up_generations(store, &pairs).await?);
             commands.extend(idle_logoffs(store, &pairs).await?);
         }
@@ -152,9 +154,66 @@ async fn mark_failed(store: &Store, pairs: &[(&Desktop, &DesktopReport)]) -> any
     Ok(())
 }
 
+/// Desktops the store has on this host, ready or held, that the host does not report
+/// (it restarted and lost them): failed, so that the reconcile loop replaces them and
+/// their users get a new one, instead of tickets for a desktop that is not there.
+async fn mark_lost(
+    store: &Store,
+    known: &[Desktop],
+    reports: &[DesktopReport],
+) -> anyhow::Result<()> {
+    for d in known {
+        let live = d.state == DesktopState::Ready || HELD.contains(&d.state);
+        if live && !reports.iter().any(|r| r.name == d.name) {
+            if let Some(s) = store.active_session_for_desktop(&d.id).await? {
+                store.end_session(&s.id, "desktop lost").await?;
+            }
+            let reason = "its host no longer has it (the display server restarted?)";
+            store.fail_desktop(&d.id, Some(d.state), reason).await?;
+            tracing::warn!(desktop = d.name, "{reason}");
+        }
+    }
+    Ok(())
+}
+
+/// How long a desktop may be `connected` in the store while its host reports no
+/// viewer, before the broker takes the disconnect event as lost.
+const LOST_EVENT_AFTER_MS: i64 = 10_000;
+
+/// A session whose end the broker never heard of (the host's event queue overflowed, or
+/// the link dropped with it): the host reports no viewer for a while, so it ends.
+async fn catch_up_sessions(
+    store: &Store,
+    pairs: &[(&Desktop, &DesktopReport)],
+) -> anyhow::Result<()> {
+    for (d, report) in pairs {
+        if d.state != DesktopState::Connected
+            || report.sessions > 0
+            || now_ms() - d.state_changed_ms < LOST_EVENT_AFTER_MS
+        {
+            continue;
+        }
+        if let Some(s) = store.active_session_for_desktop(&d.id).await? {
+            store.end_session(&s.id, "client disconnected").await?;
+        }
+        store
+            .set_desktop_state(
+                &d.id,
+                Some(DesktopState::Connected),
+                DesktopState::Disconnected,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Generations beyond this are not a host's honest count: ignored (and logged).
+const MAX_GENERATION: u64 = 1 << 48;
+
 /// A host behind on a desktop's generation missed a log-off or reassignment (its link
 /// was down when it happened): tell it again. A host ahead of the store (a database
-/// restored from a backup) moves the store on, so that new tickets are accepted.
+/// restored from a backup, whose assignments are older than the host's sessions) gets a
+/// generation past its own, which ends those sessions, and the store takes it.
 async fn catch_up_generations(
     store: &Store,
     pairs: &[(&Desktop, &DesktopReport)],
@@ -165,9 +224,18 @@ async fn catch_up_generations(
         if report.generation < known {
             commands.extend(logoff::revocation(d).map(|r| r.command));
         } else if report.generation > known {
+            if report.generation > MAX_GENERATION {
+                tracing::warn!(desktop = d.name, "host reports an implausible generation");
+                continue;
+            }
+            let next = report.generation + 1;
             store
-                .raise_generation(&d.id, i64::try_from(report.generation).unwrap_or(i64::MAX))
+                .raise_generation(&d.id, i64::try_from(next).unwrap_or(i64::MAX))
                 .await?;
+            commands.push(HostCommand::Disconnect {
+                desktop: d.name.clone(),
+                generation: next,
+            });
         }
     }
     Ok(commands)

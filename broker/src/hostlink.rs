@@ -39,7 +39,8 @@ pub struct HostLink {
     store: Store,
     join_token: String,
     ticket_key: [u8; 32],
-    connected: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
+    /// Host id → the link it registered last (its number, how to send it commands).
+    connected: Mutex<HashMap<String, (u64, mpsc::Sender<Pending>)>>,
     /// Audit writes of refused hosts and refused tickets are rate-limited.
     audit: Arc<AuditLimiter>,
     registrations: std::sync::atomic::AtomicU64,
@@ -113,14 +114,17 @@ impl HostLink {
     /// Sends a command to a host and waits for its output.
     pub async fn query(&self, host_id: &str, command: HostCommand) -> Reply {
         let link = |why: &str| CommandError::Link(why.to_string());
-        let tx = crate::lock(&self.connected)
+        let (_, tx) = crate::lock(&self.connected)
             .get(host_id)
             .cloned()
             .ok_or_else(|| CommandError::Link(format!("host {host_id} is not connected")))?;
         let (done_tx, done_rx) = oneshot::channel();
-        tx.send((command, done_tx))
-            .await
-            .map_err(|_| link("host link closed"))?;
+        // A link that stopped taking commands must not hold the caller forever.
+        match tokio::time::timeout(COMMAND_TIMEOUT, tx.send((command, done_tx))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(link("host link closed")),
+            Err(_) => return Err(link("host link is not taking commands")),
+        }
         match tokio::time::timeout(COMMAND_TIMEOUT, done_rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(link("host link closed before the command finished")),
@@ -143,7 +147,8 @@ impl HostLink {
             Ok(ok) => ok,
             Err(reason) => {
                 // Anyone can get here: bounded and rate-limited per address.
-                let source = conn.remote_address().ip().to_string();
+                let source =
+                    crate::api::ratelimit::client_of(conn.remote_address().ip()).to_string();
                 let detail = format!("{reason} (from {source})");
                 let _ = self
                     .audit
@@ -164,8 +169,10 @@ impl HostLink {
             ticket_key: self.ticket_key,
         };
         send_message(&mut tx, &registered, MAX_HOST_MESSAGE).await?;
-        self.registrations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let link_no = self
+            .registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         tracing::info!(
             host = reg.name,
             host_id,
@@ -174,7 +181,9 @@ impl HostLink {
         );
 
         let (cmd_tx, mut cmd_rx) = mpsc::channel::<Pending>(64);
-        crate::lock(&self.connected).insert(host_id.clone(), cmd_tx);
+        // A host that linked again (it restarted while its old connection lingers) takes
+        // over; the old link's end must not remove the new one's entry.
+        crate::lock(&self.connected).insert(host_id.clone(), (link_no, cmd_tx));
         let mut pending: HashMap<u64, oneshot::Sender<Reply>> = HashMap::new();
         let mut next_id = 1u64;
         let result: anyhow::Result<()> = async {
@@ -222,8 +231,13 @@ impl HostLink {
             }
         }
         .await;
-        crate::lock(&self.connected).remove(&host_id);
-        tracing::info!(host_id, "host disconnected");
+        {
+            let mut connected = crate::lock(&self.connected);
+            if connected.get(&host_id).is_some_and(|(n, _)| *n == link_no) {
+                connected.remove(&host_id);
+            }
+        }
+        tracing::info!(host_id, "host link ended");
         result
     }
 
@@ -256,6 +270,18 @@ impl HostLink {
                     .ok_or_else(|| anyhow!("no join token or credential"))?;
                 if !constant_time_eq(token.as_bytes(), self.join_token.as_bytes()) {
                     bail!("wrong join token");
+                }
+                // The join token lets new hosts in; it must not let anyone take the name
+                // (and so the desktops and users) of a host that is linked right now. A
+                // host that lost its credential joins again while its old self is gone.
+                let existing = self.store.list_hosts().await?;
+                if let Some(host) = existing.iter().find(|h| h.name == reg.name) {
+                    if self.is_connected(&host.id) {
+                        bail!(
+                            "a host named '{}' is linked now; a join token cannot take its name",
+                            host.name
+                        );
+                    }
                 }
                 let credential = new_token();
                 (token_hash(&credential), Some(credential))

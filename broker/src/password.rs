@@ -29,6 +29,9 @@ pub struct Busy;
 /// Largest argon2 memory a stored hash may ask for (KiB): a tampered or foreign hash
 /// must not make the broker allocate without bound.
 const MAX_M_COST: u32 = 256 * 1024;
+/// Most passes and lanes such a hash may ask for.
+const MAX_T_COST: u32 = 16;
+const MAX_P_COST: u32 = 8;
 /// How long a password check may wait in the queue.
 const QUEUE_DEADLINE: Duration = Duration::from_secs(5);
 /// Checks waiting per worker at most: about what one worker gets through before the
@@ -214,8 +217,9 @@ fn verify_with(password: &str, hash: &str, memory: &mut Vec<Block>) -> bool {
     let Ok(params) = Params::try_from(&parsed) else {
         return false;
     };
-    if params.m_cost() > MAX_M_COST {
-        tracing::warn!("a stored password hash asks for more argon2 memory than allowed");
+    if params.m_cost() > MAX_M_COST || params.t_cost() > MAX_T_COST || params.p_cost() > MAX_P_COST
+    {
+        tracing::warn!("a stored password hash asks for more argon2 work than allowed");
         return false;
     }
     let mut salt_bytes = [0u8; 64];

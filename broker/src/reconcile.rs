@@ -26,6 +26,8 @@ pub const HOST_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the broker starts, how long hosts have to link again before silence counts, by
 /// default: longer than a host agent's longest reconnect back-off (10 s) plus a heartbeat.
 pub const RESTART_GRACE: Duration = Duration::from_secs(30);
+/// Passes between sweeps of expired login tokens (a minute).
+const TOKEN_SWEEP_PASSES: u64 = 120;
 /// New desktops one pool starts at most per tick, so a huge `min_ready` ramps up.
 const MAX_NEW_PER_TICK: usize = 32;
 /// Longest wait of a pool whose desktops keep failing to be created.
@@ -82,6 +84,10 @@ impl Reconciler {
     /// One pass over hosts and pools.
     pub async fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
         self.mark_silent_hosts_down().await?;
+        // Expired login tokens go, now and then (every login adds one).
+        if self.passes().is_multiple_of(TOKEN_SWEEP_PASSES) {
+            self.store.delete_expired_api_tokens(now_ms()).await?;
+        }
         let hosts = self.store.list_hosts().await?;
         let desktops = self.store.list_desktops(None).await?;
         let mut load = host_load(&desktops);
@@ -178,7 +184,10 @@ impl Reconciler {
                     if pool.assignment == Assignment::Floating
                         && now - d.state_changed_ms > pool.disconnect_timeout_s * 1000 =>
                 {
-                    self.store.release_desktop(&d.id, true).await?;
+                    // Only if it is still disconnected: its user may be back.
+                    self.store
+                        .release_desktop_from(&d.id, true, &[DesktopState::Disconnected])
+                        .await?;
                 }
                 DesktopState::Provisioning => self.run(
                     d,

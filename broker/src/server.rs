@@ -104,21 +104,24 @@ impl Broker {
         let handle = axum_server::Handle::new();
         let listen = config.api_listen;
         let h = handle.clone();
+        // Every connection is closed when it goes quiet, TLS or not (see api::idle).
+        let idle = crate::api::IdleAcceptor;
         if config.insecure_http {
+            let mut server = axum_server::bind(listen).acceptor(idle).handle(h);
+            bound_waits(server.http_builder());
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum_server::bind(listen).handle(h).serve(app).await {
+                if let Err(e) = server.serve(app).await {
                     tracing::error!("API server: {e}");
                 }
             }));
         } else {
             let tls = keys.identity.tls_server_config(&[b"http/1.1"])?;
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls).acceptor(idle);
+            let mut server = axum_server::bind(listen).acceptor(acceptor).handle(h);
+            bound_waits(server.http_builder());
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum_server::bind_rustls(listen, rustls)
-                    .handle(h)
-                    .serve(app)
-                    .await
-                {
+                if let Err(e) = server.serve(app).await {
                     tracing::error!("API server: {e}");
                 }
             }));
@@ -189,4 +192,14 @@ impl Broker {
         .await;
         self.store.close().await;
     }
+}
+
+/// Once the HTTP version is known, a request's headers must arrive within this (a client
+/// dribbling them a byte at a time keeps the connection from going idle).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn bound_waits(http: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    http.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
 }

@@ -52,7 +52,7 @@ fn credential_path(config: &AgentConfig) -> PathBuf {
 }
 
 async fn link_once(
-    server: &DisplayServer,
+    server: &Arc<DisplayServer>,
     config: &AgentConfig,
     events: &mut mpsc::Receiver<HostMsg>,
 ) -> anyhow::Result<()> {
@@ -104,6 +104,9 @@ async fn link_once(
         other => bail!("unexpected first message from the broker: {other:?}"),
     }
 
+    // Commands run one after another, in order, off this loop: starting an X server or
+    // a VM takes seconds, and heartbeats and session events must not wait for it.
+    let (todo, mut done) = command_worker(server.clone());
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     loop {
         tokio::select! {
@@ -115,14 +118,16 @@ async fn link_once(
                 let Some(event) = event else { return Ok(()) };
                 send_message(&mut tx, &event, MAX_HOST_MESSAGE).await?;
             }
+            finished = done.recv() => {
+                let Some(msg) = finished else { bail!("the command worker stopped") };
+                send_message(&mut tx, &msg, MAX_HOST_MESSAGE).await?;
+            }
             msg = rx.recv::<BrokerMsg>() => {
                 match msg? {
                     Some(BrokerMsg::Command { id, command }) => {
-                        let (output, error) = match execute(server, command) {
-                            Ok(output) => (output, None),
-                            Err(e) => (None, Some(format!("{e:#}"))),
-                        };
-                        send_message(&mut tx, &HostMsg::CommandDone { id, error, output }, MAX_HOST_MESSAGE).await?;
+                        if todo.send((id, command)).is_err() {
+                            bail!("the command worker stopped");
+                        }
                     }
                     Some(other) => bail!("unexpected message from the broker: {other:?}"),
                     None => bail!("the broker closed the link"),
@@ -130,6 +135,36 @@ async fn link_once(
             }
         }
     }
+}
+
+/// A task that carries out commands in the order they came, each on a blocking thread,
+/// and hands back their `CommandDone`. It ends when the link drops its sender.
+fn command_worker(
+    server: Arc<DisplayServer>,
+) -> (
+    mpsc::UnboundedSender<(u64, HostCommand)>,
+    mpsc::UnboundedReceiver<HostMsg>,
+) {
+    let (todo, mut commands) = mpsc::unbounded_channel::<(u64, HostCommand)>();
+    let (finished, done) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some((id, command)) = commands.recv().await {
+            let server = server.clone();
+            let result = tokio::task::spawn_blocking(move || execute(&server, command)).await;
+            let (output, error) = match result {
+                Ok(Ok(output)) => (output, None),
+                Ok(Err(e)) => (None, Some(format!("{e:#}"))),
+                Err(e) => (None, Some(format!("the command failed: {e}"))),
+            };
+            if finished
+                .send(HostMsg::CommandDone { id, error, output })
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (todo, done)
 }
 
 fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
@@ -174,6 +209,10 @@ pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<O
             spec,
             generation,
         } => {
+            // Whatever comes of the new source, the old assignment is over.
+            if let Some(old) = server.desktops().get_any(&desktop) {
+                old.revoke_before(generation);
+            }
             let source = crate::source::from_spec(&spec, &server.config().images_dir)?;
             server.desktops().remove(&desktop);
             server

@@ -192,6 +192,11 @@ impl Flow {
             }
             if granted.len() >= 64 {
                 granted.retain(|_, t| t.elapsed() < KEYFRAME_INTERVAL);
+                // Sessions have a few video regions: a client asking for many more
+                // (made-up ids) is not served, and the map stays small.
+                if granted.len() >= 64 {
+                    return false;
+                }
             }
             granted.insert(region, Instant::now());
         }

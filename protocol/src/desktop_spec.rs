@@ -12,6 +12,9 @@ use crate::{Size, MAX_DESKTOP_PIXELS};
 pub const SYNTHETIC_WORKLOADS: [&str; 6] = ["idle", "typing", "scroll", "drag", "video", "mixed"];
 /// The smallest desktop edge.
 pub const MIN_EDGE: u32 = 64;
+/// The smallest synthetic desktop (its scenes need the room).
+pub const SYNTHETIC_MIN_WIDTH: u32 = 640;
+pub const SYNTHETIC_MIN_HEIGHT: u32 = 480;
 /// The largest edge of a pool's desktops: any two fit the protocol's pixel limit, and
 /// it is what Xorg's dummy screens reach.
 pub const MAX_EDGE: u32 = 4096;
@@ -46,10 +49,10 @@ pub struct SyntheticParams {
         schema(pattern = "^(idle|typing|scroll|drag|video|mixed)$")
     )]
     pub workload: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 4096))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 640, maximum = 4096))]
     #[serde(default, deserialize_with = "crate::whole::optional")]
     pub width: Option<u32>,
-    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 4096))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 480, maximum = 4096))]
     #[serde(default, deserialize_with = "crate::whole::optional")]
     pub height: Option<u32>,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 120))]
@@ -168,6 +171,13 @@ impl SourceParams {
         match self {
             SourceParams::Synthetic(p) => {
                 check_size(p.width, p.height)?;
+                if p.width.is_some_and(|w| w < SYNTHETIC_MIN_WIDTH)
+                    || p.height.is_some_and(|h| h < SYNTHETIC_MIN_HEIGHT)
+                {
+                    return Err(format!(
+                        "synthetic desktops are at least {SYNTHETIC_MIN_WIDTH}x{SYNTHETIC_MIN_HEIGHT}"
+                    ));
+                }
                 check_fps(p.fps)?;
                 if p.ticks.is_some_and(|t| t > MAX_TICKS) {
                     return Err(format!("ticks must be at most {MAX_TICKS}"));
@@ -318,6 +328,7 @@ mod tests {
             ("synthetic", r#"{"width":0}"#),
             ("synthetic", r#"{"width":100000,"height":100}"#),
             ("synthetic", r#"{"width":8192,"height":1024}"#),
+            ("synthetic", r#"{"width":320,"height":240}"#),
             ("synthetic", r#"{"workload":"Typing"}"#),
             ("synthetic", r#"{"workload":"nope"}"#),
             ("synthetic", r#"{"colour":"red"}"#),

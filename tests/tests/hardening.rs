@@ -517,6 +517,15 @@ async fn the_api_refuses_what_hosts_would_and_what_locks_everyone_out() {
         "the refused updates changed nothing"
     );
 
+    // A pool attached to one running X display cannot hand it to several users.
+    let shared = post(
+        "/admin/pools",
+        json!({"name": "shared", "assignment": "floating", "max_size": 2, "source_kind": "x11", "source_params": {"display": ":5"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(shared.status(), 409);
+
     // The last enabled admin.
     let resp = post("/admin/users/root/enabled", json!({"enabled": false}))
         .await
@@ -611,4 +620,143 @@ async fn a_desktop_its_host_cannot_create_fails_with_the_hosts_reason() {
     })
     .await;
     h.shutdown().await;
+}
+
+/// Found in review: disabling a user gives their desktops back at once (their session
+/// ends, tickets they hold are dead), as a log-off would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_user_ends_their_sessions() {
+    let mut h = Harness::start("disable-ends").await;
+    h.pool("p", Assignment::Dedicated, 1, 1, IDLE).await;
+    let alice = h.user("alice", "p").await;
+    h.admin("root").await;
+    h.add_host("host-1", 2);
+    wait_for("a ready desktop", || async {
+        h.count("p", DesktopState::Ready).await == 1
+    })
+    .await;
+    let (opts, _) = launcher::connect_options(&alice, "p").await.unwrap();
+    let (spare, _) = launcher::connect_options(&alice, "p").await.unwrap();
+    let (run, _) = background(Session::connect(&opts).await.unwrap());
+    h.store().set_user_enabled("root", true).await.unwrap();
+    let local = oriel_broker::local_admin::read(&h.dir.join("broker")).unwrap();
+    let disabled = h
+        .http_from(None)
+        .post(h.api("/admin/users/alice/enabled"))
+        .bearer_auth(local.token)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 204);
+    ended_because(run, "logged off").await;
+    revoked(Session::connect(&spare).await);
+    h.shutdown().await;
+}
+
+/// Found in review: an administrator's reset of a floating desktop gives it back to the
+/// pool clean, without its user (it was left assigned to nobody's use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reset_of_a_floating_desktop_returns_it_to_the_pool() {
+    let mut h = Harness::start("reset-floating").await;
+    h.pool("f", Assignment::Floating, 1, 1, IDLE).await;
+    let alice = h.user("alice", "f").await;
+    let bob = h.user("bob", "f").await;
+    h.add_host("host-1", 2);
+    wait_for("a ready desktop", || async {
+        h.count("f", DesktopState::Ready).await == 1
+    })
+    .await;
+    let (opts, reply) = launcher::connect_options(&alice, "f").await.unwrap();
+    let (run, _) = background(Session::connect(&opts).await.unwrap());
+    let id = h.store().list_desktops(None).await.unwrap()[0].id.clone();
+    let local = oriel_broker::local_admin::read(&h.dir.join("broker")).unwrap();
+    let reset = h
+        .http_from(None)
+        .post(h.api(&format!("/admin/desktops/{id}/reset")))
+        .bearer_auth(local.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 204);
+    ended_because(run, "").await;
+    // Bob gets the clean desktop.
+    let (_, bob_reply) =
+        launcher::connect_options_waiting(&bob, "f", Duration::from_secs(30), |_| {})
+            .await
+            .unwrap();
+    assert_eq!(bob_reply.desktop, reply.desktop);
+    h.shutdown().await;
+}
+
+/// Found in review: a display server that restarts has lost its desktops; the broker
+/// notices from its first report and replaces them, instead of handing out tickets for
+/// desktops that are not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desktops_a_restarted_host_lost_are_replaced() {
+    let mut h = Harness::start("host-restart").await;
+    h.pool("p", Assignment::Floating, 2, 2, IDLE).await;
+    h.add_host("host-1", 4);
+    wait_for("two ready desktops", || async {
+        h.count("p", DesktopState::Ready).await == 2
+    })
+    .await;
+    let before: Vec<String> = h
+        .store()
+        .list_desktops(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    let (server, agent) = h.hosts.remove(0);
+    agent.abort();
+    server.shutdown().await;
+    // The same host (its credential), started again with nothing running.
+    let again = h.add_host("host-1", 4);
+    wait_for("two new ready desktops on the restarted host", || async {
+        let desktops = h.store().list_desktops(None).await.unwrap();
+        let ready: Vec<&str> = desktops
+            .iter()
+            .filter(|d| d.state == DesktopState::Ready)
+            .map(|d| d.name.as_str())
+            .collect();
+        ready.len() == 2
+            && ready.iter().all(|n| !before.iter().any(|b| b == n))
+            && ready.iter().all(|n| again.desktop(n).is_some())
+    })
+    .await;
+    let lost = h.store().list_desktops(None).await.unwrap();
+    assert!(lost.iter().filter(|d| before.contains(&d.name)).all(|d| d
+        .failure
+        .as_deref()
+        .is_some_and(|f| f.contains("no longer has it"))));
+    h.shutdown().await;
+}
+
+/// Found in review: a client that connects and sends nothing does not hold a
+/// connection of the API for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_api_connection_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let dir = oriel_e2e::temp_dir("idle-api");
+    let broker = oriel_broker::Broker::start(oriel_broker::BrokerConfig {
+        data_dir: dir.join("broker"),
+        api_listen: "127.0.0.1:0".parse().unwrap(),
+        host_listen: "127.0.0.1:0".parse().unwrap(),
+        database: None,
+        insecure_http: true,
+        restart_grace: Duration::ZERO,
+    })
+    .await
+    .unwrap();
+    let mut idle = tokio::net::TcpStream::connect(broker.api_addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(60), idle.read(&mut buf))
+        .await
+        .expect("the broker closes an idle connection");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    broker.shutdown().await;
 }

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod error;
 mod extract;
+mod idle;
 mod openapi;
 pub mod ratelimit;
 mod user;
@@ -18,6 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiErr;
+pub use idle::IdleAcceptor;
 
 use crate::metrics::Metrics;
 use crate::store::Store;

@@ -8,11 +8,17 @@
 //!
 //! An attempt counts as failed from the moment it starts until it succeeds, so a burst
 //! of simultaneous logins meets the limits before any of them is hashed.
+//!
+//! Memory is bounded: each map keeps its most recently used [`MAX_KEYS`] entries, names
+//! are kept as a 64-bit hash, and IPv6 addresses count by /64 (what one client holds).
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use lru::LruCache;
 
 /// Attempts per (name, address) before back-off starts.
 const FREE_ATTEMPTS: u32 = 5;
@@ -21,7 +27,7 @@ const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Unsuccessful attempts one address may make in [`ADDR_WINDOW`].
 pub const MAX_PER_ADDR: u32 = 50;
 pub const ADDR_WINDOW: Duration = Duration::from_secs(300);
-/// Bound on tracked keys, so a flood of made-up names cannot grow memory without end.
+/// Entries each map keeps (the least recently used go first).
 const MAX_KEYS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -36,10 +42,36 @@ struct Window {
     failures: u32,
 }
 
-#[derive(Default)]
 pub struct LoginLimiter {
-    pairs: Mutex<HashMap<(String, IpAddr), Pair>>,
-    addrs: Mutex<HashMap<IpAddr, Window>>,
+    pairs: Mutex<LruCache<(u64, IpAddr), Pair>>,
+    addrs: Mutex<LruCache<IpAddr, Window>>,
+    /// Keys the name hashes (random per process, so names cannot be chosen to collide).
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        let cap = NonZeroUsize::new(MAX_KEYS).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            pairs: Mutex::new(LruCache::new(cap)),
+            addrs: Mutex::new(LruCache::new(cap)),
+            hasher: Default::default(),
+        }
+    }
+}
+
+/// The part of an address that counts as one client: all of IPv4, a /64 of IPv6.
+pub fn client_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
+    }
 }
 
 /// Refused: try again after this long.
@@ -53,7 +85,7 @@ pub struct Throttled {
 #[must_use]
 pub struct Attempt<'a> {
     limiter: &'a LoginLimiter,
-    key: String,
+    key: u64,
     addr: IpAddr,
 }
 
@@ -65,20 +97,19 @@ impl LoginLimiter {
     }
 
     fn begin_at(&self, key: &str, addr: IpAddr, now: Instant) -> Result<Attempt<'_>, Throttled> {
+        let (key, addr) = (self.name_hash(key), client_of(addr));
         // Lock order: pairs, then addrs (everywhere).
         let mut pairs = crate::lock(&self.pairs);
         let mut addrs = crate::lock(&self.addrs);
-        let pair_key = (key.to_string(), addr);
-        if let Some(p) = pairs.get(&pair_key) {
-            let wait = backoff(p.failures);
-            let ready = p.last + wait;
+        if let Some(p) = pairs.peek(&(key, addr)) {
+            let ready = p.last + backoff(p.failures);
             if now < ready {
                 return Err(Throttled {
                     retry_after: ready - now,
                 });
             }
         }
-        if let Some(w) = addrs.get(&addr) {
+        if let Some(w) = addrs.peek(&addr) {
             let end = w.start + ADDR_WINDOW;
             if now < end && w.failures >= MAX_PER_ADDR {
                 return Err(Throttled {
@@ -86,19 +117,13 @@ impl LoginLimiter {
                 });
             }
         }
-        if pairs.len() >= MAX_KEYS {
-            pairs.retain(|_, p| now.duration_since(p.last) < MAX_WAIT);
-        }
-        if addrs.len() >= MAX_KEYS {
-            addrs.retain(|_, w| now.duration_since(w.start) < ADDR_WINDOW);
-        }
-        let p = pairs.entry(pair_key).or_insert(Pair {
+        let p = pairs.get_or_insert_mut((key, addr), || Pair {
             failures: 0,
             last: now,
         });
         p.failures = p.failures.saturating_add(1);
         p.last = now;
-        let w = addrs.entry(addr).or_insert(Window {
+        let w = addrs.get_or_insert_mut(addr, || Window {
             start: now,
             failures: 0,
         });
@@ -111,23 +136,26 @@ impl LoginLimiter {
         w.failures = w.failures.saturating_add(1);
         Ok(Attempt {
             limiter: self,
-            key: key.to_string(),
+            key,
             addr,
         })
     }
 
+    fn name_hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     /// Takes back what `begin` counted: the attempt succeeded (`clear`: forget the
     /// name's earlier failures from this address) or was never checked.
-    fn undo(&self, key: &str, addr: IpAddr, clear: bool) {
+    fn undo(&self, key: u64, addr: IpAddr, clear: bool) {
         let mut pairs = crate::lock(&self.pairs);
         let mut addrs = crate::lock(&self.addrs);
-        let pair_key = (key.to_string(), addr);
         if clear {
-            pairs.remove(&pair_key);
-        } else if let Some(p) = pairs.get_mut(&pair_key) {
+            pairs.pop(&(key, addr));
+        } else if let Some(p) = pairs.peek_mut(&(key, addr)) {
             p.failures = p.failures.saturating_sub(1);
         }
-        if let Some(w) = addrs.get_mut(&addr) {
+        if let Some(w) = addrs.peek_mut(&addr) {
             w.failures = w.failures.saturating_sub(1);
         }
     }
@@ -136,12 +164,12 @@ impl LoginLimiter {
 impl Attempt<'_> {
     /// The password was right.
     pub fn succeeded(self) {
-        self.limiter.undo(&self.key, self.addr, true);
+        self.limiter.undo(self.key, self.addr, true);
     }
 
     /// The password could not be checked (the broker was busy): it does not count.
     pub fn not_checked(self) {
-        self.limiter.undo(&self.key, self.addr, false);
+        self.limiter.undo(self.key, self.addr, false);
     }
 }
 
@@ -200,6 +228,21 @@ mod tests {
             a.not_checked();
         }
         assert!(l.begin_at("alice", ip("10.0.0.9"), t0).is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_by_64_and_memory_is_bounded() {
+        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(client_of(ip("10.1.2.3")), ip("10.1.2.3"));
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for n in 0..(MAX_KEYS as u32 + 10) {
+            let from = IpAddr::V4(std::net::Ipv4Addr::from(n));
+            let _ = l.begin_at("x", from, t0).unwrap();
+        }
+        assert_eq!(crate::lock(&l.pairs).len(), MAX_KEYS);
+        assert_eq!(crate::lock(&l.addrs).len(), MAX_KEYS);
     }
 
     #[test]

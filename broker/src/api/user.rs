@@ -14,7 +14,7 @@ use oriel_protocol::ticket::{sign_ticket, TicketClaims};
 use super::auth::AuthUser;
 use super::{ApiErr, AppState};
 use crate::password::{new_token, token_hash};
-use crate::store::{names, now_ms, Assignment, DesktopState, HostState};
+use crate::store::{names, now_ms, Assignment, DesktopState, HostState, HELD};
 
 /// How long a connect ticket is valid (the protocol caps it at 60 s).
 const TICKET_LIFETIME_S: u64 = 30;
@@ -46,7 +46,9 @@ pub async fn login(
         )));
     }
     let ip = addr.ip();
-    let source = ip.to_string();
+    // Rate limits count by client (an IPv6 /64); the audit names the address.
+    let source = super::ratelimit::client_of(ip).to_string();
+    let address = ip.to_string();
     let key = names::key(&req.user);
     // Counted before anything is hashed: a burst meets the limit all the same.
     let attempt = match state.logins.begin(&key, ip) {
@@ -55,7 +57,13 @@ pub async fn login(
             state.metrics.login_refused(true);
             state
                 .audit
-                .record(&state.store, &source, &req.user, "login_throttled", &source)
+                .record(
+                    &state.store,
+                    &source,
+                    &req.user,
+                    "login_throttled",
+                    &address,
+                )
                 .await?;
             return Err(ApiErr::retry(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -83,7 +91,7 @@ pub async fn login(
         _ => {
             state
                 .audit
-                .record(&state.store, &source, &req.user, "login_failed", &source)
+                .record(&state.store, &source, &req.user, "login_failed", &address)
                 .await?;
             return Err(ApiErr::new(
                 StatusCode::UNAUTHORIZED,
@@ -98,7 +106,7 @@ pub async fn login(
         .store
         .insert_api_token(&token_hash(&token), &user.id, expires_ms)
         .await?;
-    state.store.audit(&user.name, "login_ok", &source).await?;
+    state.store.audit(&user.name, "login_ok", &address).await?;
     state.metrics.observe_login(started.elapsed());
     Ok(Json(LoginResponse {
         token,
@@ -235,7 +243,7 @@ pub async fn logoff(
     let desktops = state.store.list_desktops(Some(&pool.id)).await?;
     let Some(desktop) = desktops
         .iter()
-        .find(|d| d.assigned_user_id.as_deref() == Some(&user.id))
+        .find(|d| d.assigned_user_id.as_deref() == Some(&user.id) && HELD.contains(&d.state))
     else {
         return Err(ApiErr::not_found("a desktop of yours in this pool"));
     };

@@ -10,6 +10,13 @@ use super::{
     StoreError,
 };
 
+/// The states of a desktop someone holds.
+pub const HELD: [DesktopState; 3] = [
+    DesktopState::Assigned,
+    DesktopState::Connected,
+    DesktopState::Disconnected,
+];
+
 /// The longest failure reason kept with a desktop.
 const MAX_FAILURE: usize = 1024;
 
@@ -317,31 +324,79 @@ impl Store {
 
     /// Takes a desktop back after logoff. Floating: it goes to `resetting` with no user.
     /// Dedicated: it stays `assigned` to its user. Either way its generation moves on,
-    /// so tickets issued before are dead. Returns the updated desktop.
+    /// so tickets issued before are dead. Only a desktop someone holds (`assigned`,
+    /// `connected`, `disconnected`) is taken back; one that failed, is being reset or
+    /// deleted meanwhile is left as it is. Returns the desktop as it is now.
     pub async fn release_desktop(&self, desktop_id: &str, floating: bool) -> Result<Desktop> {
-        let sql = if floating {
-            concat!(
-                "UPDATE desktops SET state = 'resetting', assigned_user_id = NULL, \
-                 state_changed_ms = $1, generation = generation + 1 WHERE id = $2 RETURNING ",
-                desktop_cols!()
-            )
+        self.release_desktop_from(desktop_id, floating, &HELD).await
+    }
+
+    /// [`Store::release_desktop`], only from the states `from`.
+    pub async fn release_desktop_from(
+        &self,
+        desktop_id: &str,
+        floating: bool,
+        from: &[DesktopState],
+    ) -> Result<Desktop> {
+        let set = if floating {
+            "state = 'resetting', assigned_user_id = NULL"
         } else {
-            concat!(
-                "UPDATE desktops SET state = 'assigned', state_changed_ms = $1, \
-                 generation = generation + 1 WHERE id = $2 RETURNING ",
-                desktop_cols!()
-            )
+            "state = 'assigned'"
         };
+        let states: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let sql = format!(
+            concat!(
+                "UPDATE desktops SET {}, state_changed_ms = $1, generation = generation + 1 \
+                 WHERE id = $2 AND state IN ({}) RETURNING ",
+                desktop_cols!()
+            ),
+            set,
+            states.join(", ")
+        );
         let mut w = self.write().await?;
-        let row = sqlx::query(sql)
+        let row = sqlx::query(&sql)
             .bind(now_ms())
             .bind(desktop_id)
             .fetch_optional(w.conn())
+            .await?;
+        let row = match row {
+            Some(row) => row,
+            None => sqlx::query(concat!(
+                "SELECT ",
+                desktop_cols!(),
+                " FROM desktops WHERE id = $1"
+            ))
+            .bind(desktop_id)
+            .fetch_optional(w.conn())
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("desktop id {desktop_id}")))?;
+            .ok_or_else(|| StoreError::NotFound(format!("desktop id {desktop_id}")))?,
+        };
         let desktop = desktop_from_row(&row)?;
         w.commit().await?;
         Ok(desktop)
+    }
+
+    /// Moves a desktop to `resetting` for an administrator, unless it failed or is being
+    /// deleted: a floating desktop loses its user (it goes back to the pool clean), a
+    /// dedicated one keeps them. Returns whether it moved.
+    pub async fn reset_desktop(&self, desktop_id: &str, floating: bool) -> Result<bool> {
+        let user = if floating {
+            ", assigned_user_id = NULL"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE desktops SET state = 'resetting'{user}, state_changed_ms = $1, \
+             generation = generation + 1 WHERE id = $2 AND state NOT IN ('failed', 'deleting')"
+        );
+        let mut w = self.write().await?;
+        let done = sqlx::query(&sql)
+            .bind(now_ms())
+            .bind(desktop_id)
+            .execute(w.conn())
+            .await?;
+        w.applied_or_missing(done.rows_affected(), "desktops", "desktop", desktop_id)
+            .await
     }
 
     /// Records that a desktop was destroyed on its host: it keeps its row (the record

@@ -32,6 +32,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use desktops::HELD;
 pub use error::{Result, StoreError};
 pub use model::{
     Assignment, AuditEntry, Desktop, DesktopState, Entitlement, Group, Host, HostState, Pool, Role,

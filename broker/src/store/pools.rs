@@ -80,6 +80,19 @@ fn validate_pool(pool: &Pool) -> Result<()> {
             return Err(StoreError::Invalid(format!("{what} must be 0 to {max}")));
         }
     }
+    // A pool that attaches to a running X display would show that one screen to every
+    // desktop's user, and a reset would hand over its open programs.
+    if let Ok(SourceParams::X11(p)) = SourceParams::parse(&spec(&pool.source_kind)) {
+        if p.display.is_some()
+            && (pool.max_size > 1 || pool.assignment != crate::store::Assignment::Dedicated)
+        {
+            return Err(StoreError::Conflict(
+                "a pool attaching to a running X display (\"display\") can only be dedicated \
+                 and hold one desktop"
+                    .into(),
+            ));
+        }
+    }
     if pool.min_ready > pool.max_size {
         return Err(StoreError::Conflict(format!(
             "min_ready ({}) is larger than max_size ({})",

@@ -191,17 +191,25 @@ impl XServer {
         let mut reader = unsafe { std::fs::File::from_raw_fd(read_fd) };
         // One line with the number; EOF first means Xvfb failed (the pipe closes when it
         // exits).
+        // A server that hangs before it says its number must not hold this thread (and
+        // the host's commands after it) forever: wait for each byte with a deadline.
+        let deadline = Instant::now() + START_TIMEOUT;
         let mut number = String::new();
         let mut byte = [0u8; 1];
-        while number.len() < 16 && matches!(reader.read(&mut byte), Ok(1)) && byte[0] != b'\n' {
+        while number.len() < 16
+            && readable_before(&reader, deadline)
+            && matches!(reader.read(&mut byte), Ok(1))
+            && byte[0] != b'\n'
+        {
             number.push(byte[0] as char);
         }
         let number = number.trim();
         if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(X11Error::Spawn(format!("{program} exited at start")));
+            return Err(X11Error::Spawn(format!(
+                "{program} did not start (it exited, or said no display number within {START_TIMEOUT:?})"
+            )));
         }
         server.display = format!(":{number}");
-        let deadline = Instant::now() + START_TIMEOUT;
         while x11rb::connect(Some(&server.display)).is_err() {
             if Instant::now() > deadline {
                 return Err(X11Error::Spawn(format!(
@@ -222,6 +230,21 @@ impl XServer {
     pub fn pid(&self) -> u32 {
         self.process.id()
     }
+}
+
+/// Whether `file` has something to read (or is closed) before `deadline`.
+fn readable_before(file: &std::fs::File, deadline: Instant) -> bool {
+    use std::os::fd::AsRawFd;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let mut fd = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let ready = unsafe { libc::poll(&mut fd, 1, millis) };
+    ready > 0
 }
 
 /// An Xorg configuration for the dummy driver: a screen that starts at `size` and that

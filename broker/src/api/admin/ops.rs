@@ -14,7 +14,7 @@ use super::{audit, Res};
 use crate::api::auth::AdminUser;
 use crate::api::extract::{Body, Param, Params};
 use crate::api::{ApiErr, AppState};
-use crate::store::{AuditEntry, Desktop, DesktopState, Host, HostState, Session, User};
+use crate::store::{Assignment, AuditEntry, Desktop, DesktopState, Host, HostState, Session, User};
 
 /// List hosts.
 #[utoipa::path(get, path = "/admin/hosts", tag = "admin", security(("bearer" = [])),
@@ -103,7 +103,7 @@ pub async fn list_desktops(
     responses(
         (status = 204, description = "Resetting"),
         (status = 404, description = "No such desktop", body = ApiError),
-        (status = 409, description = "The desktop was deleted", body = ApiError),
+        (status = 409, description = "The desktop was deleted, or failed", body = ApiError),
     ))]
 pub async fn reset_desktop(
     State(state): State<Arc<AppState>>,
@@ -150,11 +150,33 @@ async fn end_and_move(
             "the desktop was deleted: it is on no host any more",
         ));
     }
+    if desktop.state == DesktopState::Deleting {
+        return Err(ApiErr::new(
+            StatusCode::CONFLICT,
+            "the desktop is being deleted",
+        ));
+    }
     if let Some(s) = state.store.active_session_for_desktop(id).await? {
         let reason = format!("desktop {verb} by an administrator");
         state.store.end_session(&s.id, &reason).await?;
     }
-    state.store.set_desktop_state(id, None, to).await?;
+    if to == DesktopState::Resetting {
+        // A floating desktop goes back to the pool clean; a dedicated one stays its
+        // user's. A failed one is replaced by the reconcile loop instead.
+        let floating = state
+            .store
+            .pool_by_id(&desktop.pool_id)
+            .await?
+            .is_some_and(|p| p.assignment == Assignment::Floating);
+        if !state.store.reset_desktop(id, floating).await? {
+            return Err(ApiErr::new(
+                StatusCode::CONFLICT,
+                "the desktop failed; it is being replaced",
+            ));
+        }
+    } else {
+        state.store.set_desktop_state(id, None, to).await?;
+    }
     if let Some(moved) = state.store.desktop_by_id(id).await? {
         state.revoke_on_host(crate::logoff::revocation(&moved));
     }

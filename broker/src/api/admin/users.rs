@@ -13,7 +13,7 @@ use super::{audit, Res};
 use crate::api::auth::AdminUser;
 use crate::api::extract::{Body, Param};
 use crate::api::{ApiErr, AppState};
-use crate::store::{Group, Role, User};
+use crate::store::{Group, Role, User, HELD};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +93,21 @@ pub async fn set_user_enabled(
     Body(req): Body<Enabled>,
 ) -> Result<StatusCode, ApiErr> {
     state.store.set_user_enabled(&name, req.enabled).await?;
+    if !req.enabled {
+        // Their tokens are gone; their desktops are given back too (their sessions end,
+        // tickets they hold are dead), as a log-off would.
+        if let Some(user) = state.store.user_by_name(&name).await? {
+            for desktop in state.store.list_desktops(None).await? {
+                if desktop.assigned_user_id.as_deref() == Some(user.id.as_str())
+                    && HELD.contains(&desktop.state)
+                {
+                    let reason = "the user was disabled";
+                    let revocation = crate::logoff::log_off(&state.store, &desktop, reason).await?;
+                    state.revoke_on_host(revocation);
+                }
+            }
+        }
+    }
     audit(
         &state,
         &admin,

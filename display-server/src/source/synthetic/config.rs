@@ -8,7 +8,10 @@ use oriel_protocol::Size;
 use super::error::SyntheticError;
 
 /// Smallest desktop the layouts are designed for.
-pub(crate) const MIN_SIZE: Size = Size::new(640, 480);
+pub(crate) const MIN_SIZE: Size = Size::new(
+    oriel_protocol::desktop_spec::SYNTHETIC_MIN_WIDTH,
+    oriel_protocol::desktop_spec::SYNTHETIC_MIN_HEIGHT,
+);
 /// Largest side accepted (the screen and its backdrop are both held in memory).
 pub(crate) const MAX_SIDE: u32 = 8192;
 /// Largest pixel count accepted: 8K UHD.
