@@ -218,6 +218,14 @@ impl Harness {
         }
     }
 
+    /// Waits until `pool` has `n` ready desktops.
+    pub async fn ready(&self, pool: &str, n: usize) {
+        wait_for(&format!("{n} ready desktops in pool {pool}"), || async {
+            self.count(pool, DesktopState::Ready).await == n
+        })
+        .await;
+    }
+
     /// Desktops of `pool` in `state`.
     pub async fn count(&self, pool: &str, state: DesktopState) -> usize {
         let pool = self.store().pool_by_name(pool).await.unwrap().unwrap();

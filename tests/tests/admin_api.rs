@@ -19,10 +19,7 @@ async fn admin_actions_work_for_admins_only() {
     let alice = h.user("alice", "p").await;
     let root = h.admin("root").await;
     let host = h.add_host("host-1", 4);
-    wait_for("a ready desktop", || async {
-        h.count("p", DesktopState::Ready).await >= 1
-    })
-    .await;
+    h.ready("p", 1).await;
     let client = h.http_from(None);
     // Who may: nobody without a token, no user, every admin.
     let call = |path: String, token: Option<String>, body: serde_json::Value| {
@@ -224,10 +221,7 @@ async fn a_floating_desktop_left_disconnected_goes_back_after_its_timeout() {
         .unwrap();
     let alice = h.user("alice", "f").await;
     h.add_host("host-1", 2);
-    wait_for("a ready desktop", || async {
-        h.count("f", DesktopState::Ready).await == 1
-    })
-    .await;
+    h.ready("f", 1).await;
     let (opts, reply) = launcher::connect_options(&alice, "f").await.unwrap();
     let stop = Arc::new(tokio::sync::Notify::new());
     let when = StopWhen {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use oriel::launcher::{self, Login};
 use oriel::{ClientError, ConnectOptions, Outcome, Session, StopWhen};
-use oriel_broker::store::{Assignment, DesktopState};
+use oriel_broker::store::Assignment;
 use oriel_e2e::broker::{wait_for, Harness};
 use proptest::prelude::*;
 
@@ -85,10 +85,7 @@ impl World {
             user_ids.push(h.store().user_by_name(name).await.unwrap().unwrap().id);
         }
         h.add_host("host-1", 4);
-        wait_for("two ready desktops", || async {
-            h.count(POOL, DesktopState::Ready).await == 2
-        })
-        .await;
+        h.ready(POOL, 2).await;
         World {
             h,
             logins,

@@ -73,10 +73,7 @@ async fn a_stale_ticket_cannot_show_the_next_users_desktop() {
     let alice = h.user("alice", "one").await;
     let bob = h.user("bob", "one").await;
     h.add_host("host-1", 4);
-    wait_for("a ready desktop", || async {
-        h.count("one", DesktopState::Ready).await == 1
-    })
-    .await;
+    h.ready("one", 1).await;
     let (first, reply) = launcher::connect_options(&alice, "one").await.unwrap();
     let (spare, _) = launcher::connect_options(&alice, "one").await.unwrap();
     let (run, _) = background(Session::connect(&first).await.unwrap());
@@ -110,10 +107,7 @@ async fn a_log_off_revokes_earlier_tickets_of_a_dedicated_desktop() {
     h.pool("own", Assignment::Dedicated, 1, 2, IDLE).await;
     let alice = h.user("alice", "own").await;
     h.add_host("host-1", 4);
-    wait_for("a ready desktop", || async {
-        h.count("own", DesktopState::Ready).await == 1
-    })
-    .await;
+    h.ready("own", 1).await;
     let (opts, _) = launcher::connect_options(&alice, "own").await.unwrap();
     let (spare, _) = launcher::connect_options(&alice, "own").await.unwrap();
     let (run, _) = background(Session::connect(&opts).await.unwrap());
@@ -136,10 +130,7 @@ async fn a_second_connection_takes_over_and_the_host_keeps_its_link() {
     h.pool("own", Assignment::Dedicated, 1, 1, IDLE).await;
     let alice = h.user("alice", "own").await;
     h.add_host("host-1", 4);
-    wait_for("a ready desktop", || async {
-        h.count("own", DesktopState::Ready).await == 1
-    })
-    .await;
+    h.ready("own", 1).await;
     let links = h.broker.host_registrations();
     assert_eq!(links, 1);
     let (a, _) = launcher::connect_options(&alice, "own").await.unwrap();
@@ -166,8 +157,12 @@ async fn a_second_connection_takes_over_and_the_host_keeps_its_link() {
         links,
         "the host link never dropped"
     );
-    let audit = h.store().list_audit(100).await.unwrap();
-    assert!(audit.iter().any(|a| a.detail.contains("took over")));
+    // The audit entry is written just after the sessions change.
+    wait_for("the take-over audited", || async {
+        let audit = h.store().list_audit(100).await.unwrap();
+        audit.iter().any(|a| a.detail.contains("took over"))
+    })
+    .await;
     stop.notify_one();
     second.await.unwrap().unwrap();
     h.shutdown().await;
@@ -300,10 +295,7 @@ async fn placement_never_exceeds_a_hosts_capacity() {
     let mut h = Harness::start("capacity").await;
     h.pool("six", Assignment::Floating, 6, 6, IDLE).await;
     let host = h.add_host("small", 2);
-    wait_for("two ready desktops", || async {
-        h.count("six", DesktopState::Ready).await == 2
-    })
-    .await;
+    h.ready("six", 2).await;
     let admin = h.admin("root").await;
     let client = h.http_from(None);
     let create = |body: serde_json::Value| {
@@ -343,10 +335,7 @@ async fn a_restarted_broker_keeps_the_desktops_of_hosts_that_come_back() {
     let mut h = Harness::start("restart-grace").await;
     h.pool("p", Assignment::Floating, 2, 2, IDLE).await;
     h.add_host("host-1", 4);
-    wait_for("two ready desktops", || async {
-        h.count("p", DesktopState::Ready).await == 2
-    })
-    .await;
+    h.ready("p", 2).await;
     let before: Vec<String> = h
         .store()
         .list_desktops(None)
@@ -631,10 +620,7 @@ async fn disabling_a_user_ends_their_sessions() {
     let alice = h.user("alice", "p").await;
     h.admin("root").await;
     h.add_host("host-1", 2);
-    wait_for("a ready desktop", || async {
-        h.count("p", DesktopState::Ready).await == 1
-    })
-    .await;
+    h.ready("p", 1).await;
     let (opts, _) = launcher::connect_options(&alice, "p").await.unwrap();
     let (spare, _) = launcher::connect_options(&alice, "p").await.unwrap();
     let (run, _) = background(Session::connect(&opts).await.unwrap());
@@ -663,10 +649,7 @@ async fn an_admin_reset_of_a_floating_desktop_returns_it_to_the_pool() {
     let alice = h.user("alice", "f").await;
     let bob = h.user("bob", "f").await;
     h.add_host("host-1", 2);
-    wait_for("a ready desktop", || async {
-        h.count("f", DesktopState::Ready).await == 1
-    })
-    .await;
+    h.ready("f", 1).await;
     let (opts, reply) = launcher::connect_options(&alice, "f").await.unwrap();
     let (run, _) = background(Session::connect(&opts).await.unwrap());
     let id = h.store().list_desktops(None).await.unwrap()[0].id.clone();
@@ -697,10 +680,7 @@ async fn desktops_a_restarted_host_lost_are_replaced() {
     let mut h = Harness::start("host-restart").await;
     h.pool("p", Assignment::Floating, 2, 2, IDLE).await;
     h.add_host("host-1", 4);
-    wait_for("two ready desktops", || async {
-        h.count("p", DesktopState::Ready).await == 2
-    })
-    .await;
+    h.ready("p", 2).await;
     let before: Vec<String> = h
         .store()
         .list_desktops(None)

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use oriel_broker::store::{Assignment, DesktopState};
-use oriel_e2e::broker::{wait_for, Harness};
+use oriel_broker::store::Assignment;
+use oriel_e2e::broker::Harness;
 
 /// Fixed, so that CI runs the same cases every time; `ORIEL_SCHEMATHESIS_SEED` and
 /// `ORIEL_SCHEMATHESIS_EXAMPLES` explore others.
@@ -86,10 +86,7 @@ async fn schemathesis_finds_nothing_with_or_without_tokens() {
     .await;
     let alice = h.user("alice", "office").await;
     h.add_host("host-1", 8);
-    wait_for("ready desktops", || async {
-        h.count("office", DesktopState::Ready).await == 2
-    })
-    .await;
+    h.ready("office", 2).await;
     let local = oriel_broker::local_admin::read(&h.dir.join("broker")).unwrap();
 
     // The blocking runs go on a thread of their own: the broker runs on this runtime.
