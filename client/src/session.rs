@@ -1,45 +1,28 @@
-//! A client session: pinned QUIC connection, handshake, then the display loop that
-//! decodes and acknowledges frames while input and cursor use streams of their own.
+//! A client session, driven: the session core (`oriel_protocol::session::client`)
+//! decides; this task moves bytes between it and the streams, applies frames to the
+//! framebuffer, decodes pictures, and tells observers what it showed.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oriel_protocol::codec::Decoder;
-use oriel_protocol::handshake::check_welcome;
+use oriel_protocol::session::client::{
+    ClientAction, ClientEvent, ClientSession, ClientSessionConfig,
+};
 use oriel_protocol::*;
 use oriel_transport::tls::pinned_client_config;
-use oriel_transport::{close, send_message, unix_micros, Fingerprint, FramedRecv, TransportError};
-use tokio::sync::mpsc;
+use oriel_transport::{close, unix_micros, Fingerprint};
+use tokio::sync::{mpsc, watch};
 
-use crate::stats::ClientStats;
-use crate::streams::{
-    accept_server_streams, accept_video_streams, control_notices, cursor_loop, spawn_input_writer,
-};
-use crate::video::{Picture, VideoRegions};
+pub use crate::error::ClientError;
+pub use crate::input::InputSender;
+use crate::stats::{ClientStats, LiveStats};
+use crate::streams::{self, Inbound};
+use crate::video::VideoDecoders;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: SocketAddr, reason: String },
-    #[error("the server refused the session ({code:?}): {message}")]
-    Rejected { code: RejectCode, message: String },
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    #[error("decoding a frame failed: {0}")]
-    Decode(#[from] oriel_protocol::codec::CodecError),
-    #[error("connection lost: {0}")]
-    Lost(String),
-    /// The server ended the session because the desktop went: stopped, reset, logged
-    /// off, or failed (the message says which).
-    #[error("{0}")]
-    DesktopGone(String),
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-}
 
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -96,45 +79,6 @@ pub struct Outcome {
     pub cursor_shape: Option<CursorMsg>,
 }
 
-/// Sends input events on the input stream; cheap to clone.
-#[derive(Clone)]
-pub struct InputSender {
-    pub(crate) tx: mpsc::Sender<InputEvent>,
-}
-
-impl InputSender {
-    /// Queues an event; errors once the session has ended.
-    pub async fn send(&self, event: InputEvent) -> Result<(), ClientError> {
-        self.tx
-            .send(event)
-            .await
-            .map_err(|_| ClientError::Lost("input stream closed".into()))
-    }
-
-    /// Queues an event without waiting (for UI threads); false when the queue is full
-    /// or the session has ended, and the event is dropped.
-    pub fn try_send(&self, event: InputEvent) -> bool {
-        self.tx.try_send(event).is_ok()
-    }
-}
-
-pub struct Session {
-    endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-    welcome: Welcome,
-    control_tx: quinn::SendStream,
-    display: FramedRecv,
-    input: InputSender,
-    cursor_shape: Arc<Mutex<Option<CursorMsg>>>,
-    video: mpsc::Receiver<(u64, VideoMsg)>,
-    live: Arc<crate::stats::LiveStats>,
-    /// Requests from the application (e.g. a window's size), sent on the control stream.
-    requests: mpsc::Receiver<ClientControl>,
-    requests_tx: mpsc::Sender<ClientControl>,
-    /// Why the server is ending the session, when it said so on the control stream.
-    closing: Arc<Mutex<Option<String>>>,
-}
-
 /// Asks the server for things on behalf of the application, while the session runs.
 #[derive(Clone)]
 pub struct Controller {
@@ -165,6 +109,22 @@ pub enum Shown {
     },
 }
 
+pub struct Session {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    core: ClientSession,
+    welcome: Welcome,
+    inbox: mpsc::Receiver<Inbound>,
+    control: mpsc::UnboundedSender<Vec<u8>>,
+    input: InputSender,
+    decoder: Decoder,
+    cursor: watch::Sender<Option<CursorMsg>>,
+    live: Arc<LiveStats>,
+    /// Requests from the application (e.g. a window's size), sent on the control stream.
+    requests: mpsc::Receiver<ClientControl>,
+    requests_tx: mpsc::Sender<ClientControl>,
+}
+
 impl Session {
     /// Dials, verifies the pinned certificate, and completes the handshake.
     pub async fn connect(opts: &ConnectOptions) -> Result<Session, ClientError> {
@@ -187,7 +147,14 @@ impl Session {
             .map_err(|_| connect_err("timed out".into()))?
             .map_err(|e| connect_err(e.to_string()))?;
 
-        let (mut control_tx, control_rx) = conn.open_bi().await.map_err(TransportError::from)?;
+        let (control_tx, control_rx) = conn
+            .open_bi()
+            .await
+            .map_err(oriel_transport::TransportError::from)?;
+        let (inbox_tx, mut inbox) = streams::inbox();
+        streams::read_control(control_rx, inbox_tx.clone());
+        streams::accept_streams(conn.clone(), inbox_tx);
+        let control = streams::control_writer(control_tx);
         let hello = Hello {
             version: PROTOCOL_VERSION,
             capabilities: opts.capabilities,
@@ -196,47 +163,58 @@ impl Session {
             desired_size: None,
             client_name: opts.client_name.clone(),
         };
-        send_message(&mut control_tx, &hello, Channel::Control.max_message_len()).await?;
-        let mut control_rx = FramedRecv::new(control_rx, Channel::Control.max_message_len());
-        let reply: HelloReply = tokio::time::timeout(HANDSHAKE_TIMEOUT, control_rx.recv())
-            .await
-            .map_err(|_| ClientError::Protocol("no answer to hello".into()))?
-            .map_err(|e| lost_or(e, &conn))?
-            .ok_or_else(|| ClientError::Protocol("server closed the control stream".into()))?;
-        let welcome = match reply {
-            HelloReply::Welcome(w) => w,
-            HelloReply::Reject(r) => {
-                return Err(ClientError::Rejected {
-                    code: r.code,
-                    message: r.message,
-                })
+        let mut core = ClientSession::new(
+            ClientSessionConfig {
+                hello,
+                handshake_timeout: HANDSHAKE_TIMEOUT,
+            },
+            Instant::now(),
+        );
+        let welcome = loop {
+            // Until the welcome, the core only sends on the control stream.
+            let mut welcome = None;
+            while let Some(action) = core.poll_action() {
+                match action {
+                    ClientAction::SendControl(bytes) => {
+                        let _ = control.send(bytes);
+                    }
+                    ClientAction::Welcomed(w) => {
+                        welcome = Some(w);
+                        break;
+                    }
+                    ClientAction::Fail(e) => {
+                        conn.close(close::PROTOCOL_ERROR, b"handshake failed");
+                        return Err(e.into());
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(w) = welcome {
+                break w;
+            }
+            tokio::select! {
+                msg = inbox.recv() => match msg {
+                    Some(Inbound::Broken(e)) => return Err(lost(&conn, core.closing_reason(), e)),
+                    Some(msg) => feed(&mut core, &msg),
+                    None => return Err(ClientError::Lost("connection closed".into())),
+                },
+                _ = sleep_until(core.next_deadline()) => core.handle_timeout(Instant::now()),
             }
         };
-        check_welcome(&welcome, &opts.capabilities).map_err(ClientError::Protocol)?;
-
-        let (display, cursor) = accept_server_streams(&conn).await?;
-        let cursor_shape = Arc::new(Mutex::new(None));
-        tokio::spawn(cursor_loop(cursor, cursor_shape.clone()));
-        let input = spawn_input_writer(&conn).await?;
-        let (video_tx, video) = mpsc::channel(VIDEO_QUEUE);
+        let input = crate::input::open_input(&conn).await?;
+        let decoder = Decoder::new(welcome.desktop_size, welcome.capabilities)?;
         let (requests_tx, requests) = mpsc::channel(8);
-        tokio::spawn(accept_video_streams(conn.clone(), video_tx));
-        // The control stream's receive side carries only `ServerControl` notices.
-        let live: Arc<crate::stats::LiveStats> = Arc::default();
-        let closing = Arc::new(Mutex::new(None));
-        tokio::spawn(control_notices(control_rx, live.clone(), closing.clone()));
-
         Ok(Session {
-            closing,
             endpoint,
             conn,
+            core,
             welcome,
-            control_tx,
-            display,
+            inbox,
+            control,
             input,
-            cursor_shape,
-            video,
-            live,
+            decoder,
+            cursor: watch::Sender::new(None),
+            live: Arc::default(),
             requests,
             requests_tx,
         })
@@ -250,29 +228,17 @@ impl Session {
     }
 
     /// Figures the session updates while it runs (for an overlay).
-    pub fn live_stats(&self) -> Arc<crate::stats::LiveStats> {
+    pub fn live_stats(&self) -> Arc<LiveStats> {
         self.live.clone()
-    }
-
-    fn publish_live(&self, stats: &ClientStats, capture_unix_us: u64, regions: usize) {
-        let live = &self.live;
-        live.frames.store(stats.frames, Ordering::Relaxed);
-        let bytes = self.display.bytes_received() + stats.video_bytes;
-        live.bytes.store(bytes, Ordering::Relaxed);
-        live.rtt_us
-            .store(self.conn.rtt().as_micros() as u64, Ordering::Relaxed);
-        let latency = since_capture(capture_unix_us);
-        live.latency_us.store(u64::from(latency), Ordering::Relaxed);
-        live.video_regions.store(regions as u64, Ordering::Relaxed);
     }
 
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
     }
 
-    /// The newest cursor shape from the server, updated as shapes arrive.
-    pub fn cursor_shape_handle(&self) -> Arc<Mutex<Option<CursorMsg>>> {
-        self.cursor_shape.clone()
+    /// The newest cursor shape from the server; changes as shapes arrive.
+    pub fn cursor_shape_handle(&self) -> watch::Receiver<Option<CursorMsg>> {
+        self.cursor.subscribe()
     }
 
     pub fn input(&self) -> InputSender {
@@ -296,14 +262,28 @@ impl Session {
         read_delay: Option<Duration>,
         mut observe: impl FnMut(Shown, &Framebuffer),
     ) -> Result<Outcome, ClientError> {
-        let mut decoder = Decoder::new(self.welcome.desktop_size, self.welcome.capabilities)?;
-        let mut regions = VideoRegions::default();
+        let mut video = VideoDecoders::default();
         let mut stats = ClientStats::default();
         let started = Instant::now();
         let deadline = stop.duration.map(|d| tokio::time::Instant::now() + d);
-        let control_limit = Channel::Control.max_message_len();
-        let video_allowed = self.welcome.capabilities.has(CAP_H264);
-        let end = loop {
+        let end = 'session: loop {
+            while let Some(action) = self.core.poll_action() {
+                match self.act(action, &mut video, &mut stats, &mut observe)? {
+                    Some(end) => break 'session end,
+                    None => continue,
+                }
+            }
+            if stop
+                .source_seq
+                .is_some_and(|seq| self.decoder.source_seq() >= seq)
+            {
+                break EndReason::SequenceReached;
+            }
+            if stop.settled_seq.is_some_and(|seq| {
+                self.decoder.source_seq() >= seq && self.core.active_regions() == 0
+            }) {
+                break EndReason::Settled;
+            }
             if let Some(delay) = read_delay {
                 tokio::time::sleep(delay).await;
             }
@@ -319,162 +299,184 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
-            let next = tokio::select! {
-                r = self.display.recv::<FrameMsg>() => Next::Frame(r),
-                Some(v) = self.video.recv() => Next::Video(v),
-                Some(r) = self.requests.recv() => Next::Request(r),
+            let now = Instant::now();
+            tokio::select! {
+                msg = self.inbox.recv() => match msg {
+                    Some(Inbound::Broken(e)) => match closed_by_server(&self.conn) {
+                        Some(_) => break EndReason::ServerClosed,
+                        None => return Err(self.lost(e)),
+                    },
+                    Some(msg) => feed(&mut self.core, &msg),
+                    None => break EndReason::ServerClosed,
+                },
+                Some(request) = self.requests.recv() => {
+                    self.core.handle(now, ClientEvent::Request(request));
+                }
+                _ = sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
                 _ = deadline_passed => break EndReason::DurationElapsed,
                 _ = interrupted => break EndReason::Interrupted,
-            };
-            let mut replies = Vec::new();
-            let mut pictures = Vec::new();
-            match next {
-                Next::Request(request) => replies.push(request),
-                Next::Frame(msg) => {
-                    let msg = match msg {
-                        Ok(Some(m)) => m,
-                        Ok(None) => break EndReason::ServerClosed,
-                        Err(e) => match closed_by_server(&self.conn) {
-                            Some(_) => break EndReason::ServerClosed,
-                            None => return Err(self.lost(e)),
-                        },
-                    };
-                    let t0 = Instant::now();
-                    regions.end(&msg.video_ended);
-                    decoder.apply(&msg)?;
-                    let decode_us = micros(t0.elapsed());
-                    stats.latency_us.push(since_capture(msg.capture_unix_us));
-                    stats.decode_us.push(decode_us);
-                    stats.frames += 1;
-                    self.publish_live(&stats, msg.capture_unix_us, regions.active());
-                    observe(
-                        Shown::Frame {
-                            frame_id: msg.frame_id,
-                            source_seq: msg.source_seq,
-                        },
-                        decoder.framebuffer(),
-                    );
-                    replies.push(ClientControl::Ack {
-                        frame_id: msg.frame_id,
-                        decode_us,
-                    });
-                    pictures = regions.ready(&decoder);
-                }
-                Next::Video((region_id, msg)) => {
-                    if !video_allowed {
-                        return Err(ClientError::Protocol("video was not negotiated".into()));
-                    }
-                    match msg {
-                        VideoMsg::Start {
-                            region_id,
-                            rect,
-                            after_frame,
-                        } => regions.start(region_id, rect, after_frame, &decoder)?,
-                        VideoMsg::Frame(frame) => pictures.push((region_id, frame)),
-                    }
-                }
-            }
-            for (region_id, frame) in pictures {
-                let t0 = Instant::now();
-                let (frame_no, keyframe) = (frame.frame_no, frame.keyframe);
-                let (bytes, seq, capture) =
-                    (frame.data.len(), frame.source_seq, frame.capture_unix_us);
-                let picture = regions.picture(region_id, frame, &mut decoder)?;
-                let decode_us = micros(t0.elapsed());
-                match picture {
-                    Picture::Queued => continue,
-                    Picture::Shown { rect } => {
-                        stats.video_frames += 1;
-                        self.live.pictures.fetch_add(1, Ordering::Relaxed);
-                        stats.video_bytes += bytes as u64;
-                        stats.video_keyframes += u64::from(keyframe);
-                        stats.video_decode_us.push(decode_us);
-                        stats.video_latency_us.push(since_capture(capture));
-                        observe(
-                            Shown::Picture {
-                                region_id,
-                                rect,
-                                source_seq: seq,
-                                keyframe,
-                            },
-                            decoder.framebuffer(),
-                        );
-                    }
-                    Picture::Broken => {
-                        stats.keyframe_requests += 1;
-                        replies.push(ClientControl::KeyframeRequest { region_id });
-                    }
-                    Picture::Skipped | Picture::Stale => {}
-                }
-                replies.push(ClientControl::VideoAck {
-                    region_id,
-                    frame_no,
-                    decode_us,
-                });
-            }
-            let mut send_failed = None;
-            for reply in &replies {
-                if let Err(e) = send_message(&mut self.control_tx, reply, control_limit).await {
-                    send_failed = Some(e);
-                    break;
-                }
-            }
-            if let Some(e) = send_failed {
-                match closed_by_server(&self.conn) {
-                    Some(_) => break EndReason::ServerClosed,
-                    None => return Err(self.lost(e)),
-                }
-            }
-            if stop
-                .source_seq
-                .is_some_and(|seq| decoder.source_seq() >= seq)
-            {
-                break EndReason::SequenceReached;
-            }
-            if stop
-                .settled_seq
-                .is_some_and(|seq| decoder.source_seq() >= seq && regions.active() == 0)
-            {
-                break EndReason::Settled;
             }
         };
         stats.elapsed = started.elapsed();
-        stats.bytes = self.display.bytes_received();
+        stats.bytes = self.core.display_bytes();
         self.conn.close(close::NORMAL, b"client done");
         self.endpoint.wait_idle().await;
-        let cursor_shape = self
-            .cursor_shape
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let cursor_shape = self.cursor.borrow().clone();
         Ok(Outcome {
-            framebuffer: decoder.framebuffer().clone(),
+            framebuffer: self.decoder.framebuffer().clone(),
             stats,
             end,
             cursor_shape,
         })
     }
+
+    /// Carries out one action of the core; `Some` when the session is over.
+    fn act(
+        &mut self,
+        action: ClientAction,
+        video: &mut VideoDecoders,
+        stats: &mut ClientStats,
+        observe: &mut impl FnMut(Shown, &Framebuffer),
+    ) -> Result<Option<EndReason>, ClientError> {
+        match action {
+            ClientAction::SendControl(bytes) => {
+                let _ = self.control.send(bytes);
+            }
+            ClientAction::Welcomed(_) => {}
+            ClientAction::ApplyFrame(msg) => {
+                let t0 = Instant::now();
+                self.decoder.apply(&msg)?;
+                let decode_us = micros(t0.elapsed());
+                stats.latency_us.push(since_capture(msg.capture_unix_us));
+                stats.decode_us.push(decode_us);
+                stats.frames += 1;
+                self.publish_live(stats, msg.capture_unix_us);
+                observe(
+                    Shown::Frame {
+                        frame_id: msg.frame_id,
+                        source_seq: msg.source_seq,
+                    },
+                    self.decoder.framebuffer(),
+                );
+                let applied = ClientEvent::FrameApplied {
+                    frame_id: msg.frame_id,
+                    decode_us,
+                };
+                self.core.handle(Instant::now(), applied);
+            }
+            ClientAction::StartRegion { region_id, rect } => {
+                if let Err(e) = video.start(region_id, rect) {
+                    self.conn.close(close::PROTOCOL_ERROR, b"bad video region");
+                    return Err(ClientError::Protocol(e));
+                }
+            }
+            ClientAction::EndRegion(region_id) => video.end(region_id),
+            ClientAction::DecodePicture {
+                region_id,
+                rect,
+                frame,
+            } => {
+                let t0 = Instant::now();
+                let (target, stride) = self.decoder.video_target(&rect)?;
+                let result = video.decode(region_id, &frame.data, target, stride);
+                let decode_us = micros(t0.elapsed());
+                if result == session::client::PictureResult::Shown {
+                    stats.video_frames += 1;
+                    self.live.pictures.fetch_add(1, Ordering::Relaxed);
+                    stats.video_bytes += frame.data.len() as u64;
+                    stats.video_keyframes += u64::from(frame.keyframe);
+                    stats.video_decode_us.push(decode_us);
+                    stats
+                        .video_latency_us
+                        .push(since_capture(frame.capture_unix_us));
+                    observe(
+                        Shown::Picture {
+                            region_id,
+                            rect,
+                            source_seq: frame.source_seq,
+                            keyframe: frame.keyframe,
+                        },
+                        self.decoder.framebuffer(),
+                    );
+                }
+                let decoded = ClientEvent::PictureDecoded {
+                    region_id,
+                    frame_no: frame.frame_no,
+                    decode_us,
+                    result,
+                };
+                self.core.handle(Instant::now(), decoded);
+            }
+            ClientAction::KeyframeRequested(_) => stats.keyframe_requests += 1,
+            ClientAction::Cursor(msg @ CursorMsg::Shape { .. }) => {
+                self.cursor.send_replace(Some(msg));
+            }
+            ClientAction::Cursor(CursorMsg::Position { .. }) => {}
+            ClientAction::Pacing {
+                frames_in_flight,
+                frame_window,
+                video_bitrate,
+            } => {
+                let live = &self.live;
+                live.frames_in_flight
+                    .store(u64::from(frames_in_flight), Ordering::Relaxed);
+                live.frame_window
+                    .store(u64::from(frame_window), Ordering::Relaxed);
+                live.video_bitrate
+                    .store(u64::from(video_bitrate), Ordering::Relaxed);
+            }
+            ClientAction::Closing(reason) => tracing::info!("server: {reason}"),
+            ClientAction::Ended => return Ok(Some(EndReason::ServerClosed)),
+            ClientAction::Fail(e) => {
+                self.conn.close(close::PROTOCOL_ERROR, b"protocol error");
+                return Err(e.into());
+            }
+        }
+        Ok(None)
+    }
+
+    fn publish_live(&self, stats: &ClientStats, capture_unix_us: u64) {
+        let live = &self.live;
+        live.frames.store(stats.frames, Ordering::Relaxed);
+        let bytes = self.core.display_bytes() + stats.video_bytes;
+        live.bytes.store(bytes, Ordering::Relaxed);
+        live.rtt_us
+            .store(self.conn.rtt().as_micros() as u64, Ordering::Relaxed);
+        let latency = since_capture(capture_unix_us);
+        live.latency_us.store(u64::from(latency), Ordering::Relaxed);
+        live.video_regions
+            .store(self.core.active_regions() as u64, Ordering::Relaxed);
+    }
+
+    /// The session broke: the desktop is gone when the server said so (on the control
+    /// stream or in its close), else the connection was lost.
+    fn lost(&self, error: String) -> ClientError {
+        lost(&self.conn, self.core.closing_reason(), error)
+    }
 }
 
-/// Video pictures queued between the stream readers and the session loop; beyond this,
-/// QUIC flow control holds the server back.
-const VIDEO_QUEUE: usize = 64;
-
-enum Next {
-    Frame(Result<Option<FrameMsg>, TransportError>),
-    Video((u64, VideoMsg)),
-    Request(ClientControl),
+fn feed(core: &mut ClientSession, msg: &Inbound) {
+    let now = Instant::now();
+    let event = match msg {
+        Inbound::Control(Some(bytes)) => ClientEvent::ControlBytes(bytes),
+        Inbound::Control(None) => ClientEvent::ControlFinished,
+        Inbound::Stream {
+            id,
+            bytes: Some(bytes),
+        } => ClientEvent::StreamBytes { stream: *id, bytes },
+        Inbound::Stream { id, bytes: None } => ClientEvent::StreamFinished { stream: *id },
+        Inbound::Broken(_) => return,
+    };
+    core.handle(now, event);
 }
 
 fn micros(d: Duration) -> u32 {
-    d.as_micros().min(u128::from(u32::MAX)) as u32
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// Capture on the server → now, µs (wall clocks; exact on one machine).
 fn since_capture(capture_unix_us: u64) -> u32 {
-    unix_micros()
-        .saturating_sub(capture_unix_us)
-        .min(u64::from(u32::MAX)) as u32
+    u32::try_from(unix_micros().saturating_sub(capture_unix_us)).unwrap_or(u32::MAX)
 }
 
 /// The server's reason when it ended the session normally (finished or shutting down);
@@ -490,31 +492,24 @@ fn closed_by_server(conn: &quinn::Connection) -> Option<String> {
     }
 }
 
-impl Session {
-    /// The session broke: the desktop is gone when the server said so (on the control
-    /// stream or in its close), else the connection was lost.
-    fn lost(&self, e: TransportError) -> ClientError {
-        let closing = self
-            .closing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        match (lost_or(e, &self.conn), closing) {
-            (ClientError::DesktopGone(reason), _) => ClientError::DesktopGone(reason),
-            (_, Some(reason)) => ClientError::DesktopGone(reason),
-            (other, None) => other,
-        }
-    }
-}
-
-fn lost_or(e: TransportError, conn: &quinn::Connection) -> ClientError {
+/// Why a connection broke: the desktop is gone (the close says so, or the server said
+/// why on the control stream), or it was lost.
+fn lost(conn: &quinn::Connection, closing: Option<&str>, error: String) -> ClientError {
     match conn.close_reason() {
         Some(quinn::ConnectionError::ApplicationClosed(c))
             if c.error_code == close::DESKTOP_GONE =>
         {
             ClientError::DesktopGone(String::from_utf8_lossy(&c.reason).into_owned())
         }
+        _ if closing.is_some() => ClientError::DesktopGone(closing.unwrap_or_default().into()),
         Some(reason) => ClientError::Lost(reason.to_string()),
-        None => e.into(),
+        None => ClientError::Lost(error),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }

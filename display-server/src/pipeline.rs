@@ -6,14 +6,18 @@
 //! rect: the lossless encoder leaves it alone until the region ends, and then sends it
 //! exactly (build to lossless).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use oriel_media::{VideoEncoder, VideoEncoderConfig};
 use oriel_protocol::codec::{CodecError, EncodedFrame, Encoder, EncoderConfig, FrameMeta};
+use oriel_protocol::session::server::{EncodeOrder, Encoded, FrameReady, PictureReady, VideoStart};
 use oriel_protocol::video::{DetectorConfig, RegionEvent, VideoDetector};
-use oriel_protocol::{Framebuffer, Rect, Size, TileMask, VideoFrame, CAP_H264};
+use oriel_protocol::wire::encode_message;
+use oriel_protocol::{Channel, Framebuffer, Rect, Size, TileMask, VideoFrame, VideoMsg, CAP_H264};
 
 use crate::desktop::{DamageSink, Desktop};
+use crate::stats::ServerStats;
 
 /// A video region being encoded.
 struct RegionCoder {
@@ -165,16 +169,90 @@ impl Pipeline {
         }
     }
 
+    /// One encoder step: takes the damage, starts and ends regions, encodes the pictures
+    /// and the lossless frame the order allows.
+    pub fn step(
+        &mut self,
+        desktop: &Desktop,
+        sink: &DamageSink,
+        order: EncodeOrder,
+        stats: &ServerStats,
+    ) -> anyhow::Result<Encoded> {
+        let pipeline = self;
+        pipeline.take(desktop, sink);
+        let full = order.full_regions;
+        let room = |id: u64| !full.contains(&id);
+        let out = pipeline.step_video(Budget {
+            video_room: &room,
+            bitrate: order.bitrate,
+            keyframes: order.keyframes,
+        });
+        stats
+            .video_skipped
+            .fetch_add(u64::from(out.skipped), Relaxed);
+        stats
+            .video_regions
+            .fetch_add(out.started.len() as u64, Relaxed);
+        let mut pictures = Vec::with_capacity(out.video.len());
+        for v in out.video {
+            stats.record_video(v.frame.data.len(), v.frame.keyframe, v.encode_us);
+            let frame_no = v.frame.frame_no;
+            let message =
+                encode_message(&VideoMsg::Frame(v.frame), Channel::Video.max_message_len())?;
+            pictures.push(PictureReady {
+                region_id: v.region_id,
+                frame_no,
+                message,
+            });
+        }
+        let mut frame = None;
+        if order.lossless && pipeline.lossless_due() {
+            if let Some((encoded, encode_us)) = pipeline.step_lossless()? {
+                let message = encode_message(&encoded.msg, Channel::Display.max_message_len())?;
+                stats.record_frame(&encoded.stats, message.len(), encode_us);
+                frame = Some(FrameReady {
+                    frame_id: encoded.msg.frame_id,
+                    size: pipeline.size(),
+                    message,
+                });
+            }
+        }
+        Ok(Encoded {
+            started: out
+                .started
+                .into_iter()
+                .map(|(region_id, rect, after_frame)| VideoStart {
+                    region_id,
+                    rect,
+                    after_frame,
+                })
+                .collect(),
+            ended: out.ended,
+            pictures,
+            frame,
+            lossless_due: pipeline.lossless_due(),
+            video_due: pipeline.due_regions(),
+            deadline: pipeline.deadline(),
+        })
+    }
+
     /// A lossless frame is due (damage, a region to refine, or an end to announce).
     pub fn lossless_due(&self) -> bool {
         !self.pending.is_empty() || self.encoder.has_refinement() || !self.ended.is_empty()
     }
 
-    /// A region has a picture to send and room to send it.
-    pub fn video_due(&self, room: &dyn Fn(u64) -> bool) -> bool {
+    /// Regions with a picture to send.
+    pub fn due_regions(&self) -> Vec<u64> {
         self.regions
             .iter()
-            .any(|r| (r.dirty || r.keyframe) && room(r.id))
+            .filter(|r| r.dirty || r.keyframe)
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// The desktop's size as the encoder has it.
+    pub fn size(&self) -> Size {
+        self.staging.size()
     }
 
     /// When a region expires if nothing changes: the loop must wake then.

@@ -51,6 +51,8 @@ pub struct Shared {
     pub capabilities: Capabilities,
     pub stats: Arc<ServerStats>,
     pub next_session_id: AtomicU64,
+    /// Admitted sessions, against `config.max_sessions`.
+    pub slots: crate::slots::SessionSlots,
     pub tickets: TicketGate,
     /// Where session events go when a host agent runs.
     pub events: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<HostMsg>>>,
@@ -117,6 +119,7 @@ impl DisplayServer {
             // Session ids grow across restarts too: the broker tells the sessions of a
             // host apart by them.
             next_session_id: AtomicU64::new(oriel_transport::unix_micros()),
+            slots: Default::default(),
             events: std::sync::Mutex::new(None),
         });
         let tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
@@ -177,7 +180,10 @@ impl DisplayServer {
 
     /// Prometheus metrics text.
     pub fn metrics(&self) -> String {
-        let mut text = self.shared.stats.render_prometheus(self.frames_produced());
+        let mut text = self
+            .shared
+            .stats
+            .render_prometheus(self.frames_produced(), self.shared.slots.active());
         // Per-desktop figures of sources that have them (VMs), grouped by metric.
         let mut by_name: std::collections::BTreeMap<&str, (&str, Vec<String>)> = Default::default();
         for desktop in self.shared.desktops.list() {

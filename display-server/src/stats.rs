@@ -13,7 +13,6 @@ const MAX_SAMPLES: usize = 1 << 20;
 
 #[derive(Default)]
 pub struct ServerStats {
-    pub sessions_active: AtomicU64,
     pub sessions_total: AtomicU64,
     pub sessions_rejected: AtomicU64,
     pub protocol_errors: AtomicU64,
@@ -109,7 +108,7 @@ impl ServerStats {
     }
 
     /// Prometheus text exposition.
-    pub fn render_prometheus(&self, frames_produced: u64) -> String {
+    pub fn render_prometheus(&self, frames_produced: u64, sessions_active: usize) -> String {
         let mut out = String::new();
         let counters = [
             (
@@ -211,8 +210,7 @@ impl ServerStats {
         );
         let _ = writeln!(
             out,
-            "# HELP oriel_sessions_active Connected sessions\n# TYPE oriel_sessions_active gauge\noriel_sessions_active {}",
-            self.sessions_active.load(Relaxed)
+            "# HELP oriel_sessions_active Connected sessions\n# TYPE oriel_sessions_active gauge\noriel_sessions_active {sessions_active}"
         );
         let _ = writeln!(
             out,

@@ -19,5 +19,6 @@ pub mod api;
 pub mod codec;
 pub mod desktop_spec;
 pub mod handshake;
+pub mod session;
 pub mod whole;
 pub mod wire;

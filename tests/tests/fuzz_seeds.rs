@@ -274,6 +274,69 @@ fn api_input(seeds: &mut Seeds) {
     }
 }
 
+/// Scripts for the server session core: records of `[op, len, payload…]` (see
+/// `fuzz/fuzz_targets/server_session.rs`).
+fn server_session(seeds: &mut Seeds) {
+    let record = |op: u8, payload: &[u8]| {
+        let mut r = vec![op, u8::try_from(payload.len()).expect("short payload")];
+        r.extend_from_slice(payload);
+        r
+    };
+    let hello = message(&Hello {
+        version: PROTOCOL_VERSION,
+        capabilities: Capabilities::all(),
+        desktop: "d".into(),
+        ticket: vec![],
+        desired_size: None,
+        client_name: "fuzz".into(),
+    });
+    let mut input = vec![1, Channel::Input as u8];
+    input.extend(message(&InputEvent::PointerMove { x: 10, y: 10 }));
+    let ack = message(&ClientControl::Ack {
+        frame_id: 1,
+        decode_us: 5,
+    });
+    let running = [
+        record(0, &hello),
+        record(3, &[0, 10, 10, 33]),
+        record(4, &[]),
+    ]
+    .concat();
+    let session = [
+        running.clone(),
+        record(5, &[0b0010_0111, 1, 10, 10, 4, 50]),
+        record(0, &ack),
+        record(1, &input),
+        record(6, &[0xf4, 0x01]),
+        record(9, &[1, 20, 20]),
+        record(9, &[2]),
+        record(7, &[]),
+    ]
+    .concat();
+    seeds.insert(("server_session", "session".into()), session);
+    let video = [
+        running,
+        record(5, &[0b0010_1110, 2, 10, 10, 1]),
+        record(
+            0,
+            &message(&ClientControl::VideoAck {
+                region_id: 2,
+                frame_no: 1,
+                decode_us: 3,
+            }),
+        ),
+        record(
+            0,
+            &message(&ClientControl::KeyframeRequest { region_id: 2 }),
+        ),
+        record(4, &[]),
+        record(5, &[0b0001_0001, 2]),
+        record(8, &[]),
+    ]
+    .concat();
+    seeds.insert(("server_session", "video".into()), video);
+}
+
 fn all_seeds() -> Seeds {
     let mut seeds = Seeds::new();
     frames(&mut seeds);
@@ -283,6 +346,7 @@ fn all_seeds() -> Seeds {
     host_link(&mut seeds);
     tickets(&mut seeds);
     api_input(&mut seeds);
+    server_session(&mut seeds);
     seeds
 }
 

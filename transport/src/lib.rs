@@ -6,6 +6,7 @@
 pub mod api_client;
 pub mod files;
 pub mod framed;
+pub mod pump;
 pub mod tls;
 
 pub use framed::{send_message, FramedRecv};

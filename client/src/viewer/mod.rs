@@ -58,7 +58,7 @@ enum UserEvent {
 /// The current session's handles; replaced when a session resumes after an outage.
 struct Handles {
     input: InputSender,
-    cursor: Arc<Mutex<Option<CursorMsg>>>,
+    cursor: tokio::sync::watch::Receiver<Option<CursorMsg>>,
     live: Arc<crate::LiveStats>,
     controller: crate::Controller,
 }
@@ -152,15 +152,20 @@ pub fn run(
     let cursor_task = tokio::spawn(async move {
         let mut shown: Option<CursorMsg> = None;
         loop {
-            let watch = lock(&current).cursor.clone();
-            let current = lock(&watch).clone();
-            if let Some(shape) = current.filter(|c| shown.as_ref() != Some(c)) {
+            // The session's cursor, until it changes or a resumed session replaces it.
+            let mut watch = lock(&current).cursor.clone();
+            let latest = watch.borrow_and_update().clone();
+            if let Some(shape) = latest.filter(|c| shown.as_ref() != Some(c)) {
                 shown = Some(shape.clone());
                 if to_ui.send_event(UserEvent::Cursor(shape)).is_err() {
                     return;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(15)).await;
+            let wait = Duration::from_millis(250);
+            if let Ok(Err(_)) = tokio::time::timeout(wait, watch.changed()).await {
+                // That session ended; the next one's handles come with its resume.
+                tokio::time::sleep(wait).await;
+            }
         }
     });
 

@@ -24,6 +24,7 @@ const MIN_RTT_WINDOW_US: u64 = 10_000_000;
 /// Delivery rate is measured over this much time.
 const RATE_WINDOW_US: u64 = 1_000_000;
 
+#[derive(Debug)]
 pub struct RateController {
     config: RateConfig,
     bitrate: u32,

@@ -1,0 +1,206 @@
+//! Flow control of one session: frames and video pictures in flight, acks, keyframe
+//! requests, and the rate controller they feed. Time comes in as an argument.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::video::{RateConfig, RateController};
+
+/// Keyframes on request at most this often per region.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Bytes in flight always allowed, whatever the congestion window says.
+const MIN_BYTE_BUDGET: u64 = 64 * 1024;
+
+/// Regions whose keyframe grants are remembered: sessions have a few video regions, a
+/// client asking for many more (made-up ids) is not served, and the map stays small.
+const MAX_KEYFRAME_REGIONS: usize = 64;
+
+/// What one sent frame or picture is waiting for.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    id: u64,
+    at: Instant,
+    bytes: u64,
+}
+
+/// An acknowledged frame or picture: its send → ack time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    pub rtt: Duration,
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct Flow {
+    epoch: Instant,
+    frames: VecDeque<Sent>,
+    video: HashMap<u64, VecDeque<Sent>>,
+    /// Video bytes sent, (time µs, bytes), over the last second.
+    video_sent: VecDeque<(u64, u64)>,
+    keyframe_requests: Vec<u64>,
+    /// When each region last got a keyframe on request: a client asking again and again
+    /// gets one per `KEYFRAME_INTERVAL`, not a stream of them.
+    keyframes_granted: HashMap<u64, Instant>,
+    rate: RateController,
+    /// The transport's congestion window: bytes the path takes without queueing more.
+    cwnd: u64,
+}
+
+impl Flow {
+    pub fn new(rate: RateConfig, now: Instant) -> Self {
+        Self {
+            epoch: now,
+            frames: VecDeque::new(),
+            video: HashMap::new(),
+            video_sent: VecDeque::new(),
+            keyframe_requests: Vec::new(),
+            keyframes_granted: HashMap::new(),
+            rate: RateController::new(rate),
+            cwnd: u64::MAX,
+        }
+    }
+
+    fn micros(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Frames (and pictures per region) that may be unacknowledged right now.
+    pub fn window(&self) -> usize {
+        self.rate.window()
+    }
+
+    pub fn bitrate(&self) -> u32 {
+        self.rate.bitrate()
+    }
+
+    /// Frames sent and not yet acknowledged.
+    pub fn frames_in_flight(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// A frame may go: fewer than the window in flight, and unless nothing is in flight,
+    /// fewer bytes than the congestion window (large frames on a slow link would
+    /// otherwise queue seconds of data behind which small updates wait).
+    pub fn has_frame_room(&self) -> bool {
+        let bytes: u64 = self.frames.iter().map(|s| s.bytes).sum();
+        let budget = self.cwnd.max(MIN_BYTE_BUDGET);
+        self.frames.is_empty() || (self.frames.len() < self.window() && bytes < budget)
+    }
+
+    pub fn has_video_room(&self, region: u64) -> bool {
+        self.video.get(&region).map_or(0, VecDeque::len) < self.window()
+    }
+
+    /// Records a sent frame; returns how many are now in flight.
+    pub fn frame_sent(&mut self, frame_id: u64, bytes: usize, now: Instant) -> usize {
+        self.frames.push_back(Sent {
+            id: frame_id,
+            at: now,
+            bytes: bytes as u64,
+        });
+        self.frames.len()
+    }
+
+    /// Records a sent picture; returns how many of its region are now in flight.
+    pub fn video_sent(&mut self, region: u64, frame_no: u64, bytes: usize, now: Instant) -> usize {
+        let queue = self.video.entry(region).or_default();
+        queue.push_back(Sent {
+            id: frame_no,
+            at: now,
+            bytes: bytes as u64,
+        });
+        let in_flight = queue.len();
+        let t = self.micros(now);
+        self.video_sent.push_back((t, bytes as u64));
+        while self
+            .video_sent
+            .front()
+            .is_some_and(|(sent, _)| sent + 1_000_000 < t)
+        {
+            self.video_sent.pop_front();
+        }
+        in_flight
+    }
+
+    /// The region ended: nothing of it is waited for any more.
+    pub fn region_ended(&mut self, region: u64) {
+        self.video.remove(&region);
+        self.keyframes_granted.remove(&region);
+        self.keyframe_requests.retain(|r| *r != region);
+    }
+
+    /// Acks are cumulative: acknowledging a frame acknowledges every earlier one. An
+    /// ack for a frame never sent acknowledges what was sent and nothing more.
+    pub fn frame_acked(&mut self, frame_id: u64, now: Instant) -> Vec<Acked> {
+        let acked = pop_acked(&mut self.frames, frame_id, now);
+        self.note_acked(&acked, now);
+        acked
+    }
+
+    pub fn video_acked(&mut self, region: u64, frame_no: u64, now: Instant) -> Vec<Acked> {
+        let acked = match self.video.get_mut(&region) {
+            Some(q) => pop_acked(q, frame_no, now),
+            None => Vec::new(),
+        };
+        self.note_acked(&acked, now);
+        acked
+    }
+
+    fn note_acked(&mut self, acked: &[Acked], now: Instant) {
+        let t = self.micros(now);
+        for a in acked {
+            self.rate.on_ack(t, a.bytes);
+        }
+    }
+
+    /// The transport's path estimates: RTT (may change the bitrate and window) and
+    /// congestion window.
+    pub fn path(&mut self, rtt: Duration, cwnd: u64, now: Instant) {
+        self.cwnd = cwnd;
+        let t = self.micros(now);
+        let video_bps: u64 = self
+            .video_sent
+            .iter()
+            .filter(|(sent, _)| sent + 1_000_000 >= t)
+            .map(|(_, b)| b)
+            .sum();
+        let rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        self.rate.on_rtt(t, rtt_us, video_bps);
+    }
+
+    /// Queues a keyframe for `region`; false when one was granted too recently.
+    pub fn request_keyframe(&mut self, region: u64, now: Instant) -> bool {
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < KEYFRAME_INTERVAL;
+        if self.keyframes_granted.get(&region).is_some_and(recent) {
+            return false;
+        }
+        if self.keyframes_granted.len() >= MAX_KEYFRAME_REGIONS {
+            self.keyframes_granted.retain(|_, t| recent(t));
+            if self.keyframes_granted.len() >= MAX_KEYFRAME_REGIONS {
+                return false;
+            }
+        }
+        self.keyframes_granted.insert(region, now);
+        if !self.keyframe_requests.contains(&region) {
+            self.keyframe_requests.push(region);
+        }
+        true
+    }
+
+    pub fn take_keyframe_requests(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.keyframe_requests)
+    }
+}
+
+fn pop_acked(queue: &mut VecDeque<Sent>, id: u64, now: Instant) -> Vec<Acked> {
+    let mut acked = Vec::new();
+    while let Some(s) = queue.front().copied().filter(|s| s.id <= id) {
+        queue.pop_front();
+        acked.push(Acked {
+            rtt: now.saturating_duration_since(s.at),
+            bytes: s.bytes,
+        });
+    }
+    acked
+}
