@@ -8,7 +8,7 @@ use oriel_protocol::codec::stream::StreamEncoder;
 
 /// What replaying the deterministic script gives: the baseline cost and the source
 /// sequence the client must reach.
-pub struct Replay {
+pub(crate) struct Replay {
     /// Bytes of every produced frame compressed whole with zstd level 1 (what a naive
     /// "compress the screen" streamer would send).
     pub zstd_full_frame_bytes: u64,
@@ -21,7 +21,7 @@ pub struct Replay {
     pub final_sequence: u64,
 }
 
-pub fn replay(config: &SyntheticConfig) -> anyhow::Result<Replay> {
+pub(crate) fn replay(config: &SyntheticConfig) -> anyhow::Result<Replay> {
     let mut source = SyntheticSource::new(config.clone())?;
     let ticks = config.max_ticks.unwrap_or(0);
     let mut total = 0u64;
@@ -78,7 +78,7 @@ pub fn replay(config: &SyntheticConfig) -> anyhow::Result<Replay> {
 }
 
 #[derive(Debug, Default)]
-pub struct GeneralCodecs {
+pub(crate) struct GeneralCodecs {
     pub input_bytes: u64,
     pub zstd1_stream_bytes: u64,
     pub zstd1_stream_time: Duration,

@@ -16,7 +16,7 @@ use oriel_transport::api_client::ApiClient;
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
-pub struct BrokerArgs {
+pub(crate) struct BrokerArgs {
     /// Desktops in the pool.
     #[arg(long, default_value_t = 10_000)]
     desktops: u32,
@@ -41,7 +41,7 @@ pub struct BrokerArgs {
 
 const PASSWORD: &str = "bench-password-123";
 
-pub fn run(args: BrokerArgs) -> anyhow::Result<String> {
+pub(crate) fn run(args: BrokerArgs) -> anyhow::Result<String> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

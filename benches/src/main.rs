@@ -2,6 +2,8 @@
 //! synthetic workload or real X programs (optionally through an emulated link) and prints
 //! one JSON line of figures per workload.
 
+// A program: its output is what it prints.
+#![allow(clippy::print_stdout)]
 #![recursion_limit = "256"]
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -13,7 +13,7 @@ use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
 use oriel_netem::{LinkSpec, Relay};
 use oriel_transport::Identity;
 
-pub struct Rig {
+pub(crate) struct Rig {
     pub server: DisplayServer,
     pub client_rt: tokio::runtime::Runtime,
     /// Where the client dials: the server, or the relay in front of it.
@@ -24,7 +24,7 @@ pub struct Rig {
 }
 
 /// What is left of a stopped rig.
-pub struct Finished {
+pub(crate) struct Finished {
     pub stats: Arc<ServerStats>,
     pub frames_produced: u64,
     /// CPU seconds every display server thread used.
@@ -33,7 +33,7 @@ pub struct Finished {
 
 impl Rig {
     /// Starts the server with `source` as desktop "default".
-    pub fn start(
+    pub(crate) fn start(
         source: Box<dyn FrameSource>,
         frame_window: usize,
         max_video_kbit: u32,
@@ -87,12 +87,12 @@ impl Rig {
         })
     }
 
-    pub fn desktop(&self) -> Arc<Desktop> {
+    pub(crate) fn desktop(&self) -> Arc<Desktop> {
         self.server.desktop("default").expect("the rig's desktop")
     }
 
     /// Stops relay and server; the CPU count is complete once the server's threads end.
-    pub fn finish(self) -> Finished {
+    pub(crate) fn finish(self) -> Finished {
         drop(self.relay);
         let stats = self.server.stats();
         let frames_produced = self.server.frames_produced();
@@ -118,7 +118,7 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// What a client saw of a run, for [`display_figures`].
-pub struct Seen<'a> {
+pub(crate) struct Seen<'a> {
     pub outcome: &'a oriel::Outcome,
     /// The source's final screen, which the client must end on.
     pub truth: &'a oriel_protocol::Framebuffer,
@@ -132,7 +132,10 @@ pub struct Seen<'a> {
 
 /// The figures every display workload reports, whatever its source: bytes and frames,
 /// encode and latency percentiles, server CPU, tiles per codec, exactness and video.
-pub fn display_figures(done: &Finished, seen: &Seen) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn display_figures(
+    done: &Finished,
+    seen: &Seen,
+) -> serde_json::Map<String, serde_json::Value> {
     let stats = &done.stats;
     let client = &seen.outcome.stats;
     let ms = |us: u32| f64::from(us) / 1000.0;
@@ -190,7 +193,7 @@ pub fn display_figures(done: &Finished, seen: &Seen) -> serde_json::Map<String, 
 
 /// Bytes of the first frame, which carries the whole desktop; the goals are about what
 /// follows it.
-pub fn first_frame_bytes(stats: &ServerStats) -> u64 {
+pub(crate) fn first_frame_bytes(stats: &ServerStats) -> u64 {
     stats
         .frame_byte_samples()
         .first()
@@ -199,7 +202,7 @@ pub fn first_frame_bytes(stats: &ServerStats) -> u64 {
 }
 
 /// `figures` with `more` added: one JSON line.
-pub fn json_line(
+pub(crate) fn json_line(
     mut figures: serde_json::Map<String, serde_json::Value>,
     more: serde_json::Value,
 ) -> String {

@@ -11,13 +11,13 @@ use oriel_media::luma_psnr;
 use oriel_protocol::Rect;
 
 /// A picture the client showed.
-pub struct PictureSample {
+pub(crate) struct PictureSample {
     pub seq: u64,
     pub rect: Rect,
     pub pixels: Vec<u32>,
 }
 
-pub struct VideoScore {
+pub(crate) struct VideoScore {
     pub psnr_db: Vec<f64>,
     /// Mean bytes of a JPEG of each sampled picture at the H.264 picture's PSNR.
     pub jpeg_bytes_mean: f64,
@@ -25,7 +25,10 @@ pub struct VideoScore {
 
 /// Replays the source to each sample's sequence and scores the sample (samples must be
 /// in sequence order).
-pub fn score(config: &SyntheticConfig, samples: &[PictureSample]) -> anyhow::Result<VideoScore> {
+pub(crate) fn score(
+    config: &SyntheticConfig,
+    samples: &[PictureSample],
+) -> anyhow::Result<VideoScore> {
     let mut source = SyntheticSource::new(config.clone())?;
     let mut psnr_db = Vec::new();
     let mut jpeg_total = 0u64;

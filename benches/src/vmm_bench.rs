@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::x11_bench::process_cpu_s;
 
 #[derive(Debug, clap::Args)]
-pub struct VmmArgs {
+pub(crate) struct VmmArgs {
     /// Framebuffer size of the VMs.
     #[arg(long, default_value = "1024x768")]
     size: String,
@@ -31,7 +31,7 @@ pub struct VmmArgs {
     seconds: u64,
 }
 
-pub fn run(args: VmmArgs) -> anyhow::Result<String> {
+pub(crate) fn run(args: VmmArgs) -> anyhow::Result<String> {
     oriel_vmm::kvm_usable().map_err(anyhow::Error::msg)?;
     let size = parse_size(&args.size)?;
     let config = VmConfig::tiny(size.width, size.height);

@@ -23,12 +23,12 @@ use serde_json::json;
 use crate::rig::{display_figures, json_line, Rig, Seen};
 
 /// The scripted X workloads, in the order `all` runs them.
-pub const WORKLOADS: [&str; 5] = ["idle", "text", "scroll", "drag", "video"];
+pub(crate) const WORKLOADS: [&str; 5] = ["idle", "text", "scroll", "drag", "video"];
 
 /// How long the screen must not change before the run counts as settled.
 const QUIET: Duration = Duration::from_millis(2500);
 
-pub struct X11Run<'a> {
+pub(crate) struct X11Run<'a> {
     pub workload: &'a str,
     pub size: Size,
     pub seconds: u64,
@@ -160,7 +160,7 @@ pub(crate) fn process_cpu_s(pid: u32) -> f64 {
     ticks as f64 / hz as f64
 }
 
-pub fn run(r: &X11Run) -> anyhow::Result<String> {
+pub(crate) fn run(r: &X11Run) -> anyhow::Result<String> {
     let own_server = match r.display {
         Some(_) => None,
         None => Some(XServer::start_bare(r.size)?),

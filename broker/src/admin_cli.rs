@@ -3,6 +3,9 @@
 //! certificate fingerprint from the broker's data directory. From elsewhere it logs in
 //! with `--user` and the password from `ORIEL_PASSWORD` (or the first line of stdin).
 
+// Command-line output of the binary this module serves.
+#![allow(clippy::print_stdout)]
+
 use std::io::BufRead;
 
 use anyhow::Context;
@@ -12,7 +15,7 @@ use oriel_transport::api_client::ApiClient;
 use serde_json::{json, Value};
 
 #[derive(Debug, clap::Args)]
-pub struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// Broker URL [default: the local broker's, else https://127.0.0.1:8443].
     #[arg(long)]
     broker: Option<String>,
@@ -169,7 +172,7 @@ fn seg(text: &str) -> String {
     out
 }
 
-pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let api = connect(&args).await?;
     let out: Value = match args.command {
         AdminCommand::User {

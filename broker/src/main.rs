@@ -1,3 +1,6 @@
+// A program: its output is what it prints.
+#![allow(clippy::print_stdout)]
+
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;

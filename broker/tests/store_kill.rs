@@ -5,6 +5,9 @@
 //! committed step; the parent SIGKILLs it mid-way, reopens the file and checks every
 //! acknowledged step is there, whole.
 
+// Tests print the figures they measure (never asserted).
+#![allow(clippy::print_stdout)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -3,6 +3,9 @@
 //! creates a demo user and pool through the admin API, then logs in and connects like
 //! any user would: HTTPS to the broker, a ticket, pinned QUIC to the display server.
 
+// Command-line output of the binary this module serves.
+#![allow(clippy::print_stdout)]
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Synthetic workload on the demo desktops: idle, typing, scroll, drag, video, mixed.
     #[arg(long, default_value = "mixed")]
     workload: String,
@@ -29,7 +32,7 @@ pub struct DemoArgs {
     screenshot: PathBuf,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("oriel-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     // Every process started is stopped again, whatever happened.

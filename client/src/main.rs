@@ -1,3 +1,6 @@
+// A program: its output is what it prints.
+#![allow(clippy::print_stdout)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! The launcher flows of the `oriel` binary: pick a pool (or take the only one), open an
 //! `oriel://` link, and register the program as the handler of such links.
 
+// Command-line output of the binary this module serves.
+#![allow(clippy::print_stdout)]
+
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context};
@@ -11,7 +14,7 @@ use crate::ViewArgs;
 
 /// Gets a desktop of `pool` (waiting, with progress, while the broker starts one) and
 /// shows it.
-pub async fn connect_pool(login: &Login, pool: &str, args: &ViewArgs) -> anyhow::Result<()> {
+pub(crate) async fn connect_pool(login: &Login, pool: &str, args: &ViewArgs) -> anyhow::Result<()> {
     eprintln!("asking {} for a desktop of pool '{pool}' ...", login.broker);
     let progress = |waited: std::time::Duration| {
         eprint!(
@@ -33,7 +36,7 @@ pub async fn connect_pool(login: &Login, pool: &str, args: &ViewArgs) -> anyhow:
 }
 
 /// `oriel` alone: the only pool, or the one chosen from a numbered list.
-pub async fn choose_and_connect(args: &ViewArgs) -> anyhow::Result<()> {
+pub(crate) async fn choose_and_connect(args: &ViewArgs) -> anyhow::Result<()> {
     let login = launcher::load()?;
     let pools = launcher::pools(&login).await?;
     let pool = match pools.as_slice() {
@@ -80,13 +83,13 @@ pub async fn choose_and_connect(args: &ViewArgs) -> anyhow::Result<()> {
 }
 
 /// `oriel oriel://BROKER/POOL`.
-pub async fn open_link(link: &Link, args: &ViewArgs) -> anyhow::Result<()> {
+pub(crate) async fn open_link(link: &Link, args: &ViewArgs) -> anyhow::Result<()> {
     let login = launcher::load_for(link)?;
     connect_pool(&login, &link.pool, args).await
 }
 
 /// Writes the `.desktop` entry and makes it the `oriel://` handler.
-pub fn register() -> anyhow::Result<()> {
+pub(crate) fn register() -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot tell where this program is")?;
     let data = std::env::var_os("XDG_DATA_HOME")
         .map(std::path::PathBuf::from)

@@ -1,3 +1,6 @@
+// A program: its output is what it prints.
+#![allow(clippy::print_stdout)]
+
 use std::sync::Arc;
 
 use anyhow::Context;

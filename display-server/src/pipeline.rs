@@ -34,7 +34,7 @@ struct RegionCoder {
 }
 
 /// What video may go out in one step.
-pub struct Budget<'a> {
+pub(crate) struct Budget<'a> {
     /// Whether a picture of this region fits in its window.
     pub video_room: &'a dyn Fn(u64) -> bool,
     /// Video bitrate for all regions together.
@@ -43,14 +43,14 @@ pub struct Budget<'a> {
     pub keyframes: Vec<u64>,
 }
 
-pub struct VideoOut {
+pub(crate) struct VideoOut {
     pub region_id: u64,
     pub frame: VideoFrame,
     pub encode_us: u32,
 }
 
 #[derive(Default)]
-pub struct Output {
+pub(crate) struct Output {
     pub video: Vec<VideoOut>,
     /// New regions: id, rect, and the last display frame encoded before them.
     pub started: Vec<(u64, Rect, u64)>,
@@ -59,7 +59,7 @@ pub struct Output {
     pub skipped: u32,
 }
 
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     encoder: Encoder,
     /// `None` when the client cannot decode H.264: everything stays lossless.
     detector: Option<VideoDetector>,
@@ -77,7 +77,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(size: Size, config: EncoderConfig, max_fps: f32) -> Result<Self, CodecError> {
+    pub(crate) fn new(size: Size, config: EncoderConfig, max_fps: f32) -> Result<Self, CodecError> {
         let video = config.capabilities.has(CAP_H264);
         Ok(Self {
             encoder: Encoder::new(size, config)?,
@@ -100,7 +100,7 @@ impl Pipeline {
 
     /// Takes the sink's damage and copies those tiles of the screen. Damage is taken and
     /// pixels copied under the source lock, so they belong to one source state.
-    pub fn take(&mut self, desktop: &Desktop, sink: &DamageSink) {
+    pub(crate) fn take(&mut self, desktop: &Desktop, sink: &DamageSink) {
         let damage = {
             let source = desktop.source();
             let Some(damage) = sink.take() else {
@@ -171,7 +171,7 @@ impl Pipeline {
 
     /// One encoder step: takes the damage, starts and ends regions, encodes the pictures
     /// and the lossless frame the order allows.
-    pub fn step(
+    pub(crate) fn step(
         &mut self,
         desktop: &Desktop,
         sink: &DamageSink,
@@ -237,12 +237,12 @@ impl Pipeline {
     }
 
     /// A lossless frame is due (damage, a region to refine, or an end to announce).
-    pub fn lossless_due(&self) -> bool {
+    pub(crate) fn lossless_due(&self) -> bool {
         !self.pending.is_empty() || self.encoder.has_refinement() || !self.ended.is_empty()
     }
 
     /// Regions with a picture to send.
-    pub fn due_regions(&self) -> Vec<u64> {
+    pub(crate) fn due_regions(&self) -> Vec<u64> {
         self.regions
             .iter()
             .filter(|r| r.dirty || r.keyframe)
@@ -251,19 +251,19 @@ impl Pipeline {
     }
 
     /// The desktop's size as the encoder has it.
-    pub fn size(&self) -> Size {
+    pub(crate) fn size(&self) -> Size {
         self.staging.size()
     }
 
     /// When a region expires if nothing changes: the loop must wake then.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         let us = self.detector.as_ref()?.next_deadline_us()?;
         Some(self.epoch + std::time::Duration::from_micros(us))
     }
 
     /// Starts and ends regions and encodes the pictures the budget allows. Pictures go
     /// out before the lossless frame of the same step is even encoded.
-    pub fn step_video(&mut self, budget: Budget<'_>) -> Output {
+    pub(crate) fn step_video(&mut self, budget: Budget<'_>) -> Output {
         let mut out = Output {
             ended: std::mem::take(&mut self.ended_by_resize),
             ..Default::default()
@@ -280,7 +280,7 @@ impl Pipeline {
 
     /// Encodes the pending lossless damage (and refinements, and region ends) as one
     /// frame, with its encode time in µs.
-    pub fn step_lossless(&mut self) -> Result<Option<(EncodedFrame, u32)>, CodecError> {
+    pub(crate) fn step_lossless(&mut self) -> Result<Option<(EncodedFrame, u32)>, CodecError> {
         let meta = FrameMeta {
             source_seq: self.source_seq,
             capture_unix_us: self

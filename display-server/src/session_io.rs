@@ -21,7 +21,7 @@ const PRIORITY_VIDEO: i32 = 0;
 
 /// What the session's tasks tell it.
 #[derive(Debug)]
-pub enum Inbound {
+pub(crate) enum Inbound {
     Control(Option<Vec<u8>>),
     /// Bytes of a client stream (`None`: the client finished it).
     Stream {
@@ -37,12 +37,12 @@ pub enum Inbound {
     },
 }
 
-pub fn inbox() -> (mpsc::Sender<Inbound>, mpsc::Receiver<Inbound>) {
+pub(crate) fn inbox() -> (mpsc::Sender<Inbound>, mpsc::Receiver<Inbound>) {
     mpsc::channel(INBOX)
 }
 
 /// Reads the control stream's receive side into the inbox.
-pub fn read_control(stream: quinn::RecvStream, tx: mpsc::Sender<Inbound>) {
+pub(crate) fn read_control(stream: quinn::RecvStream, tx: mpsc::Sender<Inbound>) {
     pump::spawn_reader(stream, tx, |chunk| match chunk {
         Ok(bytes) => Inbound::Control(bytes),
         Err(error) => Inbound::Broken {
@@ -54,7 +54,7 @@ pub fn read_control(stream: quinn::RecvStream, tx: mpsc::Sender<Inbound>) {
 
 /// Accepts the client's streams (input) for the rest of the connection and reads each
 /// into the inbox; a reset stream ends like a finished one.
-pub fn accept_streams(conn: quinn::Connection, tx: mpsc::Sender<Inbound>) {
+pub(crate) fn accept_streams(conn: quinn::Connection, tx: mpsc::Sender<Inbound>) {
     pump::spawn_acceptor(conn, tx, |id, chunk| Inbound::Stream {
         id,
         bytes: chunk.ok().flatten(),
@@ -62,7 +62,7 @@ pub fn accept_streams(conn: quinn::Connection, tx: mpsc::Sender<Inbound>) {
 }
 
 /// The session's send streams, each written by a task of its own.
-pub struct Writers {
+pub(crate) struct Writers {
     conn: quinn::Connection,
     inbox: mpsc::Sender<Inbound>,
     streams: HashMap<SendChannel, mpsc::UnboundedSender<Vec<u8>>>,
@@ -73,7 +73,7 @@ pub struct Writers {
 }
 
 impl Writers {
-    pub fn new(
+    pub(crate) fn new(
         conn: quinn::Connection,
         control: quinn::SendStream,
         inbox: mpsc::Sender<Inbound>,
@@ -91,7 +91,10 @@ impl Writers {
     }
 
     /// Opens a server stream.
-    pub async fn open(&mut self, channel: SendChannel) -> Result<(), quinn::ConnectionError> {
+    pub(crate) async fn open(
+        &mut self,
+        channel: SendChannel,
+    ) -> Result<(), quinn::ConnectionError> {
         let stream = self.conn.open_uni().await?;
         let priority = match channel {
             SendChannel::Cursor => PRIORITY_CURSOR,
@@ -153,20 +156,20 @@ impl Writers {
     }
 
     /// Queues bytes on a stream; bytes for a stream that is gone are dropped.
-    pub fn send(&self, channel: SendChannel, bytes: Vec<u8>) {
+    pub(crate) fn send(&self, channel: SendChannel, bytes: Vec<u8>) {
         if let Some(tx) = self.streams.get(&channel) {
             let _ = tx.send(bytes);
         }
     }
 
     /// Finishes a stream once what is queued on it is written.
-    pub fn finish(&mut self, channel: SendChannel) {
+    pub(crate) fn finish(&mut self, channel: SendChannel) {
         self.streams.remove(&channel);
     }
 
     /// Stops every stream but control at once, finishes control and waits until the
     /// client has read it (or the grace has passed).
-    pub async fn drain_control(&mut self) {
+    pub(crate) async fn drain_control(&mut self) {
         let _ = self.stop.send(true);
         self.streams.clear();
         if let Some(control) = self.control.take() {

@@ -17,8 +17,8 @@ use crate::MediaError;
 const MAX_EDGE: u32 = 3840;
 const MAX_SHORT_EDGE: u32 = 2160;
 /// Bitrates the encoder accepts, bits per second.
-pub const MIN_BITRATE: u32 = 100_000;
-pub const MAX_BITRATE: u32 = 100_000_000;
+pub(crate) const MIN_BITRATE: u32 = 100_000;
+pub(crate) const MAX_BITRATE: u32 = 100_000_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct VideoEncoderConfig {
@@ -128,12 +128,10 @@ impl VideoEncoder {
                 iLayer: layer,
                 iBitrate: bps as i32,
             };
+            // SAFETY: the raw API of an encoder we own, used on this thread only.
+            let api = unsafe { self.encoder.raw_api() };
             // SAFETY: the option takes a pointer to an SBitrateInfo that outlives the call.
-            let rc = unsafe {
-                self.encoder
-                    .raw_api()
-                    .set_option(option, (&raw mut info).cast())
-            };
+            let rc = unsafe { api.set_option(option, (&raw mut info).cast()) };
             if rc != 0 {
                 return Err(MediaError::Codec(format!(
                     "setting the bitrate to {bps} failed ({rc})"
@@ -362,7 +360,7 @@ mod rate_tests {
         enc.set_bitrate(3_000_000).unwrap();
         let _settle = run(&mut enc, 90);
         let high_again = run(&mut enc, 120);
-        println!("high {high} low {low} high again {high_again}");
+        eprintln!("high {high} low {low} high again {high_again}");
         // Above the bitrate the encoder was made with, too.
         let mut enc = VideoEncoder::new(
             Size::new(320, 240),
@@ -376,7 +374,7 @@ mod rate_tests {
         enc.set_bitrate(3_000_000).unwrap();
         let _settle = run(&mut enc, 30);
         let raised = run(&mut enc, 60);
-        println!("made low {start_low} raised {raised}");
+        eprintln!("made low {start_low} raised {raised}");
         assert!(
             raised > start_low * 3,
             "raising above the start: {start_low} → {raised}"

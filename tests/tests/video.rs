@@ -2,6 +2,9 @@
 //! everywhere else, exact pixels once it stops; never video for text, scrolls or drags;
 //! and the same through an emulated constrained or lossy link.
 
+// Tests print the figures they measure (never asserted).
+#![allow(clippy::print_stdout)]
+
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 

@@ -13,10 +13,10 @@ use crate::password::token_hash;
 use crate::store::{now_ms, Role, User};
 
 /// Any logged-in user.
-pub struct AuthUser(pub User);
+pub(super) struct AuthUser(pub User);
 
 /// A logged-in admin.
-pub struct AdminUser(pub User);
+pub(super) struct AdminUser(pub User);
 
 impl FromRequestParts<Arc<AppState>> for AuthUser {
     type Rejection = ApiErr;

@@ -14,13 +14,13 @@ use serde::de::DeserializeOwned;
 use super::ApiErr;
 
 /// A JSON request body.
-pub struct Body<T>(pub T);
+pub(super) struct Body<T>(pub T);
 
 /// Path parameters.
-pub struct Param<T>(pub T);
+pub(super) struct Param<T>(pub T);
 
 /// Query parameters.
-pub struct Params<T>(pub T);
+pub(super) struct Params<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
 where

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep, Instant, Sleep};
 
 /// How long a connection may go without a byte either way.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Wraps each accepted stream in an [`IdleStream`] (put it under the TLS acceptor).
 #[derive(Clone, Copy, Debug, Default)]

@@ -11,7 +11,7 @@ use utoipa::PartialSchema;
 use oriel_protocol::desktop_spec::{KvmParams, SyntheticParams, X11Params};
 
 /// The finished document, as served.
-pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
+pub(super) fn finish(doc: utoipa::openapi::OpenApi) -> Value {
     let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
     doc["info"] = json!({
         "title": "Oriel broker API",

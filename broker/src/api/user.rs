@@ -33,7 +33,7 @@ const MAX_PASSWORD: usize = 1024;
         (status = 503, description = "Busy checking other passwords", body = ApiError,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
-pub async fn login(
+pub(super) async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Body(req): Body<LoginRequest>,
@@ -119,7 +119,7 @@ pub async fn login(
 /// The pools I am entitled to.
 #[utoipa::path(get, path = "/pools", tag = "user", security(("bearer" = [])),
     responses((status = 200, description = "My pools", body = Vec<PoolView>)))]
-pub async fn pools(
+pub(super) async fn pools(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
 ) -> Result<Json<Vec<PoolView>>, ApiErr> {
@@ -152,7 +152,7 @@ pub async fn pools(
         (status = 409, description = "No desktop of the pool is free", body = ApiError),
         (status = 503, description = "The desktop's host is down; it is being replaced", body = ApiError),
     ))]
-pub async fn connect(
+pub(super) async fn connect(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
     Body(req): Body<ConnectRequest>,
@@ -230,7 +230,7 @@ pub async fn connect(
         (status = 204, description = "Logged off"),
         (status = 404, description = "No such pool, or no desktop of mine in it", body = ApiError),
     ))]
-pub async fn logoff(
+pub(super) async fn logoff(
     State(state): State<Arc<AppState>>,
     AuthUser(user): AuthUser,
     Body(req): Body<LogoffRequest>,

@@ -8,10 +8,10 @@ use oriel_broker::store::{
     now_ms, Assignment, DesktopState, HostState, NewPool, PoolUpdate, Role, Store, StoreError,
 };
 
-pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+pub(crate) type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// A name unique to this run, so that repeated runs against one PostgreSQL database don't collide.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid_like()[..8])
 }
 
@@ -19,7 +19,7 @@ fn uuid_like() -> String {
     oriel_broker::password::new_token()
 }
 
-pub fn new_pool(name: &str, assignment: Assignment, max_size: i64) -> NewPool {
+pub(crate) fn new_pool(name: &str, assignment: Assignment, max_size: i64) -> NewPool {
     NewPool {
         name: name.to_owned(),
         source_kind: "synthetic".into(),
@@ -34,7 +34,7 @@ pub fn new_pool(name: &str, assignment: Assignment, max_size: i64) -> NewPool {
 
 /// The whole connect flow, as the broker will drive it: admin set-up, host registration,
 /// login token, entitlement check, assignment, session, logoff, reset, audit.
-pub async fn whole_flow(store: &Store) -> TestResult {
+pub(crate) async fn whole_flow(store: &Store) -> TestResult {
     let alice = unique("alice");
     let bob = unique("bob");
     let staff = unique("staff");
@@ -188,7 +188,11 @@ pub async fn whole_flow(store: &Store) -> TestResult {
 /// `callers` tasks race for `desktops` ready desktops of one pool: exactly `desktops` win,
 /// each with a different desktop, and the rest get PoolExhausted. Callers are spread over
 /// `stores`, which may be separate stores on one database (like separate broker processes).
-pub async fn concurrent_assign(stores: &[Store], desktops: usize, callers: usize) -> TestResult {
+pub(crate) async fn concurrent_assign(
+    stores: &[Store],
+    desktops: usize,
+    callers: usize,
+) -> TestResult {
     let store = stores.first().ok_or("no store")?;
     let pool_name = unique("race");
     let pool = store
@@ -250,7 +254,7 @@ pub async fn concurrent_assign(stores: &[Store], desktops: usize, callers: usize
 }
 
 /// Many concurrent calls by one user on a dedicated pool all get the same single desktop.
-pub async fn concurrent_dedicated_same_user(store: &Store, callers: usize) -> TestResult {
+pub(crate) async fn concurrent_dedicated_same_user(store: &Store, callers: usize) -> TestResult {
     let pool_name = unique("dedicated-race");
     let pool = store
         .create_pool(&new_pool(&pool_name, Assignment::Dedicated, 10))
@@ -286,7 +290,7 @@ pub async fn concurrent_dedicated_same_user(store: &Store, callers: usize) -> Te
 }
 
 /// A store on a fresh SQLite file in a temporary directory (kept alive by the returned guard).
-pub async fn temp_store(
+pub(crate) async fn temp_store(
 ) -> Result<(tempfile::TempDir, std::path::PathBuf, Store), Box<dyn std::error::Error + Send + Sync>>
 {
     let dir = tempfile::tempdir()?;

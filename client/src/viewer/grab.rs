@@ -7,7 +7,7 @@ use raw_window_handle::{HasDisplayHandle, HasWindowHandle, RawDisplayHandle, Raw
 use winit::window::Window;
 use x11_dl::xlib;
 
-pub struct KeyboardGrab {
+pub(super) struct KeyboardGrab {
     xlib: xlib::Xlib,
     display: *mut xlib::Display,
     window: xlib::Window,
@@ -17,7 +17,7 @@ pub struct KeyboardGrab {
 impl KeyboardGrab {
     /// `None` when the window is not an Xlib window (another platform) or libX11 is
     /// missing: the viewer then works without a grab.
-    pub fn new(window: &Window) -> Option<KeyboardGrab> {
+    pub(super) fn new(window: &Window) -> Option<KeyboardGrab> {
         let RawDisplayHandle::Xlib(display) = window.display_handle().ok()?.as_raw() else {
             return None;
         };
@@ -34,37 +34,36 @@ impl KeyboardGrab {
     }
 
     /// Grabs the keyboard for the window; false if another client holds a grab.
-    pub fn grab(&mut self) -> bool {
+    pub(super) fn grab(&mut self) -> bool {
         if self.held {
             return true;
         }
         // SAFETY: winit's display connection and window, used on winit's thread while
         // both are alive (the grab is dropped before the window).
         let status = unsafe {
-            let s = (self.xlib.XGrabKeyboard)(
+            (self.xlib.XGrabKeyboard)(
                 self.display,
                 self.window,
                 xlib::True,
                 xlib::GrabModeAsync,
                 xlib::GrabModeAsync,
                 xlib::CurrentTime,
-            );
-            (self.xlib.XFlush)(self.display);
-            s
+            )
         };
+        // SAFETY: as above.
+        unsafe { (self.xlib.XFlush)(self.display) };
         self.held = status == xlib::GrabSuccess;
         self.held
     }
 
-    pub fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         if !self.held {
             return;
         }
         // SAFETY: as in `grab`.
-        unsafe {
-            (self.xlib.XUngrabKeyboard)(self.display, xlib::CurrentTime);
-            (self.xlib.XFlush)(self.display);
-        }
+        unsafe { (self.xlib.XUngrabKeyboard)(self.display, xlib::CurrentTime) };
+        // SAFETY: as in `grab`.
+        unsafe { (self.xlib.XFlush)(self.display) };
         self.held = false;
     }
 }

@@ -5,7 +5,7 @@
 use winit::keyboard::KeyCode;
 
 /// The evdev code of a physical key; `None` for keys the protocol has no code for.
-pub fn evdev_code(key: KeyCode) -> Option<u16> {
+pub(super) fn evdev_code(key: KeyCode) -> Option<u16> {
     use KeyCode::*;
     Some(match key {
         Escape => 1,
@@ -133,7 +133,7 @@ pub fn evdev_code(key: KeyCode) -> Option<u16> {
 }
 
 /// Ctrl, Alt and Delete as evdev codes: what "send Ctrl+Alt+Del" presses.
-pub const CTRL_ALT_DEL: [u16; 3] = [29, 56, 111];
+pub(super) const CTRL_ALT_DEL: [u16; 3] = [29, 56, 111];
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ const PX: f32 = 14.0;
 const LINE: usize = 18;
 const PAD: usize = 6;
 
-pub struct Overlay {
+pub(super) struct Overlay {
     font: Option<Font>,
     glyphs: HashMap<char, (Metrics, Vec<u8>)>,
     /// The figures at the last sample, for rates; `None` until the first.
@@ -24,7 +24,7 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    pub fn new() -> Overlay {
+    pub(super) fn new() -> Overlay {
         let font = std::fs::read(FONT_PATH)
             .ok()
             .and_then(|bytes| Font::from_bytes(bytes, FontSettings::default()).ok());
@@ -40,7 +40,7 @@ impl Overlay {
     }
 
     /// Recomputes the text from `live` at most twice a second.
-    pub fn sample(&mut self, live: &LiveStats) {
+    pub(super) fn sample(&mut self, live: &LiveStats) {
         let now = (
             live.frames.load(Relaxed),
             live.pictures.load(Relaxed),
@@ -87,7 +87,7 @@ impl Overlay {
     }
 
     /// Draws the box and text into `out`, a `width`-pixel-wide window image.
-    pub fn draw(&mut self, out: &mut [u32], width: usize) {
+    pub(super) fn draw(&mut self, out: &mut [u32], width: usize) {
         let height = out.len() / width.max(1);
         let box_w =
             (PAD * 2 + 9 * self.lines.iter().map(|l| l.len()).max().unwrap_or(0)).min(width);

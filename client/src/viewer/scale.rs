@@ -5,7 +5,7 @@ use oriel_protocol::{Framebuffer, Size};
 
 /// The desktop's place in a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
+pub(super) struct Layout {
     pub desktop: Size,
     pub window: Size,
     /// Top-left corner and size of the desktop's image in the window.
@@ -17,7 +17,7 @@ pub struct Layout {
 
 impl Layout {
     /// The largest image of `desktop` that fits `window` with the desktop's aspect.
-    pub fn fit(desktop: Size, window: Size) -> Layout {
+    pub(super) fn fit(desktop: Size, window: Size) -> Layout {
         let (dw, dh) = (
             u64::from(desktop.width.max(1)),
             u64::from(desktop.height.max(1)),
@@ -40,7 +40,7 @@ impl Layout {
     }
 
     /// The desktop pixel under window position (`wx`, `wy`); `None` outside the image.
-    pub fn desktop_pixel(&self, wx: f64, wy: f64) -> Option<(u32, u32)> {
+    pub(super) fn desktop_pixel(&self, wx: f64, wy: f64) -> Option<(u32, u32)> {
         let (fx, fy) = (wx - f64::from(self.x), wy - f64::from(self.y));
         if fx < 0.0 || fy < 0.0 || fx >= f64::from(self.width) || fy >= f64::from(self.height) {
             return None;
@@ -55,7 +55,7 @@ impl Layout {
 
     /// Draws `fb` into `out` (the window's pixels, row-major), nearest-neighbour when
     /// scaled, and clears the border.
-    pub fn draw(&self, fb: &Framebuffer, out: &mut [u32], columns: &mut Vec<u32>) {
+    pub(super) fn draw(&self, fb: &Framebuffer, out: &mut [u32], columns: &mut Vec<u32>) {
         let ww = self.window.width as usize;
         let (x0, y0, w, h) = (
             self.x as usize,

@@ -14,7 +14,7 @@ use super::x11::{request, X11Error};
 /// Timings of a mode for a virtual output: blanking barely matters, the clock keeps it
 /// near 60 Hz (30 Hz for very large modes) within what dummy drivers accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModeTimings {
+pub(super) struct ModeTimings {
     pub clock_hz: u32,
     pub hsync_start: u32,
     pub hsync_end: u32,
@@ -24,7 +24,7 @@ pub struct ModeTimings {
     pub vtotal: u32,
 }
 
-pub fn mode_timings(size: Size) -> ModeTimings {
+pub(super) fn mode_timings(size: Size) -> ModeTimings {
     let (w, h) = (size.width, size.height);
     let (htotal, vtotal) = (w + 32, h + 4);
     let pixels_per_frame = u64::from(htotal) * u64::from(vtotal);
@@ -45,7 +45,7 @@ pub fn mode_timings(size: Size) -> ModeTimings {
 }
 
 /// Sets the screen of `root` to `size` on its first connected output.
-pub fn set_screen_size(
+pub(super) fn set_screen_size(
     conn: &RustConnection,
     root: xproto::Window,
     size: Size,

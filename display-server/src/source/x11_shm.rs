@@ -12,7 +12,7 @@ use x11rb::rust_connection::RustConnection;
 
 use super::x11::{request, X11Error};
 
-pub struct ShmSegment {
+pub(super) struct ShmSegment {
     seg: shm::Seg,
     addr: *mut u8,
     len: usize,
@@ -25,7 +25,7 @@ unsafe impl Send for ShmSegment {}
 impl ShmSegment {
     /// A segment of `len` bytes shared with the X server, or `None` when the server has
     /// no MIT-SHM or cannot attach our segment (a remote X server, another IPC namespace).
-    pub fn attach(conn: &RustConnection, len: usize) -> Result<Option<Self>, X11Error> {
+    pub(super) fn attach(conn: &RustConnection, len: usize) -> Result<Option<Self>, X11Error> {
         if conn
             .extension_information(shm::X11_EXTENSION_NAME)
             .map_err(request)?
@@ -76,7 +76,7 @@ impl ShmSegment {
 
     /// Captures `rect` of `drawable` into the segment and returns its pixels, packed rows
     /// of `rect.width` 32-bit pixels; `depth` is the image depth the server reported.
-    pub fn get_image(
+    pub(super) fn get_image(
         &self,
         conn: &RustConnection,
         drawable: xproto::Drawable,
@@ -117,13 +117,13 @@ impl ShmSegment {
     }
 
     /// Bytes the segment holds.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.len
     }
 
     /// Tells the X server to let go of the segment (it also does when the connection
     /// closes; the segment is already marked for removal).
-    pub fn detach(&self, conn: &RustConnection) {
+    pub(super) fn detach(&self, conn: &RustConnection) {
         if conn.shm_detach(self.seg).is_ok() {
             let _ = conn.flush();
         }

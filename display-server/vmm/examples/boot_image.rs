@@ -3,6 +3,9 @@
 //!
 //! cargo run --release -p oriel-vmm --example boot_image -- STORE IMAGE [SECONDS] [OUT.ppm] [EXTRA KERNEL ARGS]
 
+// A program: its output is what it prints.
+#![allow(clippy::print_stdout)]
+
 use std::io::Write;
 use std::time::{Duration, Instant};
 

@@ -34,7 +34,7 @@ const GDT_ENTRIES: [u64; 4] = [
 ];
 
 /// Writes the boot GDT and the identity page tables (2 MiB pages, low 4 GiB).
-pub fn write_boot_tables(memory: &GuestMemoryMmap) -> Result<(), VmmError> {
+pub(crate) fn write_boot_tables(memory: &GuestMemoryMmap) -> Result<(), VmmError> {
     for (i, entry) in GDT_ENTRIES.iter().enumerate() {
         memory
             .write_obj(*entry, GuestAddress(layout::GDT + i as u64 * 8))
@@ -79,7 +79,7 @@ fn segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
 /// Puts a vCPU in its power-on state for this VM: CPUID, MSRs, FPU, long mode, LAPIC,
 /// and (for the boot vCPU) the entry registers. Application processors wait for the
 /// guest's INIT/SIPI in KVM, as on a PC.
-pub fn configure(
+pub(crate) fn configure(
     vcpu: &VcpuFd,
     index: u8,
     cpuid: &CpuId,

@@ -24,17 +24,17 @@ pub const STATUS_RESET: u8 = 3;
 
 /// What a port write asks of the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Ready,
     PowerOff,
     Reset,
 }
 
 /// An interrupt line into KVM's irqchip (an irqfd: writing pulses the GSI).
-pub struct IrqLine(pub EventFd);
+pub(crate) struct IrqLine(pub EventFd);
 
 impl IrqLine {
-    pub fn pulse(&self) {
+    pub(crate) fn pulse(&self) {
         if let Err(e) = self.0.write(1) {
             tracing::warn!("cannot raise a guest interrupt: {e}");
         }
@@ -48,7 +48,7 @@ impl Trigger for IrqLine {
     }
 }
 
-pub struct Devices {
+pub(crate) struct Devices {
     pub i8042: I8042,
     serial: Serial<IrqLine, vm_superio::serial::NoEvents, ConsoleLog>,
     keyboard_irq: IrqLine,
@@ -58,7 +58,7 @@ pub struct Devices {
 
 impl Devices {
     /// `irq(gsi)` makes an interrupt line to the guest.
-    pub fn new(
+    pub(crate) fn new(
         console: ConsoleLog,
         mut irq: impl FnMut(u32) -> std::io::Result<IrqLine>,
     ) -> std::io::Result<Self> {
@@ -71,7 +71,7 @@ impl Devices {
         })
     }
 
-    pub fn io_in(&mut self, port: u16, data: &mut [u8]) {
+    pub(crate) fn io_in(&mut self, port: u16, data: &mut [u8]) {
         let value = match port {
             i8042::DATA_PORT | i8042::COMMAND_PORT => {
                 let v = self.i8042.read(port);
@@ -86,7 +86,7 @@ impl Devices {
         data[0] = value;
     }
 
-    pub fn io_out(&mut self, port: u16, data: &[u8]) -> Option<Action> {
+    pub(crate) fn io_out(&mut self, port: u16, data: &[u8]) -> Option<Action> {
         let value = *data.first()?;
         match port {
             i8042::DATA_PORT | i8042::COMMAND_PORT => {
@@ -116,7 +116,7 @@ impl Devices {
     }
 
     /// Viewer input into the i8042, with its interrupt.
-    pub fn input(&mut self, f: impl FnOnce(&mut I8042)) {
+    pub(crate) fn input(&mut self, f: impl FnOnce(&mut I8042)) {
         f(&mut self.i8042);
         self.raise_i8042_irq();
     }

@@ -41,7 +41,7 @@ struct Control {
     outcome: Option<Outcome>,
 }
 
-pub struct Machine {
+pub(crate) struct Machine {
     pub vm: VmFd,
     pub framebuffer: FramebufferMemory,
     pub ram: GuestRam,
@@ -58,7 +58,7 @@ pub struct Machine {
 }
 
 /// What a machine needs to power on.
-pub struct Spec<'a> {
+pub(crate) struct Spec<'a> {
     pub kvm: &'a Kvm,
     pub cpuid: &'a CpuId,
     pub vcpus: u8,
@@ -73,7 +73,7 @@ const TSS_ADDRESS: usize = 0xfffb_d000;
 
 impl Machine {
     /// Creates the VM and starts its vCPUs.
-    pub fn power_on(
+    pub(crate) fn power_on(
         spec: Spec<'_>,
         on_stop: Box<dyn Fn(Outcome) + Send + Sync>,
     ) -> Result<Arc<Self>, VmmError> {
@@ -148,12 +148,12 @@ impl Machine {
     }
 
     /// Time from power-on to the guest's "ready" on the status port.
-    pub fn ready_after(&self) -> Option<Duration> {
+    pub(crate) fn ready_after(&self) -> Option<Duration> {
         *lock(&self.ready)
     }
 
     /// Holds every vCPU outside the guest (a paused VM uses no CPU), or lets them run.
-    pub fn set_paused(&self, paused: bool) {
+    pub(crate) fn set_paused(&self, paused: bool) {
         let mut control = lock(&self.control);
         control.paused = paused;
         self.changed.notify_all();
@@ -163,7 +163,7 @@ impl Machine {
     }
 
     /// Stops every vCPU thread and waits for them; the machine can then be dropped.
-    pub fn shut_down(&self) {
+    pub(crate) fn shut_down(&self) {
         let mut control = lock(&self.control);
         control.stopping = true;
         self.changed.notify_all();
@@ -382,13 +382,13 @@ fn install_kick_handler() {
     static ONCE: Once = Once::new();
     extern "C" fn on_kick(_: libc::c_int) {}
     ONCE.call_once(|| {
+        // SAFETY: sigaction is plain data; all zeroes is a valid, empty action.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
+        // SAFETY: initialises the mask of the action we own.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
         // SAFETY: installing an async-signal-safe handler that does nothing.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
-        }
+        unsafe { libc::sigaction(kick_signal(), &action, std::ptr::null_mut()) };
     });
 }
 

@@ -123,6 +123,7 @@ pub struct FramebufferMemory {
 
 // SAFETY: the mapping is plain shared memory; readers copy out of it, the guest writes it.
 unsafe impl Send for FramebufferMemory {}
+// SAFETY: as for Send: nothing in it is tied to a thread, and every read copies out.
 unsafe impl Sync for FramebufferMemory {}
 
 impl FramebufferMemory {
@@ -184,17 +185,22 @@ impl FramebufferMemory {
     pub fn read(&self, offset: usize, dst: &mut [u8]) {
         let end = (offset + dst.len()).min(self.len);
         let n = end.saturating_sub(offset);
-        // SAFETY: in bounds of our mapping; the guest may write concurrently, which at
-        // worst gives a torn pixel that the next dirty page fixes.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), dst.as_mut_ptr(), n) };
+        if n == 0 {
+            return;
+        }
+        // SAFETY: `offset` < `end` <= `len`: inside our mapping.
+        let src = unsafe { self.ptr.add(offset) };
+        // SAFETY: `n` bytes from `src` lie in our mapping and fit `dst`; the guest may
+        // write concurrently, which at worst gives a torn pixel that the next dirty page
+        // fixes.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) };
     }
 
     /// Pixels of row `y`, columns `x0..x1`, as 0x00RRGGBB.
     pub fn read_row(&self, y: u32, x0: u32, x1: u32, dst: &mut [u32]) {
         let offset = y as usize * self.format.stride as usize + x0 as usize * 4;
         let n = (x1 - x0) as usize;
-        // SAFETY: u32 slice viewed as bytes for the copy.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u8>(), n * 4) };
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut dst[..n]);
         self.read(offset, bytes);
         for p in &mut dst[..n] {
             *p &= 0x00ff_ffff;
@@ -226,8 +232,10 @@ fn resident(ptr: *const u8, len: usize) -> u64 {
     for offset in (0..len).step_by(CHUNK) {
         let n = (len - offset).min(CHUNK);
         vec.resize(n.div_ceil(page), 0u8);
+        // SAFETY: `offset` < `len`, so the pointer stays inside the mapping.
+        let start = unsafe { ptr.add(offset) };
         // SAFETY: the range lies in one mapping we own; mincore only reports on it.
-        let ok = unsafe { libc::mincore(ptr.add(offset) as *mut _, n, vec.as_mut_ptr()) } == 0;
+        let ok = unsafe { libc::mincore(start as *mut _, n, vec.as_mut_ptr()) } == 0;
         if ok {
             total += vec.iter().filter(|b| *b & 1 == 1).count() as u64 * PAGE_SIZE;
         }

@@ -18,7 +18,7 @@ const IOAPIC_VERSION: u8 = 0x11;
 const ISA_IRQS: u8 = 16;
 
 /// Writes the table for `vcpus` CPUs at [`layout::LOW_RAM_END`].
-pub fn write(memory: &GuestMemoryMmap, vcpus: u8) -> Result<(), VmmError> {
+pub(crate) fn write(memory: &GuestMemoryMmap, vcpus: u8) -> Result<(), VmmError> {
     let table_at = layout::LOW_RAM_END as u32 + 16;
     let ioapic_id = vcpus; // after the CPUs' APIC ids
     let mut entries: Vec<u8> = Vec::new();

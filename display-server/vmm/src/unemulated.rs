@@ -8,7 +8,7 @@ use kvm_bindings::kvm_regs;
 
 /// What to do for the instruction at RIP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Completion {
+pub(crate) enum Completion {
     /// `int3`: raise #BP with RIP after the instruction.
     Breakpoint,
     /// `fwait` with no x87 exception pending: nothing.
@@ -18,7 +18,7 @@ pub enum Completion {
 }
 
 /// Decodes the instruction in `code` (bytes at RIP) if it is one the VMM completes.
-pub fn decode(code: &[u8], regs: &kvm_regs) -> Option<Completion> {
+pub(crate) fn decode(code: &[u8], regs: &kvm_regs) -> Option<Completion> {
     match code {
         [0xcc, ..] => return Some(Completion::Breakpoint),
         [0x9b, ..] => return Some(Completion::Skip { len: 1 }),

@@ -4,9 +4,9 @@ mod ops;
 mod pools;
 mod users;
 
-pub use ops::*;
-pub use pools::*;
-pub use users::*;
+pub(super) use ops::*;
+pub(super) use pools::*;
+pub(super) use users::*;
 
 use axum::Json;
 

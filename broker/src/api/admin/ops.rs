@@ -19,14 +19,14 @@ use crate::store::{Assignment, AuditEntry, Desktop, DesktopState, Host, HostStat
 /// List hosts.
 #[utoipa::path(get, path = "/admin/hosts", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every host, by name", body = Vec<Host>)))]
-pub async fn list_hosts(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Host>> {
+pub(crate) async fn list_hosts(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Host>> {
     Ok(Json(state.store.list_hosts().await?))
 }
 
 /// What an administrator may set a host to (`down` comes from missed heartbeats).
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum DrainState {
+pub(crate) enum DrainState {
     /// Takes new desktops.
     Up,
     /// Takes no new desktops; its free ones move elsewhere.
@@ -35,7 +35,7 @@ pub enum DrainState {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HostStateRequest {
+pub(crate) struct HostStateRequest {
     state: DrainState,
 }
 
@@ -47,7 +47,7 @@ pub struct HostStateRequest {
         (status = 204, description = "Done"),
         (status = 404, description = "No such host", body = ApiError),
     ))]
-pub async fn set_host_state(
+pub(crate) async fn set_host_state(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Param(id): Param<String>,
@@ -64,7 +64,7 @@ pub async fn set_host_state(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct DesktopFilter {
+pub(crate) struct DesktopFilter {
     /// Only the desktops of this pool.
     #[param(max_length = 512)]
     pool: Option<String>,
@@ -77,7 +77,7 @@ pub struct DesktopFilter {
         (status = 200, description = "Desktops, oldest first", body = Vec<Desktop>),
         (status = 404, description = "No such pool", body = ApiError),
     ))]
-pub async fn list_desktops(
+pub(crate) async fn list_desktops(
     State(state): State<Arc<AppState>>,
     _: AdminUser,
     Params(filter): Params<DesktopFilter>,
@@ -105,7 +105,7 @@ pub async fn list_desktops(
         (status = 404, description = "No such desktop", body = ApiError),
         (status = 409, description = "The desktop was deleted, or failed", body = ApiError),
     ))]
-pub async fn reset_desktop(
+pub(crate) async fn reset_desktop(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Param(id): Param<String>,
@@ -122,7 +122,7 @@ pub async fn reset_desktop(
         (status = 404, description = "No such desktop", body = ApiError),
         (status = 409, description = "The desktop was deleted already", body = ApiError),
     ))]
-pub async fn delete_desktop(
+pub(crate) async fn delete_desktop(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Param(id): Param<String>,
@@ -186,7 +186,7 @@ async fn end_and_move(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ConsoleQuery {
+pub(crate) struct ConsoleQuery {
     /// The newest this many bytes (default 65536).
     #[serde(default, deserialize_with = "whole::optional")]
     #[param(minimum = 1, maximum = 262_144)]
@@ -195,7 +195,7 @@ pub struct ConsoleQuery {
 
 /// A desktop's serial console log.
 #[derive(Serialize, ToSchema)]
-pub struct ConsoleLog {
+pub(crate) struct ConsoleLog {
     desktop: String,
     name: String,
     host: String,
@@ -212,7 +212,7 @@ pub struct ConsoleLog {
         (status = 409, description = "The desktop is on no host, or is not a VM", body = ApiError),
         (status = 502, description = "Its host did not answer, or could not read the log", body = ApiError),
     ))]
-pub async fn desktop_console(
+pub(crate) async fn desktop_console(
     State(state): State<Arc<AppState>>,
     _: AdminUser,
     Param(id): Param<String>,
@@ -266,7 +266,7 @@ pub async fn desktop_console(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct SessionFilter {
+pub(crate) struct SessionFilter {
     /// Ended sessions too.
     #[serde(default)]
     all: bool,
@@ -276,7 +276,7 @@ pub struct SessionFilter {
 #[utoipa::path(get, path = "/admin/sessions", tag = "admin", security(("bearer" = [])),
     params(SessionFilter),
     responses((status = 200, description = "Sessions, newest first", body = Vec<Session>)))]
-pub async fn list_sessions(
+pub(crate) async fn list_sessions(
     State(state): State<Arc<AppState>>,
     _: AdminUser,
     Params(filter): Params<SessionFilter>,
@@ -293,7 +293,7 @@ pub async fn list_sessions(
         (status = 404, description = "No such session", body = ApiError),
         (status = 409, description = "The session has already ended", body = ApiError),
     ))]
-pub async fn force_logoff(
+pub(crate) async fn force_logoff(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Param(id): Param<String>,
@@ -323,7 +323,7 @@ pub async fn force_logoff(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQuery {
+pub(crate) struct AuditQuery {
     /// How many entries (default 100).
     #[serde(default, deserialize_with = "whole::optional")]
     #[param(minimum = 1, maximum = 10_000)]
@@ -334,7 +334,7 @@ pub struct AuditQuery {
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("bearer" = [])),
     params(AuditQuery),
     responses((status = 200, description = "Entries, newest first", body = Vec<AuditEntry>)))]
-pub async fn list_audit(
+pub(crate) async fn list_audit(
     State(state): State<Arc<AppState>>,
     _: AdminUser,
     Params(q): Params<AuditQuery>,

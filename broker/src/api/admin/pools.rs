@@ -21,7 +21,7 @@ use crate::store::{Assignment, Entitlement, NewPool, Pool, PoolUpdate, StoreErro
 /// What a pool's desktops run.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     #[default]
     Synthetic,
     X11,
@@ -50,7 +50,7 @@ fn source_params_schema() -> Schema {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PoolRequest {
+pub(crate) struct PoolRequest {
     /// A new name: compared case-insensitively, look-alikes of another are refused.
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
     name: String,
@@ -99,7 +99,7 @@ fn params_text(v: Option<&serde_json::Value>) -> String {
         (status = 409, description = "The name (or a look-alike) is taken, min_ready exceeds \
          max_size, or the parameters are another kind's", body = ApiError),
     ))]
-pub async fn create_pool(
+pub(crate) async fn create_pool(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Body(req): Body<PoolRequest>,
@@ -125,14 +125,14 @@ pub async fn create_pool(
 /// List pools.
 #[utoipa::path(get, path = "/admin/pools", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every pool, by name", body = Vec<Pool>)))]
-pub async fn list_pools(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Pool>> {
+pub(crate) async fn list_pools(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Pool>> {
     Ok(Json(state.store.list_pools().await?))
 }
 
 /// Changes of a pool's settings; a missing or null field keeps its value.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PoolChange {
+pub(crate) struct PoolChange {
     #[serde(default, deserialize_with = "whole::optional")]
     #[schema(minimum = 0, maximum = 100_000)]
     min_ready: Option<i64>,
@@ -159,7 +159,7 @@ pub struct PoolChange {
         (status = 409, description = "min_ready would exceed max_size, or the parameters are \
          another kind's", body = ApiError),
     ))]
-pub async fn update_pool(
+pub(crate) async fn update_pool(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Param(name): Param<String>,
@@ -185,7 +185,7 @@ pub async fn update_pool(
 /// Entitles one user to a pool.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UserEntitlement {
+pub(crate) struct UserEntitlement {
     #[schema(max_length = 512)]
     pool: String,
     #[schema(max_length = 512)]
@@ -195,7 +195,7 @@ pub struct UserEntitlement {
 /// Entitles every member of a group to a pool.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GroupEntitlement {
+pub(crate) struct GroupEntitlement {
     #[schema(max_length = 512)]
     pool: String,
     #[schema(max_length = 512)]
@@ -205,7 +205,7 @@ pub struct GroupEntitlement {
 /// A user or a group, never both.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
-pub enum EntitleRequest {
+pub(crate) enum EntitleRequest {
     User(UserEntitlement),
     Group(GroupEntitlement),
 }
@@ -217,7 +217,7 @@ pub enum EntitleRequest {
         (status = 204, description = "Done (also when already entitled)"),
         (status = 409, description = "No such pool, user or group", body = ApiError),
     ))]
-pub async fn entitle(
+pub(crate) async fn entitle(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Body(req): Body<EntitleRequest>,
@@ -253,7 +253,7 @@ pub async fn entitle(
 /// List entitlements.
 #[utoipa::path(get, path = "/admin/entitlements", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every entitlement", body = Vec<Entitlement>)))]
-pub async fn list_entitlements(
+pub(crate) async fn list_entitlements(
     State(state): State<Arc<AppState>>,
     _: AdminUser,
 ) -> Res<Vec<Entitlement>> {

@@ -17,7 +17,7 @@ use crate::store::{Group, Role, User, HELD};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewUser {
+pub(crate) struct NewUser {
     /// A new name: compared case-insensitively, look-alikes of another are refused.
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
     name: String,
@@ -37,7 +37,7 @@ pub struct NewUser {
         (status = 503, description = "Busy hashing other passwords", body = ApiError,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
-pub async fn create_user(
+pub(crate) async fn create_user(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Body(req): Body<NewUser>,
@@ -67,13 +67,13 @@ pub async fn create_user(
 /// List users.
 #[utoipa::path(get, path = "/admin/users", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every user, by name", body = Vec<User>)))]
-pub async fn list_users(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<User>> {
+pub(crate) async fn list_users(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<User>> {
     Ok(Json(state.store.list_users().await?))
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Enabled {
+pub(crate) struct Enabled {
     enabled: bool,
 }
 
@@ -86,7 +86,7 @@ pub struct Enabled {
         (status = 404, description = "No such user", body = ApiError),
         (status = 409, description = "The last enabled administrator cannot be disabled", body = ApiError),
     ))]
-pub async fn set_user_enabled(
+pub(crate) async fn set_user_enabled(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Param(name): Param<String>,
@@ -119,7 +119,7 @@ pub async fn set_user_enabled(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewGroup {
+pub(crate) struct NewGroup {
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
     name: String,
 }
@@ -131,7 +131,7 @@ pub struct NewGroup {
         (status = 200, description = "Created", body = Group),
         (status = 409, description = "The name, or one that looks like it, is taken", body = ApiError),
     ))]
-pub async fn create_group(
+pub(crate) async fn create_group(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Body(req): Body<NewGroup>,
@@ -144,13 +144,16 @@ pub async fn create_group(
 /// List groups with their members.
 #[utoipa::path(get, path = "/admin/groups", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every group, by name", body = Vec<Group>)))]
-pub async fn list_groups(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Group>> {
+pub(crate) async fn list_groups(
+    State(state): State<Arc<AppState>>,
+    _: AdminUser,
+) -> Res<Vec<Group>> {
     Ok(Json(state.store.list_groups().await?))
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Member {
+pub(crate) struct Member {
     /// An existing user's name.
     #[schema(max_length = 512)]
     user: String,
@@ -165,7 +168,7 @@ pub struct Member {
         (status = 404, description = "No such group", body = ApiError),
         (status = 409, description = "No such user", body = ApiError),
     ))]
-pub async fn add_group_member(
+pub(crate) async fn add_group_member(
     State(state): State<Arc<AppState>>,
     AdminUser(admin): AdminUser,
     Param(group): Param<String>,

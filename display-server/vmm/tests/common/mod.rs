@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use oriel_vmm::Vm;
 
 /// Whether KVM tests run here (see [`oriel_vmm::kvm_tests_enabled`]).
-pub fn kvm_available() -> bool {
+pub(crate) fn kvm_available() -> bool {
     oriel_vmm::kvm_tests_enabled("a VMM test")
 }
 
 /// Waits until the console log holds `text` (the guest echoes keys after drawing them).
-pub fn wait_console(vm: &Vm, text: &str) {
+pub(crate) fn wait_console(vm: &Vm, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !vm.console().tail(1 << 20).contains(text) {
         assert!(
@@ -24,7 +24,7 @@ pub fn wait_console(vm: &Vm, text: &str) {
 }
 
 /// Resident memory of this process, bytes.
-pub fn rss() -> u64 {
+pub(crate) fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace()
