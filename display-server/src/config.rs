@@ -9,7 +9,6 @@ use clap::Parser;
 use oriel_protocol::Size;
 use serde::Deserialize;
 
-use crate::server::ServerConfig;
 use crate::source::kvm::KvmDesktopConfig;
 use crate::source::synthetic::{SyntheticConfig, Workload};
 
@@ -136,9 +135,37 @@ pub enum ImageCommand {
     },
 }
 
-/// The image store when none is given.
-pub fn default_images_dir() -> PathBuf {
-    oriel_transport::files::data_dir("display-server").join("images")
+pub use crate::image_build::default_images_dir;
+
+/// Tunables of the display pipeline.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Most frames a session may have unacknowledged before it stops sending and merges
+    /// damage (also per video region). Sessions use fewer when the path's RTT is short.
+    pub frame_window: usize,
+    /// Highest video bitrate of a session, bits per second; rate control adapts below it.
+    pub max_video_bitrate: u32,
+    pub zstd_level: i32,
+    pub max_sessions: usize,
+    /// Clients must present a broker ticket (set when the server works for a broker).
+    pub require_tickets: bool,
+    /// The guest image store `kvm` desktops boot from.
+    pub images_dir: std::path::PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            frame_window: 4,
+            max_video_bitrate: 16_000_000,
+            zstd_level: 1,
+            max_sessions: 64,
+            require_tickets: false,
+            images_dir: crate::image_build::default_images_dir(),
+        }
+    }
 }
 
 /// The same options as [`Args`], from a TOML file.

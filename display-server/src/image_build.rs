@@ -78,7 +78,7 @@ fn build_in(options: &BuildOptions, work: &Path) -> anyhow::Result<PathBuf> {
     let vmlinux = if raw.starts_with(b"\x7fELF") {
         raw
     } else {
-        unpack_bzimage(&raw)
+        crate::bzimage::unpack_bzimage(&raw)
             .with_context(|| format!("{} is not a usable bzImage", kernel.display()))?
     };
     std::fs::write(work.join("vmlinux"), &vmlinux)?;
@@ -168,56 +168,6 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The kernel inside a bzImage: its compressed payload, decompressed by the matching
-/// Debian tool. The result is vmlinux (ELF), possibly with relocations appended.
-pub fn unpack_bzimage(image: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let u32_at = |at: usize| -> anyhow::Result<u32> {
-        let bytes = image.get(at..at + 4).context("truncated header")?;
-        Ok(u32::from_le_bytes(bytes.try_into().unwrap()))
-    };
-    if image.get(0x202..0x206) != Some(b"HdrS") {
-        bail!("no Linux boot header");
-    }
-    let setup_sects = match *image.get(0x1f1).context("truncated header")? {
-        0 => 4,
-        n => usize::from(n),
-    };
-    let protected = (setup_sects + 1) * 512;
-    let offset = protected + u32_at(0x248)? as usize;
-    let length = u32_at(0x24c)? as usize;
-    let payload = image
-        .get(offset..offset + length)
-        .context("payload outside the image")?;
-    let tool = match payload {
-        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => "xz",
-        [0x1f, 0x8b, ..] => "gzip",
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => "zstd",
-        [0x02, 0x21, 0x4c, 0x18, ..] => "lz4",
-        _ => bail!("unknown kernel compression"),
-    };
-    use std::io::Write;
-    let mut child = Command::new(tool)
-        .arg("-dc")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {tool} (install it to unpack the kernel)"))?;
-    let mut stdin = child.stdin.take().unwrap();
-    let data = payload.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output()?;
-    let _ = writer.join();
-    // xz and gzip complain about the padding after the stream; the output is complete.
-    if !out.stdout.starts_with(b"\x7fELF") {
-        bail!(
-            "{tool} did not produce an ELF kernel: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out.stdout)
 }
 
 /// Applet paths (`bin/sh`, `sbin/init`, …) of a static busybox, asked of the binary.
@@ -343,6 +293,11 @@ impl Cpio {
     }
 }
 
+/// The image store when none is given.
+pub fn default_images_dir() -> PathBuf {
+    oriel_transport::files::data_dir("display-server").join("images")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,18 +345,5 @@ mod tests {
         assert_eq!(find("sbin/init").1, 0o120_777);
         assert!(String::from_utf8_lossy(&find("init").2).contains("exec /sbin/init"));
         assert_eq!(find("dev/console").1, 0o020_600);
-    }
-
-    #[test]
-    fn bzimage_headers_are_checked() {
-        assert!(unpack_bzimage(b"not a kernel").is_err());
-        let mut fake = vec![0u8; 4096];
-        fake[0x202..0x206].copy_from_slice(b"HdrS");
-        fake[0x1f1] = 1;
-        fake[0x248..0x24c].copy_from_slice(&100u32.to_le_bytes());
-        fake[0x24c..0x250].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(unpack_bzimage(&fake).is_err(), "payload past the end");
-        fake[0x24c..0x250].copy_from_slice(&16u32.to_le_bytes());
-        assert!(unpack_bzimage(&fake).is_err(), "unknown compression");
     }
 }

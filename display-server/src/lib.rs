@@ -2,6 +2,7 @@
 //! clients over QUIC.
 
 pub mod agent;
+mod bzimage;
 pub mod config;
 pub mod cursor;
 pub mod desktop;
@@ -13,6 +14,7 @@ pub mod registry;
 pub mod server;
 pub mod session;
 mod session_io;
+mod shared;
 pub mod slots;
 pub mod source;
 pub mod stats;

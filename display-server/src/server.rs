@@ -8,73 +8,12 @@ use oriel_protocol::host_link::HostMsg;
 use oriel_protocol::{Capabilities, ALPN};
 use oriel_transport::{close, Fingerprint, Identity};
 
+pub use crate::config::ServerConfig;
 use crate::desktop::Desktop;
 use crate::registry::Desktops;
+pub use crate::shared::Shared;
 use crate::stats::ServerStats;
 use crate::tickets::TicketGate;
-
-/// Tunables of the display pipeline.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    /// Most frames a session may have unacknowledged before it stops sending and merges
-    /// damage (also per video region). Sessions use fewer when the path's RTT is short.
-    pub frame_window: usize,
-    /// Highest video bitrate of a session, bits per second; rate control adapts below it.
-    pub max_video_bitrate: u32,
-    pub zstd_level: i32,
-    pub max_sessions: usize,
-    /// Clients must present a broker ticket (set when the server works for a broker).
-    pub require_tickets: bool,
-    /// The guest image store `kvm` desktops boot from.
-    pub images_dir: std::path::PathBuf,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
-            frame_window: 4,
-            max_video_bitrate: 16_000_000,
-            zstd_level: 1,
-            max_sessions: 64,
-            require_tickets: false,
-            images_dir: crate::config::default_images_dir(),
-        }
-    }
-}
-
-/// State every session shares.
-pub struct Shared {
-    pub config: ServerConfig,
-    pub desktops: Desktops,
-    pub capabilities: Capabilities,
-    pub stats: Arc<ServerStats>,
-    pub next_session_id: AtomicU64,
-    /// Admitted sessions, against `config.max_sessions`.
-    pub slots: crate::slots::SessionSlots,
-    pub tickets: TicketGate,
-    /// Where session events go when a host agent runs.
-    pub events: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<HostMsg>>>,
-}
-
-impl Shared {
-    /// Reports an event to the broker, if this server has one.
-    pub fn report(&self, event: HostMsg) {
-        if let Some(tx) = self
-            .events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            // Bounded: while the broker link is down, old events are dropped rather
-            // than queued without limit; the next heartbeat carries the current state.
-            if tx.try_send(event).is_err() {
-                tracing::debug!("broker event queue full; event dropped");
-            }
-        }
-    }
-}
 
 /// A running display server. Dropping it does not stop it; call [`DisplayServer::shutdown`].
 pub struct DisplayServer {

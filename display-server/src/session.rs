@@ -27,8 +27,8 @@ use crate::cursor::default_arrow;
 use crate::desktop::{DamageSink, Desktop};
 use crate::eviction::Admission;
 use crate::pipeline::Pipeline;
-use crate::server::Shared;
 use crate::session_io::{self, Inbound, Writers};
+use crate::shared::Shared;
 use crate::slots::Slot;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

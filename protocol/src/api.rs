@@ -92,18 +92,15 @@ pub struct ApiError {
 
 /// Lower-case hex of bytes.
 pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
-/// Bytes of a hex string; `None` when it is not hex.
+/// Bytes of a hex string (at most 64 KiB of digits); `None` when it is not hex.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 1 << 16 {
+    if s.len() > 1 << 16 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(s).ok()
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! Both ends feed bytes in and get messages and pixels out, so everything here is
 //! testable and fuzzable without a network.
 
+#![forbid(unsafe_code)]
+
 pub mod framebuffer;
 pub mod geometry;
 pub mod host_link;

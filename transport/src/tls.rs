@@ -29,10 +29,7 @@ impl Fingerprint {
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -49,16 +46,10 @@ impl std::str::FromStr for Fingerprint {
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let s = s.strip_prefix("sha256:").unwrap_or(s);
-        let hex: String = s.chars().filter(|c| *c != ':').collect();
-        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!(
-                "'{s}' is not a SHA-256 fingerprint (expected 64 hex digits)"
-            ));
-        }
+        let digits: String = s.chars().filter(|c| *c != ':').collect();
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).map_err(|e| e.to_string())?;
-        }
+        hex::decode_to_slice(&digits, &mut out)
+            .map_err(|_| format!("'{s}' is not a SHA-256 fingerprint (expected 64 hex digits)"))?;
         Ok(Self(out))
     }
 }

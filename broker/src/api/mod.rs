@@ -125,7 +125,32 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// `/metrics`: the broker's figures, Prometheus text.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> ([(&'static str, &'static str); 1], String) {
+    let desktops_by_state = state.store.list_desktops(None).await.ok().map(|desktops| {
+        crate::store::DesktopState::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.to_string(),
+                    desktops.iter().filter(|d| d.state == *s).count(),
+                )
+            })
+            .collect()
+    });
+    let figures = crate::metrics::Figures {
+        password_checks: state.hasher.computed(),
+        host_registrations: state.link.registrations(),
+        audit_suppressed: state.audit.suppressed(),
+        desktops_by_state,
+    };
+    let text = crate::metrics::render(&state.metrics, &figures);
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }

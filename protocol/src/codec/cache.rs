@@ -12,13 +12,8 @@ use crate::tiles::TILE;
 /// Content key of a tile: 64-bit XXH3 of its pixels, seeded with its dimensions.
 pub fn tile_key(rect: &Rect, pixels: &[u32]) -> u64 {
     let seed = (u64::from(rect.width) << 32) | u64::from(rect.height);
-    let bytes: &[u8] = bytemuck_cast(pixels);
+    let bytes: &[u8] = bytemuck::cast_slice(pixels);
     xxhash_rust::xxh3::xxh3_64_with_seed(bytes, seed)
-}
-
-pub(crate) fn bytemuck_cast(pixels: &[u32]) -> &[u8] {
-    // SAFETY: u32 has no padding and u8 has alignment 1; the length is scaled exactly.
-    unsafe { std::slice::from_raw_parts(pixels.as_ptr().cast::<u8>(), pixels.len() * 4) }
 }
 
 /// True for rects that are exactly one tile of the grid: only those are cached, so both

@@ -5,7 +5,7 @@ use crate::geometry::{Rect, Size};
 use crate::messages::*;
 use crate::tiles::TileMask;
 
-use super::cache::{bytemuck_cast, is_grid_tile, tile_key, TileCache};
+use super::cache::{is_grid_tile, tile_key, TileCache};
 use super::diff::{diff_bounds, move_fit, moved_whole, solid_colour};
 use super::motion::{candidate_vectors, clusters, Vector};
 use super::stream::StreamEncoder;
@@ -419,7 +419,7 @@ impl Encoder {
             }
             None => {
                 self.uncompressed
-                    .extend_from_slice(bytemuck_cast(&self.scratch));
+                    .extend_from_slice(bytemuck::cast_slice(&self.scratch));
                 stats.raw += 1;
                 UpdateKind::Raw
             }
