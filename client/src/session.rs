@@ -13,7 +13,7 @@ use oriel_protocol::session::client::{
 };
 use oriel_protocol::*;
 use oriel_transport::tls::pinned_client_config;
-use oriel_transport::{close, unix_micros, Fingerprint};
+use oriel_transport::{close, pump, unix_micros, Fingerprint};
 use tokio::sync::{mpsc, watch};
 
 pub use crate::error::ClientError;
@@ -198,7 +198,7 @@ impl Session {
                     Some(msg) => feed(&mut core, &msg),
                     None => return Err(ClientError::Lost("connection closed".into())),
                 },
-                _ = sleep_until(core.next_deadline()) => core.handle_timeout(Instant::now()),
+                _ = pump::sleep_until(core.next_deadline()) => core.handle_timeout(Instant::now()),
             }
         };
         let input = crate::input::open_input(&conn).await?;
@@ -312,7 +312,7 @@ impl Session {
                 Some(request) = self.requests.recv() => {
                     self.core.handle(now, ClientEvent::Request(request));
                 }
-                _ = sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
+                _ = pump::sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
                 _ = deadline_passed => break EndReason::DurationElapsed,
                 _ = interrupted => break EndReason::Interrupted,
             }
@@ -495,21 +495,14 @@ fn closed_by_server(conn: &quinn::Connection) -> Option<String> {
 /// Why a connection broke: the desktop is gone (the close says so, or the server said
 /// why on the control stream), or it was lost.
 fn lost(conn: &quinn::Connection, closing: Option<&str>, error: String) -> ClientError {
-    match conn.close_reason() {
-        Some(quinn::ConnectionError::ApplicationClosed(c))
+    match (conn.close_reason(), closing) {
+        (Some(quinn::ConnectionError::ApplicationClosed(c)), _)
             if c.error_code == close::DESKTOP_GONE =>
         {
             ClientError::DesktopGone(String::from_utf8_lossy(&c.reason).into_owned())
         }
-        _ if closing.is_some() => ClientError::DesktopGone(closing.unwrap_or_default().into()),
-        Some(reason) => ClientError::Lost(reason.to_string()),
-        None => ClientError::Lost(error),
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
+        (_, Some(reason)) => ClientError::DesktopGone(reason.into()),
+        (Some(reason), None) => ClientError::Lost(reason.to_string()),
+        (None, None) => ClientError::Lost(error),
     }
 }

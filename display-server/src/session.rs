@@ -20,7 +20,7 @@ use oriel_protocol::session::CloseCode;
 use oriel_protocol::text;
 use oriel_protocol::ticket::TicketError;
 use oriel_protocol::*;
-use oriel_transport::close;
+use oriel_transport::{close, pump};
 use tokio::sync::mpsc;
 
 use crate::cursor::default_arrow;
@@ -108,7 +108,7 @@ impl Driver {
     async fn run(&mut self) -> anyhow::Result<()> {
         let (control_tx, control_rx) = tokio::select! {
             r = self.conn.accept_bi() => r.context("no control stream")?,
-            _ = sleep_until(self.core.next_deadline()) => {
+            _ = pump::sleep_until(self.core.next_deadline()) => {
                 anyhow::bail!("no control stream within the handshake timeout")
             }
         };
@@ -149,7 +149,7 @@ impl Driver {
                     SeatEvent::Cursor => self.feed_cursor(now),
                     SeatEvent::Nothing => {}
                 },
-                _ = sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
+                _ = pump::sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
                 e = self.conn.closed() => return match e {
                     quinn::ConnectionError::ApplicationClosed(_)
                     | quinn::ConnectionError::LocallyClosed => Ok(()),
@@ -546,12 +546,5 @@ async fn seat_event(seat: &mut Option<Seat>) -> SeatEvent {
                 SeatEvent::Nothing
             }
         },
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
     }
 }

@@ -1,7 +1,9 @@
-//! Stream readers for sans-IO sessions: a task per stream reads chunks as they arrive
-//! and hands them, wrapped as the session's inbox wants them, to one channel. The
-//! channel is bounded, so a session that falls behind holds its peer back through
-//! QUIC flow control.
+//! What the drivers of sans-IO sessions share: stream readers (a task per stream reads
+//! chunks as they arrive and hands them, wrapped as the session's inbox wants them, to
+//! one channel; the channel is bounded, so a session that falls behind holds its peer
+//! back through QUIC flow control) and the wait for the core's next deadline.
+
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -49,4 +51,12 @@ pub fn spawn_acceptor<T: Send + 'static>(
             spawn_reader(stream, tx.clone(), move |chunk| wrap(id, chunk));
         }
     });
+}
+
+/// Resolves at the session core's next deadline; never when it has none.
+pub async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
 }
