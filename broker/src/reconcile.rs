@@ -14,7 +14,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oriel_protocol::host_link::{DesktopSpec, HostCommand};
+use oriel_protocol::desktop_spec::DesktopSpec;
+use oriel_protocol::host_link::HostCommand;
 
 use crate::hostlink::{CommandError, HostLink};
 use crate::logoff::generation;
@@ -135,9 +136,14 @@ impl Reconciler {
         hosts: &[Host],
         load: &mut HashMap<String, i64>,
     ) -> anyhow::Result<()> {
-        let spec = DesktopSpec {
-            kind: pool.source_kind.clone(),
-            params: pool.source_params.clone(),
+        // Checked on every write; a store edited by hand (or written by a version that
+        // checked less) is left alone until an administrator fixes the pool.
+        let spec = match DesktopSpec::parse(&pool.source_kind, &pool.source_params) {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::warn!(pool = pool.name, "pool left alone: {e}");
+                return Ok(());
+            }
         };
         let live =
             |d: &&&Desktop| !matches!(d.state, DesktopState::Failed | DesktopState::Deleting);

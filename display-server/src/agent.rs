@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::desktop::Desktop;
 use crate::server::DisplayServer;
+use crate::source::SourceConfig;
 
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -199,7 +200,7 @@ pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<O
                 existing.revoke_before(generation);
                 return Ok(None);
             }
-            let source = crate::source::from_spec(&spec, &server.config().images_dir)?;
+            let source = SourceConfig::from_spec(&spec)?.open(&server.config().images_dir)?;
             server
                 .desktops()
                 .add(Desktop::at_generation(desktop, source, generation))?;
@@ -213,7 +214,7 @@ pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<O
             if let Some(old) = server.desktops().get_any(&desktop) {
                 old.revoke_before(generation);
             }
-            let source = crate::source::from_spec(&spec, &server.config().images_dir)?;
+            let source = SourceConfig::from_spec(&spec)?.open(&server.config().images_dir)?;
             server.desktops().remove(&desktop);
             server
                 .desktops()
@@ -266,12 +267,10 @@ fn save_credential(path: &std::path::Path, credential: &str) -> anyhow::Result<(
 mod tests {
     use super::*;
     use crate::server::ServerConfig;
+    use oriel_protocol::desktop_spec::{DesktopSpec, SyntheticParams};
 
     fn spec(params: &str) -> DesktopSpec {
-        DesktopSpec {
-            kind: "synthetic".into(),
-            params: params.into(),
-        }
+        DesktopSpec::parse("synthetic", params).unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,18 +320,13 @@ mod tests {
         execute(&server, HostCommand::Destroy { desktop: d() }).unwrap();
         assert!(server.desktop("d").is_none() && !server.desktops().is_stopped("d"));
         assert!(execute(&server, HostCommand::Start { desktop: d() }).is_err());
+        // What a broker should never send is refused all the same.
         let bad = HostCommand::Create {
             desktop: "x".into(),
-            spec: DesktopSpec {
-                kind: "floppy".into(),
-                params: String::new(),
-            },
-            generation: 0,
-        };
-        assert!(execute(&server, bad).is_err());
-        let bad = HostCommand::Create {
-            desktop: "x".into(),
-            spec: spec(r#"{"workload":"idle","colour":"red"}"#),
+            spec: DesktopSpec::Synthetic(SyntheticParams {
+                width: Some(1_000_000),
+                ..SyntheticParams::default()
+            }),
             generation: 0,
         };
         assert!(execute(&server, bad).is_err());

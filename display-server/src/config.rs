@@ -9,8 +9,9 @@ use clap::Parser;
 use oriel_protocol::Size;
 use serde::Deserialize;
 
-use crate::source::kvm::KvmDesktopConfig;
-use crate::source::synthetic::{SyntheticConfig, Workload};
+use oriel_protocol::desktop_spec::{DesktopSpec, KvmParams, SyntheticParams, X11Params};
+
+use crate::source::SourceConfig;
 
 /// Oriel display server: runs desktops and streams them to Oriel clients over QUIC.
 #[derive(Debug, Parser, Default)]
@@ -192,47 +193,12 @@ struct FileConfig {
     capacity: Option<u32>,
 }
 
-/// A desktop the command line or the config file asks for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LocalDesktop {
-    Synthetic(SyntheticConfig),
-    /// An existing X display, or (`None`) a new Xvfb of `size`.
-    X11 {
-        display: Option<String>,
-        size: Size,
-        fps: u32,
-    },
-    /// A VM booting an image of the store.
-    Kvm(crate::source::kvm::KvmDesktopConfig),
-}
-
-impl LocalDesktop {
-    /// Starts the desktop; `images` is the guest image store.
-    pub fn open(&self, images: &Path) -> anyhow::Result<Box<dyn crate::source::FrameSource>> {
-        use crate::source::{kvm::KvmSource, synthetic::SyntheticSource, x11::X11Source};
-        Ok(match self {
-            LocalDesktop::Synthetic(config) => Box::new(SyntheticSource::new(config.clone())?),
-            LocalDesktop::X11 {
-                display: Some(display),
-                fps,
-                ..
-            } => Box::new(X11Source::connect(Some(display), *fps)?),
-            LocalDesktop::X11 {
-                display: None,
-                size,
-                fps,
-            } => Box::new(X11Source::spawn(*size, *fps, None)?),
-            LocalDesktop::Kvm(config) => Box::new(KvmSource::start(images, config)?),
-        })
-    }
-}
-
 /// Everything the server needs, resolved.
 #[derive(Debug)]
 pub struct Resolved {
     pub server: ServerConfig,
     pub data_dir: PathBuf,
-    pub desktops: Vec<(String, LocalDesktop)>,
+    pub desktops: Vec<(String, SourceConfig)>,
     pub metrics_listen: Option<SocketAddr>,
     pub broker: Option<BrokerLink>,
 }
@@ -289,13 +255,12 @@ impl Args {
         if !(200_000..=100_000_000).contains(&server.max_video_bitrate) {
             bail!("--max-video-kbit must be between 200 and 100000");
         }
-        let explicit_size = self
+        let size = self
             .size
             .or(file.size)
             .map(|s| parse_size(&s))
             .transpose()?;
-        let size = explicit_size.unwrap_or(Size::new(1920, 1080));
-        let fps = self.fps.or(file.fps).unwrap_or(30);
+        let fps = self.fps.or(file.fps);
         let ticks = self.ticks.or(file.ticks);
         let broker = match self.broker.or(file.broker) {
             Some(address) => {
@@ -333,42 +298,16 @@ impl Args {
             specs.push(format!("default=x11:{display}"));
         }
         let mut desktops = Vec::new();
-        for spec in specs {
-            let (name, kind) = spec
+        for arg in specs {
+            let (name, kind) = arg
                 .split_once('=')
-                .with_context(|| format!("desktop '{spec}' is not NAME=KIND"))?;
+                .with_context(|| format!("desktop '{arg}' is not NAME=KIND"))?;
             if name.is_empty() || desktops.iter().any(|(n, _)| n == name) {
-                bail!("desktop names must be unique and non-empty: '{spec}'");
+                bail!("desktop names must be unique and non-empty: '{arg}'");
             }
-            let desktop = match kind.split_once(':') {
-                Some(("x11", display)) => LocalDesktop::X11 {
-                    display: Some(format!(":{}", display.trim_start_matches(':'))),
-                    size,
-                    fps,
-                },
-                _ if kind == "x11" => LocalDesktop::X11 {
-                    display: None,
-                    size,
-                    fps,
-                },
-                Some(("kvm", image)) => LocalDesktop::Kvm(KvmDesktopConfig {
-                    image: image.to_string(),
-                    size: explicit_size.unwrap_or(Size::new(1024, 768)),
-                    memory_mib: None,
-                    vcpus: None,
-                    fps,
-                }),
-                _ if kind == "kvm" => bail!(
-                    "desktop '{spec}': say which image, e.g. {name}=kvm:{} or {name}=kvm:tiny",
-                    crate::source::DEFAULT_IMAGE
-                ),
-                _ => LocalDesktop::Synthetic(SyntheticConfig {
-                    workload: kind.parse::<Workload>()?,
-                    size,
-                    fps,
-                    max_ticks: ticks,
-                }),
-            };
+            let desktop = desktop_spec(kind, size, fps, ticks)
+                .and_then(|spec| SourceConfig::from_spec(&spec))
+                .with_context(|| format!("desktop '{arg}'"))?;
             desktops.push((name.to_string(), desktop));
         }
         let metrics_listen =
@@ -387,6 +326,52 @@ impl Args {
             broker,
         })
     }
+}
+
+/// The spec of a desktop KIND of the command line: sizes and rates left unset take
+/// the defaults of [`SourceConfig::from_spec`], like a broker's pools.
+fn desktop_spec(
+    kind: &str,
+    size: Option<Size>,
+    fps: Option<u32>,
+    ticks: Option<u64>,
+) -> anyhow::Result<DesktopSpec> {
+    let (width, height) = (size.map(|s| s.width), size.map(|s| s.height));
+    Ok(match kind.split_once(':') {
+        Some(("x11", display)) => DesktopSpec::X11(X11Params {
+            display: Some(format!(":{}", display.trim_start_matches(':'))),
+            fps,
+            ..X11Params::default()
+        }),
+        None if kind == "x11" => DesktopSpec::X11(X11Params {
+            width,
+            height,
+            fps,
+            ..X11Params::default()
+        }),
+        Some(("kvm", image)) => DesktopSpec::Kvm(KvmParams {
+            image: Some(image.into()),
+            width,
+            height,
+            fps,
+            ..KvmParams::default()
+        }),
+        None if kind == "kvm" => bail!(
+            "say which image, e.g. kvm:{} or kvm:tiny",
+            crate::source::DEFAULT_IMAGE
+        ),
+        _ => {
+            // Parsed here for the error that lists the workloads.
+            let workload: crate::source::synthetic::Workload = kind.parse()?;
+            DesktopSpec::Synthetic(SyntheticParams {
+                workload: Some(workload.to_string()),
+                width,
+                height,
+                fps,
+                ticks,
+            })
+        }
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -419,6 +404,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<Size> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::synthetic::SyntheticConfig;
 
     #[test]
     fn defaults_serve_one_mixed_desktop() {
@@ -426,7 +412,7 @@ mod tests {
         assert_eq!(r.desktops.len(), 1);
         assert_eq!(r.desktops[0].0, "default");
         assert!(
-            matches!(&r.desktops[0].1, LocalDesktop::Synthetic(c) if c.workload == Workload::Mixed)
+            matches!(&r.desktops[0].1, SourceConfig::Synthetic(c) if *c == SyntheticConfig::default())
         );
         assert_eq!(r.server.frame_window, 4);
     }
@@ -447,7 +433,7 @@ mod tests {
             ..Default::default()
         };
         let r = args.resolve().unwrap();
-        assert!(matches!(&r.desktops[0].1, LocalDesktop::Synthetic(c) if c.fps == 20));
+        assert!(matches!(&r.desktops[0].1, SourceConfig::Synthetic(c) if c.fps == 20));
         assert_eq!(r.server.frame_window, 4);
         assert_eq!(r.desktops[0].0, "a");
         std::fs::remove_dir_all(dir).unwrap();
@@ -461,23 +447,14 @@ mod tests {
             ..Default::default()
         };
         let r = args.resolve().unwrap();
-        let size = Size::new(800, 600);
-        assert_eq!(
-            r.desktops[0].1,
-            LocalDesktop::X11 {
-                display: Some(":5".into()),
-                size,
-                fps: 30
-            }
-        );
-        assert_eq!(
-            r.desktops[1].1,
-            LocalDesktop::X11 {
-                display: None,
-                size,
-                fps: 30
-            }
-        );
+        assert!(matches!(
+            &r.desktops[0].1,
+            SourceConfig::X11Display { display, fps: 30 } if display == ":5"
+        ));
+        assert!(matches!(
+            &r.desktops[1].1,
+            SourceConfig::X11Session { session, fps: 30 } if session.size == Size::new(800, 600)
+        ));
         let args = Args {
             display: Some(":7".into()),
             ..Default::default()
@@ -486,7 +463,7 @@ mod tests {
         assert_eq!(r.desktops.len(), 1);
         assert_eq!(r.desktops[0].0, "default");
         assert!(
-            matches!(&r.desktops[0].1, LocalDesktop::X11 { display: Some(d), .. } if d == ":7")
+            matches!(&r.desktops[0].1, SourceConfig::X11Display { display, .. } if display == ":7")
         );
     }
 
@@ -498,7 +475,34 @@ mod tests {
             desktops: vec!["x=dance".into()],
             ..Default::default()
         };
-        let err = args.resolve().unwrap_err().to_string();
+        let err = format!("{:#}", args.resolve().unwrap_err());
         assert!(err.contains("dance"), "{err}");
+        for (desktop, size) in [
+            ("v=kvm", None),
+            ("s=idle", Some("320x200")),
+            ("x=x11:a", None),
+        ] {
+            let args = Args {
+                desktops: vec![desktop.into()],
+                size: size.map(Into::into),
+                ..Default::default()
+            };
+            let err = format!("{:#}", args.resolve().unwrap_err());
+            assert!(err.contains(desktop), "{err}");
+        }
+    }
+
+    #[test]
+    fn kvm_desktops_have_their_own_default_size() {
+        let args = Args {
+            desktops: vec!["v=kvm:tiny".into()],
+            fps: Some(10),
+            ..Default::default()
+        };
+        let r = args.resolve().unwrap();
+        assert!(matches!(
+            &r.desktops[0].1,
+            SourceConfig::Kvm(c) if c.image == "tiny" && c.size == crate::source::config::DEFAULT_KVM_SIZE && c.fps == 10
+        ));
     }
 }

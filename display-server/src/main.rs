@@ -31,11 +31,11 @@ async fn main() -> anyhow::Result<()> {
     let identity = Identity::load_or_create(&config.data_dir, &["localhost".into()])
         .with_context(|| format!("TLS identity in {}", config.data_dir.display()))?;
     let mut desktops = Vec::new();
-    for (name, local) in config.desktops {
-        let source = local
+    for (name, desktop) in config.desktops {
+        let source = desktop
             .open(&config.server.images_dir)
             .with_context(|| format!("desktop '{name}'"))?;
-        tracing::info!(desktop = name, ?local, "desktop ready");
+        tracing::info!(desktop = name, ?desktop, "desktop ready");
         desktops.push(Desktop::new(name, source));
     }
     let server = DisplayServer::start(config.server, &identity, desktops)?;

@@ -5,23 +5,18 @@
 
 use libfuzzer_sys::fuzz_target;
 use oriel_protocol::api::{valid_name, ConnectRequest, LoginRequest, LogoffRequest};
-use oriel_protocol::desktop_spec::{SourceParams, MAX_EDGE, MIN_EDGE};
-use oriel_protocol::host_link::{DesktopSpec, DESKTOP_KINDS};
+use oriel_protocol::desktop_spec::{DesktopSpec, DESKTOP_KINDS, MAX_EDGE, MIN_EDGE};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     for kind in DESKTOP_KINDS {
-        let spec = DesktopSpec {
-            kind: kind.into(),
-            params: text.into(),
-        };
-        if let Ok(params) = SourceParams::parse(&spec) {
+        if let Ok(params) = DesktopSpec::parse(kind, text) {
             let (w, h) = match params {
-                SourceParams::Synthetic(p) => (p.width, p.height),
-                SourceParams::X11(p) => (p.width, p.height),
-                SourceParams::Kvm(p) => (p.width, p.height),
+                DesktopSpec::Synthetic(p) => (p.width, p.height),
+                DesktopSpec::X11(p) => (p.width, p.height),
+                DesktopSpec::Kvm(p) => (p.width, p.height),
             };
             for edge in [w, h].into_iter().flatten() {
                 assert!((MIN_EDGE..=MAX_EDGE).contains(&edge));

@@ -1,13 +1,15 @@
 //! What a pool's desktops run: the parameters of each desktop kind, typed and checked
 //! in one place. The broker checks them when a pool is created or changed (so a bad
 //! value is a 400 at the API, never a desktop that fails on its host), and the display
-//! server reads them through the same code when it creates the desktop.
+//! server checks the typed spec it gets on the host link with the same code before it
+//! creates the desktop.
 
 use serde::{Deserialize, Serialize};
 
-use crate::host_link::DesktopSpec;
 use crate::{Size, MAX_DESKTOP_PIXELS};
 
+/// The desktop sources display servers run; a pool names one of them.
+pub const DESKTOP_KINDS: [&str; 3] = ["synthetic", "x11", "kvm"];
 /// The workloads synthetic desktops play.
 pub const SYNTHETIC_WORKLOADS: [&str; 6] = ["idle", "typing", "scroll", "drag", "video", "mixed"];
 /// The smallest desktop edge.
@@ -120,28 +122,31 @@ pub struct KvmParams {
     pub fps: Option<u32>,
 }
 
-/// A desktop kind with its parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceParams {
+/// What a desktop runs: its kind with its parameters (unset ones take the host's
+/// defaults). Pools keep the kind and the parameters as JSON text; the broker sends
+/// this typed form to hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DesktopSpec {
     Synthetic(SyntheticParams),
     X11(X11Params),
     Kvm(KvmParams),
 }
 
-impl SourceParams {
-    /// Parses and checks a spec's parameters (empty text: every default).
-    pub fn parse(spec: &DesktopSpec) -> Result<SourceParams, SpecError> {
+impl DesktopSpec {
+    /// Parses and checks a pool's kind (one of [`DESKTOP_KINDS`])
+    /// and parameters as JSON text (empty text: every default).
+    pub fn parse(kind: &str, params: &str) -> Result<DesktopSpec, SpecError> {
         let fail = |reason: String| SpecError {
-            kind: crate::text::for_log(&spec.kind).into_owned(),
+            kind: crate::text::for_log(kind).into_owned(),
             reason,
         };
-        if spec.params.len() > MAX_PARAMS {
+        if params.len() > MAX_PARAMS {
             return Err(fail(format!("longer than {MAX_PARAMS} bytes")));
         }
-        let text = if spec.params.trim().is_empty() {
+        let text = if params.trim().is_empty() {
             "{}"
         } else {
-            spec.params.as_str()
+            params
         };
         fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
             // Only an object: serde would also fill a struct from an array, by position.
@@ -151,25 +156,43 @@ impl SourceParams {
             }
             serde_json::from_value(value).map_err(|e| e.to_string())
         }
-        let params = match spec.kind.as_str() {
-            "synthetic" => SourceParams::Synthetic(json(text).map_err(fail)?),
-            "x11" => SourceParams::X11(json(text).map_err(fail)?),
-            "kvm" => SourceParams::Kvm(json(text).map_err(fail)?),
+        let spec = match kind {
+            "synthetic" => DesktopSpec::Synthetic(json(text).map_err(fail)?),
+            "x11" => DesktopSpec::X11(json(text).map_err(fail)?),
+            "kvm" => DesktopSpec::Kvm(json(text).map_err(fail)?),
             other => {
                 return Err(fail(format!(
                     "unknown desktop kind '{}' (one of: {})",
                     crate::text::for_log(other),
-                    crate::host_link::DESKTOP_KINDS.join(", ")
+                    DESKTOP_KINDS.join(", ")
                 )))
             }
         };
-        params.check().map_err(fail)?;
-        Ok(params)
+        spec.check()?;
+        Ok(spec)
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// The kind's name, as pools name it.
+    pub fn kind(&self) -> &'static str {
         match self {
-            SourceParams::Synthetic(p) => {
+            DesktopSpec::Synthetic(_) => "synthetic",
+            DesktopSpec::X11(_) => "x11",
+            DesktopSpec::Kvm(_) => "kvm",
+        }
+    }
+
+    /// Checks the parameters' values: what came over a link is checked again before a
+    /// host runs it.
+    pub fn check(&self) -> Result<(), SpecError> {
+        self.check_values().map_err(|reason| SpecError {
+            kind: self.kind().into(),
+            reason,
+        })
+    }
+
+    fn check_values(&self) -> Result<(), String> {
+        match self {
+            DesktopSpec::Synthetic(p) => {
                 check_size(p.width, p.height)?;
                 if p.width.is_some_and(|w| w < SYNTHETIC_MIN_WIDTH)
                     || p.height.is_some_and(|h| h < SYNTHETIC_MIN_HEIGHT)
@@ -192,7 +215,7 @@ impl SourceParams {
                     }
                 }
             }
-            SourceParams::X11(p) => {
+            DesktopSpec::X11(p) => {
                 check_size(p.width, p.height)?;
                 check_fps(p.fps)?;
                 if let Some(d) = &p.display {
@@ -222,7 +245,7 @@ impl SourceParams {
                     }
                 }
             }
-            SourceParams::Kvm(p) => {
+            DesktopSpec::Kvm(p) => {
                 check_size(p.width, p.height)?;
                 check_fps(p.fps)?;
                 if let Some(image) = &p.image {
@@ -287,18 +310,19 @@ fn check_fps(fps: Option<u32>) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn spec(kind: &str, params: &str) -> DesktopSpec {
-        DesktopSpec {
-            kind: kind.into(),
-            params: params.into(),
-        }
+    fn spec(kind: &str, params: &str) -> (String, String) {
+        (kind.into(), params.into())
+    }
+
+    fn parse((kind, params): &(String, String)) -> Result<DesktopSpec, SpecError> {
+        DesktopSpec::parse(kind, params)
     }
 
     #[test]
     fn defaults_and_good_values_parse() {
         assert_eq!(
-            SourceParams::parse(&spec("synthetic", "")),
-            Ok(SourceParams::Synthetic(SyntheticParams::default()))
+            parse(&spec("synthetic", "")),
+            Ok(DesktopSpec::Synthetic(SyntheticParams::default()))
         );
         for (kind, params) in [
             (
@@ -315,10 +339,7 @@ mod tests {
                 r#"{"image":"debian-12.1","memory_mib":1024,"vcpus":2}"#,
             ),
         ] {
-            assert!(
-                SourceParams::parse(&spec(kind, params)).is_ok(),
-                "{kind} {params}"
-            );
+            assert!(parse(&spec(kind, params)).is_ok(), "{kind} {params}");
         }
     }
 
@@ -345,9 +366,26 @@ mod tests {
             ("kvm", r#"{"memory_mib":1000000000}"#),
             ("floppy", "{}"),
         ] {
-            let e = SourceParams::parse(&spec(kind, params));
+            let e = parse(&spec(kind, params));
             assert!(e.is_err(), "{kind} {params} was accepted");
         }
-        assert!(SourceParams::parse(&spec("synthetic", &" ".repeat(MAX_PARAMS + 1))).is_err());
+        assert!(parse(&spec("synthetic", &" ".repeat(MAX_PARAMS + 1))).is_err());
+    }
+
+    #[test]
+    fn hosts_check_the_typed_spec_again() {
+        let spec = DesktopSpec::parse("kvm", r#"{"image":"tiny","vcpus":2}"#).unwrap();
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&spec, config).unwrap();
+        let (back, _): (DesktopSpec, _) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, spec);
+        assert_eq!(back.kind(), "kvm");
+        // A link peer is not trusted to have checked: the host checks again.
+        let forged = DesktopSpec::Kvm(KvmParams {
+            vcpus: Some(200),
+            ..KvmParams::default()
+        });
+        assert!(forged.check().unwrap_err().to_string().contains("vcpus"));
     }
 }

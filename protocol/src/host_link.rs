@@ -6,9 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::desktop_spec::DesktopSpec;
+
 /// TLS application protocol of the host link.
 /// Version 2: tickets and reports carry assignment generations, sessions their ids.
-pub const HOST_ALPN: &[u8] = b"oriel-host/2";
+/// Version 3: desktop specs are typed ([`DesktopSpec`]), not JSON text.
+pub const HOST_ALPN: &[u8] = b"oriel-host/3";
 
 /// Largest host-link message.
 pub const MAX_HOST_MESSAGE: usize = 1024 * 1024;
@@ -62,9 +65,6 @@ pub enum SessionEvent {
     Connected,
     Disconnected,
 }
-
-/// The desktop sources display servers run; a pool names one of them.
-pub const DESKTOP_KINDS: [&str; 3] = ["synthetic", "x11", "kvm"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesktopReport {
@@ -129,11 +129,3 @@ pub enum HostCommand {
 
 /// Most console log a host sends in one answer.
 pub const MAX_CONSOLE_LOG: u32 = 256 * 1024;
-
-/// What a desktop runs. `kind` is the source (one of [`DESKTOP_KINDS`]),
-/// `params` its settings as JSON text (e.g. `{"workload":"typing"}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DesktopSpec {
-    pub kind: String,
-    pub params: String,
-}

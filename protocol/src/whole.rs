@@ -1,15 +1,20 @@
 //! Whole numbers as JSON Schema means them: `5` and `5.0` are the same integer, and a
 //! query string's `"5"` is one too. serde's integer types take only the first; these
 //! `deserialize_with` helpers take all three and refuse fractions and out-of-range values.
+//! Binary formats (bincode, which cannot describe what it holds) carry the exact type:
+//! there they read it as it is.
 
-use serde::de::{Deserializer, Error, Visitor};
+use serde::de::{Deserialize, Deserializer, Error, Visitor};
 
 /// Deserializes a whole number into `T` (`#[serde(deserialize_with = "whole::number")]`).
 pub fn number<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
-    T: TryFrom<i128>,
+    T: TryFrom<i128> + Deserialize<'de>,
 {
+    if !d.is_human_readable() {
+        return T::deserialize(d);
+    }
     let n = d.deserialize_any(WholeVisitor)?;
     T::try_from(n).map_err(|_| D::Error::custom(format!("{n} is out of range")))
 }
@@ -19,8 +24,11 @@ where
 pub fn optional<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
-    T: TryFrom<i128>,
+    T: TryFrom<i128> + Deserialize<'de>,
 {
+    if !d.is_human_readable() {
+        return Option::<T>::deserialize(d);
+    }
     match d.deserialize_any(OptionalWholeVisitor)? {
         None => Ok(None),
         Some(n) => T::try_from(n)
@@ -107,9 +115,9 @@ impl<'de> Visitor<'de> for OptionalWholeVisitor {
 
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
 
-    #[derive(Deserialize, Debug, PartialEq)]
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct T {
         #[serde(deserialize_with = "super::number")]
         a: u32,
@@ -150,6 +158,16 @@ mod tests {
             r#"{"a": 1, "b": 9.3e18}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn binary_formats_carry_the_exact_type() {
+        let config = bincode::config::standard();
+        for t in [T { a: 7, b: None }, T { a: 0, b: Some(-3) }] {
+            let bytes = bincode::serde::encode_to_vec(&t, config).unwrap();
+            let (back, _): (T, _) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!(back, t);
         }
     }
 }

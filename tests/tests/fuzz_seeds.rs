@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use ed25519_dalek::SigningKey;
 use oriel_protocol::codec::{palette, Encoder, EncoderConfig, FrameMeta};
+use oriel_protocol::desktop_spec::DesktopSpec;
 use oriel_protocol::host_link::*;
 use oriel_protocol::ticket::{sign_ticket, TicketClaims};
 use oriel_protocol::wire::encode_message;
@@ -217,10 +218,7 @@ fn host_link(seeds: &mut Seeds) {
             id: 3,
             command: HostCommand::Create {
                 desktop: "desk-1".into(),
-                spec: DesktopSpec {
-                    kind: "synthetic".into(),
-                    params: r#"{"workload":"idle"}"#.into(),
-                },
+                spec: DesktopSpec::parse("synthetic", r#"{"workload":"idle"}"#).unwrap(),
                 generation: 1,
             },
         }),
@@ -337,6 +335,67 @@ fn server_session(seeds: &mut Seeds) {
     seeds.insert(("server_session", "video".into()), video);
 }
 
+/// Scripts for the client session core: records of `[op, len, payload…]` (see
+/// `fuzz/fuzz_targets/client_session.rs`).
+fn client_session(seeds: &mut Seeds) {
+    let record = |op: u8, payload: &[u8]| {
+        let mut r = vec![op, u8::try_from(payload.len()).expect("short payload")];
+        r.extend_from_slice(payload);
+        r
+    };
+    let welcome = message(&HelloReply::Welcome(Welcome {
+        version: PROTOCOL_VERSION,
+        session_id: 1,
+        desktop_size: Size::new(640, 480),
+        capabilities: Capabilities::all(),
+    }));
+    let stream = |id: u8, tag: Channel, body: &[u8]| {
+        let mut b = vec![id, tag as u8];
+        b.extend_from_slice(body);
+        record(1, &b)
+    };
+    let frame = message(&FrameMsg {
+        frame_id: 1,
+        source_seq: 1,
+        capture_unix_us: 0,
+        resize: None,
+        copies: vec![],
+        video_ended: vec![],
+        updates: vec![],
+        payload: vec![],
+    });
+    let start = message(&VideoMsg::Start {
+        region_id: 3,
+        rect: Rect::new(0, 0, 64, 64),
+        after_frame: 1,
+    });
+    let picture = message(&VideoMsg::Frame(VideoFrame {
+        frame_no: 1,
+        source_seq: 1,
+        capture_unix_us: 0,
+        keyframe: true,
+        data: vec![0, 0, 0, 1],
+    }));
+    let session = [
+        record(0, &welcome),
+        stream(0, Channel::Display, &frame),
+        stream(1, Channel::Cursor, &[]),
+        stream(2, Channel::Video, &start),
+        record(1, &[&[2][..], &picture].concat()),
+        record(3, &[]),
+        record(4, &[2]),
+        record(
+            0,
+            &message(&ServerControl::Closing {
+                message: "bye".into(),
+            }),
+        ),
+        record(2, &[0]),
+    ]
+    .concat();
+    seeds.insert(("client_session", "session".into()), session);
+}
+
 fn all_seeds() -> Seeds {
     let mut seeds = Seeds::new();
     frames(&mut seeds);
@@ -347,6 +406,7 @@ fn all_seeds() -> Seeds {
     tickets(&mut seeds);
     api_input(&mut seeds);
     server_session(&mut seeds);
+    client_session(&mut seeds);
     seeds
 }
 

@@ -12,11 +12,11 @@
 use std::process::Command;
 use std::time::Duration;
 
-use oriel_display_server::source::from_spec;
+use oriel_display_server::source::SourceConfig;
 use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
 use oriel_e2e::kvm::*;
 use oriel_e2e::*;
-use oriel_protocol::host_link::DesktopSpec;
+use oriel_protocol::desktop_spec::DesktopSpec;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debian_image_boots_to_a_shell_on_the_framebuffer_console() {
@@ -46,11 +46,12 @@ async fn a_debian_image_boots_to_a_shell_on_the_framebuffer_console() {
     let status = build.status().expect("oriel-display-server runs");
     assert!(status.success(), "image build failed");
 
-    let spec = DesktopSpec {
-        kind: "kvm".into(),
-        params: r#"{"image":"debian","width":1024,"height":768}"#.into(),
-    };
-    let desktop = Desktop::new("linux", from_spec(&spec, &images).expect("the VM starts"));
+    let spec = DesktopSpec::parse("kvm", r#"{"image":"debian","width":1024,"height":768}"#)
+        .expect("good parameters");
+    let source = SourceConfig::from_spec(&spec)
+        .and_then(|config| config.open(&images))
+        .expect("the VM starts");
+    let desktop = Desktop::new("linux", source);
     let identity = oriel_transport::Identity::generate(&["localhost".into()]).unwrap();
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -377,18 +377,16 @@ async fn the_cursor_shape_comes_from_the_x_server() {
 
 #[test]
 fn an_x11_desktop_gets_the_keyboard_layout_its_pool_names() {
-    use oriel_display_server::source::from_spec;
-    use oriel_protocol::host_link::DesktopSpec;
+    use oriel_display_server::source::SourceConfig;
+    use oriel_protocol::desktop_spec::DesktopSpec;
 
-    let spec = |params: &str| DesktopSpec {
-        kind: "x11".into(),
-        params: params.into(),
+    // What a host does with a pool's parameters.
+    let open = |params: &str| {
+        let spec = DesktopSpec::parse("x11", params)?;
+        SourceConfig::from_spec(&spec)?.open(std::path::Path::new("/nonexistent"))
     };
-    let source = from_spec(
-        &spec(r#"{"width":320,"height":240,"command":"true","layout":"de"}"#),
-        std::path::Path::new("/nonexistent"),
-    )
-    .expect("an x11 desktop with a German keyboard");
+    let source = open(r#"{"width":320,"height":240,"command":"true","layout":"de"}"#)
+        .expect("an x11 desktop with a German keyboard");
     let x11 = source.as_any().downcast_ref::<X11Source>().unwrap();
     let (conn, _) = x11rb::connect(Some(x11.display())).unwrap();
     // The physical key right of T (evdev KEY_Y) is Z on a German keyboard.
@@ -406,10 +404,7 @@ fn an_x11_desktop_gets_the_keyboard_layout_its_pool_names() {
         r#"{"layout":"no-such-layout","command":"true"}"#,
         r#"{"server":"xfree86"}"#,
     ] {
-        assert!(
-            from_spec(&spec(bad), std::path::Path::new("/nonexistent")).is_err(),
-            "{bad}"
-        );
+        assert!(open(bad).is_err(), "{bad}");
     }
 }
 

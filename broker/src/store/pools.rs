@@ -44,20 +44,13 @@ pub const MAX_TIMEOUT_S: i64 = 30 * 24 * 3600;
 /// The one check of a pool's settings, for creation and every change: what a host
 /// would refuse is refused here, before any desktop is made of it.
 fn validate_pool(pool: &Pool) -> Result<()> {
-    use oriel_protocol::desktop_spec::SourceParams;
-    use oriel_protocol::host_link::{DesktopSpec, DESKTOP_KINDS};
-    let spec = |kind: &str| DesktopSpec {
-        kind: kind.into(),
-        params: pool.source_params.clone(),
-    };
-    if let Err(e) = SourceParams::parse(&spec(&pool.source_kind)) {
+    use oriel_protocol::desktop_spec::{DesktopSpec, DESKTOP_KINDS};
+    let spec = |kind: &str| DesktopSpec::parse(kind, &pool.source_params);
+    if let Err(e) = spec(&pool.source_kind) {
         // Good parameters of another kind conflict with this pool's kind; bad ones
         // are just bad.
         if DESKTOP_KINDS.contains(&pool.source_kind.as_str()) {
-            if let Some(other) = DESKTOP_KINDS
-                .iter()
-                .find(|k| SourceParams::parse(&spec(k)).is_ok())
-            {
+            if let Some(other) = DESKTOP_KINDS.iter().find(|k| spec(k).is_ok()) {
                 return Err(StoreError::Conflict(format!(
                     "these are parameters of {other} desktops; the pool's are {}",
                     pool.source_kind
@@ -82,7 +75,7 @@ fn validate_pool(pool: &Pool) -> Result<()> {
     }
     // A pool that attaches to a running X display would show that one screen to every
     // desktop's user, and a reset would hand over its open programs.
-    if let Ok(SourceParams::X11(p)) = SourceParams::parse(&spec(&pool.source_kind)) {
+    if let Ok(DesktopSpec::X11(p)) = spec(&pool.source_kind) {
         if p.display.is_some()
             && (pool.max_size > 1 || pool.assignment != crate::store::Assignment::Dedicated)
         {

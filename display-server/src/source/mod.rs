@@ -1,12 +1,15 @@
 //! Desktop sources: where a desktop's pixels come from and where its input goes.
 
+pub mod config;
 pub mod kvm;
 pub mod synthetic;
 pub mod x11;
+mod x11_error;
 mod x11_randr;
 mod x11_shm;
 pub mod xserver;
 
+pub use config::{SourceConfig, DEFAULT_IMAGE};
 use oriel_protocol::{Framebuffer, InputEvent, Rect, Size};
 
 /// A desktop screen the server can capture.
@@ -73,9 +76,6 @@ pub trait FrameSource: Send {
     }
 }
 
-/// The image `kvm` desktops boot when they name none: what `image build` makes.
-pub const DEFAULT_IMAGE: &str = "debian";
-
 /// A source's pointer: its shape (a [`oriel_protocol::CursorMsg::Shape`]) with a serial
 /// that changes when the shape does, and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,76 +85,4 @@ pub struct SourceCursor {
     pub x: u32,
     pub y: u32,
     pub visible: bool,
-}
-
-/// Builds the source a broker's desktop spec asks for. `params` is JSON, every field
-/// optional. `synthetic`: `{"workload": "typing", "width": 1920, "height": 1080,
-/// "fps": 30, "ticks": 300}`. `x11`: `{"width": 1920, "height": 1080, "fps": 30,
-/// "command": "xterm", "server": "xvfb", "layout": "de"}` starts an X server (`xvfb`, or
-/// `xorg` for Xorg with the dummy driver, whose screen RandR can resize) with that XKB
-/// keyboard layout, running the command; `{"display": ":5"}` attaches to an existing X
-/// display instead. `kvm`: `{"image": "debian", "width": 1024, "height": 768,
-/// "memory_mib": 512, "vcpus": 1, "fps": 30}` boots a VM of an image from the store
-/// `images` (`tiny` is the built-in test guest); memory and vCPUs default to the image's.
-pub fn from_spec(
-    spec: &oriel_protocol::host_link::DesktopSpec,
-    images: &std::path::Path,
-) -> anyhow::Result<Box<dyn FrameSource>> {
-    use oriel_protocol::desktop_spec::SourceParams;
-    // The broker checked the same; a host checks again what it is asked to run.
-    match SourceParams::parse(spec)? {
-        SourceParams::Synthetic(p) => {
-            let defaults = synthetic::SyntheticConfig::default();
-            let config = synthetic::SyntheticConfig {
-                workload: match p.workload {
-                    Some(w) => w.parse()?,
-                    None => defaults.workload,
-                },
-                size: Size::new(
-                    p.width.unwrap_or(defaults.size.width),
-                    p.height.unwrap_or(defaults.size.height),
-                ),
-                fps: p.fps.unwrap_or(defaults.fps),
-                max_ticks: p.ticks,
-            };
-            Ok(Box::new(synthetic::SyntheticSource::new(config)?))
-        }
-        SourceParams::X11(p) => {
-            let fps = p.fps.unwrap_or(30);
-            let source = match p.display {
-                Some(display) => x11::X11Source::connect(Some(&display), fps)?,
-                None => {
-                    let size = Size::new(p.width.unwrap_or(1920), p.height.unwrap_or(1080));
-                    if size.area() > oriel_protocol::MAX_DESKTOP_PIXELS {
-                        anyhow::bail!(
-                            "x11 desktop size {}x{} is out of range",
-                            size.width,
-                            size.height
-                        );
-                    }
-                    let config = xserver::XSessionConfig {
-                        kind: match &p.server {
-                            Some(s) => s.parse()?,
-                            None => xserver::XServerKind::default(),
-                        },
-                        size,
-                        command: p.command,
-                        layout: p.layout,
-                    };
-                    x11::X11Source::spawn_session(&config, fps)?
-                }
-            };
-            Ok(Box::new(source))
-        }
-        SourceParams::Kvm(p) => {
-            let config = kvm::KvmDesktopConfig {
-                image: p.image.unwrap_or_else(|| DEFAULT_IMAGE.into()),
-                size: Size::new(p.width.unwrap_or(1024), p.height.unwrap_or(768)),
-                memory_mib: p.memory_mib,
-                vcpus: p.vcpus,
-                fps: p.fps.unwrap_or(30),
-            };
-            Ok(Box::new(kvm::KvmSource::start(images, &config)?))
-        }
-    }
 }

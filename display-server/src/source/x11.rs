@@ -19,6 +19,8 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::NONE;
 
+use super::x11_error::request;
+pub use super::x11_error::X11Error;
 use super::x11_shm::ShmSegment;
 use super::{FrameSource, SourceCursor};
 
@@ -29,25 +31,6 @@ const MAX_CURSOR_EDGE: u16 = 256;
 const EVDEV_KEYCODE_OFFSET: u16 = 8;
 /// More damage rectangles than this in one poll are fetched as their bounding box.
 const MAX_RECTS_PER_POLL: usize = 32;
-
-#[derive(Debug, thiserror::Error)]
-pub enum X11Error {
-    #[error("cannot connect to X display {display}: {reason}")]
-    Connect { display: String, reason: String },
-    #[error("the X server lacks the {0} extension")]
-    MissingExtension(&'static str),
-    #[error("X request failed: {0}")]
-    Request(String),
-    #[error("the X screen is {width}x{height}, empty or larger than the protocol allows")]
-    TooLarge { width: u32, height: u32 },
-    #[error("starting an X server: {0}")]
-    Spawn(String),
-}
-
-/// An X request or reply error, as this module's error.
-pub(super) fn request<E: std::fmt::Display>(e: E) -> X11Error {
-    X11Error::Request(e.to_string())
-}
 
 pub struct X11Source {
     conn: RustConnection,

@@ -9,7 +9,7 @@ use x11rb::protocol::randr::{self, ConnectionExt as _};
 use x11rb::protocol::xproto;
 use x11rb::rust_connection::RustConnection;
 
-use super::x11::{request, X11Error};
+use super::x11_error::{request, X11Error};
 
 /// Timings of a mode for a virtual output: blanking barely matters, the clock keeps it
 /// near 60 Hz (30 Hz for very large modes) within what dummy drivers accept.

@@ -10,7 +10,7 @@ use x11rb::protocol::shm::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{self, ImageFormat};
 use x11rb::rust_connection::RustConnection;
 
-use super::x11::{request, X11Error};
+use super::x11_error::{request, X11Error};
 
 pub(super) struct ShmSegment {
     seg: shm::Seg,

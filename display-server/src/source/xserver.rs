@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use oriel_protocol::Size;
 
-use super::x11::X11Error;
+use super::x11_error::X11Error;
 
 /// How long Xvfb may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,0 +1,21 @@
+//! Errors of the X11 source and its helpers (shared memory, RandR, the X servers it
+//! starts), apart so the helpers need not import the source.
+
+#[derive(Debug, thiserror::Error)]
+pub enum X11Error {
+    #[error("cannot connect to X display {display}: {reason}")]
+    Connect { display: String, reason: String },
+    #[error("the X server lacks the {0} extension")]
+    MissingExtension(&'static str),
+    #[error("X request failed: {0}")]
+    Request(String),
+    #[error("the X screen is {width}x{height}, empty or larger than the protocol allows")]
+    TooLarge { width: u32, height: u32 },
+    #[error("starting an X server: {0}")]
+    Spawn(String),
+}
+
+/// An X request or reply error, as an [`X11Error`].
+pub(super) fn request<E: std::fmt::Display>(e: E) -> X11Error {
+    X11Error::Request(e.to_string())
+}

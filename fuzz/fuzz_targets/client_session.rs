@@ -1,0 +1,93 @@
+//! The client session core fed random server bytes and driver answers: records of
+//! `[op, len, payload…]`. Whatever comes, it must not panic, must answer every frame
+//! and picture the driver hands back, and must fall silent once it has ended.
+#![no_main]
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use oriel_protocol::session::client::*;
+use oriel_protocol::{Capabilities, ClientControl, Hello, PROTOCOL_VERSION};
+
+fuzz_target!(|data: &[u8]| {
+    let mut now = Instant::now();
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        capabilities: Capabilities::all(),
+        desktop: "d".into(),
+        ticket: vec![],
+        desired_size: None,
+        client_name: "fuzz".into(),
+    };
+    let mut s = ClientSession::new(
+        ClientSessionConfig {
+            hello,
+            handshake_timeout: Duration::from_secs(15),
+        },
+        now,
+    );
+    let mut frames = VecDeque::new();
+    let mut pictures = VecDeque::new();
+    let mut ended = false;
+    let mut rest = data;
+    while let [op, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (payload, after) = tail.split_at(len);
+        rest = after;
+        let byte = |i: usize| payload.get(i).copied().unwrap_or(0);
+        match op % 8 {
+            0 => s.handle(now, ClientEvent::ControlBytes(payload)),
+            1 => s.handle(
+                now,
+                ClientEvent::StreamBytes {
+                    stream: u64::from(byte(0) % 6),
+                    bytes: payload.get(1..).unwrap_or_default(),
+                },
+            ),
+            2 => s.handle(now, ClientEvent::StreamFinished { stream: u64::from(byte(0) % 6) }),
+            3 => {
+                if let Some(frame_id) = frames.pop_front() {
+                    s.handle(now, ClientEvent::FrameApplied { frame_id, decode_us: 1 });
+                }
+            }
+            4 => {
+                if let Some((region_id, frame_no)) = pictures.pop_front() {
+                    let result = match byte(0) % 3 {
+                        0 => PictureResult::Shown,
+                        1 => PictureResult::Skipped,
+                        _ => PictureResult::Broken,
+                    };
+                    s.handle(
+                        now,
+                        ClientEvent::PictureDecoded { region_id, frame_no, decode_us: 1, result },
+                    );
+                }
+            }
+            5 => {
+                now += Duration::from_millis(u64::from(u16::from_le_bytes([byte(0), byte(1)])));
+                s.handle_timeout(now);
+            }
+            6 => s.handle(now, ClientEvent::ControlFinished),
+            _ => s.handle(
+                now,
+                ClientEvent::Request(ClientControl::ResizeRequest {
+                    width: u32::from(byte(0)) * 16,
+                    height: u32::from(byte(1)) * 16,
+                }),
+            ),
+        }
+        while let Some(action) = s.poll_action() {
+            assert!(!ended, "an action after the session ended: {action:?}");
+            match action {
+                ClientAction::ApplyFrame(f) => frames.push_back(f.frame_id),
+                ClientAction::DecodePicture { region_id, frame, .. } => {
+                    pictures.push_back((region_id, frame.frame_no))
+                }
+                ClientAction::Ended | ClientAction::Fail(_) => ended = true,
+                _ => {}
+            }
+        }
+        assert_eq!(ended, s.is_closed());
+    }
+});
