@@ -1,5 +1,5 @@
 //! The broker's end of the host link: display servers dial in over QUIC (ALPN
-//! `oriel-host/2`), register with the join token or their credential, then stream
+//! `oriel-host/3`), register with the join token or their credential, then stream
 //! heartbeats and session events while the broker pushes commands down the same stream.
 
 use std::collections::HashMap;
