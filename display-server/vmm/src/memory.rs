@@ -7,6 +7,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{
     GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+    MmapRegion, VolatileMemory,
 };
 
 use crate::layout::{self, PAGE_SIZE};
@@ -39,42 +40,24 @@ impl GuestRam {
     }
 
     /// Tells KVM about every RAM region (slots 0..).
-    pub fn register(&self, vm: &VmFd) -> Result<(), VmmError> {
+    pub(crate) fn register(&self, vm: &VmFd) -> Result<(), VmmError> {
         for (slot, region) in self.memory.iter().enumerate() {
-            let region_desc = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: region.as_ptr() as u64,
-            };
-            // SAFETY: the mapping lives as long as the VM (GuestRam is dropped after the
-            // VmFd in `Machine`), and it does not overlap another slot.
-            unsafe { vm.set_user_memory_region(region_desc) }.map_err(VmmError::kvm("map RAM"))?;
+            register_slot(vm, slot as u32, 0, region.start_addr().0, region)
+                .map_err(VmmError::kvm("map RAM"))?;
         }
         Ok(())
     }
 
     /// Bytes of guest RAM resident in host memory: what the guest has touched.
     pub fn resident_bytes(&self) -> u64 {
-        self.memory
-            .iter()
-            .map(|r| resident(r.as_ptr(), r.len() as usize))
-            .sum()
+        self.memory.iter().map(|r| resident(r)).sum()
     }
 
     /// Gives every RAM page back to the host: the guest then reads zeros, as after
     /// power-on, and the host's memory is free again.
     pub fn discard(&self) {
         for region in self.memory.iter() {
-            // SAFETY: a private anonymous mapping we own; DONTNEED only drops its pages.
-            unsafe {
-                libc::madvise(
-                    region.as_ptr().cast(),
-                    region.len() as usize,
-                    libc::MADV_DONTNEED,
-                );
-            }
+            discard(region);
         }
     }
 }
@@ -114,61 +97,42 @@ impl FramebufferFormat {
     }
 }
 
-/// The framebuffer's host mapping.
+/// The framebuffer's host mapping: a vm-memory [`MmapRegion`], read only through
+/// bounds-checked [`VolatileSlice`](vm_memory::VolatileSlice)s (the guest writes it while capture reads it, so no
+/// Rust reference to it is ever formed).
 pub struct FramebufferMemory {
-    ptr: *mut u8,
-    len: usize,
+    region: MmapRegion,
     pub format: FramebufferFormat,
 }
 
-// SAFETY: the mapping is plain shared memory; readers copy out of it, the guest writes it.
-unsafe impl Send for FramebufferMemory {}
-// SAFETY: as for Send: nothing in it is tied to a thread, and every read copies out.
-unsafe impl Sync for FramebufferMemory {}
-
 impl FramebufferMemory {
     pub fn new(format: FramebufferFormat) -> Result<Self, VmmError> {
-        let len = format.mapped_len() as usize;
-        // SAFETY: a fresh anonymous mapping, unmapped in Drop.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_ANONYMOUS | libc::MAP_PRIVATE | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(VmmError::Memory(
-                std::io::Error::last_os_error().to_string(),
-            ));
-        }
-        Ok(Self {
-            ptr: ptr.cast(),
-            len,
-            format,
-        })
+        let len = usize::try_from(format.mapped_len())
+            .map_err(|_| VmmError::Config("framebuffer too large"))?;
+        let region = MmapRegionBuilder::new(len)
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_ANONYMOUS | libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(|e| VmmError::Memory(e.to_string()))?;
+        Ok(Self { region, format })
     }
 
-    pub fn register(&self, vm: &VmFd) -> Result<(), VmmError> {
-        let region = kvm_userspace_memory_region {
-            slot: FRAMEBUFFER_SLOT,
-            flags: KVM_MEM_LOG_DIRTY_PAGES,
-            guest_phys_addr: layout::FRAMEBUFFER,
-            memory_size: self.len as u64,
-            userspace_addr: self.ptr as u64,
-        };
-        // SAFETY: as for RAM: the mapping outlives the VM's use of it.
-        unsafe { vm.set_user_memory_region(region) }.map_err(VmmError::kvm("map framebuffer"))
+    pub(crate) fn register(&self, vm: &VmFd) -> Result<(), VmmError> {
+        register_slot(
+            vm,
+            FRAMEBUFFER_SLOT,
+            KVM_MEM_LOG_DIRTY_PAGES,
+            layout::FRAMEBUFFER,
+            &self.region,
+        )
+        .map_err(VmmError::kvm("map framebuffer"))
     }
 
     /// Page numbers (within the framebuffer) the guest wrote since the last call; KVM
     /// clears its log as it hands it over.
     pub fn take_dirty_pages(&self, vm: &VmFd) -> Result<Vec<u32>, VmmError> {
         let bitmap = vm
-            .get_dirty_log(FRAMEBUFFER_SLOT, self.len)
+            .get_dirty_log(FRAMEBUFFER_SLOT, self.region.size())
             .map_err(VmmError::kvm("read the dirty log"))?;
         let mut pages = Vec::new();
         for (word_index, mut word) in bitmap.into_iter().enumerate() {
@@ -181,61 +145,99 @@ impl FramebufferMemory {
         Ok(pages)
     }
 
-    /// Copies `dst.len()` bytes from framebuffer offset `offset` (clamped to the mapping).
-    pub fn read(&self, offset: usize, dst: &mut [u8]) {
-        let end = (offset + dst.len()).min(self.len);
-        let n = end.saturating_sub(offset);
-        if n == 0 {
-            return;
+    /// Copies up to `dst.len()` bytes from framebuffer offset `offset`, clipped to the
+    /// mapping; returns how many it copied (the rest of `dst` is left as it was). The guest
+    /// may write concurrently, which at worst gives a torn pixel that the next dirty page
+    /// fixes.
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> usize {
+        let available = self.region.size().saturating_sub(offset);
+        let n = dst.len().min(available);
+        match self.region.get_slice(offset, n) {
+            // Bytes, not pixels: vm-memory copies a `u8` slice in bulk, but other element
+            // types one volatile load at a time.
+            Ok(slice) => slice.copy_to(dst),
+            Err(_) => 0,
         }
-        // SAFETY: `offset` < `end` <= `len`: inside our mapping.
-        let src = unsafe { self.ptr.add(offset) };
-        // SAFETY: `n` bytes from `src` lie in our mapping and fit `dst`; the guest may
-        // write concurrently, which at worst gives a torn pixel that the next dirty page
-        // fixes.
-        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), n) };
     }
 
-    /// Pixels of row `y`, columns `x0..x1`, as 0x00RRGGBB.
+    /// Pixels of row `y`, columns `x0..x1` (clipped to `dst` and to the mapping), as
+    /// 0x00RRGGBB.
     pub fn read_row(&self, y: u32, x0: u32, x1: u32, dst: &mut [u32]) {
-        let offset = y as usize * self.format.stride as usize + x0 as usize * 4;
-        let n = (x1 - x0) as usize;
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut dst[..n]);
-        self.read(offset, bytes);
-        for p in &mut dst[..n] {
+        let offset = (y as usize)
+            .checked_mul(self.format.stride as usize)
+            .and_then(|line| line.checked_add(x0 as usize * 4));
+        let Some(offset) = offset else { return };
+        let n = (x1.saturating_sub(x0) as usize).min(dst.len());
+        let dst = &mut dst[..n];
+        self.read(offset, bytemuck::cast_slice_mut(dst));
+        for p in dst {
             *p &= 0x00ff_ffff;
         }
     }
 
     /// Bytes of the framebuffer resident in host memory.
     pub fn resident_bytes(&self) -> u64 {
-        resident(self.ptr, self.len)
+        resident(&self.region)
     }
 
     /// Zeroes the framebuffer (power-on state) and frees its pages.
     pub fn discard(&self) {
-        // SAFETY: our private anonymous mapping.
-        unsafe { libc::madvise(self.ptr.cast(), self.len, libc::MADV_DONTNEED) };
+        discard(&self.region);
     }
 
     pub fn page_count(&self) -> u32 {
-        (self.len as u64 / PAGE_SIZE) as u32
+        (self.region.size() as u64 / PAGE_SIZE) as u32
     }
 }
 
+/// Gives KVM `mapping` as the guest-physical range at `guest_phys_addr` in `slot`.
+///
+/// The caller keeps the mapping alive for as long as the VM can use the slot: in
+/// [`Machine`](crate::machine::Machine) the `VmFd` is declared, and so dropped, before
+/// the RAM and framebuffer that it maps.
+fn register_slot(
+    vm: &VmFd,
+    slot: u32,
+    flags: u32,
+    guest_phys_addr: u64,
+    mapping: &MmapRegion,
+) -> Result<(), kvm_ioctls::Error> {
+    let region = kvm_userspace_memory_region {
+        slot,
+        flags,
+        guest_phys_addr,
+        memory_size: mapping.size() as u64,
+        userspace_addr: mapping.as_ptr() as u64,
+    };
+    // SAFETY: `userspace_addr..+memory_size` is one live mapping that we own (a
+    // `MmapRegion`); it outlives the VM's use of it (see above), and each caller uses its
+    // own slot and guest range, so slots do not overlap.
+    unsafe { vm.set_user_memory_region(region) }
+}
+
+/// Drops every page of a private anonymous mapping: it reads as zeros afterwards, and
+/// the host's memory is free again.
+fn discard(mapping: &MmapRegion) {
+    // SAFETY: the range is exactly one mapping we own; MADV_DONTNEED on private anonymous
+    // memory only replaces its pages with zero pages, it never unmaps them.
+    unsafe { libc::madvise(mapping.as_ptr().cast(), mapping.size(), libc::MADV_DONTNEED) };
+}
+
 /// Resident bytes of a mapping (mincore), a gigabyte of it at a time.
-fn resident(ptr: *const u8, len: usize) -> u64 {
+fn resident(mapping: &MmapRegion) -> u64 {
     const CHUNK: usize = 1 << 30;
     let page = PAGE_SIZE as usize;
+    let (ptr, len) = (mapping.as_ptr(), mapping.size());
     let mut vec = Vec::new();
     let mut total = 0u64;
     for offset in (0..len).step_by(CHUNK) {
         let n = (len - offset).min(CHUNK);
         vec.resize(n.div_ceil(page), 0u8);
-        // SAFETY: `offset` < `len`, so the pointer stays inside the mapping.
-        let start = unsafe { ptr.add(offset) };
-        // SAFETY: the range lies in one mapping we own; mincore only reports on it.
-        let ok = unsafe { libc::mincore(start as *mut _, n, vec.as_mut_ptr()) } == 0;
+        // Only handed to the kernel, never dereferenced, so a wrapping offset will do.
+        let start = ptr.wrapping_add(offset);
+        // SAFETY: `start..start + n` lies in one mapping we own (`offset + n <= len`);
+        // mincore only reports on it, into `vec`, which has a byte per page of it.
+        let ok = unsafe { libc::mincore(start.cast(), n, vec.as_mut_ptr()) } == 0;
         if ok {
             total += vec.iter().filter(|b| *b & 1 == 1).count() as u64 * PAGE_SIZE;
         }
@@ -243,9 +245,80 @@ fn resident(ptr: *const u8, len: usize) -> u64 {
     total
 }
 
-impl Drop for FramebufferMemory {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 100x100 framebuffer (40,000 bytes in a 64 KiB slot) whose byte `i` is `i % 251`.
+    fn patterned() -> FramebufferMemory {
+        let fb = FramebufferMemory::new(FramebufferFormat::new(100, 100).unwrap()).unwrap();
+        let bytes: Vec<u8> = (0..fb.region.size()).map(|i| (i % 251) as u8).collect();
+        fb.region
+            .get_slice(0, bytes.len())
+            .unwrap()
+            .copy_from(&bytes);
+        fb
+    }
+
+    fn pixel_at(offset: usize) -> u32 {
+        let b = |k: usize| ((offset + k) % 251) as u32;
+        b(0) | b(1) << 8 | b(2) << 16
+    }
+
+    #[test]
+    fn rows_read_back_what_the_slot_holds_without_the_top_byte() {
+        let fb = patterned();
+        assert_eq!(fb.region.size(), 1 << 16);
+        assert_eq!(fb.page_count(), 16);
+        let mut row = vec![0u32; 100];
+        fb.read_row(37, 0, 100, &mut row);
+        for (x, p) in row.iter().enumerate() {
+            assert_eq!(*p, pixel_at(37 * 400 + x * 4), "x={x}");
+        }
+        // A part of a row lands at the start of `dst`.
+        let mut part = [0u32; 100];
+        fb.read_row(99, 10, 13, &mut part);
+        assert_eq!(part[..3], [10, 11, 12].map(|x| pixel_at(99 * 400 + x * 4)));
+        assert_eq!(part[3..], [0; 97]);
+    }
+
+    #[test]
+    fn reads_past_the_end_are_clipped() {
+        let fb = patterned();
+        let len = fb.region.size();
+        let mut buf = [0xaau8; 16];
+        assert_eq!(fb.read(len - 4, &mut buf), 4);
+        assert_eq!(buf[..4], [0, 1, 2, 3].map(|k| ((len - 4 + k) % 251) as u8));
+        assert_eq!(buf[4..], [0xaa; 12]);
+        assert_eq!(fb.read(len, &mut buf), 0);
+        assert_eq!(fb.read(usize::MAX, &mut buf), 0);
+        assert_eq!(fb.read(0, &mut []), 0);
+
+        // Rows past the slot, empty or reversed column ranges, and `dst` shorter than the
+        // range: clipped, never out of bounds.
+        let mut row = [7u32; 100];
+        fb.read_row(u32::MAX, u32::MAX, u32::MAX, &mut row);
+        fb.read_row(u32::MAX, 0, 100, &mut row);
+        fb.read_row(1000, 0, 100, &mut row);
+        fb.read_row(0, 50, 10, &mut row);
+        assert_eq!(row, [7; 100]);
+        // The last row of the slot: 64 KiB / 400 = 163 rows and 336 bytes (84 pixels).
+        fb.read_row(163, 0, 100, &mut row);
+        assert_eq!(row[83], pixel_at(163 * 400 + 83 * 4));
+        assert_eq!(row[84..], [7; 16]);
+        let mut short = [0u32; 4];
+        fb.read_row(0, 0, 100, &mut short);
+        assert_eq!(short, [0, 1, 2, 3].map(|x| pixel_at(x * 4)));
+    }
+
+    #[test]
+    fn discard_zeroes_the_slot_and_frees_it() {
+        let fb = patterned();
+        assert_eq!(fb.resident_bytes(), 1 << 16);
+        fb.discard();
+        assert_eq!(fb.resident_bytes(), 0);
+        let mut row = [7u32; 100];
+        fb.read_row(50, 0, 100, &mut row);
+        assert_eq!(row, [0; 100]);
     }
 }
