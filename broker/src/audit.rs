@@ -5,11 +5,11 @@
 //! written, and the next written event of that source says how many.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use oriel_protocol::text;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::store::{Result, Store};
 
@@ -32,7 +32,7 @@ struct Bucket {
 pub struct AuditLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
     global: Mutex<Bucket>,
-    suppressed_total: AtomicU64,
+    suppressed_total: Counter,
 }
 
 impl Default for AuditLimiter {
@@ -44,7 +44,7 @@ impl Default for AuditLimiter {
                 at: Instant::now(),
                 suppressed: 0,
             }),
-            suppressed_total: AtomicU64::new(0),
+            suppressed_total: Counter::default(),
         }
     }
 }
@@ -73,7 +73,12 @@ impl AuditLimiter {
 
     /// Events not written since the broker started.
     pub fn suppressed(&self) -> u64 {
-        self.suppressed_total.load(Relaxed)
+        self.suppressed_total.get()
+    }
+
+    /// The counter behind [`AuditLimiter::suppressed`], for the metrics registry.
+    pub fn suppressed_counter(&self) -> Counter {
+        self.suppressed_total.clone()
     }
 
     /// A token for `source`: `Some(events suppressed before it)`, or `None` when over.
@@ -84,7 +89,7 @@ impl AuditLimiter {
             buckets.retain(|_, b| refill(b, now) < BURST);
             if buckets.len() >= MAX_SOURCES {
                 // Every source is busy: an unknown one shares the fate of the flood.
-                self.suppressed_total.fetch_add(1, Relaxed);
+                self.suppressed_total.inc();
                 return None;
             }
         }
@@ -100,7 +105,7 @@ impl AuditLimiter {
         refill_at(&mut global, now, GLOBAL_RATE, GLOBAL_BURST);
         if bucket.tokens < 1.0 || global.tokens < 1.0 {
             bucket.suppressed += 1;
-            self.suppressed_total.fetch_add(1, Relaxed);
+            self.suppressed_total.inc();
             return None;
         }
         bucket.tokens -= 1.0;

@@ -43,7 +43,7 @@ pub struct HostLink {
     connected: Mutex<HashMap<String, (u64, mpsc::Sender<Pending>)>>,
     /// Audit writes of refused hosts and refused tickets are rate-limited.
     audit: Arc<AuditLimiter>,
-    registrations: std::sync::atomic::AtomicU64,
+    registrations: prometheus_client::metrics::counter::Counter,
 }
 
 impl HostLink {
@@ -65,7 +65,7 @@ impl HostLink {
             ticket_key,
             connected: Mutex::new(HashMap::new()),
             audit,
-            registrations: std::sync::atomic::AtomicU64::new(0),
+            registrations: Default::default(),
         });
         let (l, e) = (link.clone(), endpoint.clone());
         tokio::spawn(async move {
@@ -98,8 +98,12 @@ impl HostLink {
 
     /// Hosts registered since the start (a link that drops and comes back counts again).
     pub fn registrations(&self) -> u64 {
-        self.registrations
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.registrations.get()
+    }
+
+    /// The counter behind [`HostLink::registrations`], for the metrics registry.
+    pub fn registrations_counter(&self) -> prometheus_client::metrics::counter::Counter {
+        self.registrations.clone()
     }
 
     pub fn is_connected(&self, host_id: &str) -> bool {
@@ -169,10 +173,7 @@ impl HostLink {
             ticket_key: self.ticket_key,
         };
         send_message(&mut tx, &registered, MAX_HOST_MESSAGE).await?;
-        let link_no = self
-            .registrations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
+        let link_no = self.registrations.inc() + 1;
         tracing::info!(
             host = reg.name,
             host_id,

@@ -1,121 +1,238 @@
-//! Prometheus metrics of the broker.
+//! Prometheus metrics of the broker, in the OpenMetrics text format of
+//! `prometheus-client`. The counters are the metrics themselves: registered once in the
+//! API state's registry (see [`Metrics::registry`]) and counted where things happen.
+//! Only the desktops per state are a snapshot, set from the store at each scrape.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-/// Figures other parts of the broker keep, rendered with the metrics.
-pub struct Figures {
-    pub password_checks: u64,
-    pub host_registrations: u64,
-    pub audit_suppressed: u64,
-    /// Desktops per state, when the store could count them.
-    pub desktops_by_state: Option<Vec<(String, usize)>>,
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The HTTP content type of what [`encode`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+/// Counters other parts of the broker keep, exported as they are.
+pub struct Sources {
+    /// argon2 computations (see [`crate::password::Hasher::computed`]).
+    pub password_checks: Counter,
+    /// Host links registered (see [`crate::hostlink::HostLink::registrations`]).
+    pub host_registrations: Counter,
+    /// Audit events not written (see [`crate::audit::AuditLimiter::suppressed`]).
+    pub audit_suppressed: Counter,
+}
+
+/// The figures of the API's handlers.
 pub struct Metrics {
-    logins: AtomicU64,
-    login_us: AtomicU64,
-    connects: AtomicU64,
-    connect_us: AtomicU64,
-    logins_throttled: AtomicU64,
-    logins_busy: AtomicU64,
+    logins: Counter,
+    login_seconds: Counter<f64, AtomicU64>,
+    connects: Counter,
+    connect_seconds: Counter<f64, AtomicU64>,
+    logins_refused: Family<RefusedLabels, Counter>,
+    desktops: Family<StateLabels, Gauge>,
+}
+
+const THROTTLED: RefusedLabels = RefusedLabels {
+    reason: "throttled",
+};
+const BUSY: RefusedLabels = RefusedLabels { reason: "busy" };
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let metrics = Self {
+            logins: Counter::default(),
+            login_seconds: Counter::default(),
+            connects: Counter::default(),
+            connect_seconds: Counter::default(),
+            logins_refused: Family::default(),
+            desktops: Family::default(),
+        };
+        // Both reasons are exported from the start, at 0.
+        for reason in [THROTTLED, BUSY] {
+            metrics.logins_refused.get_or_create_owned(&reason);
+        }
+        metrics
+    }
 }
 
 impl Metrics {
     pub fn observe_login(&self, took: Duration) {
-        self.logins.fetch_add(1, Relaxed);
-        self.login_us.fetch_add(took.as_micros() as u64, Relaxed);
+        self.logins.inc();
+        self.login_seconds.inc_by(took.as_secs_f64());
     }
 
     /// A login refused before its password was checked: over the rate limit
     /// (`throttled`), or the hasher's queue was full (`busy`).
     pub fn login_refused(&self, throttled: bool) {
-        let counter = if throttled {
-            &self.logins_throttled
-        } else {
-            &self.logins_busy
-        };
-        counter.fetch_add(1, Relaxed);
+        let reason = if throttled { THROTTLED } else { BUSY };
+        self.logins_refused.get_or_create(&reason).inc();
     }
 
     pub fn observe_connect(&self, took: Duration) {
-        self.connects.fetch_add(1, Relaxed);
-        self.connect_us.fetch_add(took.as_micros() as u64, Relaxed);
+        self.connects.inc();
+        self.connect_seconds.inc_by(took.as_secs_f64());
+    }
+
+    /// Sets the desktops per state to a fresh count from the store; `None` (the store
+    /// could not count them) leaves the family without samples rather than stale ones.
+    pub fn set_desktops(&self, by_state: Option<Vec<(String, usize)>>) {
+        let Some(by_state) = by_state else {
+            self.desktops.clear();
+            return;
+        };
+        for (state, n) in by_state {
+            self.desktops
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The broker's registry: these metrics and the `sources`, registered once.
+    /// Counter names go without `_total`: the encoder appends it.
+    pub fn registry(&self, sources: Sources) -> Registry {
+        let mut r = Registry::default();
+        r.register(
+            "oriel_broker_logins",
+            "Successful logins",
+            self.logins.clone(),
+        );
+        r.register(
+            "oriel_broker_connects",
+            "Tickets issued",
+            self.connects.clone(),
+        );
+        r.register(
+            "oriel_broker_password_checks",
+            "argon2 computations (password checks and new hashes)",
+            sources.password_checks,
+        );
+        r.register(
+            "oriel_broker_host_registrations",
+            "Host links registered (a host whose link dropped registers again)",
+            sources.host_registrations,
+        );
+        r.register(
+            "oriel_broker_audit_suppressed",
+            "Audit events of unauthenticated sources over their rate, not written",
+            sources.audit_suppressed,
+        );
+        // With the counts above, the average time of a login and of issuing a ticket.
+        r.register(
+            "oriel_broker_login_seconds",
+            "Time spent in successful logins",
+            self.login_seconds.clone(),
+        );
+        r.register(
+            "oriel_broker_connect_seconds",
+            "Time spent issuing tickets",
+            self.connect_seconds.clone(),
+        );
+        r.register(
+            "oriel_broker_logins_refused",
+            "Logins refused before the password was checked",
+            self.logins_refused.clone(),
+        );
+        r.register(
+            "oriel_broker_desktops",
+            "Desktops by state",
+            self.desktops.clone(),
+        );
+        r
     }
 }
 
-/// The Prometheus text exposition of the broker's metrics.
-pub fn render(m: &Metrics, figures: &Figures) -> String {
-    let mut out = String::new();
-    for (name, help, value) in [
-        (
-            "oriel_broker_logins_total",
-            "Successful logins",
-            m.logins.load(Relaxed),
-        ),
-        (
-            "oriel_broker_connects_total",
-            "Tickets issued",
-            m.connects.load(Relaxed),
-        ),
-        (
-            "oriel_broker_password_checks_total",
-            "argon2 computations (password checks and new hashes)",
-            figures.password_checks,
-        ),
-        (
-            "oriel_broker_host_registrations_total",
-            "Host links registered (a host whose link dropped registers again)",
-            figures.host_registrations,
-        ),
-        (
-            "oriel_broker_audit_suppressed_total",
-            "Audit events of unauthenticated sources over their rate, not written",
-            figures.audit_suppressed,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
+/// The OpenMetrics text of `registry`, ending in `# EOF`.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::error!("cannot encode the metrics: {e}");
     }
-    for (name, help, value) in [
-        (
-            "oriel_broker_login_seconds_total",
-            "Time spent in successful logins",
-            m.login_us.load(Relaxed),
-        ),
-        (
-            "oriel_broker_connect_seconds_total",
-            "Time spent issuing tickets",
-            m.connect_us.load(Relaxed),
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            value as f64 / 1e6
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP oriel_broker_logins_refused_total Logins refused before the password was checked\n\
-         # TYPE oriel_broker_logins_refused_total counter\n\
-         oriel_broker_logins_refused_total{{reason=\"throttled\"}} {}\n\
-         oriel_broker_logins_refused_total{{reason=\"busy\"}} {}",
-        m.logins_throttled.load(Relaxed),
-        m.logins_busy.load(Relaxed)
-    );
-    if let Some(desktops) = &figures.desktops_by_state {
-        let _ = writeln!(
-            out,
-            "# HELP oriel_broker_desktops Desktops by state\n# TYPE oriel_broker_desktops gauge"
-        );
-        for (state, n) in desktops {
-            let _ = writeln!(out, "oriel_broker_desktops{{state=\"{state}\"}} {n}");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// The samples of an exposition (`name{labels}` → value) and each family's type.
+    fn parse(text: &str) -> (HashMap<String, f64>, HashMap<String, String>) {
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let (mut samples, mut types) = (HashMap::new(), HashMap::new());
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(
+                    types.insert(name.into(), kind.into()).is_none(),
+                    "{name} twice"
+                );
+            } else if !line.starts_with('#') {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let value = value.parse().unwrap_or_else(|_| panic!("{line}"));
+                assert!(
+                    samples.insert(series.into(), value).is_none(),
+                    "{line} twice"
+                );
+            }
         }
+        (samples, types)
     }
-    out
+
+    #[test]
+    fn figures_round_trip_through_the_exposition() {
+        let m = Metrics::default();
+        let sources = Sources {
+            password_checks: Counter::default(),
+            host_registrations: Counter::default(),
+            audit_suppressed: Counter::default(),
+        };
+        let checks = sources.password_checks.clone();
+        let registry = m.registry(sources);
+        m.observe_login(Duration::from_millis(1500));
+        m.observe_login(Duration::from_millis(500));
+        m.login_refused(true);
+        m.login_refused(true);
+        checks.inc_by(5);
+        m.set_desktops(Some(vec![("running".into(), 2), ("stopped".into(), 0)]));
+
+        let (samples, types) = parse(&encode(&registry));
+        assert_eq!(samples["oriel_broker_logins_total"], 2.0);
+        assert_eq!(samples["oriel_broker_login_seconds_total"], 2.0);
+        assert_eq!(samples["oriel_broker_connects_total"], 0.0);
+        assert_eq!(samples["oriel_broker_password_checks_total"], 5.0);
+        assert_eq!(samples["oriel_broker_host_registrations_total"], 0.0);
+        assert_eq!(
+            samples["oriel_broker_logins_refused_total{reason=\"throttled\"}"],
+            2.0
+        );
+        assert_eq!(
+            samples["oriel_broker_logins_refused_total{reason=\"busy\"}"],
+            0.0
+        );
+        assert_eq!(samples["oriel_broker_desktops{state=\"running\"}"], 2.0);
+        assert_eq!(samples["oriel_broker_desktops{state=\"stopped\"}"], 0.0);
+        assert_eq!(types["oriel_broker_logins_refused"], "counter");
+        assert_eq!(types["oriel_broker_desktops"], "gauge");
+
+        // A store that cannot count leaves no stale desktop figures behind.
+        m.set_desktops(None);
+        let (samples, _) = parse(&encode(&registry));
+        assert!(!samples
+            .keys()
+            .any(|k| k.starts_with("oriel_broker_desktops")));
+    }
 }

@@ -5,7 +5,6 @@
 //! the default parameters). Memory is therefore bounded however many logins arrive at
 //! once, and a queue with a bound and a deadline answers "busy" instead of growing.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
@@ -52,7 +52,8 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// A fixed pool of hashing threads (see the module docs).
 pub struct Hasher {
     jobs: SyncSender<Job>,
-    computed: Arc<AtomicU64>,
+    /// Shared with the workers and exported on `/metrics`.
+    computed: Counter,
 }
 
 struct Job {
@@ -84,7 +85,7 @@ impl Hasher {
         let workers = workers.max(1);
         let (jobs, rx) = sync_channel::<Job>(workers * QUEUE_PER_WORKER);
         let rx = Arc::new(Mutex::new(rx));
-        let computed = Arc::new(AtomicU64::new(0));
+        let computed = Counter::default();
         for n in 0..workers {
             let (rx, computed) = (rx.clone(), computed.clone());
             let spawned = std::thread::Builder::new()
@@ -99,7 +100,12 @@ impl Hasher {
 
     /// argon2 computations done so far (checks and new hashes).
     pub fn computed(&self) -> u64 {
-        self.computed.load(Relaxed)
+        self.computed.get()
+    }
+
+    /// The counter behind [`Hasher::computed`], for the metrics registry.
+    pub fn computed_counter(&self) -> Counter {
+        self.computed.clone()
     }
 
     /// One worker per core.
@@ -138,7 +144,7 @@ impl Hasher {
     }
 }
 
-fn work(jobs: &Mutex<Receiver<Job>>, computed: &AtomicU64) {
+fn work(jobs: &Mutex<Receiver<Job>>, computed: &Counter) {
     let mut memory = Vec::new();
     loop {
         let job = match crate::lock(jobs).recv() {
@@ -162,7 +168,7 @@ fn work(jobs: &Mutex<Receiver<Job>>, computed: &AtomicU64) {
             }),
             Work::Hash { password } => Done::Hashed(hash_with(&password, &mut memory)),
         };
-        computed.fetch_add(1, Relaxed);
+        computed.inc();
         let _ = job.reply.send(Ok(done));
     }
 }

@@ -8,6 +8,7 @@ pub mod cursor;
 pub mod desktop;
 pub mod eviction;
 pub mod image_build;
+pub mod metrics;
 pub mod metrics_http;
 mod pipeline;
 pub mod registry;

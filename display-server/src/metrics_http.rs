@@ -1,4 +1,4 @@
-//! The Prometheus `/metrics` and `/healthz` endpoints.
+//! The Prometheus `/metrics` (OpenMetrics text) and `/healthz` endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub async fn serve(
             "/metrics",
             get(move || {
                 let render = render.clone();
-                async move { ([("content-type", "text/plain; version=0.0.4")], render()) }
+                async move { ([("content-type", crate::metrics::CONTENT_TYPE)], render()) }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }));

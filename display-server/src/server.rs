@@ -21,6 +21,8 @@ pub struct DisplayServer {
     shared: Arc<Shared>,
     fingerprint: Fingerprint,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Reads the shared state's figures when encoded.
+    metrics: prometheus_client::registry::Registry,
 }
 
 impl DisplayServer {
@@ -64,6 +66,7 @@ impl DisplayServer {
         let tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
         Ok(Self {
             endpoint,
+            metrics: crate::metrics::registry(shared.clone()),
             shared,
             fingerprint: identity.fingerprint(),
             tasks,
@@ -117,36 +120,9 @@ impl DisplayServer {
             .sum()
     }
 
-    /// Prometheus metrics text.
+    /// The `/metrics` text: OpenMetrics, ending in `# EOF`.
     pub fn metrics(&self) -> String {
-        let mut text = self
-            .shared
-            .stats
-            .render_prometheus(self.frames_produced(), self.shared.slots.active());
-        // Per-desktop figures of sources that have them (VMs), grouped by metric.
-        let mut by_name: std::collections::BTreeMap<&str, (&str, Vec<String>)> = Default::default();
-        for desktop in self.shared.desktops.list() {
-            for (name, help, value) in desktop.source().metrics() {
-                by_name
-                    .entry(name)
-                    .or_insert((help, Vec::new()))
-                    .1
-                    .push(format!(
-                        "{name}{{desktop=\"{}\"}} {value}\n",
-                        desktop.name().replace(['\\', '"', '\n'], "_")
-                    ));
-            }
-        }
-        for (name, (help, lines)) in by_name {
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            text.extend(lines);
-        }
-        text
+        crate::metrics::encode(&self.metrics)
     }
 
     /// Closes every connection and stops the capture loops.

@@ -1,6 +1,6 @@
-//! Server counters, exported on `/metrics` and read by tests and benchmarks.
+//! Server counters, exported on `/metrics` (see [`crate::metrics`]) and read by tests
+//! and benchmarks.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -105,118 +105,6 @@ impl ServerStats {
     /// Send → ack times in microseconds.
     pub fn ack_rtt_samples(&self) -> Vec<u32> {
         lock(&self.ack_rtt_us).clone()
-    }
-
-    /// Prometheus text exposition.
-    pub fn render_prometheus(&self, frames_produced: u64, sessions_active: usize) -> String {
-        let mut out = String::new();
-        let counters = [
-            (
-                "oriel_sessions_total",
-                "Sessions accepted",
-                &self.sessions_total,
-            ),
-            (
-                "oriel_sessions_rejected_total",
-                "Sessions refused at handshake",
-                &self.sessions_rejected,
-            ),
-            (
-                "oriel_protocol_errors_total",
-                "Connections closed for malformed input",
-                &self.protocol_errors,
-            ),
-            (
-                "oriel_frames_sent_total",
-                "Frames sent to clients",
-                &self.frames_sent,
-            ),
-            (
-                "oriel_frames_acked_total",
-                "Frames acknowledged by clients",
-                &self.frames_acked,
-            ),
-            (
-                "oriel_display_bytes_total",
-                "Display stream bytes sent",
-                &self.display_bytes,
-            ),
-            (
-                "oriel_raw_bytes_total",
-                "Uncompressed size of the changed tiles sent",
-                &self.raw_bytes,
-            ),
-            (
-                "oriel_tiles_changed_total",
-                "Changed tiles encoded",
-                &self.tiles_changed,
-            ),
-            (
-                "oriel_video_regions_total",
-                "Video regions detected and streamed as H.264",
-                &self.video_regions,
-            ),
-            (
-                "oriel_video_frames_total",
-                "H.264 pictures sent",
-                &self.video_frames,
-            ),
-            (
-                "oriel_video_keyframes_total",
-                "H.264 keyframes sent",
-                &self.video_keyframes,
-            ),
-            (
-                "oriel_video_bytes_total",
-                "H.264 bytes sent",
-                &self.video_bytes,
-            ),
-            (
-                "oriel_keyframe_requests_total",
-                "Keyframes requested by clients",
-                &self.keyframe_requests,
-            ),
-            (
-                "oriel_input_events_total",
-                "Input events injected",
-                &self.input_events,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Relaxed)
-            );
-        }
-        let _ = writeln!(out, "# HELP oriel_tiles_by_codec_total Changed tiles by codec\n# TYPE oriel_tiles_by_codec_total counter");
-        for (codec, value) in [
-            ("solid", &self.tiles_solid),
-            ("copy", &self.tiles_copied),
-            ("cache", &self.tiles_cache_hit),
-            ("palette", &self.tiles_palette),
-            ("zstd", &self.tiles_raw),
-        ] {
-            let _ = writeln!(
-                out,
-                "oriel_tiles_by_codec_total{{codec=\"{codec}\"}} {}",
-                value.load(Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP oriel_video_bitrate_bps Video bitrate last chosen by rate control\n# TYPE oriel_video_bitrate_bps gauge\noriel_video_bitrate_bps {}",
-            self.video_bitrate.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP oriel_sessions_active Connected sessions\n# TYPE oriel_sessions_active gauge\noriel_sessions_active {sessions_active}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP oriel_source_frames_total Source polls that produced damage\n# TYPE oriel_source_frames_total counter\noriel_source_frames_total {frames_produced}"
-        );
-        out
     }
 }
 

@@ -35,6 +35,8 @@ pub struct AppState {
     pub ticket_key: ed25519_dalek::SigningKey,
     pub logins: ratelimit::LoginLimiter,
     pub metrics: Arc<Metrics>,
+    /// What `/metrics` encodes: `metrics` and the other parts' counters.
+    pub registry: prometheus_client::registry::Registry,
     /// Audit writes anyone can cause (failed logins) are rate-limited per address.
     pub audit: Arc<crate::audit::AuditLimiter>,
     /// Lifetime of login tokens.
@@ -54,15 +56,22 @@ impl AppState {
         audit: Arc<crate::audit::AuditLimiter>,
         local_admin: String,
     ) -> Arc<Self> {
+        let hasher = crate::password::Hasher::per_core();
+        let registry = metrics.registry(crate::metrics::Sources {
+            password_checks: hasher.computed_counter(),
+            host_registrations: link.registrations_counter(),
+            audit_suppressed: audit.suppressed_counter(),
+        });
         Arc::new(Self {
             store,
             link,
             ticket_key,
             logins: ratelimit::LoginLimiter::default(),
             metrics,
+            registry,
             audit,
             token_ttl: std::time::Duration::from_secs(8 * 3600),
-            hasher: crate::password::Hasher::per_core(),
+            hasher,
             local_admin,
         })
     }
@@ -130,7 +139,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// `/metrics`: the broker's figures, Prometheus text.
+/// `/metrics`: the broker's figures, OpenMetrics text.
 async fn metrics(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
 ) -> ([(&'static str, &'static str); 1], String) {
@@ -145,12 +154,7 @@ async fn metrics(
             })
             .collect()
     });
-    let figures = crate::metrics::Figures {
-        password_checks: state.hasher.computed(),
-        host_registrations: state.link.registrations(),
-        audit_suppressed: state.audit.suppressed(),
-        desktops_by_state,
-    };
-    let text = crate::metrics::render(&state.metrics, &figures);
-    ([("content-type", "text/plain; version=0.0.4")], text)
+    state.metrics.set_desktops(desktops_by_state);
+    let text = crate::metrics::encode(&state.registry);
+    ([("content-type", crate::metrics::CONTENT_TYPE)], text)
 }

@@ -12,7 +12,7 @@ use oriel_protocol::{Framebuffer, InputEvent, PointerButton, Rect, Size};
 use oriel_vmm::image::Image;
 use oriel_vmm::{i8042, Vm, VmConfig, VmState};
 
-use super::FrameSource;
+use super::{FrameSource, SourceMetric};
 
 /// What a `kvm` desktop runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,21 +210,21 @@ impl FrameSource for KvmSource {
         Some(self.vm.console().tail(max_bytes))
     }
 
-    fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+    fn metrics(&self) -> Vec<SourceMetric> {
         vec![
-            (
+            SourceMetric::gauge(
                 "oriel_vm_guest_resident_bytes",
-                "host memory the VM's guest has touched (RAM and framebuffer)",
+                "Host memory the VM's guest has touched (RAM and framebuffer)",
                 self.vm.resident_bytes(),
             ),
-            (
-                "oriel_vm_boots_total",
-                "power-ons of the VM (1 + resets and guest reboots)",
+            SourceMetric::counter(
+                "oriel_vm_boots",
+                "Power-ons of the VM (1 + resets and guest reboots)",
                 self.vm.boots(),
             ),
-            (
-                "oriel_vm_console_bytes_total",
-                "bytes the guest wrote to its serial console",
+            SourceMetric::counter(
+                "oriel_vm_console_bytes",
+                "Bytes the guest wrote to its serial console",
                 self.vm.console().total(),
             ),
         ]

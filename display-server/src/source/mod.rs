@@ -64,8 +64,8 @@ pub trait FrameSource: Send {
         None
     }
 
-    /// Gauges and counters of the source for `/metrics`: (name, help, value).
-    fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+    /// Gauges and counters of the source for `/metrics`, labelled there by desktop.
+    fn metrics(&self) -> Vec<SourceMetric> {
         Vec::new()
     }
 
@@ -73,6 +73,43 @@ pub trait FrameSource: Send {
     /// like a VM, hold it still meanwhile. Capture is not called while paused.
     fn set_paused(&mut self, paused: bool) {
         let _ = paused;
+    }
+}
+
+/// One figure a source reports on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceMetric {
+    /// The metric family's name; a counter's sample gets `_total` appended.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: MetricKind,
+    pub value: u64,
+}
+
+/// Whether a [`SourceMetric`] only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+impl SourceMetric {
+    pub fn counter(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Counter,
+            value,
+        }
+    }
+
+    pub fn gauge(name: &'static str, help: &'static str, value: u64) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Gauge,
+            value,
+        }
     }
 }
 
