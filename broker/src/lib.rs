@@ -1,5 +1,6 @@
 pub mod api;
 pub mod audit;
+pub mod config;
 pub mod events;
 pub mod hostlink;
 pub mod keys;

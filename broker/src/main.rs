@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use oriel_broker::config::FileConfig;
 use oriel_broker::password::hash_password;
 use oriel_broker::store::{Role, Store};
 use oriel_broker::{Broker, BrokerConfig};
@@ -21,8 +22,12 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, clap::Args, Clone)]
+#[derive(Debug, clap::Args, Clone, Default)]
 struct Common {
+    /// TOML file with any of these options (flags win over the file); see
+    /// broker/oriel-broker.example.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Keys, certificate, join token and the SQLite database live here
     /// [default: $XDG_DATA_HOME/oriel/broker or ~/.local/share/oriel/broker].
     #[arg(long, value_name = "DIR")]
@@ -32,26 +37,31 @@ struct Common {
     database: Option<String>,
 }
 
+#[derive(Debug, clap::Args, Clone, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// HTTPS API address [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Host-link address (QUIC) display servers dial [default: 127.0.0.1:4434].
+    #[arg(long, value_name = "ADDR")]
+    host_listen: Option<SocketAddr>,
+    /// Serve the API over plain HTTP (loopback addresses only); --insecure-http=false
+    /// turns off what the config file turned on.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    insecure_http: Option<bool>,
+    /// After a start, how long hosts have to link again before missed heartbeats
+    /// count against them (their desktops are replaced when they do) [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    restart_grace: Option<std::time::Duration>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve {
-        #[command(flatten)]
-        common: Common,
-        /// HTTPS API address.
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        /// Host-link address (QUIC) display servers dial.
-        #[arg(long, default_value = "127.0.0.1:4434")]
-        host_listen: SocketAddr,
-        /// Serve the API over plain HTTP (loopback addresses only).
-        #[arg(long)]
-        insecure_http: bool,
-        /// After a start, how long hosts have to link again before missed heartbeats
-        /// count against them (their desktops are replaced when they do).
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        restart_grace: std::time::Duration,
-    },
+    Serve(ServeArgs),
     /// Create the first administrator (password read from the first line of stdin).
     Init {
         #[command(flatten)]
@@ -64,6 +74,33 @@ enum Command {
     Admin(admin_cli::AdminArgs),
 }
 
+impl Common {
+    /// These flags over the `--config` file.
+    fn settings(&self) -> anyhow::Result<FileConfig> {
+        let file = FileConfig::read_optional(self.config.as_deref())?;
+        let flags = FileConfig {
+            data_dir: self.data_dir.clone(),
+            database: self.database.clone(),
+            ..FileConfig::default()
+        };
+        Ok(flags.or(file))
+    }
+}
+
+impl ServeArgs {
+    /// The broker's configuration: flags, else the `--config` file, else the defaults.
+    fn resolve(&self) -> anyhow::Result<BrokerConfig> {
+        let flags = FileConfig {
+            listen: self.listen,
+            host_listen: self.host_listen,
+            insecure_http: self.insecure_http,
+            restart_grace: self.restart_grace,
+            ..FileConfig::default()
+        };
+        Ok(flags.or(self.common.settings()?).resolve())
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -74,44 +111,17 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve {
-            common,
-            listen,
-            host_listen,
-            insecure_http,
-            restart_grace,
-        } => serve(common, listen, host_listen, insecure_http, restart_grace).await,
+        Command::Serve(args) => serve(args.resolve()?).await,
         Command::Init { common, admin } => init(common, &admin).await,
         Command::Admin(args) => admin_cli::run(args).await,
     }
 }
 
-fn data_dir(common: &Common) -> PathBuf {
-    common
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| oriel_transport::files::data_dir("broker"))
-}
-
-async fn serve(
-    common: Common,
-    listen: SocketAddr,
-    host_listen: SocketAddr,
-    insecure_http: bool,
-    restart_grace: std::time::Duration,
-) -> anyhow::Result<()> {
+async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let dir = data_dir(&common);
-    let broker = Broker::start(BrokerConfig {
-        data_dir: dir.clone(),
-        api_listen: listen,
-        host_listen,
-        database: common.database,
-        insecure_http,
-        restart_grace,
-    })
-    .await?;
+    let dir = config.data_dir.clone();
+    let broker = Broker::start(config).await?;
     // Scripts (and `oriel demo`) read these lines; keep their format.
     banner(format!("oriel-broker: API on {}", broker.url()));
     banner(format!("oriel-broker: host link on {}", broker.host_addr));
@@ -133,8 +143,9 @@ async fn serve(
 }
 
 async fn init(common: Common, admin: &str) -> anyhow::Result<()> {
-    let dir = data_dir(&common);
-    let url = oriel_broker::server::database_url(&dir, common.database.as_deref())?;
+    let settings = common.settings()?;
+    let dir = settings.data_dir();
+    let url = oriel_broker::server::database_url(&dir, settings.database.as_deref())?;
     let store = Store::open(&url).await?;
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         eprintln!("password for {admin} (one line on stdin):");
@@ -165,4 +176,119 @@ fn banner(line: String) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("oriel-broker").chain(args.iter().copied()))
+    }
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        match parse(args).unwrap().command {
+            Command::Serve(serve) => serve,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(
+            &path,
+            "data-dir = \"/srv/oriel\"\nlisten = \"127.0.0.1:1000\"\n\
+             host-listen = \"127.0.0.1:2000\"\ninsecure-http = true\nrestart-grace = \"5m\"\n",
+        )
+        .unwrap();
+        let file = path.to_str().unwrap();
+        let config = serve_args(&["serve", "--config", file]).resolve().unwrap();
+        assert_eq!(config.api_listen.port(), 1000);
+        assert_eq!(config.host_listen.port(), 2000);
+        assert!(config.insecure_http);
+        assert_eq!(config.restart_grace, std::time::Duration::from_secs(300));
+        assert_eq!(config.data_dir, PathBuf::from("/srv/oriel"));
+        let config = serve_args(&[
+            "serve",
+            "--config",
+            file,
+            "--listen",
+            "127.0.0.1:3000",
+            "--insecure-http=false",
+            "--restart-grace",
+            "10s",
+            "--data-dir",
+            "/tmp/elsewhere",
+            "--database",
+            "postgres://db/oriel",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(config.api_listen.port(), 3000);
+        assert_eq!(
+            config.host_listen.port(),
+            2000,
+            "the file's where no flag is"
+        );
+        assert!(!config.insecure_http);
+        assert_eq!(config.restart_grace, std::time::Duration::from_secs(10));
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/elsewhere"));
+        assert_eq!(config.database.as_deref(), Some("postgres://db/oriel"));
+    }
+
+    #[test]
+    fn serve_without_a_file_uses_the_defaults() {
+        let config = serve_args(&["serve"]).resolve().unwrap();
+        assert_eq!(config.api_listen, oriel_broker::config::DEFAULT_LISTEN);
+        assert_eq!(
+            config.host_listen,
+            oriel_broker::config::DEFAULT_HOST_LISTEN
+        );
+        assert!(!config.insecure_http);
+        assert_eq!(config.restart_grace, oriel_broker::reconcile::RESTART_GRACE);
+        assert!(
+            serve_args(&["serve", "--insecure-http"])
+                .resolve()
+                .unwrap()
+                .insecure_http
+        );
+        // The bare flag does not swallow what follows it.
+        let serve = serve_args(&["serve", "--insecure-http", "--listen", "127.0.0.1:1"]);
+        assert_eq!(serve.insecure_http, Some(true));
+    }
+
+    #[test]
+    fn a_bad_config_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlissten = \"x\"\n").unwrap();
+        let err = serve_args(&["serve", "--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+        assert!(err.contains("line 2") && err.contains("lissten"), "{err}");
+        // init reads the same file.
+        let init = parse(&[
+            "init",
+            "--admin",
+            "root",
+            "--config",
+            path.to_str().unwrap(),
+        ]);
+        let Command::Init { common, .. } = init.unwrap().command else {
+            panic!("not init")
+        };
+        let err = common.settings().unwrap_err().to_string();
+        assert!(err.contains("lissten"), "{err}");
+    }
 }

@@ -81,8 +81,9 @@ pub struct Args {
     /// SHA-256 fingerprint of the broker's certificate (printed by oriel-broker).
     #[arg(long, value_name = "SHA256")]
     pub broker_fingerprint: Option<String>,
-    /// One-time token to join the broker (from `oriel-broker admin host token`); later
-    /// starts use the credential saved in the data directory.
+    /// One-time token to join the broker (the `join-token` file in the broker's data
+    /// directory, named by `oriel-broker serve`); later starts use the credential saved
+    /// in the data directory.
     #[arg(long, value_name = "TOKEN")]
     pub join_token: Option<String>,
     /// Name of this host at the broker [default: the listen address].
