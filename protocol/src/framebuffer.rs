@@ -2,6 +2,13 @@
 
 use crate::geometry::{Rect, Size};
 
+/// The red, green and blue bytes of a `0x00RRGGBB` pixel, in that order (as RGB images
+/// store them).
+pub fn rgb_bytes(pixel: u32) -> [u8; 3] {
+    let [b, g, r, _] = pixel.to_le_bytes();
+    [r, g, b]
+}
+
 /// Pixels of a desktop or of a client's copy of it, row-major, no padding.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Framebuffer {

@@ -44,6 +44,21 @@ pub enum X11Error {
     Spawn(String),
 }
 
+/// `rect` in the core protocol's 16-bit fields: x, y (`i16`), width, height (`u16`).
+pub(super) fn x11_rect(rect: &Rect) -> Result<(i16, i16, u16, u16), X11Error> {
+    let outside = |_| {
+        X11Error::Request(format!(
+            "{rect:?} is outside the X protocol's 16-bit coordinates"
+        ))
+    };
+    Ok((
+        i16::try_from(rect.x).map_err(outside)?,
+        i16::try_from(rect.y).map_err(outside)?,
+        u16::try_from(rect.width).map_err(outside)?,
+        u16::try_from(rect.height).map_err(outside)?,
+    ))
+}
+
 /// An X request or reply error, as this module's error.
 pub(super) fn request<E: std::fmt::Display>(e: E) -> X11Error {
     X11Error::Request(e.to_string())
@@ -137,7 +152,7 @@ impl X11Source {
         conn.damage_create(damage, root, damage::ReportLevel::RAW_RECTANGLES)
             .map_err(request)?;
         conn.flush().map_err(request)?;
-        let shm = ShmSegment::attach(&conn, size.area() as usize * 4)?;
+        let shm = ShmSegment::attach(&conn, size.pixel_count().saturating_mul(4))?;
         tracing::info!(
             display = name,
             capture = if shm.is_some() { "MIT-SHM" } else { "GetImage" },
@@ -219,17 +234,10 @@ impl X11Source {
         let (data, depth) = match &self.shm {
             Some(shm) => shm.get_image(&self.conn, self.root, rect)?,
             None => {
+                let (x, y, width, height) = x11_rect(rect)?;
                 let reply = self
                     .conn
-                    .get_image(
-                        ImageFormat::Z_PIXMAP,
-                        self.root,
-                        rect.x as i16,
-                        rect.y as i16,
-                        rect.width as u16,
-                        rect.height as u16,
-                        !0,
-                    )
+                    .get_image(ImageFormat::Z_PIXMAP, self.root, x, y, width, height, !0)
                     .map_err(request)?
                     .reply()
                     .map_err(request)?;
@@ -243,7 +251,7 @@ impl X11Source {
             )));
         }
         let w = rect.width as usize;
-        if data.len() < rect.area() as usize * 4 {
+        if data.len() < rect.pixel_count().saturating_mul(4) {
             return Err(X11Error::Request("short GetImage reply".into()));
         }
         for dy in 0..rect.height {
@@ -384,7 +392,7 @@ impl X11Source {
             size.width,
             size.height
         );
-        let bytes = size.area() as usize * 4;
+        let bytes = size.pixel_count().saturating_mul(4);
         if self.shm.as_ref().is_some_and(|shm| shm.len() < bytes) {
             self.disable_shm();
             self.shm = ShmSegment::attach(&self.conn, bytes)?;
@@ -459,7 +467,8 @@ impl FrameSource for X11Source {
                 self.fake(kind, keycode, 0, 0);
             }
             InputEvent::PointerMove { x, y } => {
-                let (x, y) = (x.min(i16::MAX as u32) as i16, y.min(i16::MAX as u32) as i16);
+                let clamp = |v: u32| i16::try_from(v).unwrap_or(i16::MAX);
+                let (x, y) = (clamp(x), clamp(y));
                 self.fake(xproto::MOTION_NOTIFY_EVENT, 0, x, y);
             }
             InputEvent::PointerButton { button, down } => {
