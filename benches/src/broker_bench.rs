@@ -138,7 +138,7 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
                 },
             )
             .await?;
-        login_us.push(t.elapsed().as_micros() as u32);
+        login_us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
     }
 
     eprintln!(
@@ -161,7 +161,9 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 while Instant::now() < deadline {
-                    let i = next_user.fetch_add(1, Relaxed) as usize % tokens.len();
+                    // Below tokens.len(), so it converts back.
+                    let i = usize::try_from(next_user.fetch_add(1, Relaxed) % tokens.len() as u64)
+                        .unwrap_or(0);
                     let client = api.clone().with_token(tokens[i].clone());
                     let t = Instant::now();
                     let r: Result<ConnectResponse, _> = client
@@ -173,7 +175,9 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
                         )
                         .await;
                     match r {
-                        Ok(_) => lat.push(t.elapsed().as_micros() as u32),
+                        Ok(_) => {
+                            lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX))
+                        }
                         Err(_) => {
                             errors.fetch_add(1, Relaxed);
                         }
@@ -264,7 +268,9 @@ async fn login_flood(broker: &Broker, n: u32) -> anyhow::Result<Flood> {
     let url = format!("{}/api/v1/login", broker.url());
     let started = Instant::now();
     let logins = (0..n).map(|i| {
-        let from = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8);
+        // 250 sources per /24; beyond 64,000 logins the last /24 is reused.
+        let octet = |v| u8::try_from(v).unwrap_or(u8::MAX);
+        let from = std::net::Ipv4Addr::new(127, 1, octet(i / 250), octet(i % 250 + 1));
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls.clone())
             .local_address(std::net::IpAddr::V4(from))

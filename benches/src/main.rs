@@ -232,6 +232,10 @@ fn run_workload(
     psnr.sort_by(f64::total_cmp);
     let psnr_p50 = psnr.get(psnr.len() / 2).copied().unwrap_or(0.0);
     let psnr_min = psnr.first().copied().unwrap_or(0.0);
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "float to int saturates; a non-negative byte count"
+    )]
     let mjpeg_equiv = (score.jpeg_bytes_mean * picture_count as f64) as u64;
     let video_encode = stats.video_encode_samples();
     let ratio = |base: u64| {

@@ -50,7 +50,7 @@ pub(crate) fn score(
 fn jpeg_bytes_at(pixels: &[u32], rect: Rect, target: f64) -> anyhow::Result<u64> {
     let rgb: Vec<u8> = pixels
         .iter()
-        .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8])
+        .flat_map(|&p| oriel_protocol::rgb_bytes(p))
         .collect();
     let encode = |quality: u8| -> anyhow::Result<(u64, f64)> {
         let mut out = Vec::new();

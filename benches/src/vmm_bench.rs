@@ -133,6 +133,10 @@ pub(crate) fn run(args: VmmArgs) -> anyhow::Result<String> {
 
     let p = |v: &mut Vec<f64>, q: f64| {
         v.sort_by(|a, b| a.total_cmp(b));
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "float to int saturates; q is in 0..=1, so the index is at most len - 1"
+        )]
         let i = ((v.len() - 1) as f64 * q).round() as usize;
         (v[i] * 1000.0).round() / 1000.0
     };

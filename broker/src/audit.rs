@@ -132,7 +132,9 @@ mod tests {
     #[test]
     fn a_flooding_source_is_cut_off_and_others_are_not() {
         let l = AuditLimiter::default();
-        for _ in 0..BURST as usize {
+        #[expect(clippy::cast_possible_truncation, reason = "BURST is 20.0")]
+        let burst = BURST as usize;
+        for _ in 0..burst {
             assert_eq!(l.take("10.0.0.1"), Some(0));
         }
         assert_eq!(l.take("10.0.0.1"), None);
@@ -151,6 +153,8 @@ mod tests {
         let written = (0..2000)
             .filter(|n| l.take(&format!("10.0.{}.{}", n / 250, n % 250)).is_some())
             .count();
-        assert!(written <= GLOBAL_BURST as usize + 5, "{written}");
+        #[expect(clippy::cast_possible_truncation, reason = "GLOBAL_BURST is 500.0")]
+        let global_burst = GLOBAL_BURST as usize;
+        assert!(written <= global_burst + 5, "{written}");
     }
 }

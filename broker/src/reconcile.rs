@@ -104,7 +104,8 @@ impl Reconciler {
         if self.started.elapsed() < self.restart_grace {
             return Ok(());
         }
-        let cutoff = now_ms() - HOST_TIMEOUT.as_millis() as i64;
+        let timeout_ms = i64::try_from(HOST_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(timeout_ms);
         for host in self.store.hosts_missing_heartbeat(cutoff).await? {
             if host.state != HostState::Up {
                 continue;

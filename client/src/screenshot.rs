@@ -8,7 +8,7 @@ pub fn save_png(fb: &Framebuffer, path: &Path) -> anyhow::Result<()> {
     let rgb: Vec<u8> = fb
         .pixels()
         .iter()
-        .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8])
+        .flat_map(|&p| oriel_protocol::rgb_bytes(p))
         .collect();
     image::save_buffer(path, &rgb, fb.width(), fb.height(), image::ColorType::Rgb8)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))

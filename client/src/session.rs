@@ -440,8 +440,10 @@ impl Session {
         live.frames.store(stats.frames, Ordering::Relaxed);
         let bytes = self.core.display_bytes() + stats.video_bytes;
         live.bytes.store(bytes, Ordering::Relaxed);
-        live.rtt_us
-            .store(self.conn.rtt().as_micros() as u64, Ordering::Relaxed);
+        live.rtt_us.store(
+            u64::try_from(self.conn.rtt().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let latency = since_capture(capture_unix_us);
         live.latency_us.store(u64::from(latency), Ordering::Relaxed);
         live.video_regions

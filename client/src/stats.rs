@@ -12,6 +12,10 @@ pub fn percentile(samples: &[u32], q: f64) -> u32 {
     }
     let mut sorted = samples.to_vec();
     sorted.sort_unstable();
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "float to int saturates; the rank is clamped to 1..=len right here"
+    )]
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }

@@ -179,8 +179,8 @@ fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
                 name: d.name().to_string(),
                 running: failure.is_none(),
                 failure,
-                sessions: d.viewers() as u32,
-                idle_s: d.idle_for().as_secs().min(u64::from(u32::MAX)) as u32,
+                sessions: u32::try_from(d.viewers()).unwrap_or(u32::MAX),
+                idle_s: u32::try_from(d.idle_for().as_secs()).unwrap_or(u32::MAX),
                 generation: d.generation(),
             }
         })

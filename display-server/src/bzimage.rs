@@ -109,7 +109,7 @@ mod tests {
         image[0x202..0x206].copy_from_slice(b"HdrS");
         image[0x1f1] = 1; // the protected-mode code starts at 1024
         image[0x248..0x24c].copy_from_slice(&16u32.to_le_bytes());
-        image[0x24c..0x250].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        image[0x24c..0x250].copy_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
         image.extend_from_slice(&[0; 16]);
         image.extend_from_slice(payload);
         image.extend_from_slice(&[0xaa; 64]); // what follows the payload
@@ -133,10 +133,10 @@ mod tests {
         let mut lz4 = LZ4_LEGACY_MAGIC.to_vec();
         for chunk in k.chunks(LZ4_LEGACY_BLOCK) {
             let block = lz4_flex::block::compress(chunk);
-            lz4.extend((block.len() as u32).to_le_bytes());
+            lz4.extend(u32::try_from(block.len()).unwrap().to_le_bytes());
             lz4.extend(block);
         }
-        lz4.extend((k.len() as u32).to_le_bytes()); // the build's trailing size
+        lz4.extend(u32::try_from(k.len()).unwrap().to_le_bytes()); // the build's trailing size
         for (name, payload) in [
             ("xz", xz.finish().unwrap()),
             ("gzip", gz.finish().unwrap()),

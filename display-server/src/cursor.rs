@@ -2,7 +2,10 @@
 
 use oriel_protocol::CursorMsg;
 
-const ARROW: [&str; 19] = [
+const ARROW_WIDTH: u16 = 12;
+const ARROW_HEIGHT: u16 = 19;
+const _: () = assert!(ARROW[0].len() == ARROW_WIDTH as usize);
+const ARROW: [&str; ARROW_HEIGHT as usize] = [
     "X...........",
     "XX..........",
     "X#X.........",
@@ -36,8 +39,8 @@ pub fn default_arrow() -> CursorMsg {
         })
         .collect();
     CursorMsg::Shape {
-        width: ARROW[0].len() as u16,
-        height: ARROW.len() as u16,
+        width: ARROW_WIDTH,
+        height: ARROW_HEIGHT,
         hot_x: 0,
         hot_y: 0,
         pixels,

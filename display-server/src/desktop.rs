@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use oriel_protocol::tiles::tiles_covering;
 use oriel_protocol::video::TileHits;
 use oriel_protocol::{InputEvent, Rect, Size, TileMask, TILE};
 use oriel_transport::unix_micros;
@@ -84,8 +85,12 @@ impl DamageSink {
         let rows = p.mask.rows();
         for r in rects {
             p.mask.mark_rect(r);
-            for row in r.y / TILE..(r.bottom() as u32).div_ceil(TILE).min(rows) {
-                for col in r.x / TILE..(r.right() as u32).div_ceil(TILE).min(cols) {
+            let (tile_rows, tile_cols) = (
+                tiles_covering(r.y, r.bottom()),
+                tiles_covering(r.x, r.right()),
+            );
+            for row in tile_rows.start..tile_rows.end.min(rows) {
+                for col in tile_cols.start..tile_cols.end.min(cols) {
                     let h = &mut p.hits[(row * cols + col) as usize];
                     // Several rects of one poll count once.
                     if h.hits == 0 || h.last_us != now_us {

@@ -89,7 +89,7 @@ fn build_in(options: &BuildOptions, work: &Path) -> anyhow::Result<PathBuf> {
     let applets = busybox_applets(&busybox);
     std::fs::write(
         work.join("initramfs.cpio"),
-        initramfs(&busybox_bytes, &applets),
+        initramfs(&busybox_bytes, &applets)?,
     )?;
 
     step(4, "writing the manifest");
@@ -207,24 +207,25 @@ ttyS0::respawn:-/bin/sh\n\
 const PROFILE: &str = "export PS1='oriel-guest:\\w# '\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n";
 
 /// The initramfs (uncompressed newc cpio: the kernel unpacks it without a decompressor).
-pub fn initramfs(busybox: &[u8], applets: &[String]) -> Vec<u8> {
+/// Fails only for a file or name beyond the format's 4 GiB field limit.
+pub fn initramfs(busybox: &[u8], applets: &[String]) -> anyhow::Result<Vec<u8>> {
     let mut cpio = Cpio::default();
     for dir in [
         "bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root", "etc",
     ] {
-        cpio.dir(dir);
+        cpio.dir(dir)?;
     }
-    cpio.char_device("dev/console", 5, 1);
-    cpio.file("bin/busybox", 0o755, busybox);
+    cpio.char_device("dev/console", 5, 1)?;
+    cpio.file("bin/busybox", 0o755, busybox)?;
     for applet in applets {
         if applet != "bin/busybox" && applet != "init" {
             let depth = applet.matches('/').count();
-            cpio.symlink(applet, &format!("{}bin/busybox", "../".repeat(depth)));
+            cpio.symlink(applet, &format!("{}bin/busybox", "../".repeat(depth)))?;
         }
     }
-    cpio.file("init", 0o755, INIT.as_bytes());
-    cpio.file("etc/inittab", 0o644, INITTAB.as_bytes());
-    cpio.file("etc/profile", 0o644, PROFILE.as_bytes());
+    cpio.file("init", 0o755, INIT.as_bytes())?;
+    cpio.file("etc/inittab", 0o644, INITTAB.as_bytes())?;
+    cpio.file("etc/profile", 0o644, PROFILE.as_bytes())?;
     cpio.finish()
 }
 
@@ -236,22 +237,24 @@ struct Cpio {
 }
 
 impl Cpio {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
+    fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        data: &[u8],
+        rdev: (u32, u32),
+    ) -> anyhow::Result<()> {
+        let size = u32::try_from(data.len())
+            .with_context(|| format!("{name} is too large for a cpio archive"))?;
+        let name_size = u32::try_from(name.len() + 1).with_context(|| {
+            format!(
+                "a name of {} bytes is too long for a cpio archive",
+                name.len()
+            )
+        })?;
         self.inode += 1;
         let fields = [
-            self.inode,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            data.len() as u32,
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
-            0,
+            self.inode, mode, 0, 0, 1, 0, size, 0, 0, rdev.0, rdev.1, name_size, 0,
         ];
         self.out.extend_from_slice(b"070701");
         for field in fields {
@@ -263,6 +266,7 @@ impl Cpio {
         self.pad();
         self.out.extend_from_slice(data);
         self.pad();
+        Ok(())
     }
 
     fn pad(&mut self) {
@@ -271,25 +275,25 @@ impl Cpio {
         }
     }
 
-    fn dir(&mut self, name: &str) {
-        self.entry(name, 0o040_755, &[], (0, 0));
+    fn dir(&mut self, name: &str) -> anyhow::Result<()> {
+        self.entry(name, 0o040_755, &[], (0, 0))
     }
 
-    fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
-        self.entry(name, 0o100_000 | perm, data, (0, 0));
+    fn file(&mut self, name: &str, perm: u32, data: &[u8]) -> anyhow::Result<()> {
+        self.entry(name, 0o100_000 | perm, data, (0, 0))
     }
 
-    fn symlink(&mut self, name: &str, target: &str) {
-        self.entry(name, 0o120_777, target.as_bytes(), (0, 0));
+    fn symlink(&mut self, name: &str, target: &str) -> anyhow::Result<()> {
+        self.entry(name, 0o120_777, target.as_bytes(), (0, 0))
     }
 
-    fn char_device(&mut self, name: &str, major: u32, minor: u32) {
-        self.entry(name, 0o020_600, &[], (major, minor));
+    fn char_device(&mut self, name: &str, major: u32, minor: u32) -> anyhow::Result<()> {
+        self.entry(name, 0o020_600, &[], (major, minor))
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        self.entry("TRAILER!!!", 0, &[], (0, 0));
-        self.out
+    fn finish(mut self) -> anyhow::Result<Vec<u8>> {
+        self.entry("TRAILER!!!", 0, &[], (0, 0))?;
+        Ok(self.out)
     }
 }
 
@@ -332,7 +336,7 @@ mod tests {
 
     #[test]
     fn initramfs_holds_busybox_init_and_applet_links() {
-        let archive = initramfs(b"BUSYBOX", &["bin/sh".into(), "sbin/init".into()]);
+        let archive = initramfs(b"BUSYBOX", &["bin/sh".into(), "sbin/init".into()]).unwrap();
         let entries = read_cpio(&archive);
         let find = |n: &str| {
             entries

@@ -95,7 +95,7 @@ impl Pipeline {
     }
 
     fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Takes the sink's damage and copies those tiles of the screen. Damage is taken and
@@ -316,8 +316,9 @@ impl Pipeline {
                 }
                 RegionEvent::Started { id, rect } => {
                     let config = VideoEncoderConfig {
-                        bitrate: (u64::from(bitrate).min(region_ceiling(rect, self.max_fps)))
-                            as u32,
+                        bitrate: bitrate.min(
+                            u32::try_from(region_ceiling(rect, self.max_fps)).unwrap_or(u32::MAX),
+                        ),
                         max_fps: self.max_fps,
                     };
                     match VideoEncoder::new(rect.size(), config) {
@@ -362,7 +363,10 @@ impl Pipeline {
             // Regions share the bitrate by area, each up to what its size is worth.
             let share = (u64::from(budget.bitrate) * region.rect.area() / total_area.max(1))
                 .min(region_ceiling(region.rect, self.max_fps));
-            if let Err(e) = region.encoder.set_bitrate(share as u32) {
+            if let Err(e) = region
+                .encoder
+                .set_bitrate(u32::try_from(share).unwrap_or(u32::MAX))
+            {
                 tracing::warn!("video bitrate: {e}");
             }
             if std::mem::take(&mut region.keyframe) {
@@ -398,10 +402,14 @@ impl Pipeline {
 const MAX_BITS_PER_PIXEL: f64 = 0.08;
 
 /// Highest useful bitrate of a region of this size.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "float to int saturates; the product is a non-negative bitrate"
+)]
 fn region_ceiling(rect: Rect, fps: f32) -> u64 {
     (rect.area() as f64 * f64::from(fps) * MAX_BITS_PER_PIXEL) as u64
 }
 
 fn elapsed_us(since: Instant) -> u32 {
-    since.elapsed().as_micros().min(u128::from(u32::MAX)) as u32
+    u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)
 }

@@ -221,8 +221,8 @@ impl VideoDecoder {
         let (pw, ph) = picture.dimensions();
         if (pw, ph) != (w, h) {
             return Err(MediaError::WrongSize {
-                got_w: pw as u32,
-                got_h: ph as u32,
+                got_w: u32::try_from(pw).unwrap_or(u32::MAX),
+                got_h: u32::try_from(ph).unwrap_or(u32::MAX),
                 want_w: self.size.width,
                 want_h: self.size.height,
             });
@@ -248,9 +248,10 @@ mod tests {
         (0..w * h)
             .map(|i| {
                 let (x, y) = (i % w, i / w);
-                let r = ((x + 3 * t) * 255 / (w + 60)) as u32;
-                let g = ((y + 2 * t) * 255 / (h + 40)) as u32;
-                let b = (((x + y) / 2 + t) % 256) as u32;
+                let channel = |v: usize| u32::try_from(v).expect("a small channel value");
+                let r = channel((x + 3 * t) * 255 / (w + 60));
+                let g = channel((y + 2 * t) * 255 / (h + 40));
+                let b = channel(((x + y) / 2 + t) % 256);
                 (r << 16) | (g << 8) | b
             })
             .collect()

@@ -4,6 +4,11 @@
 
 /// Fixed-point one.
 const ONE: i32 = 1 << 16;
+/// `x` in 16.16 fixed point, rounded.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "float to int saturates; only used on BT.601 coefficients below 2, far inside i32"
+)]
 const fn fix(x: f64) -> i32 {
     (x * ONE as f64 + 0.5) as i32
 }
@@ -95,6 +100,10 @@ fn rgb_to_i420(rgb: &[u32], width: usize, height: usize, pic: &mut I420) {
 
 /// Full-range BT.601 luma of a 0x00RRGGBB pixel.
 #[inline]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the three weights sum to exactly ONE, so the rounded sum of 8-bit channels is 0..=255"
+)]
 pub(crate) fn luma_of(px: u32) -> u8 {
     let r = ((px >> 16) & 0xff) as i32;
     let g = ((px >> 8) & 0xff) as i32;
@@ -195,8 +204,9 @@ mod tests {
     #[test]
     fn the_vectorised_and_plain_conversions_agree() {
         let (w, h) = (66usize, 34usize);
-        let rgb: Vec<u32> = (0..w * h)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761) & 0xff_ffff)
+        let rgb: Vec<u32> = (0u32..)
+            .take(w * h)
+            .map(|i| i.wrapping_mul(2_654_435_761) & 0xff_ffff)
             .collect();
         let mut fast = I420::default();
         fast.from_rgb(&rgb, w, h);

@@ -90,7 +90,12 @@ fn parse_rate(value: &str) -> Result<u64, String> {
     if !(1_000.0..=100e9).contains(&bps) {
         return Err(format!("rate '{value}' is outside 1kbit..100gbit"));
     }
-    Ok(bps as u64)
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "float to int saturates; bps was checked to lie in 1e3..=100e9 just above"
+    )]
+    let bps = bps as u64;
+    Ok(bps)
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {

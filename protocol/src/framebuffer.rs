@@ -2,6 +2,13 @@
 
 use crate::geometry::{Rect, Size};
 
+/// The red, green and blue bytes of a `0x00RRGGBB` pixel, in that order (as RGB images
+/// store them).
+pub fn rgb_bytes(pixel: u32) -> [u8; 3] {
+    let [b, g, r, _] = pixel.to_le_bytes();
+    [r, g, b]
+}
+
 /// Pixels of a desktop or of a client's copy of it, row-major, no padding.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Framebuffer {
@@ -20,7 +27,7 @@ impl Framebuffer {
     pub fn new(size: Size) -> Self {
         Self {
             size,
-            pixels: vec![0; size.area() as usize],
+            pixels: vec![0; size.pixel_count()],
         }
     }
 
@@ -80,7 +87,7 @@ impl Framebuffer {
     /// Copies the pixels of `rect` out, row by row.
     pub fn read_rect(&self, rect: &Rect, out: &mut Vec<u32>) {
         out.clear();
-        out.reserve(rect.area() as usize);
+        out.reserve(rect.pixel_count());
         for dy in 0..rect.height {
             out.extend_from_slice(self.row(rect, dy));
         }
@@ -89,12 +96,8 @@ impl Framebuffer {
     /// Writes row-major `pixels` into `rect` (which must fit).
     pub fn write_rect(&mut self, rect: &Rect, pixels: &[u32]) {
         let w = rect.width as usize;
-        for (dy, src) in pixels
-            .chunks_exact(w)
-            .take(rect.height as usize)
-            .enumerate()
-        {
-            self.row_mut(rect, dy as u32).copy_from_slice(src);
+        for (dy, src) in (0..rect.height).zip(pixels.chunks_exact(w)) {
+            self.row_mut(rect, dy).copy_from_slice(src);
         }
     }
 

@@ -18,6 +18,12 @@ impl Size {
         u64::from(self.width) * u64::from(self.height)
     }
 
+    /// The area as a buffer length. Exact on 64-bit targets; on narrower ones an area
+    /// beyond the address space saturates (no buffer that large could exist anyway).
+    pub fn pixel_count(self) -> usize {
+        usize::try_from(self.area()).unwrap_or(usize::MAX)
+    }
+
     pub fn full_rect(self) -> Rect {
         Rect::new(0, 0, self.width, self.height)
     }
@@ -50,6 +56,11 @@ impl Rect {
         u64::from(self.width) * u64::from(self.height)
     }
 
+    /// The area as a buffer length; see [`Size::pixel_count`].
+    pub fn pixel_count(&self) -> usize {
+        self.size().pixel_count()
+    }
+
     /// One past the right edge, computed without overflow.
     pub fn right(&self) -> u64 {
         u64::from(self.x) + u64::from(self.width)
@@ -79,12 +90,7 @@ impl Rect {
         if u64::from(x0) >= x1 || u64::from(y0) >= y1 {
             return Rect::default();
         }
-        Rect::new(
-            x0,
-            y0,
-            (x1 - u64::from(x0)) as u32,
-            (y1 - u64::from(y0)) as u32,
-        )
+        Rect::new(x0, y0, span(x0, x1), span(y0, y1))
     }
 
     pub fn size(&self) -> Size {
@@ -108,25 +114,15 @@ impl Rect {
             parts.push(Rect::new(self.x, self.y, self.width, cut.y - self.y));
         }
         if cut.bottom() < bottom {
-            let y = cut.bottom() as u32;
-            parts.push(Rect::new(
-                self.x,
-                y,
-                self.width,
-                (bottom - cut.bottom()) as u32,
-            ));
+            let y = saturate_u32(cut.bottom());
+            parts.push(Rect::new(self.x, y, self.width, span(y, bottom)));
         }
         if cut.x > self.x {
             parts.push(Rect::new(self.x, cut.y, cut.x - self.x, cut.height));
         }
         if cut.right() < self.right() {
-            let x = cut.right() as u32;
-            parts.push(Rect::new(
-                x,
-                cut.y,
-                (self.right() - cut.right()) as u32,
-                cut.height,
-            ));
+            let x = saturate_u32(cut.right());
+            parts.push(Rect::new(x, cut.y, span(x, self.right()), cut.height));
         }
         parts
     }
@@ -143,13 +139,20 @@ impl Rect {
         let y0 = self.y.min(other.y);
         let x1 = self.right().max(other.right());
         let y1 = self.bottom().max(other.bottom());
-        Rect::new(
-            x0,
-            y0,
-            (x1 - u64::from(x0)) as u32,
-            (y1 - u64::from(y0)) as u32,
-        )
+        Rect::new(x0, y0, span(x0, x1), span(y0, y1))
     }
+}
+
+/// A coordinate or length that left `u32` (a far edge computed in `u64`), saturated.
+/// Only rectangles that reach past `u32::MAX` ever saturate.
+fn saturate_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// The length from `near` up to (not including) `far`, saturated at `u32::MAX`;
+/// `far` must not be below `near`.
+fn span(near: u32, far: u64) -> u32 {
+    saturate_u32(far - u64::from(near))
 }
 
 #[cfg(test)]

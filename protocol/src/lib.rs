@@ -13,7 +13,7 @@ pub mod ticket;
 pub mod tiles;
 pub mod video;
 
-pub use framebuffer::Framebuffer;
+pub use framebuffer::{rgb_bytes, Framebuffer};
 pub use geometry::{Rect, Size};
 pub use messages::*;
 pub use tiles::{TileMask, TILE};

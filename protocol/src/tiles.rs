@@ -15,6 +15,22 @@ pub struct TileMask {
     bits: Vec<u64>,
 }
 
+/// The tiles (columns or rows) that pixels `start..end` touch.
+pub fn tiles_covering(start: u32, end: u64) -> std::ops::Range<u32> {
+    // A far edge is at most 2^33, so the tile index after it always fits a `u32`.
+    let last = u32::try_from(end.div_ceil(u64::from(TILE))).unwrap_or(u32::MAX);
+    start / TILE..last
+}
+
+/// (col, row) of bit `i` in a grid `cols` wide.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "callers pass i < cols * rows with cols and rows u32s, so i % cols < cols and i / cols < rows"
+)]
+fn grid_position(i: usize, cols: usize) -> (u32, u32) {
+    ((i % cols) as u32, (i / cols) as u32)
+}
+
 impl TileMask {
     pub fn new(size: Size) -> Self {
         let cols = size.width.div_ceil(TILE);
@@ -68,8 +84,9 @@ impl TileMask {
             return;
         }
         let (c0, r0) = (r.x / TILE, r.y / TILE);
-        let c1 = ((r.right() - 1) / u64::from(TILE)) as u32;
-        let r1 = ((r.bottom() - 1) / u64::from(TILE)) as u32;
+        // `r` lies inside the desktop, so its last column and row are `u32`s.
+        let c1 = (r.x + (r.width - 1)) / TILE;
+        let r1 = (r.y + (r.height - 1)) / TILE;
         for row in r0..=r1 {
             for col in c0..=c1 {
                 self.mark(col, row);
@@ -120,7 +137,7 @@ impl TileMask {
                     word &= word - 1;
                     let i = w * 64 + bit;
                     if i < total {
-                        return Some(((i % cols) as u32, (i / cols) as u32));
+                        return Some(grid_position(i, cols));
                     }
                 }
                 None

@@ -57,7 +57,10 @@ impl Visitor<'_> for WholeVisitor {
     fn visit_f64<E: Error>(self, v: f64) -> Result<i128, E> {
         // Whole and within ±2^63, where f64 still says which integer it means.
         if v.fract() == 0.0 && v.abs() <= 9.2e18 {
-            #[allow(clippy::cast_possible_truncation)]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "v is whole and within ±2^63, so it fits an i128 exactly"
+            )]
             Ok(v as i128)
         } else {
             Err(E::custom(format!("{v} is not a whole number")))

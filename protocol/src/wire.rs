@@ -28,10 +28,11 @@ pub fn encode_message<T: Serialize>(msg: &T, limit: usize) -> Result<Vec<u8>, Wi
     bincode::serde::encode_into_std_write(msg, &mut out, config())
         .map_err(|e| WireError::Encode(e.to_string()))?;
     let len = out.len() - 4;
-    if len > limit || len > u32::MAX as usize {
-        return Err(WireError::TooLarge { len, limit });
-    }
-    out[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    let prefix = match u32::try_from(len) {
+        Ok(prefix) if len <= limit => prefix,
+        _ => return Err(WireError::TooLarge { len, limit }),
+    };
+    out[..4].copy_from_slice(&prefix.to_le_bytes());
     Ok(out)
 }
 
@@ -210,7 +211,7 @@ mod tests {
         // A 6-byte Hello whose first string claims ~3.4 GB (a fuzzer find).
         let body = [0x00, 0xfc, 0x00, 0x0b, 0x0d, 0xcb];
         let mut reader = MessageReader::new(Channel::Control.max_message_len());
-        let mut bytes = (body.len() as u32).to_le_bytes().to_vec();
+        let mut bytes = u32::try_from(body.len()).unwrap().to_le_bytes().to_vec();
         bytes.extend(body);
         reader.push(&bytes);
         assert!(reader.next_message::<crate::Hello>().is_err());

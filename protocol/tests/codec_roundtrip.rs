@@ -60,13 +60,9 @@ fn text_page(fb: &mut Framebuffer, rect: &Rect, first_line: u32) {
     for dy in 0..rect.height {
         let line = (dy + first_line) / 16;
         let row = fb.row_mut(rect, dy);
-        for (x, p) in row.iter_mut().enumerate() {
-            let glyph = (x as u32 / 8)
-                .wrapping_mul(2654435761)
-                .wrapping_add(line * 97);
-            if (dy + first_line) % 16 < 11
-                && !(glyph >> 7).is_multiple_of(3)
-                && (x as u32 + glyph) % 5 < 2
+        for (x, p) in (0u32..).zip(row.iter_mut()) {
+            let glyph = (x / 8).wrapping_mul(2654435761).wrapping_add(line * 97);
+            if (dy + first_line) % 16 < 11 && !(glyph >> 7).is_multiple_of(3) && (x + glyph) % 5 < 2
             {
                 *p = 0x202020 + ((glyph >> 3) & 0x3f) * 0x010101;
             }
@@ -215,9 +211,11 @@ proptest! {
                     let (dx, dy) = ((seed % 21) as i64 - 10, ((seed >> 8) % 21) as i64 - 10);
                     for yy in rect.y..rect.y + rect.height {
                         for xx in rect.x..rect.x + rect.width {
-                            let (sx, sy) = (xx as i64 - dx, yy as i64 - dy);
-                            if sx >= 0 && sy >= 0 && (sx as u32) < size.width && (sy as u32) < size.height {
-                                screen.set_pixel(xx, yy, before.pixel(sx as u32, sy as u32));
+                            let (sx, sy) = (u32::try_from(i64::from(xx) - dx), u32::try_from(i64::from(yy) - dy));
+                            if let (Ok(sx), Ok(sy)) = (sx, sy) {
+                                if sx < size.width && sy < size.height {
+                                    screen.set_pixel(xx, yy, before.pixel(sx, sy));
+                                }
                             }
                         }
                     }

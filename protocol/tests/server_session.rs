@@ -516,7 +516,7 @@ fn the_cursor_sends_the_newest_state_once_the_last_is_written() {
             height: 1,
             hot_x: 0,
             hot_y: 0,
-            pixels: vec![serial as u32],
+            pixels: vec![u32::try_from(serial).expect("a small serial")],
         },
     };
     s.handle(now, shape(1));

@@ -85,19 +85,19 @@ pub fn paint_window(conn: &RustConnection, root: Window, x: i16, y: i16) -> Wind
     conn.map_window(window).unwrap();
     let gc = conn.generate_id().unwrap();
     conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
-    for (i, colour) in [
+    for (colour, i) in [
         0x00_ff_40_40u32,
         0x00_40_ff_40,
         0x00_40_40_ff,
         0x00_ff_ff_ff,
     ]
     .iter()
-    .enumerate()
+    .zip(0i16..)
     {
         conn.change_gc(gc, &ChangeGCAux::new().foreground(*colour))
             .unwrap();
         let bar = Rectangle {
-            x: 10 + 70 * i as i16,
+            x: 10 + 70 * i,
             y: 20,
             width: 50,
             height: 150,

@@ -81,7 +81,7 @@ async fn concurrent_connects_never_share_a_desktop() {
     .await;
     h.add_host("host-1", 100);
     wait_for("all desktops ready", || async {
-        h.count("flo", DesktopState::Ready).await == MAX as usize
+        h.count("flo", DesktopState::Ready).await == usize::try_from(MAX).unwrap()
     })
     .await;
     let mut logins = Vec::new();
@@ -107,11 +107,12 @@ async fn concurrent_connects_never_share_a_desktop() {
             Err(e) => panic!("unexpected error: {e:#}"),
         }
     }
-    assert_eq!(desktops.len(), MAX as usize);
+    let max = usize::try_from(MAX).unwrap();
+    assert_eq!(desktops.len(), max);
     desktops.sort();
     desktops.dedup();
-    assert_eq!(desktops.len(), MAX as usize, "a desktop was given twice");
-    assert_eq!(exhausted, USERS - MAX as usize);
+    assert_eq!(desktops.len(), max, "a desktop was given twice");
+    assert_eq!(exhausted, USERS - max);
     h.shutdown().await;
 }
 

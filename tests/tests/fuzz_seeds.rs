@@ -35,9 +35,9 @@ fn frames(seeds: &mut Seeds) {
         let rect = Rect::new(16, 16 + step * 8, 256, 120);
         screen.fill(&Rect::new(0, 0, 320, 200), 0x003366);
         for dy in 0..rect.height {
-            for (x, p) in screen.row_mut(&rect, dy).iter_mut().enumerate() {
+            for (x, p) in (0u32..).zip(screen.row_mut(&rect, dy).iter_mut()) {
                 let y = dy + step * 8;
-                *p = if (x as u32 / 6 + y / 10).is_multiple_of(3) {
+                *p = if (x / 6 + y / 10).is_multiple_of(3) {
                     0x202020
                 } else {
                     0xf0f0f0
@@ -47,9 +47,8 @@ fn frames(seeds: &mut Seeds) {
         if step == 4 {
             let noise = Rect::new(200, 140, 64, 48);
             for dy in 0..noise.height {
-                for (x, p) in screen.row_mut(&noise, dy).iter_mut().enumerate() {
-                    *p = ((x as u32).wrapping_mul(2_654_435_761) ^ dy.wrapping_mul(40_503))
-                        & 0xff_ffff;
+                for (x, p) in (0u32..).zip(screen.row_mut(&noise, dy).iter_mut()) {
+                    *p = (x.wrapping_mul(2_654_435_761) ^ dy.wrapping_mul(40_503)) & 0xff_ffff;
                 }
             }
         }
@@ -146,7 +145,7 @@ fn palettes(seeds: &mut Seeds) {
         .collect();
     let mut out = Vec::new();
     palette::encode(&pixels, &[0xffffff, 0x000000, 0x3366cc], &mut out);
-    let mut seed = (pixels.len() as u16).to_le_bytes().to_vec();
+    let mut seed = u16::try_from(pixels.len()).unwrap().to_le_bytes().to_vec();
     seed.extend(out);
     seeds.insert(("palette_decode", "three-colours".into()), seed);
 }

@@ -48,7 +48,10 @@ async fn a_login_flood_is_counted_before_any_password_is_hashed() {
         statuses.iter().all(|s| [401, 429, 503].contains(s)),
         "{statuses:?}"
     );
-    assert!(checked as u32 <= MAX_PER_ADDR, "{checked} checked");
+    assert!(
+        u32::try_from(checked).unwrap() <= MAX_PER_ADDR,
+        "{checked} checked"
+    );
     assert!(statuses.contains(&429), "the address limit applied");
     let hashed = h.metric(checks).await - before;
     assert!(

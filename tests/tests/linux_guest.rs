@@ -85,7 +85,7 @@ async fn a_debian_image_boots_to_a_shell_on_the_framebuffer_console() {
         &screen
             .pixels()
             .iter()
-            .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8])
+            .flat_map(|&p| oriel_protocol::rgb_bytes(p))
             .collect::<Vec<u8>>(),
         guest.width(),
         guest.height(),

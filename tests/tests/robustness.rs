@@ -80,7 +80,7 @@ async fn garbage_and_oversized_clients_are_dropped_while_others_keep_working() {
         close::PROTOCOL_ERROR.into_inner()
     );
     // A length prefix far beyond the control channel's limit.
-    let huge = (Channel::Control.max_message_len() as u32 + 1)
+    let huge = (u32::try_from(Channel::Control.max_message_len()).unwrap() + 1)
         .to_le_bytes()
         .to_vec();
     assert_eq!(

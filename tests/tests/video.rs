@@ -119,7 +119,8 @@ fn differing_outside(a: &Framebuffer, b: &Framebuffer, holes: &[Rect]) -> usize 
         .zip(b.pixels())
         .enumerate()
         .filter(|(i, (x, y))| {
-            let (px, py) = (*i as u32 % w, *i as u32 / w);
+            let i = u32::try_from(*i).unwrap();
+            let (px, py) = (i % w, i / w);
             x != y && !holes.iter().any(|r| r.intersects(&Rect::new(px, py, 1, 1)))
         })
         .count()

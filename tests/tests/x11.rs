@@ -273,7 +273,11 @@ async fn a_connected_client_follows_randr_screen_resizes() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Something beyond the old edges, then the screen as the X server holds it.
-        paint_window(&conn, root, width as i16 - 310, height as i16 - 210);
+        let (right, bottom) = (
+            i16::try_from(width).unwrap(),
+            i16::try_from(height).unwrap(),
+        );
+        paint_window(&conn, root, right - 310, bottom - 210);
         let truth = {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {

@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(client_of(ip("10.1.2.3")), ip("10.1.2.3"));
         let l = LoginLimiter::default();
         let t0 = Instant::now();
-        for n in 0..(MAX_KEYS as u32 + 10) {
+        for n in 0..u32::try_from(MAX_KEYS + 10).unwrap() {
             let from = IpAddr::V4(std::net::Ipv4Addr::from(n));
             let _ = l.begin_at("x", from, t0).unwrap();
         }

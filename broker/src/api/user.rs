@@ -101,7 +101,8 @@ pub(super) async fn login(
     };
     attempt.succeeded();
     let token = new_token();
-    let expires_ms = now_ms() + state.token_ttl.as_millis() as i64;
+    let ttl_ms = i64::try_from(state.token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_ms = now_ms().saturating_add(ttl_ms);
     state
         .store
         .insert_api_token(&token_hash(&token), &user.id, expires_ms)
@@ -136,7 +137,9 @@ pub(super) async fn pools(
             ready: desktops
                 .iter()
                 .filter(|d| d.state == DesktopState::Ready && d.assigned_user_id.is_none())
-                .count() as u32,
+                .count()
+                .try_into()
+                .unwrap_or(u32::MAX),
         });
     }
     Ok(Json(out))

@@ -366,7 +366,7 @@ impl Viewer {
             .present()
             .map_err(|e| anyhow::anyhow!("presenting: {e}"))?;
         if fresh {
-            let us = decoded.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let us = u32::try_from(decoded.elapsed().as_micros()).unwrap_or(u32::MAX);
             self.present_us.push(us);
         }
         Ok(())
@@ -556,9 +556,11 @@ impl ApplicationHandler<UserEvent> for Viewer {
             }
             WindowEvent::MouseWheel { delta, .. } => {
                 let (dx, dy) = match delta {
-                    MouseScrollDelta::LineDelta(x, y) => (x.round() as i16, -y.round() as i16),
+                    MouseScrollDelta::LineDelta(x, y) => {
+                        (wheel_clicks(f64::from(x)), wheel_clicks(-f64::from(y)))
+                    }
                     MouseScrollDelta::PixelDelta(p) => {
-                        ((p.x / 40.0).round() as i16, (-p.y / 40.0).round() as i16)
+                        (wheel_clicks(p.x / 40.0), wheel_clicks(-p.y / 40.0))
                     }
                 };
                 if dx != 0 || dy != 0 {
@@ -572,4 +574,13 @@ impl ApplicationHandler<UserEvent> for Viewer {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wheel clicks from a scroll delta, rounded to the nearest click.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "float to int saturates; a scroll beyond i16 clicks is clamped"
+)]
+fn wheel_clicks(delta: f64) -> i16 {
+    delta.round() as i16
 }

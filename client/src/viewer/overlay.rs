@@ -102,17 +102,17 @@ impl Overlay {
             return;
         };
         for (i, line) in self.lines.iter().enumerate() {
-            let mut x = PAD as i32;
-            let baseline = (PAD + LINE * i + 13) as i32;
+            let mut x = small(PAD);
+            let baseline = small(PAD + LINE * i + 13);
             for c in line.chars() {
                 let (metrics, coverage) = self
                     .glyphs
                     .entry(c)
                     .or_insert_with(|| font.rasterize(c, PX));
-                let top = baseline - metrics.height as i32 - metrics.ymin;
+                let top = baseline - small(metrics.height) - metrics.ymin;
                 for gy in 0..metrics.height {
                     for gx in 0..metrics.width {
-                        let (px, py) = (x + metrics.xmin + gx as i32, top + gy as i32);
+                        let (px, py) = (x + metrics.xmin + small(gx), top + small(gy));
                         if px < 0 || py < 0 || px as usize >= box_w || py as usize >= box_h {
                             continue;
                         }
@@ -121,10 +121,25 @@ impl Overlay {
                         *dst = blend_white(*dst, a);
                     }
                 }
-                x += metrics.advance_width.round() as i32;
+                x += advance(metrics.advance_width);
             }
         }
     }
+}
+
+/// A position or size in the overlay (a few hundred pixels at most); saturating keeps
+/// the bounds checks meaningful all the same.
+fn small(v: usize) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// A glyph's advance in whole pixels.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "float to int saturates; advances of a 14 px font are a few pixels"
+)]
+fn advance(width: f32) -> i32 {
+    width.round() as i32
 }
 
 fn blend_white(dst: u32, a: u32) -> u32 {

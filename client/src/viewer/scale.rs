@@ -29,13 +29,15 @@ impl Layout {
         } else {
             (wh * dw / dh, wh)
         };
+        // The image fits the window, so none of these saturates.
+        let fit = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         Layout {
             desktop,
             window,
-            x: ((ww - width) / 2) as u32,
-            y: ((wh - height) / 2) as u32,
-            width: width as u32,
-            height: height as u32,
+            x: fit((ww - width) / 2),
+            y: fit((wh - height) / 2),
+            width: fit(width),
+            height: fit(height),
         }
     }
 
@@ -45,8 +47,8 @@ impl Layout {
         if fx < 0.0 || fy < 0.0 || fx >= f64::from(self.width) || fy >= f64::from(self.height) {
             return None;
         }
-        let x = (fx * f64::from(self.desktop.width) / f64::from(self.width)) as u32;
-        let y = (fy * f64::from(self.desktop.height) / f64::from(self.height)) as u32;
+        let x = pixel_index(fx * f64::from(self.desktop.width) / f64::from(self.width));
+        let y = pixel_index(fy * f64::from(self.desktop.height) / f64::from(self.height));
         Some((
             x.min(self.desktop.width - 1),
             y.min(self.desktop.height - 1),
@@ -68,7 +70,8 @@ impl Layout {
         let same = self.width == fb.width() && self.height == fb.height();
         if !same {
             columns.clear();
-            columns.extend((0..w).map(|x| (x * sw / w.max(1)) as u32));
+            // Below `sw`, the framebuffer's u32 width.
+            columns.extend((0..w).map(|x| u32::try_from(x * sw / w.max(1)).unwrap_or(u32::MAX)));
         }
         for (row, line) in out.chunks_exact_mut(ww).enumerate() {
             if row < y0 || row >= y0 + h {
@@ -89,6 +92,15 @@ impl Layout {
             }
         }
     }
+}
+
+/// A non-negative pixel position, rounded down.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "float to int saturates; callers pass non-negative positions and clamp to the desktop"
+)]
+fn pixel_index(v: f64) -> u32 {
+    v as u32
 }
 
 #[cfg(test)]

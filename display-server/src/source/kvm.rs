@@ -76,6 +76,15 @@ impl KvmSource {
     }
 }
 
+/// A row or column of the framebuffer, computed in `usize` from byte offsets.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "rows are below the framebuffer's u32 height and columns at most its u32 width"
+)]
+fn coord(v: usize) -> u32 {
+    v as u32
+}
+
 impl FrameSource for KvmSource {
     fn size(&self) -> Size {
         self.shadow.size()
@@ -103,11 +112,11 @@ impl FrameSource for KvmSource {
         if dirty.is_empty() {
             return Vec::new();
         }
-        let (width, stride, bytes) = (
-            format.width as usize,
-            format.stride as usize,
-            format.bytes() as usize,
-        );
+        let Ok(bytes) = usize::try_from(format.bytes()) else {
+            tracing::warn!("framebuffer larger than the address space");
+            return Vec::new();
+        };
+        let (width, stride) = (format.width as usize, format.stride as usize);
         // Changed columns per row, over every dirty page that covers the row.
         let mut changed: std::collections::BTreeMap<u32, (u32, u32)> = Default::default();
         for page in dirty {
@@ -124,7 +133,7 @@ impl FrameSource for KvmSource {
                     continue;
                 }
                 let fresh = &mut self.row[..x1 - x0];
-                view.read_row(y as u32, x0 as u32, x1 as u32, fresh);
+                view.read_row(coord(y), coord(x0), coord(x1), fresh);
                 let old = &mut self.shadow.pixels_mut()[y * width + x0..y * width + x1];
                 let Some(first) = fresh.iter().zip(old.iter()).position(|(a, b)| a != b) else {
                     continue;
@@ -135,9 +144,9 @@ impl FrameSource for KvmSource {
                     .rposition(|(a, b)| a != b)
                     .unwrap_or(first);
                 old[first..=last].copy_from_slice(&fresh[first..=last]);
-                let span = ((x0 + first) as u32, (x0 + last + 1) as u32);
+                let span = (coord(x0 + first), coord(x0 + last + 1));
                 changed
-                    .entry(y as u32)
+                    .entry(coord(y))
                     .and_modify(|s| *s = (s.0.min(span.0), s.1.max(span.1)))
                     .or_insert(span);
             }

@@ -19,7 +19,7 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::NONE;
 
-use super::x11_error::request;
+use super::x11_error::{request, x11_rect};
 pub use super::x11_error::X11Error;
 use super::x11_shm::ShmSegment;
 use super::{FrameSource, SourceCursor};
@@ -120,7 +120,7 @@ impl X11Source {
         conn.damage_create(damage, root, damage::ReportLevel::RAW_RECTANGLES)
             .map_err(request)?;
         conn.flush().map_err(request)?;
-        let shm = ShmSegment::attach(&conn, size.area() as usize * 4)?;
+        let shm = ShmSegment::attach(&conn, size.pixel_count().saturating_mul(4))?;
         tracing::info!(
             display = name,
             capture = if shm.is_some() { "MIT-SHM" } else { "GetImage" },
@@ -202,17 +202,10 @@ impl X11Source {
         let (data, depth) = match &self.shm {
             Some(shm) => shm.get_image(&self.conn, self.root, rect)?,
             None => {
+                let (x, y, width, height) = x11_rect(rect)?;
                 let reply = self
                     .conn
-                    .get_image(
-                        ImageFormat::Z_PIXMAP,
-                        self.root,
-                        rect.x as i16,
-                        rect.y as i16,
-                        rect.width as u16,
-                        rect.height as u16,
-                        !0,
-                    )
+                    .get_image(ImageFormat::Z_PIXMAP, self.root, x, y, width, height, !0)
                     .map_err(request)?
                     .reply()
                     .map_err(request)?;
@@ -226,7 +219,7 @@ impl X11Source {
             )));
         }
         let w = rect.width as usize;
-        if data.len() < rect.area() as usize * 4 {
+        if data.len() < rect.pixel_count().saturating_mul(4) {
             return Err(X11Error::Request("short GetImage reply".into()));
         }
         for dy in 0..rect.height {
@@ -367,7 +360,7 @@ impl X11Source {
             size.width,
             size.height
         );
-        let bytes = size.area() as usize * 4;
+        let bytes = size.pixel_count().saturating_mul(4);
         if self.shm.as_ref().is_some_and(|shm| shm.len() < bytes) {
             self.disable_shm();
             self.shm = ShmSegment::attach(&self.conn, bytes)?;
@@ -442,7 +435,8 @@ impl FrameSource for X11Source {
                 self.fake(kind, keycode, 0, 0);
             }
             InputEvent::PointerMove { x, y } => {
-                let (x, y) = (x.min(i16::MAX as u32) as i16, y.min(i16::MAX as u32) as i16);
+                let clamp = |v: u32| i16::try_from(v).unwrap_or(i16::MAX);
+                let (x, y) = (clamp(x), clamp(y));
                 self.fake(xproto::MOTION_NOTIFY_EVENT, 0, x, y);
             }
             InputEvent::PointerButton { button, down } => {

@@ -34,7 +34,8 @@ pub(super) fn mode_timings(size: Size) -> ModeTimings {
         60
     };
     ModeTimings {
-        clock_hz: (pixels_per_frame * refresh) as u32,
+        // Saturates only for modes far beyond any X server's limits (they run slower).
+        clock_hz: u32::try_from(pixels_per_frame * refresh).unwrap_or(u32::MAX),
         hsync_start: w + 8,
         hsync_end: w + 16,
         htotal,
@@ -92,19 +93,25 @@ pub(super) fn set_screen_size(
         None => {
             let t = mode_timings(size);
             let name = format!("oriel-{w}x{h}");
+            let field = |v: u32| {
+                u16::try_from(v).map_err(|_| X11Error::TooLarge {
+                    width: size.width,
+                    height: size.height,
+                })
+            };
             let mode_info = randr::ModeInfo {
                 id: 0,
                 width: w,
                 height: h,
                 dot_clock: t.clock_hz,
-                hsync_start: t.hsync_start as u16,
-                hsync_end: t.hsync_end as u16,
-                htotal: t.htotal as u16,
+                hsync_start: field(t.hsync_start)?,
+                hsync_end: field(t.hsync_end)?,
+                htotal: field(t.htotal)?,
                 hskew: 0,
-                vsync_start: t.vsync_start as u16,
-                vsync_end: t.vsync_end as u16,
-                vtotal: t.vtotal as u16,
-                name_len: name.len() as u16,
+                vsync_start: field(t.vsync_start)?,
+                vsync_end: field(t.vsync_end)?,
+                vtotal: field(t.vtotal)?,
+                name_len: u16::try_from(name.len()).map_err(request)?,
                 mode_flags: randr::ModeFlag::from(0u32),
             };
             let created = conn

@@ -10,7 +10,7 @@ use x11rb::protocol::shm::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{self, ImageFormat};
 use x11rb::rust_connection::RustConnection;
 
-use super::x11_error::{request, X11Error};
+use super::x11_error::{request, x11_rect, X11Error};
 
 pub(super) struct ShmSegment {
     seg: shm::Seg,
@@ -82,20 +82,21 @@ impl ShmSegment {
         drawable: xproto::Drawable,
         rect: &Rect,
     ) -> Result<(&[u8], u8), X11Error> {
-        let bytes = rect.area() as usize * 4;
+        let bytes = rect.pixel_count().saturating_mul(4);
         if bytes > self.len {
             return Err(X11Error::Request(format!(
                 "{}x{} does not fit the shared segment",
                 rect.width, rect.height
             )));
         }
+        let (x, y, width, height) = x11_rect(rect)?;
         let reply = conn
             .shm_get_image(
                 drawable,
-                rect.x as i16,
-                rect.y as i16,
-                rect.width as u16,
-                rect.height as u16,
+                x,
+                y,
+                width,
+                height,
                 !0,
                 ImageFormat::Z_PIXMAP.into(),
                 self.seg,

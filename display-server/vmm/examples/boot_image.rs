@@ -61,7 +61,7 @@ fn main() {
         let console = vm.console();
         let total = console.total();
         if total > printed {
-            let tail = console.tail((total - printed) as usize);
+            let tail = console.tail(usize::try_from(total - printed).unwrap_or(usize::MAX));
             print!("{tail}");
             std::io::stdout().flush().ok();
             printed = total;
@@ -84,7 +84,8 @@ fn dump(vm: &Vm, path: &str) {
     let pixels = vm.framebuffer().read_all();
     let mut ppm = format!("P6\n{} {}\n255\n", f.width, f.height).into_bytes();
     for p in pixels {
-        ppm.extend_from_slice(&[(p >> 16) as u8, (p >> 8) as u8, p as u8]);
+        let [b, g, r, _] = p.to_le_bytes(); // 0x00RRGGBB
+        ppm.extend_from_slice(&[r, g, b]);
     }
     let _ = std::fs::write(path, ppm);
 }

@@ -120,8 +120,8 @@ fn load_linux(
         .map_err(|e| VmmError::Boot(format!("command line: {e}")))?;
     loader::load_cmdline(memory, GuestAddress(layout::CMDLINE), &cmdline)
         .map_err(|e| VmmError::Boot(format!("command line: {e}")))?;
-    params.hdr.cmd_line_ptr = layout::CMDLINE as u32;
-    params.hdr.cmdline_size = linux.cmdline.len() as u32 + 1;
+    params.hdr.cmd_line_ptr = header_u32(layout::CMDLINE, "the command line's address")?;
+    params.hdr.cmdline_size = header_u32(linux.cmdline.len() as u64 + 1, "the command line")?;
 
     let low_ram_end = memory_bytes.min(layout::HOLE_START);
     if let Some(path) = &linux.initramfs {
@@ -137,8 +137,9 @@ fn load_linux(
                 memory
                     .write_slice(&image, GuestAddress(address))
                     .map_err(VmmError::guest_write)?;
-                params.hdr.ramdisk_image = address as u32;
-                params.hdr.ramdisk_size = size as u32;
+                // Both below 2 GiB (`top`).
+                params.hdr.ramdisk_image = header_u32(address, "the initramfs address")?;
+                params.hdr.ramdisk_size = header_u32(size, "the initramfs")?;
             }
             _ => {
                 return Err(VmmError::Boot(format!(
@@ -162,18 +163,27 @@ fn load_linux(
             r#type: E820_RAM,
         };
     }
-    params.e820_entries = e820.len() as u8;
+    params.e820_entries =
+        u8::try_from(e820.len()).map_err(|_| VmmError::Boot("too many e820 entries".into()))?;
 
     let si = &mut params.screen_info;
     si.orig_video_isVGA = VIDEO_TYPE_VLFB;
-    si.lfb_base = layout::FRAMEBUFFER as u32;
+    si.lfb_base = (layout::FRAMEBUFFER & 0xffff_ffff) as u32; // the high half follows
     si.ext_lfb_base = (layout::FRAMEBUFFER >> 32) as u32;
     si.capabilities = VIDEO_CAPABILITY_64BIT_BASE;
-    si.lfb_size = (fb.mapped_len() >> 16) as u32;
-    si.lfb_width = fb.width as u16;
-    si.lfb_height = fb.height as u16;
+    si.lfb_size = header_u32(fb.mapped_len() >> 16, "the framebuffer")?;
+    let screen_field = |v: u32| {
+        u16::try_from(v).map_err(|_| {
+            VmmError::Boot(format!(
+                "a {}x{} framebuffer (stride {}) does not fit the boot screen_info",
+                fb.width, fb.height, fb.stride
+            ))
+        })
+    };
+    si.lfb_width = screen_field(fb.width)?;
+    si.lfb_height = screen_field(fb.height)?;
     si.lfb_depth = 32;
-    si.lfb_linelength = fb.stride as u16;
+    si.lfb_linelength = screen_field(fb.stride)?;
     (si.red_size, si.red_pos) = (8, 16);
     (si.green_size, si.green_pos) = (8, 8);
     (si.blue_size, si.blue_pos) = (8, 0);
@@ -188,4 +198,10 @@ fn load_linux(
         rsi: layout::ZERO_PAGE,
         ..Default::default()
     })
+}
+
+/// A value for one of the boot header's 32-bit fields.
+fn header_u32(value: u64, what: &str) -> Result<u32, VmmError> {
+    u32::try_from(value)
+        .map_err(|_| VmmError::Boot(format!("{what} ({value:#x}) does not fit the boot header")))
 }

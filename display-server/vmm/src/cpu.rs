@@ -33,6 +33,13 @@ const GDT_ENTRIES: [u64; 4] = [
     0x0080_8b00_0000_ffff,
 ];
 
+/// The GDT's limit: its size in bytes minus one.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "four 8-byte descriptors, 31 bytes"
+)]
+const GDT_LIMIT: u16 = (GDT_ENTRIES.len() * 8 - 1) as u16;
+
 /// Writes the boot GDT and the identity page tables (2 MiB pages, low 4 GiB).
 pub(crate) fn write_boot_tables(memory: &GuestMemoryMmap) -> Result<(), VmmError> {
     for (i, entry) in GDT_ENTRIES.iter().enumerate() {
@@ -168,7 +175,7 @@ pub(crate) fn configure(
     };
     let mut sregs = vcpu.get_sregs().map_err(VmmError::kvm("get sregs"))?;
     sregs.gdt.base = layout::GDT;
-    sregs.gdt.limit = (GDT_ENTRIES.len() * 8 - 1) as u16;
+    sregs.gdt.limit = GDT_LIMIT;
     sregs.idt.base = 0;
     sregs.idt.limit = 0;
     sregs.cs = segment(CODE_SELECTOR, 0xb, true);

@@ -78,7 +78,7 @@ impl Devices {
                 self.raise_i8042_irq();
                 v
             }
-            COM1..=0x3ff => self.serial.read((port - COM1) as u8),
+            COM1..=0x3ff => self.serial.read(com1_register(port)),
             CMOS_DATA => cmos_read(self.cmos_index),
             _ => 0xff,
         };
@@ -97,7 +97,7 @@ impl Devices {
                 }
             }
             COM1..=0x3ff => {
-                if let Err(e) = self.serial.write((port - COM1) as u8, value) {
+                if let Err(e) = self.serial.write(com1_register(port), value) {
                     tracing::debug!("serial: {e:?}");
                 }
             }
@@ -130,6 +130,15 @@ impl Devices {
     }
 }
 
+/// The UART register of a port in `COM1..=0x3ff`.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "callers pass ports in COM1..=COM1 + 7, so the offset is 0..=7"
+)]
+fn com1_register(port: u16) -> u8 {
+    (port - COM1) as u8
+}
+
 /// The MC146818 registers a guest reads for the time of day (BCD, 24-hour, UTC).
 fn cmos_read(index: u8) -> u8 {
     let secs = SystemTime::now()
@@ -137,7 +146,8 @@ fn cmos_read(index: u8) -> u8 {
         .map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let (year, month, day) = civil_from_days(days as i64);
-    let bcd = |v: u64| (((v / 10) << 4) | (v % 10)) as u8;
+    // Two BCD digits: every field is below 100 (the century until the year 9999).
+    let bcd = |v: u64| u8::try_from(((v / 10) << 4) | (v % 10)).unwrap_or(0x99);
     match index {
         0x00 => bcd(secs % 60),
         0x02 => bcd(secs / 60 % 60),

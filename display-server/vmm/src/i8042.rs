@@ -185,10 +185,11 @@ impl I8042 {
                 head |= 0x20;
             }
             self.push(head, Port::Mouse);
-            self.push(sx as u8, Port::Mouse);
-            self.push(py as u8, Port::Mouse);
+            // The low bytes of the two's complement; the sign bits are in the head.
+            self.push(sx.to_le_bytes()[0], Port::Mouse);
+            self.push(py.to_le_bytes()[0], Port::Mouse);
             if self.mouse.wheel {
-                self.push((sz as u8) & 0x0f, Port::Mouse);
+                self.push(sz.to_le_bytes()[0] & 0x0f, Port::Mouse);
                 wheel -= sz;
             }
             dx -= sx;

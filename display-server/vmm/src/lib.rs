@@ -440,8 +440,8 @@ impl FramebufferView {
     pub fn read_all(&self) -> Vec<u32> {
         let f = self.format();
         let mut pixels = vec![0u32; (f.width * f.height) as usize];
-        for (y, row) in pixels.chunks_mut(f.width as usize).enumerate() {
-            self.read_row(y as u32, 0, f.width, row);
+        for (y, row) in (0u32..).zip(pixels.chunks_mut(f.width as usize)) {
+            self.read_row(y, 0, f.width, row);
         }
         pixels
     }

@@ -19,7 +19,8 @@ const ISA_IRQS: u8 = 16;
 
 /// Writes the table for `vcpus` CPUs at [`layout::LOW_RAM_END`].
 pub(crate) fn write(memory: &GuestMemoryMmap, vcpus: u8) -> Result<(), VmmError> {
-    let table_at = layout::LOW_RAM_END as u32 + 16;
+    let table_at = u32::try_from(layout::LOW_RAM_END + 16)
+        .map_err(|_| VmmError::Config("the MP table must lie below 4 GiB"))?;
     let ioapic_id = vcpus; // after the CPUs' APIC ids
     let mut entries: Vec<u8> = Vec::new();
     let mut count = 0u16;
@@ -49,7 +50,9 @@ pub(crate) fn write(memory: &GuestMemoryMmap, vcpus: u8) -> Result<(), VmmError>
 
     let mut table = Vec::with_capacity(44 + entries.len());
     table.extend_from_slice(b"PCMP");
-    table.extend_from_slice(&((44 + entries.len()) as u16).to_le_bytes());
+    let table_len = u16::try_from(44 + entries.len())
+        .map_err(|_| VmmError::Config("too many vCPUs for the MP table"))?;
+    table.extend_from_slice(&table_len.to_le_bytes());
     table.push(4); // spec 1.4
     table.push(0); // checksum, below
     table.extend_from_slice(b"ORIEL   ");

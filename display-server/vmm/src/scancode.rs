@@ -48,10 +48,11 @@ const EXTENDED: [(u16, u8, u8); 18] = [
 
 /// The scan codes of an evdev key; `None` for keys a PS/2 keyboard does not have.
 pub fn scan_code(evdev: u16) -> Option<ScanCode> {
-    if let Some(&set2) = SET2_BASIC.get(usize::from(evdev)) {
+    // SET2_BASIC has fewer than 256 entries, so its keys are also their u8 set-1 codes.
+    if let (Some(&set2), Ok(set1)) = (SET2_BASIC.get(usize::from(evdev)), u8::try_from(evdev)) {
         return (set2 != 0).then_some(ScanCode {
             set2,
-            set1: evdev as u8,
+            set1,
             extended: false,
         });
     }

@@ -64,7 +64,7 @@ fn keys_reach_the_guest_and_dirty_logging_reports_exactly_the_pages_it_wrote() {
     let boot_pages = fb.take_dirty_pages().unwrap();
     let painted = (width * height * 4).div_ceil(4096);
     assert_eq!(
-        boot_pages.len() as u32,
+        u32::try_from(boot_pages.len()).unwrap(),
         painted,
         "the boot fill writes every page"
     );

@@ -71,7 +71,7 @@ mod tests {
         for op in [(1, true), (2, true), (1, false), (3, true)] {
             if op.1 {
                 server.insert(op.0, ());
-                client.insert(op.0, op.0 as u32);
+                client.insert(op.0, u32::try_from(op.0).unwrap());
             } else {
                 assert!(server.get(op.0).is_some());
                 assert!(client.get(op.0).is_some());

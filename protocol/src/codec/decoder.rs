@@ -134,12 +134,12 @@ impl Decoder {
                     let data = &self.payload[offset..offset + len as usize];
                     offset += len as usize;
                     self.tile.clear();
-                    self.tile.resize(rect.area() as usize, 0);
+                    self.tile.resize(rect.pixel_count(), 0);
                     palette::decode(data, &mut self.tile)?;
                     self.store_tile(&rect);
                 }
                 UpdateKind::Raw => {
-                    let len = rect.area() as usize * 4;
+                    let len = rect.pixel_count() * 4;
                     let data = &self.payload[offset..offset + len];
                     offset += len;
                     self.tile.clear();
@@ -154,8 +154,8 @@ impl Decoder {
         self.last_frame_id = msg.frame_id;
         self.last_source_seq = msg.source_seq;
         Ok(DecodeReport {
-            copies: msg.copies.len() as u32,
-            updates: msg.updates.len() as u32,
+            copies: u32::try_from(msg.copies.len()).unwrap_or(u32::MAX),
+            updates: u32::try_from(msg.updates.len()).unwrap_or(u32::MAX),
             payload_bytes: msg.payload.len() as u64,
         })
     }
@@ -220,7 +220,7 @@ impl Decoder {
                 return Err(invalid("updates need more payload than the desktop holds"));
             }
         }
-        Ok(payload as usize)
+        usize::try_from(payload).map_err(|_| invalid("payload larger than memory"))
     }
 
     /// Writes the decoded `self.tile` and caches it when it is a grid tile.

@@ -14,8 +14,11 @@ pub fn diff_bounds(a: &Framebuffer, b: &Framebuffer, rect: &Rect) -> Option<Rect
         if ra == rb {
             continue;
         }
-        let first = ra.iter().zip(rb).position(|(p, q)| p != q).unwrap_or(0) as u32;
-        let last = ra.iter().zip(rb).rposition(|(p, q)| p != q).unwrap_or(0) as u32;
+        // A row of `rect` holds `rect.width` pixels.
+        let differs = |(_, (p, q)): &(u32, (&u32, &u32))| p != q;
+        let pairs = || (0..rect.width).zip(ra.iter().zip(rb));
+        let first = pairs().find(differs).map_or(0, |(i, _)| i);
+        let last = pairs().rev().find(differs).map_or(0, |(i, _)| i);
         let y = rect.y + dy;
         bounds = Some(match bounds {
             None => (rect.x + first, y, rect.x + last, y),
@@ -29,10 +32,10 @@ pub fn diff_bounds(a: &Framebuffer, b: &Framebuffer, rect: &Rect) -> Option<Rect
 pub fn source_of(rect: &Rect, v: Vector, fb: &Framebuffer) -> Option<Rect> {
     let sx = i64::from(rect.x) - i64::from(v.0);
     let sy = i64::from(rect.y) - i64::from(v.1);
-    if sx < 0 || sy < 0 || sx > i64::from(u32::MAX) || sy > i64::from(u32::MAX) {
+    let (Ok(sx), Ok(sy)) = (u32::try_from(sx), u32::try_from(sy)) else {
         return None;
-    }
-    let src = Rect::new(sx as u32, sy as u32, rect.width, rect.height);
+    };
+    let src = Rect::new(sx, sy, rect.width, rect.height);
     src.fits_in(fb.size()).then_some(src)
 }
 
@@ -54,12 +57,16 @@ pub struct MoveFit {
 }
 
 pub fn move_fit(new: &Framebuffer, old: &Framebuffer, rect: &Rect, v: Vector) -> Option<MoveFit> {
-    let w = old.width() as i64;
-    let h = old.height() as i64;
+    let (w, h) = (old.width(), old.height());
     let old_px = old.pixels();
     let moved = |x: u32, y: u32| -> Option<u32> {
-        let (sx, sy) = (i64::from(x) - i64::from(v.0), i64::from(y) - i64::from(v.1));
-        (sx >= 0 && sy >= 0 && sx < w && sy < h).then(|| old_px[(sy * w + sx) as usize])
+        let sx = u32::try_from(i64::from(x) - i64::from(v.0))
+            .ok()
+            .filter(|&sx| sx < w)?;
+        let sy = u32::try_from(i64::from(y) - i64::from(v.1))
+            .ok()
+            .filter(|&sy| sy < h)?;
+        Some(old_px[sy as usize * w as usize + sx as usize])
     };
     let mut bounds: Option<(u32, u32, u32, u32)> = None;
     for dy in 0..rect.height {
@@ -68,8 +75,7 @@ pub fn move_fit(new: &Framebuffer, old: &Framebuffer, rect: &Rect, v: Vector) ->
         if rn == ro {
             continue;
         }
-        for (dx, (p, q)) in rn.iter().zip(ro).enumerate() {
-            let x = rect.x + dx as u32;
+        for (x, (p, q)) in (rect.x..rect.x + rect.width).zip(rn.iter().zip(ro)) {
             if p != q && moved(x, y) == Some(*p) {
                 bounds = Some(match bounds {
                     None => (x, y, x, y),

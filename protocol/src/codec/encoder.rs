@@ -246,7 +246,7 @@ impl Encoder {
         };
 
         let mut stats = FrameStats {
-            changed_tiles: (changed.len() + forced.len()) as u32,
+            changed_tiles: u32::try_from(changed.len() + forced.len()).unwrap_or(u32::MAX),
             ..Default::default()
         };
         let mut copies: Vec<CopyRect> = Vec::new();
@@ -413,9 +413,12 @@ impl Encoder {
                 let start = self.uncompressed.len();
                 palette::encode(&self.scratch, &colours, &mut self.uncompressed);
                 stats.palette += 1;
-                UpdateKind::Palette {
-                    len: (self.uncompressed.len() - start) as u32,
-                }
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "one tile's palette encoding, at most palette::max_encoded_len(64 * 64) bytes"
+                )]
+                let len = (self.uncompressed.len() - start) as u32;
+                UpdateKind::Palette { len }
             }
             None => {
                 self.uncompressed
@@ -431,11 +434,12 @@ impl Encoder {
     }
 }
 
-/// Where the pixels that `v` moves into `rect` come from (clamped at zero: a vector
-/// pointing outside the screen never fits anyway).
+/// Where the pixels that `v` moves into `rect` come from (clamped at zero and at
+/// `u32::MAX`: a vector pointing outside the screen never fits anyway).
 fn shifted(rect: &Rect, v: Vector) -> Rect {
-    let x = (i64::from(rect.x) - i64::from(v.0)).max(0) as u32;
-    let y = (i64::from(rect.y) - i64::from(v.1)).max(0) as u32;
+    let clamp = |c: i64| u32::try_from(c.max(0)).unwrap_or(u32::MAX);
+    let x = clamp(i64::from(rect.x) - i64::from(v.0));
+    let y = clamp(i64::from(rect.y) - i64::from(v.1));
     Rect::new(x, y, rect.width, rect.height)
 }
 
@@ -458,9 +462,11 @@ fn push_solid(updates: &mut Vec<RectUpdate>, rect: Rect, colour: u32) {
 }
 
 /// Appends a move, extending the previous one when it continues the same row.
+/// The move fits (its source lies inside the screen), so [`shifted`] clamps nothing.
 fn push_copy(copies: &mut Vec<CopyRect>, rect: Rect, v: Vector) {
-    let src_x = (i64::from(rect.x) - i64::from(v.0)) as u32;
-    let src_y = (i64::from(rect.y) - i64::from(v.1)) as u32;
+    let Rect {
+        x: src_x, y: src_y, ..
+    } = shifted(&rect, v);
     if let Some(last) = copies.last_mut() {
         if last.dst.y == rect.y
             && last.dst.height == rect.height

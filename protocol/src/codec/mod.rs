@@ -41,7 +41,7 @@ pub(crate) fn apply_copies(
     }
     let mut offset = 0;
     for c in copies {
-        let n = c.dst.area() as usize;
+        let n = c.dst.pixel_count();
         fb.write_rect(&c.dst, &scratch[offset..offset + n]);
         offset += n;
     }

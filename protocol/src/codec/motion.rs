@@ -12,10 +12,13 @@ use std::collections::HashMap;
 use crate::framebuffer::Framebuffer;
 use crate::geometry::Rect;
 
-const RUN: usize = 32;
+const RUN_LEN: u32 = 32;
+const RUN: usize = RUN_LEN as usize;
 const MAX_ANCHORS: usize = 512;
 const BASE: u64 = 0x100_0000_01b3;
 const FILTER_BITS: usize = 1 << 16;
+/// A hash's bit in the filter: its low 16 bits (`FILTER_BITS` is 2^16).
+const FILTER_MASK: u64 = (1 << 16) - 1;
 
 /// A displacement: content at (x, y) in the old frame is at (x + dx, y + dy) now.
 pub type Vector = (i32, i32);
@@ -58,12 +61,11 @@ pub fn candidate_vectors(
 fn pick_anchors(new: &Framebuffer, region: &Rect) -> HashMap<u64, Vec<(u32, u32)>> {
     let mut anchors: HashMap<u64, Vec<(u32, u32)>> = HashMap::new();
     let mut count = 0;
-    let cols = (region.width as usize - RUN) / RUN + 1;
     let row_step = (region.height / 64).max(4);
     'rows: for dy in (0..region.height).step_by(row_step as usize) {
         let row = new.row(region, dy);
-        for c in 0..cols {
-            let run = &row[c * RUN..c * RUN + RUN];
+        // Every whole run of the row, with its offset in the region.
+        for (dx, run) in (0..region.width).step_by(RUN).zip(row.chunks_exact(RUN)) {
             let distinct = run.windows(2).filter(|w| w[0] != w[1]).count();
             if distinct < 3 {
                 continue;
@@ -71,7 +73,7 @@ fn pick_anchors(new: &Framebuffer, region: &Rect) -> HashMap<u64, Vec<(u32, u32)
             anchors
                 .entry(run_hash(run))
                 .or_default()
-                .push((region.x + (c * RUN) as u32, region.y + dy));
+                .push((region.x + dx, region.y + dy));
             count += 1;
             if count >= MAX_ANCHORS {
                 break 'rows;
@@ -88,10 +90,10 @@ fn vote(
 ) -> HashMap<Vector, u32> {
     let mut filter = vec![0u64; FILTER_BITS / 64];
     for h in anchors.keys() {
-        let bit = (*h as usize) % FILTER_BITS;
+        let bit = (*h & FILTER_MASK) as usize;
         filter[bit / 64] |= 1 << (bit % 64);
     }
-    let top = BASE.wrapping_pow(RUN as u32 - 1);
+    let top = BASE.wrapping_pow(RUN_LEN - 1);
     let mut votes: HashMap<Vector, u32> = HashMap::new();
     for dy in 0..region.height {
         let row = old.row(region, dy);
@@ -105,7 +107,7 @@ fn vote(
                     .wrapping_mul(BASE)
                     .wrapping_add(inn);
             }
-            let bit = (h as usize) % FILTER_BITS;
+            let bit = (h & FILTER_MASK) as usize;
             if filter[bit / 64] & (1 << (bit % 64)) == 0 {
                 continue;
             }
@@ -115,7 +117,14 @@ fn vote(
             let ox = region.x as i64 + x as i64;
             let oy = i64::from(region.y + dy);
             for &(ax, ay) in positions.iter().take(4) {
-                let v = ((i64::from(ax) - ox) as i32, (i64::from(ay) - oy) as i32);
+                // Only a desktop wider or taller than 2^31 pixels has longer moves.
+                let (Ok(vx), Ok(vy)) = (
+                    i32::try_from(i64::from(ax) - ox),
+                    i32::try_from(i64::from(ay) - oy),
+                ) else {
+                    continue;
+                };
+                let v = (vx, vy);
                 if v != (0, 0) {
                     *votes.entry(v).or_default() += 1;
                 }
@@ -149,13 +158,13 @@ pub fn clusters(tiles: &[Rect]) -> Vec<(Rect, usize)> {
             bounds = bounds.union(&tiles[i]);
             count += 1;
             let (c, r) = cell(&tiles[i]);
-            for dr in -1i64..=1 {
-                for dc in -1i64..=1 {
-                    let (nc, nr) = (i64::from(c) + dc, i64::from(r) + dr);
-                    if nc < 0 || nr < 0 {
+            for dr in -1..=1 {
+                for dc in -1..=1 {
+                    let (Some(nc), Some(nr)) = (c.checked_add_signed(dc), r.checked_add_signed(dr))
+                    else {
                         continue;
-                    }
-                    if let Some(&j) = index.get(&(nc as u32, nr as u32)) {
+                    };
+                    if let Some(&j) = index.get(&(nc, nr)) {
                         if !seen[j] {
                             seen[j] = true;
                             stack.push(j);

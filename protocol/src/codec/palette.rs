@@ -23,7 +23,8 @@ pub fn collect_palette(pixels: &[u32], max: usize) -> Option<Vec<u32>> {
             continue;
         }
         last = Some(p);
-        if table.insert(p, colours.len() as u16) {
+        // Only membership matters here; `encode` assigns the indices.
+        if table.insert(p, 0) {
             colours.push(p);
             if colours.len() > max {
                 return None;
@@ -37,7 +38,7 @@ pub fn collect_palette(pixels: &[u32], max: usize) -> Option<Vec<u32>> {
 /// Open-addressing map from colour to palette index.
 struct ColourTable {
     keys: [u32; SLOTS],
-    values: [u16; SLOTS],
+    values: [u8; SLOTS],
     used: [bool; SLOTS],
 }
 
@@ -59,7 +60,7 @@ impl ColourTable {
     }
 
     /// Inserts if absent; returns true when the colour is new.
-    fn insert(&mut self, colour: u32, value: u16) -> bool {
+    fn insert(&mut self, colour: u32, value: u8) -> bool {
         let i = self.slot(colour);
         if self.used[i] {
             return false;
@@ -70,7 +71,7 @@ impl ColourTable {
         true
     }
 
-    fn get(&self, colour: u32) -> u16 {
+    fn get(&self, colour: u32) -> u8 {
         self.values[self.slot(colour)]
     }
 }
@@ -88,10 +89,12 @@ fn bits_for(colours: usize) -> u32 {
 pub fn encode(pixels: &[u32], palette: &[u32], out: &mut Vec<u8>) {
     debug_assert!(!palette.is_empty() && palette.len() <= 256);
     let mut table = ColourTable::new();
-    for (i, &c) in palette.iter().enumerate() {
-        table.insert(c, i as u16);
+    let mut last_index = 0u8;
+    for (i, &c) in (0..=u8::MAX).zip(palette) {
+        table.insert(c, i);
+        last_index = i;
     }
-    let indices: Vec<u8> = pixels.iter().map(|&p| table.get(p) as u8).collect();
+    let indices: Vec<u8> = pixels.iter().map(|&p| table.get(p)).collect();
 
     let mut runs = Vec::new();
     let mut i = 0;
@@ -102,13 +105,14 @@ pub fn encode(pixels: &[u32], palette: &[u32], out: &mut Vec<u8>) {
             run += 1;
         }
         runs.push(idx);
-        write_leb128(&mut runs, (run - 1) as u32);
+        write_leb128(&mut runs, run as u64 - 1);
         i += run;
     }
 
     let bits = bits_for(palette.len());
     let packed_len = (indices.len() * bits as usize).div_ceil(8);
-    out.push((palette.len() - 1) as u8);
+    // `n - 1`: the last index of the (non-empty) palette.
+    out.push(last_index);
     if runs.len() < packed_len {
         out.push(MODE_RUNS);
         out.extend(palette.iter().flat_map(|c| c.to_le_bytes()));
@@ -123,11 +127,11 @@ pub fn encode(pixels: &[u32], palette: &[u32], out: &mut Vec<u8>) {
             nbits += bits;
             if nbits >= 8 {
                 nbits -= 8;
-                out.push((acc >> nbits) as u8);
+                out.push(((acc >> nbits) & 0xff) as u8);
             }
         }
         if nbits > 0 {
-            out.push((acc << (8 - nbits)) as u8);
+            out.push(((acc << (8 - nbits)) & 0xff) as u8);
         }
     }
 }
@@ -163,12 +167,12 @@ pub fn decode(data: &[u8], out: &mut [u32]) -> Result<(), CodecError> {
             if body.len() != (out.len() * bits).div_ceil(8) {
                 return Err(invalid("palette: packed indices have the wrong length"));
             }
-            let mask = (1u16 << bits) - 1;
+            let mask = u8::MAX >> (8 - bits);
             for (i, px) in out.iter_mut().enumerate() {
                 let bit = i * bits;
                 let shift = 8 - bits - (bit % 8);
-                let idx = (u16::from(body[bit / 8]) >> shift) & mask;
-                *px = colour(idx as u8)?;
+                let idx = (body[bit / 8] >> shift) & mask;
+                *px = colour(idx)?;
             }
             Ok(())
         }
@@ -195,7 +199,7 @@ pub fn decode(data: &[u8], out: &mut [u32]) -> Result<(), CodecError> {
     }
 }
 
-fn write_leb128(out: &mut Vec<u8>, mut v: u32) {
+fn write_leb128(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let byte = (v & 0x7f) as u8;
         v >>= 7;

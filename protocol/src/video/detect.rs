@@ -10,7 +10,7 @@
 
 use crate::codec::TileVerdict;
 use crate::geometry::{Rect, Size};
-use crate::tiles::TILE;
+use crate::tiles::{tiles_covering, TILE};
 
 #[derive(Debug, Clone, Copy)]
 pub struct DetectorConfig {
@@ -230,8 +230,10 @@ impl VideoDetector {
 
     /// Clears the history of tiles a new region covers: the region speaks for them now.
     fn forget_tiles(&mut self, rect: &Rect) {
-        for row in rect.y / TILE..(rect.bottom() as u32).div_ceil(TILE).min(self.rows) {
-            for col in rect.x / TILE..(rect.right() as u32).div_ceil(TILE).min(self.cols) {
+        let rows = tiles_covering(rect.y, rect.bottom());
+        let cols = tiles_covering(rect.x, rect.right());
+        for row in rows.start..rows.end.min(self.rows) {
+            for col in cols.start..cols.end.min(self.cols) {
                 self.tiles[(row * self.cols + col) as usize] = TileState::default();
             }
         }
@@ -257,7 +259,8 @@ impl VideoDetector {
         let (cols, rows) = (self.cols, self.rows);
         let mut seen = vec![false; self.tiles.len()];
         let mut out = Vec::new();
-        for start in 0..self.tiles.len() as u32 {
+        // `tiles` holds exactly `cols * rows` tiles.
+        for start in 0..cols * rows {
             let (c0, r0) = (start % cols, start / cols);
             if seen[start as usize] || !self.is_hot(c0, r0, now_us) {
                 continue;
@@ -288,12 +291,15 @@ impl VideoDetector {
                     }
                 }
                 // The video's edges only partly cover their tiles: take them along.
-                for dr in -1i64..=1 {
-                    for dc in -1i64..=1 {
-                        let (nc, nr) = (i64::from(c) + dc, i64::from(r) + dr);
-                        if (0..i64::from(cols)).contains(&nc) && (0..i64::from(rows)).contains(&nr)
-                        {
-                            if let Some(edge) = self.playing(nc as u32, nr as u32, now_us, false) {
+                for dr in -1..=1 {
+                    for dc in -1..=1 {
+                        let (Some(nc), Some(nr)) =
+                            (c.checked_add_signed(dc), r.checked_add_signed(dr))
+                        else {
+                            continue;
+                        };
+                        if nc < cols && nr < rows {
+                            if let Some(edge) = self.playing(nc, nr, now_us, false) {
                                 bounds = bounds.union(&edge);
                             }
                         }
@@ -351,8 +357,8 @@ mod tests {
     fn frame(d: &mut VideoDetector, n: u64, area: Rect, busy: bool) -> Vec<RegionEvent> {
         let now = n * FRAME_US;
         let mut verdicts = Vec::new();
-        for row in area.y / TILE..(area.bottom() as u32).div_ceil(TILE) {
-            for col in area.x / TILE..(area.right() as u32).div_ceil(TILE) {
+        for row in tiles_covering(area.y, area.bottom()) {
+            for col in tiles_covering(area.x, area.right()) {
                 let mut hits = TileHits::default();
                 hits.hit(now);
                 d.observe_damage(col, row, &hits);

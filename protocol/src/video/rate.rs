@@ -78,8 +78,11 @@ impl RateController {
     /// propagation delay, never enough to build a queue.
     pub fn window(&self) -> usize {
         let min_rtt = self.min_rtt_us().unwrap_or(0);
-        let frames = min_rtt.div_ceil(self.config.frame_interval_us.max(1)) as usize;
-        (1 + frames).clamp(self.config.min_window, self.config.max_window)
+        let frames = min_rtt.div_ceil(self.config.frame_interval_us.max(1));
+        let frames = usize::try_from(frames).unwrap_or(usize::MAX);
+        frames
+            .saturating_add(1)
+            .clamp(self.config.min_window, self.config.max_window)
     }
 
     /// Bytes per second acknowledged over the last second.
@@ -127,17 +130,26 @@ impl RateController {
         // A queue of a quarter of the path's RTT (at least 20 ms) means we send too much.
         let limit = (min_rtt / 4).max(20_000);
         let queue = self.queue_delay_us();
-        let sent_bps = video_bytes_per_s.saturating_mul(8).min(u64::from(u32::MAX)) as u32;
+        let sent_bps = u32::try_from(video_bytes_per_s.saturating_mul(8)).unwrap_or(u32::MAX);
         let next = if queue > limit {
             // Back off below what got through; never below the floor.
-            (sent_bps.min(self.bitrate) as f64 * 0.85) as u32
+            scaled(sent_bps.min(self.bitrate), 0.85)
         } else if queue < limit / 2 {
-            (self.bitrate as f64 * 1.08) as u32
+            scaled(self.bitrate, 1.08)
         } else {
             self.bitrate
         };
         self.bitrate = next.clamp(self.config.min_bitrate, self.config.max_bitrate);
     }
+}
+
+/// `bps * factor`, rounded toward zero and saturated at `u32::MAX`.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "float to int saturates; the product of a bitrate and a positive factor is non-negative"
+)]
+fn scaled(bps: u32, factor: f64) -> u32 {
+    (f64::from(bps) * factor) as u32
 }
 
 #[cfg(test)]

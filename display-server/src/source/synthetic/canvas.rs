@@ -111,7 +111,8 @@ pub(crate) fn blend(dst: u32, src: u32, alpha: u8) -> u32 {
 /// Colour `step / steps` of the way from `from` to `to`.
 pub(crate) fn lerp_color(from: u32, to: u32, step: u32, steps: u32) -> u32 {
     let steps = steps.max(1);
-    let t = (u64::from(step.min(steps)) * 255 / u64::from(steps)) as u8;
+    // At most 255: the step is clamped to `steps`.
+    let t = u8::try_from(u64::from(step.min(steps)) * 255 / u64::from(steps)).unwrap_or(u8::MAX);
     blend(from, to, t)
 }
 

@@ -5,6 +5,7 @@ use oriel_protocol::{Rect, Size};
 use super::canvas::{blend, Canvas};
 use super::corpus::Corpus;
 use super::font::TextRenderer;
+use super::num::{right, to_u32, to_u8};
 
 /// Window palette: light client areas with dark text, blue active title bars.
 pub(crate) mod colors {
@@ -74,12 +75,12 @@ pub(crate) fn draw_window(
     // Three round buttons at the right, 22 px apart; the title gets what is left.
     let cy = bar.y as f32 + TITLE_HEIGHT as f32 / 2.0;
     let buttons = [colors::CLOSE, colors::MAXIMIZE, colors::MINIMIZE];
-    let mut buttons_left = bar.right() as u32;
+    let mut buttons_left = right(&bar);
     for (i, color) in buttons.into_iter().enumerate() {
         let cx = bar.right() as f32 - 18.0 - 22.0 * i as f32;
         if cx - 8.0 > bar.x as f32 + 40.0 {
             fill_circle(canvas, (cx, cy), 6.0, color);
-            buttons_left = (cx - 14.0) as u32;
+            buttons_left = to_u32(f64::from(cx - 14.0));
         }
     }
     let title_x = bar.x + 12;
@@ -122,17 +123,17 @@ pub(crate) fn text_columns(client: Rect, font: &TextRenderer) -> usize {
 
 /// An anti-aliased filled disc (coverage from the distance to the edge).
 pub(crate) fn fill_circle(canvas: &mut Canvas<'_>, (cx, cy): (f32, f32), r: f32, color: u32) {
-    let x0 = (cx - r - 1.0).floor().max(0.0) as u32;
-    let y0 = (cy - r - 1.0).floor().max(0.0) as u32;
-    let side = (2.0 * r + 3.0).ceil() as u32;
+    let x0 = to_u32(f64::from((cx - r - 1.0).floor().max(0.0)));
+    let y0 = to_u32(f64::from((cy - r - 1.0).floor().max(0.0)));
+    let side = to_u32(f64::from((2.0 * r + 3.0).ceil()));
     canvas.paint_rows(Rect::new(x0, y0, side, side), |dy, row| {
         let py = (y0 + dy) as f32 + 0.5;
-        for (i, px) in row.iter_mut().enumerate() {
-            let dx = (x0 + i as u32) as f32 + 0.5 - cx;
+        for (x, px) in (x0..).zip(row.iter_mut()) {
+            let dx = x as f32 + 0.5 - cx;
             let dist = (dx * dx + (py - cy) * (py - cy)).sqrt();
             let coverage = (r + 0.5 - dist).clamp(0.0, 1.0);
             if coverage > 0.0 {
-                *px = blend(*px, color, (coverage * 255.0) as u8);
+                *px = blend(*px, color, to_u8(f64::from(coverage * 255.0)));
             }
         }
     });

@@ -107,7 +107,7 @@ impl Corpus {
     /// Queues the next block (never the same one twice in a row) and a blank line.
     fn refill(&mut self) {
         let blocks = PROSE.len() + CODE.len();
-        let mut pick = self.rng.below(blocks as u64) as usize;
+        let mut pick = self.rng.below_usize(blocks);
         if Some(pick) == self.last_block {
             pick = (pick + 1) % blocks;
         }

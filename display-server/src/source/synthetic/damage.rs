@@ -3,6 +3,8 @@
 
 use oriel_protocol::{Rect, Size};
 
+use super::num::{bottom, right};
+
 /// Past this many separate rectangles, a new one is merged into its cheapest partner so
 /// the per-rectangle work on the server side stays bounded.
 const MAX_RECTS: usize = 32;
@@ -77,8 +79,8 @@ pub(crate) fn subtract(a: &Rect, b: &Rect) -> Vec<Rect> {
         return if a.is_empty() { Vec::new() } else { vec![*a] };
     }
     let mut out = Vec::with_capacity(4);
-    let (a_bottom, i_bottom) = (a.bottom() as u32, i.bottom() as u32);
-    let (a_right, i_right) = (a.right() as u32, i.right() as u32);
+    let (a_bottom, i_bottom) = (bottom(a), bottom(&i));
+    let (a_right, i_right) = (right(a), right(&i));
     out.push(Rect::new(a.x, a.y, a.width, i.y - a.y));
     out.push(Rect::new(a.x, i_bottom, a.width, a_bottom - i_bottom));
     out.push(Rect::new(a.x, i.y, i.x - a.x, i.height));

@@ -120,14 +120,14 @@ impl Desktop {
         for y in 0..size.height {
             let left = lerp_color(GRADIENT_TOP_LEFT, GRADIENT_BOTTOM_LEFT, y, h_steps);
             let right = lerp_color(GRADIENT_TOP_RIGHT, GRADIENT_BOTTOM_RIGHT, y, h_steps);
-            for (x, px) in self.backdrop.row_mut(&full, y).iter_mut().enumerate() {
-                *px = lerp_color(left, right, x as u32, w_steps);
+            for (x, px) in (0..).zip(self.backdrop.row_mut(&full, y).iter_mut()) {
+                *px = lerp_color(left, right, x, w_steps);
             }
         }
         let work_bottom = u64::from(self.taskbar.y);
         let mut canvas = Canvas::offscreen(&mut self.backdrop);
-        for (i, &(name, color)) in ICONS.iter().enumerate() {
-            let icon = Rect::new(28, 20 + 96 * i as u32, 52, 52);
+        for (i, &(name, color)) in (0u32..).zip(ICONS.iter()) {
+            let icon = Rect::new(28, 20 + 96 * i, 52, 52);
             let label_width = font.columns_width(name.chars().count());
             let label_x = (icon.x + icon.width / 2).saturating_sub(label_width / 2);
             let label = Rect::new(label_x, icon.y + 56, label_width, font.line_height());

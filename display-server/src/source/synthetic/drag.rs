@@ -12,6 +12,7 @@ use super::corpus::Corpus;
 use super::damage::subtract;
 use super::desktop::Desktop;
 use super::font::TextRenderer;
+use super::num::to_u32;
 
 /// When the window moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,8 +93,8 @@ impl DragWindow {
         let fx = 0.5 + 0.5 * (TAU * t / self.period.0).sin();
         let fy = 0.5 + 0.5 * (TAU * t / self.period.1).sin();
         (
-            self.zone.x + (range_x * fx).round() as u32,
-            self.zone.y + (range_y * fy).round() as u32,
+            self.zone.x + to_u32((range_x * fx).round()),
+            self.zone.y + to_u32((range_y * fy).round()),
         )
     }
 

@@ -12,6 +12,7 @@ use super::corpus::Corpus;
 use super::font::TextRenderer;
 use super::keymap::KeyAction;
 use super::label::Label;
+use super::num::right;
 
 const CARET_WIDTH: u32 = 2;
 /// Line numbers are shown modulo 10^4 in a four-digit gutter.
@@ -60,7 +61,7 @@ impl Editor {
         let rows = text_height.saturating_sub(2 * PADDING) / lh;
         let gutter_width = GUTTER_DIGITS * cw + 2 * PADDING;
         let text_x = client.x + gutter_width + PADDING;
-        let cols = (client.right() as u32).saturating_sub(text_x + PADDING) / cw;
+        let cols = right(&client).saturating_sub(text_x + PADDING) / cw;
         let lines = Rect::new(client.x, client.y + PADDING, client.width, rows * lh);
         let status_cols = (client.width.saturating_sub(2 * PADDING) / cw) as usize;
         let status_origin = (client.x + PADDING, status_bar.y + PADDING / 2);

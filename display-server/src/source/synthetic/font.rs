@@ -9,6 +9,7 @@ use oriel_protocol::Rect;
 
 use super::canvas::{blend, Canvas};
 use super::error::SyntheticError;
+use super::num::{to_i32, to_u32};
 
 pub(crate) const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
 pub(crate) const FONT_PACKAGE: &str = "fonts-dejavu-core";
@@ -74,11 +75,11 @@ impl TextRenderer {
         if !(1.0..=256.0).contains(&cell_width) || !(1.0..=256.0).contains(&line_height) {
             return Err(invalid("implausible glyph metrics"));
         }
-        let baseline = i64::from(lines.ascent.round() as i32);
+        let baseline = i64::from(to_i32(f64::from(lines.ascent.round())));
         let mut renderer = Self {
             font,
-            cell_width: cell_width as u32,
-            line_height: line_height as u32,
+            cell_width: to_u32(f64::from(cell_width)),
+            line_height: to_u32(f64::from(line_height)),
             baseline,
             ascii: Vec::new(),
             other: HashMap::new(),
@@ -99,7 +100,9 @@ impl TextRenderer {
 
     /// Width of `cols` cells.
     pub(crate) fn columns_width(&self, cols: usize) -> u32 {
-        (cols as u32).saturating_mul(self.cell_width)
+        u32::try_from(cols)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(self.cell_width)
     }
 
     fn rasterize(&self, c: char) -> Glyph {
@@ -108,8 +111,8 @@ impl TextRenderer {
         Glyph {
             left: i64::from(metrics.xmin),
             top: self.baseline - (i64::from(metrics.ymin) + height),
-            width: metrics.width as u32,
-            height: metrics.height as u32,
+            width: u32::try_from(metrics.width).unwrap_or(u32::MAX),
+            height: u32::try_from(metrics.height).unwrap_or(u32::MAX),
             coverage,
         }
     }
@@ -161,12 +164,16 @@ impl TextRenderer {
         if right <= x0 || bottom <= y0 {
             return;
         }
-        let area = Rect::new(
-            x0 as u32,
-            y0 as u32,
-            (right - x0) as u32,
-            (bottom - y0) as u32,
-        );
+        // A glyph beyond the coordinate space is not drawn.
+        let (Ok(ax), Ok(ay), Ok(aw), Ok(ah)) = (
+            u32::try_from(x0),
+            u32::try_from(y0),
+            u32::try_from(right - x0),
+            u32::try_from(bottom - y0),
+        ) else {
+            return;
+        };
+        let area = Rect::new(ax, ay, aw, ah);
         canvas.paint_rows(area, |dy, row| {
             blend_glyph_row(glyph, gx, gy, x0, y0 + i64::from(dy), fg, row);
         });
@@ -224,10 +231,16 @@ fn blend_glyph_row(
     if start >= end {
         return;
     }
-    let src_start = (gr * i64::from(glyph.width) + (start - gx)) as usize;
-    let len = (end - start) as usize;
+    // All three are offsets inside the glyph or the row, so never negative.
+    let (Ok(src_start), Ok(len), Ok(dst_start)) = (
+        usize::try_from(gr * i64::from(glyph.width) + (start - gx)),
+        usize::try_from(end - start),
+        usize::try_from(start - row_x),
+    ) else {
+        return;
+    };
     let coverage = &glyph.coverage[src_start..src_start + len];
-    let dst = &mut row[(start - row_x) as usize..(end - row_x) as usize];
+    let dst = &mut row[dst_start..dst_start + len];
     for (px, &a) in dst.iter_mut().zip(coverage) {
         if a != 0 {
             *px = blend(*px, fg, a);

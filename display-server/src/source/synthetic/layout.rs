@@ -6,6 +6,7 @@ use oriel_protocol::{Rect, Size};
 
 use super::chrome::frame_size;
 use super::config::Workload;
+use super::num;
 
 /// Gap between windows and from the screen edges.
 const MARGIN: u32 = 24;
@@ -83,7 +84,7 @@ fn mixed(inner: Rect) -> Layout {
     let right = Rect::new(
         right_x,
         inner.y,
-        (inner.right() as u32).saturating_sub(right_x),
+        num::right(&inner).saturating_sub(right_x),
         inner.height,
     );
     let picture = fit_16_9(shrink_by_frame(right), MIXED_VIDEO_WIDTH);
@@ -100,7 +101,7 @@ fn mixed(inner: Rect) -> Layout {
         right.x,
         zone_y,
         right.width,
-        (right.bottom() as u32).saturating_sub(zone_y),
+        num::bottom(&right).saturating_sub(zone_y),
     );
     let drag =
         (zone.width >= MIN_DRAG_ZONE.width && zone.height >= MIN_DRAG_ZONE.height).then(|| {

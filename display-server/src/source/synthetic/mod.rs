@@ -22,6 +22,7 @@ mod font;
 mod keymap;
 mod label;
 mod layout;
+mod num;
 mod rng;
 mod scene;
 mod scroller;

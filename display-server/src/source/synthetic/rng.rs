@@ -24,7 +24,26 @@ impl SplitMix64 {
             self.next_u64() % n
         }
     }
+
+    /// The low 32 bits of the next draw.
+    pub(crate) fn next_u32(&mut self) -> u32 {
+        low_u32(self.next_u64())
+    }
+
+    /// [`below`](Self::below) for a `u32` bound: the value is below `n`, so its low 32
+    /// bits are all of it.
+    pub(crate) fn below_u32(&mut self, n: u32) -> u32 {
+        low_u32(self.below(u64::from(n)))
+    }
+
+    /// [`below`](Self::below) for a `usize` bound (the value is below `n`, so it
+    /// converts back).
+    pub(crate) fn below_usize(&mut self, n: usize) -> usize {
+        usize::try_from(self.below(n as u64)).unwrap_or(0)
+    }
 }
+
+use super::num::low_u32;
 
 /// Stateless 64-bit finaliser: turns structured inputs (tick, row) into unrelated seeds.
 pub(crate) fn mix64(value: u64) -> u64 {

@@ -12,6 +12,7 @@ use super::canvas::Canvas;
 use super::chrome::{client_rect, colors, draw_window, text_columns, PADDING};
 use super::corpus::Corpus;
 use super::font::TextRenderer;
+use super::num::low_u32;
 
 /// Line numbers are shown modulo 10^5 in a five-digit gutter.
 const GUTTER_DIGITS: usize = 5;
@@ -86,7 +87,8 @@ impl ScrollView {
         while y < to {
             let content_row = self.offset + u64::from(y);
             let line = content_row / u64::from(lh);
-            let row_in_line = (content_row % u64::from(lh)) as u32;
+            // Below `lh`, so its low 32 bits are all of it.
+            let row_in_line = low_u32(content_row % u64::from(lh));
             let rows = (lh - row_in_line).min(to - y);
             let strip = self.strip(line, font);
             let src = Rect::new(0, row_in_line, strip.width(), rows);
@@ -103,7 +105,7 @@ impl ScrollView {
             self.strips.push_back(strip);
         }
         // `line >= first_line` because strips are only dropped above the viewport.
-        &self.strips[(line - self.first_line) as usize]
+        &self.strips[usize::try_from(line - self.first_line).unwrap_or(usize::MAX)]
     }
 
     fn render_line(&mut self, number: u64, font: &mut TextRenderer) -> Framebuffer {

@@ -24,7 +24,7 @@ const HD: Size = Size::new(1920, 1080);
 fn assert_exact(before: &Framebuffer, after: &Framebuffer, damage: &[Rect], what: &str) -> u64 {
     let size = after.size();
     let width = size.width as usize;
-    let mut covered = vec![false; size.area() as usize];
+    let mut covered = vec![false; size.pixel_count()];
     for r in damage {
         assert!(!r.is_empty() && r.fits_in(size), "{what}: bad rect {r:?}");
         for y in r.y..r.y + r.height {
@@ -223,9 +223,9 @@ fn typed_keys_are_echoed_into_the_editor() {
         }
         let (damage, _) = poll_checked(&mut src, "echo");
         assert!(!damage.is_empty());
-        for (i, c) in ['H', 'i'].into_iter().enumerate() {
+        for (i, c) in (0u32..).zip(['H', 'i']) {
             let cell = Rect::new(
-                first.x + i as u32 * first.width,
+                first.x + i * first.width,
                 first.y,
                 first.width,
                 first.height,

@@ -9,6 +9,7 @@ use oriel_protocol::Rect;
 use super::canvas::Canvas;
 use super::chrome::draw_window;
 use super::font::TextRenderer;
+use super::num::{low_u32, to_i32};
 use super::rng::{mix64, SplitMix64};
 
 /// Sine table: 1024 steps per turn, amplitude 4096 (12-bit fixed point).
@@ -47,12 +48,12 @@ impl VideoPanel {
     /// A video playing in the client area of the window `frame` (the region must fit).
     pub(crate) fn new(frame: Rect, region: Rect, title: &str, seed: u64) -> Self {
         let sine = (0..SINE_STEPS)
-            .map(|i| ((TAU * i as f64 / SINE_STEPS as f64).sin() * f64::from(SINE_ONE)) as i32)
+            .map(|i| to_i32((TAU * i as f64 / SINE_STEPS as f64).sin() * f64::from(SINE_ONE)))
             .collect();
         let falloff = (0..FALLOFF_STEPS)
             .map(|i| {
                 let s = 1.0 - i as f64 / FALLOFF_STEPS as f64;
-                (s * s * 230.0) as i32 // (1 - d^2/r^2)^2 fades to zero slope at the edge
+                to_i32(s * s * 230.0) // (1 - d^2/r^2)^2 fades to zero slope at the edge
             })
             .collect();
         let mut rng = SplitMix64::new(seed);
@@ -69,12 +70,12 @@ impl VideoPanel {
             .iter()
             .map(|&color| Blob {
                 color,
-                radius: base_radius * (10 + rng.below(14) as i32) / 100 + 2,
+                radius: base_radius * (10 + rng.below_u32(14) as i32) / 100 + 2,
                 speed: (
-                    (4_000_000 + rng.below(14_000_000)) as u32,
-                    (3_000_000 + rng.below(11_000_000)) as u32,
+                    4_000_000 + rng.below_u32(14_000_000),
+                    3_000_000 + rng.below_u32(11_000_000),
                 ),
-                phase: (rng.next_u64() as u32, rng.next_u64() as u32),
+                phase: (rng.next_u32(), rng.next_u32()),
             })
             .collect();
         let width = region.width as usize;
@@ -123,7 +124,7 @@ impl VideoPanel {
         if w == 0 || h == 0 {
             return;
         }
-        let t = tick as u32;
+        let t = low_u32(tick);
         self.fill_column_terms(t);
         let centers = self.blob_centers(t);
         let row_terms = RowTerms::new(w, h, t);
@@ -145,7 +146,9 @@ impl VideoPanel {
             for (blob, &center) in blobs.iter().zip(&centers) {
                 blob.paint_row(falloff, center, y as i32, pixels);
             }
-            let offset = (mix64(frame_seed ^ u64::from(y)) % GRAIN_LEN as u64) as usize;
+            // Below GRAIN_LEN, so it converts back.
+            let offset =
+                usize::try_from(mix64(frame_seed ^ u64::from(y)) % GRAIN_LEN as u64).unwrap_or(0);
             add_grain(&grain[offset..offset + row.len()], pixels, row);
         });
     }
@@ -159,8 +162,8 @@ impl VideoPanel {
             0x6000_0000u32.wrapping_add(t.wrapping_mul(6_000_000)),
         ];
         const AMPLITUDES: [i32; 3] = [45, 40, 50];
-        for (x, column) in self.columns.iter_mut().enumerate() {
-            let xx = (x as u32).wrapping_mul(kx);
+        for (x, column) in (0u32..).zip(self.columns.iter_mut()) {
+            let xx = x.wrapping_mul(kx);
             for c in 0..3 {
                 let s = self.sine[(xx.wrapping_add(phases[c]) >> 22) as usize];
                 column[c] = s * AMPLITUDES[c] / SINE_ONE;
@@ -185,8 +188,9 @@ impl VideoPanel {
 }
 
 /// Fixed-point phase step per pixel for `num / den` turns across `pixels`.
+/// Phases count turns modulo 2^32, so a step of more than a turn keeps its low bits.
 fn turns_per_pixel(num: u64, den: u64, pixels: u32) -> u32 {
-    ((1u64 << 32) * num / den / u64::from(pixels.max(1))) as u32
+    low_u32((1u64 << 32) * num / den / u64::from(pixels.max(1)))
 }
 
 fn sin(table: &[i32], phase: u32) -> i32 {
@@ -248,13 +252,13 @@ impl Blob {
             return;
         }
         let r2 = self.radius * self.radius;
-        let half = f64::from(r2 - dy * dy).sqrt() as i32;
-        let x0 = (cx - half).clamp(0, pixels.len() as i32);
-        let x1 = (cx + half + 1).clamp(x0, pixels.len() as i32);
+        let half = to_i32(f64::from(r2 - dy * dy).sqrt());
+        let len = i32::try_from(pixels.len()).unwrap_or(i32::MAX);
+        let x0 = (cx - half).clamp(0, len);
+        let x1 = (cx + half + 1).clamp(x0, len);
         // (d / r)^2 in 1/256 steps through a 16-bit fixed-point reciprocal.
         let inv = i64::from((256 << 16) / r2.max(1));
-        for (i, px) in pixels[x0 as usize..x1 as usize].iter_mut().enumerate() {
-            let dx = x0 + i as i32 - cx;
+        for (dx, px) in (x0 - cx..).zip(pixels[x0 as usize..x1 as usize].iter_mut()) {
             let d2 = i64::from(dx * dx + dy * dy);
             let Some(&weight) = falloff.get(((d2 * inv) >> 16) as usize) else {
                 continue;
