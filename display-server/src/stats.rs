@@ -66,7 +66,10 @@ impl ServerStats {
             .fetch_add(u64::from(stats.palette), Relaxed);
         self.tiles_raw.fetch_add(u64::from(stats.raw), Relaxed);
         push_sample(&self.encode_us, encode_us);
-        push_sample(&self.frame_bytes, wire_bytes.min(u32::MAX as usize) as u32);
+        push_sample(
+            &self.frame_bytes,
+            u32::try_from(wire_bytes).unwrap_or(u32::MAX),
+        );
     }
 
     pub fn record_video(&self, bytes: usize, keyframe: bool, encode_us: u32) {

@@ -19,8 +19,8 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::NONE;
 
-use super::x11_error::{request, x11_rect};
 pub use super::x11_error::X11Error;
+use super::x11_error::{request, x11_rect};
 use super::x11_shm::ShmSegment;
 use super::{FrameSource, SourceCursor};
 

@@ -41,8 +41,8 @@ impl GuestRam {
 
     /// Tells KVM about every RAM region (slots 0..).
     pub(crate) fn register(&self, vm: &VmFd) -> Result<(), VmmError> {
-        for (slot, region) in self.memory.iter().enumerate() {
-            register_slot(vm, slot as u32, 0, region.start_addr().0, region)
+        for (slot, region) in (0u32..).zip(self.memory.iter()) {
+            register_slot(vm, slot, 0, region.start_addr().0, region)
                 .map_err(VmmError::kvm("map RAM"))?;
         }
         Ok(())
@@ -135,10 +135,11 @@ impl FramebufferMemory {
             .get_dirty_log(FRAMEBUFFER_SLOT, self.region.size())
             .map_err(VmmError::kvm("read the dirty log"))?;
         let mut pages = Vec::new();
-        for (word_index, mut word) in bitmap.into_iter().enumerate() {
+        // A framebuffer has far fewer than 2^32 pages.
+        for (word_index, mut word) in (0u32..).zip(bitmap) {
             while word != 0 {
                 let bit = word.trailing_zeros();
-                pages.push(word_index as u32 * 64 + bit);
+                pages.push(word_index * 64 + bit);
                 word &= word - 1;
             }
         }
@@ -186,7 +187,7 @@ impl FramebufferMemory {
     }
 
     pub fn page_count(&self) -> u32 {
-        (self.region.size() as u64 / PAGE_SIZE) as u32
+        u32::try_from(self.region.size() as u64 / PAGE_SIZE).unwrap_or(u32::MAX)
     }
 }
 
@@ -223,10 +224,13 @@ fn discard(mapping: &MmapRegion) {
     unsafe { libc::madvise(mapping.as_ptr().cast(), mapping.size(), libc::MADV_DONTNEED) };
 }
 
+#[expect(clippy::cast_possible_truncation, reason = "a page is 4096 bytes")]
+const PAGE_BYTES: usize = PAGE_SIZE as usize;
+
 /// Resident bytes of a mapping (mincore), a gigabyte of it at a time.
 fn resident(mapping: &MmapRegion) -> u64 {
     const CHUNK: usize = 1 << 30;
-    let page = PAGE_SIZE as usize;
+    let page = PAGE_BYTES;
     let (ptr, len) = (mapping.as_ptr(), mapping.size());
     let mut vec = Vec::new();
     let mut total = 0u64;
@@ -249,10 +253,15 @@ fn resident(mapping: &MmapRegion) -> u64 {
 mod tests {
     use super::*;
 
+    /// Byte `i` of the test pattern.
+    fn pattern(i: usize) -> u8 {
+        u8::try_from(i % 251).unwrap()
+    }
+
     /// A 100x100 framebuffer (40,000 bytes in a 64 KiB slot) whose byte `i` is `i % 251`.
     fn patterned() -> FramebufferMemory {
         let fb = FramebufferMemory::new(FramebufferFormat::new(100, 100).unwrap()).unwrap();
-        let bytes: Vec<u8> = (0..fb.region.size()).map(|i| (i % 251) as u8).collect();
+        let bytes: Vec<u8> = (0..fb.region.size()).map(pattern).collect();
         fb.region
             .get_slice(0, bytes.len())
             .unwrap()
@@ -261,7 +270,7 @@ mod tests {
     }
 
     fn pixel_at(offset: usize) -> u32 {
-        let b = |k: usize| ((offset + k) % 251) as u32;
+        let b = |k: usize| u32::from(pattern(offset + k));
         b(0) | b(1) << 8 | b(2) << 16
     }
 
@@ -288,7 +297,7 @@ mod tests {
         let len = fb.region.size();
         let mut buf = [0xaau8; 16];
         assert_eq!(fb.read(len - 4, &mut buf), 4);
-        assert_eq!(buf[..4], [0, 1, 2, 3].map(|k| ((len - 4 + k) % 251) as u8));
+        assert_eq!(buf[..4], [0, 1, 2, 3].map(|k| pattern(len - 4 + k)));
         assert_eq!(buf[4..], [0xaa; 12]);
         assert_eq!(fb.read(len, &mut buf), 0);
         assert_eq!(fb.read(usize::MAX, &mut buf), 0);
