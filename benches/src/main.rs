@@ -20,6 +20,7 @@ use serde_json::json;
 
 mod baseline;
 mod broker_bench;
+mod echo_bench;
 mod rig;
 mod video_quality;
 mod vmm_bench;
@@ -30,7 +31,8 @@ mod x11_bench;
 #[command(name = "oriel-bench", version)]
 struct Args {
     /// Workload: idle, typing, scroll, drag, video, mixed, or all. With `--source x11`:
-    /// idle, text, scroll, drag, video, or all.
+    /// idle, text, scroll, drag, video, all (those five), or echo (keystroke to echo
+    /// through the real viewer).
     #[arg(long, default_value = "all")]
     workload: String,
     /// Where the pixels come from: synthetic (rendered in-process, replayable, scored
@@ -48,6 +50,9 @@ struct Args {
     /// Seconds of source activity per workload.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Keys the x11 echo workload types (after a warm-up of five).
+    #[arg(long, default_value_t = 100)]
+    keys: usize,
     /// Desktop size.
     #[arg(long, default_value = "1920x1080")]
     size: String,
@@ -101,6 +106,19 @@ fn main() -> anyhow::Result<()> {
             args.workload.split(',').collect()
         };
         for workload in workloads {
+            if workload == "echo" {
+                eprintln!("oriel-bench: x11 echo, {} keys ...", args.keys);
+                let line = echo_bench::run(&echo_bench::EchoRun {
+                    size,
+                    keys: args.keys,
+                    fps: args.fps,
+                    frame_window: args.frame_window,
+                    link: args.link,
+                    max_video_kbit: args.max_video_kbit,
+                })?;
+                println!("{line}");
+                continue;
+            }
             eprintln!("oriel-bench: x11 {workload} for {} s ...", args.seconds);
             let line = x11_bench::run(&x11_bench::X11Run {
                 workload,

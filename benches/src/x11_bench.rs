@@ -114,10 +114,10 @@ fn video_clip(size: Size) -> anyhow::Result<PathBuf> {
 }
 
 /// A workload's processes, stopped as a group.
-struct Launched(Child);
+pub(crate) struct Launched(Child);
 
 impl Launched {
-    fn start(command: &str, display: &str) -> anyhow::Result<Self> {
+    pub(crate) fn start(command: &str, display: &str) -> anyhow::Result<Self> {
         let child = Command::new("sh")
             .args(["-c", command])
             .env("DISPLAY", display)

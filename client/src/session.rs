@@ -96,10 +96,16 @@ impl Controller {
 }
 
 /// What the client just showed, for observers (tests and benchmarks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shown {
     /// A display frame was applied.
-    Frame { frame_id: u64, source_seq: u64 },
+    Frame {
+        frame_id: u64,
+        source_seq: u64,
+        /// Where it changed the screen: its moves and updates, or their bounding box
+        /// when there are many; the whole screen when it resized it.
+        changed: Vec<Rect>,
+    },
     /// A video picture was decoded into `rect`.
     Picture {
         region_id: u64,
@@ -355,6 +361,7 @@ impl Session {
                     Shown::Frame {
                         frame_id: msg.frame_id,
                         source_seq: msg.source_seq,
+                        changed: changed_area(&msg, self.decoder.framebuffer().size()),
                     },
                     self.decoder.framebuffer(),
                 );
@@ -506,5 +513,25 @@ fn lost(conn: &quinn::Connection, closing: Option<&str>, error: String) -> Clien
         (_, Some(reason)) => ClientError::DesktopGone(reason.into()),
         (Some(reason), None) => ClientError::Lost(reason.to_string()),
         (None, None) => ClientError::Lost(error),
+    }
+}
+
+/// Beyond this many rectangles a frame reports their bounding box as changed.
+const MAX_CHANGED_RECTS: usize = 16;
+
+/// Where `msg` changed a `size` screen (see [`Shown::Frame`]).
+fn changed_area(msg: &FrameMsg, size: Size) -> Vec<Rect> {
+    if msg.resize.is_some() {
+        return vec![size.full_rect()];
+    }
+    let rects = msg
+        .copies
+        .iter()
+        .map(|c| c.dst)
+        .chain(msg.updates.iter().map(|u| u.rect));
+    if msg.copies.len() + msg.updates.len() <= MAX_CHANGED_RECTS {
+        rects.collect()
+    } else {
+        rects.reduce(|a, b| a.union(&b)).into_iter().collect()
     }
 }

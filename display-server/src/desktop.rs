@@ -1,17 +1,22 @@
 //! A running desktop: its source, the capture loop that polls it, and the damage sinks
 //! through which every connected session learns what changed.
 
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use oriel_protocol::tiles::tiles_covering;
 use oriel_protocol::video::TileHits;
 use oriel_protocol::{InputEvent, Rect, Size, TileMask, TILE};
 use oriel_transport::unix_micros;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::Notify;
 
+use crate::capture_pacer::CapturePacer;
 use crate::eviction::{Admission, Evictions, StaleGeneration};
-use crate::source::{FrameSource, SourceCursor};
+use crate::source::{FrameSource, InputSink, SourceCursor};
 
 /// Damage pending for one session. It is a tile mask of fixed size, so however slowly
 /// a client reads, pending damage never takes more memory: new damage merges in.
@@ -160,6 +165,18 @@ pub struct Desktop {
     cursor: tokio::sync::watch::Sender<Option<SourceCursor>>,
     /// Why the desktop can no longer be shown; set once, by the capture loop.
     failure: Mutex<Option<String>>,
+    /// A key or a button went in: the capture loop takes its echo out of turn.
+    input_arrived: Notify,
+    /// The source's input path that needs no lock on it, if it has one.
+    input_sink: Option<Arc<dyn InputSink>>,
+}
+
+/// What one poll of the source found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Captured {
+    pub damaged: bool,
+    /// The source knows of more damage already (see [`FrameSource::damage_waiting`]).
+    pub waiting: bool,
 }
 
 impl Desktop {
@@ -180,6 +197,7 @@ impl Desktop {
         };
         Arc::new(Self {
             name: name.into(),
+            input_sink: source.input_sink(),
             size: Mutex::new(source.size()),
             source: Mutex::new(source),
             sinks: Mutex::new(Vec::new()),
@@ -188,6 +206,7 @@ impl Desktop {
             cursor: tokio::sync::watch::channel(None).0,
             last_activity: Mutex::new(std::time::Instant::now()),
             failure: Mutex::new(None),
+            input_arrived: Notify::new(),
         })
     }
 
@@ -273,8 +292,19 @@ impl Desktop {
     }
 
     pub fn inject(&self, event: &InputEvent) {
-        self.source().inject(event);
+        match &self.input_sink {
+            Some(sink) => sink.inject(event),
+            None => self.source().inject(event),
+        }
         *lock(&self.last_activity) = std::time::Instant::now();
+        // Pointer motion is drawn by the client itself; keys and buttons are answered
+        // by the desktop, and the user waits for that answer.
+        if matches!(
+            event,
+            InputEvent::Key { .. } | InputEvent::PointerButton { .. } | InputEvent::Wheel { .. }
+        ) {
+            self.input_arrived.notify_one();
+        }
     }
 
     /// How long no viewer has given input (or joined).
@@ -314,7 +344,11 @@ impl Desktop {
 
     /// Polls the source once and hands its damage to every viewer. A source that fails
     /// marks the desktop failed and ends its sessions.
-    pub fn capture_once(&self) {
+    pub fn capture_once(&self) -> Captured {
+        let mut captured = Captured {
+            damaged: false,
+            waiting: false,
+        };
         // The source stays locked until every sink has the damage: a session that takes
         // damage and copies pixels under the same lock then sees both or neither.
         let mut source = self.source();
@@ -328,8 +362,9 @@ impl Desktop {
                 drop(failure);
                 self.kick_viewers();
             }
-            return;
+            return captured;
         }
+        captured.waiting = source.damage_waiting();
         let size = source.size();
         if size != self.size() {
             tracing::info!(
@@ -353,37 +388,94 @@ impl Desktop {
             });
         }
         if damage.is_empty() {
-            return;
+            return captured;
         }
+        captured.damaged = true;
         self.frames_produced.fetch_add(1, Ordering::Relaxed);
         let now = unix_micros();
         for sink in lock(&self.sinks).iter() {
             sink.add(&damage, now);
         }
         drop(source);
+        captured
     }
 
-    /// Polls the source at its frame interval until the returned handle is aborted.
+    /// Polls the source until the returned handle is aborted: when it signals damage or
+    /// a key goes in, and at its frame interval, as [`CapturePacer`] decides.
     pub fn spawn_capture_loop(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let desktop = self.clone();
-        let interval = desktop.source().frame_interval();
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (interval, signal) = {
+                let source = desktop.source();
+                let signal = source.damage_signal().and_then(|fd| watch_fd(fd, &desktop));
+                (source.frame_interval(), signal)
+            };
+            let mut pacer = CapturePacer::new(interval, signal.is_some(), Instant::now());
             while desktop.failure().is_none() {
-                ticker.tick().await;
+                let due = pacer.next_poll(Instant::now());
+                tokio::select! {
+                    () = desktop.input_arrived.notified() => {
+                        pacer.input(Instant::now());
+                        continue;
+                    }
+                    () = readable(signal.as_ref()) => {
+                        pacer.signal();
+                        continue;
+                    }
+                    () = tokio::time::sleep_until(due.into()) => {}
+                }
+                let started = Instant::now();
                 let d = desktop.clone();
                 // Sources may take milliseconds to render or capture: keep that off the
                 // async workers that move network traffic.
-                if tokio::task::spawn_blocking(move || d.capture_once())
-                    .await
-                    .is_err()
-                {
-                    tracing::error!(desktop = desktop.name(), "capture panicked; stopping");
-                    return;
+                match tokio::task::spawn_blocking(move || d.capture_once()).await {
+                    Ok(captured) => {
+                        pacer.polled(started, captured.damaged);
+                        if captured.waiting {
+                            pacer.signal();
+                        }
+                    }
+                    Err(_) => {
+                        tracing::error!(desktop = desktop.name(), "capture panicked; stopping");
+                        return;
+                    }
                 }
             }
         })
+    }
+}
+
+/// Watches a source's damage descriptor (a duplicate of it, so the source keeps its own).
+fn watch_fd(fd: BorrowedFd<'_>, desktop: &Desktop) -> Option<AsyncFd<OwnedFd>> {
+    let watched = match fd.try_clone_to_owned() {
+        // SAFETY: the AsyncFd owns this descriptor, so it stays open and the same for
+        // the AsyncFd's whole life.
+        Ok(fd) => unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match watched {
+        Ok(watched) => Some(watched),
+        Err(e) => {
+            tracing::warn!(
+                desktop = desktop.name(),
+                "cannot watch the source for damage, polling at every frame: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// Resolves when `fd` has become readable since the last call; never without one.
+async fn readable(fd: Option<&AsyncFd<OwnedFd>>) {
+    let Some(fd) = fd else {
+        return std::future::pending().await;
+    };
+    match fd.readable().await {
+        // The poll reads the socket; a later arrival signals again.
+        Ok(mut guard) => guard.clear_ready(),
+        // Not expected for a socket; the frame interval still polls.
+        Err(_) => std::future::pending().await,
     }
 }
 

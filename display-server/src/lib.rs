@@ -3,6 +3,7 @@
 
 pub mod agent;
 mod bzimage;
+mod capture_pacer;
 pub mod config;
 pub mod cursor;
 pub mod desktop;

@@ -4,6 +4,7 @@
 //! coordinates, and the cursor is drawn by the window system from the server's shape, so
 //! moving it needs no round trip.
 
+mod damage;
 mod grab;
 mod keymap;
 mod overlay;
@@ -27,6 +28,7 @@ use winit::window::{CustomCursor, Fullscreen, Window, WindowId};
 
 use crate::resume::{self, Reconnect};
 use crate::{ClientError, InputSender, Outcome, Session, Shown, StopWhen};
+use damage::{Changed, Latest};
 use scale::Layout;
 
 /// How the window starts.
@@ -74,15 +76,6 @@ impl Handles {
     }
 }
 
-/// The newest decoded screen, handed from the session to the UI thread.
-struct Latest {
-    fb: Framebuffer,
-    /// When the session finished decoding it.
-    decoded: Instant,
-    /// The UI has not drawn it yet.
-    fresh: bool,
-}
-
 /// Shows `session` in a window until the window is closed or the session ends; with
 /// `reconnect`, outages show "reconnecting" and the session resumes. Returns the last
 /// session's outcome, with the window's present times in its statistics.
@@ -97,11 +90,7 @@ pub fn run(
         .context("cannot open a window (is DISPLAY set? --headless runs without one)")?;
     let proxy = event_loop.create_proxy();
     let size = session.welcome().desktop_size;
-    let latest = Arc::new(Mutex::new(Latest {
-        fb: Framebuffer::new(size),
-        decoded: Instant::now(),
-        fresh: false,
-    }));
+    let latest = Arc::new(Mutex::new(Latest::new(size)));
     let handles = Arc::new(Mutex::new(Handles::of(&session)));
     let interrupt = stop
         .interrupt
@@ -116,15 +105,13 @@ pub fn run(
     let wake_pending = Arc::new(AtomicBool::new(false));
     let (to_ui, pending) = (proxy.clone(), wake_pending.clone());
     let shared = latest.clone();
-    // Every frame and picture changes the screen.
-    let observe = move |_: Shown, fb: &Framebuffer| {
+    // Every frame and picture changes the screen, where it says.
+    let observe = move |shown: Shown, fb: &Framebuffer| {
         let mut l = lock(&shared);
-        if l.fb.size() == fb.size() {
-            l.fb.pixels_mut().copy_from_slice(fb.pixels());
-        } else {
-            l.fb = fb.clone();
+        match shown {
+            Shown::Frame { changed, .. } => l.update(fb, &changed),
+            Shown::Picture { rect, .. } => l.update(fb, &[rect]),
         }
-        (l.decoded, l.fresh) = (Instant::now(), true);
         drop(l);
         if !pending.swap(true, Ordering::AcqRel) {
             let _ = to_ui.send_event(UserEvent::Frame);
@@ -336,7 +323,9 @@ impl Viewer {
         }
     }
 
-    fn draw(&mut self) -> anyhow::Result<()> {
+    /// Draws the desktop: only what changed since the last draw, unless `whole` (the
+    /// window system asked, e.g. the window was exposed) or the picture moved.
+    fn draw(&mut self, whole: bool) -> anyhow::Result<()> {
         let (Some(window), Some(surface)) = (&self.window, &mut self.surface) else {
             return Ok(());
         };
@@ -352,9 +341,34 @@ impl Viewer {
             .buffer_mut()
             .map_err(|e| anyhow::anyhow!("window buffer: {e}"))?;
         let mut latest = lock(&self.latest);
-        self.desktop = latest.fb.size();
-        self.layout = Layout::fit(self.desktop, Size::new(w.get(), h.get()));
-        self.layout.draw(&latest.fb, &mut buffer, &mut self.columns);
+        let layout = Layout::fit(latest.fb.size(), Size::new(w.get(), h.get()));
+        let kept = !whole && layout == self.layout && buffer.age() > 0 && self.overlay.is_none();
+        let damage = match latest.take_changed() {
+            Changed::Nothing if kept => return Ok(()),
+            Changed::Rects(rects) if kept => rects
+                .iter()
+                .map(|r| layout.window_rect(r))
+                .filter_map(|r| {
+                    layout.draw_rect(&latest.fb, &mut buffer, &mut self.columns, &r);
+                    Some(softbuffer::Rect {
+                        x: r.x,
+                        y: r.y,
+                        width: NonZeroU32::new(r.width)?,
+                        height: NonZeroU32::new(r.height)?,
+                    })
+                })
+                .collect(),
+            _ => {
+                layout.draw(&latest.fb, &mut buffer, &mut self.columns);
+                vec![softbuffer::Rect {
+                    x: 0,
+                    y: 0,
+                    width: w,
+                    height: h,
+                }]
+            }
+        };
+        (self.desktop, self.layout) = (latest.fb.size(), layout);
         let (decoded, fresh) = (latest.decoded, std::mem::take(&mut latest.fresh));
         drop(latest);
         if let Some(overlay) = &mut self.overlay {
@@ -363,7 +377,7 @@ impl Viewer {
             overlay.draw(&mut buffer, w.get() as usize);
         }
         buffer
-            .present()
+            .present_with_damage(&damage)
             .map_err(|e| anyhow::anyhow!("presenting: {e}"))?;
         if fresh {
             let us = u32::try_from(decoded.elapsed().as_micros()).unwrap_or(u32::MAX);
@@ -468,7 +482,7 @@ impl ApplicationHandler<UserEvent> for Viewer {
             UserEvent::Frame => {
                 self.wake_pending.store(false, Ordering::Release);
                 // Drawn right away: a frame is never held back for the next vsync.
-                if let Err(e) = self.draw() {
+                if let Err(e) = self.draw(false) {
                     self.error = Some(e);
                     event_loop.exit();
                 }
@@ -510,7 +524,7 @@ impl ApplicationHandler<UserEvent> for Viewer {
                         ));
                     }
                 }
-                if let Err(e) = self.draw() {
+                if let Err(e) = self.draw(true) {
                     self.error = Some(e);
                     event_loop.exit();
                 }

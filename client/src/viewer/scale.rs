@@ -1,7 +1,7 @@
 //! Where the desktop goes in the window: scaled to fit, aspect kept, centred, black
 //! around; and the way back, for the pointer.
 
-use oriel_protocol::{Framebuffer, Size};
+use oriel_protocol::{Framebuffer, Rect, Size};
 
 /// The desktop's place in a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +55,59 @@ impl Layout {
         ))
     }
 
+    /// Where the desktop's image lies in the window.
+    pub(super) fn image_rect(&self) -> Rect {
+        Rect::new(self.x, self.y, self.width, self.height)
+    }
+
+    /// The window pixels that show desktop rect `r` (a few more where scaled).
+    pub(super) fn window_rect(&self, r: &Rect) -> Rect {
+        let scale =
+            |v: u64, image: u32, desktop: u32| v * u64::from(image) / u64::from(desktop.max(1));
+        let up = |v: u64, image: u32, desktop: u32| {
+            (v * u64::from(image)).div_ceil(u64::from(desktop.max(1)))
+        };
+        let (dw, dh) = (self.desktop.width, self.desktop.height);
+        let x0 = scale(u64::from(r.x), self.width, dw);
+        let y0 = scale(u64::from(r.y), self.height, dh);
+        let x1 = up(r.right(), self.width, dw);
+        let y1 = up(r.bottom(), self.height, dh);
+        // Within the image, so each fits in u32.
+        let fit = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        Rect::new(
+            self.x + fit(x0),
+            self.y + fit(y0),
+            fit(x1 - x0),
+            fit(y1 - y0),
+        )
+        .intersect(&self.image_rect())
+    }
+
     /// Draws `fb` into `out` (the window's pixels, row-major), nearest-neighbour when
     /// scaled, and clears the border.
     pub(super) fn draw(&self, fb: &Framebuffer, out: &mut [u32], columns: &mut Vec<u32>) {
+        let (x0, w) = (self.x as usize, self.width as usize);
+        let rows = self.y as usize..(self.y + self.height) as usize;
+        for (row, line) in out.chunks_exact_mut(self.window.width as usize).enumerate() {
+            if rows.contains(&row) {
+                line[..x0].fill(0);
+                line[x0 + w..].fill(0);
+            } else {
+                line.fill(0);
+            }
+        }
+        self.draw_rect(fb, out, columns, &self.image_rect());
+    }
+
+    /// Draws the part of `fb` that window rect `clip` shows into `out`.
+    pub(super) fn draw_rect(
+        &self,
+        fb: &Framebuffer,
+        out: &mut [u32],
+        columns: &mut Vec<u32>,
+        clip: &Rect,
+    ) {
+        let clip = clip.intersect(&self.image_rect());
         let ww = self.window.width as usize;
         let (x0, y0, w, h) = (
             self.x as usize,
@@ -73,20 +123,19 @@ impl Layout {
             // Below `sw`, the framebuffer's u32 width.
             columns.extend((0..w).map(|x| u32::try_from(x * sw / w.max(1)).unwrap_or(u32::MAX)));
         }
-        for (row, line) in out.chunks_exact_mut(ww).enumerate() {
-            if row < y0 || row >= y0 + h {
-                line.fill(0);
-                continue;
-            }
-            line[..x0].fill(0);
-            line[x0 + w..].fill(0);
-            let dst = &mut line[x0..x0 + w];
-            if same {
-                dst.copy_from_slice(&src[(row - y0) * sw..][..sw]);
+        let (cx, cw) = (clip.x as usize, clip.width as usize);
+        for row in clip.y as usize..(clip.y + clip.height) as usize {
+            let dst = &mut out[row * ww + cx..][..cw];
+            let sy = if same {
+                row - y0
             } else {
-                let sy = (row - y0) * fb.height() as usize / h.max(1);
-                let src_row = &src[sy * sw..][..sw];
-                for (d, &sx) in dst.iter_mut().zip(columns.iter()) {
+                (row - y0) * fb.height() as usize / h.max(1)
+            };
+            let src_row = &src[sy * sw..][..sw];
+            if same {
+                dst.copy_from_slice(&src_row[cx - x0..][..cw]);
+            } else {
+                for (d, &sx) in dst.iter_mut().zip(&columns[cx - x0..]) {
                     *d = src_row[sx as usize];
                 }
             }
@@ -138,5 +187,39 @@ mod tests {
         let mut out = vec![9; 2];
         l.draw(&fb, &mut out, &mut cols);
         assert_eq!(out, [0, 2]);
+    }
+
+    #[test]
+    fn a_changed_rect_redraws_only_the_window_pixels_that_show_it() {
+        let size = Size::new(8, 4);
+        let fb = Framebuffer::from_pixels(size, (1..=32).collect()).unwrap();
+        let mut cols = Vec::new();
+        // 1:1 with a border of one row above and below.
+        let l = Layout::fit(size, Size::new(8, 6));
+        let r = Rect::new(2, 1, 3, 2);
+        let w = l.window_rect(&r);
+        assert_eq!(w, Rect::new(2, 2, 3, 2));
+        let mut out = vec![7; 48];
+        l.draw_rect(&fb, &mut out, &mut cols, &w);
+        for y in 0..6u32 {
+            for x in 0..8u32 {
+                let inside = (2..5).contains(&x) && (2..4).contains(&y);
+                let want = if inside { fb.pixel(x, y - 1) } else { 7 };
+                assert_eq!(out[(y * 8 + x) as usize], want, "({x},{y})");
+            }
+        }
+        // Halved: the window rect covers every pixel showing the desktop rect.
+        let l = Layout::fit(size, Size::new(4, 2));
+        let w = l.window_rect(&Rect::new(3, 1, 1, 1));
+        assert_eq!(w, Rect::new(1, 0, 1, 1));
+        let mut out = vec![7; 8];
+        l.draw_rect(&fb, &mut out, &mut cols, &w);
+        assert_eq!(out, [7, fb.pixel(2, 0), 7, 7, 7, 7, 7, 7]);
+        // Whatever is asked, only the image is drawn.
+        let mut out = vec![7; 8];
+        l.draw_rect(&fb, &mut out, &mut cols, &Rect::new(0, 0, 100, 100));
+        let mut whole = vec![7; 8];
+        l.draw(&fb, &mut whole, &mut cols);
+        assert_eq!(out, whole);
     }
 }

@@ -5,6 +5,7 @@ pub mod kvm;
 pub mod synthetic;
 pub mod x11;
 mod x11_error;
+mod x11_input;
 mod x11_randr;
 mod x11_shm;
 pub mod xserver;
@@ -14,14 +15,28 @@ use oriel_protocol::{Framebuffer, InputEvent, Rect, Size};
 
 /// A desktop screen the server can capture.
 ///
-/// The server calls [`FrameSource::poll`] at the source's frame interval; a source reports
-/// exactly the rectangles that changed since the previous call, so the server only diffs
-/// and hashes damaged tiles.
+/// The server calls [`FrameSource::poll`] at most once per frame interval while the screen
+/// is busy, sooner after input (see `capture_pacer`); a source reports exactly the
+/// rectangles that changed since the previous call, so the server only diffs and hashes
+/// damaged tiles.
 pub trait FrameSource: Send {
     fn size(&self) -> Size;
 
     /// How often the server should poll for damage.
     fn frame_interval(&self) -> std::time::Duration;
+
+    /// A descriptor that becomes readable when the source has damage to report (an X
+    /// connection's socket), so the server polls when the screen changes instead of at
+    /// every frame interval. `None`: the source is polled at every interval.
+    fn damage_signal(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    /// Whether damage the source already knows of waits for the next poll (read along
+    /// with the last poll's replies, so its descriptor will not signal it).
+    fn damage_waiting(&self) -> bool {
+        false
+    }
 
     /// Brings the source up to date and returns the damage since the last call.
     fn poll(&mut self) -> Vec<Rect>;
@@ -35,6 +50,12 @@ pub trait FrameSource: Send {
 
     /// Delivers a keyboard or pointer event to the desktop.
     fn inject(&mut self, event: &InputEvent);
+
+    /// Where input can go without the source: a key then need not wait for a capture
+    /// in progress. `None`: input goes through [`FrameSource::inject`].
+    fn input_sink(&self) -> Option<std::sync::Arc<dyn InputSink>> {
+        None
+    }
 
     /// The concrete source, for tools and tests that need more than this trait.
     fn as_any(&self) -> &dyn std::any::Any;
@@ -74,6 +95,11 @@ pub trait FrameSource: Send {
     fn set_paused(&mut self, paused: bool) {
         let _ = paused;
     }
+}
+
+/// Input into a desktop, usable from any thread while the source captures.
+pub trait InputSink: Send + Sync {
+    fn inject(&self, event: &InputEvent);
 }
 
 /// One figure a source reports on `/metrics`.

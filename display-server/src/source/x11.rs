@@ -2,13 +2,11 @@
 //! nothing changes), pixels through MIT-SHM (GetImage when the X server cannot share
 //! memory with us), keyboard and pointer through XTEST, the cursor from XFIXES, and
 //! screen size changes from RandR.
-//!
-//! Keys arrive as Linux evdev codes; X servers with the evdev/xkb keymap (Xorg, Xvfb)
-//! number the same physical keys evdev + 8.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use oriel_protocol::{Framebuffer, InputEvent, PointerButton, Rect, Size};
+use oriel_protocol::{Framebuffer, InputEvent, Rect, Size};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::damage::{self, ConnectionExt as _};
 use x11rb::protocol::randr::{self, ConnectionExt as _};
@@ -21,19 +19,20 @@ use x11rb::NONE;
 
 pub use super::x11_error::X11Error;
 use super::x11_error::{request, x11_rect};
+use super::x11_input::X11Input;
 use super::x11_shm::ShmSegment;
-use super::{FrameSource, SourceCursor};
+use super::{FrameSource, InputSink, SourceCursor};
 
 /// Largest cursor image the protocol carries.
 const MAX_CURSOR_EDGE: u16 = 256;
 
-/// X keycodes of the evdev keymap are the Linux key codes plus this.
-const EVDEV_KEYCODE_OFFSET: u16 = 8;
 /// More damage rectangles than this in one poll are fetched as their bounding box.
 const MAX_RECTS_PER_POLL: usize = 32;
 
 pub struct X11Source {
-    conn: RustConnection,
+    conn: Arc<RustConnection>,
+    /// Input goes through the same connection without waiting for a capture.
+    input: Arc<X11Input>,
     root: xproto::Window,
     display: String,
     damage: damage::Damage,
@@ -51,6 +50,8 @@ pub struct X11Source {
     shm: Option<ShmSegment>,
     /// RandR said the screen changed (size, rotation).
     screen_changed: bool,
+    /// Damage reported and not yet captured, clipped to the screen.
+    waiting: Vec<Rect>,
     /// The X server this source started, if it did (dropped last: after the connection).
     _server: Option<super::xserver::XServer>,
 }
@@ -128,7 +129,9 @@ impl X11Source {
             size.width,
             size.height
         );
+        let conn = Arc::new(conn);
         Ok(Self {
+            input: Arc::new(X11Input::new(conn.clone(), root)),
             conn,
             root,
             display: name,
@@ -143,6 +146,7 @@ impl X11Source {
             cursor_changed: true,
             shm,
             screen_changed: false,
+            waiting: Vec::new(),
             _server: None,
         })
     }
@@ -236,36 +240,45 @@ impl X11Source {
         Ok(())
     }
 
-    /// Damage since the last call, clipped to the screen.
-    fn take_damage(&mut self) -> Result<Vec<Rect>, X11Error> {
-        let mut rects = Vec::new();
+    /// Reads the events the X server has sent (without waiting) into `waiting` and the
+    /// cursor and screen flags.
+    fn read_events(&mut self) -> Result<(), X11Error> {
         while let Some(event) = self.conn.poll_for_event().map_err(request)? {
             match event {
                 Event::XfixesCursorNotify(_) => self.cursor_changed = true,
                 Event::RandrScreenChangeNotify(_) => self.screen_changed = true,
+                Event::DamageNotify(e) => {
+                    let area = e.area;
+                    let x = area.x.max(0) as u32;
+                    let y = area.y.max(0) as u32;
+                    let r = Rect::new(x, y, u32::from(area.width), u32::from(area.height))
+                        .intersect(&self.size.full_rect());
+                    if r.is_empty() {
+                        continue;
+                    }
+                    if self.waiting.len() >= MAX_RECTS_PER_POLL {
+                        // Too many to fetch one by one: their bounding box.
+                        let bounds = self.waiting.iter().fold(r, |a, w| a.union(w));
+                        self.waiting = vec![bounds];
+                    } else {
+                        self.waiting.push(r);
+                    }
+                }
                 _ => {}
             }
-            if let Event::DamageNotify(e) = event {
-                let area = e.area;
-                let x = area.x.max(0) as u32;
-                let y = area.y.max(0) as u32;
-                let r = Rect::new(x, y, u32::from(area.width), u32::from(area.height))
-                    .intersect(&self.size.full_rect());
-                if !r.is_empty() {
-                    rects.push(r);
-                }
-            }
         }
-        if rects.is_empty() {
-            return Ok(rects);
-        }
-        // Repair before fetching: whatever changes after this gets a new event.
-        self.conn
-            .damage_subtract(self.damage, NONE, NONE)
-            .map_err(request)?;
-        if rects.len() > MAX_RECTS_PER_POLL {
-            let bounds = rects.iter().fold(Rect::default(), |a, r| a.union(r));
-            rects = vec![bounds];
+        Ok(())
+    }
+
+    /// Damage since the last call, clipped to the screen.
+    fn take_damage(&mut self) -> Result<Vec<Rect>, X11Error> {
+        self.read_events()?;
+        let rects = std::mem::take(&mut self.waiting);
+        if !rects.is_empty() {
+            // Repair before fetching: whatever changes after this gets a new event.
+            self.conn
+                .damage_subtract(self.damage, NONE, NONE)
+                .map_err(request)?;
         }
         Ok(rects)
     }
@@ -314,6 +327,9 @@ impl X11Source {
     fn poll_inner(&mut self) -> Result<Vec<Rect>, X11Error> {
         let rects = self.poll_screen()?;
         self.update_cursor()?;
+        // Events that came in with the replies are read now: the socket will not
+        // signal them again.
+        self.read_events()?;
         Ok(rects)
     }
 
@@ -370,16 +386,6 @@ impl X11Source {
         self.presented = false;
         Ok(())
     }
-
-    fn fake(&self, kind: u8, detail: u8, x: i16, y: i16) {
-        let sent = self
-            .conn
-            .xtest_fake_input(kind, detail, x11rb::CURRENT_TIME, self.root, x, y, 0)
-            .and_then(|_| self.conn.flush());
-        if let Err(e) = sent {
-            tracing::warn!("X input injection failed: {e}");
-        }
-    }
 }
 
 impl FrameSource for X11Source {
@@ -389,6 +395,15 @@ impl FrameSource for X11Source {
 
     fn frame_interval(&self) -> Duration {
         self.interval
+    }
+
+    fn damage_signal(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.dead.is_none().then(|| self.conn.stream().as_fd())
+    }
+
+    fn damage_waiting(&self) -> bool {
+        !self.waiting.is_empty() || self.cursor_changed || self.screen_changed
     }
 
     fn poll(&mut self) -> Vec<Rect> {
@@ -422,50 +437,11 @@ impl FrameSource for X11Source {
     }
 
     fn inject(&mut self, event: &InputEvent) {
-        match *event {
-            InputEvent::Key { code, down } => {
-                let Ok(keycode) = u8::try_from(code + EVDEV_KEYCODE_OFFSET) else {
-                    return; // beyond what X keycodes can name
-                };
-                let kind = if down {
-                    xproto::KEY_PRESS_EVENT
-                } else {
-                    xproto::KEY_RELEASE_EVENT
-                };
-                self.fake(kind, keycode, 0, 0);
-            }
-            InputEvent::PointerMove { x, y } => {
-                let clamp = |v: u32| i16::try_from(v).unwrap_or(i16::MAX);
-                let (x, y) = (clamp(x), clamp(y));
-                self.fake(xproto::MOTION_NOTIFY_EVENT, 0, x, y);
-            }
-            InputEvent::PointerButton { button, down } => {
-                let detail = match button {
-                    PointerButton::Left => 1,
-                    PointerButton::Middle => 2,
-                    PointerButton::Right => 3,
-                    PointerButton::Back => 8,
-                    PointerButton::Forward => 9,
-                };
-                let kind = if down {
-                    xproto::BUTTON_PRESS_EVENT
-                } else {
-                    xproto::BUTTON_RELEASE_EVENT
-                };
-                self.fake(kind, detail, 0, 0);
-            }
-            InputEvent::Wheel { dx, dy } => {
-                // X reports wheel notches as clicks of buttons 4/5 (vertical), 6/7.
-                let clicks = [(dy, 5u8, 4u8), (dx, 7, 6)];
-                for (amount, positive, negative) in clicks {
-                    let button = if amount > 0 { positive } else { negative };
-                    for _ in 0..amount.unsigned_abs().min(32) {
-                        self.fake(xproto::BUTTON_PRESS_EVENT, button, 0, 0);
-                        self.fake(xproto::BUTTON_RELEASE_EVENT, button, 0, 0);
-                    }
-                }
-            }
-        }
+        self.input.inject(event);
+    }
+
+    fn input_sink(&self) -> Option<Arc<dyn InputSink>> {
+        Some(self.input.clone())
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
