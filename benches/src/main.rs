@@ -20,9 +20,9 @@ use serde_json::json;
 
 mod baseline;
 mod broker_bench;
-mod echo_bench;
 mod rig;
 mod video_quality;
+mod viewer_bench;
 mod vmm_bench;
 mod x11_bench;
 
@@ -31,8 +31,8 @@ mod x11_bench;
 #[command(name = "oriel-bench", version)]
 struct Args {
     /// Workload: idle, typing, scroll, drag, video, mixed, or all. With `--source x11`:
-    /// idle, text, scroll, drag, video, all (those five), or echo (keystroke to echo
-    /// through the real viewer).
+    /// idle, text, scroll, drag, video, all (those five), or through the real viewer
+    /// in a window: echo (keystroke to echo) and video-window (frames shown).
     #[arg(long, default_value = "all")]
     workload: String,
     /// Where the pixels come from: synthetic (rendered in-process, replayable, scored
@@ -106,11 +106,13 @@ fn main() -> anyhow::Result<()> {
             args.workload.split(',').collect()
         };
         for workload in workloads {
-            if workload == "echo" {
-                eprintln!("oriel-bench: x11 echo, {} keys ...", args.keys);
-                let line = echo_bench::run(&echo_bench::EchoRun {
+            if matches!(workload, "echo" | "video-window") {
+                eprintln!("oriel-bench: x11 {workload} through the viewer ...");
+                let line = viewer_bench::run(&viewer_bench::ViewerRun {
+                    workload,
                     size,
                     keys: args.keys,
+                    seconds: args.seconds,
                     fps: args.fps,
                     frame_window: args.frame_window,
                     link: args.link,

@@ -89,7 +89,7 @@ fn script(workload: &str, size: Size) -> anyhow::Result<String> {
 /// A 30 fps test clip at 2/3 of the screen, generated once with ffmpeg and kept under
 /// `target/oriel-bench/`: a Mandelbrot zoom, where every pixel changes every frame with
 /// smooth gradients and fine detail, like camera footage.
-fn video_clip(size: Size) -> anyhow::Result<PathBuf> {
+pub(crate) fn video_clip(size: Size) -> anyhow::Result<PathBuf> {
     let (w, h) = ((size.width * 2 / 3) & !1, (size.height * 2 / 3) & !1);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/oriel-bench");
     std::fs::create_dir_all(&dir)?;
