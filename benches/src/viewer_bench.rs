@@ -435,7 +435,7 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
         "viewer_fps": shown_fps,
         "viewer_shown_ratio": if screen_fps > 0.0 { shown_fps / screen_fps } else { 0.0 },
         // What the server did meanwhile, per second: polls that found damage, video
-        // pictures encoded, pictures rate control dropped.
+        // pictures encoded, pictures the encoder made nothing of.
         "captures_per_s": captures,
         "pictures_per_s": pictures,
         "pictures_skipped_per_s": skipped,
