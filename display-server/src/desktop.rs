@@ -413,16 +413,17 @@ impl Desktop {
             let mut pacer = CapturePacer::new(interval, signal.is_some(), Instant::now());
             while desktop.failure().is_none() {
                 let due = pacer.next_poll(Instant::now());
-                tokio::select! {
-                    () = desktop.input_arrived.notified() => {
-                        pacer.input(Instant::now());
+                // A poll due now goes at once: tokio's timers round up to the next
+                // millisecond, which is most of an echo's time.
+                if due > Instant::now() {
+                    match wait(&desktop, signal.as_ref(), due).await {
+                        Wake::Input => pacer.input(Instant::now()),
+                        Wake::Signal => pacer.signal(),
+                        Wake::Due => {}
+                    }
+                    if pacer.next_poll(Instant::now()) > Instant::now() {
                         continue;
                     }
-                    () = readable(signal.as_ref()) => {
-                        pacer.signal();
-                        continue;
-                    }
-                    () = tokio::time::sleep_until(due.into()) => {}
                 }
                 let started = Instant::now();
                 let d = desktop.clone();
@@ -442,6 +443,21 @@ impl Desktop {
                 }
             }
         })
+    }
+}
+
+/// Why the capture loop woke up.
+enum Wake {
+    Input,
+    Signal,
+    Due,
+}
+
+async fn wait(desktop: &Desktop, signal: Option<&AsyncFd<OwnedFd>>, due: Instant) -> Wake {
+    tokio::select! {
+        () = desktop.input_arrived.notified() => Wake::Input,
+        () = readable(signal) => Wake::Signal,
+        () = tokio::time::sleep_until(due.into()) => Wake::Due,
     }
 }
 
