@@ -414,6 +414,20 @@ fn the_servers_notices_and_the_end_of_its_display_stream() {
     s.handle(now, ClientEvent::StreamFinished { stream: 0 });
     assert_eq!(drain(&mut s), vec![ClientAction::Ended]);
     assert!(s.is_closed());
+    // Bytes read after the end start nothing.
+    let start = VideoMsg::Start {
+        region_id: 3,
+        rect: Rect::new(0, 0, 64, 64),
+        after_frame: 0,
+    };
+    s.handle(
+        now,
+        ClientEvent::StreamBytes {
+            stream: 2,
+            bytes: &tagged(Channel::Video, &start),
+        },
+    );
+    assert_eq!(drain(&mut s), vec![]);
 }
 
 #[test]

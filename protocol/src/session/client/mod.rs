@@ -211,7 +211,7 @@ impl ClientSession {
                     self.phase = Phase::Running;
                     self.deadline = Some(now + self.handshake_timeout);
                     self.welcome = Some(welcome.clone());
-                    self.actions.push_back(ClientAction::Welcomed(welcome));
+                    self.push(ClientAction::Welcomed(welcome));
                     // Streams that arrived before the welcome.
                     let waiting: Vec<u64> = self.streams.keys().copied().collect();
                     for id in waiting {
@@ -231,13 +231,13 @@ impl ClientSession {
             match self.control.next_message::<ServerControl>() {
                 Ok(Some(ServerControl::Closing { message })) => {
                     self.closing = Some(message.clone());
-                    self.actions.push_back(ClientAction::Closing(message));
+                    self.push(ClientAction::Closing(message));
                 }
                 Ok(Some(ServerControl::Flow {
                     frames_in_flight,
                     frame_window,
                     video_bitrate,
-                })) => self.actions.push_back(ClientAction::Pacing {
+                })) => self.push(ClientAction::Pacing {
                     frames_in_flight,
                     frame_window,
                     video_bitrate,
@@ -352,9 +352,7 @@ impl ClientSession {
                         *region = Some(region_id);
                     }
                     match self.regions.start(region_id, rect, after_frame, self.size) {
-                        Ok(true) => self
-                            .actions
-                            .push_back(ClientAction::StartRegion { region_id, rect }),
+                        Ok(true) => self.push(ClientAction::StartRegion { region_id, rect }),
                         Ok(false) => {}
                         Err(e) => return self.fail(&e),
                     }
@@ -386,25 +384,23 @@ impl ClientSession {
 
     fn frame(&mut self, frame: FrameMsg) {
         for id in self.regions.end(&frame.video_ended) {
-            self.actions.push_back(ClientAction::EndRegion(id));
+            self.push(ClientAction::EndRegion(id));
         }
         if let Some(size) = frame.resize {
             self.size = size;
         }
         self.source_seq = self.source_seq.max(frame.source_seq);
-        self.actions.push_back(ClientAction::ApplyFrame(frame));
+        self.push(ClientAction::ApplyFrame(frame));
     }
 
     fn picture(&mut self, region_id: u64, frame: VideoFrame) {
         let frame_no = frame.frame_no;
         match self.regions.arrive(region_id, frame, self.applied) {
-            Ok(Arrival::Decode(rect, frame)) => {
-                self.actions.push_back(ClientAction::DecodePicture {
-                    region_id,
-                    rect,
-                    frame,
-                })
-            }
+            Ok(Arrival::Decode(rect, frame)) => self.push(ClientAction::DecodePicture {
+                region_id,
+                rect,
+                frame,
+            }),
             Ok(Arrival::Queued) => {}
             Ok(Arrival::Skip | Arrival::Stale) => self.video_ack(region_id, frame_no, 0),
             Ok(Arrival::Overflow) => {
@@ -430,12 +426,11 @@ impl ClientSession {
                 return; // a malformed shape is ignored, the last good one stays
             }
         }
-        self.actions.push_back(ClientAction::Cursor(msg));
+        self.push(ClientAction::Cursor(msg));
     }
 
     fn keyframe_request(&mut self, region_id: u64) {
-        self.actions
-            .push_back(ClientAction::KeyframeRequested(region_id));
+        self.push(ClientAction::KeyframeRequested(region_id));
         self.send_control(&ClientControl::KeyframeRequest { region_id });
     }
 
@@ -449,8 +444,16 @@ impl ClientSession {
 
     fn send_control<T: serde::Serialize>(&mut self, msg: &T) {
         match encode_message(msg, Channel::Control.max_message_len()) {
-            Ok(bytes) => self.actions.push_back(ClientAction::SendControl(bytes)),
+            Ok(bytes) => self.push(ClientAction::SendControl(bytes)),
             Err(e) => self.fail(&format!("cannot send: {e}")),
+        }
+    }
+
+    /// Queues an action; nothing follows the session's end (a stream may still hold
+    /// bytes read in the same batch).
+    fn push(&mut self, action: ClientAction) {
+        if self.phase != Phase::Closed {
+            self.actions.push_back(action);
         }
     }
 
