@@ -195,11 +195,16 @@ impl Broker {
 }
 
 /// Once the HTTP version is known, a request's headers must arrive within this (a client
-/// dribbling them a byte at a time keeps the connection from going idle).
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// dribbling them a byte at a time keeps the connection from going idle). hyper also
+/// starts it when a kept-alive connection waits for its next request, and closes the
+/// connection (without a TLS close_notify) when it runs out: it must outlast the pauses
+/// of ordinary clients, or one that sends its next request just then sees the
+/// connection torn down (schemathesis did, after 10 s). Clients should drop pooled
+/// connections sooner; ours do after [`oriel_transport::api_client::POOL_IDLE`].
+pub const NEXT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn bound_waits(http: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
     http.http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(NEXT_REQUEST_TIMEOUT);
 }

@@ -16,6 +16,11 @@ pub enum ApiCallError {
     Config(String),
 }
 
+/// How long a kept-alive connection to the broker waits in the pool for a next request:
+/// shorter than the broker's own wait for one (30 s), so the client, not the broker,
+/// ends it and no request goes out on a connection being closed.
+pub const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
@@ -30,6 +35,7 @@ impl ApiClient {
         let base = base.trim_end_matches('/').to_string();
         let builder = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
+            .pool_idle_timeout(POOL_IDLE)
             .redirect(reqwest::redirect::Policy::none());
         let http = if base.starts_with("https://") {
             let pin = pin.ok_or_else(|| {
