@@ -183,6 +183,30 @@ fn streams_that_come_before_the_welcome_are_read_after_it() {
     assert_eq!(actions[1], ClientAction::ApplyFrame(frame(1)));
 }
 
+/// Found by a benchmark run that failed after 15 s: both streams arrived before the
+/// welcome, and the deadline the welcome set for them was never lifted.
+#[test]
+fn streams_open_before_the_welcome_leave_nothing_to_wait_for() {
+    let now = Instant::now();
+    let mut s = new_session(now);
+    drain(&mut s);
+    for (stream, channel) in [(3, Channel::Cursor), (7, Channel::Display)] {
+        let tag = [channel as u8];
+        s.handle(
+            now,
+            ClientEvent::StreamBytes {
+                stream,
+                bytes: &tag,
+            },
+        );
+    }
+    s.handle(now, ClientEvent::ControlBytes(&bytes(&welcome())));
+    assert!(matches!(drain(&mut s)[0], ClientAction::Welcomed(_)));
+    assert_eq!(s.next_deadline(), None);
+    s.handle_timeout(now + Duration::from_secs(60));
+    assert!(!failed(&drain(&mut s)), "the session goes on");
+}
+
 #[test]
 fn frames_are_applied_then_acknowledged() {
     let now = Instant::now();

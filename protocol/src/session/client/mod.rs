@@ -209,7 +209,10 @@ impl ClientSession {
                     }
                     self.size = welcome.desktop_size;
                     self.phase = Phase::Running;
-                    self.deadline = Some(now + self.handshake_timeout);
+                    // The streams may have come first (they need not wait for the
+                    // control stream): then nothing is awaited any more.
+                    let streams_open = self.has_display && self.has_cursor;
+                    self.deadline = (!streams_open).then(|| now + self.handshake_timeout);
                     self.welcome = Some(welcome.clone());
                     self.push(ClientAction::Welcomed(welcome));
                     // Streams that arrived before the welcome.
