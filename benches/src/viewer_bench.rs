@@ -247,7 +247,7 @@ impl Attached {
         let client = client_binary()?;
         let view_x = XServer::start_bare(r.size)?;
         let view = Watcher::connect(view_x.display())?;
-        let source = X11Source::connect(Some(desk_x.display()), r.fps)?;
+        let source = X11Source::connect_to(desk_x, r.fps)?;
         let rig = Rig::start(Box::new(source), r.frame_window, r.max_video_kbit, r.link)?;
         let viewer = Command::new(&client)
             .args(["connect", &rig.opts.addr.to_string(), "--no-resize"])

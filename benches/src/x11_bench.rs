@@ -174,9 +174,12 @@ pub(crate) fn run(r: &X11Run) -> anyhow::Result<String> {
         Some(c) => c.to_owned(),
         None => script(r.workload, r.size)?,
     };
-    let source = X11Source::connect(Some(&display), r.fps)?;
+    let source = match &own_server {
+        Some(server) => X11Source::connect_to(server, r.fps)?,
+        None => X11Source::connect(Some(&display), r.fps)?,
+    };
     let size = source.size();
-    let shm = source.uses_shm();
+    let capture = source.capture_method();
 
     let rig = Rig::start(Box::new(source), r.frame_window, r.max_video_kbit, r.link)?;
     let desktop = rig.desktop();
@@ -251,7 +254,7 @@ pub(crate) fn run(r: &X11Run) -> anyhow::Result<String> {
             "source": "x11",
             "workload": r.workload,
             "launch": command,
-            "capture": if shm { "MIT-SHM" } else { "GetImage" },
+            "capture": capture,
             "width": size.width,
             "height": size.height,
             "seconds": active.as_secs_f64(),

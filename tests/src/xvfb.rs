@@ -10,7 +10,7 @@ use x11rb::protocol::xproto::*;
 use x11rb::rust_connection::RustConnection;
 
 pub struct Xvfb {
-    _server: XServer,
+    pub server: XServer,
     pub display: String,
 }
 
@@ -20,7 +20,7 @@ impl Xvfb {
             .expect("Xvfb runs (scripts/install-deps installs the xvfb package)");
         Xvfb {
             display: server.display().to_owned(),
-            _server: server,
+            server,
         }
     }
 
@@ -32,7 +32,7 @@ impl Xvfb {
         );
         Xvfb {
             display: server.display().to_owned(),
-            _server: server,
+            server,
         }
     }
 }

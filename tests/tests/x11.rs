@@ -18,19 +18,32 @@ use x11rb::rust_connection::RustConnection;
 
 const SIZE: Size = Size::new(640, 480);
 
-fn start_x11_server(display: &str) -> DisplayServer {
-    start_x11_server_with(display, true)
+/// The ways the X11 source reads pixels, as it names them.
+const CAPTURE_METHODS: [&str; 3] = ["Xvfb framebuffer file", "MIT-SHM", "GetImage"];
+
+/// A display server on `x`, capturing the cheapest way it can.
+fn start_x11_server(x: &Xvfb) -> DisplayServer {
+    let source = X11Source::connect_to(&x.server, 30).expect("attach to the X server");
+    serve(source)
 }
 
-/// A display server on `display`, capturing through MIT-SHM or, without `shm`, GetImage.
-fn start_x11_server_with(display: &str, shm: bool) -> DisplayServer {
-    let identity = Identity::generate(&["localhost".into()]).expect("identity");
-    let mut source = X11Source::connect(Some(display), 30).expect("attach to Xvfb");
-    assert_eq!(source.size(), SIZE);
-    assert!(source.uses_shm(), "a local Xvfb shares memory");
-    if !shm {
-        source.disable_shm();
+/// A display server on the Xvfb `x`, capturing with `method` (one of [`CAPTURE_METHODS`]).
+fn start_x11_server_with(x: &Xvfb, method: &str) -> DisplayServer {
+    let mut source = match method {
+        "Xvfb framebuffer file" => X11Source::connect_to(&x.server, 30),
+        _ => X11Source::connect(Some(&x.display), 30),
     }
+    .expect("attach to Xvfb");
+    if method == "GetImage" {
+        source.use_get_image();
+    }
+    assert_eq!(source.capture_method(), method, "a local Xvfb");
+    serve(source)
+}
+
+fn serve(source: X11Source) -> DisplayServer {
+    let identity = Identity::generate(&["localhost".into()]).expect("identity");
+    assert_eq!(source.size(), SIZE);
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Default::default()
@@ -58,16 +71,16 @@ fn wait_until_captured(server: &DisplayServer, conn: &RustConnection, root: Wind
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_sees_exactly_what_the_x_server_holds() {
-    for shm in [true, false] {
-        client_sees_exactly_what_the_x_server_holds(shm).await;
+    for method in CAPTURE_METHODS {
+        client_sees_exactly_what_the_x_server_holds(method).await;
     }
 }
 
-async fn client_sees_exactly_what_the_x_server_holds(shm: bool) {
+async fn client_sees_exactly_what_the_x_server_holds(method: &str) {
     let xvfb = Xvfb::start(SIZE.width, SIZE.height);
     let (conn, screen) = x11rb::connect(Some(&xvfb.display)).unwrap();
     let root = conn.setup().roots[screen].root;
-    let server = start_x11_server_with(&xvfb.display, shm);
+    let server = start_x11_server_with(&xvfb, method);
     paint_window(&conn, root, 40, 30);
     paint_window(&conn, root, 250, 200);
     let truth = wait_until_captured(&server, &conn, root);
@@ -88,7 +101,7 @@ async fn client_sees_exactly_what_the_x_server_holds(shm: bool) {
         truth,
         "the X screen changed meanwhile"
     );
-    assert_eq!(diff_pixels(&outcome.framebuffer, &truth), 0, "shm: {shm}");
+    assert_eq!(diff_pixels(&outcome.framebuffer, &truth), 0, "{method}");
     server.shutdown().await;
 }
 
@@ -101,7 +114,7 @@ async fn keys_and_clicks_arrive_as_x_events() {
     conn.set_input_focus(InputFocus::POINTER_ROOT, window, x11rb::CURRENT_TIME)
         .unwrap();
     conn.flush().unwrap();
-    let server = start_x11_server(&xvfb.display);
+    let server = start_x11_server(&xvfb);
 
     let (input, _, run) = background_session(&server, "x").await;
     const KEY_A: u16 = 30;
@@ -240,7 +253,7 @@ async fn a_connected_client_follows_randr_screen_resizes() {
     let (conn, screen) = x11rb::connect(Some(&xorg.display)).unwrap();
     let root = conn.setup().roots[screen].root;
     paint_window(&conn, root, 40, 30);
-    let server = start_x11_server(&xorg.display);
+    let server = start_x11_server(&xorg);
     let desktop = server.desktop("x").unwrap();
 
     let interrupt = Arc::new(tokio::sync::Notify::new());
@@ -338,7 +351,7 @@ async fn the_cursor_shape_comes_from_the_x_server() {
     conn.change_window_attributes(root, &ChangeWindowAttributesAux::new().cursor(hand))
         .unwrap();
     conn.xfixes_query_version(4, 0).unwrap().reply().unwrap();
-    let server = start_x11_server(&xvfb.display);
+    let server = start_x11_server(&xvfb);
     let expected = conn.xfixes_get_cursor_image().unwrap().reply().unwrap();
 
     let desktop = server.desktop("x").unwrap();
@@ -415,7 +428,7 @@ fn an_x11_desktop_gets_the_keyboard_layout_its_pool_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_can_ask_an_x_desktop_for_its_window_size() {
     let xorg = Xvfb::start_resizable(SIZE.width, SIZE.height);
-    let server = start_x11_server(&xorg.display);
+    let server = start_x11_server(&xorg);
     let desktop = server.desktop("x").unwrap();
     let (_, controller, run) = background_session(&server, "x").await;
     let wanted = Size::new(1000, 700);

@@ -4,11 +4,13 @@ pub mod config;
 pub mod kvm;
 pub mod synthetic;
 pub mod x11;
+mod x11_capture;
 mod x11_error;
 mod x11_input;
 mod x11_randr;
 mod x11_shm;
 pub mod xserver;
+mod xvfb_file;
 
 pub use config::{SourceConfig, DEFAULT_IMAGE};
 use oriel_protocol::{Framebuffer, InputEvent, Rect, Size};

@@ -1,6 +1,6 @@
 //! An X display as a desktop: damage from the DAMAGE extension (nothing is polled when
-//! nothing changes), pixels through MIT-SHM (GetImage when the X server cannot share
-//! memory with us), keyboard and pointer through XTEST, the cursor from XFIXES, and
+//! nothing changes), pixels from Xvfb's mapped framebuffer or through MIT-SHM (GetImage
+//! when the X server cannot share memory with us, see `x11_capture`), keyboard and pointer through XTEST, the cursor from XFIXES, and
 //! screen size changes from RandR.
 
 use std::sync::Arc;
@@ -11,16 +11,16 @@ use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::damage::{self, ConnectionExt as _};
 use x11rb::protocol::randr::{self, ConnectionExt as _};
 use x11rb::protocol::xfixes::{self, ConnectionExt as _};
-use x11rb::protocol::xproto::{self, ConnectionExt as _, ImageFormat};
+use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 use x11rb::NONE;
 
+use super::x11_capture::Capture;
+use super::x11_error::request;
 pub use super::x11_error::X11Error;
-use super::x11_error::{request, x11_rect};
 use super::x11_input::X11Input;
-use super::x11_shm::ShmSegment;
 use super::{FrameSource, InputSink, SourceCursor};
 
 /// Largest cursor image the protocol carries.
@@ -46,8 +46,8 @@ pub struct X11Source {
     cursor: Option<SourceCursor>,
     /// XFIXES said the cursor image changed.
     cursor_changed: bool,
-    /// Shared memory the X server copies captures into; `None`: GetImage.
-    shm: Option<ShmSegment>,
+    /// How pixels are read (Xvfb's file, MIT-SHM or GetImage).
+    capture: Capture,
     /// RandR said the screen changed (size, rotation).
     screen_changed: bool,
     /// Damage reported and not yet captured, clipped to the screen.
@@ -59,6 +59,20 @@ pub struct X11Source {
 impl X11Source {
     /// Attaches to `display` (e.g. ":1"; `None` uses `$DISPLAY`), polling at `fps`.
     pub fn connect(display: Option<&str>, fps: u32) -> Result<Self, X11Error> {
+        Self::connect_with(display, fps, None)
+    }
+
+    /// Attaches to an X server this process started, reading its screen from Xvfb's
+    /// framebuffer file when it has one.
+    pub fn connect_to(server: &super::xserver::XServer, fps: u32) -> Result<Self, X11Error> {
+        Self::connect_with(Some(server.display()), fps, server.framebuffer_file())
+    }
+
+    fn connect_with(
+        display: Option<&str>,
+        fps: u32,
+        xvfb_file: Option<&std::path::Path>,
+    ) -> Result<Self, X11Error> {
         let name = display.map(str::to_owned).unwrap_or_else(|| {
             std::env::var("DISPLAY").unwrap_or_else(|_| "(unset DISPLAY)".into())
         });
@@ -121,10 +135,10 @@ impl X11Source {
         conn.damage_create(damage, root, damage::ReportLevel::RAW_RECTANGLES)
             .map_err(request)?;
         conn.flush().map_err(request)?;
-        let shm = ShmSegment::attach(&conn, size.pixel_count().saturating_mul(4))?;
+        let capture = Capture::choose(&conn, size, xvfb_file)?;
         tracing::info!(
             display = name,
-            capture = if shm.is_some() { "MIT-SHM" } else { "GetImage" },
+            capture = capture.name(),
             "attached to X display {}x{}",
             size.width,
             size.height
@@ -144,7 +158,7 @@ impl X11Source {
             dead: None,
             cursor: None,
             cursor_changed: true,
-            shm,
+            capture,
             screen_changed: false,
             waiting: Vec::new(),
             _server: None,
@@ -168,7 +182,7 @@ impl X11Source {
         fps: u32,
     ) -> Result<Self, X11Error> {
         let server = super::xserver::XServer::start_session(config)?;
-        let mut source = Self::connect(Some(server.display()), fps)?;
+        let mut source = Self::connect_to(&server, fps)?;
         source._server = Some(server);
         Ok(source)
     }
@@ -183,16 +197,15 @@ impl X11Source {
         self._server.as_ref().map(|s| s.pid())
     }
 
-    /// Whether captures go through MIT-SHM.
-    pub fn uses_shm(&self) -> bool {
-        self.shm.is_some()
+    /// How captures read pixels: "Xvfb framebuffer file", "MIT-SHM" or "GetImage".
+    pub fn capture_method(&self) -> &'static str {
+        self.capture.name()
     }
 
-    /// Captures with GetImage from now on, even when MIT-SHM works.
-    pub fn disable_shm(&mut self) {
-        if let Some(shm) = self.shm.take() {
-            shm.detach(&self.conn);
-        }
+    /// Captures with GetImage from now on, even when a shared way works.
+    pub fn use_get_image(&mut self) {
+        self.capture.release(&self.conn);
+        self.capture = Capture::GetImage;
     }
 
     /// Whether the X server has gone away.
@@ -200,44 +213,10 @@ impl X11Source {
         self.dead.is_some()
     }
 
-    /// Copies `rect` of the X screen into the framebuffer.
-    fn fetch(&mut self, rect: &Rect) -> Result<(), X11Error> {
-        let owned;
-        let (data, depth) = match &self.shm {
-            Some(shm) => shm.get_image(&self.conn, self.root, rect)?,
-            None => {
-                let (x, y, width, height) = x11_rect(rect)?;
-                let reply = self
-                    .conn
-                    .get_image(ImageFormat::Z_PIXMAP, self.root, x, y, width, height, !0)
-                    .map_err(request)?
-                    .reply()
-                    .map_err(request)?;
-                owned = reply.data;
-                (owned.as_slice(), reply.depth)
-            }
-        };
-        if depth != 24 && depth != 32 {
-            return Err(X11Error::Request(format!(
-                "screen depth {depth} is not supported (24 or 32 bits only)"
-            )));
-        }
-        let w = rect.width as usize;
-        if data.len() < rect.pixel_count().saturating_mul(4) {
-            return Err(X11Error::Request("short GetImage reply".into()));
-        }
-        for dy in 0..rect.height {
-            let src = &data[dy as usize * w * 4..][..w * 4];
-            for (px, b) in self
-                .screen
-                .row_mut(rect, dy)
-                .iter_mut()
-                .zip(src.chunks_exact(4))
-            {
-                *px = u32::from_le_bytes([b[0], b[1], b[2], 0]);
-            }
-        }
-        Ok(())
+    /// Copies `rect` of the X screen into the framebuffer; returns what changed there.
+    fn fetch(&mut self, rect: &Rect) -> Result<Vec<Rect>, X11Error> {
+        self.capture
+            .fetch(&self.conn, self.root, rect, &mut self.screen)
     }
 
     /// Reads the events the X server has sent (without waiting) into `waiting` and the
@@ -345,10 +324,12 @@ impl X11Source {
             self.fetch(&full)?;
             return Ok(vec![full]);
         }
+        // X reports what was drawn; only what differs from the last capture goes on.
+        let mut changed = Vec::new();
         for r in &rects {
-            self.fetch(r)?;
+            changed.extend(self.fetch(r)?);
         }
-        Ok(rects)
+        Ok(changed)
     }
 
     /// Takes the root window's size after RandR said the screen changed; a new size
@@ -376,10 +357,9 @@ impl X11Source {
             size.width,
             size.height
         );
-        let bytes = size.pixel_count().saturating_mul(4);
-        if self.shm.as_ref().is_some_and(|shm| shm.len() < bytes) {
-            self.disable_shm();
-            self.shm = ShmSegment::attach(&self.conn, bytes)?;
+        if !self.capture.fits(size) {
+            self.capture.release(&self.conn);
+            self.capture = Capture::shared_or_get_image(&self.conn, size)?;
         }
         self.size = size;
         self.screen = Framebuffer::new(size);

@@ -57,8 +57,10 @@ pub struct XServer {
     process: Child,
     session: Option<Child>,
     display: String,
-    /// Xorg's configuration and log, removed with the server.
-    config_dir: Option<std::path::PathBuf>,
+    /// Xorg's configuration and log, or Xvfb's framebuffer file: removed with the server.
+    private_dir: Option<std::path::PathBuf>,
+    /// Xvfb's screen memory as a file (`-fbdir`), for captures without requests.
+    framebuffer_file: Option<std::path::PathBuf>,
 }
 
 impl XServer {
@@ -98,12 +100,23 @@ impl XServer {
         Ok(server)
     }
 
-    /// Starts Xvfb alone: an empty screen.
+    /// Starts Xvfb alone: an empty screen, kept in a file in a private directory
+    /// (on tmpfs where there is one) that the X11 source maps to capture from.
     pub fn start_bare(size: Size) -> Result<XServer, X11Error> {
         let screen = format!("{}x{}x24", size.width, size.height);
-        let args = ["-screen", "0", &screen];
-        Self::launch("Xvfb", &args, None)
-            .map_err(|e| X11Error::Spawn(format!("{e} (install the xvfb package)")))
+        let dir = private_dir("xvfb")?;
+        let fbdir = dir.display().to_string();
+        let args = ["-screen", "0", &screen, "-fbdir", &fbdir];
+        match Self::launch("Xvfb", &args, Some(dir.clone())) {
+            Ok(mut server) => {
+                server.framebuffer_file = Some(dir.join("Xvfb_screen0"));
+                Ok(server)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(X11Error::Spawn(format!("{e} (install the xvfb package)")))
+            }
+        }
     }
 
     /// Starts Xorg with the dummy driver alone: an empty screen of `size` that RandR
@@ -115,9 +128,7 @@ impl XServer {
                 height: size.height,
             });
         }
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("oriel-xorg-{}-{n}", std::process::id()));
+        let dir = private_dir("xorg")?;
         let empty = dir.join("conf.d");
         std::fs::create_dir_all(&empty)
             .map_err(|e| X11Error::Spawn(format!("{}: {e}", empty.display())))?;
@@ -154,7 +165,7 @@ impl XServer {
     fn launch(
         program: &str,
         args: &[&str],
-        config_dir: Option<std::path::PathBuf>,
+        private_dir: Option<std::path::PathBuf>,
     ) -> Result<XServer, X11Error> {
         // The server picks a free display number itself and writes it to this pipe.
         let (read_fd, write_fd) = pipe()?;
@@ -185,7 +196,8 @@ impl XServer {
             process,
             session: None,
             display: String::new(),
-            config_dir,
+            private_dir,
+            framebuffer_file: None,
         };
         // SAFETY: `read_fd` is an open pipe end that the File now owns.
         let mut reader = unsafe { std::fs::File::from_raw_fd(read_fd) };
@@ -230,6 +242,28 @@ impl XServer {
     pub fn pid(&self) -> u32 {
         self.process.id()
     }
+
+    /// Xvfb's screen memory as a file (xwd format), when this is an Xvfb.
+    pub fn framebuffer_file(&self) -> Option<&std::path::Path> {
+        self.framebuffer_file.as_deref()
+    }
+}
+
+/// A new directory only this user can enter, for one X server's files: under
+/// `$XDG_RUNTIME_DIR` or `/dev/shm` (memory: Xvfb syncs its framebuffer file often),
+/// else the temporary directory.
+fn private_dir(kind: &str) -> Result<std::path::PathBuf, X11Error> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(std::path::PathBuf::from)
+        .filter(|d| d.is_dir())
+        .or_else(|| Some(std::path::PathBuf::from("/dev/shm")).filter(|d| d.is_dir()))
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!("oriel-{kind}-{}-{n}", std::process::id()));
+    oriel_transport::files::create_private_dir(&dir)
+        .map_err(|e| X11Error::Spawn(format!("{}: {e}", dir.display())))?;
+    Ok(dir)
 }
 
 /// Whether `file` has something to read (or is closed) before `deadline`.
@@ -370,7 +404,7 @@ impl Drop for XServer {
             stop(session);
         }
         stop(&mut self.process);
-        if let Some(dir) = &self.config_dir {
+        if let Some(dir) = &self.private_dir {
             let _ = std::fs::remove_dir_all(dir);
         }
     }

@@ -1,5 +1,10 @@
 //! Move detection for scrolls and window drags.
 //!
+//! Vertical scrolls, by far the commonest move, are found in one dimension first: each
+//! row of the damaged area is hashed once in the old frame and once in the new, and rows
+//! that reappear at another height vote for that shift. Only when that finds no clear
+//! winner does the two-dimensional search below run.
+//!
 //! Content that moved between the client's frame and the new one shows up as the same
 //! pixel runs at shifted positions. We take up to [`MAX_ANCHORS`] distinctive 32-pixel
 //! runs from the new frame, slide a rolling hash over the old frame's damaged area to
@@ -38,7 +43,9 @@ pub fn candidate_vectors(
     previous: &[Vector],
 ) -> Vec<Vector> {
     let mut out: Vec<Vector> = Vec::new();
-    if region.width as usize >= RUN && region.height >= 2 {
+    if let Some(scroll) = vertical_scroll(old, new, region) {
+        out.push(scroll);
+    } else if region.width as usize >= RUN && region.height >= 2 {
         let anchors = pick_anchors(new, region);
         if !anchors.is_empty() {
             let votes = vote(old, region, &anchors);
@@ -54,6 +61,56 @@ pub fn candidate_vectors(
         }
     }
     out
+}
+
+/// Rows of the region that are not a single colour, by hash (a flat row matches any
+/// other flat row and says nothing about motion).
+fn row_hashes(fb: &Framebuffer, region: &Rect) -> Vec<Option<u64>> {
+    (0..region.height)
+        .map(|dy| {
+            let row = fb.row(region, dy);
+            let flat = row.iter().all(|&p| p == row[0]);
+            (!flat).then(|| xxhash_rust::xxh3::xxh3_64(bytemuck::cast_slice(row)))
+        })
+        .collect()
+}
+
+/// The vertical shift most of the region's changed, distinctive rows agree on, if
+/// there is one: a scrolling terminal, document or list.
+fn vertical_scroll(old: &Framebuffer, new: &Framebuffer, region: &Rect) -> Option<Vector> {
+    if region.width == 0 || region.height < 2 {
+        return None;
+    }
+    let before = row_hashes(old, region);
+    let after = row_hashes(new, region);
+    let mut rows_of: HashMap<u64, Vec<i64>> = HashMap::new();
+    for (dy, h) in (0i64..).zip(&before) {
+        if let Some(h) = h {
+            rows_of.entry(*h).or_default().push(dy);
+        }
+    }
+    let mut votes: HashMap<i64, u32> = HashMap::new();
+    let mut moved_rows = 0u32;
+    for ((dy, h), old) in (0i64..).zip(&after).zip(&before) {
+        let Some(h) = h else { continue };
+        if *old == Some(*h) {
+            continue; // this row did not change
+        }
+        moved_rows += 1;
+        // A row seen at many heights (a repeated pattern) is no evidence.
+        let Some(sources) = rows_of.get(h).filter(|s| s.len() <= 4) else {
+            continue;
+        };
+        for &from in sources {
+            *votes.entry(dy - from).or_default() += 1;
+        }
+    }
+    let (shift, count) = votes
+        .into_iter()
+        .max_by_key(|&(shift, n)| (n, std::cmp::Reverse(shift.abs())))?;
+    // Most changed rows moved by it: a clear scroll.
+    let shift = i32::try_from(shift).ok()?;
+    (count >= 2 && count * 2 >= moved_rows).then_some((0, shift))
 }
 
 /// Distinctive runs of the new frame: sampled on a grid over the region, skipping
@@ -208,6 +265,31 @@ mod tests {
         }
         let v = candidate_vectors(&old, &new, &size.full_rect(), &[]);
         assert_eq!(v.first(), Some(&(0, -13)));
+    }
+
+    #[test]
+    fn a_scroll_is_found_from_row_hashes_alone() {
+        let size = Size::new(256, 256);
+        let old = textured(size, 3);
+        let mut new = old.clone();
+        // Lines move down by 26 pixels; what scrolls in at the top is new.
+        for y in (26..256).rev() {
+            for x in 0..256 {
+                new.set_pixel(x, y, old.pixel(x, y - 26));
+            }
+        }
+        new.fill(&Rect::new(0, 0, 256, 26), 0x00ff00);
+        let region = size.full_rect();
+        assert_eq!(vertical_scroll(&old, &new, &region), Some((0, 26)));
+        // Nothing moved, or a sideways drag: no vertical scroll.
+        assert_eq!(vertical_scroll(&old, &old, &region), None);
+        let mut sideways = Framebuffer::new(size);
+        for y in 0..256 {
+            for x in 0..250 {
+                sideways.set_pixel(x + 6, y, old.pixel(x, y));
+            }
+        }
+        assert_eq!(vertical_scroll(&old, &sideways, &region), None);
     }
 
     #[test]
