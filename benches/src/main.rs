@@ -20,6 +20,7 @@ use serde_json::json;
 
 mod baseline;
 mod broker_bench;
+mod frame_numbers;
 mod rig;
 mod video_quality;
 mod viewer_bench;

@@ -30,8 +30,9 @@ use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
+use crate::frame_numbers::{self, FrameScores};
 use crate::rig::{json_line, Finished, Rig};
-use crate::x11_bench::{process_cpu_s, video_clip, Launched};
+use crate::x11_bench::{clip_size, numbered_clip, process_cpu_s, Launched};
 
 /// Keys typed before the measured ones: the first key warms every path up.
 const WARM_UP: usize = 5;
@@ -118,24 +119,59 @@ impl Watcher {
         Ok(())
     }
 
-    /// A hash of the pixels of `band` now.
-    fn band_hash(&self, band: &Rect) -> anyhow::Result<u64> {
+    /// The screen's bytes in `rect` now (32-bit pixels, little-endian).
+    fn image(&self, rect: &Rect) -> anyhow::Result<Vec<u8>> {
         let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
         let image = self
             .conn
             .get_image(
                 xproto::ImageFormat::Z_PIXMAP,
                 self.root,
-                i16::try_from(band.x).unwrap_or(i16::MAX),
-                i16::try_from(band.y).unwrap_or(i16::MAX),
-                clamp(band.width),
-                clamp(band.height),
+                i16::try_from(rect.x).unwrap_or(i16::MAX),
+                i16::try_from(rect.y).unwrap_or(i16::MAX),
+                clamp(rect.width),
+                clamp(rect.height),
                 !0,
             )?
             .reply()?;
+        Ok(image.data)
+    }
+
+    /// A hash of the pixels of `band` now.
+    fn band_hash(&self, band: &Rect) -> anyhow::Result<u64> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        image.data.hash(&mut hasher);
+        self.image(band)?.hash(&mut hasher);
         Ok(hasher.finish())
+    }
+
+    /// The pixels of `rect` now, as 0x00RRGGBB.
+    fn pixels(&self, rect: &Rect) -> anyhow::Result<Vec<u32>> {
+        let bytes = self.image(rect)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], 0]))
+            .collect())
+    }
+
+    /// The number of the clip frame on the screen, and its pixels when it is one not
+    /// seen last time (`last`).
+    fn numbered_frame(
+        &self,
+        clip: &Rect,
+        last: &mut Option<u32>,
+    ) -> anyhow::Result<Option<(u32, Vec<u32>)>> {
+        let strip = self.pixels(&frame_numbers::STRIP)?;
+        let number = frame_numbers::read_number(&strip, frame_numbers::STRIP.width as usize);
+        if number.is_none() || number == *last {
+            return Ok(None);
+        }
+        // The frame may have moved on since: its number is read from the copy itself.
+        let pixels = self.pixels(clip)?;
+        let Some(number) = frame_numbers::read_number(&pixels, clip.width as usize) else {
+            return Ok(None);
+        };
+        *last = Some(number);
+        Ok(Some((number, pixels)))
     }
 
     /// Whether damage was pending (and clears it, so the next change reports again).
@@ -378,7 +414,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(3);
 
 fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let desk_x = XServer::start_bare(r.size)?;
-    let clip = video_clip(r.size)?;
+    let clip = numbered_clip(r.size)?;
     let _player = Launched::start(
         &format!(
             "exec ffplay -loglevel error -an -noborder -left 0 -top 0 -loop 0 '{}'",
@@ -410,11 +446,22 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let counts_before = counts();
     let before = attached.cpu(&desk_x);
     let (mut screen, mut shown) = (Changes::default(), Changes::default());
+    let (clip_w, clip_h) = clip_size(r.size);
+    let clip_rect = Rect::new(0, 0, clip_w, clip_h);
+    let mut scores = FrameScores::default();
+    let (mut last_on_desk, mut last_shown) = (None, None);
     let started = Instant::now();
     let until = started + Duration::from_secs(r.seconds);
     while Instant::now() < until {
         screen.sample(desk.band_hash(&band)?);
         shown.sample(attached.view.band_hash(&band)?);
+        if let Some((n, pixels)) = desk.numbered_frame(&clip_rect, &mut last_on_desk)? {
+            scores.on_desktop(n, pixels);
+        }
+        let view = &attached.view;
+        if let Some((n, pixels)) = view.numbered_frame(&clip_rect, &mut last_shown)? {
+            scores.shown(n, &pixels);
+        }
         std::thread::sleep(SAMPLE_EVERY);
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -442,6 +489,7 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
         // Both streams, lossless and video, while sampled.
         "mbit_per_s": (sent_after - sent_before) as f64 * 8.0 / 1e6 / seconds,
     });
+    let figures = merge(figures, scores.figures());
     Ok(line(
         figures,
         common_figures(r, cpu_spent(before, after), &done),
@@ -462,6 +510,14 @@ impl Changes {
         }
         self.last = Some(hash);
     }
+}
+
+fn merge(a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    let (serde_json::Value::Object(mut a), serde_json::Value::Object(b)) = (a, b) else {
+        unreachable!("json! of object literals")
+    };
+    a.extend(b);
+    serde_json::Value::Object(a)
 }
 
 fn cpu_spent(before: [f64; 3], after: [f64; 3]) -> [f64; 3] {

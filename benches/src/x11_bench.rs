@@ -90,19 +90,48 @@ fn script(workload: &str, size: Size) -> anyhow::Result<String> {
 /// `target/oriel-bench/`: a Mandelbrot zoom, where every pixel changes every frame with
 /// smooth gradients and fine detail, like camera footage.
 pub(crate) fn video_clip(size: Size) -> anyhow::Result<PathBuf> {
-    let (w, h) = ((size.width * 2 / 3) & !1, (size.height * 2 / 3) & !1);
+    let (w, h) = clip_size(size);
+    generate_clip(
+        &format!("mandelbrot-{w}x{h}.mkv"),
+        &format!("mandelbrot=size={w}x{h}:rate=30"),
+        &["-c:v", "mpeg4", "-q:v", "3"],
+    )
+}
+
+/// The clip's size on a `size` screen: two thirds of it each way.
+pub(crate) fn clip_size(size: Size) -> (u32, u32) {
+    ((size.width * 2 / 3) & !1, (size.height * 2 / 3) & !1)
+}
+
+/// The clip `video-window` plays: the same zoom with film grain (hard for any codec)
+/// as an H.264 file, and its frame number drawn at its top left (see `frame_numbers`).
+pub(crate) fn numbered_clip(size: Size) -> anyhow::Result<PathBuf> {
+    let (w, h) = clip_size(size);
+    generate_clip(
+        &format!("mandelbrot-grain-numbered-{w}x{h}.mkv"),
+        &format!(
+            "mandelbrot=size={w}x{h}:rate=30,format=yuv420p,noise=alls=12:allf=t,{}",
+            crate::frame_numbers::strip_filters()
+        ),
+        &["-c:v", "libx264", "-preset", "veryfast", "-crf", "20"],
+    )
+}
+
+/// `name` in `target/oriel-bench/`, made once by ffmpeg from the lavfi `filters` with
+/// `codec` (20 s).
+fn generate_clip(name: &str, filters: &str, codec: &[&str]) -> anyhow::Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/oriel-bench");
     std::fs::create_dir_all(&dir)?;
-    let clip = dir.join(format!("mandelbrot-{w}x{h}.mkv"));
+    let clip = dir.join(name);
     if clip.exists() {
         return Ok(clip);
     }
-    eprintln!("oriel-bench: generating a {w}x{h} test clip with ffmpeg ...");
-    let partial = dir.join(format!("mandelbrot-{w}x{h}.partial.mkv"));
+    eprintln!("oriel-bench: generating the test clip {name} with ffmpeg ...");
+    let partial = dir.join(format!("{name}.partial.mkv"));
     let status = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("mandelbrot=size={w}x{h}:rate=30"))
-        .args(["-t", "20", "-c:v", "mpeg4", "-q:v", "3"])
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", filters])
+        .args(["-t", "20"])
+        .args(codec)
         .arg(&partial)
         .status()
         .context("cannot run ffmpeg (apt-get install ffmpeg; scripts/install-deps --bench)")?;

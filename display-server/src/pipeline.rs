@@ -395,11 +395,13 @@ impl Pipeline {
     }
 }
 
-/// Bits per pixel and picture beyond which more bitrate buys almost no quality. Measured
-/// with `oriel-bench --workload video --max-video-kbit K` on the 1280x720 synthetic video
-/// at 30 fps: 1.5 Mbit/s gave 39.7 dB, 2.8 Mbit/s 39.8 dB, 8 Mbit/s 40.1 dB and 16 Mbit/s
-/// 40.2 dB. 0.08 is 2.2 Mbit/s at 720p30 and 5 Mbit/s at 1080p30, common streaming rates.
-const MAX_BITS_PER_PIXEL: f64 = 0.08;
+/// Bits per pixel and picture beyond which more bitrate buys little quality. Smooth
+/// content saturates early (the synthetic 1280x720 video at 30 fps: 1.5 Mbit/s gave
+/// 39.7 dB, 16 Mbit/s 40.2 dB), film grain does not: the grainy zoom of
+/// `oriel-bench --source x11 --workload video-window` showed 29.5 dB in the viewer at
+/// 0.08 (2.0 Mbit/s) and 31.9 dB at 0.2 (4.6 Mbit/s). 0.2 is 5.5 Mbit/s at 720p30 and
+/// 12 Mbit/s at 1080p30; rate control lowers it whenever the path needs.
+const MAX_BITS_PER_PIXEL: f64 = 0.2;
 
 /// Highest useful bitrate of a region of this size.
 #[expect(
