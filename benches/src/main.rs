@@ -20,6 +20,7 @@ use serde_json::json;
 
 mod baseline;
 mod broker_bench;
+mod density_bench;
 mod frame_numbers;
 mod rig;
 mod video_quality;
@@ -81,6 +82,9 @@ enum Mode {
     /// The micro-VMM with the tiny guest: boot to first pixel, dirty-log calls, memory
     /// and idle CPU per VM, and a display server with one idle VM.
     Vmm(vmm_bench::VmmArgs),
+    /// Desktops per host: N X desktops (one video, one scrolling, the rest typing), a
+    /// client each; CPU, memory, frame rate and latency per desktop as N grows.
+    Density(density_bench::DensityArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,6 +96,12 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Mode::Vmm(v)) => {
             println!("{}", vmm_bench::run(v)?);
+            return Ok(());
+        }
+        Some(Mode::Density(d)) => {
+            for line in density_bench::run(&d)? {
+                println!("{line}");
+            }
             return Ok(());
         }
         None => {}

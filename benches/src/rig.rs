@@ -39,12 +39,23 @@ impl Rig {
         max_video_kbit: u32,
         link: Option<LinkSpec>,
     ) -> anyhow::Result<Rig> {
+        let desktops = vec![Desktop::new("default", source)];
+        Self::start_desktops(desktops, frame_window, max_video_kbit, link)
+    }
+
+    /// Starts the server with `desktops`.
+    pub(crate) fn start_desktops(
+        desktops: Vec<Arc<Desktop>>,
+        frame_window: usize,
+        max_video_kbit: u32,
+        link: Option<LinkSpec>,
+    ) -> anyhow::Result<Rig> {
         let server_cpu_ns = Arc::new(AtomicU64::new(0));
         let cpu = server_cpu_ns.clone();
         // Every thread of the server's runtime (workers and blocking captures) adds its
         // CPU time when it stops, so the server's share is told apart from the client's.
         let server_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .enable_all()
             .thread_name("oriel-server")
             .on_thread_stop(move || {
@@ -61,7 +72,7 @@ impl Rig {
                     ..Default::default()
                 },
                 &identity,
-                vec![Desktop::new("default", source)],
+                desktops,
             )
         })?;
         let mut opts = ConnectOptions::new(server.local_addr()?, server.fingerprint());

@@ -43,7 +43,7 @@ pub(crate) struct X11Run<'a> {
 }
 
 /// The shell command for a scripted workload on a `size` screen.
-fn script(workload: &str, size: Size) -> anyhow::Result<String> {
+pub(crate) fn script(workload: &str, size: Size) -> anyhow::Result<String> {
     // xterm's default font is 6x13 pixels: fill most of the screen.
     let cols = (size.width / 6).saturating_sub(4).clamp(20, 300);
     let rows = (size.height / 13).saturating_sub(4).clamp(5, 120);

@@ -39,6 +39,32 @@ fn an_x11_workload_on_xvfb_gives_the_display_figures() {
 }
 
 #[test]
+fn the_density_bench_serves_every_desktop() {
+    // Typing and scrolling only: the video clip needs ffmpeg, a bench-only package.
+    let figures = bench(&[
+        "density",
+        "--desktops",
+        "3",
+        "--video",
+        "0",
+        "--seconds",
+        "3",
+        "--size",
+        "640x400",
+    ]);
+    assert_eq!(figures["desktops"], 3);
+    assert_eq!(
+        (figures["scroll"].clone(), figures["typing"].clone()),
+        (1.into(), 2.into())
+    );
+    assert_eq!(figures["sessions_failed"], 0, "{figures}");
+    assert!(
+        figures["session_frames_per_s_min"].as_f64().unwrap() > 0.0,
+        "{figures}"
+    );
+}
+
+#[test]
 fn x11_flags_need_the_x11_source() {
     let out = Command::new(env!("CARGO_BIN_EXE_oriel-bench"))
         .args(["--display", ":5"])
