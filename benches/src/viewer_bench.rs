@@ -32,7 +32,7 @@ use x11rb::rust_connection::RustConnection;
 
 use crate::frame_numbers::{self, FrameScores};
 use crate::rig::{json_line, Finished, Rig};
-use crate::x11_bench::{clip_size, numbered_clip, process_cpu_s, Launched};
+use crate::x11_bench::{clip_size, numbered_clip, player_command, process_cpu_s, Launched};
 
 /// Keys typed before the measured ones: the first key warms every path up.
 const WARM_UP: usize = 5;
@@ -415,13 +415,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(3);
 fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let desk_x = XServer::start_bare(r.size)?;
     let clip = numbered_clip(r.size)?;
-    let _player = Launched::start(
-        &format!(
-            "exec ffplay -loglevel error -an -noborder -left 0 -top 0 -loop 0 '{}'",
-            clip.display()
-        ),
-        desk_x.display(),
-    )?;
+    let _player = Launched::start(&player_command(&clip), desk_x.display())?;
     let desk = Watcher::connect(desk_x.display())?;
     desk.next_damage(Instant::now() + Duration::from_secs(20))?
         .context("the player never appeared")?;

@@ -72,13 +72,7 @@ pub(crate) fn script(workload: &str, size: Size) -> anyhow::Result<String> {
                  xdotool windowmove \"$w\" \"$x\" $((x / 4)); sleep 0.033; done; done"
             )
         }
-        "video" => {
-            let clip = video_clip(size)?;
-            format!(
-                "exec ffplay -loglevel error -an -noborder -left 0 -top 0 -loop 0 '{}'",
-                clip.display()
-            )
-        }
+        "video" => player_command(&video_clip(size)?),
         other => bail!(
             "no scripted x11 workload '{other}' (have {}); or give --launch CMD",
             WORKLOADS.join(", ")
@@ -95,6 +89,14 @@ pub(crate) fn video_clip(size: Size) -> anyhow::Result<PathBuf> {
         &format!("mandelbrot-{w}x{h}.mkv"),
         &format!("mandelbrot=size={w}x{h}:rate=30"),
         &["-c:v", "mpeg4", "-q:v", "3"],
+    )
+}
+
+/// Plays `clip` in a loop, borderless at the screen's top left, without sound.
+pub(crate) fn player_command(clip: &Path) -> String {
+    format!(
+        "exec ffplay -loglevel error -an -noborder -left 0 -top 0 -loop 0 '{}'",
+        clip.display()
     )
 }
 

@@ -412,18 +412,18 @@ impl Desktop {
             };
             let mut pacer = CapturePacer::new(interval, signal.is_some(), Instant::now());
             while desktop.failure().is_none() {
-                let due = pacer.next_poll(Instant::now());
+                let now = Instant::now();
+                let due = pacer.next_poll(now);
                 // A poll due now goes at once: tokio's timers round up to the next
-                // millisecond, which is most of an echo's time.
-                if due > Instant::now() {
+                // millisecond, which is most of an echo's time. After a wake, the
+                // loop asks the pacer again.
+                if due > now {
                     match wait(&desktop, signal.as_ref(), due).await {
                         Wake::Input => pacer.input(Instant::now()),
                         Wake::Signal => pacer.signal(),
                         Wake::Due => {}
                     }
-                    if pacer.next_poll(Instant::now()) > Instant::now() {
-                        continue;
-                    }
+                    continue;
                 }
                 let started = Instant::now();
                 let d = desktop.clone();
