@@ -212,33 +212,9 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) ->
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use oriel_transport::openmetrics_test::parse;
 
     use super::*;
-
-    /// The samples of an exposition (`name{labels}` → value) and each family's type,
-    /// checking the framing OpenMetrics asks for on the way.
-    fn parse(text: &str) -> (HashMap<String, f64>, HashMap<String, String>) {
-        assert!(text.ends_with("# EOF\n"), "{text}");
-        let (mut samples, mut types) = (HashMap::new(), HashMap::new());
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').unwrap();
-                assert!(
-                    types.insert(name.into(), kind.into()).is_none(),
-                    "{name} twice"
-                );
-            } else if !line.starts_with('#') {
-                let (series, value) = line.rsplit_once(' ').unwrap();
-                let value = value.parse().unwrap_or_else(|_| panic!("{line}"));
-                assert!(
-                    samples.insert(series.into(), value).is_none(),
-                    "{line} twice"
-                );
-            }
-        }
-        (samples, types)
-    }
 
     /// A registry over fixed figures, as the server's collector would read them.
     struct Fixed {

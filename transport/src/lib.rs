@@ -6,6 +6,8 @@
 pub mod api_client;
 pub mod files;
 pub mod framed;
+#[cfg(feature = "test-util")]
+pub mod openmetrics_test;
 pub mod pump;
 pub mod tls;
 
