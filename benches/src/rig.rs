@@ -55,7 +55,7 @@ impl Rig {
         // Every thread of the server's runtime (workers and blocking captures) adds its
         // CPU time when it stops, so the server's share is told apart from the client's.
         let server_rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .enable_all()
             .thread_name("oriel-server")
             .on_thread_stop(move || {
