@@ -22,6 +22,7 @@ mod baseline;
 mod broker_bench;
 mod density_bench;
 mod frame_numbers;
+mod kernel_link;
 mod rig;
 mod video_quality;
 mod viewer_bench;
@@ -68,6 +69,11 @@ struct Args {
     /// (also jitter=5ms, queue=100ms); default: plain loopback.
     #[arg(long, value_name = "SPEC")]
     link: Option<LinkSpec>,
+    /// Run everything in a private network namespace whose loopback the kernel limits to
+    /// this rate (tc tbf, burst 32kb, latency 100ms), e.g. "10mbit". Needs root or
+    /// `unshare -rn`; combines with --link.
+    #[arg(long, value_name = "RATE")]
+    kernel_rate: Option<String>,
     /// Highest video bitrate per session, kbit/s (the server's --max-video-kbit).
     #[arg(long, default_value_t = 16_000)]
     max_video_kbit: u32,
@@ -89,6 +95,9 @@ enum Mode {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(rate) = &args.kernel_rate {
+        kernel_link::enter(rate)?;
+    }
     match args.mode {
         Some(Mode::Broker(b)) => {
             println!("{}", broker_bench::run(b)?);

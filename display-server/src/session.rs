@@ -415,6 +415,7 @@ impl Driver {
             ServerEvent::Path {
                 rtt: path.rtt,
                 cwnd: path.cwnd,
+                lost_packets: path.lost_packets,
             },
         );
     }

@@ -131,6 +131,7 @@ fuzz_target!(|data: &[u8]| {
                 ServerEvent::Path {
                     rtt: Duration::from_micros(u64::from(u16::from_le_bytes([byte(0), byte(1)])) * 10),
                     cwnd: u64::from(byte(2)) * 4096,
+                    lost_packets: u64::from(byte(3)),
                 },
             ),
         }

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "api-client")]
 pub mod api_client;
+pub mod congestion;
 pub mod files;
 pub mod framed;
 #[cfg(feature = "test-util")]
@@ -59,6 +60,7 @@ pub fn unix_micros() -> u64 {
 /// Transport settings for both ends: keep-alives so idle desktops stay connected through
 /// NATs, and an idle timeout so a dead path is noticed within seconds (the client then
 /// reconnects; a user looking at a frozen screen should not wait half a minute).
+/// Congestion control leaves random loss to loss recovery ([`congestion`]).
 pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(std::time::Duration::from_secs(2)));
@@ -68,5 +70,8 @@ pub fn transport_config() -> quinn::TransportConfig {
     ));
     t.max_concurrent_uni_streams(8u32.into());
     t.max_concurrent_bidi_streams(4u32.into());
+    t.congestion_controller_factory(std::sync::Arc::new(
+        congestion::LossTolerantConfig::default(),
+    ));
     t
 }

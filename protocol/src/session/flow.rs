@@ -154,11 +154,12 @@ impl Flow {
         }
     }
 
-    /// The transport's path estimates: RTT (may change the bitrate and window) and
-    /// congestion window.
-    pub fn path(&mut self, rtt: Duration, cwnd: u64, now: Instant) {
+    /// The transport's path estimates: RTT (may change the bitrate and window),
+    /// congestion window and packets lost so far (a lossy path widens the window).
+    pub fn path(&mut self, rtt: Duration, cwnd: u64, lost_packets: u64, now: Instant) {
         self.cwnd = cwnd;
         let t = self.micros(now);
+        self.rate.on_lost(t, lost_packets);
         let video_bps: u64 = self
             .video_sent
             .iter()

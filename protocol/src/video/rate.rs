@@ -23,6 +23,8 @@ const ADJUST_EVERY_US: u64 = 200_000;
 const MIN_RTT_WINDOW_US: u64 = 10_000_000;
 /// Delivery rate is measured over this much time.
 const RATE_WINDOW_US: u64 = 1_000_000;
+/// A path that lost a packet this recently is lossy: its frames wait for a resend.
+const LOSS_MEMORY_US: u64 = 2_000_000;
 
 #[derive(Debug)]
 pub struct RateController {
@@ -35,6 +37,10 @@ pub struct RateController {
     last_adjust_us: u64,
     /// (time, bytes) of recent acks, oldest first.
     acked: std::collections::VecDeque<(u64, u64)>,
+    /// Packets the transport has declared lost so far, and when that count last grew.
+    lost_packets: u64,
+    last_loss_us: Option<u64>,
+    lossy: bool,
 }
 
 impl RateController {
@@ -48,6 +54,9 @@ impl RateController {
             srtt_us: None,
             last_adjust_us: 0,
             acked: std::collections::VecDeque::new(),
+            lost_packets: 0,
+            last_loss_us: None,
+            lossy: false,
         }
     }
 
@@ -75,9 +84,11 @@ impl RateController {
     }
 
     /// Frames that may be unacknowledged: enough to keep sending through one
-    /// propagation delay, never enough to build a queue.
+    /// propagation delay (two on a lossy path, where a lost packet's frame waits a
+    /// round trip for its resend), never enough to build a queue.
     pub fn window(&self) -> usize {
-        let min_rtt = self.min_rtt_us().unwrap_or(0);
+        let rtts = if self.lossy { 2 } else { 1 };
+        let min_rtt = self.min_rtt_us().unwrap_or(0).saturating_mul(rtts);
         let frames = min_rtt.div_ceil(self.config.frame_interval_us.max(1));
         let frames = usize::try_from(frames).unwrap_or(usize::MAX);
         frames
@@ -106,6 +117,17 @@ impl RateController {
         }
     }
 
+    /// The transport's count of packets declared lost so far.
+    pub fn on_lost(&mut self, now_us: u64, lost_packets: u64) {
+        if lost_packets > self.lost_packets {
+            self.lost_packets = lost_packets;
+            self.last_loss_us = Some(now_us);
+        }
+        self.lossy = self
+            .last_loss_us
+            .is_some_and(|t| now_us.saturating_sub(t) < LOSS_MEMORY_US);
+    }
+
     /// A transport RTT sample (e.g. quinn's path RTT); adjusts the bitrate at most
     /// every 200 ms. `video_bytes_per_s` is what video actually sent recently.
     pub fn on_rtt(&mut self, now_us: u64, rtt_us: u64, video_bytes_per_s: u64) {
@@ -127,13 +149,22 @@ impl RateController {
         }
         self.last_adjust_us = now_us;
         let min_rtt = self.min_rtt_us().unwrap_or(0);
-        // A queue of a quarter of the path's RTT (at least 20 ms) means we send too much.
-        let limit = (min_rtt / 4).max(20_000);
+        // A picture sent at the path's own rate takes up to a frame interval to drain,
+        // so only a queue longer than that (and than a quarter of the path's RTT, and
+        // 20 ms of scheduling noise) means we send too much.
+        let limit = (min_rtt / 4).max(self.config.frame_interval_us).max(20_000);
         let queue = self.queue_delay_us();
         let sent_bps = u32::try_from(video_bytes_per_s.saturating_mul(8)).unwrap_or(u32::MAX);
-        let next = if queue > limit {
-            // Back off below what got through; never below the floor.
-            scaled(sent_bps.min(self.bitrate), 0.85)
+        let delivered_bps =
+            u32::try_from(self.delivery_rate(now_us).saturating_mul(8)).unwrap_or(u32::MAX);
+        let next = if queue > limit && sent_bps < self.bitrate / 4 {
+            // Video is not what fills the queue (a large lossless update is draining;
+            // nothing tells how fast the path is until it has): hold.
+            self.bitrate
+        } else if queue > limit {
+            // Back off below what got through — all of it, not only video: the path is
+            // full, so that is its rate — and below where we were; never below the floor.
+            scaled(delivered_bps.min(self.bitrate), 0.85)
         } else if queue < limit / 2 {
             scaled(self.bitrate, 1.08)
         } else {
@@ -186,6 +217,46 @@ mod tests {
         assert!(c.bitrate() <= 1_700_000, "{}", c.bitrate());
         assert!(c.bitrate() >= 200_000);
         assert_eq!(c.window(), 3, "the queue does not widen the window");
+    }
+
+    #[test]
+    fn a_queue_that_video_did_not_fill_leaves_the_bitrate_alone() {
+        let mut c = controller();
+        let mut t = 0;
+        for _ in 0..10 {
+            t += 100_000;
+            c.on_rtt(t, 40_000, 500_000);
+        }
+        let before = c.bitrate();
+        // A large lossless update queues behind a slow link; video sends nothing.
+        for _ in 0..20 {
+            t += 100_000;
+            c.on_rtt(t, 140_000, 0);
+        }
+        assert_eq!(c.bitrate(), before);
+        // Video sends again into the queue: back off to what got through, counting
+        // the lossless frames acknowledged meanwhile.
+        for _ in 0..10 {
+            t += 100_000;
+            c.on_ack(t, 62_500);
+        }
+        t += 100_000;
+        c.on_rtt(t, 140_000, u64::from(before / 8));
+        assert_eq!(c.bitrate(), 4_250_000, "0.85 of the 5 Mbit/s delivered");
+    }
+
+    #[test]
+    fn a_lossy_path_gets_a_second_round_trip_of_frames() {
+        let mut c = controller();
+        c.on_rtt(100_000, 40_000, 1_000_000);
+        c.on_lost(100_000, 0);
+        assert_eq!(c.window(), 3);
+        c.on_lost(200_000, 2);
+        assert_eq!(c.window(), 4, "80 ms at 30 fps: three frames plus one");
+        c.on_lost(1_000_000, 2);
+        assert_eq!(c.window(), 4, "the loss is recent");
+        c.on_lost(2_300_000, 2);
+        assert_eq!(c.window(), 3, "no loss for two seconds");
     }
 
     #[test]

@@ -111,6 +111,8 @@ pub enum ServerEvent<'a> {
     Path {
         rtt: Duration,
         cwnd: u64,
+        /// Packets the transport has declared lost so far.
+        lost_packets: u64,
     },
     /// The source's cursor image; serials tell shapes apart (a driver's own default
     /// shape uses `u64::MAX`).

@@ -197,9 +197,13 @@ impl ServerSession {
                 self.maybe_encode(now);
             }
             ServerEvent::Encoded(encoded) => self.encoded(encoded, now),
-            ServerEvent::Path { rtt, cwnd } => {
+            ServerEvent::Path {
+                rtt,
+                cwnd,
+                lost_packets,
+            } => {
                 if let Some(flow) = &mut self.flow {
-                    flow.path(rtt, cwnd, now);
+                    flow.path(rtt, cwnd, lost_packets, now);
                 }
             }
             ServerEvent::CursorShape { serial, shape } => {
