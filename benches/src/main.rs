@@ -262,11 +262,13 @@ fn run_workload(
 
     let stats = &done.stats;
     let zstd_full = replay.zstd_full_frame_bytes;
-    let bytes = stats.display_bytes.load(Relaxed);
+    let video_bytes = stats.video_bytes.load(Relaxed);
+    // zstd compresses every pixel of each frame, video areas too: against it count
+    // what the session sent for them as well, lossless and H.264.
+    let bytes = stats.display_bytes.load(Relaxed) + video_bytes;
     let steady_bytes = bytes - rig::first_frame_bytes(stats);
     let steady_zstd = zstd_full - replay.first_frame_zstd_bytes;
     let ms = |us: u32| f64::from(us) / 1000.0;
-    let video_bytes = stats.video_bytes.load(Relaxed);
     let score = video_quality::score(config, &pictures)?;
     let mut psnr = score.psnr_db.clone();
     psnr.sort_by(f64::total_cmp);

@@ -1,10 +1,7 @@
 //! Video quality against the truth, and the MJPEG baseline (SPICE's default stream
-//! codec): what JPEG pictures of the same region at the same PSNR would cost.
+//! codec): what JPEG pictures of the same region at the same PSNR would cost, made the
+//! way SPICE makes them — libjpeg-turbo, 4:2:0 chroma subsampling.
 
-use std::io::Cursor;
-
-use image::codecs::jpeg::JpegEncoder;
-use image::ExtendedColorType;
 use oriel_display_server::source::synthetic::{SyntheticConfig, SyntheticSource};
 use oriel_display_server::source::FrameSource;
 use oriel_media::luma_psnr;
@@ -52,20 +49,35 @@ fn jpeg_bytes_at(pixels: &[u32], rect: Rect, target: f64) -> anyhow::Result<u64>
         .iter()
         .flat_map(|&p| oriel_protocol::rgb_bytes(p))
         .collect();
-    let encode = |quality: u8| -> anyhow::Result<(u64, f64)> {
-        let mut out = Vec::new();
-        JpegEncoder::new_with_quality(&mut out, quality).encode(
-            &rgb,
-            rect.width,
-            rect.height,
-            ExtendedColorType::Rgb8,
+    let image = turbojpeg::Image {
+        pixels: rgb.as_slice(),
+        width: usize::try_from(rect.width)?,
+        pitch: usize::try_from(rect.width)? * 3,
+        height: usize::try_from(rect.height)?,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    let mut compressor = turbojpeg::Compressor::new()?;
+    compressor.set_subsamp(turbojpeg::Subsamp::Sub2x2);
+    let mut decompressor = turbojpeg::Decompressor::new()?;
+    let mut back_rgb = vec![0u8; rgb.len()];
+    let mut encode = |quality: u8| -> anyhow::Result<(u64, f64)> {
+        compressor.set_quality(i32::from(quality));
+        let jpeg = compressor.compress_to_vec(image)?;
+        decompressor.decompress(
+            &jpeg,
+            turbojpeg::Image {
+                pixels: back_rgb.as_mut_slice(),
+                width: image.width,
+                pitch: image.pitch,
+                height: image.height,
+                format: turbojpeg::PixelFormat::RGB,
+            },
         )?;
-        let decoded = image::load(Cursor::new(&out), image::ImageFormat::Jpeg)?.to_rgb8();
-        let back: Vec<u32> = decoded
-            .pixels()
+        let back: Vec<u32> = back_rgb
+            .chunks_exact(3)
             .map(|p| (u32::from(p[0]) << 16) | (u32::from(p[1]) << 8) | u32::from(p[2]))
             .collect();
-        Ok((out.len() as u64, luma_psnr(pixels, &back)))
+        Ok((jpeg.len() as u64, luma_psnr(pixels, &back)))
     };
     // PSNR grows with quality: binary search the lowest quality that reaches the target.
     let (mut lo, mut hi) = (1u8, 100u8);
