@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut s = ServerSession::new(config, now);
     let mut encoding = false;
+    let mut closed = false;
     let mut may_send_frame = false;
     let mut next_frame = 1u64;
     let mut next_picture = 1u64;
@@ -136,6 +137,8 @@ fuzz_target!(|data: &[u8]| {
             ),
         }
         while let Some(action) = s.poll_action() {
+            assert!(!closed, "{action:?} after the close");
+            closed = matches!(action, ServerAction::Close { .. });
             if let ServerAction::Encode(order) = action {
                 assert!(!encoding, "two encodes outstanding");
                 encoding = true;

@@ -253,7 +253,7 @@ impl ServerSession {
             Ok(caps) => {
                 self.caps = caps;
                 self.phase = Phase::Admitting;
-                self.actions.push_back(ServerAction::Admit(hello));
+                self.push(ServerAction::Admit(hello));
             }
             Err(reject) => {
                 self.phase = Phase::Admitting;
@@ -263,8 +263,7 @@ impl ServerSession {
     }
 
     fn refuse(&mut self, reject: Reject) {
-        self.actions
-            .push_back(ServerAction::Rejected(reject.clone()));
+        self.push(ServerAction::Rejected(reject.clone()));
         self.send_control(&HelloReply::Reject(reject.clone()));
         self.close(CloseCode::Rejected, &reject.message);
     }
@@ -337,7 +336,7 @@ impl ServerSession {
                     self.record(Record::RefreshIgnored);
                 } else {
                     self.last_refresh = Some(now);
-                    self.actions.push_back(ServerAction::Refresh);
+                    self.push(ServerAction::Refresh);
                 }
             }
             ClientControl::ResizeRequest { width, height } => {
@@ -351,7 +350,7 @@ impl ServerSession {
                     ));
                 }
                 if size != self.size {
-                    self.actions.push_back(ServerAction::Resize(size));
+                    self.push(ServerAction::Resize(size));
                 }
             }
         }
@@ -408,7 +407,7 @@ impl ServerSession {
                 return; // sent before the client saw the desktop shrink
             }
         }
-        self.actions.push_back(ServerAction::Inject(event));
+        self.push(ServerAction::Inject(event));
     }
 
     /// Asks the encoder for a step when it is idle and something can go out: damage
@@ -443,7 +442,7 @@ impl ServerSession {
         };
         self.encoding.busy = true;
         self.encoding.damage = false;
-        self.actions.push_back(ServerAction::Encode(order));
+        self.push(ServerAction::Encode(order));
     }
 
     fn encoded(&mut self, encoded: Encoded, now: Instant) {
@@ -460,8 +459,7 @@ impl ServerSession {
             }
             if let Some(i) = self.video.iter().position(|r| *r == id) {
                 self.video.swap_remove(i);
-                self.actions
-                    .push_back(ServerAction::Finish(SendChannel::Video(id)));
+                self.push(ServerAction::Finish(SendChannel::Video(id)));
             }
         }
         for start in encoded.started {
@@ -489,7 +487,7 @@ impl ServerSession {
                 now,
             );
             self.record(Record::PicturesInFlight(n));
-            self.actions.push_back(ServerAction::Send {
+            self.push(ServerAction::Send {
                 channel: SendChannel::Video(picture.region_id),
                 bytes: picture.message,
             });
@@ -502,7 +500,7 @@ impl ServerSession {
                 self.largest.height.max(frame.size.height),
             );
             self.record(Record::FramesInFlight(n));
-            self.actions.push_back(ServerAction::Send {
+            self.push(ServerAction::Send {
                 channel: SendChannel::Display,
                 bytes: frame.message,
             });
@@ -521,8 +519,8 @@ impl ServerSession {
     }
 
     fn open(&mut self, channel: SendChannel) {
-        self.actions.push_back(ServerAction::Open(channel));
-        self.actions.push_back(ServerAction::Send {
+        self.push(ServerAction::Open(channel));
+        self.push(ServerAction::Send {
             channel,
             bytes: vec![channel.channel() as u8],
         });
@@ -534,15 +532,20 @@ impl ServerSession {
 
     fn send<T: serde::Serialize>(&mut self, channel: SendChannel, msg: &T) {
         match encode_message(msg, channel.channel().max_message_len()) {
-            Ok(bytes) => self
-                .actions
-                .push_back(ServerAction::Send { channel, bytes }),
+            Ok(bytes) => self.push(ServerAction::Send { channel, bytes }),
             Err(e) => self.fail(&format!("cannot send on {channel:?}: {e}")),
         }
     }
 
+    /// Every action goes out through here: nothing follows the close.
+    fn push(&mut self, action: ServerAction) {
+        if self.phase != Phase::Closed {
+            self.actions.push_back(action);
+        }
+    }
+
     fn record(&mut self, record: Record) {
-        self.actions.push_back(ServerAction::Record(record));
+        self.push(ServerAction::Record(record));
     }
 
     fn fail(&mut self, reason: &str) {
