@@ -214,11 +214,19 @@ pub(crate) fn first_frame_bytes(stats: &ServerStats) -> u64 {
 
 /// `figures` with `more` added: one JSON line.
 pub(crate) fn json_line(
-    mut figures: serde_json::Map<String, serde_json::Value>,
+    figures: serde_json::Map<String, serde_json::Value>,
     more: serde_json::Value,
 ) -> String {
-    if let serde_json::Value::Object(more) = more {
-        figures.extend(more);
+    merged_line([serde_json::Value::Object(figures), more])
+}
+
+/// The fields of JSON objects as one JSON line; a later object's field wins.
+pub(crate) fn merged_line(objects: impl IntoIterator<Item = serde_json::Value>) -> String {
+    let mut line = serde_json::Map::new();
+    for object in objects {
+        if let serde_json::Value::Object(fields) = object {
+            line.extend(fields);
+        }
     }
-    serde_json::Value::Object(figures).to_string()
+    serde_json::Value::Object(line).to_string()
 }

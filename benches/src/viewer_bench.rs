@@ -31,7 +31,7 @@ use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
 
 use crate::frame_numbers::{self, FrameScores};
-use crate::rig::{json_line, Finished, Rig};
+use crate::rig::{merged_line, Finished, Rig};
 use crate::x11_bench::{clip_size, numbered_clip, player_command, process_cpu_s, Launched};
 
 /// Keys typed before the measured ones: the first key warms every path up.
@@ -403,10 +403,10 @@ fn echo(r: &ViewerRun) -> anyhow::Result<String> {
         "local_echo_missed": local_missed,
         "typing_s": typing_s,
     });
-    Ok(line(
+    Ok(merged_line([
         figures,
         common_figures(r, cpu_spent(before, after), &done),
-    ))
+    ]))
 }
 
 /// How often both screens are sampled for a new picture: well within a frame.
@@ -483,11 +483,11 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
         // Both streams, lossless and video, while sampled.
         "mbit_per_s": (sent_after - sent_before) as f64 * 8.0 / 1e6 / seconds,
     });
-    let figures = merge(figures, scores.figures());
-    Ok(line(
+    Ok(merged_line([
         figures,
+        scores.figures(),
         common_figures(r, cpu_spent(before, after), &done),
-    ))
+    ]))
 }
 
 /// Counts how often a sampled band of the screen changed.
@@ -506,21 +506,6 @@ impl Changes {
     }
 }
 
-fn merge(a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
-    let (serde_json::Value::Object(mut a), serde_json::Value::Object(b)) = (a, b) else {
-        unreachable!("json! of object literals")
-    };
-    a.extend(b);
-    serde_json::Value::Object(a)
-}
-
 fn cpu_spent(before: [f64; 3], after: [f64; 3]) -> [f64; 3] {
     [0, 1, 2].map(|i| after[i] - before[i])
-}
-
-fn line(figures: serde_json::Value, more: serde_json::Value) -> String {
-    let serde_json::Value::Object(figures) = figures else {
-        unreachable!("json! of an object literal")
-    };
-    json_line(figures, more)
 }

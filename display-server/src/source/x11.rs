@@ -1,7 +1,7 @@
 //! An X display as a desktop: damage from the DAMAGE extension (nothing is polled when
 //! nothing changes), pixels from Xvfb's mapped framebuffer or through MIT-SHM (GetImage
-//! when the X server cannot share memory with us, see `x11_capture`), keyboard and pointer through XTEST, the cursor from XFIXES, and
-//! screen size changes from RandR.
+//! when the X server cannot share memory with us, see `x11_capture`), keyboard and
+//! pointer through XTEST, the cursor from XFIXES, and screen size changes from RandR.
 
 use std::sync::Arc;
 use std::time::Duration;
