@@ -1,5 +1,5 @@
 //! `oriel-bench vmm`: the micro-VMM's costs with the tiny test guest — boot to first
-//! pixel, the framebuffer slot's dirty-log call, capture polls, resident memory per VM,
+//! pixel, the framebuffer slot's dirty-log call, a whole frame's copy, capture polls, resident memory per VM,
 //! idle CPU per VM, and a real `oriel-display-server` with one idle VM.
 
 use std::io::{BufRead, BufReader};
@@ -64,6 +64,18 @@ pub(crate) fn run(args: VmmArgs) -> anyhow::Result<String> {
         let t = Instant::now();
         fb.take_dirty_pages()?;
         dirty_log.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    // A whole frame out of the slot, row by row as a capture poll copies damage.
+    let format = fb.format();
+    let mut row = vec![0u32; format.width as usize];
+    let mut full_frame_read = Vec::new();
+    for _ in 0..500 {
+        let t = Instant::now();
+        for y in 0..format.height {
+            fb.read_row(y, 0, format.width, &mut row);
+        }
+        full_frame_read.push(t.elapsed().as_secs_f64() * 1e6);
+        std::hint::black_box(&row);
     }
     drop(fb);
     let mut source = KvmSource::new(vm, 30);
@@ -153,6 +165,7 @@ pub(crate) fn run(args: VmmArgs) -> anyhow::Result<String> {
         "dirty_log_us": p(&mut dirty_log, 0.5),
         "dirty_log_us_p99": p(&mut dirty_log, 0.99),
         "framebuffer_pages": (size.width as u64 * size.height as u64 * 4).div_ceil(4096),
+        "full_frame_read_us": p(&mut full_frame_read, 0.5),
         "capture_poll_idle_us": p(&mut poll_idle, 0.5),
         "capture_poll_key_glyph_us": p(&mut poll_glyph, 0.5),
         "vms": args.vms,
