@@ -59,6 +59,10 @@ struct Args {
     /// Desktop size.
     #[arg(long, default_value = "1920x1080")]
     size: String,
+    /// The x11 video-window clip's size, e.g. 1920x1080 for full-screen video
+    /// (default: two thirds of --size each way).
+    #[arg(long, value_name = "WxH")]
+    clip_size: Option<String>,
     /// Source frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
@@ -120,6 +124,20 @@ fn main() -> anyhow::Result<()> {
         bail!("--seconds and --fps must be positive");
     }
     if args.source == "x11" {
+        let clip = match &args.clip_size {
+            Some(text) => parse_size(text)?,
+            None => {
+                let (width, height) = x11_bench::clip_size(size);
+                oriel_protocol::Size { width, height }
+            }
+        };
+        if clip.width > size.width || clip.height > size.height {
+            bail!(
+                "--clip-size {}x{} is larger than the screen",
+                clip.width,
+                clip.height
+            );
+        }
         let workloads: Vec<&str> = if args.workload == "all" {
             x11_bench::WORKLOADS.to_vec()
         } else {
@@ -131,6 +149,7 @@ fn main() -> anyhow::Result<()> {
                 let line = viewer_bench::run(&viewer_bench::ViewerRun {
                     workload,
                     size,
+                    clip,
                     keys: args.keys,
                     seconds: args.seconds,
                     fps: args.fps,

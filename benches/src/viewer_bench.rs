@@ -32,7 +32,7 @@ use x11rb::rust_connection::RustConnection;
 
 use crate::frame_numbers::{self, FrameScores};
 use crate::rig::{merged_line, Finished, Rig};
-use crate::x11_bench::{clip_size, numbered_clip, player_command, process_cpu_s, Launched};
+use crate::x11_bench::{numbered_clip, player_command, process_cpu_s, Launched};
 
 /// Keys typed before the measured ones: the first key warms every path up.
 const WARM_UP: usize = 5;
@@ -53,6 +53,8 @@ pub(crate) struct ViewerRun<'a> {
     /// `echo` or `video-window`.
     pub workload: &'a str,
     pub size: Size,
+    /// The video-window clip's size (at the screen's top left).
+    pub clip: Size,
     pub keys: usize,
     pub seconds: u64,
     pub fps: u32,
@@ -414,7 +416,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(3);
 
 fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let desk_x = XServer::start_bare(r.size)?;
-    let clip = numbered_clip(r.size)?;
+    let clip = numbered_clip(r.clip)?;
     let _player = Launched::start(&player_command(&clip), desk_x.display())?;
     let desk = Watcher::connect(desk_x.display())?;
     desk.next_damage(Instant::now() + Duration::from_secs(20))?
@@ -423,9 +425,9 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
     // The first screen and the video's detection are behind us.
     std::thread::sleep(Duration::from_secs(3));
 
-    // A band across the picture (2/3 of the screen, top left): every frame of the
-    // clip changes it.
-    let band = Rect::new(0, r.size.height / 3, r.size.width * 2 / 3, 8);
+    // A band across the picture (at the screen's top left): every frame of the clip
+    // changes it.
+    let band = Rect::new(0, r.clip.height / 2, r.clip.width, 8);
     let stats = attached.rig.server.stats();
     let sent = || stats.display_bytes.load(Relaxed) + stats.video_bytes.load(Relaxed);
     let sent_before = sent();
@@ -440,8 +442,7 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let counts_before = counts();
     let before = attached.cpu(&desk_x);
     let (mut screen, mut shown) = (Changes::default(), Changes::default());
-    let (clip_w, clip_h) = clip_size(r.size);
-    let clip_rect = Rect::new(0, 0, clip_w, clip_h);
+    let clip_rect = Rect::new(0, 0, r.clip.width, r.clip.height);
     let mut scores = FrameScores::default();
     let (mut last_on_desk, mut last_shown) = (None, None);
     let started = Instant::now();

@@ -105,10 +105,11 @@ pub(crate) fn clip_size(size: Size) -> (u32, u32) {
     ((size.width * 2 / 3) & !1, (size.height * 2 / 3) & !1)
 }
 
-/// The clip `video-window` plays: the same zoom with film grain (hard for any codec)
-/// as an H.264 file, and its frame number drawn at its top left (see `frame_numbers`).
+/// The clip `video-window` plays at `size`: the same zoom with film grain (hard for
+/// any codec) as an H.264 file, and its frame number drawn at its top left (see
+/// `frame_numbers`).
 pub(crate) fn numbered_clip(size: Size) -> anyhow::Result<PathBuf> {
-    let (w, h) = clip_size(size);
+    let (w, h) = (size.width, size.height);
     generate_clip(
         &format!("mandelbrot-grain-numbered-{w}x{h}.mkv"),
         &format!(
