@@ -63,6 +63,9 @@ struct Args {
     /// (default: two thirds of --size each way).
     #[arg(long, value_name = "WxH")]
     clip_size: Option<String>,
+    /// The player of the x11 video-window workload.
+    #[arg(long, value_enum, default_value = "ffplay")]
+    player: x11_bench::Player,
     /// Source frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
@@ -150,6 +153,7 @@ fn main() -> anyhow::Result<()> {
                     workload,
                     size,
                     clip,
+                    player: args.player,
                     keys: args.keys,
                     seconds: args.seconds,
                     fps: args.fps,

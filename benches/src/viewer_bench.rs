@@ -32,7 +32,7 @@ use x11rb::rust_connection::RustConnection;
 
 use crate::frame_numbers::{self, FrameScores};
 use crate::rig::{merged_line, Finished, Rig};
-use crate::x11_bench::{numbered_clip, player_command, process_cpu_s, Launched};
+use crate::x11_bench::{numbered_clip, player_command, process_cpu_s, Launched, Player};
 
 /// Keys typed before the measured ones: the first key warms every path up.
 const WARM_UP: usize = 5;
@@ -55,6 +55,7 @@ pub(crate) struct ViewerRun<'a> {
     pub size: Size,
     /// The video-window clip's size (at the screen's top left).
     pub clip: Size,
+    pub player: Player,
     pub keys: usize,
     pub seconds: u64,
     pub fps: u32,
@@ -417,7 +418,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(3);
 fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let desk_x = XServer::start_bare(r.size)?;
     let clip = numbered_clip(r.clip)?;
-    let _player = Launched::start(&player_command(&clip), desk_x.display())?;
+    let _player = Launched::start(&player_command(r.player, &clip), desk_x.display())?;
     let desk = Watcher::connect(desk_x.display())?;
     desk.next_damage(Instant::now() + Duration::from_secs(20))?
         .context("the player never appeared")?;

@@ -72,7 +72,7 @@ pub(crate) fn script(workload: &str, size: Size) -> anyhow::Result<String> {
                  xdotool windowmove \"$w\" \"$x\" $((x / 4)); sleep 0.033; done; done"
             )
         }
-        "video" => player_command(&video_clip(size)?),
+        "video" => player_command(Player::Ffplay, &video_clip(size)?),
         other => bail!(
             "no scripted x11 workload '{other}' (have {}); or give --launch CMD",
             WORKLOADS.join(", ")
@@ -92,12 +92,26 @@ pub(crate) fn video_clip(size: Size) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// Plays `clip` in a loop, borderless at the screen's top left, without sound.
-pub(crate) fn player_command(clip: &Path) -> String {
-    format!(
-        "exec ffplay -loglevel error -an -noborder -left 0 -top 0 -loop 0 '{}'",
-        clip.display()
-    )
+/// Plays `clip` in a loop, borderless at the screen's top left, without sound, with
+/// `player`: ffplay (SDL) or mpv (its X11 output, as the issue's SPICE comparison did).
+pub(crate) fn player_command(player: Player, clip: &Path) -> String {
+    let clip = clip.display();
+    match player {
+        Player::Ffplay => {
+            format!("exec ffplay -loglevel error -an -noborder -left 0 -top 0 -loop 0 '{clip}'")
+        }
+        Player::Mpv => format!(
+            "exec mpv --really-quiet --no-config --no-audio --vo=x11 --hwdec=no --no-border \
+             --geometry=+0+0 --no-osc --loop-file=inf '{clip}'"
+        ),
+    }
+}
+
+/// The video player the video workloads run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Player {
+    Ffplay,
+    Mpv,
 }
 
 /// The clip's size on a `size` screen: two thirds of it each way.
