@@ -1,6 +1,6 @@
 //! Congestion control that tells a full queue from random loss.
 //!
-//! Cubic (quinn's default) halves its window (to 0.7) on every loss. On a path that drops
+//! Cubic (quinn's default) cuts its window to 0.7 on every loss. On a path that drops
 //! a steady 1 % of packets for reasons other than congestion — Wi-Fi, a lossy radio
 //! link, a policer's occasional drop — that bounds a 40 ms path to about 3 Mbit/s
 //! whatever its capacity, and a remote desktop's pictures queue behind the window.
