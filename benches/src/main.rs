@@ -129,10 +129,7 @@ fn main() -> anyhow::Result<()> {
     if args.source == "x11" {
         let clip = match &args.clip_size {
             Some(text) => parse_size(text)?,
-            None => {
-                let (width, height) = x11_bench::clip_size(size);
-                oriel_protocol::Size { width, height }
-            }
+            None => x11_bench::clip_size(size),
         };
         if clip.width > size.width || clip.height > size.height {
             bail!(

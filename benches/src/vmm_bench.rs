@@ -1,6 +1,7 @@
 //! `oriel-bench vmm`: the micro-VMM's costs with the tiny test guest — boot to first
-//! pixel, the framebuffer slot's dirty-log call, a whole frame's copy, capture polls, resident memory per VM,
-//! idle CPU per VM, and a real `oriel-display-server` with one idle VM.
+//! pixel, the framebuffer slot's dirty-log call, a whole frame's copy, capture polls,
+//! resident memory per VM, idle CPU per VM, and a real `oriel-display-server` with one
+//! idle VM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

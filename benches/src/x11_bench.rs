@@ -84,7 +84,10 @@ pub(crate) fn script(workload: &str, size: Size) -> anyhow::Result<String> {
 /// `target/oriel-bench/`: a Mandelbrot zoom, where every pixel changes every frame with
 /// smooth gradients and fine detail, like camera footage.
 pub(crate) fn video_clip(size: Size) -> anyhow::Result<PathBuf> {
-    let (w, h) = clip_size(size);
+    let Size {
+        width: w,
+        height: h,
+    } = clip_size(size);
     generate_clip(
         &format!("mandelbrot-{w}x{h}.mkv"),
         &format!("mandelbrot=size={w}x{h}:rate=30"),
@@ -107,7 +110,8 @@ pub(crate) fn player_command(player: Player, clip: &Path) -> String {
     }
 }
 
-/// The video player the video workloads run.
+/// The player of the video-window workload (the scripted `video` workload plays with
+/// ffplay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Player {
     Ffplay,
@@ -115,8 +119,11 @@ pub(crate) enum Player {
 }
 
 /// The clip's size on a `size` screen: two thirds of it each way.
-pub(crate) fn clip_size(size: Size) -> (u32, u32) {
-    ((size.width * 2 / 3) & !1, (size.height * 2 / 3) & !1)
+pub(crate) fn clip_size(size: Size) -> Size {
+    Size {
+        width: (size.width * 2 / 3) & !1,
+        height: (size.height * 2 / 3) & !1,
+    }
 }
 
 /// The clip `video-window` plays at `size`: the same zoom with film grain (hard for

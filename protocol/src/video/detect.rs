@@ -2,8 +2,9 @@
 //! (≥ 96x96 px, ≥ 20 updates with ≤ 200 ms gaps, ends after 1 s without updates; we need
 //! only 12 updates, because of the following filter, and every lossless 1080p frame of
 //! video before detection costs megabytes), with one addition: a tile counts only when
-//! the lossless encoder found it mostly changed in a way only raw pixels express. Scrolls and drags are moves (copy-rect), typing changes
-//! a few cells, UI repaints are fills, palettes or cache hits: none of them is video.
+//! the lossless encoder found it mostly changed in a way only raw pixels express.
+//! Scrolls and drags are moves (copy-rect), typing changes a few cells, UI repaints are
+//! fills, palettes or cache hits: none of them is video.
 //!
 //! Damage counts come from the source at capture rate (every poll), so detection does
 //! not slow down when a slow link makes the session send fewer frames.
