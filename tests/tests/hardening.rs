@@ -3,7 +3,6 @@
 //! defects of sessions and assignments are in `hardening_sessions.rs`.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use oriel_broker::api::ratelimit::MAX_PER_ADDR;
 use oriel_broker::store::{Assignment, DesktopState, HostState, Role};
@@ -502,84 +501,4 @@ async fn desktops_a_restarted_host_lost_are_replaced() {
         .as_deref()
         .is_some_and(|f| f.contains("no longer has it"))));
     h.shutdown().await;
-}
-
-/// A broker alone, its API on plain HTTP (loopback), to talk to with raw TCP.
-async fn plain_http_broker(name: &str) -> oriel_broker::Broker {
-    let dir = oriel_e2e::temp_dir(name);
-    oriel_broker::Broker::start(oriel_broker::BrokerConfig {
-        data_dir: dir.join("broker"),
-        api_listen: "127.0.0.1:0".parse().unwrap(),
-        host_listen: "127.0.0.1:0".parse().unwrap(),
-        database: None,
-        insecure_http: true,
-        restart_grace: Duration::ZERO,
-    })
-    .await
-    .unwrap()
-}
-
-/// Found in review: a client that connects and sends nothing does not hold a
-/// connection of the API for ever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_api_connection_is_closed() {
-    use tokio::io::AsyncReadExt;
-    let broker = plain_http_broker("idle-api").await;
-    let mut idle = tokio::net::TcpStream::connect(broker.api_addr)
-        .await
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let closed = tokio::time::timeout(Duration::from_secs(60), idle.read(&mut buf))
-        .await
-        .expect("the broker closes an idle connection");
-    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
-    broker.shutdown().await;
-}
-
-/// Found by schemathesis in CI: hyper's header timeout also bounds the wait for the
-/// next request on a kept-alive connection, and at 10 s it tore down a connection a
-/// client reused after a pause (a POST, which clients do not resend). A pause well
-/// past that now leaves the connection serving.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kept_alive_api_connection_survives_a_pause() {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let broker = plain_http_broker("keep-alive-api").await;
-    let stream = tokio::net::TcpStream::connect(broker.api_addr)
-        .await
-        .unwrap();
-    let mut conn = tokio::io::BufReader::new(stream);
-    let body = br#"{"pool":"office"}"#;
-    for pause in [Duration::ZERO, Duration::from_secs(15)] {
-        tokio::time::sleep(pause).await;
-        // In one write: a body still on its way when the 401 goes out would have hyper
-        // close the connection rather than wait for it.
-        let mut request = format!(
-            "POST /api/v1/connect HTTP/1.1\r\nHost: broker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(body);
-        conn.get_mut().write_all(&request).await.unwrap();
-        // The status line, the headers, then exactly the body they announce.
-        let mut status = String::new();
-        conn.read_line(&mut status).await.unwrap();
-        assert!(
-            status.starts_with("HTTP/1.1 401"),
-            "after a pause of {pause:?}: {status:?}"
-        );
-        let mut length = 0usize;
-        loop {
-            let mut line = String::new();
-            conn.read_line(&mut line).await.unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().unwrap();
-            }
-        }
-        let mut answer = vec![0u8; length];
-        conn.read_exact(&mut answer).await.unwrap();
-    }
-    broker.shutdown().await;
 }

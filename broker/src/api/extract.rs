@@ -1,8 +1,9 @@
 //! Extractors of the API whose refusals are JSON errors like every other answer:
 //! axum's own answer a malformed body, path or query in plain text.
 //!
-//! - [`Body`]: a JSON body; 400 (not JSON), 415 (not `application/json`), 413 (too
-//!   large), 422 (JSON, but not what the operation takes).
+//! - [`Body`]: a JSON body; 400 (not JSON), 415 (not `application/json`), 422 (JSON,
+//!   but not what the operation takes). A body too large never gets here: 413 comes
+//!   from [`super::body`], which reads every body first.
 //! - [`Param`]: path parameters; [`Params`]: query parameters; 400 when they do not parse.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};

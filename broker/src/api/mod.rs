@@ -2,6 +2,7 @@
 
 mod admin;
 mod auth;
+mod body;
 mod error;
 mod extract;
 mod idle;
@@ -11,7 +12,6 @@ mod user;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -23,9 +23,6 @@ pub use idle::IdleAcceptor;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
-
-/// Requests larger than this are refused with 413.
-const MAX_BODY: usize = 64 * 1024;
 
 /// Everything a handler needs.
 pub struct AppState {
@@ -135,7 +132,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(body::read_whole))
         .with_state(state)
 }
 
