@@ -186,7 +186,12 @@ impl Harness {
 
     /// An administrator, logged in.
     pub async fn admin(&self, name: &str) -> Login {
-        self.account(name, Role::Admin).await;
+        self.staff(name, Role::Admin).await
+    }
+
+    /// An account with `role`, logged in.
+    pub async fn staff(&self, name: &str, role: Role) -> Login {
+        self.account(name, role).await;
         self.login_of(name).await
     }
 

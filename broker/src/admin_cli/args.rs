@@ -70,15 +70,33 @@ pub(super) enum AdminCommand {
     },
 }
 
+/// The roles a user can have, as the API spells them.
+fn roles() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        oriel_broker::store::Role::ALL.iter().map(|r| r.as_str()),
+    )
+}
+
 #[derive(Debug, Subcommand)]
 pub(super) enum UserCommand {
     /// Add a user; the password comes from ORIEL_NEW_PASSWORD, else the first line of
     /// stdin.
     Add {
         name: String,
-        /// Make the user an administrator.
-        #[arg(long)]
+        /// The account's role: user (desktops only), admin (everything), operator
+        /// (hosts, desktops, sessions), helpdesk (see all; log off, reset, consoles),
+        /// auditor (see all, change nothing).
+        #[arg(long, default_value = "user", value_parser = roles())]
+        role: String,
+        /// The same as --role admin.
+        #[arg(long, conflicts_with = "role")]
         admin: bool,
+    },
+    /// Give a user another role (see `user add --help`); their logins end.
+    Role {
+        name: String,
+        #[arg(value_parser = roles())]
+        role: String,
     },
     /// List the users.
     List,

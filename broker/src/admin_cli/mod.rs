@@ -154,11 +154,19 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
 async fn user(api: &ApiClient, command: UserCommand) -> anyhow::Result<Value> {
     Ok(match command {
         UserCommand::List => api.get("/admin/users").await?,
-        UserCommand::Add { name, admin } => {
+        UserCommand::Add { name, role, admin } => {
+            let role = if admin { "admin".to_string() } else { role };
             let password = password_from_env_or_stdin("ORIEL_NEW_PASSWORD")?;
             api.post(
                 "/admin/users",
-                &json!({"name": name, "password": password, "admin": admin}),
+                &json!({"name": name, "password": password, "role": role}),
+            )
+            .await?
+        }
+        UserCommand::Role { name, role } => {
+            api.post(
+                &format!("/admin/users/{}/role", seg(&name)),
+                &json!({"role": role}),
             )
             .await?
         }
@@ -319,8 +327,18 @@ mod tests {
         let ok = |args: &[&str]| admin(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         assert!(matches!(
             ok(&["user", "add", "alice", "--admin"]).command,
-            AdminCommand::User(UserCommand::Add { name, admin: true }) if name == "alice"
+            AdminCommand::User(UserCommand::Add { name, admin: true, .. }) if name == "alice"
         ));
+        assert!(matches!(
+            ok(&["user", "add", "olga", "--role", "operator"]).command,
+            AdminCommand::User(UserCommand::Add { role, admin: false, .. }) if role == "operator"
+        ));
+        assert!(matches!(
+            ok(&["user", "role", "olga", "auditor"]).command,
+            AdminCommand::User(UserCommand::Role { name, role }) if name == "olga" && role == "auditor"
+        ));
+        assert!(admin(&["user", "role", "olga", "root"]).is_err());
+        assert!(admin(&["user", "add", "x", "--admin", "--role", "auditor"]).is_err());
         assert!(matches!(
             ok(&["--data-dir", "/d", "user", "list"]).command,
             AdminCommand::User(UserCommand::List)

@@ -97,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(user::logoff))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::set_user_enabled))
+        .routes(routes!(admin::set_user_role))
         .routes(routes!(admin::list_groups, admin::create_group))
         .routes(routes!(admin::add_group_member))
         .routes(routes!(admin::list_pools, admin::create_pool))

@@ -35,8 +35,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub use desktops::HELD;
 pub use error::{Result, StoreError};
 pub use model::{
-    Assignment, AuditEntry, Desktop, DesktopState, Entitlement, Group, Host, HostState, Pool, Role,
-    Session, SessionState, User,
+    Assignment, AuditEntry, Desktop, DesktopState, Entitlement, Group, Host, HostState, Permission,
+    Pool, Role, Session, SessionState, User,
 };
 pub use pools::{NewPool, PoolUpdate, MAX_POOL_SIZE, MAX_TIMEOUT_S};
 

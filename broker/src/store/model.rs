@@ -58,9 +58,54 @@ macro_rules! string_enum {
 }
 
 string_enum!(
-    /// A user's role.
-    Role { User => "user", Admin => "admin" }
+    /// A user's role: desktop users, and the staff who run the broker (see
+    /// [`Role::may`]).
+    Role {
+        /// Uses desktops; no administration.
+        User => "user",
+        /// Everything.
+        Admin => "admin",
+        /// Acts on hosts, desktops and sessions; not on users, roles, pools or
+        /// entitlements.
+        Operator => "operator",
+        /// Sees everything; logs users off, resets their desktops, reads consoles.
+        Helpdesk => "helpdesk",
+        /// Sees everything; changes nothing.
+        Auditor => "auditor",
+    }
 );
+
+/// What a staff action needs. Each administrative operation names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    /// List and read anything: hosts, pools, desktops, sessions, users, the audit log.
+    See,
+    /// A user's desktop: log off, reset, read its console.
+    Support,
+    /// Hosts and desktops: drain, undrain, delete.
+    Operate,
+    /// Users, groups, roles, pools and entitlements.
+    Manage,
+}
+
+impl Role {
+    /// Whether this role may do what `need` covers.
+    pub fn may(self, need: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Operator => matches!(need, See | Support | Operate),
+            Role::Helpdesk => matches!(need, See | Support),
+            Role::Auditor => need == See,
+            Role::User => false,
+        }
+    }
+
+    /// Whether this role administers anything (may at least see).
+    pub fn is_staff(self) -> bool {
+        self.may(Permission::See)
+    }
+}
 
 string_enum!(
     /// How a pool hands out desktops.

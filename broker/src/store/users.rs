@@ -7,7 +7,9 @@ use sqlx::Row;
 
 use super::model::{user_cols, user_from_row};
 use super::names::{self, Name};
-use super::{map_constraint, new_id, now_ms, Group, Result, Role, Store, StoreError, User};
+use super::{
+    map_constraint, new_id, now_ms, Group, Result, Role, Store, StoreError, User, WriteTx,
+};
 
 /// The name already taken by `key` in `table`, if any: a clearer refusal of a
 /// look-alike than the unique index gives.
@@ -156,23 +158,7 @@ impl Store {
         let mut w = self.write().await?;
         let id = user_id_by_name(w.conn(), name).await?;
         if !enabled {
-            // Lock the admins' rows (PostgreSQL) so two admins cannot disable each other
-            // at once; SQLite's write lock already serializes this.
-            let sql = format!(
-                "SELECT id FROM users WHERE role = 'admin' AND enabled{}",
-                self.for_update()
-            );
-            let admins: Vec<String> = sqlx::query(&sql)
-                .fetch_all(w.conn())
-                .await?
-                .iter()
-                .map(|row| row.try_get("id"))
-                .collect::<std::result::Result<_, _>>()?;
-            if admins.len() == 1 && admins[0] == id {
-                return Err(StoreError::Conflict(
-                    "this is the last enabled administrator; enable or create another first".into(),
-                ));
-            }
+            self.refuse_last_admin(&mut w, &id, "disabled").await?;
         }
         sqlx::query("UPDATE users SET enabled = $1 WHERE id = $2")
             .bind(enabled)
@@ -186,6 +172,60 @@ impl Store {
                 .await?;
         }
         w.commit().await
+    }
+
+    /// Gives a user another role; the user's tokens go (a token must not outlive the
+    /// rights it was issued with). The last enabled administrator keeps the role.
+    pub async fn set_user_role(&self, name: &str, role: Role) -> Result<User> {
+        let mut w = self.write().await?;
+        let id = user_id_by_name(w.conn(), name).await?;
+        if role != Role::Admin {
+            self.refuse_last_admin(&mut w, &id, "given another role")
+                .await?;
+        }
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(&id)
+            .execute(w.conn())
+            .await?;
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+            .bind(&id)
+            .execute(w.conn())
+            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(&id)
+        .fetch_one(w.conn())
+        .await?;
+        let user = user_from_row(&row)?;
+        w.commit().await?;
+        Ok(user)
+    }
+
+    /// Refuses to let user `id` stop being an enabled administrator when it is the last
+    /// one: no one could administer the broker any more.
+    async fn refuse_last_admin(&self, w: &mut WriteTx, id: &str, what: &str) -> Result<()> {
+        // Lock the admins' rows (PostgreSQL) so two admins cannot demote each other at
+        // once; SQLite's write lock already serializes this.
+        let sql = format!(
+            "SELECT id FROM users WHERE role = 'admin' AND enabled{}",
+            self.for_update()
+        );
+        let admins: Vec<String> = sqlx::query(&sql)
+            .fetch_all(w.conn())
+            .await?
+            .iter()
+            .map(|row| row.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        if admins.len() == 1 && admins[0] == id {
+            return Err(StoreError::Conflict(format!(
+                "this is the last enabled administrator and cannot be {what}; enable or create another first"
+            )));
+        }
+        Ok(())
     }
 
     /// Creates an empty group.

@@ -1,4 +1,5 @@
-//! Admin endpoints. Every change is audited with the admin's name.
+//! Administrative endpoints, each needing a permission its role must grant
+//! ([`crate::api::auth::Staff`]). Every change is audited with the actor's name.
 
 mod ops;
 mod pools;

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{audit, Res};
-use crate::api::auth::AdminUser;
+use crate::api::auth::need::{Operate, See, Support};
+use crate::api::auth::Staff;
 use crate::api::extract::{Body, Param, Params};
 use crate::api::{ApiErr, AppState};
 use crate::store::{Assignment, AuditEntry, Desktop, DesktopState, Host, HostState, Session, User};
@@ -19,7 +20,10 @@ use crate::store::{Assignment, AuditEntry, Desktop, DesktopState, Host, HostStat
 /// List hosts.
 #[utoipa::path(get, path = "/admin/hosts", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every host, by name", body = Vec<Host>)))]
-pub(crate) async fn list_hosts(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Host>> {
+pub(crate) async fn list_hosts(
+    State(state): State<Arc<AppState>>,
+    _: Staff<See>,
+) -> Res<Vec<Host>> {
     Ok(Json(state.store.list_hosts().await?))
 }
 
@@ -49,7 +53,7 @@ pub(crate) struct HostStateRequest {
     ))]
 pub(crate) async fn set_host_state(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Operate>,
     Param(id): Param<String>,
     Body(req): Body<HostStateRequest>,
 ) -> Result<StatusCode, ApiErr> {
@@ -79,7 +83,7 @@ pub(crate) struct DesktopFilter {
     ))]
 pub(crate) async fn list_desktops(
     State(state): State<Arc<AppState>>,
-    _: AdminUser,
+    _: Staff<See>,
     Params(filter): Params<DesktopFilter>,
 ) -> Res<Vec<Desktop>> {
     let pool_id = match filter.pool {
@@ -107,7 +111,7 @@ pub(crate) async fn list_desktops(
     ))]
 pub(crate) async fn reset_desktop(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Support>,
     Param(id): Param<String>,
 ) -> Result<StatusCode, ApiErr> {
     end_and_move(&state, &admin, &id, DesktopState::Resetting, "reset").await
@@ -124,7 +128,7 @@ pub(crate) async fn reset_desktop(
     ))]
 pub(crate) async fn delete_desktop(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Operate>,
     Param(id): Param<String>,
 ) -> Result<StatusCode, ApiErr> {
     end_and_move(&state, &admin, &id, DesktopState::Deleting, "deleted").await
@@ -214,7 +218,7 @@ pub(crate) struct ConsoleLog {
     ))]
 pub(crate) async fn desktop_console(
     State(state): State<Arc<AppState>>,
-    _: AdminUser,
+    _: Staff<Support>,
     Param(id): Param<String>,
     Params(query): Params<ConsoleQuery>,
 ) -> Res<ConsoleLog> {
@@ -278,7 +282,7 @@ pub(crate) struct SessionFilter {
     responses((status = 200, description = "Sessions, newest first", body = Vec<Session>)))]
 pub(crate) async fn list_sessions(
     State(state): State<Arc<AppState>>,
-    _: AdminUser,
+    _: Staff<See>,
     Params(filter): Params<SessionFilter>,
 ) -> Res<Vec<Session>> {
     Ok(Json(state.store.list_sessions(!filter.all).await?))
@@ -295,7 +299,7 @@ pub(crate) async fn list_sessions(
     ))]
 pub(crate) async fn force_logoff(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Support>,
     Param(id): Param<String>,
 ) -> Result<StatusCode, ApiErr> {
     let session = state
@@ -336,7 +340,7 @@ pub(crate) struct AuditQuery {
     responses((status = 200, description = "Entries, newest first", body = Vec<AuditEntry>)))]
 pub(crate) async fn list_audit(
     State(state): State<Arc<AppState>>,
-    _: AdminUser,
+    _: Staff<See>,
     Params(q): Params<AuditQuery>,
 ) -> Res<Vec<AuditEntry>> {
     let limit = q.limit.unwrap_or(100);

@@ -13,7 +13,8 @@ use utoipa::openapi::{Ref, Schema};
 use utoipa::ToSchema;
 
 use super::{audit, Res};
-use crate::api::auth::AdminUser;
+use crate::api::auth::need::{Manage, See};
+use crate::api::auth::Staff;
 use crate::api::extract::{Body, Param};
 use crate::api::{ApiErr, AppState};
 use crate::store::{Assignment, Entitlement, NewPool, Pool, PoolUpdate, StoreError};
@@ -101,7 +102,7 @@ fn params_text(v: Option<&serde_json::Value>) -> String {
     ))]
 pub(crate) async fn create_pool(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Manage>,
     Body(req): Body<PoolRequest>,
 ) -> Res<Pool> {
     // The store checks kind, parameters and sizes, for creation and changes alike.
@@ -125,7 +126,10 @@ pub(crate) async fn create_pool(
 /// List pools.
 #[utoipa::path(get, path = "/admin/pools", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every pool, by name", body = Vec<Pool>)))]
-pub(crate) async fn list_pools(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<Pool>> {
+pub(crate) async fn list_pools(
+    State(state): State<Arc<AppState>>,
+    _: Staff<See>,
+) -> Res<Vec<Pool>> {
     Ok(Json(state.store.list_pools().await?))
 }
 
@@ -161,7 +165,7 @@ pub(crate) struct PoolChange {
     ))]
 pub(crate) async fn update_pool(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Manage>,
     Param(name): Param<String>,
     Body(req): Body<PoolChange>,
 ) -> Res<Pool> {
@@ -219,7 +223,7 @@ pub(crate) enum EntitleRequest {
     ))]
 pub(crate) async fn entitle(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Manage>,
     Body(req): Body<EntitleRequest>,
 ) -> Result<StatusCode, ApiErr> {
     // What the body refers to that does not exist is a conflict with the estate, not a
@@ -255,7 +259,7 @@ pub(crate) async fn entitle(
     responses((status = 200, description = "Every entitlement", body = Vec<Entitlement>)))]
 pub(crate) async fn list_entitlements(
     State(state): State<Arc<AppState>>,
-    _: AdminUser,
+    _: Staff<See>,
 ) -> Res<Vec<Entitlement>> {
     Ok(Json(state.store.list_entitlements().await?))
 }

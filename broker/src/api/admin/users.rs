@@ -10,7 +10,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{audit, Res};
-use crate::api::auth::AdminUser;
+use crate::api::auth::need::{Manage, See};
+use crate::api::auth::Staff;
 use crate::api::extract::{Body, Param};
 use crate::api::{ApiErr, AppState};
 use crate::store::{Group, Role, User, HELD};
@@ -23,7 +24,10 @@ pub(crate) struct NewUser {
     name: String,
     #[schema(min_length = 8, max_length = 1024)]
     password: String,
-    /// An administrator (default: a user).
+    /// The new account's role (default: `user`).
+    #[serde(default)]
+    role: Option<Role>,
+    /// The same as `"role": "admin"` (older clients send it).
     #[serde(default)]
     admin: bool,
 }
@@ -34,14 +38,26 @@ pub(crate) struct NewUser {
     responses(
         (status = 200, description = "Created", body = User),
         (status = 409, description = "The name, or one that looks like it, is taken", body = ApiError),
+        (status = 422, description = "`admin` with another `role`", body = ApiError),
         (status = 503, description = "Busy hashing other passwords", body = ApiError,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 pub(crate) async fn create_user(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Manage>,
     Body(req): Body<NewUser>,
 ) -> Res<User> {
+    let role = match (req.role, req.admin) {
+        (None, false) => Role::User,
+        (None | Some(Role::Admin), true) => Role::Admin,
+        (Some(role), false) => role,
+        (Some(role), true) => {
+            return Err(ApiErr::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("\"admin\": true contradicts \"role\": \"{role}\""),
+            ))
+        }
+    };
     // Counted in characters, as the schema's lengths are.
     if !(8..=1024).contains(&req.password.chars().count()) {
         return Err(ApiErr::bad_request("passwords need 8 to 1024 characters"));
@@ -58,7 +74,6 @@ pub(crate) async fn create_user(
             )
         })?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let role = if req.admin { Role::Admin } else { Role::User };
     let user = state.store.create_user(&req.name, &hash, role).await?;
     audit(&state, &admin, format!("created {role} {}", user.name)).await?;
     Ok(Json(user))
@@ -67,7 +82,10 @@ pub(crate) async fn create_user(
 /// List users.
 #[utoipa::path(get, path = "/admin/users", tag = "admin", security(("bearer" = [])),
     responses((status = 200, description = "Every user, by name", body = Vec<User>)))]
-pub(crate) async fn list_users(State(state): State<Arc<AppState>>, _: AdminUser) -> Res<Vec<User>> {
+pub(crate) async fn list_users(
+    State(state): State<Arc<AppState>>,
+    _: Staff<See>,
+) -> Res<Vec<User>> {
     Ok(Json(state.store.list_users().await?))
 }
 
@@ -88,7 +106,7 @@ pub(crate) struct Enabled {
     ))]
 pub(crate) async fn set_user_enabled(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Manage>,
     Param(name): Param<String>,
     Body(req): Body<Enabled>,
 ) -> Result<StatusCode, ApiErr> {
@@ -119,6 +137,33 @@ pub(crate) async fn set_user_enabled(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct NewRole {
+    role: Role,
+}
+
+/// Give a user another role (their logins end: tokens do not outlive the rights they
+/// were issued with).
+#[utoipa::path(post, path = "/admin/users/{name}/role", tag = "admin",
+    security(("bearer" = [])), request_body = NewRole,
+    params(("name" = String, Path, description = "The user's name")),
+    responses(
+        (status = 200, description = "The user with the new role", body = User),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 409, description = "The last enabled administrator keeps the role", body = ApiError),
+    ))]
+pub(crate) async fn set_user_role(
+    State(state): State<Arc<AppState>>,
+    Staff(admin, _): Staff<Manage>,
+    Param(name): Param<String>,
+    Body(req): Body<NewRole>,
+) -> Res<User> {
+    let user = state.store.set_user_role(&name, req.role).await?;
+    audit(&state, &admin, format!("user {name} role={}", req.role)).await?;
+    Ok(Json(user))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewGroup {
     #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")]
     name: String,
@@ -133,7 +178,7 @@ pub(crate) struct NewGroup {
     ))]
 pub(crate) async fn create_group(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Manage>,
     Body(req): Body<NewGroup>,
 ) -> Res<Group> {
     let group = state.store.create_group(&req.name).await?;
@@ -146,7 +191,7 @@ pub(crate) async fn create_group(
     responses((status = 200, description = "Every group, by name", body = Vec<Group>)))]
 pub(crate) async fn list_groups(
     State(state): State<Arc<AppState>>,
-    _: AdminUser,
+    _: Staff<See>,
 ) -> Res<Vec<Group>> {
     Ok(Json(state.store.list_groups().await?))
 }
@@ -170,7 +215,7 @@ pub(crate) struct Member {
     ))]
 pub(crate) async fn add_group_member(
     State(state): State<Arc<AppState>>,
-    AdminUser(admin): AdminUser,
+    Staff(admin, _): Staff<Manage>,
     Param(group): Param<String>,
     Body(req): Body<Member>,
 ) -> Result<StatusCode, ApiErr> {
