@@ -1,6 +1,7 @@
 pub mod api;
 pub mod audit;
 pub mod config;
+pub mod console;
 pub mod events;
 pub mod hostlink;
 pub mod keys;

@@ -151,6 +151,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 pub mod broker;
+pub mod browser;
 pub mod kvm;
 pub mod xvfb;
 

@@ -21,6 +21,10 @@ use utoipa_axum::routes;
 pub use error::ApiErr;
 pub use idle::IdleAcceptor;
 
+pub(crate) use admin::{drain_host, log_off_session};
+pub(crate) use auth::staff_for_token_hash;
+pub(crate) use user::sign_in;
+
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -42,6 +46,8 @@ pub struct AppState {
     pub hasher: crate::password::Hasher,
     /// SHA-256 of this run's local administrator token (see [`crate::local_admin`]).
     pub local_admin: String,
+    /// What open consoles show, kept current while any is open.
+    pub live: crate::console::Live,
 }
 
 impl AppState {
@@ -70,6 +76,7 @@ impl AppState {
             token_ttl: std::time::Duration::from_secs(8 * 3600),
             hasher,
             local_admin,
+            live: crate::console::Live::default(),
         })
     }
 
@@ -131,6 +138,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         });
     Router::new()
         .nest("/api/v1", api)
+        .merge(crate::console::router())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(body::read_whole))

@@ -38,18 +38,41 @@ pub(super) async fn login(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Body(req): Body<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiErr> {
+    let signed_in = sign_in(&state, addr.ip(), &req.user, req.password).await?;
+    Ok(Json(LoginResponse {
+        token: signed_in.token,
+        expires_unix: (signed_in.expires_ms / 1000) as u64,
+        user: signed_in.user.name,
+        role: signed_in.user.role.to_string(),
+    }))
+}
+
+/// A successful sign-in: a new token (its hash is stored) for `user`.
+pub(crate) struct SignedIn {
+    pub token: String,
+    pub expires_ms: i64,
+    pub user: crate::store::User,
+}
+
+/// Checks a name and password from `ip` under the login rate limits and audit, and
+/// issues a token: the API's login and the console's sign-in both come here.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    name: &str,
+    password: String,
+) -> Result<SignedIn, ApiErr> {
     let started = std::time::Instant::now();
     // Counted in characters, as the schema's lengths are.
-    if req.user.chars().count() > MAX_LOGIN_NAME || req.password.chars().count() > MAX_PASSWORD {
+    if name.chars().count() > MAX_LOGIN_NAME || password.chars().count() > MAX_PASSWORD {
         return Err(ApiErr::bad_request(format!(
             "user names are at most {MAX_LOGIN_NAME} characters and passwords {MAX_PASSWORD}"
         )));
     }
-    let ip = addr.ip();
     // Rate limits count by client (an IPv6 /64); the audit names the address.
     let source = super::ratelimit::client_of(ip).to_string();
     let address = ip.to_string();
-    let key = names::key(&req.user);
+    let key = names::key(name);
     // Counted before anything is hashed: a burst meets the limit all the same.
     let attempt = match state.logins.begin(&key, ip) {
         Ok(attempt) => attempt,
@@ -57,13 +80,7 @@ pub(super) async fn login(
             state.metrics.login_refused(true);
             state
                 .audit
-                .record(
-                    &state.store,
-                    &source,
-                    &req.user,
-                    "login_throttled",
-                    &address,
-                )
+                .record(&state.store, &source, name, "login_throttled", &address)
                 .await?;
             return Err(ApiErr::retry(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -72,9 +89,9 @@ pub(super) async fn login(
             ));
         }
     };
-    let user = state.store.user_by_name(&req.user).await?;
+    let user = state.store.user_by_name(name).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = match state.hasher.verify(req.password, hash).await {
+    let ok = match state.hasher.verify(password, hash).await {
         Ok(ok) => ok,
         Err(busy) => {
             attempt.not_checked();
@@ -91,7 +108,7 @@ pub(super) async fn login(
         _ => {
             state
                 .audit
-                .record(&state.store, &source, &req.user, "login_failed", &address)
+                .record(&state.store, &source, name, "login_failed", &address)
                 .await?;
             return Err(ApiErr::new(
                 StatusCode::UNAUTHORIZED,
@@ -109,12 +126,11 @@ pub(super) async fn login(
         .await?;
     state.store.audit(&user.name, "login_ok", &address).await?;
     state.metrics.observe_login(started.elapsed());
-    Ok(Json(LoginResponse {
+    Ok(SignedIn {
         token,
-        expires_unix: (expires_ms / 1000) as u64,
-        user: user.name,
-        role: user.role.to_string(),
-    }))
+        expires_ms,
+        user,
+    })
 }
 
 /// The pools I am entitled to.

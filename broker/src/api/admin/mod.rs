@@ -5,9 +5,9 @@ mod ops;
 mod pools;
 mod users;
 
-pub(super) use ops::*;
-pub(super) use pools::*;
-pub(super) use users::*;
+pub(crate) use ops::*;
+pub(crate) use pools::*;
+pub(crate) use users::*;
 
 use axum::Json;
 

@@ -61,9 +61,20 @@ pub(crate) async fn set_host_state(
         DrainState::Up => HostState::Up,
         DrainState::Maintenance => HostState::Maintenance,
     };
-    state.store.set_host_state(&id, to).await?;
-    audit(&state, &admin, format!("host {id} -> {to}")).await?;
+    drain_host(&state, &admin, &id, to).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Drains (`Maintenance`) or undrains (`Up`) a host for `actor` (the API's and the
+/// console's action).
+pub(crate) async fn drain_host(
+    state: &AppState,
+    actor: &User,
+    id: &str,
+    to: HostState,
+) -> Result<(), ApiErr> {
+    state.store.set_host_state(id, to).await?;
+    audit(state, actor, format!("host {id} -> {to}")).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -302,13 +313,24 @@ pub(crate) async fn force_logoff(
     Staff(admin, _): Staff<Support>,
     Param(id): Param<String>,
 ) -> Result<StatusCode, ApiErr> {
+    log_off_session(&state, &admin, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends session `id` and logs its user off, for `actor` (the API's and the console's
+/// action).
+pub(crate) async fn log_off_session(
+    state: &AppState,
+    actor: &User,
+    id: &str,
+) -> Result<(), ApiErr> {
     let session = state
         .store
-        .session_by_id(&id)
+        .session_by_id(id)
         .await?
         .ok_or_else(|| ApiErr::not_found("session"))?;
     let reason = "logged off by an administrator";
-    if !state.store.end_session(&id, reason).await? {
+    if !state.store.end_session(id, reason).await? {
         return Err(ApiErr::new(
             StatusCode::CONFLICT,
             "the session has already ended",
@@ -321,8 +343,7 @@ pub(crate) async fn force_logoff(
             state.revoke_on_host(revocation);
         }
     }
-    audit(&state, &admin, format!("forced logoff of session {id}")).await?;
-    Ok(StatusCode::NO_CONTENT)
+    audit(state, actor, format!("forced logoff of session {id}")).await
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,0 +1,97 @@
+//! The console's actions: a form posts, the role and CSRF token are checked, the API's
+//! own function does the change (store and audit log alike), and the page comes back
+//! with what happened.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{Redirect, Response};
+use axum::Form;
+use axum_extra::extract::cookie::CookieJar;
+use serde::Deserialize;
+
+use super::pages::flash;
+use super::session::Staff;
+use crate::api::{ApiErr, AppState};
+use crate::store::{HostState, Permission};
+
+#[derive(Deserialize)]
+pub(super) struct HostStateForm {
+    csrf: String,
+    /// `up` or `maintenance`.
+    state: String,
+}
+
+/// `POST /admin/hosts/{id}/state`: drain or undrain a host.
+pub(super) async fn host_state(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<HostStateForm>,
+) -> Response {
+    act(
+        &state,
+        jar,
+        Permission::Operate,
+        &form.csrf,
+        async |actor| {
+            let to = match form.state.as_str() {
+                "up" => HostState::Up,
+                "maintenance" => HostState::Maintenance,
+                _ => return Err(ApiErr::bad_request("a host is drained or undrained")),
+            };
+            crate::api::drain_host(&state, actor, &id, to).await?;
+            Ok(match to {
+                HostState::Maintenance => "host drained: it takes no new desktops",
+                _ => "host undrained: it takes new desktops again",
+            }
+            .to_string())
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /admin/sessions/{id}/logoff`: end a session and log its user off.
+pub(super) async fn log_off(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    act(
+        &state,
+        jar,
+        Permission::Support,
+        &form.csrf,
+        async |actor| {
+            crate::api::log_off_session(&state, actor, &id).await?;
+            Ok("session ended: its user is logged off".to_string())
+        },
+    )
+    .await
+}
+
+/// Checks the session, the role and the CSRF token, runs `change`, and goes back to
+/// the dashboard with its outcome.
+async fn act(
+    state: &AppState,
+    jar: CookieJar,
+    need: Permission,
+    csrf: &str,
+    change: impl AsyncFnOnce(&crate::store::User) -> Result<String, ApiErr>,
+) -> Response {
+    let staff = match Staff::of(state, &jar, need).await {
+        Ok(staff) => staff,
+        Err(answer) => return answer,
+    };
+    if let Some(answer) = staff.forged(csrf) {
+        return answer;
+    }
+    let outcome = change(&staff.user).await.map_err(|e| e.message);
+    flash(jar, outcome, Redirect::to("/admin/"))
+}

@@ -1,0 +1,71 @@
+//! The admin console at `/admin/`, served by the broker itself: server-rendered HTML
+//! (maud escapes every value), one small script for live updates over Server-Sent
+//! Events, our own CSS, all compiled into the binary.
+//!
+//! Staff sign in with their password into a session cookie (`Secure`, `HttpOnly`,
+//! `SameSite=Strict`); every form carries a CSRF token derived from the session's
+//! secret. Each page and action checks the role as the API does ([`Role::may`]), and
+//! actions go through the API's own functions, so the store and the audit log see the
+//! same change whichever way it came.
+//!
+//! [`Role::may`]: crate::store::Role::may
+
+mod actions;
+mod live;
+mod pages;
+mod session;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use live::Live;
+
+use crate::api::AppState;
+
+/// The console's routes (merged into the API's router, under its body limit).
+pub(crate) fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/admin/") }))
+        .route("/admin", get(|| async { Redirect::to("/admin/") }))
+        .route("/admin/", get(pages::dashboard))
+        .route(
+            "/admin/login",
+            get(session::login_page).post(session::sign_in),
+        )
+        .route("/admin/logout", post(session::sign_out))
+        .route("/admin/events", get(live::events))
+        .route("/admin/hosts/{id}/state", post(actions::host_state))
+        .route("/admin/sessions/{id}/logoff", post(actions::log_off))
+        .route("/admin/assets/console.css", get(pages::stylesheet))
+        .route("/admin/assets/console.js", get(pages::script))
+        .layer(axum::middleware::from_fn(secure_headers))
+}
+
+/// Pages load nothing from elsewhere, run only our script, and are never framed.
+async fn secure_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,301 @@
+//! The console's HTML: the layout, the sign-in and refusal pages, the dashboard and its
+//! live sections, and the embedded assets.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::CookieJar;
+use maud::{html, Markup, DOCTYPE};
+
+use super::live::{Live, Snapshot};
+use super::session::{cookie, gone, Staff};
+use crate::api::AppState;
+use crate::store::{now_ms, HostState, Permission};
+
+/// The cookie that carries an action's outcome to the next page.
+const FLASH: &str = "__Host-oriel-flash";
+
+fn layout(title: &str, staff: Option<&Staff>, flash: Option<&Flash>, main: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Oriel console" }
+                link rel="stylesheet" href="/admin/assets/console.css";
+                @if staff.is_some() {
+                    script src="/admin/assets/console.js" defer {}
+                }
+            }
+            body {
+                header.top {
+                    a.brand href="/admin/" { "Oriel console" }
+                    @if let Some(staff) = staff {
+                        span.live-state #live role="status" aria-live="polite" { "connecting…" }
+                        span.who { (staff.user.name) " · " (staff.user.role) }
+                        form method="post" action="/admin/logout" {
+                            input type="hidden" name="csrf" value=(staff.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main {
+                    @if let Some(flash) = flash {
+                        @match flash {
+                            Ok(done) => p.flash.ok role="status" { (done) },
+                            Err(error) => p.flash.error role="alert" { (error) },
+                        }
+                    }
+                    (main)
+                }
+            }
+        }
+    }
+}
+
+/// The sign-in page.
+pub(super) fn login(csrf: &str, error: Option<&str>) -> Markup {
+    let form = html! {
+        h1 { "Sign in" }
+        @if let Some(error) = error {
+            p.flash.error role="alert" { (error) }
+        }
+        form.signin method="post" action="/admin/login" {
+            input type="hidden" name="csrf" value=(csrf);
+            label for="user" { "User name" }
+            input #user name="user" autocomplete="username" required autofocus;
+            label for="password" { "Password" }
+            input #password name="password" type="password" autocomplete="current-password" required;
+            button type="submit" { "Sign in" }
+        }
+    };
+    layout("Sign in", None, None, form)
+}
+
+/// A refusal (403 for a role or a form, 4xx/5xx otherwise) as a page.
+pub(super) fn refusal(status: StatusCode, message: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Refused");
+    let page = layout(
+        title,
+        None,
+        None,
+        html! {
+            h1 { (status.as_u16()) " " (title) }
+            p { (message) }
+            p { a href="/admin/login" { "Sign in as someone else" } }
+        },
+    );
+    (status, page).into_response()
+}
+
+/// An action's outcome: what was done, or the server's error.
+pub(super) type Flash = Result<String, String>;
+
+/// Goes on to `to`, showing `outcome` there once.
+pub(super) fn flash(jar: CookieJar, outcome: Flash, to: Redirect) -> Response {
+    let value = match outcome {
+        Ok(done) => format!("ok:{done}"),
+        Err(error) => format!("error:{error}"),
+    };
+    let cookie = cookie(FLASH, urlencode(&value), time::Duration::minutes(1));
+    (jar.add(cookie), to).into_response()
+}
+
+/// Takes the outcome left by [`flash`], if any.
+fn take_flash(jar: CookieJar) -> (CookieJar, Option<Flash>) {
+    let Some(value) = jar.get(FLASH).map(|c| urldecode(c.value())) else {
+        return (jar, None);
+    };
+    let jar = jar.remove(gone(FLASH));
+    let flash = match value.split_once(':') {
+        Some(("ok", done)) => Some(Ok(done.to_string())),
+        Some(("error", error)) => Some(Err(error.to_string())),
+        _ => None,
+    };
+    (jar, flash)
+}
+
+/// Cookie values may not hold spaces, commas or semicolons.
+fn urlencode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn urldecode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `GET /admin/`: the dashboard.
+pub(super) async fn dashboard(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
+    let staff = match Staff::of(&state, &jar, Permission::See).await {
+        Ok(staff) => staff,
+        Err(answer) => return answer,
+    };
+    let (now, _) = match Live::subscribe(&state).await {
+        Ok(pair) => pair,
+        Err(e) => return crate::api::ApiErr::from(e).into_response(),
+    };
+    let (jar, flash) = take_flash(jar);
+    let parts = sections(&now, &staff);
+    let main = html! {
+        h1 { "Dashboard" }
+        @for (id, title) in SECTIONS {
+            section aria-labelledby=(format!("{id}-title")) {
+                h2 #(format!("{id}-title")) { (title) }
+                div #(id) {
+                    (maud::PreEscaped(parts.get(*id).map(String::as_str).unwrap_or_default()))
+                }
+            }
+        }
+    };
+    (jar, layout("Dashboard", Some(&staff), flash.as_ref(), main)).into_response()
+}
+
+/// The dashboard's live sections: element id and heading.
+const SECTIONS: &[(&str, &str)] = &[
+    ("hosts", "Hosts"),
+    ("pools", "Pools"),
+    ("sessions", "Sessions"),
+    ("audit", "Recent audit events"),
+];
+
+/// Each section's inner HTML for `staff` (their role decides the actions shown).
+pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static str, String> {
+    let now = now_ms();
+    let operate = staff.user.role.may(Permission::Operate);
+    let support = staff.user.role.may(Permission::Support);
+    let hosts = html! {
+        @if snapshot.hosts.is_empty() {
+            p.empty { "No host has joined yet." }
+        } @else {
+            table {
+                thead { tr { th { "Host" } th { "Address" } th { "State" } th { "Desktops" }
+                             th { "Last heartbeat" } @if operate { th { "Action" } } } }
+                tbody {
+                    @for row in &snapshot.hosts {
+                        tr data-host=(row.host.name) {
+                            td { (row.host.name) }
+                            td { (row.host.address) }
+                            td { span class=(format!("state {}", row.host.state)) { (row.host.state) } }
+                            td.num { (row.desktops) " / " (row.host.capacity) }
+                            td { (ago(now, row.host.last_heartbeat_ms)) }
+                            @if operate {
+                                td {
+                                    form method="post" action=(format!("/admin/hosts/{}/state", row.host.id)) {
+                                        input type="hidden" name="csrf" value=(staff.csrf);
+                                        @if row.host.state == HostState::Maintenance {
+                                            input type="hidden" name="state" value="up";
+                                            button type="submit" { "Undrain" }
+                                        } @else {
+                                            input type="hidden" name="state" value="maintenance";
+                                            button type="submit" { "Drain" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let pools = html! {
+        @if snapshot.pools.is_empty() {
+            p.empty { "No pool yet." }
+        } @else {
+            table {
+                thead { tr { th { "Pool" } th { "Kind" } th { "Assignment" } th { "Ready" }
+                             th { "Assigned" } th { "Starting" } th { "Failed" } th { "Min ready / max" } } }
+                tbody {
+                    @for row in &snapshot.pools {
+                        tr data-pool=(row.pool.name) {
+                            td { (row.pool.name) }
+                            td { (row.pool.source_kind) }
+                            td { (row.pool.assignment) }
+                            td.num data-ready=(row.ready) { (row.ready) }
+                            td.num { (row.assigned) }
+                            td.num { (row.starting) }
+                            td.num { (row.failed) }
+                            td.num { (row.pool.min_ready) " / " (row.pool.max_size) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let sessions = html! {
+        p { (snapshot.sessions.len()) " connected now." }
+        @if !snapshot.sessions.is_empty() {
+            table {
+                thead { tr { th { "User" } th { "Desktop" } th { "Since" } @if support { th { "Action" } } } }
+                tbody {
+                    @for row in &snapshot.sessions {
+                        tr data-session=(row.session.id) {
+                            td { (row.user) }
+                            td { (row.desktop) }
+                            td { (ago(now, row.session.started_ms)) }
+                            @if support {
+                                td {
+                                    form method="post" action=(format!("/admin/sessions/{}/logoff", row.session.id)) {
+                                        input type="hidden" name="csrf" value=(staff.csrf);
+                                        button type="submit" { "Log off" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let audit = html! {
+        table {
+            thead { tr { th { "When" } th { "Who" } th { "Event" } th { "Detail" } } }
+            tbody {
+                @for entry in &snapshot.audit {
+                    tr { td { (ago(now, entry.at_ms)) } td { (entry.actor) } td { (entry.event) } td { (entry.detail) } }
+                }
+            }
+        }
+    };
+    BTreeMap::from([
+        ("hosts", hosts.into_string()),
+        ("pools", pools.into_string()),
+        ("sessions", sessions.into_string()),
+        ("audit", audit.into_string()),
+    ])
+}
+
+/// "12 s ago", "5 min ago", "3 h ago"; "never" for no time.
+fn ago(now_ms: i64, then_ms: i64) -> String {
+    if then_ms <= 0 {
+        return "never".into();
+    }
+    let s = (now_ms - then_ms).max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s ago"),
+        60..3600 => format!("{} min ago", s / 60),
+        _ => format!("{} h ago", s / 3600),
+    }
+}
+
+/// `GET /admin/assets/console.css`.
+pub(super) async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/console.css"),
+    )
+}
+
+/// `GET /admin/assets/console.js`.
+pub(super) async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/console.js"),
+    )
+}

@@ -1,0 +1,148 @@
+//! Debian's chromium, headless, driven through chromedriver (WebDriver) on loopback:
+//! the console tests use the real browser a user would.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+/// A browser session; chromedriver (and with it chromium) ends when it is dropped.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless chromium with a fresh profile in `dir`. The
+    /// broker's certificate is self-signed (the native client pins it; a page cannot),
+    /// so the browser accepts it: everything here is on loopback.
+    pub async fn start(dir: &std::path::Path) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("chromedriver runs (./scripts/install-deps installs chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        let profile = dir.join("chromium-profile");
+        let caps = json!({
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1366,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let mut last = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => return Browser { client, driver },
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("chromium did not start: {last:?}");
+    }
+
+    /// Waits (up to 20 s) for an element matching `css`.
+    pub async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} within 20 s: {e}"))
+    }
+
+    /// Opens `url` and waits for it to load.
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    /// Clicks the element matching `css` (waiting for it).
+    pub async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap();
+    }
+
+    /// The page's text.
+    pub async fn text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Saves a screenshot as `target/screenshots/NAME.png` (to look at by hand).
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// Fills the console's sign-in form and submits it.
+    pub async fn sign_in(&self, base: &str, user: &str, password: &str) {
+        self.client
+            .goto(&format!("{base}/admin/login"))
+            .await
+            .unwrap();
+        self.wait_for("#user").await.send_keys(user).await.unwrap();
+        self.wait_for("#password")
+            .await
+            .send_keys(password)
+            .await
+            .unwrap();
+        self.click("form.signin button").await;
+    }
+
+    /// POSTs a form from the page (with its cookies) and returns the status.
+    pub async fn post_form(&self, path: &str, fields: serde_json::Value) -> u16 {
+        let script = "const [path, fields, done] = arguments; \
+             fetch(path, {method: 'POST', body: new URLSearchParams(fields), redirect: 'manual'}) \
+             .then(r => done(r.status), e => done(String(e)));";
+        let status = self
+            .client
+            .execute_async(script, vec![json!(path), fields])
+            .await
+            .unwrap();
+        status
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or_else(|| panic!("fetch failed: {status}"))
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
