@@ -82,6 +82,13 @@ impl Browser {
         self.wait_for(css).await.click().await.unwrap();
     }
 
+    /// Replaces the value of the input matching `css` with `text`.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let input = self.wait_for(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
     /// The page's text.
     pub async fn text(&self) -> String {
         self.client

@@ -69,6 +69,86 @@ async fn staff_run_the_estate_from_the_console_live() {
         HostState::Up
     );
 
+    // A pool made with the form (the fields of its kind, not JSON) fills its spares.
+    browser.goto(&format!("{base}/admin/pools")).await;
+    browser.fill("#pool-name", "kiosk").await;
+    browser.fill("#pool-min", "1").await;
+    browser.fill("#synthetic-workload", "idle").await;
+    browser.fill("#synthetic-width", "640").await;
+    browser.fill("#synthetic-height", "480").await;
+    assert!(
+        !browser
+            .wait_for("#x11-width")
+            .await
+            .is_displayed()
+            .await
+            .unwrap(),
+        "only the chosen kind's fields show"
+    );
+    browser.click("form[action='/admin/pools'] button").await;
+    browser.wait_for(".flash.ok").await;
+    assert!(browser.text().await.contains("pool kiosk created"));
+    let kiosk = h.store().pool_by_name("kiosk").await.unwrap().unwrap();
+    assert_eq!(
+        kiosk.source_params,
+        r#"{"height":480,"width":640,"workload":"idle"}"#
+    );
+    // Entitle alice to it, with the server's refusal shown for a name that is not there.
+    browser.fill("#ent-pool", "kiosk").await;
+    browser.fill("#ent-name", "nobody").await;
+    browser
+        .click("form[action='/admin/entitlements'] button")
+        .await;
+    browser.wait_for(".flash.error").await;
+    assert!(
+        browser.text().await.contains("no user"),
+        "{}",
+        browser.text().await
+    );
+    browser.fill("#ent-pool", "kiosk").await;
+    browser.fill("#ent-name", "alice").await;
+    browser
+        .click("form[action='/admin/entitlements'] button")
+        .await;
+    browser.wait_for(".flash.ok").await;
+    browser.wait_for("tr[data-pool=kiosk] .tag").await;
+    browser.screenshot("console-pools").await;
+    browser.goto(&format!("{base}/admin/")).await;
+    browser
+        .wait_for("tr[data-pool=kiosk] td[data-ready='1']")
+        .await;
+
+    // Accounts: an operator made with the form, then made an auditor.
+    browser.goto(&format!("{base}/admin/users")).await;
+    browser.fill("#user-name", "oscar").await;
+    browser.fill("#user-password", PASSWORD).await;
+    browser
+        .client
+        .execute(
+            "document.getElementById('user-role').value = 'operator';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.click("form[action='/admin/users'] button").await;
+    browser.wait_for(".flash.ok").await;
+    let oscar = h.store().user_by_name("oscar").await.unwrap().unwrap();
+    assert_eq!(oscar.role, Role::Operator);
+    browser
+        .client
+        .execute(
+            "document.getElementById('role-oscar').value = 'auditor';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.click("tr[data-user=oscar] select ~ button").await;
+    browser.wait_for(".flash.ok").await;
+    let oscar = h.store().user_by_name("oscar").await.unwrap().unwrap();
+    assert_eq!(oscar.role, Role::Auditor);
+    browser.screenshot("console-users").await;
+    browser.goto(&format!("{base}/admin/")).await;
+
     // Drain the host with its button: the store changes and the page says so.
     browser.click("tr[data-host=host-1] button").await;
     browser.wait_for(".flash.ok").await;

@@ -21,7 +21,10 @@ use utoipa_axum::routes;
 pub use error::ApiErr;
 pub use idle::IdleAcceptor;
 
-pub(crate) use admin::{drain_host, log_off_session};
+pub(crate) use admin::{
+    add_pool, add_user, change_role, drain_host, enable_user, grant, log_off_session,
+    EntitleRequest, GroupEntitlement, UserEntitlement,
+};
 pub(crate) use auth::staff_for_token_hash;
 pub(crate) use user::sign_in;
 

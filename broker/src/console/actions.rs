@@ -34,6 +34,7 @@ pub(super) async fn host_state(
         jar,
         Permission::Operate,
         &form.csrf,
+        "/admin/",
         async |actor| {
             let to = match form.state.as_str() {
                 "up" => HostState::Up,
@@ -68,6 +69,7 @@ pub(super) async fn log_off(
         jar,
         Permission::Support,
         &form.csrf,
+        "/admin/",
         async |actor| {
             crate::api::log_off_session(&state, actor, &id).await?;
             Ok("session ended: its user is logged off".to_string())
@@ -76,13 +78,14 @@ pub(super) async fn log_off(
     .await
 }
 
-/// Checks the session, the role and the CSRF token, runs `change`, and goes back to
-/// the dashboard with its outcome.
-async fn act(
+/// Checks the session, the role and the CSRF token, runs `change`, and goes `back`
+/// with its outcome.
+pub(super) async fn act(
     state: &AppState,
     jar: CookieJar,
     need: Permission,
     csrf: &str,
+    back: &'static str,
     change: impl AsyncFnOnce(&crate::store::User) -> Result<String, ApiErr>,
 ) -> Response {
     let staff = match Staff::of(state, &jar, need).await {
@@ -93,5 +96,5 @@ async fn act(
         return answer;
     }
     let outcome = change(&staff.user).await.map_err(|e| e.message);
-    flash(jar, outcome, Redirect::to("/admin/"))
+    flash(jar, outcome, Redirect::to(back))
 }

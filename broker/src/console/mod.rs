@@ -12,6 +12,7 @@
 
 mod actions;
 mod live;
+mod manage;
 mod pages;
 mod session;
 
@@ -42,6 +43,16 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/admin/events", get(live::events))
         .route("/admin/hosts/{id}/state", post(actions::host_state))
         .route("/admin/sessions/{id}/logoff", post(actions::log_off))
+        .route(
+            "/admin/pools",
+            get(manage::pools_page).post(manage::create_pool),
+        )
+        .route("/admin/entitlements", post(manage::entitle))
+        .route(
+            "/admin/users",
+            get(manage::users_page).post(manage::create_user),
+        )
+        .route("/admin/users/{name}", post(manage::change_user))
         .route("/admin/assets/console.css", get(pages::stylesheet))
         .route("/admin/assets/console.js", get(pages::script))
         .layer(axum::middleware::from_fn(secure_headers))

@@ -18,7 +18,12 @@ use crate::store::{now_ms, HostState, Permission};
 /// The cookie that carries an action's outcome to the next page.
 const FLASH: &str = "__Host-oriel-flash";
 
-fn layout(title: &str, staff: Option<&Staff>, flash: Option<&Flash>, main: Markup) -> Markup {
+pub(super) fn layout(
+    title: &str,
+    staff: Option<&Staff>,
+    flash: Option<&Flash>,
+    main: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -34,6 +39,13 @@ fn layout(title: &str, staff: Option<&Staff>, flash: Option<&Flash>, main: Marku
             body {
                 header.top {
                     a.brand href="/admin/" { "Oriel console" }
+                    @if staff.is_some() {
+                        nav aria-label="Console" {
+                            a href="/admin/" { "Dashboard" }
+                            a href="/admin/pools" { "Pools" }
+                            a href="/admin/users" { "Users" }
+                        }
+                    }
                     @if let Some(staff) = staff {
                         span.live-state #live role="status" aria-live="polite" { "connecting…" }
                         span.who { (staff.user.name) " · " (staff.user.role) }
@@ -106,7 +118,7 @@ pub(super) fn flash(jar: CookieJar, outcome: Flash, to: Redirect) -> Response {
 }
 
 /// Takes the outcome left by [`flash`], if any.
-fn take_flash(jar: CookieJar) -> (CookieJar, Option<Flash>) {
+pub(super) fn take_flash(jar: CookieJar) -> (CookieJar, Option<Flash>) {
     let Some(value) = jar.get(FLASH).map(|c| urldecode(c.value())) else {
         return (jar, None);
     };

@@ -17,7 +17,7 @@ use crate::api::auth::need::{Manage, See};
 use crate::api::auth::Staff;
 use crate::api::extract::{Body, Param};
 use crate::api::{ApiErr, AppState};
-use crate::store::{Assignment, Entitlement, NewPool, Pool, PoolUpdate, StoreError};
+use crate::store::{Assignment, Entitlement, NewPool, Pool, PoolUpdate, StoreError, User};
 
 /// What a pool's desktops run.
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
@@ -105,22 +105,29 @@ pub(crate) async fn create_pool(
     Staff(admin, _): Staff<Manage>,
     Body(req): Body<PoolRequest>,
 ) -> Res<Pool> {
-    // The store checks kind, parameters and sizes, for creation and changes alike.
-    let pool = state
-        .store
-        .create_pool(&NewPool {
-            name: req.name,
-            source_kind: req.source_kind.as_str().into(),
-            source_params: params_text(req.source_params.as_ref()),
-            assignment: req.assignment,
-            min_ready: req.min_ready,
-            max_size: req.max_size,
-            idle_timeout_s: req.idle_timeout_s,
-            disconnect_timeout_s: req.disconnect_timeout_s,
-        })
-        .await?;
-    audit(&state, &admin, format!("created pool {}", pool.name)).await?;
-    Ok(Json(pool))
+    let new = NewPool {
+        name: req.name,
+        source_kind: req.source_kind.as_str().into(),
+        source_params: params_text(req.source_params.as_ref()),
+        assignment: req.assignment,
+        min_ready: req.min_ready,
+        max_size: req.max_size,
+        idle_timeout_s: req.idle_timeout_s,
+        disconnect_timeout_s: req.disconnect_timeout_s,
+    };
+    Ok(Json(add_pool(&state, &admin, &new).await?))
+}
+
+/// Creates a pool for `actor` (the API's and the console's action). The store checks
+/// kind, parameters and sizes, for creation and changes alike.
+pub(crate) async fn add_pool(
+    state: &AppState,
+    actor: &User,
+    new: &NewPool,
+) -> Result<Pool, ApiErr> {
+    let pool = state.store.create_pool(new).await?;
+    audit(state, actor, format!("created pool {}", pool.name)).await?;
+    Ok(pool)
 }
 
 /// List pools.
@@ -191,9 +198,9 @@ pub(crate) async fn update_pool(
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserEntitlement {
     #[schema(max_length = 512)]
-    pool: String,
+    pub(crate) pool: String,
     #[schema(max_length = 512)]
-    user: String,
+    pub(crate) user: String,
 }
 
 /// Entitles every member of a group to a pool.
@@ -201,9 +208,9 @@ pub(crate) struct UserEntitlement {
 #[serde(deny_unknown_fields)]
 pub(crate) struct GroupEntitlement {
     #[schema(max_length = 512)]
-    pool: String,
+    pub(crate) pool: String,
     #[schema(max_length = 512)]
-    group: String,
+    pub(crate) group: String,
 }
 
 /// A user or a group, never both.
@@ -226,13 +233,24 @@ pub(crate) async fn entitle(
     Staff(admin, _): Staff<Manage>,
     Body(req): Body<EntitleRequest>,
 ) -> Result<StatusCode, ApiErr> {
+    grant(&state, &admin, &req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Entitles a user or a group to a pool, for `actor` (the API's and the console's
+/// action).
+pub(crate) async fn grant(
+    state: &AppState,
+    actor: &User,
+    req: &EntitleRequest,
+) -> Result<(), ApiErr> {
     // What the body refers to that does not exist is a conflict with the estate, not a
     // missing target: the entitlements themselves are always there.
     let missing = |e: StoreError| match e {
         StoreError::NotFound(what) => ApiErr::new(StatusCode::CONFLICT, format!("no {what}")),
         other => other.into(),
     };
-    let what = match &req {
+    let what = match req {
         EntitleRequest::User(e) => {
             state
                 .store
@@ -250,8 +268,7 @@ pub(crate) async fn entitle(
             format!("entitled group {} to pool {}", e.group, e.pool)
         }
     };
-    audit(&state, &admin, what).await?;
-    Ok(StatusCode::NO_CONTENT)
+    audit(state, actor, what).await
 }
 
 /// List entitlements.

@@ -58,13 +58,26 @@ pub(crate) async fn create_user(
             ))
         }
     };
+    Ok(Json(
+        add_user(&state, &admin, &req.name, req.password, role).await?,
+    ))
+}
+
+/// Creates an account for `actor` (the API's and the console's action).
+pub(crate) async fn add_user(
+    state: &AppState,
+    actor: &User,
+    name: &str,
+    password: String,
+    role: Role,
+) -> Result<User, ApiErr> {
     // Counted in characters, as the schema's lengths are.
-    if !(8..=1024).contains(&req.password.chars().count()) {
+    if !(8..=1024).contains(&password.chars().count()) {
         return Err(ApiErr::bad_request("passwords need 8 to 1024 characters"));
     }
     let hash = state
         .hasher
-        .hash(req.password)
+        .hash(password)
         .await
         .map_err(|busy| {
             ApiErr::retry(
@@ -74,9 +87,9 @@ pub(crate) async fn create_user(
             )
         })?
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let user = state.store.create_user(&req.name, &hash, role).await?;
-    audit(&state, &admin, format!("created {role} {}", user.name)).await?;
-    Ok(Json(user))
+    let user = state.store.create_user(name, &hash, role).await?;
+    audit(state, actor, format!("created {role} {}", user.name)).await?;
+    Ok(user)
 }
 
 /// List users.
@@ -110,11 +123,22 @@ pub(crate) async fn set_user_enabled(
     Param(name): Param<String>,
     Body(req): Body<Enabled>,
 ) -> Result<StatusCode, ApiErr> {
-    state.store.set_user_enabled(&name, req.enabled).await?;
-    if !req.enabled {
+    enable_user(&state, &admin, &name, req.enabled).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enables or disables an account for `actor` (the API's and the console's action).
+pub(crate) async fn enable_user(
+    state: &AppState,
+    actor: &User,
+    name: &str,
+    enabled: bool,
+) -> Result<(), ApiErr> {
+    state.store.set_user_enabled(name, enabled).await?;
+    if !enabled {
         // Their tokens are gone; their desktops are given back too (their sessions end,
         // tickets they hold are dead), as a log-off would.
-        if let Some(user) = state.store.user_by_name(&name).await? {
+        if let Some(user) = state.store.user_by_name(name).await? {
             for desktop in state.store.list_desktops(None).await? {
                 if desktop.assigned_user_id.as_deref() == Some(user.id.as_str())
                     && HELD.contains(&desktop.state)
@@ -126,13 +150,7 @@ pub(crate) async fn set_user_enabled(
             }
         }
     }
-    audit(
-        &state,
-        &admin,
-        format!("user {name} enabled={}", req.enabled),
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    audit(state, actor, format!("user {name} enabled={enabled}")).await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -157,9 +175,19 @@ pub(crate) async fn set_user_role(
     Param(name): Param<String>,
     Body(req): Body<NewRole>,
 ) -> Res<User> {
-    let user = state.store.set_user_role(&name, req.role).await?;
-    audit(&state, &admin, format!("user {name} role={}", req.role)).await?;
-    Ok(Json(user))
+    Ok(Json(change_role(&state, &admin, &name, req.role).await?))
+}
+
+/// Gives an account another role for `actor` (the API's and the console's action).
+pub(crate) async fn change_role(
+    state: &AppState,
+    actor: &User,
+    name: &str,
+    role: Role,
+) -> Result<User, ApiErr> {
+    let user = state.store.set_user_role(name, role).await?;
+    audit(state, actor, format!("user {name} role={role}")).await?;
+    Ok(user)
 }
 
 #[derive(Deserialize, ToSchema)]

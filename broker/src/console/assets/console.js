@@ -2,6 +2,18 @@
 // on the server) whenever the estate changes. Without this script the page still works;
 // it just does not update by itself.
 "use strict";
+// The pool form shows the fields of the chosen desktop kind only.
+(() => {
+  const select = document.querySelector("[data-kind-select]");
+  if (!select) return;
+  const sync = () => {
+    for (const set of document.querySelectorAll("fieldset[data-kind]")) {
+      set.hidden = set.dataset.kind !== select.value;
+    }
+  };
+  select.addEventListener("change", sync);
+  sync();
+})();
 (() => {
   const status = document.getElementById("live");
   const show = (text, state) => {
@@ -11,7 +23,7 @@
     }
   };
   if (!document.getElementById("hosts")) {
-    show("", "off");
+    if (status) status.hidden = true;
     return;
   }
   const events = new EventSource("/admin/events");

@@ -1,0 +1,409 @@
+//! The console's pools and users pages: what exists, and (for roles that may manage)
+//! forms to create pools (one set of fields per desktop kind, not raw JSON), entitle
+//! users and groups, and create, disable and re-role accounts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use axum_extra::extract::cookie::CookieJar;
+use maud::{html, Markup};
+use serde_json::{Map, Value};
+
+use super::actions::act;
+use super::pages::{layout, take_flash};
+use super::session::Staff;
+use crate::api::{ApiErr, AppState, EntitleRequest, GroupEntitlement, UserEntitlement};
+use crate::store::{NewPool, Permission, Role};
+
+/// One field of a desktop kind's parameters: form name, label, whether a number.
+type Field = (&'static str, &'static str, bool);
+
+/// The parameters each desktop kind takes (`oriel_protocol::desktop_spec`); empty
+/// fields take the host's defaults.
+const KINDS: &[(&str, &str, &[Field])] = &[
+    (
+        "synthetic",
+        "Synthetic (a scripted test desktop)",
+        &[
+            (
+                "workload",
+                "Workload: idle, typing, scroll, drag, video or mixed",
+                false,
+            ),
+            ("width", "Width (px)", true),
+            ("height", "Height (px)", true),
+            ("fps", "Frames per second", true),
+        ],
+    ),
+    (
+        "x11",
+        "X11 (an X server of its own)",
+        &[
+            ("width", "Width (px)", true),
+            ("height", "Height (px)", true),
+            ("fps", "Frames per second", true),
+            ("command", "Session command (sh -c)", false),
+            ("server", "X server: xvfb or xorg", false),
+            ("layout", "Keyboard layout (XKB, e.g. de)", false),
+        ],
+    ),
+    (
+        "kvm",
+        "KVM (a virtual machine)",
+        &[
+            ("image", "Image (from the host's image store)", false),
+            ("width", "Width (px)", true),
+            ("height", "Height (px)", true),
+            ("memory_mib", "Memory (MiB)", true),
+            ("vcpus", "vCPUs", true),
+            ("fps", "Frames per second", true),
+        ],
+    ),
+];
+
+/// `GET /admin/pools`.
+pub(super) async fn pools_page(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
+    let staff = match Staff::of(&state, &jar, Permission::See).await {
+        Ok(staff) => staff,
+        Err(answer) => return answer,
+    };
+    let (pools, entitlements) = match (
+        state.store.list_pools().await,
+        state.store.list_entitlements().await,
+    ) {
+        (Ok(p), Ok(e)) => (p, e),
+        (Err(e), _) | (_, Err(e)) => return ApiErr::from(e).into_response(),
+    };
+    let manage = staff.user.role.may(Permission::Manage);
+    let main = html! {
+        h1 { "Pools" }
+        table {
+            thead { tr { th { "Pool" } th { "Kind" } th { "Parameters" } th { "Assignment" }
+                         th { "Min ready" } th { "Max size" } th { "Idle timeout (s)" } th { "Entitled" } } }
+            tbody {
+                @for pool in &pools {
+                    tr data-pool=(pool.name) {
+                        td { (pool.name) }
+                        td { (pool.source_kind) }
+                        td { code { (pool.source_params) } }
+                        td { (pool.assignment) }
+                        td.num { (pool.min_ready) }
+                        td.num { (pool.max_size) }
+                        td.num { (pool.idle_timeout_s) }
+                        td {
+                            @for e in entitlements.iter().filter(|e| e.pool == pool.name) {
+                                @if let Some(user) = &e.user { span.tag { "user " (user) } " " }
+                                @if let Some(group) = &e.group { span.tag { "group " (group) } " " }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if manage {
+            (new_pool_form(&staff))
+            (entitle_form(&staff))
+        }
+    };
+    let (jar, flash) = take_flash(jar);
+    (jar, layout("Pools", Some(&staff), flash.as_ref(), main)).into_response()
+}
+
+fn new_pool_form(staff: &Staff) -> Markup {
+    html! {
+        h2 #new-pool { "New pool" }
+        form.grid method="post" action="/admin/pools" aria-labelledby="new-pool" {
+            input type="hidden" name="csrf" value=(staff.csrf);
+            label for="pool-name" { "Name" }
+            input #pool-name name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._@+\\-]{0,63}";
+            label for="pool-assignment" { "Assignment" }
+            select #pool-assignment name="assignment" {
+                option value="floating" { "Floating: back to the pool at log-off, reset" }
+                option value="dedicated" { "Dedicated: a user keeps the same desktop" }
+            }
+            label for="pool-min" { "Spare desktops kept ready" }
+            input #pool-min name="min_ready" type="number" min="0" value="1" required;
+            label for="pool-max" { "Most desktops" }
+            input #pool-max name="max_size" type="number" min="0" value="10" required;
+            label for="pool-idle" { "Log off after this many idle seconds (0: never)" }
+            input #pool-idle name="idle_timeout_s" type="number" min="0" value="3600" required;
+            label for="pool-gone" { "Keep a disconnected desktop this many seconds" }
+            input #pool-gone name="disconnect_timeout_s" type="number" min="0" value="900" required;
+            label for="pool-kind" { "Desktop kind" }
+            select #pool-kind name="kind" data-kind-select {
+                @for (kind, label, _) in KINDS { option value=(kind) { (label) } }
+            }
+            @for (kind, label, fields) in KINDS {
+                fieldset data-kind=(kind) {
+                    legend { (label) " parameters (empty: the host's default)" }
+                    @for (field, text, number) in *fields {
+                        @let id = format!("{kind}-{field}");
+                        label for=(id) { (text) }
+                        @if *number {
+                            input id=(id) name=(format!("{kind}.{field}")) type="number" min="0";
+                        } @else {
+                            input id=(id) name=(format!("{kind}.{field}"));
+                        }
+                    }
+                }
+            }
+            button type="submit" { "Create pool" }
+        }
+    }
+}
+
+fn entitle_form(staff: &Staff) -> Markup {
+    html! {
+        h2 #entitle { "Entitle" }
+        form.grid method="post" action="/admin/entitlements" aria-labelledby="entitle" {
+            input type="hidden" name="csrf" value=(staff.csrf);
+            label for="ent-pool" { "Pool" }
+            input #ent-pool name="pool" required;
+            label for="ent-who" { "User or group" }
+            select #ent-who name="who" {
+                option value="user" { "User" }
+                option value="group" { "Group" }
+            }
+            label for="ent-name" { "Its name" }
+            input #ent-name name="name" required;
+            button type="submit" { "Entitle" }
+        }
+    }
+}
+
+/// A submitted form's fields.
+type Fields = HashMap<String, String>;
+
+fn field<'a>(form: &'a Fields, name: &str) -> &'a str {
+    form.get(name).map(|v| v.trim()).unwrap_or_default()
+}
+
+fn number(form: &Fields, name: &str, label: &str) -> Result<i64, ApiErr> {
+    field(form, name)
+        .parse()
+        .map_err(|_| ApiErr::bad_request(format!("{label}: a whole number, please")))
+}
+
+/// The pool a creation form describes; the store checks the rest.
+fn new_pool(form: &Fields) -> Result<NewPool, ApiErr> {
+    let kind = field(form, "kind");
+    let (_, _, fields) = KINDS
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .ok_or_else(|| ApiErr::bad_request("pick a desktop kind"))?;
+    let mut params = Map::new();
+    for (name, label, is_number) in *fields {
+        let value = field(form, &format!("{kind}.{name}"));
+        if value.is_empty() {
+            continue;
+        }
+        let value = if *is_number {
+            Value::from(
+                value
+                    .parse::<u64>()
+                    .map_err(|_| ApiErr::bad_request(format!("{label}: a whole number")))?,
+            )
+        } else {
+            Value::from(value)
+        };
+        params.insert((*name).to_string(), value);
+    }
+    Ok(NewPool {
+        name: field(form, "name").to_string(),
+        source_kind: kind.to_string(),
+        source_params: Value::Object(params).to_string(),
+        assignment: field(form, "assignment").parse()?,
+        min_ready: number(form, "min_ready", "spare desktops")?,
+        max_size: number(form, "max_size", "most desktops")?,
+        idle_timeout_s: number(form, "idle_timeout_s", "idle timeout")?,
+        disconnect_timeout_s: number(form, "disconnect_timeout_s", "disconnect timeout")?,
+    })
+}
+
+/// `POST /admin/pools`.
+pub(super) async fn create_pool(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Form(form): Form<Fields>,
+) -> Response {
+    let back = "/admin/pools";
+    act(
+        &state,
+        jar,
+        Permission::Manage,
+        field(&form, "csrf"),
+        back,
+        async |actor| {
+            let pool = crate::api::add_pool(&state, actor, &new_pool(&form)?).await?;
+            Ok(format!("pool {} created", pool.name))
+        },
+    )
+    .await
+}
+
+/// `POST /admin/entitlements`.
+pub(super) async fn entitle(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Form(form): Form<Fields>,
+) -> Response {
+    let back = "/admin/pools";
+    act(
+        &state,
+        jar,
+        Permission::Manage,
+        field(&form, "csrf"),
+        back,
+        async |actor| {
+            let (pool, name) = (
+                field(&form, "pool").to_string(),
+                field(&form, "name").to_string(),
+            );
+            let request = match field(&form, "who") {
+                "group" => EntitleRequest::Group(GroupEntitlement { pool, group: name }),
+                _ => EntitleRequest::User(UserEntitlement { pool, user: name }),
+            };
+            crate::api::grant(&state, actor, &request).await?;
+            Ok("entitled".to_string())
+        },
+    )
+    .await
+}
+
+/// `GET /admin/users`.
+pub(super) async fn users_page(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
+    let staff = match Staff::of(&state, &jar, Permission::See).await {
+        Ok(staff) => staff,
+        Err(answer) => return answer,
+    };
+    let (users, groups) = match (
+        state.store.list_users().await,
+        state.store.list_groups().await,
+    ) {
+        (Ok(u), Ok(g)) => (u, g),
+        (Err(e), _) | (_, Err(e)) => return ApiErr::from(e).into_response(),
+    };
+    let manage = staff.user.role.may(Permission::Manage);
+    let main = html! {
+        h1 { "Users and groups" }
+        table {
+            thead { tr { th { "User" } th { "Role" } th { "Enabled" } th { "Groups" }
+                         @if manage { th { "Role" } th { "Access" } } } }
+            tbody {
+                @for user in &users {
+                    tr data-user=(user.name) {
+                        td { (user.name) }
+                        td { (user.role) }
+                        td { @if user.enabled { "yes" } @else { "disabled" } }
+                        td {
+                            @for g in groups.iter().filter(|g| g.members.contains(&user.name)) {
+                                span.tag { (g.name) } " "
+                            }
+                        }
+                        @if manage {
+                            td {
+                                form.inline method="post" action=(format!("/admin/users/{}", user.name)) {
+                                    input type="hidden" name="csrf" value=(staff.csrf);
+                                    label.hidden for=(format!("role-{}", user.name)) { "Role of " (user.name) }
+                                    select id=(format!("role-{}", user.name)) name="role" {
+                                        @for role in Role::ALL {
+                                            option value=(role) selected[*role == user.role] { (role) }
+                                        }
+                                    }
+                                    button type="submit" { "Set" }
+                                }
+                            }
+                            td {
+                                form.inline method="post" action=(format!("/admin/users/{}", user.name)) {
+                                    input type="hidden" name="csrf" value=(staff.csrf);
+                                    @if user.enabled {
+                                        input type="hidden" name="enabled" value="false";
+                                        button type="submit" { "Disable" }
+                                    } @else {
+                                        input type="hidden" name="enabled" value="true";
+                                        button type="submit" { "Enable" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if manage {
+            h2 #new-user { "New account" }
+            form.grid method="post" action="/admin/users" aria-labelledby="new-user" {
+                input type="hidden" name="csrf" value=(staff.csrf);
+                label for="user-name" { "Name" }
+                input #user-name name="name" required;
+                label for="user-password" { "Password (8 characters or more)" }
+                input #user-password name="password" type="password" minlength="8" autocomplete="new-password" required;
+                label for="user-role" { "Role" }
+                select #user-role name="role" {
+                    @for role in Role::ALL { option value=(role) { (role) } }
+                }
+                button type="submit" { "Create account" }
+            }
+        }
+    };
+    let (jar, flash) = take_flash(jar);
+    (jar, layout("Users", Some(&staff), flash.as_ref(), main)).into_response()
+}
+
+/// `POST /admin/users`.
+pub(super) async fn create_user(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Form(form): Form<Fields>,
+) -> Response {
+    let back = "/admin/users";
+    act(
+        &state,
+        jar,
+        Permission::Manage,
+        field(&form, "csrf"),
+        back,
+        async |actor| {
+            let role: Role = field(&form, "role").parse()?;
+            let password = form.get("password").cloned().unwrap_or_default();
+            let user =
+                crate::api::add_user(&state, actor, field(&form, "name"), password, role).await?;
+            Ok(format!("{} {} created", user.role, user.name))
+        },
+    )
+    .await
+}
+
+/// `POST /admin/users/{name}`: a new `role`, or `enabled` true or false.
+pub(super) async fn change_user(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let back = "/admin/users";
+    act(
+        &state,
+        jar,
+        Permission::Manage,
+        field(&form, "csrf"),
+        back,
+        async |actor| {
+            if form.contains_key("role") {
+                let role: Role = field(&form, "role").parse()?;
+                crate::api::change_role(&state, actor, &name, role).await?;
+                return Ok(format!("{name} is now {role}"));
+            }
+            let enabled = field(&form, "enabled") == "true";
+            crate::api::enable_user(&state, actor, &name, enabled).await?;
+            Ok(format!(
+                "{name} {}",
+                if enabled { "enabled" } else { "disabled" }
+            ))
+        },
+    )
+    .await
+}
