@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Form;
 use axum_extra::extract::cookie::CookieJar;
 use maud::{html, Markup};
 use serde_json::{Map, Value};
 
 use super::actions::act;
-use super::pages::{layout, take_flash};
+use super::pages::page;
 use super::session::Staff;
 use crate::api::{ApiErr, AppState, EntitleRequest, GroupEntitlement, UserEntitlement};
 use crate::store::{NewPool, Permission, Role};
@@ -66,19 +66,11 @@ const KINDS: &[(&str, &str, &[Field])] = &[
 
 /// `GET /admin/pools`.
 pub(super) async fn pools_page(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
-    let staff = match Staff::of(&state, &jar, Permission::See).await {
-        Ok(staff) => staff,
-        Err(answer) => return answer,
-    };
-    let (pools, entitlements) = match (
-        state.store.list_pools().await,
-        state.store.list_entitlements().await,
-    ) {
-        (Ok(p), Ok(e)) => (p, e),
-        (Err(e), _) | (_, Err(e)) => return ApiErr::from(e).into_response(),
-    };
+    page(&state, jar, "Pools", async |staff| {
+    let pools = state.store.list_pools().await?;
+    let entitlements = state.store.list_entitlements().await?;
     let manage = staff.user.role.may(Permission::Manage);
-    let main = html! {
+    Ok(html! {
         h1 { "Pools" }
         table {
             thead { tr { th { "Pool" } th { "Kind" } th { "Parameters" } th { "Assignment" }
@@ -104,12 +96,12 @@ pub(super) async fn pools_page(State(state): State<Arc<AppState>>, jar: CookieJa
             }
         }
         @if manage {
-            (new_pool_form(&staff))
-            (entitle_form(&staff))
+            (new_pool_form(staff))
+            (entitle_form(staff))
         }
-    };
-    let (jar, flash) = take_flash(jar);
-    (jar, layout("Pools", Some(&staff), flash.as_ref(), main)).into_response()
+    })
+    })
+    .await
 }
 
 fn new_pool_form(staff: &Staff) -> Markup {
@@ -275,19 +267,11 @@ pub(super) async fn entitle(
 
 /// `GET /admin/users`.
 pub(super) async fn users_page(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
-    let staff = match Staff::of(&state, &jar, Permission::See).await {
-        Ok(staff) => staff,
-        Err(answer) => return answer,
-    };
-    let (users, groups) = match (
-        state.store.list_users().await,
-        state.store.list_groups().await,
-    ) {
-        (Ok(u), Ok(g)) => (u, g),
-        (Err(e), _) | (_, Err(e)) => return ApiErr::from(e).into_response(),
-    };
+    page(&state, jar, "Users", async |staff| {
+    let users = state.store.list_users().await?;
+    let groups = state.store.list_groups().await?;
     let manage = staff.user.role.may(Permission::Manage);
-    let main = html! {
+    Ok(html! {
         h1 { "Users and groups" }
         table {
             thead { tr { th { "User" } th { "Role" } th { "Enabled" } th { "Groups" }
@@ -348,9 +332,9 @@ pub(super) async fn users_page(State(state): State<Arc<AppState>>, jar: CookieJa
                 button type="submit" { "Create account" }
             }
         }
-    };
-    let (jar, flash) = take_flash(jar);
-    (jar, layout("Users", Some(&staff), flash.as_ref(), main)).into_response()
+    })
+    })
+    .await
 }
 
 /// `POST /admin/users`.

@@ -142,30 +142,44 @@ fn urldecode(text: &str) -> String {
         .into_owned()
 }
 
-/// `GET /admin/`: the dashboard.
-pub(super) async fn dashboard(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
-    let staff = match Staff::of(&state, &jar, Permission::See).await {
+/// A page for staff: checks the session, renders `body` for them, and shows it in the
+/// layout with the outcome of the last action.
+pub(super) async fn page(
+    state: &AppState,
+    jar: CookieJar,
+    title: &str,
+    body: impl AsyncFnOnce(&Staff) -> crate::store::Result<Markup>,
+) -> Response {
+    let staff = match Staff::of(state, &jar, Permission::See).await {
         Ok(staff) => staff,
         Err(answer) => return answer,
     };
-    let (now, _) = match Live::subscribe(&state).await {
-        Ok(pair) => pair,
+    let main = match body(&staff).await {
+        Ok(main) => main,
         Err(e) => return crate::api::ApiErr::from(e).into_response(),
     };
     let (jar, flash) = take_flash(jar);
-    let parts = sections(&now, &staff);
-    let main = html! {
-        h1 { "Dashboard" }
-        @for (id, title) in SECTIONS {
-            section aria-labelledby=(format!("{id}-title")) {
-                h2 #(format!("{id}-title")) { (title) }
-                div #(id) {
-                    (maud::PreEscaped(parts.get(*id).map(String::as_str).unwrap_or_default()))
+    (jar, layout(title, Some(&staff), flash.as_ref(), main)).into_response()
+}
+
+/// `GET /admin/`: the dashboard.
+pub(super) async fn dashboard(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
+    page(&state, jar, "Dashboard", async |staff| {
+        let (now, _) = Live::subscribe(&state).await?;
+        let parts = sections(&now, staff);
+        Ok(html! {
+            h1 { "Dashboard" }
+            @for (id, title) in SECTIONS {
+                section aria-labelledby=(format!("{id}-title")) {
+                    h2 #(format!("{id}-title")) { (title) }
+                    div #(id) {
+                        (maud::PreEscaped(parts.get(*id).map(String::as_str).unwrap_or_default()))
+                    }
                 }
             }
-        }
-    };
-    (jar, layout("Dashboard", Some(&staff), flash.as_ref(), main)).into_response()
+        })
+    })
+    .await
 }
 
 /// The dashboard's live sections: element id and heading.
