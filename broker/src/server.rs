@@ -99,6 +99,11 @@ impl Broker {
             Arc::new(Metrics::default()),
             audit,
             local_hash,
+            crate::console::Joining {
+                host_link: host_addr,
+                fingerprint: keys.identity.fingerprint().to_string(),
+                token: keys.join_token.clone(),
+            },
         );
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let handle = axum_server::Handle::new();

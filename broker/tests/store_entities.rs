@@ -4,7 +4,9 @@ mod common;
 
 use common::{new_pool, temp_store, TestResult};
 use oriel_broker::password::token_hash;
-use oriel_broker::store::{now_ms, Assignment, HostState, Pool, PoolUpdate, Role, StoreError};
+use oriel_broker::store::{
+    now_ms, Assignment, AuditFilter, HostState, Pool, PoolUpdate, Role, StoreError,
+};
 
 #[tokio::test]
 async fn users_crud_and_name_conflict() -> TestResult {
@@ -339,5 +341,72 @@ async fn audit_log_newest_first_with_limit() -> TestResult {
         store.list_audit(-1).await,
         Err(StoreError::Invalid(_))
     ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_search_filters_and_pages() -> TestResult {
+    let (_dir, _path, store) = temp_store().await?;
+    for i in 0..5 {
+        store
+            .audit(
+                "alice",
+                "login_failed",
+                &format!("attempt {i} from 10.0.0.{i}"),
+            )
+            .await?;
+    }
+    store
+        .audit("root", "admin_change", "created pool 50%_off")
+        .await?;
+    store
+        .audit("root", "admin_change", "created pool 50xxoff")
+        .await?;
+    let search = |f: AuditFilter| {
+        let store = store.clone();
+        async move { store.search_audit(&f).await }
+    };
+    let by_actor = search(AuditFilter {
+        actor: "alice".into(),
+        ..Default::default()
+    })
+    .await?;
+    assert_eq!(by_actor.len(), 5);
+    let by_event = search(AuditFilter {
+        event: "admin_change".into(),
+        ..Default::default()
+    })
+    .await?;
+    assert_eq!(by_event.len(), 2);
+    // The detail's text matches literally: % and _ are not wildcards.
+    let literal = search(AuditFilter {
+        detail: "50%_off".into(),
+        ..Default::default()
+    })
+    .await?;
+    assert_eq!(literal.len(), 1);
+    assert_eq!(literal[0].detail, "created pool 50%_off");
+    // Pages of two, newest first, then nothing past the end.
+    let page = |offset| AuditFilter {
+        actor: "alice".into(),
+        limit: 2,
+        offset,
+        ..Default::default()
+    };
+    let details = |v: Vec<oriel_broker::store::AuditEntry>| {
+        v.into_iter().map(|e| e.detail).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        details(search(page(0)).await?),
+        ["attempt 4 from 10.0.0.4", "attempt 3 from 10.0.0.3"]
+    );
+    assert_eq!(details(search(page(4)).await?), ["attempt 0 from 10.0.0.0"]);
+    assert!(search(page(6)).await?.is_empty());
+    let future = search(AuditFilter {
+        since_ms: now_ms() + 60_000,
+        ..Default::default()
+    })
+    .await?;
+    assert!(future.is_empty());
     Ok(())
 }

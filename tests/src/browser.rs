@@ -77,9 +77,18 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
-    /// Clicks the element matching `css` (waiting for it).
+    /// Clicks the element matching `css` (waiting for it). A live page may replace
+    /// the element between finding and clicking it: then it is found again.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css).await.click().await.unwrap();
+        for _ in 0..20 {
+            match self.wait_for(css).await.click().await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+                Err(e) => panic!("cannot click {css}: {e}"),
+            }
+        }
+        panic!("{css} kept being replaced");
     }
 
     /// Replaces the value of the input matching `css` with `text`.
@@ -89,15 +98,28 @@ impl Browser {
         input.send_keys(text).await.unwrap();
     }
 
-    /// The page's text.
+    /// Waits (up to 20 s) until the page's text contains `text`.
+    pub async fn wait_for_text(&self, text: &str) {
+        for _ in 0..200 {
+            if self.text().await.contains(text) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no {text:?} on the page within 20 s: {}", self.text().await);
+    }
+
+    /// The page's text (read in one step: a page that is being replaced has none).
     pub async fn text(&self) -> String {
-        self.client
-            .find(Locator::Css("body"))
+        let text = self
+            .client
+            .execute(
+                "return document.body ? document.body.innerText : '';",
+                vec![],
+            )
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+            .unwrap_or_default();
+        text.as_str().unwrap_or_default().to_string()
     }
 
     /// Saves a screenshot as `target/screenshots/NAME.png` (to look at by hand).
@@ -123,6 +145,16 @@ impl Browser {
             .await
             .unwrap();
         self.click("form.signin button").await;
+    }
+
+    /// The CSRF token of the signed-in session (from the sign-out form).
+    pub async fn csrf(&self) -> String {
+        self.wait_for("header form input[name=csrf]")
+            .await
+            .attr("value")
+            .await
+            .unwrap()
+            .expect("a CSRF field")
     }
 
     /// POSTs a form from the page (with its cookies) and returns the status.

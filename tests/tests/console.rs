@@ -86,7 +86,7 @@ async fn staff_run_the_estate_from_the_console_live() {
         "only the chosen kind's fields show"
     );
     browser.click("form[action='/admin/pools'] button").await;
-    browser.wait_for(".flash.ok").await;
+    browser.wait_for_text("pool kiosk created").await;
     assert!(browser.text().await.contains("pool kiosk created"));
     let kiosk = h.store().pool_by_name("kiosk").await.unwrap().unwrap();
     assert_eq!(
@@ -99,7 +99,7 @@ async fn staff_run_the_estate_from_the_console_live() {
     browser
         .click("form[action='/admin/entitlements'] button")
         .await;
-    browser.wait_for(".flash.error").await;
+    browser.wait_for_text("no user").await;
     assert!(
         browser.text().await.contains("no user"),
         "{}",
@@ -110,7 +110,9 @@ async fn staff_run_the_estate_from_the_console_live() {
     browser
         .click("form[action='/admin/entitlements'] button")
         .await;
-    browser.wait_for(".flash.ok").await;
+    browser
+        .wait_for_text("user alice entitled to pool kiosk")
+        .await;
     browser.wait_for("tr[data-pool=kiosk] .tag").await;
     browser.screenshot("console-pools").await;
     browser.goto(&format!("{base}/admin/")).await;
@@ -131,7 +133,7 @@ async fn staff_run_the_estate_from_the_console_live() {
         .await
         .unwrap();
     browser.click("form[action='/admin/users'] button").await;
-    browser.wait_for(".flash.ok").await;
+    browser.wait_for_text("operator oscar created").await;
     let oscar = h.store().user_by_name("oscar").await.unwrap().unwrap();
     assert_eq!(oscar.role, Role::Operator);
     browser
@@ -143,7 +145,7 @@ async fn staff_run_the_estate_from_the_console_live() {
         .await
         .unwrap();
     browser.click("tr[data-user=oscar] select ~ button").await;
-    browser.wait_for(".flash.ok").await;
+    browser.wait_for_text("oscar is now auditor").await;
     let oscar = h.store().user_by_name("oscar").await.unwrap().unwrap();
     assert_eq!(oscar.role, Role::Auditor);
     browser.screenshot("console-users").await;
@@ -151,7 +153,7 @@ async fn staff_run_the_estate_from_the_console_live() {
 
     // Drain the host with its button: the store changes and the page says so.
     browser.click("tr[data-host=host-1] button").await;
-    browser.wait_for(".flash.ok").await;
+    browser.wait_for_text("host drained").await;
     assert!(browser.text().await.contains("host drained"));
     wait_for("the host drained", || async {
         h.store().list_hosts().await.unwrap()[0].state == HostState::Maintenance
@@ -177,13 +179,7 @@ async fn staff_run_the_estate_from_the_console_live() {
             .is_empty(),
         "an auditor is offered no drain button"
     );
-    let csrf = browser
-        .wait_for("header form input[name=csrf]")
-        .await
-        .attr("value")
-        .await
-        .unwrap()
-        .unwrap();
+    let csrf = browser.csrf().await;
     let refused = browser
         .post_form(
             &format!("/admin/hosts/{host_id}/state"),
@@ -210,6 +206,111 @@ async fn staff_run_the_estate_from_the_console_live() {
     assert!(browser.text().await.contains("403"));
     browser.screenshot("console-not-staff").await;
 
+    browser.close().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_desktops_and_audit_pages_show_and_act() {
+    let mut h = Harness::start("console-estate").await;
+    h.pool("office", Assignment::Floating, 2, 4, IDLE).await;
+    h.add_host("host-1", 8);
+    h.ready("office", 2).await;
+    h.user_with_password("root", PASSWORD, Role::Admin, None)
+        .await;
+    h.user_with_password("hank", PASSWORD, Role::Helpdesk, None)
+        .await;
+    for i in 0..60 {
+        h.store()
+            .audit("robot", "probe", &format!("probe {i}"))
+            .await
+            .unwrap();
+    }
+    let base = h.broker.url();
+    let browser = Browser::start(&h.dir).await;
+    browser.sign_in(&base, "root", PASSWORD).await;
+    browser.wait_for("#live").await;
+
+    // Hosts: the host with its desktops, and how to add another.
+    browser.goto(&format!("{base}/admin/hosts")).await;
+    browser.wait_for("tr[data-host=host-1] .tag").await;
+    let command = browser.wait_for("pre.command").await.text().await.unwrap();
+    assert!(
+        command.contains(&h.broker.fingerprint.to_string()) && command.contains("--join-token"),
+        "{command}"
+    );
+    browser.screenshot("console-hosts").await;
+
+    // Desktops: reset one, delete another after the confirmation page.
+    let desktops = h.store().list_desktops(None).await.unwrap();
+    browser
+        .goto(&format!("{base}/admin/desktops?pool=office"))
+        .await;
+    browser
+        .click(&format!(
+            "tr[data-desktop='{}'] form button",
+            desktops[0].name
+        ))
+        .await;
+    browser.wait_for_text("resetting the desktop").await;
+    browser
+        .click(&format!("tr[data-desktop='{}'] a", desktops[1].name))
+        .await;
+    browser.wait_for("button.danger").await;
+    browser.screenshot("console-delete").await;
+    browser.click("button.danger").await;
+    browser.wait_for_text("deleting the desktop").await;
+    let deleting = h
+        .store()
+        .desktop_by_id(&desktops[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deleting.state, oriel_broker::store::DesktopState::Deleting);
+    browser.screenshot("console-desktops").await;
+
+    // Audit: filtered by event, and paged.
+    browser
+        .goto(&format!("{base}/admin/audit?event=admin_change"))
+        .await;
+    let text = browser.text().await;
+    assert!(
+        text.contains("reset") && text.contains("delete") && !text.contains("probe 59"),
+        "{text}"
+    );
+    browser
+        .goto(&format!("{base}/admin/audit?actor=robot"))
+        .await;
+    assert!(browser.text().await.contains("probe 59"));
+    assert!(!browser.text().await.contains("probe 9\n"));
+    browser.click("a[rel=next]").await;
+    browser.wait_for("a[rel=prev]").await;
+    let older = browser.text().await;
+    assert!(
+        older.contains("probe 9") && !older.contains("probe 59"),
+        "{older}"
+    );
+    browser.screenshot("console-audit").await;
+
+    // Helpdesk resets but is offered no deletion, and cannot delete by posting.
+    browser.click("header form button").await;
+    browser.sign_in(&base, "hank", PASSWORD).await;
+    browser.goto(&format!("{base}/admin/desktops")).await;
+    browser.wait_for("div.actions form button").await;
+    assert!(browser
+        .client
+        .find_all(fantoccini::Locator::Css("div.actions a[href$='/delete']"))
+        .await
+        .unwrap()
+        .is_empty());
+    let csrf = browser.csrf().await;
+    let refused = browser
+        .post_form(
+            &format!("/admin/desktops/{}/delete", desktops[0].id),
+            json!({ "csrf": csrf }),
+        )
+        .await;
+    assert_eq!(refused, 403);
     browser.close().await;
     h.shutdown().await;
 }

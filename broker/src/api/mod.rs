@@ -22,8 +22,8 @@ pub use error::ApiErr;
 pub use idle::IdleAcceptor;
 
 pub(crate) use admin::{
-    add_pool, add_user, change_role, drain_host, enable_user, grant, log_off_session,
-    EntitleRequest, GroupEntitlement, UserEntitlement,
+    add_pool, add_user, change_role, drain_host, enable_user, end_and_move, grant, log_off_session,
+    read_console, EntitleRequest, GroupEntitlement, UserEntitlement,
 };
 pub(crate) use auth::staff_for_token_hash;
 pub(crate) use user::sign_in;
@@ -51,6 +51,8 @@ pub struct AppState {
     pub local_admin: String,
     /// What open consoles show, kept current while any is open.
     pub live: crate::console::Live,
+    /// What a new host needs to join (the console shows it).
+    pub joining: crate::console::Joining,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         audit: Arc<crate::audit::AuditLimiter>,
         local_admin: String,
+        joining: crate::console::Joining,
     ) -> Arc<Self> {
         let hasher = crate::password::Hasher::per_core();
         let registry = metrics.registry(crate::metrics::Sources {
@@ -80,6 +83,7 @@ impl AppState {
             hasher,
             local_admin,
             live: crate::console::Live::default(),
+            joining,
         })
     }
 

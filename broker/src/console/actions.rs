@@ -20,6 +20,9 @@ pub(super) struct HostStateForm {
     csrf: String,
     /// `up` or `maintenance`.
     state: String,
+    /// The page to go back to: the hosts page, else the dashboard.
+    #[serde(default)]
+    back: String,
 }
 
 /// `POST /admin/hosts/{id}/state`: drain or undrain a host.
@@ -34,7 +37,11 @@ pub(super) async fn host_state(
         jar,
         Permission::Operate,
         &form.csrf,
-        "/admin/",
+        if form.back == "/admin/hosts" {
+            "/admin/hosts"
+        } else {
+            "/admin/"
+        },
         async |actor| {
             let to = match form.state.as_str() {
                 "up" => HostState::Up,

@@ -254,12 +254,18 @@ pub(super) async fn entitle(
                 field(&form, "pool").to_string(),
                 field(&form, "name").to_string(),
             );
-            let request = match field(&form, "who") {
+            let who = if field(&form, "who") == "group" {
+                "group"
+            } else {
+                "user"
+            };
+            let done = format!("{who} {name} entitled to pool {pool}");
+            let request = match who {
                 "group" => EntitleRequest::Group(GroupEntitlement { pool, group: name }),
                 _ => EntitleRequest::User(UserEntitlement { pool, user: name }),
             };
             crate::api::grant(&state, actor, &request).await?;
-            Ok("entitled".to_string())
+            Ok(done)
         },
     )
     .await

@@ -11,6 +11,7 @@
 //! [`Role::may`]: crate::store::Role::may
 
 mod actions;
+mod estate;
 mod live;
 mod manage;
 mod pages;
@@ -25,6 +26,7 @@ use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use estate::Joining;
 pub use live::Live;
 
 use crate::api::AppState;
@@ -48,6 +50,15 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
             get(manage::pools_page).post(manage::create_pool),
         )
         .route("/admin/entitlements", post(manage::entitle))
+        .route("/admin/hosts", get(estate::hosts_page))
+        .route("/admin/desktops", get(estate::desktops_page))
+        .route(
+            "/admin/desktops/{id}/delete",
+            get(estate::confirm_delete).post(estate::delete),
+        )
+        .route("/admin/desktops/{id}/reset", post(estate::reset))
+        .route("/admin/desktops/{id}/console", get(estate::console_page))
+        .route("/admin/audit", get(estate::audit_page))
         .route(
             "/admin/users",
             get(manage::users_page).post(manage::create_user),

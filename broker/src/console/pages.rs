@@ -13,7 +13,7 @@ use maud::{html, Markup, DOCTYPE};
 use super::live::{Live, Snapshot};
 use super::session::{cookie, gone, Staff};
 use crate::api::AppState;
-use crate::store::{now_ms, HostState, Permission};
+use crate::store::{now_ms, Permission};
 
 /// The cookie that carries an action's outcome to the next page.
 const FLASH: &str = "__Host-oriel-flash";
@@ -42,8 +42,11 @@ pub(super) fn layout(
                     @if staff.is_some() {
                         nav aria-label="Console" {
                             a href="/admin/" { "Dashboard" }
+                            a href="/admin/hosts" { "Hosts" }
                             a href="/admin/pools" { "Pools" }
+                            a href="/admin/desktops" { "Desktops" }
                             a href="/admin/users" { "Users" }
+                            a href="/admin/audit" { "Audit" }
                         }
                     }
                     @if let Some(staff) = staff {
@@ -211,18 +214,7 @@ pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static 
                             td.num { (row.desktops) " / " (row.host.capacity) }
                             td { (ago(now, row.host.last_heartbeat_ms)) }
                             @if operate {
-                                td {
-                                    form method="post" action=(format!("/admin/hosts/{}/state", row.host.id)) {
-                                        input type="hidden" name="csrf" value=(staff.csrf);
-                                        @if row.host.state == HostState::Maintenance {
-                                            input type="hidden" name="state" value="up";
-                                            button type="submit" { "Undrain" }
-                                        } @else {
-                                            input type="hidden" name="state" value="maintenance";
-                                            button type="submit" { "Drain" }
-                                        }
-                                    }
-                                }
+                                td { (super::estate::drain_form(staff, &row.host.id, row.host.state, "/admin/")) }
                             }
                         }
                     }
@@ -298,7 +290,7 @@ pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static 
 }
 
 /// "12 s ago", "5 min ago", "3 h ago"; "never" for no time.
-fn ago(now_ms: i64, then_ms: i64) -> String {
+pub(super) fn ago(now_ms: i64, then_ms: i64) -> String {
     if then_ms <= 0 {
         return "never".into();
     }

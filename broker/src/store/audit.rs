@@ -38,4 +38,68 @@ impl Store {
         .map(audit_from_row)
         .collect()
     }
+
+    /// Entries that match `filter`, newest first, `filter.limit` of them after skipping
+    /// `filter.offset`.
+    pub async fn search_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        if filter.limit < 0 || filter.offset < 0 {
+            return Err(StoreError::Invalid(
+                "audit limit and offset are whole numbers".into(),
+            ));
+        }
+        // The detail matches as a substring; its own % and _ are not wildcards.
+        let escaped = filter
+            .detail
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        sqlx::query(
+            "SELECT id, at_ms, actor, event, detail FROM audit \
+             WHERE ($1 = '' OR actor = $1) AND ($2 = '' OR event = $2) \
+             AND ($3 = '' OR detail LIKE $4 ESCAPE '\\') AND at_ms >= $5 AND at_ms <= $6 \
+             ORDER BY at_ms DESC, id DESC LIMIT $7 OFFSET $8",
+        )
+        .bind(&filter.actor)
+        .bind(&filter.event)
+        .bind(&filter.detail)
+        .bind(format!("%{escaped}%"))
+        .bind(filter.since_ms)
+        .bind(filter.until_ms)
+        .bind(filter.limit)
+        .bind(filter.offset)
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
+    }
+}
+
+/// What [`Store::search_audit`] looks for; empty texts match anything.
+#[derive(Debug, Clone)]
+pub struct AuditFilter {
+    /// Exactly this actor.
+    pub actor: String,
+    /// Exactly this event.
+    pub event: String,
+    /// This text anywhere in the detail (an object's name or id, an address).
+    pub detail: String,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Default for AuditFilter {
+    fn default() -> Self {
+        Self {
+            actor: String::new(),
+            event: String::new(),
+            detail: String::new(),
+            since_ms: 0,
+            until_ms: i64::MAX,
+            limit: 100,
+            offset: 0,
+        }
+    }
 }

@@ -14,6 +14,7 @@
 //! On PostgreSQL writes use ordinary `READ COMMITTED` transactions with row locks.
 
 mod audit;
+pub use audit::AuditFilter;
 mod desktops;
 mod error;
 mod hosts;

@@ -147,7 +147,9 @@ pub(crate) async fn delete_desktop(
 
 /// Ends the desktop's session and moves it to `to` (which revokes its tickets); the
 /// reconcile loop does the rest.
-async fn end_and_move(
+/// Ends a desktop's session and moves it to `to` (resetting or deleting), for `admin`
+/// (the API's and the console's action).
+pub(crate) async fn end_and_move(
     state: &AppState,
     admin: &User,
     id: &str,
@@ -212,9 +214,9 @@ pub(crate) struct ConsoleQuery {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ConsoleLog {
     desktop: String,
-    name: String,
-    host: String,
-    console: String,
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) console: String,
 }
 
 /// The desktop's serial console log, newest bytes (kvm desktops), asked of its host.
@@ -233,8 +235,19 @@ pub(crate) async fn desktop_console(
     Param(id): Param<String>,
     Params(query): Params<ConsoleQuery>,
 ) -> Res<ConsoleLog> {
+    Ok(Json(
+        read_console(&state, &id, query.bytes.unwrap_or(64 * 1024)).await?,
+    ))
+}
+
+/// The newest `max_bytes` of a kvm desktop's serial console, asked of its host (the
+/// API's and the console's view).
+pub(crate) async fn read_console(
+    state: &AppState,
+    id: &str,
+    max_bytes: u32,
+) -> Result<ConsoleLog, ApiErr> {
     use oriel_protocol::host_link::{HostCommand, MAX_CONSOLE_LOG};
-    let max_bytes = query.bytes.unwrap_or(64 * 1024);
     if !(1..=MAX_CONSOLE_LOG).contains(&max_bytes) {
         return Err(ApiErr::bad_request(format!(
             "bytes must be 1 to {MAX_CONSOLE_LOG}"
@@ -242,7 +255,7 @@ pub(crate) async fn desktop_console(
     }
     let desktop = state
         .store
-        .desktop_by_id(&id)
+        .desktop_by_id(id)
         .await?
         .ok_or_else(|| ApiErr::not_found("desktop"))?;
     let host = desktop
@@ -271,12 +284,12 @@ pub(crate) async fn desktop_console(
         .await
         .map_err(|e| ApiErr::new(StatusCode::BAD_GATEWAY, format!("host {host}: {e}")))?
         .unwrap_or_default();
-    Ok(Json(ConsoleLog {
+    Ok(ConsoleLog {
         desktop: desktop.id,
         name: desktop.name,
         host,
         console,
-    }))
+    })
 }
 
 #[derive(Deserialize, IntoParams)]
