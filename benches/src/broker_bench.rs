@@ -42,15 +42,27 @@ pub(crate) struct BrokerArgs {
 const PASSWORD: &str = "bench-password-123";
 
 pub(crate) fn run(args: BrokerArgs) -> anyhow::Result<String> {
+    on_two_threads(storm(args))
+}
+
+/// Runs a broker benchmark on a runtime of two threads (the machine's cores).
+pub(crate) fn on_two_threads(
+    bench: impl std::future::Future<Output = anyhow::Result<String>>,
+) -> anyhow::Result<String> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(storm(args))
+        .block_on(bench)
 }
 
-async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
-    let dir = std::env::temp_dir().join(format!("oriel-bench-broker-{}", std::process::id()));
+/// A broker in this process on loopback (HTTPS), its data in a fresh directory under
+/// the system's temporary one (returned, to remove after).
+pub(crate) async fn in_process_broker(
+    tag: &str,
+    restart_grace: Duration,
+) -> anyhow::Result<(Broker, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("oriel-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let broker = Broker::start(BrokerConfig {
         data_dir: dir.clone(),
@@ -58,9 +70,34 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
         host_listen: "127.0.0.1:0".parse()?,
         database: None,
         insecure_http: false,
-        restart_grace: oriel_broker::reconcile::RESTART_GRACE,
+        restart_grace,
     })
     .await?;
+    Ok((broker, dir))
+}
+
+/// The floating pool `bench` of synthetic desktops, up to `size` of them.
+pub(crate) async fn bench_pool(
+    store: &oriel_broker::store::Store,
+    size: u32,
+) -> anyhow::Result<oriel_broker::store::Pool> {
+    store
+        .create_pool(&NewPool {
+            name: "bench".into(),
+            source_kind: "synthetic".into(),
+            source_params: "{}".into(),
+            assignment: Assignment::Floating,
+            min_ready: 0,
+            max_size: i64::from(size),
+            idle_timeout_s: 3600,
+            disconnect_timeout_s: 3600,
+        })
+        .await?;
+    store.pool_by_name("bench").await?.context("pool")
+}
+
+async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
+    let (broker, dir) = in_process_broker("broker", oriel_broker::reconcile::RESTART_GRACE).await?;
     let store = broker.store.clone();
 
     eprintln!(
@@ -77,19 +114,7 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
             &token_hash(&new_token()),
         )
         .await?;
-    store
-        .create_pool(&NewPool {
-            name: "bench".into(),
-            source_kind: "synthetic".into(),
-            source_params: "{}".into(),
-            assignment: Assignment::Floating,
-            min_ready: 0,
-            max_size: i64::from(args.desktops),
-            idle_timeout_s: 3600,
-            disconnect_timeout_s: 3600,
-        })
-        .await?;
-    let pool = store.pool_by_name("bench").await?.context("pool")?;
+    let pool = bench_pool(&store, args.desktops).await?;
     for i in 0..args.desktops {
         store
             .create_desktop(

@@ -20,6 +20,7 @@ use serde_json::json;
 
 mod baseline;
 mod broker_bench;
+mod console_bench;
 mod density_bench;
 mod frame_numbers;
 mod kernel_link;
@@ -92,6 +93,9 @@ struct Args {
 enum Mode {
     /// Broker connect throughput: logins and connects over HTTPS against SQLite on disk.
     Broker(broker_bench::BrokerArgs),
+    /// The admin console against a large estate: dashboard time to first byte, live
+    /// update delay, connect throughput with consoles open.
+    Console(console_bench::ConsoleArgs),
     /// The micro-VMM with the tiny guest: boot to first pixel, dirty-log calls, memory
     /// and idle CPU per VM, and a display server with one idle VM.
     Vmm(vmm_bench::VmmArgs),
@@ -108,6 +112,10 @@ fn main() -> anyhow::Result<()> {
     match args.mode {
         Some(Mode::Broker(b)) => {
             println!("{}", broker_bench::run(b)?);
+            return Ok(());
+        }
+        Some(Mode::Console(c)) => {
+            println!("{}", console_bench::run(c)?);
             return Ok(());
         }
         Some(Mode::Vmm(v)) => {

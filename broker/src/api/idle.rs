@@ -13,22 +13,29 @@ use std::time::Duration;
 
 use axum_server::accept::Accept;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant, Sleep};
 
 /// How long a connection may go without a byte either way.
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
-/// Wraps each accepted stream in an [`IdleStream`] (put it under the TLS acceptor).
+/// Wraps each accepted stream in an [`IdleStream`] (put it under the TLS acceptor),
+/// and has it send each write at once (`TCP_NODELAY`): otherwise the last piece of
+/// a larger answer waits for the client's delayed ACK, 40 ms on Linux.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IdleAcceptor;
 
-impl<I, S> Accept<I, S> for IdleAcceptor {
-    type Stream = IdleStream<I>;
+impl<S> Accept<TcpStream, S> for IdleAcceptor {
+    type Stream = IdleStream<TcpStream>;
     type Service = S;
-    type Future = Ready<io::Result<(IdleStream<I>, S)>>;
+    type Future = Ready<io::Result<(IdleStream<TcpStream>, S)>>;
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
-        ready(Ok((IdleStream::new(stream, IDLE_TIMEOUT), service)))
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        ready(
+            stream
+                .set_nodelay(true)
+                .map(|()| (IdleStream::new(stream, IDLE_TIMEOUT), service)),
+        )
     }
 }
 

@@ -1,5 +1,5 @@
-//! What the dashboard shows, kept live: one task reads the estate from the store while
-//! any console is open and publishes it when it changed; each open page gets its
+//! What the dashboard shows, kept live: one task reads the estate from the store after
+//! writes while any console is open and publishes it when it changed; each open page gets its
 //! sections re-rendered (for its own role and CSRF token) over Server-Sent Events.
 
 use std::collections::HashMap;
@@ -17,19 +17,40 @@ use tokio::sync::watch;
 use super::pages;
 use super::session::Staff;
 use crate::api::AppState;
-use crate::store::{AuditEntry, DesktopState, Host, Permission, Pool, Session, Store, HELD};
+use crate::store::{
+    AuditEntry, DesktopState, Host, HostState, Permission, Pool, Session, Store, HELD,
+};
 
-/// How often the estate is read while a console is open: an event shows within this
-/// (plus a render and a hop).
-const REFRESH: Duration = Duration::from_millis(500);
+/// While a console is open, the estate is read again after each write to the store,
+/// at most this often (a burst of writes is one read)...
+const MIN_GAP: Duration = Duration::from_millis(500);
+/// ... and at least this often (writes of other brokers, and the ages shown).
+const MAX_GAP: Duration = Duration::from_secs(2);
 /// Audit entries the dashboard shows.
 const RECENT_AUDIT: i64 = 12;
 
-/// The estate as the dashboard shows it.
+/// Hosts the dashboard lists: all of them up to this many; beyond it, those that need
+/// attention (not up, or silent), this many at most. The hosts page lists them all.
+pub(super) const LISTED_HOSTS: usize = 20;
+/// Sessions the dashboard lists, newest first.
+pub(super) const LISTED_SESSIONS: usize = 20;
+/// A host silent this long needs attention.
+const SILENT_MS: i64 = 30_000;
+
+/// The estate as the dashboard shows it: counts, and short lists. Its reads are
+/// counts grouped in SQL and short lists, so its cost grows little with the estate.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Snapshot {
+    /// Hosts by state.
+    pub hosts_by_state: Vec<(HostState, usize)>,
+    /// Desktop slots of hosts that are up, and desktops placed on them.
+    pub capacity: i64,
+    pub placed: i64,
+    /// The hosts listed (see [`LISTED_HOSTS`]), and whether that is all of them.
     pub hosts: Vec<HostRow>,
+    pub all_hosts_listed: bool,
     pub pools: Vec<PoolRow>,
+    pub sessions_active: usize,
     pub sessions: Vec<SessionRow>,
     pub audit: Vec<AuditEntry>,
 }
@@ -37,17 +58,17 @@ pub(super) struct Snapshot {
 #[derive(Debug, PartialEq)]
 pub(super) struct HostRow {
     pub host: Host,
-    /// Desktops placed on it (not deleted).
-    pub desktops: usize,
+    /// Desktops placed on it (not being deleted).
+    pub desktops: i64,
 }
 
 #[derive(Debug, PartialEq)]
 pub(super) struct PoolRow {
     pub pool: Pool,
-    pub ready: usize,
-    pub assigned: usize,
-    pub starting: usize,
-    pub failed: usize,
+    pub ready: i64,
+    pub assigned: i64,
+    pub starting: i64,
+    pub failed: i64,
 }
 
 #[derive(Debug, PartialEq)]
@@ -59,20 +80,30 @@ pub(super) struct SessionRow {
 
 impl Snapshot {
     async fn read(store: &Store) -> crate::store::Result<Self> {
-        let desktops = store.list_desktops(None).await?;
-        let live = |d: &&crate::store::Desktop| d.state != DesktopState::Deleting;
-        let mut on_host: HashMap<&str, usize> = HashMap::new();
-        for d in desktops.iter().filter(live) {
-            if let Some(host) = &d.host_id {
-                *on_host.entry(host).or_default() += 1;
-            }
-        }
-        let hosts = store
-            .list_hosts()
-            .await?
+        let on_host: HashMap<String, i64> =
+            store.desktop_counts_by_host().await?.into_iter().collect();
+        let counts = store.desktop_counts_by_pool().await?;
+        let hosts = store.list_hosts().await?;
+        let now = crate::store::now_ms();
+        let mut hosts_by_state: Vec<(HostState, usize)> = HostState::ALL
+            .iter()
+            .map(|s| (*s, hosts.iter().filter(|h| h.state == *s).count()))
+            .collect();
+        hosts_by_state.retain(|(_, n)| *n > 0);
+        let up = || hosts.iter().filter(|h| h.state == HostState::Up);
+        let capacity = up().map(|h| h.capacity).sum();
+        let placed = up().map(|h| on_host.get(&h.id).copied().unwrap_or(0)).sum();
+        let all_hosts_listed = hosts.len() <= LISTED_HOSTS;
+        let hosts = hosts
             .into_iter()
+            .filter(|h| {
+                all_hosts_listed
+                    || h.state != HostState::Up
+                    || now - h.last_heartbeat_ms > SILENT_MS
+            })
+            .take(LISTED_HOSTS)
             .map(|host| HostRow {
-                desktops: on_host.get(host.id.as_str()).copied().unwrap_or(0),
+                desktops: on_host.get(&host.id).copied().unwrap_or(0),
                 host,
             })
             .collect();
@@ -82,10 +113,11 @@ impl Snapshot {
             .into_iter()
             .map(|pool| {
                 let count = |states: &[DesktopState]| {
-                    desktops
+                    counts
                         .iter()
-                        .filter(|d| d.pool_id == pool.id && states.contains(&d.state))
-                        .count()
+                        .filter(|(p, s, _)| *p == pool.id && states.contains(s))
+                        .map(|(_, _, n)| n)
+                        .sum()
                 };
                 PoolRow {
                     ready: count(&[DesktopState::Ready]),
@@ -96,32 +128,27 @@ impl Snapshot {
                 }
             })
             .collect();
-        let users: HashMap<String, String> = store
-            .list_users()
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u.name))
-            .collect();
-        let desktop_names: HashMap<&str, &str> = desktops
-            .iter()
-            .map(|d| (d.id.as_str(), d.name.as_str()))
-            .collect();
-        let sessions = store
-            .list_sessions(true)
-            .await?
-            .into_iter()
-            .map(|session| SessionRow {
-                user: users.get(&session.user_id).cloned().unwrap_or_default(),
-                desktop: desktop_names
-                    .get(session.desktop_id.as_str())
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
+        let mut active = store.list_sessions(true).await?;
+        let sessions_active = active.len();
+        active.sort_by_key(|s| std::cmp::Reverse(s.started_ms));
+        let mut sessions = Vec::new();
+        for session in active.into_iter().take(LISTED_SESSIONS) {
+            let user = store.user_by_id(&session.user_id).await?;
+            let desktop = store.desktop_by_id(&session.desktop_id).await?;
+            sessions.push(SessionRow {
+                user: user.map(|u| u.name).unwrap_or_default(),
+                desktop: desktop.map(|d| d.name).unwrap_or_default(),
                 session,
-            })
-            .collect();
+            });
+        }
         Ok(Snapshot {
+            hosts_by_state,
+            capacity,
+            placed,
             hosts,
+            all_hosts_listed,
             pools,
+            sessions_active,
             sessions,
             audit: store.list_audit(RECENT_AUDIT).await?,
         })
@@ -160,26 +187,30 @@ impl Live {
 }
 
 async fn refresh(state: Weak<AppState>) {
-    let mut tick = tokio::time::interval(REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Some(mut commits) = state.upgrade().map(|s| s.store.commits()) else {
+        return;
+    };
     loop {
-        tick.tick().await;
+        // A write, or the longest wait.
+        let _ = tokio::time::timeout(MAX_GAP, commits.changed()).await;
+        commits.mark_unchanged();
         let Some(state) = state.upgrade() else { return };
-        if state.live.tx.receiver_count() == 0 {
-            continue;
-        }
-        match Snapshot::read(&state.store).await {
-            Ok(now) => {
-                state.live.tx.send_if_modified(|old| {
-                    let changed = **old != now;
-                    if changed {
-                        *old = Arc::new(now);
-                    }
-                    changed
-                });
+        if state.live.tx.receiver_count() > 0 {
+            match Snapshot::read(&state.store).await {
+                Ok(now) => {
+                    state.live.tx.send_if_modified(|old| {
+                        let changed = **old != now;
+                        if changed {
+                            *old = Arc::new(now);
+                        }
+                        changed
+                    });
+                }
+                Err(e) => tracing::debug!("console: cannot read the estate: {e}"),
             }
-            Err(e) => tracing::debug!("console: cannot read the estate: {e}"),
         }
+        drop(state);
+        tokio::time::sleep(MIN_GAP).await;
     }
 }
 

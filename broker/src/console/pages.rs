@@ -199,9 +199,25 @@ pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static 
     let operate = staff.user.role.may(Permission::Operate);
     let support = staff.user.role.may(Permission::Support);
     let hosts = html! {
-        @if snapshot.hosts.is_empty() {
+        @if snapshot.hosts_by_state.is_empty() {
             p.empty { "No host has joined yet." }
         } @else {
+            p.summary {
+                @for (i, (state, n)) in snapshot.hosts_by_state.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    span class=(format!("state {state}")) { (n) " " (state) }
+                }
+                " · " (snapshot.placed) " desktops on " (snapshot.capacity) " slots of hosts that are up"
+            }
+            @if !snapshot.all_hosts_listed {
+                p {
+                    @if snapshot.hosts.is_empty() { "Every host is up and reporting. " }
+                    @else { "Hosts that need attention (not up, or silent for 30 s): " }
+                    a href="/admin/hosts" { "all hosts" }
+                }
+            }
+        }
+        @if !snapshot.hosts.is_empty() {
             table {
                 thead { tr { th { "Host" } th { "Address" } th { "State" } th { "Desktops" }
                              th { "Last heartbeat" } @if operate { th { "Action" } } } }
@@ -247,7 +263,12 @@ pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static 
         }
     };
     let sessions = html! {
-        p { (snapshot.sessions.len()) " connected now." }
+        p {
+            (snapshot.sessions_active) " connected now."
+            @if snapshot.sessions_active > snapshot.sessions.len() {
+                " The newest " (snapshot.sessions.len()) ":"
+            }
+        }
         @if !snapshot.sessions.is_empty() {
             table {
                 thead { tr { th { "User" } th { "Desktop" } th { "Since" } @if support { th { "Action" } } } }

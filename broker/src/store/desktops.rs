@@ -98,6 +98,35 @@ impl Store {
         rows.iter().map(desktop_from_row).collect()
     }
 
+    /// How many desktops each pool has in each state (no row for none).
+    pub async fn desktop_counts_by_pool(&self) -> Result<Vec<(String, DesktopState, i64)>> {
+        sqlx::query("SELECT pool_id, state, COUNT(*) AS n FROM desktops GROUP BY pool_id, state")
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                let state = state
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("desktop state: {e}")))?;
+                Ok((row.try_get("pool_id")?, state, row.try_get("n")?))
+            })
+            .collect()
+    }
+
+    /// How many desktops (not being deleted) each host has.
+    pub async fn desktop_counts_by_host(&self) -> Result<Vec<(String, i64)>> {
+        sqlx::query(
+            "SELECT host_id, COUNT(*) AS n FROM desktops \
+             WHERE host_id IS NOT NULL AND state <> 'deleting' GROUP BY host_id",
+        )
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("host_id")?, row.try_get("n")?)))
+        .collect()
+    }
+
     /// The desktops placed on a host, oldest first.
     pub async fn desktops_on_host(&self, host_id: &str) -> Result<Vec<Desktop>> {
         sqlx::query(concat!(

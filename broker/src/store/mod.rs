@@ -106,6 +106,8 @@ pub struct Store {
     backend: Backend,
     /// Serializes this process's write transactions on SQLite.
     write_lock: Arc<Mutex<()>>,
+    /// Counts this process's committed writes, for whoever shows the state live.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A write transaction. Rolled back if dropped without [`WriteTx::commit`].
@@ -113,6 +115,7 @@ pub(crate) struct WriteTx {
     // Field order matters: the transaction is dropped (rolled back) before the lock is released.
     tx: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl WriteTx {
@@ -121,13 +124,18 @@ impl WriteTx {
     }
 
     pub(crate) async fn commit(self) -> Result<()> {
-        let WriteTx { tx, _guard } = self;
+        let WriteTx {
+            tx,
+            _guard,
+            commits,
+        } = self;
         tx.commit().await?;
+        commits.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 
     pub(crate) async fn rollback(self) -> Result<()> {
-        let WriteTx { tx, _guard } = self;
+        let WriteTx { tx, _guard, .. } = self;
         tx.rollback().await?;
         Ok(())
     }
@@ -249,6 +257,7 @@ impl Store {
             pool,
             backend,
             write_lock: Arc::new(Mutex::new(())),
+            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         store.fill_name_keys().await?;
         Ok(store)
@@ -321,6 +330,12 @@ impl Store {
         }
     }
 
+    /// Changes whenever this process commits a write (another broker's writes to a
+    /// shared database do not show here).
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
     /// The pool, for reads.
     pub(crate) fn db(&self) -> &AnyPool {
         &self.pool
@@ -335,11 +350,13 @@ impl Store {
                 Ok(WriteTx {
                     tx,
                     _guard: Some(guard),
+                    commits: self.commits.clone(),
                 })
             }
             Backend::Postgres => Ok(WriteTx {
                 tx: self.pool.begin().await?,
                 _guard: None,
+                commits: self.commits.clone(),
             }),
         }
     }
