@@ -119,6 +119,25 @@ async fn staff_run_the_estate_from_the_console_live() {
     browser
         .wait_for("tr[data-pool=kiosk] td[data-ready='1']")
         .await;
+    // Its settings page, filled with what it has: two spares now.
+    browser.goto(&format!("{base}/admin/pools/kiosk")).await;
+    let width = browser.wait_for("#synthetic-width").await;
+    assert_eq!(width.prop("value").await.unwrap().as_deref(), Some("640"));
+    browser.fill("#pool-min", "2").await;
+    browser
+        .click("form[action='/admin/pools/kiosk'] button")
+        .await;
+    browser.wait_for_text("pool kiosk changed").await;
+    let kiosk = h.store().pool_by_name("kiosk").await.unwrap().unwrap();
+    assert_eq!(kiosk.min_ready, 2);
+    assert_eq!(
+        kiosk.source_params,
+        r#"{"height":480,"width":640,"workload":"idle"}"#
+    );
+    browser.goto(&format!("{base}/admin/")).await;
+    browser
+        .wait_for("tr[data-pool=kiosk] td[data-ready='2']")
+        .await;
 
     // Accounts: an operator made with the form, then made an auditor.
     browser.goto(&format!("{base}/admin/users")).await;

@@ -22,8 +22,8 @@ pub use error::ApiErr;
 pub use idle::IdleAcceptor;
 
 pub(crate) use admin::{
-    add_pool, add_user, change_role, drain_host, enable_user, end_and_move, grant, log_off_session,
-    read_console, EntitleRequest, GroupEntitlement, UserEntitlement,
+    add_pool, add_user, change_pool, change_role, drain_host, enable_user, end_and_move, grant,
+    log_off_session, read_console, EntitleRequest, GroupEntitlement, UserEntitlement,
 };
 pub(crate) use auth::staff_for_token_hash;
 pub(crate) use user::sign_in;

@@ -16,7 +16,7 @@ use super::actions::act;
 use super::pages::page;
 use super::session::Staff;
 use crate::api::{ApiErr, AppState, EntitleRequest, GroupEntitlement, UserEntitlement};
-use crate::store::{NewPool, Permission, Role};
+use crate::store::{NewPool, Permission, Pool, PoolUpdate, Role};
 
 /// One field of a desktop kind's parameters: form name, label, whether a number.
 type Field = (&'static str, &'static str, bool);
@@ -78,7 +78,7 @@ pub(super) async fn pools_page(State(state): State<Arc<AppState>>, jar: CookieJa
             tbody {
                 @for pool in &pools {
                     tr data-pool=(pool.name) {
-                        td { (pool.name) }
+                        td { a href=(format!("/admin/pools/{}", pool.name)) { (pool.name) } }
                         td { (pool.source_kind) }
                         td { code { (pool.source_params) } }
                         td { (pool.assignment) }
@@ -105,6 +105,7 @@ pub(super) async fn pools_page(State(state): State<Arc<AppState>>, jar: CookieJa
 }
 
 fn new_pool_form(staff: &Staff) -> Markup {
+    let none = Map::new();
     html! {
         h2 #new-pool { "New pool" }
         form.grid method="post" action="/admin/pools" aria-labelledby="new-pool" {
@@ -116,35 +117,130 @@ fn new_pool_form(staff: &Staff) -> Markup {
                 option value="floating" { "Floating: back to the pool at log-off, reset" }
                 option value="dedicated" { "Dedicated: a user keeps the same desktop" }
             }
-            label for="pool-min" { "Spare desktops kept ready" }
-            input #pool-min name="min_ready" type="number" min="0" value="1" required;
-            label for="pool-max" { "Most desktops" }
-            input #pool-max name="max_size" type="number" min="0" value="10" required;
-            label for="pool-idle" { "Log off after this many idle seconds (0: never)" }
-            input #pool-idle name="idle_timeout_s" type="number" min="0" value="3600" required;
-            label for="pool-gone" { "Keep a disconnected desktop this many seconds" }
-            input #pool-gone name="disconnect_timeout_s" type="number" min="0" value="900" required;
+            (size_fields(None))
             label for="pool-kind" { "Desktop kind" }
             select #pool-kind name="kind" data-kind-select {
                 @for (kind, label, _) in KINDS { option value=(kind) { (label) } }
             }
             @for (kind, label, fields) in KINDS {
-                fieldset data-kind=(kind) {
-                    legend { (label) " parameters (empty: the host's default)" }
-                    @for (field, text, number) in *fields {
-                        @let id = format!("{kind}-{field}");
-                        label for=(id) { (text) }
-                        @if *number {
-                            input id=(id) name=(format!("{kind}.{field}")) type="number" min="0";
-                        } @else {
-                            input id=(id) name=(format!("{kind}.{field}"));
-                        }
-                    }
-                }
+                (params_fieldset(kind, label, fields, &none))
             }
             button type="submit" { "Create pool" }
         }
     }
+}
+
+/// The sizes and timeouts of a pool, with `pool`'s values or the defaults.
+fn size_fields(pool: Option<&Pool>) -> Markup {
+    let value = |f: fn(&Pool) -> i64, default: i64| pool.map_or(default, f);
+    html! {
+        label for="pool-min" { "Spare desktops kept ready" }
+        input #pool-min name="min_ready" type="number" min="0" value=(value(|p| p.min_ready, 1)) required;
+        label for="pool-max" { "Most desktops" }
+        input #pool-max name="max_size" type="number" min="0" value=(value(|p| p.max_size, 10)) required;
+        label for="pool-idle" { "Log off after this many idle seconds (0: never)" }
+        input #pool-idle name="idle_timeout_s" type="number" min="0" value=(value(|p| p.idle_timeout_s, 3600)) required;
+        label for="pool-gone" { "Keep a disconnected desktop this many seconds" }
+        input #pool-gone name="disconnect_timeout_s" type="number" min="0" value=(value(|p| p.disconnect_timeout_s, 900)) required;
+    }
+}
+
+/// One desktop kind's parameter fields, filled from `values`.
+fn params_fieldset(
+    kind: &str,
+    label: &str,
+    fields: &[Field],
+    values: &Map<String, Value>,
+) -> Markup {
+    html! {
+        fieldset data-kind=(kind) {
+            legend { (label) " parameters (empty: the host's default)" }
+            @for (field, text, number) in fields {
+                @let id = format!("{kind}-{field}");
+                @let value = match values.get(*field) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                label for=(id) { (text) }
+                @if *number {
+                    input id=(id) name=(format!("{kind}.{field}")) type="number" min="0" value=(value);
+                } @else {
+                    input id=(id) name=(format!("{kind}.{field}")) value=(value);
+                }
+            }
+        }
+    }
+}
+
+/// `GET /admin/pools/{name}`: a pool's settings, to change.
+pub(super) async fn pool_page(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+) -> Response {
+    page(&state, jar, "Pool", async |staff| {
+        let Some(pool) = state.store.pool_by_name(&name).await? else {
+            return Ok(html! { h1 { "No pool " (name) } });
+        };
+        let values = serde_json::from_str(&pool.source_params).unwrap_or_default();
+        let kind = KINDS.iter().find(|(k, _, _)| *k == pool.source_kind);
+        Ok(html! {
+            h1 #edit-pool { "Pool " (pool.name) }
+            p { (pool.assignment) " pool of " (pool.source_kind) " desktops." }
+            @if staff.user.role.may(Permission::Manage) {
+                form.grid method="post" action=(format!("/admin/pools/{}", pool.name)) aria-labelledby="edit-pool" {
+                    input type="hidden" name="csrf" value=(staff.csrf);
+                    (size_fields(Some(&pool)))
+                    @if let Some((kind, label, fields)) = kind {
+                        (params_fieldset(kind, label, fields, &values))
+                    }
+                    button type="submit" { "Save" }
+                }
+            }
+        })
+    })
+    .await
+}
+
+/// `POST /admin/pools/{name}`: new sizes, timeouts and parameters.
+pub(super) async fn edit_pool(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let back = "/admin/pools";
+    act(
+        &state,
+        jar,
+        Permission::Manage,
+        field(&form, "csrf"),
+        back,
+        async |actor| {
+            let kind = state
+                .store
+                .pool_by_name(&name)
+                .await?
+                .map(|p| p.source_kind)
+                .unwrap_or_default();
+            let update = PoolUpdate {
+                source_params: Some(params(&form, &kind)?),
+                min_ready: Some(number(&form, "min_ready", "spare desktops")?),
+                max_size: Some(number(&form, "max_size", "most desktops")?),
+                idle_timeout_s: Some(number(&form, "idle_timeout_s", "idle timeout")?),
+                disconnect_timeout_s: Some(number(
+                    &form,
+                    "disconnect_timeout_s",
+                    "disconnect timeout",
+                )?),
+                ..Default::default()
+            };
+            crate::api::change_pool(&state, actor, &name, &update).await?;
+            Ok(format!("pool {name} changed"))
+        },
+    )
+    .await
 }
 
 fn entitle_form(staff: &Staff) -> Markup {
@@ -179,9 +275,8 @@ fn number(form: &Fields, name: &str, label: &str) -> Result<i64, ApiErr> {
         .map_err(|_| ApiErr::bad_request(format!("{label}: a whole number, please")))
 }
 
-/// The pool a creation form describes; the store checks the rest.
-fn new_pool(form: &Fields) -> Result<NewPool, ApiErr> {
-    let kind = field(form, "kind");
+/// The parameters of desktop `kind` a form gives, as the JSON text pools keep.
+fn params(form: &Fields, kind: &str) -> Result<String, ApiErr> {
     let (_, _, fields) = KINDS
         .iter()
         .find(|(k, _, _)| *k == kind)
@@ -203,10 +298,16 @@ fn new_pool(form: &Fields) -> Result<NewPool, ApiErr> {
         };
         params.insert((*name).to_string(), value);
     }
+    Ok(Value::Object(params).to_string())
+}
+
+/// The pool a creation form describes; the store checks the rest.
+fn new_pool(form: &Fields) -> Result<NewPool, ApiErr> {
+    let kind = field(form, "kind");
     Ok(NewPool {
         name: field(form, "name").to_string(),
         source_kind: kind.to_string(),
-        source_params: Value::Object(params).to_string(),
+        source_params: params(form, kind)?,
         assignment: field(form, "assignment").parse()?,
         min_ready: number(form, "min_ready", "spare desktops")?,
         max_size: number(form, "max_size", "most desktops")?,

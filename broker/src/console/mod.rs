@@ -49,6 +49,10 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
             "/admin/pools",
             get(manage::pools_page).post(manage::create_pool),
         )
+        .route(
+            "/admin/pools/{name}",
+            get(manage::pool_page).post(manage::edit_pool),
+        )
         .route("/admin/entitlements", post(manage::entitle))
         .route("/admin/hosts", get(estate::hosts_page))
         .route("/admin/desktops", get(estate::desktops_page))

@@ -188,9 +188,19 @@ pub(crate) async fn update_pool(
         disconnect_timeout_s: req.disconnect_timeout_s,
         ..Default::default()
     };
-    let pool = state.store.update_pool(&name, &update).await?;
-    audit(&state, &admin, format!("updated pool {name}")).await?;
-    Ok(Json(pool))
+    Ok(Json(change_pool(&state, &admin, &name, &update).await?))
+}
+
+/// Changes a pool for `actor` (the API's and the console's action).
+pub(crate) async fn change_pool(
+    state: &AppState,
+    actor: &User,
+    name: &str,
+    update: &PoolUpdate,
+) -> Result<Pool, ApiErr> {
+    let pool = state.store.update_pool(name, update).await?;
+    audit(state, actor, format!("updated pool {name}")).await?;
+    Ok(pool)
 }
 
 /// Entitles one user to a pool.
