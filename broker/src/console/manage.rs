@@ -210,36 +210,28 @@ pub(super) async fn edit_pool(
     Path(name): Path<String>,
     Form(form): Form<Fields>,
 ) -> Response {
-    let back = "/admin/pools";
-    act(
-        &state,
-        jar,
-        Permission::Manage,
-        field(&form, "csrf"),
-        back,
-        async |actor| {
-            let kind = state
-                .store
-                .pool_by_name(&name)
-                .await?
-                .map(|p| p.source_kind)
-                .unwrap_or_default();
-            let update = PoolUpdate {
-                source_params: Some(params(&form, &kind)?),
-                min_ready: Some(number(&form, "min_ready", "spare desktops")?),
-                max_size: Some(number(&form, "max_size", "most desktops")?),
-                idle_timeout_s: Some(number(&form, "idle_timeout_s", "idle timeout")?),
-                disconnect_timeout_s: Some(number(
-                    &form,
-                    "disconnect_timeout_s",
-                    "disconnect timeout",
-                )?),
-                ..Default::default()
-            };
-            crate::api::change_pool(&state, actor, &name, &update).await?;
-            Ok(format!("pool {name} changed"))
-        },
-    )
+    managed(&state, jar, &form, "/admin/pools", async |actor| {
+        let kind = state
+            .store
+            .pool_by_name(&name)
+            .await?
+            .map(|p| p.source_kind)
+            .unwrap_or_default();
+        let update = PoolUpdate {
+            source_params: Some(params(&form, &kind)?),
+            min_ready: Some(number(&form, "min_ready", "spare desktops")?),
+            max_size: Some(number(&form, "max_size", "most desktops")?),
+            idle_timeout_s: Some(number(&form, "idle_timeout_s", "idle timeout")?),
+            disconnect_timeout_s: Some(number(
+                &form,
+                "disconnect_timeout_s",
+                "disconnect timeout",
+            )?),
+            ..Default::default()
+        };
+        crate::api::change_pool(&state, actor, &name, &update).await?;
+        Ok(format!("pool {name} changed"))
+    })
     .await
 }
 
@@ -260,6 +252,26 @@ fn entitle_form(staff: &Staff) -> Markup {
             button type="submit" { "Entitle" }
         }
     }
+}
+
+/// Runs a change posted from one of this module's forms: they all need
+/// [`Permission::Manage`].
+async fn managed(
+    state: &AppState,
+    jar: CookieJar,
+    form: &Fields,
+    back: &'static str,
+    change: impl AsyncFnOnce(&crate::store::User) -> Result<String, ApiErr>,
+) -> Response {
+    act(
+        state,
+        jar,
+        Permission::Manage,
+        field(form, "csrf"),
+        back,
+        change,
+    )
+    .await
 }
 
 /// A submitted form's fields.
@@ -322,18 +334,10 @@ pub(super) async fn create_pool(
     jar: CookieJar,
     Form(form): Form<Fields>,
 ) -> Response {
-    let back = "/admin/pools";
-    act(
-        &state,
-        jar,
-        Permission::Manage,
-        field(&form, "csrf"),
-        back,
-        async |actor| {
-            let pool = crate::api::add_pool(&state, actor, &new_pool(&form)?).await?;
-            Ok(format!("pool {} created", pool.name))
-        },
-    )
+    managed(&state, jar, &form, "/admin/pools", async |actor| {
+        let pool = crate::api::add_pool(&state, actor, &new_pool(&form)?).await?;
+        Ok(format!("pool {} created", pool.name))
+    })
     .await
 }
 
@@ -343,32 +347,24 @@ pub(super) async fn entitle(
     jar: CookieJar,
     Form(form): Form<Fields>,
 ) -> Response {
-    let back = "/admin/pools";
-    act(
-        &state,
-        jar,
-        Permission::Manage,
-        field(&form, "csrf"),
-        back,
-        async |actor| {
-            let (pool, name) = (
-                field(&form, "pool").to_string(),
-                field(&form, "name").to_string(),
-            );
-            let who = if field(&form, "who") == "group" {
-                "group"
-            } else {
-                "user"
-            };
-            let done = format!("{who} {name} entitled to pool {pool}");
-            let request = match who {
-                "group" => EntitleRequest::Group(GroupEntitlement { pool, group: name }),
-                _ => EntitleRequest::User(UserEntitlement { pool, user: name }),
-            };
-            crate::api::grant(&state, actor, &request).await?;
-            Ok(done)
-        },
-    )
+    managed(&state, jar, &form, "/admin/pools", async |actor| {
+        let (pool, name) = (
+            field(&form, "pool").to_string(),
+            field(&form, "name").to_string(),
+        );
+        let who = if field(&form, "who") == "group" {
+            "group"
+        } else {
+            "user"
+        };
+        let done = format!("{who} {name} entitled to pool {pool}");
+        let request = match who {
+            "group" => EntitleRequest::Group(GroupEntitlement { pool, group: name }),
+            _ => EntitleRequest::User(UserEntitlement { pool, user: name }),
+        };
+        crate::api::grant(&state, actor, &request).await?;
+        Ok(done)
+    })
     .await
 }
 
@@ -450,21 +446,13 @@ pub(super) async fn create_user(
     jar: CookieJar,
     Form(form): Form<Fields>,
 ) -> Response {
-    let back = "/admin/users";
-    act(
-        &state,
-        jar,
-        Permission::Manage,
-        field(&form, "csrf"),
-        back,
-        async |actor| {
-            let role: Role = field(&form, "role").parse()?;
-            let password = form.get("password").cloned().unwrap_or_default();
-            let user =
-                crate::api::add_user(&state, actor, field(&form, "name"), password, role).await?;
-            Ok(format!("{} {} created", user.role, user.name))
-        },
-    )
+    managed(&state, jar, &form, "/admin/users", async |actor| {
+        let role: Role = field(&form, "role").parse()?;
+        let password = form.get("password").cloned().unwrap_or_default();
+        let user =
+            crate::api::add_user(&state, actor, field(&form, "name"), password, role).await?;
+        Ok(format!("{} {} created", user.role, user.name))
+    })
     .await
 }
 
@@ -475,26 +463,18 @@ pub(super) async fn change_user(
     Path(name): Path<String>,
     Form(form): Form<Fields>,
 ) -> Response {
-    let back = "/admin/users";
-    act(
-        &state,
-        jar,
-        Permission::Manage,
-        field(&form, "csrf"),
-        back,
-        async |actor| {
-            if form.contains_key("role") {
-                let role: Role = field(&form, "role").parse()?;
-                crate::api::change_role(&state, actor, &name, role).await?;
-                return Ok(format!("{name} is now {role}"));
-            }
-            let enabled = field(&form, "enabled") == "true";
-            crate::api::enable_user(&state, actor, &name, enabled).await?;
-            Ok(format!(
-                "{name} {}",
-                if enabled { "enabled" } else { "disabled" }
-            ))
-        },
-    )
+    managed(&state, jar, &form, "/admin/users", async |actor| {
+        if form.contains_key("role") {
+            let role: Role = field(&form, "role").parse()?;
+            crate::api::change_role(&state, actor, &name, role).await?;
+            return Ok(format!("{name} is now {role}"));
+        }
+        let enabled = field(&form, "enabled") == "true";
+        crate::api::enable_user(&state, actor, &name, enabled).await?;
+        Ok(format!(
+            "{name} {}",
+            if enabled { "enabled" } else { "disabled" }
+        ))
+    })
     .await
 }
