@@ -247,8 +247,24 @@ async fn hosts_desktops_and_audit_pages_show_and_act() {
     }
     let base = h.broker.url();
     let browser = Browser::start(&h.dir).await;
+    // A wrong password is refused on the page, and counted on the dashboard.
+    browser.sign_in(&base, "root", "not-the-password").await;
+    browser.wait_for_text("wrong user name or password").await;
     browser.sign_in(&base, "root", PASSWORD).await;
     browser.wait_for("#live").await;
+    browser
+        .wait_for_text("Refused logins, connects, tickets: 1 ")
+        .await;
+    assert_eq!(
+        browser
+            .client
+            .find_all(fantoccini::Locator::Css("#activity svg.bars"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    browser.screenshot("console-dashboard-activity").await;
 
     // Hosts: the host with its desktops, and how to add another.
     browser.goto(&format!("{base}/admin/hosts")).await;

@@ -53,6 +53,59 @@ pub(super) struct Snapshot {
     pub sessions_active: usize,
     pub sessions: Vec<SessionRow>,
     pub audit: Vec<AuditEntry>,
+    pub activity: Activity,
+}
+
+/// The last hour, oldest first.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Activity {
+    /// Sessions active at the end of each five minutes.
+    pub sessions: Vec<usize>,
+    /// Connections hosts reported, each minute.
+    pub connects: Vec<i64>,
+    /// Refused logins, connects and tickets, each minute.
+    pub failures: Vec<i64>,
+}
+
+/// The audit events that count as failures on the dashboard.
+const FAILURES: &[&str] = &[
+    "login_failed",
+    "login_throttled",
+    "connect_denied",
+    "ticket_refused",
+];
+
+impl Activity {
+    async fn read(store: &Store, now_ms: i64) -> crate::store::Result<Self> {
+        const MINUTE: i64 = 60_000;
+        let hour_ago = now_ms - 60 * MINUTE;
+        let per_minute = |counts: Vec<(i64, i64)>| {
+            let last = now_ms / MINUTE;
+            (last - 59..=last)
+                .map(|m| {
+                    counts
+                        .iter()
+                        .find(|(at, _)| *at == m)
+                        .map_or(0, |(_, n)| *n)
+                })
+                .collect()
+        };
+        let spans = store.session_spans_since(hour_ago).await?;
+        let sessions = (0..12)
+            .map(|k| now_ms - (11 - k) * 5 * MINUTE)
+            .map(|t| {
+                spans
+                    .iter()
+                    .filter(|(start, end)| *start <= t && end.is_none_or(|e| e > t))
+                    .count()
+            })
+            .collect();
+        Ok(Activity {
+            sessions,
+            connects: per_minute(store.audit_per_minute(&["connect"], hour_ago).await?),
+            failures: per_minute(store.audit_per_minute(FAILURES, hour_ago).await?),
+        })
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -151,6 +204,7 @@ impl Snapshot {
             sessions_active,
             sessions,
             audit: store.list_audit(RECENT_AUDIT).await?,
+            activity: Activity::read(store, now).await?,
         })
     }
 }

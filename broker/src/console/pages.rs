@@ -187,6 +187,7 @@ pub(super) async fn dashboard(State(state): State<Arc<AppState>>, jar: CookieJar
 
 /// The dashboard's live sections: element id and heading.
 const SECTIONS: &[(&str, &str)] = &[
+    ("activity", "The last hour"),
     ("hosts", "Hosts"),
     ("pools", "Pools"),
     ("sessions", "Sessions"),
@@ -303,11 +304,61 @@ pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static 
         }
     };
     BTreeMap::from([
+        ("activity", activity(&snapshot.activity).into_string()),
         ("hosts", hosts.into_string()),
         ("pools", pools.into_string()),
         ("sessions", sessions.into_string()),
         ("audit", audit.into_string()),
     ])
+}
+
+/// The last hour in three small bar charts with their totals.
+fn activity(a: &super::live::Activity) -> Markup {
+    let peak = a.sessions.iter().max().copied().unwrap_or(0);
+    let now = a.sessions.last().copied().unwrap_or(0);
+    let connects: i64 = a.connects.iter().sum();
+    let failures: i64 = a.failures.iter().sum();
+    let sessions: Vec<i64> = a
+        .sessions
+        .iter()
+        .map(|n| i64::try_from(*n).unwrap_or(i64::MAX))
+        .collect();
+    html! {
+        div.charts {
+            figure {
+                (bars(&sessions, "sessions"))
+                figcaption { "Sessions: " (now) " now, at most " (peak) " (every 5 min)" }
+            }
+            figure {
+                (bars(&a.connects, "connects"))
+                figcaption { "Connects: " (connects) " (per minute)" }
+            }
+            figure {
+                (bars(&a.failures, "failures"))
+                figcaption { "Refused logins, connects, tickets: " (failures) " (per minute)" }
+            }
+        }
+    }
+}
+
+/// A bar chart of `values` (oldest first) as inline SVG, each bar titled with its value.
+fn bars(values: &[i64], class: &str) -> Markup {
+    const WIDTH: f64 = 240.0;
+    const HEIGHT: f64 = 48.0;
+    let top = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = WIDTH / values.len().max(1) as f64;
+    html! {
+        svg class=(format!("bars {class}")) viewBox=(format!("0 0 {WIDTH} {HEIGHT}"))
+            width=(WIDTH) height=(HEIGHT) role="img" aria-label=(format!("{class} over the last hour")) {
+            @for (i, v) in values.iter().enumerate() {
+                @let h = (*v as f64 / top * (HEIGHT - 2.0)).max(if *v > 0 { 1.0 } else { 0.0 });
+                rect x=(format!("{:.1}", i as f64 * step)) y=(format!("{:.1}", HEIGHT - h))
+                    width=(format!("{:.1}", (step - 1.0).max(1.0))) height=(format!("{h:.1}")) {
+                    title { (v) }
+                }
+            }
+        }
+    }
 }
 
 /// "12 s ago", "5 min ago", "3 h ago"; "never" for no time.

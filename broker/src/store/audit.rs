@@ -1,5 +1,7 @@
 //! The audit log of security-relevant events.
 
+use sqlx::Row;
+
 use super::model::audit_from_row;
 use super::{now_ms, AuditEntry, Result, Store, StoreError};
 
@@ -72,6 +74,33 @@ impl Store {
         .iter()
         .map(audit_from_row)
         .collect()
+    }
+    /// How many entries of any of `events` each minute since `since_ms` had: (the
+    /// minute as unix ms / 60000, count), minutes without any left out.
+    pub async fn audit_per_minute(
+        &self,
+        events: &[&str],
+        since_ms: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (0..events.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT at_ms / 60000 AS minute, COUNT(*) AS n FROM audit \
+             WHERE at_ms >= $1 AND event IN ({}) GROUP BY at_ms / 60000",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(since_ms);
+        for event in events {
+            query = query.bind(*event);
+        }
+        query
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("minute")?, row.try_get("n")?)))
+            .collect()
     }
 }
 

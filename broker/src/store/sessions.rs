@@ -1,5 +1,7 @@
 //! Sessions: a user connected to a desktop.
 
+use sqlx::Row;
+
 use super::model::{session_cols, session_from_row};
 use super::{map_constraint, new_id, now_ms, Result, Session, SessionState, Store};
 
@@ -137,6 +139,21 @@ impl Store {
         .as_ref()
         .map(session_from_row)
         .transpose()
+    }
+
+    /// When each session that was active at some time since `since_ms` started and
+    /// ended (`None`: still active).
+    pub async fn session_spans_since(&self, since_ms: i64) -> Result<Vec<(i64, Option<i64>)>> {
+        sqlx::query(
+            "SELECT started_ms, ended_ms FROM sessions \
+             WHERE state = 'active' OR ended_ms >= $1",
+        )
+        .bind(since_ms)
+        .fetch_all(self.db())
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("started_ms")?, row.try_get("ended_ms")?)))
+        .collect()
     }
 
     /// Sessions, newest first; only active ones if asked.
