@@ -167,6 +167,26 @@ async fn staff_run_the_estate_from_the_console_live() {
     browser.wait_for_text("oscar is now auditor").await;
     let oscar = h.store().user_by_name("oscar").await.unwrap().unwrap();
     assert_eq!(oscar.role, Role::Auditor);
+    // A new password, a group, and oscar in it.
+    browser.fill("#pw-user", "oscar").await;
+    browser.fill("#pw-new", "another-long-password").await;
+    browser
+        .click("form[action='/admin/passwords'] button")
+        .await;
+    browser.wait_for_text("oscar's password set").await;
+    let rehashed = h.store().user_by_name("oscar").await.unwrap().unwrap();
+    assert_ne!(rehashed.password_hash, oscar.password_hash);
+    browser.fill("#group-name", "night-shift").await;
+    browser.click("form[action='/admin/groups'] button").await;
+    browser.wait_for_text("group night-shift created").await;
+    browser.fill("#member-user", "oscar").await;
+    browser
+        .click("form[action='/admin/groups/members'] button")
+        .await;
+    browser
+        .wait_for_text("oscar added to group night-shift")
+        .await;
+    browser.wait_for("tr[data-user=oscar] .tag").await;
     browser.screenshot("console-users").await;
     browser.goto(&format!("{base}/admin/")).await;
 

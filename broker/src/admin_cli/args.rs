@@ -92,6 +92,9 @@ pub(super) enum UserCommand {
         #[arg(long, conflicts_with = "role")]
         admin: bool,
     },
+    /// Set a user's password (from ORIEL_NEW_PASSWORD, else the first line of stdin);
+    /// their logins end.
+    Password { name: String },
     /// Give a user another role (see `user add --help`); their logins end.
     Role {
         name: String,

@@ -163,6 +163,15 @@ async fn user(api: &ApiClient, command: UserCommand) -> anyhow::Result<Value> {
             )
             .await?
         }
+        UserCommand::Password { name } => {
+            let password = password_from_env_or_stdin("ORIEL_NEW_PASSWORD")?;
+            api.post_no_reply(
+                &format!("/admin/users/{}/password", seg(&name)),
+                &json!({"password": password}),
+            )
+            .await?;
+            json!({"user": name, "password_set": true})
+        }
         UserCommand::Role { name, role } => {
             api.post(
                 &format!("/admin/users/{}/role", seg(&name)),
@@ -338,6 +347,10 @@ mod tests {
             AdminCommand::User(UserCommand::Role { name, role }) if name == "olga" && role == "auditor"
         ));
         assert!(admin(&["user", "role", "olga", "root"]).is_err());
+        assert!(matches!(
+            ok(&["user", "password", "olga"]).command,
+            AdminCommand::User(UserCommand::Password { name }) if name == "olga"
+        ));
         assert!(admin(&["user", "add", "x", "--admin", "--role", "auditor"]).is_err());
         assert!(matches!(
             ok(&["--data-dir", "/d", "user", "list"]).command,

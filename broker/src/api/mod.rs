@@ -22,8 +22,9 @@ pub use error::ApiErr;
 pub use idle::IdleAcceptor;
 
 pub(crate) use admin::{
-    add_pool, add_user, change_pool, change_role, drain_host, enable_user, end_and_move, grant,
-    log_off_session, read_console, EntitleRequest, GroupEntitlement, UserEntitlement,
+    add_group, add_member, add_pool, add_user, change_pool, change_role, drain_host, enable_user,
+    end_and_move, grant, log_off_session, read_console, reset_password, EntitleRequest,
+    GroupEntitlement, UserEntitlement,
 };
 pub(crate) use auth::staff_for_token_hash;
 pub(crate) use user::sign_in;
@@ -112,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::set_user_enabled))
         .routes(routes!(admin::set_user_role))
+        .routes(routes!(admin::set_user_password))
         .routes(routes!(admin::list_groups, admin::create_group))
         .routes(routes!(admin::add_group_member))
         .routes(routes!(admin::list_pools, admin::create_pool))

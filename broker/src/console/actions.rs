@@ -2,6 +2,7 @@
 //! own function does the change (store and audit log alike), and the page comes back
 //! with what happened.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -104,4 +105,37 @@ pub(super) async fn act(
     }
     let outcome = change(&staff.user).await.map_err(|e| e.message);
     flash(jar, outcome, Redirect::to(back))
+}
+
+/// Runs a change posted from a pools or users form: they all need
+/// [`Permission::Manage`].
+pub(super) async fn managed(
+    state: &AppState,
+    jar: CookieJar,
+    form: &Fields,
+    back: &'static str,
+    change: impl AsyncFnOnce(&crate::store::User) -> Result<String, ApiErr>,
+) -> Response {
+    act(
+        state,
+        jar,
+        Permission::Manage,
+        field(form, "csrf"),
+        back,
+        change,
+    )
+    .await
+}
+
+/// A submitted form's fields.
+pub(super) type Fields = HashMap<String, String>;
+
+pub(super) fn field<'a>(form: &'a Fields, name: &str) -> &'a str {
+    form.get(name).map(|v| v.trim()).unwrap_or_default()
+}
+
+pub(super) fn number(form: &Fields, name: &str, label: &str) -> Result<i64, ApiErr> {
+    field(form, name)
+        .parse()
+        .map_err(|_| ApiErr::bad_request(format!("{label}: a whole number, please")))
 }

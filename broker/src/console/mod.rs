@@ -10,11 +10,12 @@
 //!
 //! [`Role::may`]: crate::store::Role::may
 
+mod accounts;
 mod actions;
 mod estate;
 mod live;
-mod manage;
 mod pages;
+mod pools;
 mod session;
 
 use std::sync::Arc;
@@ -47,13 +48,13 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/admin/sessions/{id}/logoff", post(actions::log_off))
         .route(
             "/admin/pools",
-            get(manage::pools_page).post(manage::create_pool),
+            get(pools::pools_page).post(pools::create_pool),
         )
         .route(
             "/admin/pools/{name}",
-            get(manage::pool_page).post(manage::edit_pool),
+            get(pools::pool_page).post(pools::edit_pool),
         )
-        .route("/admin/entitlements", post(manage::entitle))
+        .route("/admin/entitlements", post(pools::entitle))
         .route("/admin/hosts", get(estate::hosts_page))
         .route("/admin/desktops", get(estate::desktops_page))
         .route(
@@ -65,9 +66,12 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/admin/audit", get(estate::audit_page))
         .route(
             "/admin/users",
-            get(manage::users_page).post(manage::create_user),
+            get(accounts::users_page).post(accounts::create_user),
         )
-        .route("/admin/users/{name}", post(manage::change_user))
+        .route("/admin/passwords", post(accounts::set_password))
+        .route("/admin/users/{name}", post(accounts::change_user))
+        .route("/admin/groups", post(accounts::create_group))
+        .route("/admin/groups/members", post(accounts::add_member))
         .route("/admin/assets/console.css", get(pages::stylesheet))
         .route("/admin/assets/console.js", get(pages::script))
         .layer(axum::middleware::from_fn(secure_headers))

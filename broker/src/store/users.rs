@@ -205,6 +205,23 @@ impl Store {
         Ok(user)
     }
 
+    /// Sets a user's password hash; the user's tokens go (whoever held one signed in
+    /// with the old password).
+    pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        let id = user_id_by_name(w.conn(), name).await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(&id)
+            .execute(w.conn())
+            .await?;
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+            .bind(&id)
+            .execute(w.conn())
+            .await?;
+        w.commit().await
+    }
+
     /// Refuses to let user `id` stop being an enabled administrator when it is the last
     /// one: no one could administer the broker any more.
     async fn refuse_last_admin(&self, w: &mut WriteTx, id: &str, what: &str) -> Result<()> {

@@ -27,9 +27,6 @@ pub(crate) struct NewUser {
     /// The new account's role (default: `user`).
     #[serde(default)]
     role: Option<Role>,
-    /// The same as `"role": "admin"` (older clients send it).
-    #[serde(default)]
-    admin: bool,
 }
 
 /// Create a user.
@@ -38,7 +35,6 @@ pub(crate) struct NewUser {
     responses(
         (status = 200, description = "Created", body = User),
         (status = 409, description = "The name, or one that looks like it, is taken", body = ApiError),
-        (status = 422, description = "`admin` with another `role`", body = ApiError),
         (status = 503, description = "Busy hashing other passwords", body = ApiError,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
@@ -47,17 +43,7 @@ pub(crate) async fn create_user(
     Staff(admin, _): Staff<Manage>,
     Body(req): Body<NewUser>,
 ) -> Res<User> {
-    let role = match (req.role, req.admin) {
-        (None, false) => Role::User,
-        (None | Some(Role::Admin), true) => Role::Admin,
-        (Some(role), false) => role,
-        (Some(role), true) => {
-            return Err(ApiErr::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("\"admin\": true contradicts \"role\": \"{role}\""),
-            ))
-        }
-    };
+    let role = req.role.unwrap_or(Role::User);
     Ok(Json(
         add_user(&state, &admin, &req.name, req.password, role).await?,
     ))
@@ -71,11 +57,19 @@ pub(crate) async fn add_user(
     password: String,
     role: Role,
 ) -> Result<User, ApiErr> {
+    let hash = hash_new_password(state, password).await?;
+    let user = state.store.create_user(name, &hash, role).await?;
+    audit(state, actor, format!("created {role} {}", user.name)).await?;
+    Ok(user)
+}
+
+/// Checks a new password's length and hashes it (argon2, on the bounded pool).
+async fn hash_new_password(state: &AppState, password: String) -> Result<String, ApiErr> {
     // Counted in characters, as the schema's lengths are.
     if !(8..=1024).contains(&password.chars().count()) {
         return Err(ApiErr::bad_request("passwords need 8 to 1024 characters"));
     }
-    let hash = state
+    Ok(state
         .hasher
         .hash(password)
         .await
@@ -86,10 +80,46 @@ pub(crate) async fn add_user(
                 std::time::Duration::from_secs(1),
             )
         })?
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let user = state.store.create_user(name, &hash, role).await?;
-    audit(state, actor, format!("created {role} {}", user.name)).await?;
-    Ok(user)
+        .map_err(|e| anyhow::anyhow!("{e}"))?)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewPassword {
+    #[schema(min_length = 8, max_length = 1024)]
+    password: String,
+}
+
+/// Set a user's password (their logins end).
+#[utoipa::path(post, path = "/admin/users/{name}/password", tag = "admin",
+    security(("bearer" = [])), request_body = NewPassword,
+    params(("name" = String, Path, description = "The user's name")),
+    responses(
+        (status = 204, description = "Done"),
+        (status = 404, description = "No such user", body = ApiError),
+        (status = 503, description = "Busy hashing other passwords", body = ApiError,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
+pub(crate) async fn set_user_password(
+    State(state): State<Arc<AppState>>,
+    Staff(admin, _): Staff<Manage>,
+    Param(name): Param<String>,
+    Body(req): Body<NewPassword>,
+) -> Result<StatusCode, ApiErr> {
+    reset_password(&state, &admin, &name, req.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets an account's password for `actor` (the API's and the console's action).
+pub(crate) async fn reset_password(
+    state: &AppState,
+    actor: &User,
+    name: &str,
+    password: String,
+) -> Result<(), ApiErr> {
+    let hash = hash_new_password(state, password).await?;
+    state.store.set_password(name, &hash).await?;
+    audit(state, actor, format!("user {name} password set")).await
 }
 
 /// List users.
@@ -209,9 +239,14 @@ pub(crate) async fn create_group(
     Staff(admin, _): Staff<Manage>,
     Body(req): Body<NewGroup>,
 ) -> Res<Group> {
-    let group = state.store.create_group(&req.name).await?;
-    audit(&state, &admin, format!("created group {}", group.name)).await?;
-    Ok(Json(group))
+    Ok(Json(add_group(&state, &admin, &req.name).await?))
+}
+
+/// Creates a group for `actor` (the API's and the console's action).
+pub(crate) async fn add_group(state: &AppState, actor: &User, name: &str) -> Result<Group, ApiErr> {
+    let group = state.store.create_group(name).await?;
+    audit(state, actor, format!("created group {}", group.name)).await?;
+    Ok(group)
 }
 
 /// List groups with their members.
@@ -247,19 +282,24 @@ pub(crate) async fn add_group_member(
     Param(group): Param<String>,
     Body(req): Body<Member>,
 ) -> Result<StatusCode, ApiErr> {
+    add_member(&state, &admin, &group, &req.user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Makes `user` a member of `group` for `actor` (the API's and the console's action).
+pub(crate) async fn add_member(
+    state: &AppState,
+    actor: &User,
+    group: &str,
+    user: &str,
+) -> Result<(), ApiErr> {
     // The group is what the path names (404); the user is what the body refers to.
-    if state.store.user_by_name(&req.user).await?.is_none() {
+    if state.store.user_by_name(user).await?.is_none() {
         return Err(ApiErr::new(
             StatusCode::CONFLICT,
-            format!("there is no user named '{}'", req.user),
+            format!("there is no user named '{user}'"),
         ));
     }
-    state.store.add_group_member(&group, &req.user).await?;
-    audit(
-        &state,
-        &admin,
-        format!("added {} to group {group}", req.user),
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    state.store.add_group_member(group, user).await?;
+    audit(state, actor, format!("added {user} to group {group}")).await
 }

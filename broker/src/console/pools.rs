@@ -1,8 +1,7 @@
-//! The console's pools and users pages: what exists, and (for roles that may manage)
-//! forms to create pools (one set of fields per desktop kind, not raw JSON), entitle
-//! users and groups, and create, disable and re-role accounts.
+//! The console's pools pages: pools and their entitlements, and (for roles that may
+//! manage) forms to create a pool (one set of fields per desktop kind, not raw JSON),
+//! change its settings, and entitle users and groups.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -12,11 +11,11 @@ use axum_extra::extract::cookie::CookieJar;
 use maud::{html, Markup};
 use serde_json::{Map, Value};
 
-use super::actions::act;
+use super::actions::{field, managed, number, Fields};
 use super::pages::page;
 use super::session::Staff;
 use crate::api::{ApiErr, AppState, EntitleRequest, GroupEntitlement, UserEntitlement};
-use crate::store::{NewPool, Permission, Pool, PoolUpdate, Role};
+use crate::store::{NewPool, Permission, Pool, PoolUpdate};
 
 /// One field of a desktop kind's parameters: form name, label, whether a number.
 type Field = (&'static str, &'static str, bool);
@@ -254,39 +253,6 @@ fn entitle_form(staff: &Staff) -> Markup {
     }
 }
 
-/// Runs a change posted from one of this module's forms: they all need
-/// [`Permission::Manage`].
-async fn managed(
-    state: &AppState,
-    jar: CookieJar,
-    form: &Fields,
-    back: &'static str,
-    change: impl AsyncFnOnce(&crate::store::User) -> Result<String, ApiErr>,
-) -> Response {
-    act(
-        state,
-        jar,
-        Permission::Manage,
-        field(form, "csrf"),
-        back,
-        change,
-    )
-    .await
-}
-
-/// A submitted form's fields.
-type Fields = HashMap<String, String>;
-
-fn field<'a>(form: &'a Fields, name: &str) -> &'a str {
-    form.get(name).map(|v| v.trim()).unwrap_or_default()
-}
-
-fn number(form: &Fields, name: &str, label: &str) -> Result<i64, ApiErr> {
-    field(form, name)
-        .parse()
-        .map_err(|_| ApiErr::bad_request(format!("{label}: a whole number, please")))
-}
-
 /// The parameters of desktop `kind` a form gives, as the JSON text pools keep.
 fn params(form: &Fields, kind: &str) -> Result<String, ApiErr> {
     let (_, _, fields) = KINDS
@@ -364,117 +330,6 @@ pub(super) async fn entitle(
         };
         crate::api::grant(&state, actor, &request).await?;
         Ok(done)
-    })
-    .await
-}
-
-/// `GET /admin/users`.
-pub(super) async fn users_page(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
-    page(&state, jar, "Users", async |staff| {
-    let users = state.store.list_users().await?;
-    let groups = state.store.list_groups().await?;
-    let manage = staff.user.role.may(Permission::Manage);
-    Ok(html! {
-        h1 { "Users and groups" }
-        table {
-            thead { tr { th { "User" } th { "Role" } th { "Enabled" } th { "Groups" }
-                         @if manage { th { "Role" } th { "Access" } } } }
-            tbody {
-                @for user in &users {
-                    tr data-user=(user.name) {
-                        td { (user.name) }
-                        td { (user.role) }
-                        td { @if user.enabled { "yes" } @else { "disabled" } }
-                        td {
-                            @for g in groups.iter().filter(|g| g.members.contains(&user.name)) {
-                                span.tag { (g.name) } " "
-                            }
-                        }
-                        @if manage {
-                            td {
-                                form.inline method="post" action=(format!("/admin/users/{}", user.name)) {
-                                    input type="hidden" name="csrf" value=(staff.csrf);
-                                    label.hidden for=(format!("role-{}", user.name)) { "Role of " (user.name) }
-                                    select id=(format!("role-{}", user.name)) name="role" {
-                                        @for role in Role::ALL {
-                                            option value=(role) selected[*role == user.role] { (role) }
-                                        }
-                                    }
-                                    button type="submit" { "Set" }
-                                }
-                            }
-                            td {
-                                form.inline method="post" action=(format!("/admin/users/{}", user.name)) {
-                                    input type="hidden" name="csrf" value=(staff.csrf);
-                                    @if user.enabled {
-                                        input type="hidden" name="enabled" value="false";
-                                        button type="submit" { "Disable" }
-                                    } @else {
-                                        input type="hidden" name="enabled" value="true";
-                                        button type="submit" { "Enable" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        @if manage {
-            h2 #new-user { "New account" }
-            form.grid method="post" action="/admin/users" aria-labelledby="new-user" {
-                input type="hidden" name="csrf" value=(staff.csrf);
-                label for="user-name" { "Name" }
-                input #user-name name="name" required;
-                label for="user-password" { "Password (8 characters or more)" }
-                input #user-password name="password" type="password" minlength="8" autocomplete="new-password" required;
-                label for="user-role" { "Role" }
-                select #user-role name="role" {
-                    @for role in Role::ALL { option value=(role) { (role) } }
-                }
-                button type="submit" { "Create account" }
-            }
-        }
-    })
-    })
-    .await
-}
-
-/// `POST /admin/users`.
-pub(super) async fn create_user(
-    State(state): State<Arc<AppState>>,
-    jar: CookieJar,
-    Form(form): Form<Fields>,
-) -> Response {
-    managed(&state, jar, &form, "/admin/users", async |actor| {
-        let role: Role = field(&form, "role").parse()?;
-        let password = form.get("password").cloned().unwrap_or_default();
-        let user =
-            crate::api::add_user(&state, actor, field(&form, "name"), password, role).await?;
-        Ok(format!("{} {} created", user.role, user.name))
-    })
-    .await
-}
-
-/// `POST /admin/users/{name}`: a new `role`, or `enabled` true or false.
-pub(super) async fn change_user(
-    State(state): State<Arc<AppState>>,
-    jar: CookieJar,
-    Path(name): Path<String>,
-    Form(form): Form<Fields>,
-) -> Response {
-    managed(&state, jar, &form, "/admin/users", async |actor| {
-        if form.contains_key("role") {
-            let role: Role = field(&form, "role").parse()?;
-            crate::api::change_role(&state, actor, &name, role).await?;
-            return Ok(format!("{name} is now {role}"));
-        }
-        let enabled = field(&form, "enabled") == "true";
-        crate::api::enable_user(&state, actor, &name, enabled).await?;
-        Ok(format!(
-            "{name} {}",
-            if enabled { "enabled" } else { "disabled" }
-        ))
     })
     .await
 }
