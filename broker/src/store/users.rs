@@ -183,15 +183,7 @@ impl Store {
             self.refuse_last_admin(&mut w, &id, "given another role")
                 .await?;
         }
-        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-            .bind(role.as_str())
-            .bind(&id)
-            .execute(w.conn())
-            .await?;
-        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
-            .bind(&id)
-            .execute(w.conn())
-            .await?;
+        set_and_end_logins(&mut w, &id, "role", role.as_str()).await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             user_cols!(),
@@ -210,15 +202,7 @@ impl Store {
     pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
         let mut w = self.write().await?;
         let id = user_id_by_name(w.conn(), name).await?;
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(password_hash)
-            .bind(&id)
-            .execute(w.conn())
-            .await?;
-        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
-            .bind(&id)
-            .execute(w.conn())
-            .await?;
+        set_and_end_logins(&mut w, &id, "password_hash", password_hash).await?;
         w.commit().await
     }
 
@@ -388,4 +372,20 @@ impl Store {
         w.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Sets `column` (a name from this module, never from outside) of user `id` to `value`
+/// and ends the user's logins: a token must not outlive the rights or the password it
+/// was issued with.
+async fn set_and_end_logins(w: &mut WriteTx, id: &str, column: &str, value: &str) -> Result<()> {
+    sqlx::query(&format!("UPDATE users SET {column} = $1 WHERE id = $2"))
+        .bind(value)
+        .bind(id)
+        .execute(w.conn())
+        .await?;
+    sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+        .bind(id)
+        .execute(w.conn())
+        .await?;
+    Ok(())
 }
