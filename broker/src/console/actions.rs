@@ -12,7 +12,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::pages::flash;
-use super::session::Staff;
+use super::session::{CsrfForm, Staff};
 use crate::api::{ApiErr, AppState};
 use crate::store::{HostState, Permission};
 
@@ -58,11 +58,6 @@ pub(super) async fn host_state(
         },
     )
     .await
-}
-
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /admin/sessions/{id}/logoff`: end a session and log its user off.

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::actions::act;
 use super::pages::{ago, page};
-use super::session::Staff;
+use super::session::{CsrfForm, Staff};
 use crate::api::AppState;
 use crate::store::{AuditFilter, DesktopState, HostState, Permission};
 
@@ -36,6 +36,12 @@ pub(super) async fn hosts_page(State(state): State<Arc<AppState>>, jar: CookieJa
     page(&state, jar, "Hosts", async |staff| {
         let hosts = state.store.list_hosts().await?;
         let desktops = state.store.list_desktops(None).await?;
+        let mut on_host: HashMap<&str, Vec<&crate::store::Desktop>> = HashMap::new();
+        for d in &desktops {
+            if let Some(host) = &d.host_id {
+                on_host.entry(host).or_default().push(d);
+            }
+        }
         let operate = staff.user.role.may(Permission::Operate);
         let now = crate::store::now_ms();
         let join = &state.joining;
@@ -53,7 +59,7 @@ pub(super) async fn hosts_page(State(state): State<Arc<AppState>>, jar: CookieJa
                             td.num { (host.capacity) }
                             td { (ago(now, host.last_heartbeat_ms)) }
                             td {
-                                @for d in desktops.iter().filter(|d| d.host_id.as_deref() == Some(host.id.as_str())) {
+                                @for d in on_host.get(host.id.as_str()).into_iter().flatten() {
                                     span.tag { (d.name) " · " (d.state) } " "
                                 }
                             }
@@ -225,11 +231,6 @@ pub(super) async fn confirm_delete(
     .await
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    csrf: String,
-}
-
 /// `POST /admin/desktops/{id}/reset`.
 pub(super) async fn reset(
     State(state): State<Arc<AppState>>,
@@ -342,15 +343,17 @@ pub(super) async fn audit_page(
         let older = entries.len() > usize::from(AUDIT_PAGE);
         entries.truncate(usize::from(AUDIT_PAGE));
         let link = |page: u32| {
-            let q = serde_urlencoded(&[
+            let page = page.to_string();
+            let pairs = [
                 ("actor", query.actor.as_str()),
                 ("event", query.event.as_str()),
                 ("detail", query.detail.as_str()),
                 ("since", query.since.as_str()),
                 ("until", query.until.as_str()),
-                ("page", &page.to_string()),
-            ]);
-            format!("/admin/audit?{q}")
+                ("page", page.as_str()),
+            ];
+            let set: Vec<_> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+            format!("/admin/audit?{}", serde_urlencoded::to_string(set).unwrap_or_default())
         };
         Ok(html! {
             h1 { "Audit" }
@@ -388,19 +391,6 @@ pub(super) async fn audit_page(
         })
     })
     .await
-}
-
-/// A query string of `pairs`.
-fn serde_urlencoded(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| {
-            let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
-            format!("{k}={v}")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 const MINUTE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
