@@ -19,47 +19,48 @@ use crate::store::{Permission, Role};
 /// `GET /admin/users`.
 pub(super) async fn users_page(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
     page(&state, jar, "Users", async |staff| {
-    let users = state.store.list_users().await?;
-    let groups = state.store.list_groups().await?;
-    let manage = staff.user.role.may(Permission::Manage);
-    Ok(html! {
-        h1 { "Users and groups" }
-        table {
-            thead { tr { th { "User" } th { "Role" } th { "Enabled" } th { "Groups" }
-                         @if manage { th { "Role" } th { "Access" } } } }
-            tbody {
-                @for user in &users {
-                    tr data-user=(user.name) {
-                        td { (user.name) }
-                        td { (user.role) }
-                        td { @if user.enabled { "yes" } @else { "disabled" } }
-                        td {
-                            @for g in groups.iter().filter(|g| g.members.contains(&user.name)) {
-                                span.tag { (g.name) } " "
-                            }
-                        }
-                        @if manage {
+        let users = state.store.list_users().await?;
+        let groups = state.store.list_groups().await?;
+        let manage = staff.user.role.may(Permission::Manage);
+        Ok(html! {
+            h1 { "Users and groups" }
+            table {
+                thead { tr { th { "User" } th { "Role" } th { "Enabled" } th { "Groups" }
+                             @if manage { th { "Role" } th { "Access" } } } }
+                tbody {
+                    @for user in &users {
+                        tr data-user=(user.name) {
+                            td { (user.name) }
+                            td { (user.role) }
+                            td { @if user.enabled { "yes" } @else { "disabled" } }
                             td {
-                                form.inline method="post" action=(format!("/admin/users/{}", user.name)) {
-                                    input type="hidden" name="csrf" value=(staff.csrf);
-                                    label.hidden for=(format!("role-{}", user.name)) { "Role of " (user.name) }
-                                    select id=(format!("role-{}", user.name)) name="role" {
-                                        @for role in Role::ALL {
-                                            option value=(role) selected[*role == user.role] { (role) }
-                                        }
-                                    }
-                                    button type="submit" { "Set" }
+                                @for g in groups.iter().filter(|g| g.members.contains(&user.name)) {
+                                    span.tag { (g.name) } " "
                                 }
                             }
-                            td {
-                                form.inline method="post" action=(format!("/admin/users/{}", user.name)) {
-                                    input type="hidden" name="csrf" value=(staff.csrf);
-                                    @if user.enabled {
-                                        input type="hidden" name="enabled" value="false";
-                                        button type="submit" { "Disable" }
-                                    } @else {
-                                        input type="hidden" name="enabled" value="true";
-                                        button type="submit" { "Enable" }
+                            @if manage {
+                                td {
+                                    form.inline method="post" action=(format!("/admin/users/{}", user.name)) {
+                                        input type="hidden" name="csrf" value=(staff.csrf);
+                                        label.hidden for=(format!("role-{}", user.name)) { "Role of " (user.name) }
+                                        select id=(format!("role-{}", user.name)) name="role" {
+                                            @for role in Role::ALL {
+                                                option value=(role) selected[*role == user.role] { (role) }
+                                            }
+                                        }
+                                        button type="submit" { "Set" }
+                                    }
+                                }
+                                td {
+                                    form.inline method="post" action=(format!("/admin/users/{}", user.name)) {
+                                        input type="hidden" name="csrf" value=(staff.csrf);
+                                        @if user.enabled {
+                                            input type="hidden" name="enabled" value="false";
+                                            button type="submit" { "Disable" }
+                                        } @else {
+                                            input type="hidden" name="enabled" value="true";
+                                            button type="submit" { "Enable" }
+                                        }
                                     }
                                 }
                             }
@@ -67,24 +68,23 @@ pub(super) async fn users_page(State(state): State<Arc<AppState>>, jar: CookieJa
                     }
                 }
             }
-        }
-        @if manage {
-            h2 #new-user { "New account" }
-            form.grid method="post" action="/admin/users" aria-labelledby="new-user" {
-                input type="hidden" name="csrf" value=(staff.csrf);
-                label for="user-name" { "Name" }
-                input #user-name name="name" required;
-                label for="user-password" { "Password (8 characters or more)" }
-                input #user-password name="password" type="password" minlength="8" autocomplete="new-password" required;
-                label for="user-role" { "Role" }
-                select #user-role name="role" {
-                    @for role in Role::ALL { option value=(role) { (role) } }
+            @if manage {
+                h2 #new-user { "New account" }
+                form.grid method="post" action="/admin/users" aria-labelledby="new-user" {
+                    input type="hidden" name="csrf" value=(staff.csrf);
+                    label for="user-name" { "Name" }
+                    input #user-name name="name" required;
+                    label for="user-password" { "Password (8 characters or more)" }
+                    input #user-password name="password" type="password" minlength="8" autocomplete="new-password" required;
+                    label for="user-role" { "Role" }
+                    select #user-role name="role" {
+                        @for role in Role::ALL { option value=(role) { (role) } }
+                    }
+                    button type="submit" { "Create account" }
                 }
-                button type="submit" { "Create account" }
+                (account_forms(staff, &groups))
             }
-            (account_forms(staff, &groups))
-        }
-    })
+        })
     })
     .await
 }

@@ -66,39 +66,39 @@ const KINDS: &[(&str, &str, &[Field])] = &[
 /// `GET /admin/pools`.
 pub(super) async fn pools_page(State(state): State<Arc<AppState>>, jar: CookieJar) -> Response {
     page(&state, jar, "Pools", async |staff| {
-    let pools = state.store.list_pools().await?;
-    let entitlements = state.store.list_entitlements().await?;
-    let manage = staff.user.role.may(Permission::Manage);
-    Ok(html! {
-        h1 { "Pools" }
-        table {
-            thead { tr { th { "Pool" } th { "Kind" } th { "Parameters" } th { "Assignment" }
-                         th { "Min ready" } th { "Max size" } th { "Idle timeout (s)" } th { "Entitled" } } }
-            tbody {
-                @for pool in &pools {
-                    tr data-pool=(pool.name) {
-                        td { a href=(format!("/admin/pools/{}", pool.name)) { (pool.name) } }
-                        td { (pool.source_kind) }
-                        td { code { (pool.source_params) } }
-                        td { (pool.assignment) }
-                        td.num { (pool.min_ready) }
-                        td.num { (pool.max_size) }
-                        td.num { (pool.idle_timeout_s) }
-                        td {
-                            @for e in entitlements.iter().filter(|e| e.pool == pool.name) {
-                                @if let Some(user) = &e.user { span.tag { "user " (user) } " " }
-                                @if let Some(group) = &e.group { span.tag { "group " (group) } " " }
+        let pools = state.store.list_pools().await?;
+        let entitlements = state.store.list_entitlements().await?;
+        let manage = staff.user.role.may(Permission::Manage);
+        Ok(html! {
+            h1 { "Pools" }
+            table {
+                thead { tr { th { "Pool" } th { "Kind" } th { "Parameters" } th { "Assignment" }
+                             th { "Min ready" } th { "Max size" } th { "Idle timeout (s)" } th { "Entitled" } } }
+                tbody {
+                    @for pool in &pools {
+                        tr data-pool=(pool.name) {
+                            td { a href=(format!("/admin/pools/{}", pool.name)) { (pool.name) } }
+                            td { (pool.source_kind) }
+                            td { code { (pool.source_params) } }
+                            td { (pool.assignment) }
+                            td.num { (pool.min_ready) }
+                            td.num { (pool.max_size) }
+                            td.num { (pool.idle_timeout_s) }
+                            td {
+                                @for e in entitlements.iter().filter(|e| e.pool == pool.name) {
+                                    @if let Some(user) = &e.user { span.tag { "user " (user) } " " }
+                                    @if let Some(group) = &e.group { span.tag { "group " (group) } " " }
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        @if manage {
-            (new_pool_form(staff))
-            (entitle_form(staff))
-        }
-    })
+            @if manage {
+                (new_pool_form(staff))
+                (entitle_form(staff))
+            }
+        })
     })
     .await
 }
