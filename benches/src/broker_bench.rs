@@ -144,7 +144,9 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
         let (store, id) = (store.clone(), host.id.clone());
         tokio::spawn(async move {
             loop {
-                let _ = store.record_heartbeat(&id, now_ms(), 1_000_000).await;
+                let _ = store
+                    .record_heartbeat(&id, now_ms(), 1_000_000, &Default::default())
+                    .await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })

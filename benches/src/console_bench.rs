@@ -166,8 +166,15 @@ async fn populate(store: &Store, args: &ConsoleArgs) -> anyhow::Result<Vec<Strin
                 &token_hash(&new_token()),
             )
             .await?;
+        // Hosts of a busy estate, each loaded differently.
+        let load = oriel_protocol::host_link::HostLoad {
+            cpu_permille: h * 37 % 1000,
+            cpus: 32,
+            memory_used: (64 + u64::from(h % 128)) << 30,
+            memory_total: 256 << 30,
+        };
         store
-            .record_heartbeat(&host.id, now_ms(), i64::from(args.desktops_per_host))
+            .record_heartbeat(&host.id, now_ms(), i64::from(args.desktops_per_host), &load)
             .await?;
         for d in 0..args.desktops_per_host {
             let desktop = store

@@ -8,7 +8,7 @@ use oriel_protocol::text;
 
 use crate::audit::AuditLimiter;
 use crate::logoff;
-use crate::store::{now_ms, Desktop, DesktopState, Store, HELD};
+use crate::store::{now_ms, Desktop, DesktopState, HostConnection, Store, HELD};
 
 pub async fn handle(
     store: &Store,
@@ -18,9 +18,13 @@ pub async fn handle(
 ) -> anyhow::Result<Vec<HostCommand>> {
     let mut commands = Vec::new();
     match msg {
-        HostMsg::Heartbeat { capacity, desktops } => {
+        HostMsg::Heartbeat {
+            capacity,
+            load,
+            desktops,
+        } => {
             store
-                .record_heartbeat(host_id, now_ms(), i64::from(capacity))
+                .record_heartbeat(host_id, now_ms(), i64::from(capacity), &load)
                 .await?;
             let known = store.desktops_on_host(host_id).await?;
             let pairs: Vec<(&Desktop, &DesktopReport)> = known
@@ -56,8 +60,12 @@ pub async fn handle(
                 None => text::for_log(&user).into_owned(),
             };
             match event {
-                SessionEvent::Connected => {
-                    connected(store, &d, &user, &actor, session).await?;
+                SessionEvent::Connected { from } => {
+                    let from = HostConnection {
+                        session,
+                        client_address: &from,
+                    };
+                    connected(store, &d, &user, &actor, from).await?;
                 }
                 SessionEvent::Disconnected => {
                     if store
@@ -101,7 +109,7 @@ async fn connected(
     d: &Desktop,
     user_id: &str,
     actor: &str,
-    session: u64,
+    from: HostConnection<'_>,
 ) -> anyhow::Result<()> {
     if d.assigned_user_id.as_deref() != Some(user_id) {
         // The host admitted a ticket the store no longer backs (a log-off raced the
@@ -111,7 +119,7 @@ async fn connected(
             "a session started on a desktop no longer assigned to its user"
         );
     }
-    let (_, replaced) = store.take_over_session(user_id, &d.id, session).await?;
+    let (_, replaced) = store.take_over_session(user_id, &d.id, from).await?;
     for from in [DesktopState::Assigned, DesktopState::Disconnected] {
         if store
             .set_desktop_state(&d.id, Some(from), DesktopState::Connected)

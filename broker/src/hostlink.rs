@@ -19,7 +19,7 @@ use crate::store::Store;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Reply = Result<Option<String>, CommandError>;
+type Reply = Result<Option<CommandOutput>, CommandError>;
 type Pending = (HostCommand, oneshot::Sender<Reply>);
 
 /// Why a host command did not succeed.
@@ -44,6 +44,8 @@ pub struct HostLink {
     /// Audit writes of refused hosts and refused tickets are rate-limited.
     audit: Arc<AuditLimiter>,
     registrations: prometheus_client::metrics::counter::Counter,
+    /// The viewers each linked host reported last, by desktop name.
+    viewers: Mutex<HashMap<String, HashMap<String, ViewerFigures>>>,
 }
 
 impl HostLink {
@@ -66,6 +68,7 @@ impl HostLink {
             connected: Mutex::new(HashMap::new()),
             audit,
             registrations: Default::default(),
+            viewers: Mutex::new(HashMap::new()),
         });
         let (l, e) = (link.clone(), endpoint.clone());
         tokio::spawn(async move {
@@ -111,6 +114,23 @@ impl HostLink {
     }
 
     /// Sends a command to a host and waits for its outcome.
+    /// The live figures of the viewer of `desktop` on `host_id`, as of the host's last
+    /// heartbeat (only a host linked to this broker reports to it).
+    pub fn viewer(&self, host_id: &str, desktop: &str) -> Option<ViewerFigures> {
+        crate::lock(&self.viewers)
+            .get(host_id)?
+            .get(desktop)
+            .cloned()
+    }
+
+    fn note_viewers(&self, host_id: &str, reports: &[DesktopReport]) {
+        let viewers = reports
+            .iter()
+            .filter_map(|r| Some((r.name.clone(), r.viewer.clone()?)))
+            .collect();
+        crate::lock(&self.viewers).insert(host_id.to_string(), viewers);
+    }
+
     pub async fn command(&self, host_id: &str, command: HostCommand) -> Result<(), CommandError> {
         self.query(host_id, command).await.map(drop)
     }
@@ -208,6 +228,9 @@ impl HostLink {
                                 }
                             }
                             Some(other) => {
+                                if let HostMsg::Heartbeat { desktops, .. } = &other {
+                                    self.note_viewers(&host_id, desktops);
+                                }
                                 // One report that cannot be handled (a store error, an
                                 // event that conflicts with the store) never costs the
                                 // host its link: it is logged, and the next heartbeat
@@ -236,6 +259,7 @@ impl HostLink {
             let mut connected = crate::lock(&self.connected);
             if connected.get(&host_id).is_some_and(|(n, _)| *n == link_no) {
                 connected.remove(&host_id);
+                crate::lock(&self.viewers).remove(&host_id);
             }
         }
         tracing::info!(host_id, "host link ended");

@@ -92,10 +92,24 @@ impl Reconciler {
         let hosts = self.store.list_hosts().await?;
         let desktops = self.store.list_desktops(None).await?;
         let mut load = host_load(&desktops);
-        for pool in self.store.list_pools().await? {
+        let pools = self.store.list_pools().await?;
+        for pool in &pools {
             let in_pool: Vec<&Desktop> = desktops.iter().filter(|d| d.pool_id == pool.id).collect();
-            self.reconcile_pool(&pool, &in_pool, &hosts, &mut load)
+            self.reconcile_pool(pool, &in_pool, &hosts, &mut load)
                 .await?;
+        }
+        // The desktops of deleted pools are destroyed on their hosts.
+        let pool_ids: HashSet<&str> = pools.iter().map(|p| p.id.as_str()).collect();
+        for d in desktops
+            .iter()
+            .filter(|d| !pool_ids.contains(d.pool_id.as_str()))
+        {
+            if d.state == DesktopState::Deleting && d.host_id.is_some() {
+                let command = HostCommand::Destroy {
+                    desktop: d.name.clone(),
+                };
+                self.run(d, command, None, DesktopState::Deleting);
+            }
         }
         Ok(())
     }

@@ -240,8 +240,28 @@ async fn hosts_register_heartbeat_and_state() -> TestResult {
         .register_host("h2", "10.0.0.3:4433", "cc", 4, &token_hash("c3"))
         .await?;
     let t = now_ms();
-    let beat = store.record_heartbeat(&h2.id, t + 10_000, 2).await?;
+    let beat = store
+        .record_heartbeat(&h2.id, t + 10_000, 2, &Default::default())
+        .await?;
     assert_eq!((beat.last_heartbeat_ms, beat.capacity), (t + 10_000, 2));
+    assert_eq!(beat.cpu_permille, Some(0));
+    // The load a host reports is kept, bounded: at most all its CPU, at most its memory.
+    let load = oriel_protocol::host_link::HostLoad {
+        cpu_permille: 5_000,
+        cpus: 8,
+        memory_used: u64::MAX,
+        memory_total: 32 << 30,
+    };
+    let beat = store.record_heartbeat(&h2.id, t + 10_000, 2, &load).await?;
+    assert_eq!(
+        (
+            beat.cpu_permille,
+            beat.cpus,
+            beat.memory_used,
+            beat.memory_total
+        ),
+        (Some(1000), Some(8), Some(32 << 30), Some(32 << 30))
+    );
     let missing = store.hosts_missing_heartbeat(t + 5_000).await?;
     assert_eq!(
         missing.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
@@ -253,7 +273,9 @@ async fn hosts_register_heartbeat_and_state() -> TestResult {
         "down hosts are not reported again"
     );
     assert!(matches!(
-        store.record_heartbeat("nohost", t, 1).await,
+        store
+            .record_heartbeat("nohost", t, 1, &Default::default())
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.list_hosts().await?.len(), 2);

@@ -109,10 +109,15 @@ async fn link_once(
     // a VM takes seconds, and heartbeats and session events must not wait for it.
     let (todo, mut done) = command_worker(server.clone());
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    let mut load = crate::figures::LoadMeter::default();
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                let msg = HostMsg::Heartbeat { capacity: config.capacity, desktops: reports(server) };
+                let msg = HostMsg::Heartbeat {
+                    capacity: config.capacity,
+                    load: load.sample(),
+                    desktops: reports(server),
+                };
                 send_message(&mut tx, &msg, MAX_HOST_MESSAGE).await?;
             }
             event = events.recv() => {
@@ -169,6 +174,7 @@ fn command_worker(
 }
 
 fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
+    let now = std::time::Instant::now();
     server
         .desktops()
         .list()
@@ -182,13 +188,18 @@ fn reports(server: &DisplayServer) -> Vec<DesktopReport> {
                 sessions: u32::try_from(d.viewers()).unwrap_or(u32::MAX),
                 idle_s: u32::try_from(d.idle_for().as_secs()).unwrap_or(u32::MAX),
                 generation: d.generation(),
+                viewer: server.viewers().newest_on(d.name()).map(|v| v.read(now)),
             }
         })
         .collect()
 }
 
-/// Carries out one broker command; some return text (a console log).
-pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<Option<String>> {
+/// Carries out one broker command; some return what they read (a console log, a
+/// thumbnail).
+pub fn execute(
+    server: &DisplayServer,
+    command: HostCommand,
+) -> anyhow::Result<Option<CommandOutput>> {
     match command {
         HostCommand::Create {
             desktop,
@@ -252,7 +263,15 @@ pub fn execute(server: &DisplayServer, command: HostCommand) -> anyhow::Result<O
             let log = d.source().console_log(max).ok_or_else(|| {
                 anyhow::anyhow!("desktop '{desktop}' has no serial console (kvm desktops do)")
             })?;
-            return Ok(Some(log));
+            return Ok(Some(CommandOutput::Text(log)));
+        }
+        HostCommand::Thumbnail {
+            desktop,
+            max_width,
+            max_height,
+        } => {
+            let png = server.thumbnail(&desktop, max_width, max_height)?;
+            return Ok(Some(CommandOutput::Png(png.as_ref().clone())));
         }
     }
     Ok(None)
@@ -303,6 +322,19 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &server.desktop("d").unwrap()));
         assert_eq!(server.desktop("d").unwrap().generation(), 5);
         let d = || "d".to_string();
+        // A thumbnail of the (reset, default-sized) screen, fit into 200x200.
+        let size = server.desktop("d").unwrap().size();
+        let height = (200 * size.height + size.width / 2) / size.width;
+        let thumbnail = HostCommand::Thumbnail {
+            desktop: d(),
+            max_width: 200,
+            max_height: 200,
+        };
+        let Some(CommandOutput::Png(png)) = execute(&server, thumbnail).unwrap() else {
+            panic!("a thumbnail is a PNG");
+        };
+        let png = image::load_from_memory(&png).unwrap();
+        assert_eq!((png.width(), png.height()), (200, height));
         let before = server.desktop("d").unwrap();
         execute(&server, HostCommand::Stop { desktop: d() }).unwrap();
         assert!(server.desktop("d").is_none() && server.desktops().is_stopped("d"));

@@ -8,6 +8,7 @@ pub mod config;
 pub mod cursor;
 pub mod desktop;
 pub mod eviction;
+pub mod figures;
 pub mod image_build;
 pub mod metrics;
 pub mod metrics_http;
@@ -20,6 +21,7 @@ mod shared;
 pub mod slots;
 pub mod source;
 pub mod stats;
+pub mod thumbnail;
 pub mod tickets;
 
 pub use desktop::Desktop;

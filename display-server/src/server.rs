@@ -62,6 +62,8 @@ impl DisplayServer {
             next_session_id: AtomicU64::new(oriel_transport::unix_micros()),
             slots: Default::default(),
             events: std::sync::Mutex::new(None),
+            viewers: Default::default(),
+            thumbnails: Default::default(),
         });
         let tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
         Ok(Self {
@@ -108,6 +110,26 @@ impl DisplayServer {
     /// The desktops this server runs; add and remove at run time.
     pub fn desktops(&self) -> &Desktops {
         &self.shared.desktops
+    }
+
+    /// The viewers connected now.
+    pub fn viewers(&self) -> &crate::figures::Viewers {
+        &self.shared.viewers
+    }
+
+    /// A PNG of desktop `name`'s screen, scaled to fit.
+    pub fn thumbnail(
+        &self,
+        name: &str,
+        max_width: u32,
+        max_height: u32,
+    ) -> anyhow::Result<Arc<Vec<u8>>> {
+        let desktop = self
+            .shared
+            .desktops
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("no running desktop '{name}'"))?;
+        self.shared.thumbnails.of(&desktop, max_width, max_height)
     }
 
     /// Source frames produced over all desktops.

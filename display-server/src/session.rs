@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::cursor::default_arrow;
 use crate::desktop::{DamageSink, Desktop};
 use crate::eviction::Admission;
+use crate::figures::ViewerCounters;
 use crate::pipeline::Pipeline;
 use crate::session_io::{self, Inbound, Writers};
 use crate::shared::Shared;
@@ -90,6 +91,9 @@ struct Seat {
     cursor_open: bool,
     evicted: Pin<Box<dyn Future<Output = String> + Send>>,
     inject: mpsc::UnboundedSender<InputEvent>,
+    /// What the host reports of this viewer at each heartbeat.
+    figures: Arc<ViewerCounters>,
+    video_regions: usize,
     _slot: Slot,
 }
 
@@ -134,8 +138,10 @@ impl Driver {
                     let seat = self.admitted.as_mut().context("encoded without a seat")?;
                     seat.pipeline = Some(pipeline);
                     let pending = seat.sink.has_pending();
+                    let encoded = encoded?;
+                    seat.count(&encoded);
                     self.feed_path(now);
-                    self.core.handle(now, ServerEvent::Encoded(encoded?));
+                    self.core.handle(now, ServerEvent::Encoded(encoded));
                     if pending {
                         self.core.handle(now, ServerEvent::Damage);
                     }
@@ -197,7 +203,12 @@ impl Driver {
             }
             ServerAction::Rejected(reject) => self.rejected(&reject),
             ServerAction::Open(channel) => writers.open(channel).await?,
-            ServerAction::Send { channel, bytes } => writers.send(channel, bytes),
+            ServerAction::Send { channel, bytes } => {
+                if let Some(seat) = &self.admitted {
+                    seat.figures.sent(bytes.len());
+                }
+                writers.send(channel, bytes);
+            }
             ServerAction::Finish(channel) => writers.finish(channel),
             ServerAction::Encode(order) => self.encode(order)?,
             ServerAction::Inject(event) => {
@@ -304,7 +315,12 @@ impl Driver {
         );
         shared.stats.sessions_total.fetch_add(1, Relaxed);
         let desktop_size = sink.first_size();
+        let from = self.conn.remote_address().to_string();
+        let figures = ViewerCounters::new(session_id, desktop.name(), from);
+        shared.viewers.add(figures.clone());
         self.admitted = Some(Seat {
+            figures,
+            video_regions: 0,
             cursor: desktop.cursor(),
             cursor_open: true,
             inject: spawn_injector(desktop.clone(), admission),
@@ -316,7 +332,9 @@ impl Driver {
             evicted,
             _slot: slot,
         });
-        self.report(SessionEvent::Connected);
+        self.report(SessionEvent::Connected {
+            from: self.conn.remote_address().to_string(),
+        });
         Ok(Admitted {
             session_id,
             desktop_size,
@@ -410,6 +428,9 @@ impl Driver {
 
     fn feed_path(&mut self, now: Instant) {
         let path = self.conn.stats().path;
+        if let Some(seat) = &self.admitted {
+            seat.figures.set_path(path.rtt, seat.video_regions);
+        }
         self.core.handle(
             now,
             ServerEvent::Path {
@@ -482,7 +503,19 @@ impl Driver {
         }
         if let Some(seat) = self.admitted.take() {
             seat.desktop.unsubscribe(&seat.sink);
+            self.shared.viewers.remove(&seat.figures);
         }
+    }
+}
+
+impl Seat {
+    /// Counts an encoder step in the viewer's figures.
+    fn count(&mut self, encoded: &Encoded) {
+        if encoded.frame.is_some() || !encoded.pictures.is_empty() {
+            self.figures.updated();
+        }
+        self.video_regions =
+            (self.video_regions + encoded.started.len()).saturating_sub(encoded.ended.len());
     }
 }
 

@@ -24,6 +24,10 @@ pub struct Shared {
     pub tickets: TicketGate,
     /// Where session events go when a host agent runs.
     pub events: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<HostMsg>>>,
+    /// The viewers connected now, with their live figures.
+    pub viewers: crate::figures::Viewers,
+    /// Screens rendered small for the broker's console.
+    pub thumbnails: crate::thumbnail::Thumbnails,
 }
 
 impl Shared {

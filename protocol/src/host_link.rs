@@ -11,7 +11,9 @@ use crate::desktop_spec::DesktopSpec;
 /// TLS application protocol of the host link.
 /// Version 2: tickets and reports carry assignment generations, sessions their ids.
 /// Version 3: desktop specs are typed ([`DesktopSpec`]), not JSON text.
-pub const HOST_ALPN: &[u8] = b"oriel-host/3";
+/// Version 4: heartbeats carry the host's load and each viewer's live figures, a
+/// connect its client's address; thumbnails; command output is typed.
+pub const HOST_ALPN: &[u8] = b"oriel-host/4";
 
 /// Largest host-link message.
 pub const MAX_HOST_MESSAGE: usize = 1024 * 1024;
@@ -24,6 +26,7 @@ pub enum HostMsg {
     /// Periodic state report.
     Heartbeat {
         capacity: u32,
+        load: HostLoad,
         desktops: Vec<DesktopReport>,
     },
     /// A client connected to or left a desktop. `session` is the host's id of that
@@ -41,8 +44,28 @@ pub enum HostMsg {
     CommandDone {
         id: u64,
         error: Option<String>,
-        output: Option<String>,
+        output: Option<CommandOutput>,
     },
+}
+
+/// What a command that reads something answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutput {
+    /// Text, e.g. a console log.
+    Text(String),
+    /// A PNG image, e.g. a thumbnail of a screen.
+    Png(Vec<u8>),
+}
+
+/// How busy the host machine is, as of a heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLoad {
+    /// CPU busy over the last heartbeat interval, in thousandths of all its cores.
+    pub cpu_permille: u32,
+    pub cpus: u32,
+    /// Memory in use (total less available), bytes.
+    pub memory_used: u64,
+    pub memory_total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,9 +83,12 @@ pub struct Register {
     pub desktops: Vec<DesktopReport>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionEvent {
-    Connected,
+    /// `from`: the client's address as the host sees it (ip:port).
+    Connected {
+        from: String,
+    },
     Disconnected,
 }
 
@@ -78,6 +104,25 @@ pub struct DesktopReport {
     /// The assignment generation the host knows: tickets of older ones are refused.
     /// The broker sends [`HostCommand::Disconnect`] when it is behind the store's.
     pub generation: u64,
+    /// The newest viewer's figures while one is connected.
+    pub viewer: Option<ViewerFigures>,
+}
+
+/// A connected viewer, as its host sees it over the last heartbeat interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewerFigures {
+    /// The host's id of the connection (as in [`HostMsg::Session`]).
+    pub session: u64,
+    /// The client's address (ip:port).
+    pub from: String,
+    /// Screen updates sent per second, in tenths.
+    pub fps_tenths: u32,
+    /// Bytes sent to the viewer, kbit/s.
+    pub kbit_per_s: u32,
+    /// The connection's round-trip time, microseconds.
+    pub rtt_us: u32,
+    /// Video regions open now.
+    pub video_regions: u32,
 }
 
 /// Broker → host.
@@ -125,7 +170,17 @@ pub enum HostCommand {
     Destroy { desktop: String },
     /// The newest `max_bytes` of the desktop's serial console log (kvm desktops).
     ConsoleLog { desktop: String, max_bytes: u32 },
+    /// A PNG of the desktop's screen scaled to fit `max_width` x `max_height` (each at
+    /// most [`MAX_THUMBNAIL_SIDE`]), keeping its aspect.
+    Thumbnail {
+        desktop: String,
+        max_width: u32,
+        max_height: u32,
+    },
 }
+
+/// Largest side of a thumbnail a host renders.
+pub const MAX_THUMBNAIL_SIDE: u32 = 640;
 
 /// Most console log a host sends in one answer.
 pub const MAX_CONSOLE_LOG: u32 = 256 * 1024;

@@ -323,3 +323,18 @@ pub fn config_with_login(tag: &str, login: &Login) -> PathBuf {
     std::fs::write(&saved, serde_json::to_string(login).unwrap()).unwrap();
     config
 }
+
+/// `login` connected to a desktop of `pool` with the real client, in the background
+/// until its session ends; and what the broker answered.
+pub async fn connect_in_background(
+    login: &Login,
+    pool: &str,
+) -> (
+    tokio::task::JoinHandle<Result<oriel::Outcome, oriel::ClientError>>,
+    oriel_protocol::api::ConnectResponse,
+) {
+    let (opts, reply) = oriel::launcher::connect_options(login, pool).await.unwrap();
+    let session = oriel::Session::connect(&opts).await.unwrap();
+    let run = tokio::spawn(session.run(oriel::StopWhen::default(), None));
+    (run, reply)
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use oriel::launcher;
 use oriel::{ClientError, Session, StopWhen};
 use oriel_broker::store::{Assignment, DesktopState, HostState, NewPool, Role};
-use oriel_e2e::broker::{wait_for, Harness};
+use oriel_e2e::broker::{connect_in_background, wait_for, Harness};
 use serde_json::json;
 
 const IDLE: &str = r#"{"workload":"idle","width":640,"height":480}"#;
@@ -33,13 +33,7 @@ async fn admin_actions_work_for_admins_only() {
     let as_alice = Some(alice.token.clone());
 
     // Alice is connected; an administrator logs her off.
-    let (opts, reply) = launcher::connect_options(&alice, "p").await.unwrap();
-    let run = tokio::spawn(
-        Session::connect(&opts)
-            .await
-            .unwrap()
-            .run(StopWhen::default(), None),
-    );
+    let (run, reply) = connect_in_background(&alice, "p").await;
     wait_for("her session", || async {
         h.store().list_sessions(true).await.unwrap().len() == 1
     })
@@ -247,5 +241,124 @@ async fn a_floating_desktop_left_disconnected_goes_back_after_its_timeout() {
         sessions[0].end_reason.as_deref(),
         Some("client disconnected")
     );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_report_load_and_screens_and_a_deleted_pool_takes_its_desktops() {
+    let mut h = Harness::start("pool-delete").await;
+    h.pool("p", Assignment::Floating, 2, 3, IDLE).await;
+    let alice = h.user("alice", "p").await;
+    let root = h.admin("root").await;
+    let host = h.add_host("host-1", 4);
+    h.ready("p", 2).await;
+    let client = h.http_from(None);
+    let get = |path: &str, token: &str| client.get(h.api(path)).bearer_auth(token).send();
+
+    // The host reports its CPU and memory with its heartbeats.
+    wait_for("the host's load", || async {
+        let hosts: serde_json::Value = get("/admin/hosts", &root.token)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        hosts[0]["memory_total"].as_i64().unwrap_or(0) > 0
+            && hosts[0]["cpus"].as_i64().unwrap_or(0) > 0
+    })
+    .await;
+
+    // Alice is connected; the session knows where from.
+    let (run, reply) = connect_in_background(&alice, "p").await;
+    wait_for("her session", || async {
+        h.store().list_sessions(true).await.unwrap().len() == 1
+    })
+    .await;
+    let sessions: serde_json::Value = get("/admin/sessions", &root.token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let from = sessions[0]["client_address"].as_str().unwrap_or_default();
+    assert!(from.starts_with("127.0.0.1:"), "{sessions}");
+
+    // Her desktop's screen, small, as its host renders it: 640x480 fit into 160x160.
+    let id = h
+        .store()
+        .list_desktops(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == reply.desktop)
+        .unwrap()
+        .id;
+    let thumbnail = format!("/admin/desktops/{id}/thumbnail?width=160&height=160");
+    let response = get(&thumbnail, &root.token).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let png = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((png.width(), png.height()), (160, 120));
+    assert_eq!(get(&thumbnail, &alice.token).await.unwrap().status(), 403);
+    let too_big = format!("/admin/desktops/{id}/thumbnail?width=4000");
+    assert_eq!(get(&too_big, &root.token).await.unwrap().status(), 400);
+
+    // Deleting the pool: only for administrators; her session ends, every desktop of
+    // the pool is destroyed on the host, and the name is free again.
+    let delete = |token: &str| {
+        client
+            .delete(h.api("/admin/pools/p"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(delete(&alice.token).await.unwrap().status(), 403);
+    assert_eq!(delete(&root.token).await.unwrap().status(), 204);
+    assert_eq!(delete(&root.token).await.unwrap().status(), 404);
+    match tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Err(ClientError::DesktopGone(_)) => {}
+        other => panic!("{:?}", other.err()),
+    }
+    wait_for("its desktops destroyed on the host", || async {
+        host.desktops().is_empty()
+            && h.store()
+                .list_desktops(None)
+                .await
+                .unwrap()
+                .iter()
+                .all(|d| d.state == DesktopState::Deleting && d.host_id.is_none())
+    })
+    .await;
+    let ended = h.store().list_sessions(false).await.unwrap();
+    assert_eq!(ended[0].end_reason.as_deref(), Some("its pool was deleted"));
+    assert!(h.store().list_pools().await.unwrap().is_empty());
+    assert!(h.store().list_entitlements().await.unwrap().is_empty());
+    let pools: serde_json::Value = get("/pools", &alice.token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pools, json!([]), "alice is offered nothing");
+    h.passes(2).await;
+    assert!(
+        host.desktops().is_empty(),
+        "nothing is made for a deleted pool"
+    );
+    let again = client
+        .post(h.api("/admin/pools"))
+        .bearer_auth(&root.token)
+        .json(&json!({"name": "p", "assignment": "floating", "max_size": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "the name is free again");
+    let audit = h.store().list_audit(20).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.actor == "root" && a.detail.starts_with("deleted pool p (")));
     h.shutdown().await;
 }

@@ -1,9 +1,14 @@
 //! The admin console in a real browser (Debian's chromium, headless) against a real
 //! broker and display server on loopback: sign-in, the live dashboard, an action, CSRF,
-//! roles, sign-out and expired sessions. Screenshots go to `target/screenshots/`.
+//! roles, sign-out and expired sessions; a connected client's session with its live
+//! figures and screen, logged off from the console; a pool deleted. Screenshots go to
+//! `target/screenshots/`.
 
-use oriel_broker::store::{Assignment, HostState, Role};
-use oriel_e2e::broker::{wait_for, Harness};
+use std::time::Duration;
+
+use oriel::ClientError;
+use oriel_broker::store::{Assignment, DesktopState, HostState, Role};
+use oriel_e2e::broker::{connect_in_background, wait_for, Harness};
 use oriel_e2e::browser::Browser;
 use serde_json::json;
 
@@ -309,7 +314,10 @@ async fn hosts_desktops_and_audit_pages_show_and_act() {
         .await;
     browser.wait_for_text("resetting the desktop").await;
     browser
-        .click(&format!("tr[data-desktop='{}'] a", desktops[1].name))
+        .click(&format!(
+            "tr[data-desktop='{}'] a[href$='/delete']",
+            desktops[1].name
+        ))
         .await;
     browser.wait_for("button.danger").await;
     browser.screenshot("console-delete").await;
@@ -321,7 +329,7 @@ async fn hosts_desktops_and_audit_pages_show_and_act() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(deleting.state, oriel_broker::store::DesktopState::Deleting);
+    assert_eq!(deleting.state, DesktopState::Deleting);
     browser.screenshot("console-desktops").await;
 
     // Audit: filtered by event, and paged.
@@ -366,6 +374,132 @@ async fn hosts_desktops_and_audit_pages_show_and_act() {
         )
         .await;
     assert_eq!(refused, 403);
+    browser.close().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
+    const TYPING: &str = r#"{"workload":"typing","width":640,"height":480}"#;
+    let mut h = Harness::start("console-sessions").await;
+    h.pool("office", Assignment::Floating, 1, 2, TYPING).await;
+    h.pool("lab", Assignment::Floating, 1, 2, IDLE).await;
+    let host = h.add_host("host-1", 8);
+    h.ready("office", 1).await;
+    h.ready("lab", 1).await;
+    let alice = h.user("alice", "office").await;
+    h.user_with_password("hank", PASSWORD, Role::Helpdesk, None)
+        .await;
+    h.user_with_password("root", PASSWORD, Role::Admin, None)
+        .await;
+
+    // Alice is connected with the real client.
+    let (run, _) = connect_in_background(&alice, "office").await;
+    wait_for("her session", || async {
+        h.store().list_sessions(true).await.unwrap().len() == 1
+    })
+    .await;
+    let session = h.store().list_sessions(true).await.unwrap().remove(0);
+    let from = session
+        .client_address
+        .clone()
+        .expect("the client's address");
+    assert!(from.starts_with("127.0.0.1:"), "{from}");
+
+    let base = h.broker.url();
+    let browser = Browser::start(&h.dir).await;
+    browser.sign_in(&base, "hank", PASSWORD).await;
+
+    // The hosts page shows what the host reports of its CPU and memory.
+    browser.goto(&format!("{base}/admin/hosts")).await;
+    browser.wait_for("tr[data-host=host-1] td[data-cpu]").await;
+    assert!(browser.text().await.contains(" GiB"));
+
+    // The sessions page: who, where, from which address, and the figures the host
+    // reports: the typing desktop sends frames.
+    browser.goto(&format!("{base}/admin/sessions")).await;
+    let row = format!("tr[data-session='{}']", session.id);
+    browser.wait_for(&row).await;
+    assert!(browser.text().await.contains(&from));
+    let sending = format!("{row} td[data-fps]:not([data-fps='0'])");
+    browser.wait_for(&sending).await;
+    browser.screenshot("console-sessions").await;
+
+    // The desktop's page: its screen as a thumbnail, refreshed, and the same session.
+    browser
+        .click(&format!("{row} a[href^='/admin/desktops/']"))
+        .await;
+    browser.wait_for("img#thumbnail[data-loaded]").await;
+    let size = browser
+        .client
+        .execute(
+            "const i = document.getElementById('thumbnail'); return [i.naturalWidth, i.naturalHeight];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(size, json!([400, 300]), "640x480 fit into 480x300");
+    let first = browser
+        .client
+        .execute(
+            "return document.getElementById('thumbnail').dataset.loaded;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for("the thumbnail refreshed", || async {
+        browser
+            .client
+            .execute(
+                "return document.getElementById('thumbnail').dataset.loaded;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            != first
+    })
+    .await;
+    browser.wait_for(&format!("#session {row}")).await;
+    browser.screenshot("console-desktop").await;
+
+    // Helpdesk logs her off from there: the client ends, saying why.
+    browser.click(&format!("{row} button")).await;
+    browser.wait_for_text("session ended").await;
+    match tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Err(ClientError::DesktopGone(reason)) => {
+            assert!(reason.contains("logged off"), "{reason}")
+        }
+        other => panic!("{:?}", other.err()),
+    }
+    browser.wait_for("p#session").await;
+    assert!(h.store().list_sessions(true).await.unwrap().is_empty());
+
+    // Helpdesk may not delete a pool; an administrator may, after a confirmation.
+    let csrf = browser.csrf().await;
+    let refused = browser
+        .post_form("/admin/pools/lab/delete", json!({ "csrf": csrf }))
+        .await;
+    assert_eq!(refused, 403);
+    browser.click("header form button").await;
+    browser.sign_in(&base, "root", PASSWORD).await;
+    browser.goto(&format!("{base}/admin/pools/lab")).await;
+    browser.click("a[href$='/delete']").await;
+    browser.wait_for("button.danger").await;
+    browser.screenshot("console-delete-pool").await;
+    browser.click("button.danger").await;
+    browser.wait_for_text("pool lab deleted").await;
+    assert!(h.store().pool_by_name("lab").await.unwrap().is_none());
+    wait_for("its desktop destroyed on the host", || async {
+        host.desktops()
+            .list()
+            .iter()
+            .all(|d| d.name().starts_with("office-"))
+    })
+    .await;
     browser.close().await;
     h.shutdown().await;
 }

@@ -179,6 +179,14 @@ fn host_link(seeds: &mut Seeds) {
         sessions: 1,
         idle_s: 3,
         generation: 4,
+        viewer: Some(ViewerFigures {
+            session: 1_796_000_000_000_000,
+            from: "127.0.0.1:50000".into(),
+            fps_tenths: 300,
+            kbit_per_s: 4000,
+            rtt_us: 900,
+            video_regions: 1,
+        }),
     };
     let mut add = |name: &str, bytes: Vec<u8>| {
         seeds.insert(("host_link", name.into()), bytes);
@@ -199,6 +207,12 @@ fn host_link(seeds: &mut Seeds) {
         "heartbeat",
         message(&HostMsg::Heartbeat {
             capacity: 16,
+            load: HostLoad {
+                cpu_permille: 250,
+                cpus: 2,
+                memory_used: 1 << 30,
+                memory_total: 24 << 30,
+            },
             desktops: vec![report],
         }),
     );
@@ -208,7 +222,9 @@ fn host_link(seeds: &mut Seeds) {
             desktop: "desk-1".into(),
             user: "u-1".into(),
             session: 1_796_000_000_000_000,
-            event: SessionEvent::Connected,
+            event: SessionEvent::Connected {
+                from: "127.0.0.1:50000".into(),
+            },
         }),
     );
     add(
@@ -220,6 +236,25 @@ fn host_link(seeds: &mut Seeds) {
                 spec: DesktopSpec::parse("synthetic", r#"{"workload":"idle"}"#).unwrap(),
                 generation: 1,
             },
+        }),
+    );
+    add(
+        "thumbnail",
+        message(&BrokerMsg::Command {
+            id: 5,
+            command: HostCommand::Thumbnail {
+                desktop: "desk-1".into(),
+                max_width: 320,
+                max_height: 200,
+            },
+        }),
+    );
+    add(
+        "thumbnail-done",
+        message(&HostMsg::CommandDone {
+            id: 5,
+            error: None,
+            output: Some(CommandOutput::Png(vec![0x89, b'P', b'N', b'G'])),
         }),
     );
     add(

@@ -205,7 +205,12 @@ async fn a_restarted_broker_keeps_the_desktops_of_hosts_that_come_back() {
             .unwrap();
         let host = &store.list_hosts().await.unwrap()[0];
         store
-            .record_heartbeat(&host.id, oriel_broker::store::now_ms() - 60_000, 4)
+            .record_heartbeat(
+                &host.id,
+                oriel_broker::store::now_ms() - 60_000,
+                4,
+                &Default::default(),
+            )
             .await
             .unwrap();
         store.close().await;

@@ -93,6 +93,10 @@ async fn each_role_may_do_what_it_covers_and_nothing_more() {
             &["admin", "operator"],
         ),
         (
+            ("/admin/desktops/{desktop}/thumbnail", None),
+            &["admin", "operator", "helpdesk", "auditor"],
+        ),
+        (
             ("/admin/desktops/{desktop}/reset", Some(json!({}))),
             &["admin", "operator", "helpdesk"],
         ),

@@ -103,6 +103,13 @@ impl ApiClient {
         Ok(())
     }
 
+    /// DELETE, for endpoints that answer without a body (204).
+    pub async fn delete(&self, path: &str) -> Result<(), ApiCallError> {
+        let resp = self.auth(self.http.delete(self.url(path))).send().await?;
+        check(resp).await?;
+        Ok(())
+    }
+
     /// A POST, asked again (a few times) when the broker answers 503 with a short
     /// `Retry-After`: it was busy, say checking other passwords.
     async fn send_post<B: Serialize>(

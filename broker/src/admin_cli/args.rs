@@ -38,7 +38,7 @@ pub(super) enum AdminCommand {
     /// Groups: add, list, member.
     #[command(subcommand)]
     Group(GroupCommand),
-    /// Pools: create, list, set.
+    /// Pools: create, list, set, delete.
     #[command(subcommand)]
     Pool(PoolCommand),
     /// Entitle a user or a group to a pool.
@@ -157,6 +157,8 @@ pub(super) enum PoolCommand {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Delete a pool: its sessions end, its desktops are destroyed, its entitlements go.
+    Delete { name: String },
 }
 
 /// A pool's source parameters.

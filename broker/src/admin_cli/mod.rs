@@ -250,6 +250,10 @@ async fn pool(api: &ApiClient, command: PoolCommand) -> anyhow::Result<Value> {
             )
             .await?
         }
+        PoolCommand::Delete { name } => {
+            api.delete(&format!("/admin/pools/{}", seg(&name))).await?;
+            json!({"ok": true})
+        }
     })
 }
 

@@ -23,8 +23,8 @@ pub use idle::IdleAcceptor;
 
 pub(crate) use admin::{
     add_group, add_member, add_pool, add_user, change_pool, change_role, drain_host, enable_user,
-    end_and_move, grant, log_off_session, read_console, reset_password, EntitleRequest,
-    GroupEntitlement, UserEntitlement,
+    end_and_move, grant, log_off_session, read_console, read_thumbnail, remove_pool,
+    reset_password, EntitleRequest, GroupEntitlement, UserEntitlement,
 };
 pub(crate) use auth::staff_for_token_hash;
 pub(crate) use user::sign_in;
@@ -54,6 +54,8 @@ pub struct AppState {
     pub live: crate::console::Live,
     /// What a new host needs to join (the console shows it).
     pub joining: crate::console::Joining,
+    /// Thumbnails hosts sent lately.
+    pub thumbnails: crate::thumbnails::ThumbnailCache,
 }
 
 impl AppState {
@@ -85,6 +87,7 @@ impl AppState {
             local_admin,
             live: crate::console::Live::default(),
             joining,
+            thumbnails: Default::default(),
         })
     }
 
@@ -117,7 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(admin::list_groups, admin::create_group))
         .routes(routes!(admin::add_group_member))
         .routes(routes!(admin::list_pools, admin::create_pool))
-        .routes(routes!(admin::update_pool))
+        .routes(routes!(admin::update_pool, admin::delete_pool))
         .routes(routes!(admin::list_entitlements, admin::entitle))
         .routes(routes!(admin::list_hosts))
         .routes(routes!(admin::set_host_state))
@@ -125,6 +128,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(admin::reset_desktop))
         .routes(routes!(admin::delete_desktop))
         .routes(routes!(admin::desktop_console))
+        .routes(routes!(admin::desktop_thumbnail))
         .routes(routes!(admin::list_sessions))
         .routes(routes!(admin::force_logoff))
         .routes(routes!(admin::list_audit))

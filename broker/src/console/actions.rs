@@ -12,7 +12,7 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use super::pages::flash;
-use super::session::{CsrfForm, Staff};
+use super::session::Staff;
 use crate::api::{ApiErr, AppState};
 use crate::store::{HostState, Permission};
 
@@ -60,27 +60,6 @@ pub(super) async fn host_state(
     .await
 }
 
-/// `POST /admin/sessions/{id}/logoff`: end a session and log its user off.
-pub(super) async fn log_off(
-    State(state): State<Arc<AppState>>,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    act(
-        &state,
-        jar,
-        Permission::Support,
-        &form.csrf,
-        "/admin/",
-        async |actor| {
-            crate::api::log_off_session(&state, actor, &id).await?;
-            Ok("session ended: its user is logged off".to_string())
-        },
-    )
-    .await
-}
-
 /// Checks the session, the role and the CSRF token, runs `change`, and goes `back`
 /// with its outcome.
 pub(super) async fn act(
@@ -88,7 +67,7 @@ pub(super) async fn act(
     jar: CookieJar,
     need: Permission,
     csrf: &str,
-    back: &'static str,
+    back: &str,
     change: impl AsyncFnOnce(&crate::store::User) -> Result<String, ApiErr>,
 ) -> Response {
     let staff = match Staff::of(state, &jar, need).await {

@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::actions::act;
-use super::pages::{ago, page};
+use super::pages::{ago, page, Names};
 use super::session::{CsrfForm, Staff};
 use crate::api::AppState;
 use crate::store::{AuditFilter, DesktopState, HostState, Permission};
@@ -47,9 +47,10 @@ pub(super) async fn hosts_page(State(state): State<Arc<AppState>>, jar: CookieJa
         let join = &state.joining;
         Ok(html! {
             h1 { "Hosts" }
-            table {
+            div data-live { table {
                 thead { tr { th { "Host" } th { "Address" } th { "State" } th { "Capacity" }
-                             th { "Last heartbeat" } th { "Desktops" } @if operate { th { "Action" } } } }
+                             th { "CPU" } th { "Memory" } th { "Last heartbeat" } th { "Desktops" }
+                             @if operate { th { "Action" } } } }
                 tbody {
                     @for host in &hosts {
                         tr data-host=(host.name) {
@@ -57,10 +58,11 @@ pub(super) async fn hosts_page(State(state): State<Arc<AppState>>, jar: CookieJa
                             td { (host.address) }
                             td { span class=(format!("state {}", host.state)) { (host.state) } }
                             td.num { (host.capacity) }
+                            (super::pages::load_cells(host))
                             td { (ago(now, host.last_heartbeat_ms)) }
                             td {
                                 @for d in on_host.get(host.id.as_str()).into_iter().flatten() {
-                                    span.tag { (d.name) " · " (d.state) } " "
+                                    a.tag href=(format!("/admin/desktops/{}", d.id)) { (d.name) " · " (d.state) } " "
                                 }
                             }
                             @if operate {
@@ -69,7 +71,7 @@ pub(super) async fn hosts_page(State(state): State<Arc<AppState>>, jar: CookieJa
                         }
                     }
                 }
-            }
+            } }
             @if operate {
                 h2 { "Add a host" }
                 p { "On the new host, run the display server with the broker's address, its
@@ -123,20 +125,7 @@ pub(super) async fn desktops_page(
             pools.iter().map(|p| (p.id.as_str(), p.name.as_str())).collect();
         let kinds: HashMap<&str, &str> =
             pools.iter().map(|p| (p.id.as_str(), p.source_kind.as_str())).collect();
-        let hosts: HashMap<String, String> = state
-            .store
-            .list_hosts()
-            .await?
-            .into_iter()
-            .map(|h| (h.id, h.name))
-            .collect();
-        let users: HashMap<String, String> = state
-            .store
-            .list_users()
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u.name))
-            .collect();
+        let names = Names::read(&state.store).await?;
         let desktops: Vec<_> = state
             .store
             .list_desktops(None)
@@ -163,18 +152,18 @@ pub(super) async fn desktops_page(
                 }
                 button type="submit" { "Filter" }
             }
-            p { (desktops.len()) " desktops." }
+            div data-live { p { (desktops.len()) " desktops." }
             table {
                 thead { tr { th { "Desktop" } th { "Pool" } th { "State" } th { "Host" } th { "User" }
                              th { "In this state" } th { "Failure" } @if support { th { "Actions" } } } }
                 tbody {
                     @for d in &desktops {
                         tr data-desktop=(d.name) {
-                            td { (d.name) }
+                            td { a href=(format!("/admin/desktops/{}", d.id)) { (d.name) } }
                             td { (pool_names.get(d.pool_id.as_str()).copied().unwrap_or("?")) }
                             td { (d.state) }
-                            td { (d.host_id.as_ref().and_then(|h| hosts.get(h)).map(String::as_str).unwrap_or("")) }
-                            td { (d.assigned_user_id.as_ref().and_then(|u| users.get(u)).map(String::as_str).unwrap_or("")) }
+                            td { (names.host(d.host_id.as_deref())) }
+                            td { (names.user(d.assigned_user_id.as_deref())) }
                             td { (ago(now, d.state_changed_ms)) }
                             td { (d.failure.as_deref().unwrap_or("")) }
                             @if support {
@@ -197,7 +186,7 @@ pub(super) async fn desktops_page(
                         }
                     }
                 }
-            }
+            } }
         })
     })
     .await

@@ -12,11 +12,13 @@
 
 mod accounts;
 mod actions;
+mod desktop;
 mod estate;
 mod live;
 mod pages;
 mod pools;
 mod session;
+mod sessions;
 
 use std::sync::Arc;
 
@@ -45,7 +47,8 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         .route("/admin/logout", post(session::sign_out))
         .route("/admin/events", get(live::events))
         .route("/admin/hosts/{id}/state", post(actions::host_state))
-        .route("/admin/sessions/{id}/logoff", post(actions::log_off))
+        .route("/admin/sessions", get(sessions::sessions_page))
+        .route("/admin/sessions/{id}/logoff", post(sessions::log_off))
         .route(
             "/admin/pools",
             get(pools::pools_page).post(pools::create_pool),
@@ -54,12 +57,21 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
             "/admin/pools/{name}",
             get(pools::pool_page).post(pools::edit_pool),
         )
+        .route(
+            "/admin/pools/{name}/delete",
+            get(pools::confirm_delete).post(pools::delete_pool),
+        )
         .route("/admin/entitlements", post(pools::entitle))
         .route("/admin/hosts", get(estate::hosts_page))
         .route("/admin/desktops", get(estate::desktops_page))
         .route(
             "/admin/desktops/{id}/delete",
             get(estate::confirm_delete).post(estate::delete),
+        )
+        .route("/admin/desktops/{id}", get(desktop::desktop_page))
+        .route(
+            "/admin/desktops/{id}/thumbnail.png",
+            get(desktop::thumbnail),
         )
         .route("/admin/desktops/{id}/reset", post(estate::reset))
         .route("/admin/desktops/{id}/console", get(estate::console_page))

@@ -1,7 +1,7 @@
 //! The console's HTML: the layout, the sign-in and refusal pages, the dashboard and its
 //! live sections, and the embedded assets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -45,6 +45,7 @@ pub(super) fn layout(
                             a href="/admin/hosts" { "Hosts" }
                             a href="/admin/pools" { "Pools" }
                             a href="/admin/desktops" { "Desktops" }
+                            a href="/admin/sessions" { "Sessions" }
                             a href="/admin/users" { "Users" }
                             a href="/admin/audit" { "Audit" }
                         }
@@ -134,6 +135,11 @@ pub(super) fn take_flash(jar: CookieJar) -> (CookieJar, Option<Flash>) {
     (jar, flash)
 }
 
+/// A name as one segment of a console path: `/`, `?` or `#` in it stay part of it.
+pub(super) fn path_segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// Cookie values may not hold spaces, commas or semicolons.
 fn urlencode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -221,7 +227,7 @@ pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static 
         @if !snapshot.hosts.is_empty() {
             table {
                 thead { tr { th { "Host" } th { "Address" } th { "State" } th { "Desktops" }
-                             th { "Last heartbeat" } @if operate { th { "Action" } } } }
+                             th { "CPU" } th { "Memory" } th { "Last heartbeat" } @if operate { th { "Action" } } } }
                 tbody {
                     @for row in &snapshot.hosts {
                         tr data-host=(row.host.name) {
@@ -229,6 +235,7 @@ pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static 
                             td { (row.host.address) }
                             td { span class=(format!("state {}", row.host.state)) { (row.host.state) } }
                             td.num { (row.desktops) " / " (row.host.capacity) }
+                            (load_cells(&row.host))
                             td { (ago(now, row.host.last_heartbeat_ms)) }
                             @if operate {
                                 td { (super::estate::drain_form(staff, &row.host.id, row.host.state, "/admin/")) }
@@ -267,25 +274,22 @@ pub(super) fn sections(snapshot: &Snapshot, staff: &Staff) -> BTreeMap<&'static 
         p {
             (snapshot.sessions_active) " connected now."
             @if snapshot.sessions_active > snapshot.sessions.len() {
-                " The newest " (snapshot.sessions.len()) ":"
+                " The newest " (snapshot.sessions.len()) " ("
+                a href="/admin/sessions" { "all sessions" } "):"
             }
         }
         @if !snapshot.sessions.is_empty() {
             table {
-                thead { tr { th { "User" } th { "Desktop" } th { "Since" } @if support { th { "Action" } } } }
+                thead { tr { th { "User" } th { "Desktop" } th { "Since" } th { "From" } @if support { th { "Action" } } } }
                 tbody {
                     @for row in &snapshot.sessions {
                         tr data-session=(row.session.id) {
                             td { (row.user) }
-                            td { (row.desktop) }
+                            td { a href=(format!("/admin/desktops/{}", row.session.desktop_id)) { (row.desktop) } }
                             td { (ago(now, row.session.started_ms)) }
+                            td { (row.session.client_address.as_deref().unwrap_or("")) }
                             @if support {
-                                td {
-                                    form method="post" action=(format!("/admin/sessions/{}/logoff", row.session.id)) {
-                                        input type="hidden" name="csrf" value=(staff.csrf);
-                                        button type="submit" { "Log off" }
-                                    }
-                                }
+                                td { (super::sessions::log_off_form(staff, &row.session.id, "/admin/")) }
                             }
                         }
                     }
@@ -358,6 +362,62 @@ fn bars(values: &[i64], class: &str) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// A host's CPU and memory as it last reported them, two table cells.
+pub(super) fn load_cells(host: &crate::store::Host) -> Markup {
+    const GIB: f64 = (1u64 << 30) as f64;
+    html! {
+        @match (host.cpu_permille, host.cpus) {
+            (Some(permille), Some(cpus)) => td.num data-cpu=(permille) {
+                (format!("{:.0} %", permille as f64 / 10.0)) " of " (cpus)
+            },
+            _ => td {},
+        }
+        @match (host.memory_used, host.memory_total) {
+            (Some(used), Some(total)) if total > 0 => td.num {
+                (format!("{:.1} / {:.1} GiB", used as f64 / GIB, total as f64 / GIB))
+            },
+            _ => td {},
+        }
+    }
+}
+
+/// Users' and hosts' names by id, for tables that show rows referring to them.
+pub(super) struct Names {
+    pub users: HashMap<String, String>,
+    pub hosts: HashMap<String, String>,
+}
+
+impl Names {
+    pub(super) async fn read(store: &crate::store::Store) -> crate::store::Result<Self> {
+        let users = store
+            .list_users()
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.name));
+        let hosts = store
+            .list_hosts()
+            .await?
+            .into_iter()
+            .map(|h| (h.id, h.name));
+        Ok(Names {
+            users: users.collect(),
+            hosts: hosts.collect(),
+        })
+    }
+
+    /// The name of user `id` ("" for none).
+    pub(super) fn user(&self, id: Option<&str>) -> &str {
+        id.and_then(|id| self.users.get(id))
+            .map_or("", String::as_str)
+    }
+
+    /// The name of host `id` ("" for none).
+    pub(super) fn host(&self, id: Option<&str>) -> &str {
+        id.and_then(|id| self.hosts.get(id))
+            .map_or("", String::as_str)
     }
 }
 

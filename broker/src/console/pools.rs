@@ -1,6 +1,6 @@
 //! The console's pools pages: pools and their entitlements, and (for roles that may
 //! manage) forms to create a pool (one set of fields per desktop kind, not raw JSON),
-//! change its settings, and entitle users and groups.
+//! change its settings, delete it after a confirmation, and entitle users and groups.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use maud::{html, Markup};
 use serde_json::{Map, Value};
 
 use super::actions::{field, managed, number, Fields};
-use super::pages::page;
+use super::pages::{page, path_segment};
 use super::session::Staff;
 use crate::api::{ApiErr, AppState, EntitleRequest, GroupEntitlement, UserEntitlement};
 use crate::store::{NewPool, Permission, Pool, PoolUpdate};
@@ -77,7 +77,7 @@ pub(super) async fn pools_page(State(state): State<Arc<AppState>>, jar: CookieJa
                 tbody {
                     @for pool in &pools {
                         tr data-pool=(pool.name) {
-                            td { a href=(format!("/admin/pools/{}", pool.name)) { (pool.name) } }
+                            td { a href=(format!("/admin/pools/{}", path_segment(&pool.name))) { (pool.name) } }
                             td { (pool.source_kind) }
                             td { code { (pool.source_params) } }
                             td { (pool.assignment) }
@@ -188,7 +188,7 @@ pub(super) async fn pool_page(
             h1 #edit-pool { "Pool " (pool.name) }
             p { (pool.assignment) " pool of " (pool.source_kind) " desktops." }
             @if staff.user.role.may(Permission::Manage) {
-                form.grid method="post" action=(format!("/admin/pools/{}", pool.name)) aria-labelledby="edit-pool" {
+                form.grid method="post" action=(format!("/admin/pools/{}", path_segment(&pool.name))) aria-labelledby="edit-pool" {
                     input type="hidden" name="csrf" value=(staff.csrf);
                     (size_fields(Some(&pool)))
                     @if let Some((kind, label, fields)) = kind {
@@ -196,8 +196,60 @@ pub(super) async fn pool_page(
                     }
                     button type="submit" { "Save" }
                 }
+                p { a.danger href=(format!("/admin/pools/{}/delete", path_segment(&pool.name))) { "Delete this pool…" } }
             }
         })
+    })
+    .await
+}
+
+/// `GET /admin/pools/{name}/delete`: asks first, saying what goes with the pool.
+pub(super) async fn confirm_delete(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+) -> Response {
+    page(&state, jar, "Delete a pool", async |staff| {
+        let Some(pool) = state.store.pool_by_name(&name).await? else {
+            return Ok(html! { h1 { "No pool " (name) } });
+        };
+        let desktops = state.store.list_desktops(Some(&pool.id)).await?;
+        let live = desktops
+            .iter()
+            .filter(|d| d.state != crate::store::DesktopState::Deleting)
+            .count();
+        let connected = desktops
+            .iter()
+            .filter(|d| crate::store::HELD.contains(&d.state))
+            .count();
+        Ok(html! {
+            h1 { "Delete pool " (pool.name) "?" }
+            p { "Its " (live) " desktops are destroyed on their hosts, " (connected)
+                " of them assigned to users, whose sessions end now. Its entitlements go.
+                 The records of its desktops and sessions stay in the store." }
+            form method="post" action=(format!("/admin/pools/{}/delete", path_segment(&pool.name))) {
+                input type="hidden" name="csrf" value=(staff.csrf);
+                button.danger type="submit" { "Delete " (pool.name) }
+                " "
+                a href="/admin/pools" { "Cancel" }
+            }
+        })
+    })
+    .await
+}
+
+/// `POST /admin/pools/{name}/delete`.
+pub(super) async fn delete_pool(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(name): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    managed(&state, jar, &form, "/admin/pools", async |actor| {
+        let desktops = crate::api::remove_pool(&state, actor, &name).await?;
+        Ok(format!(
+            "pool {name} deleted; its {desktops} desktops are being destroyed"
+        ))
     })
     .await
 }

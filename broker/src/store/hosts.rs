@@ -1,5 +1,7 @@
 //! Display server hosts.
 
+use oriel_protocol::host_link::HostLoad;
+
 use super::model::{host_cols, host_from_row};
 use super::{
     map_constraint, new_id, now_ms, validate_name, Host, HostState, Result, Store, StoreError,
@@ -111,19 +113,32 @@ impl Store {
         w.commit().await
     }
 
-    /// Records a heartbeat with the host's current capacity; returns the host
+    /// Records a heartbeat with the host's current capacity and load; returns the host
     /// (whose state the broker may have changed meanwhile).
-    pub async fn record_heartbeat(&self, id: &str, now_ms: i64, capacity: i64) -> Result<Host> {
+    pub async fn record_heartbeat(
+        &self,
+        id: &str,
+        now_ms: i64,
+        capacity: i64,
+        load: &HostLoad,
+    ) -> Result<Host> {
         if capacity < 0 {
             return Err(StoreError::Invalid("host capacity is negative".into()));
         }
+        // What a host says of itself is bounded like any other input.
+        let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
         let mut w = self.write().await?;
         let row = sqlx::query(concat!(
-            "UPDATE hosts SET last_heartbeat_ms = $1, capacity = $2 WHERE id = $3 RETURNING ",
+            "UPDATE hosts SET last_heartbeat_ms = $1, capacity = $2, cpu_permille = $3, \
+             cpus = $4, memory_used = $5, memory_total = $6 WHERE id = $7 RETURNING ",
             host_cols!()
         ))
         .bind(now_ms)
         .bind(capacity)
+        .bind(i64::from(load.cpu_permille.min(1000)))
+        .bind(i64::from(load.cpus))
+        .bind(bytes(load.memory_used.min(load.memory_total)))
+        .bind(bytes(load.memory_total))
         .bind(id)
         .fetch_optional(w.conn())
         .await?

@@ -40,6 +40,7 @@ pub use model::{
     Pool, Role, Session, SessionState, User,
 };
 pub use pools::{NewPool, PoolUpdate, MAX_POOL_SIZE, MAX_TIMEOUT_S};
+pub use sessions::HostConnection;
 
 pub(crate) use error::map_constraint;
 

@@ -200,6 +200,13 @@ pub struct Host {
     pub state: HostState,
     pub last_heartbeat_ms: i64,
     pub created_ms: i64,
+    /// CPU busy over the host's last heartbeat interval, thousandths of all its cores
+    /// (none until it reports).
+    pub cpu_permille: Option<i64>,
+    pub cpus: Option<i64>,
+    /// Memory in use and in all, bytes.
+    pub memory_used: Option<i64>,
+    pub memory_total: Option<i64>,
 }
 
 /// A desktop in a pool, possibly placed on a host.
@@ -230,6 +237,8 @@ pub struct Session {
     pub started_ms: i64,
     pub ended_ms: Option<i64>,
     pub end_reason: Option<String>,
+    /// Where the client connected from (ip:port), once its host reported it.
+    pub client_address: Option<String>,
 }
 
 /// One audit log entry.
@@ -259,7 +268,8 @@ macro_rules! pool_cols {
 }
 macro_rules! host_cols {
     () => {
-        "id, name, address, fingerprint, capacity, state, last_heartbeat_ms, created_ms"
+        "id, name, address, fingerprint, capacity, state, last_heartbeat_ms, created_ms, \
+         cpu_permille, cpus, memory_used, memory_total"
     };
 }
 macro_rules! desktop_cols {
@@ -270,7 +280,7 @@ macro_rules! desktop_cols {
 }
 macro_rules! session_cols {
     () => {
-        "id, user_id, desktop_id, state, started_ms, ended_ms, end_reason"
+        "id, user_id, desktop_id, state, started_ms, ended_ms, end_reason, client_address"
     };
 }
 pub(crate) use {desktop_cols, host_cols, pool_cols, session_cols, user_cols};
@@ -321,6 +331,10 @@ pub(crate) fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         state: parse_col(row, "state")?,
         last_heartbeat_ms: row.try_get("last_heartbeat_ms")?,
         created_ms: row.try_get("created_ms")?,
+        cpu_permille: row.try_get("cpu_permille")?,
+        cpus: row.try_get("cpus")?,
+        memory_used: row.try_get("memory_used")?,
+        memory_total: row.try_get("memory_total")?,
     })
 }
 
@@ -348,6 +362,7 @@ pub(crate) fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         started_ms: row.try_get("started_ms")?,
         ended_ms: row.try_get("ended_ms")?,
         end_reason: row.try_get("end_reason")?,
+        client_address: row.try_get("client_address")?,
     })
 }
 

@@ -2,11 +2,12 @@
 
 use sqlx::Row;
 
-use super::model::{pool_cols, pool_from_row};
+use super::model::{desktop_cols, desktop_from_row, pool_cols, pool_from_row};
 use super::names;
 use super::users::{group_id_by_name, refuse_taken, user_id_by_name};
 use super::{
-    map_constraint, new_id, now_ms, Assignment, Entitlement, Pool, Result, Store, StoreError,
+    map_constraint, new_id, now_ms, Assignment, Desktop, Entitlement, Pool, Result, Store,
+    StoreError, WriteTx,
 };
 
 /// What [`Store::create_pool`] needs.
@@ -185,7 +186,7 @@ impl Store {
         sqlx::query(concat!(
             "SELECT ",
             pool_cols!(),
-            " FROM pools ORDER BY name"
+            " FROM pools WHERE deleted_ms IS NULL ORDER BY name"
         ))
         .fetch_all(self.db())
         .await?
@@ -194,9 +195,8 @@ impl Store {
         .collect()
     }
 
-    /// Changes a pool's settings in one transaction; returns the updated pool.
-    pub async fn update_pool(&self, name: &str, update: &PoolUpdate) -> Result<Pool> {
-        let mut w = self.write().await?;
+    /// Pool `name`, locked for the rest of transaction `w` (where the database locks rows).
+    async fn locked_pool(&self, w: &mut WriteTx, name: &str) -> Result<Pool> {
         let sql = format!(
             concat!("SELECT ", pool_cols!(), " FROM pools WHERE name_key = $1{}"),
             self.for_update()
@@ -206,7 +206,56 @@ impl Store {
             .fetch_optional(w.conn())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("pool '{name}'")))?;
-        let mut pool = pool_from_row(&row)?;
+        pool_from_row(&row)
+    }
+
+    /// Deletes a pool in one transaction: its active sessions end, every desktop of it
+    /// goes to `deleting` (which revokes its tickets; the reconcile loop destroys them on
+    /// their hosts) and its entitlements go. Its row stays, renamed out of the way, for
+    /// the records of its desktops and sessions. Returns the desktops that moved.
+    pub async fn delete_pool(&self, name: &str) -> Result<(Pool, Vec<Desktop>)> {
+        let now = now_ms();
+        let mut w = self.write().await?;
+        let pool = self.locked_pool(&mut w, name).await?;
+        sqlx::query(
+            "UPDATE sessions SET state = 'ended', ended_ms = $1, \
+             end_reason = 'its pool was deleted' WHERE state = 'active' \
+             AND desktop_id IN (SELECT id FROM desktops WHERE pool_id = $2)",
+        )
+        .bind(now)
+        .bind(&pool.id)
+        .execute(w.conn())
+        .await?;
+        let moved = sqlx::query(concat!(
+            "UPDATE desktops SET state = 'deleting', state_changed_ms = $1, \
+             generation = generation + 1 WHERE pool_id = $2 AND state <> 'deleting' RETURNING ",
+            desktop_cols!()
+        ))
+        .bind(now)
+        .bind(&pool.id)
+        .fetch_all(w.conn())
+        .await?
+        .iter()
+        .map(desktop_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        sqlx::query("DELETE FROM entitlements WHERE pool_id = $1")
+            .bind(&pool.id)
+            .execute(w.conn())
+            .await?;
+        sqlx::query("UPDATE pools SET deleted_ms = $1, name = $2, name_key = NULL WHERE id = $3")
+            .bind(now)
+            .bind(format!("{} (deleted {})", pool.name, pool.id))
+            .bind(&pool.id)
+            .execute(w.conn())
+            .await?;
+        w.commit().await?;
+        Ok((pool, moved))
+    }
+
+    /// Changes a pool's settings in one transaction; returns the updated pool.
+    pub async fn update_pool(&self, name: &str, update: &PoolUpdate) -> Result<Pool> {
+        let mut w = self.write().await?;
+        let mut pool = self.locked_pool(&mut w, name).await?;
         if let Some(v) = &update.source_kind {
             pool.source_kind.clone_from(v);
         }

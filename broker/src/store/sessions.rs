@@ -10,13 +10,26 @@ fn host_session_column(id: u64) -> i64 {
     i64::from_ne_bytes(id.to_ne_bytes())
 }
 
-/// Inserts an active session (of host connection `host_session`, when known).
+/// Where an active session comes from: the host's connection id and the client's
+/// address, when a host reported it.
+#[derive(Debug, Clone, Copy)]
+pub struct HostConnection<'a> {
+    pub session: u64,
+    pub client_address: &'a str,
+}
+
+/// Longest client address kept (an IPv6 address and port fit with room).
+const MAX_ADDRESS: usize = 64;
+
+/// Inserts an active session (of a host connection, when known).
 async fn insert_active(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,
     desktop_id: &str,
-    host_session: Option<u64>,
+    from: Option<HostConnection<'_>>,
 ) -> Result<Session> {
+    let client_address =
+        from.map(|f| oriel_protocol::text::clip(f.client_address, MAX_ADDRESS).into_owned());
     let session = Session {
         id: new_id(),
         user_id: user_id.to_owned(),
@@ -25,16 +38,19 @@ async fn insert_active(
         started_ms: now_ms(),
         ended_ms: None,
         end_reason: None,
+        client_address,
     };
     sqlx::query(
         "INSERT INTO sessions (id, user_id, desktop_id, state, started_ms, ended_ms, \
-         end_reason, host_session) VALUES ($1, $2, $3, 'active', $4, NULL, NULL, $5)",
+         end_reason, host_session, client_address) \
+         VALUES ($1, $2, $3, 'active', $4, NULL, NULL, $5, $6)",
     )
     .bind(&session.id)
     .bind(user_id)
     .bind(desktop_id)
     .bind(session.started_ms)
-    .bind(host_session.map(host_session_column))
+    .bind(from.map(|f| host_session_column(f.session)))
+    .bind(&session.client_address)
     .execute(conn)
     .await
     .map_err(|e| {
@@ -57,15 +73,15 @@ impl Store {
         Ok(session)
     }
 
-    /// Records that host connection `host_session` of `user_id` is showing a desktop, in
-    /// one transaction: a session of another connection still active there ends as
-    /// taken over (a user's second connection replaces the first). Returns the new
-    /// session and the one it replaced.
+    /// Records that a host connection of `user_id` is showing a desktop, in one
+    /// transaction: a session of another connection still active there ends as taken
+    /// over (a user's second connection replaces the first). Returns the new session
+    /// and the one it replaced.
     pub async fn take_over_session(
         &self,
         user_id: &str,
         desktop_id: &str,
-        host_session: u64,
+        from: HostConnection<'_>,
     ) -> Result<(Session, Option<Session>)> {
         let now = now_ms();
         let mut w = self.write().await?;
@@ -82,7 +98,7 @@ impl Store {
         .as_ref()
         .map(session_from_row)
         .transpose()?;
-        let session = insert_active(w.conn(), user_id, desktop_id, Some(host_session)).await?;
+        let session = insert_active(w.conn(), user_id, desktop_id, Some(from)).await?;
         w.commit().await?;
         Ok((session, replaced))
     }

@@ -86,7 +86,9 @@ pub(crate) async fn whole_flow(store: &Store) -> TestResult {
         store.host_by_credential_hash(&cred).await?.map(|h| h.id),
         Some(host.id.clone())
     );
-    let host = store.record_heartbeat(&host.id, now_ms(), 3).await?;
+    let host = store
+        .record_heartbeat(&host.id, now_ms(), 3, &Default::default())
+        .await?;
     assert_eq!(host.capacity, 3);
     assert_eq!(host.state, HostState::Up);
 

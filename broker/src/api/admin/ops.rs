@@ -16,6 +16,7 @@ use crate::api::auth::Staff;
 use crate::api::extract::{Body, Param, Params};
 use crate::api::{ApiErr, AppState};
 use crate::store::{Assignment, AuditEntry, Desktop, DesktopState, Host, HostState, Session, User};
+use oriel_protocol::host_link::{CommandOutput, HostCommand, MAX_CONSOLE_LOG, MAX_THUMBNAIL_SIDE};
 
 /// List hosts.
 #[utoipa::path(get, path = "/admin/hosts", tag = "admin", security(("bearer" = [])),
@@ -247,21 +248,12 @@ pub(crate) async fn read_console(
     id: &str,
     max_bytes: u32,
 ) -> Result<ConsoleLog, ApiErr> {
-    use oriel_protocol::host_link::{HostCommand, MAX_CONSOLE_LOG};
     if !(1..=MAX_CONSOLE_LOG).contains(&max_bytes) {
         return Err(ApiErr::bad_request(format!(
             "bytes must be 1 to {MAX_CONSOLE_LOG}"
         )));
     }
-    let desktop = state
-        .store
-        .desktop_by_id(id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("desktop"))?;
-    let host = desktop
-        .host_id
-        .clone()
-        .ok_or_else(|| ApiErr::new(StatusCode::CONFLICT, "the desktop is on no host"))?;
+    let (desktop, host) = desktop_and_host(state, id).await?;
     let kind = state
         .store
         .pool_by_id(&desktop.pool_id)
@@ -278,18 +270,122 @@ pub(crate) async fn read_console(
         desktop: desktop.name.clone(),
         max_bytes,
     };
-    let console = state
-        .link
-        .query(&host, command)
-        .await
-        .map_err(|e| ApiErr::new(StatusCode::BAD_GATEWAY, format!("host {host}: {e}")))?
-        .unwrap_or_default();
+    let console = match ask_host(state, &host, command).await? {
+        Some(CommandOutput::Text(text)) => text,
+        None => String::new(),
+        Some(_) => return Err(odd_answer(&host)),
+    };
     Ok(ConsoleLog {
         desktop: desktop.id,
         name: desktop.name,
         host,
         console,
     })
+}
+
+/// Desktop `id` and the host it is on, for a command to that host.
+async fn desktop_and_host(state: &AppState, id: &str) -> Result<(Desktop, String), ApiErr> {
+    let desktop = state
+        .store
+        .desktop_by_id(id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("desktop"))?;
+    let host = desktop
+        .host_id
+        .clone()
+        .ok_or_else(|| ApiErr::new(StatusCode::CONFLICT, "the desktop is on no host"))?;
+    Ok((desktop, host))
+}
+
+/// Sends a command that reads something to a host; its failure is the gateway's.
+async fn ask_host(
+    state: &AppState,
+    host: &str,
+    command: HostCommand,
+) -> Result<Option<CommandOutput>, ApiErr> {
+    state
+        .link
+        .query(host, command)
+        .await
+        .map_err(|e| ApiErr::new(StatusCode::BAD_GATEWAY, format!("host {host}: {e}")))
+}
+
+fn odd_answer(host: &str) -> ApiErr {
+    ApiErr::new(
+        StatusCode::BAD_GATEWAY,
+        format!("host {host} answered with something else"),
+    )
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ThumbnailQuery {
+    /// Largest width (default 320).
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[param(minimum = 1, maximum = 640)]
+    width: Option<u32>,
+    /// Largest height (default 200).
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[param(minimum = 1, maximum = 640)]
+    height: Option<u32>,
+}
+
+/// A small PNG of the desktop's screen now, rendered by its host (at most once a
+/// second per desktop, however many ask).
+#[utoipa::path(get, path = "/admin/desktops/{id}/thumbnail", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The desktop's id"), ThumbnailQuery),
+    responses(
+        (status = 200, description = "The screen, scaled to fit", content_type = "image/png", body = Vec<u8>),
+        (status = 400, description = "A size out of range", body = ApiError),
+        (status = 404, description = "No such desktop", body = ApiError),
+        (status = 409, description = "The desktop is on no host", body = ApiError),
+        (status = 502, description = "Its host did not answer, or has no such desktop running", body = ApiError),
+    ))]
+pub(crate) async fn desktop_thumbnail(
+    State(state): State<Arc<AppState>>,
+    _: Staff<See>,
+    Param(id): Param<String>,
+    Params(query): Params<ThumbnailQuery>,
+) -> Result<([(axum::http::HeaderName, &'static str); 2], Vec<u8>), ApiErr> {
+    let (width, height) = (query.width.unwrap_or(320), query.height.unwrap_or(200));
+    let png = read_thumbnail(&state, &id, width, height).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/png"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        png.as_ref().clone(),
+    ))
+}
+
+/// A PNG of desktop `id`'s screen that fits `width` x `height`, from the broker's
+/// short-lived cache or asked of its host (the API's and the console's view).
+pub(crate) async fn read_thumbnail(
+    state: &AppState,
+    id: &str,
+    width: u32,
+    height: u32,
+) -> Result<Arc<Vec<u8>>, ApiErr> {
+    let side = 1..=MAX_THUMBNAIL_SIDE;
+    if !side.contains(&width) || !side.contains(&height) {
+        return Err(ApiErr::bad_request(format!(
+            "width and height must be 1 to {MAX_THUMBNAIL_SIDE}"
+        )));
+    }
+    if let Some(png) = state.thumbnails.get(id, (width, height)) {
+        return Ok(png);
+    }
+    let (desktop, host) = desktop_and_host(state, id).await?;
+    let command = HostCommand::Thumbnail {
+        desktop: desktop.name,
+        max_width: width,
+        max_height: height,
+    };
+    match ask_host(state, &host, command).await? {
+        Some(CommandOutput::Png(png)) => Ok(state.thumbnails.put(id, (width, height), png)),
+        _ => Err(odd_answer(&host)),
+    }
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -203,6 +203,38 @@ pub(crate) async fn change_pool(
     Ok(pool)
 }
 
+/// Delete a pool: its sessions end, its desktops are destroyed, its entitlements go.
+#[utoipa::path(delete, path = "/admin/pools/{name}", tag = "admin", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The pool's name")),
+    responses(
+        (status = 204, description = "Deleted; its hosts destroy its desktops"),
+        (status = 404, description = "No such pool", body = ApiError),
+    ))]
+pub(crate) async fn delete_pool(
+    State(state): State<Arc<AppState>>,
+    Staff(admin, _): Staff<Manage>,
+    Param(name): Param<String>,
+) -> Result<StatusCode, ApiErr> {
+    remove_pool(&state, &admin, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a pool for `actor` (the API's and the console's action); returns how many
+/// desktops go with it.
+pub(crate) async fn remove_pool(
+    state: &AppState,
+    actor: &User,
+    name: &str,
+) -> Result<usize, ApiErr> {
+    let (pool, moved) = state.store.delete_pool(name).await?;
+    for d in &moved {
+        state.revoke_on_host(crate::logoff::revocation(d));
+    }
+    let what = format!("deleted pool {} ({} desktops)", pool.name, moved.len());
+    audit(state, actor, what).await?;
+    Ok(moved.len())
+}
+
 /// Entitles one user to a pool.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,125 @@
+//! One desktop's console page: its state, host, user and uptime, a live thumbnail of
+//! its screen (rendered by its host), its session with the live figures, and the
+//! actions on it.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use maud::html;
+
+use super::pages::{ago, page};
+use super::session::Staff;
+use super::sessions::{figure_cells, log_off_form};
+use crate::api::AppState;
+use crate::store::{DesktopState, Permission};
+
+/// The thumbnail's size on the page.
+const THUMBNAIL: (u32, u32) = (480, 300);
+
+/// `GET /admin/desktops/{id}`.
+pub(super) async fn desktop_page(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> Response {
+    page(&state, jar, "Desktop", async |staff| {
+        let Some(d) = state.store.desktop_by_id(&id).await? else {
+            return Ok(html! { h1 { "No such desktop" } });
+        };
+        let pool = state.store.pool_by_id(&d.pool_id).await?;
+        let host = match &d.host_id {
+            Some(h) => state.store.host_by_id(h).await?,
+            None => None,
+        };
+        let user = match &d.assigned_user_id {
+            Some(u) => state.store.user_by_id(u).await?,
+            None => None,
+        };
+        let session = state.store.active_session_for_desktop(&d.id).await?;
+        let session_user = match &session {
+            Some(s) => state.store.user_by_id(&s.user_id).await?.map(|u| u.name),
+            None => None,
+        };
+        let live = host
+            .as_ref()
+            .and_then(|h| state.link.viewer(&h.id, &d.name));
+        let support = staff.user.role.may(Permission::Support);
+        let operate = staff.user.role.may(Permission::Operate);
+        let kvm = pool.as_ref().is_some_and(|p| p.source_kind == "kvm");
+        let now = crate::store::now_ms();
+        let here = format!("/admin/desktops/{}", d.id);
+        Ok(html! {
+            h1 { "Desktop " (d.name) }
+            div.desktop {
+                @if host.is_some() && d.state != DesktopState::Deleting {
+                    figure.thumbnail {
+                        img #thumbnail src=(format!("{here}/thumbnail.png"))
+                            width=(THUMBNAIL.0) height=(THUMBNAIL.1)
+                            alt=(format!("The screen of {}", d.name)) data-refresh-ms="2000";
+                        figcaption { "The screen now, refreshed every 2 s." }
+                    }
+                }
+                div data-live {
+                    dl.facts {
+                        dt { "Pool" } dd { (pool.as_ref().map(|p| p.name.as_str()).unwrap_or("?")) }
+                        dt { "State" } dd #desktop-state { (d.state) " · " (ago(now, d.state_changed_ms)) }
+                        dt { "Host" } dd { (host.as_ref().map(|h| h.name.as_str()).unwrap_or("none")) }
+                        dt { "User" } dd { (user.as_ref().map(|u| u.name.as_str()).unwrap_or("none")) }
+                        dt { "Up since" } dd { (ago(now, d.created_ms)) }
+                        @if let Some(failure) = &d.failure { dt { "Failure" } dd { (failure) } }
+                    }
+                    h2 { "Session" }
+                    @if let Some(s) = &session {
+                        table #session {
+                            thead { tr { th { "User" } th { "Since" } th { "From" } th { "Frames/s" }
+                                         th { "Mbit/s" } th { "RTT" } th { "Video regions" }
+                                         @if support { th { "Action" } } } }
+                            tbody {
+                                tr data-session=(s.id) {
+                                    td { (session_user.as_deref().unwrap_or("?")) }
+                                    td { (ago(now, s.started_ms)) }
+                                    td { (s.client_address.as_deref().unwrap_or("")) }
+                                    (figure_cells(live.as_ref()))
+                                    @if support { td { (log_off_form(staff, &s.id, &here)) } }
+                                }
+                            }
+                        }
+                    } @else {
+                        p.empty #session { "Nobody is connected." }
+                    }
+                    @if support && d.state != DesktopState::Deleting {
+                        div.actions {
+                            form method="post" action=(format!("{here}/reset")) {
+                                input type="hidden" name="csrf" value=(staff.csrf);
+                                button type="submit" { "Reset" }
+                            }
+                            @if operate { a href=(format!("{here}/delete")) { "Delete…" } }
+                            @if kvm { a href=(format!("{here}/console")) { "Serial console" } }
+                        }
+                    }
+                }
+            }
+        })
+    })
+    .await
+}
+
+/// `GET /admin/desktops/{id}/thumbnail.png`: the screen now, from its host (cached a
+/// second, so many open pages cost the host one rendering).
+pub(super) async fn thumbnail(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(answer) = Staff::of(&state, &jar, Permission::See).await {
+        return answer;
+    }
+    match crate::api::read_thumbnail(&state, &id, THUMBNAIL.0, THUMBNAIL.1).await {
+        Ok(png) => ([(header::CONTENT_TYPE, "image/png")], png.as_ref().clone()).into_response(),
+        Err(e) if e.status == StatusCode::NOT_FOUND => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => (e.status, e.message).into_response(),
+    }
+}
