@@ -392,6 +392,8 @@ async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
         .await;
     h.user_with_password("root", PASSWORD, Role::Admin, None)
         .await;
+    h.user_with_password("olga", PASSWORD, Role::Operator, None)
+        .await;
 
     // Alice is connected with the real client.
     let (run, _) = connect_in_background(&alice, "office").await;
@@ -400,6 +402,13 @@ async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
     })
     .await;
     let session = h.store().list_sessions(true).await.unwrap().remove(0);
+    let session_desktop = h
+        .store()
+        .desktop_by_id(&session.desktop_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .name;
     let from = session
         .client_address
         .clone()
@@ -459,6 +468,45 @@ async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
             != first
     })
     .await;
+    // What it shows is the desktop's screen: both scaled to 100x75, they differ by a few
+    // levels at most (the typing desktop types on meanwhile).
+    let shown = browser
+        .client
+        .execute(
+            "const i = document.getElementById('thumbnail');
+             const c = document.createElement('canvas'); c.width = 100; c.height = 75;
+             const g = c.getContext('2d'); g.imageSmoothingQuality = 'high';
+             g.drawImage(i, 0, 0, 100, 75);
+             return Array.from(g.getImageData(0, 0, 100, 75).data);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let shown: Vec<u8> = serde_json::from_value(shown).unwrap();
+    let desktop = host.desktop(&session_desktop).unwrap();
+    let screen = oriel_e2e::server_screen(&desktop);
+    let rgb: Vec<u8> = screen
+        .pixels()
+        .iter()
+        .flat_map(|p| oriel_protocol::rgb_bytes(*p))
+        .collect();
+    let screen = image::RgbImage::from_raw(screen.width(), screen.height(), rgb).unwrap();
+    let expected = image::imageops::resize(&screen, 100, 75, image::imageops::FilterType::Triangle);
+    let shown_rgb = shown.chunks(4).flat_map(|p| [p[0], p[1], p[2]]);
+    let diff: u64 = shown_rgb
+        .zip(expected.as_raw())
+        .map(|(a, b)| u64::from(a.abs_diff(*b)))
+        .sum();
+    let mean = diff as f64 / expected.as_raw().len() as f64;
+    assert!(
+        mean < 8.0,
+        "the thumbnail differs from the screen by {mean:.1} levels"
+    );
+    let black: u64 = expected.as_raw().iter().map(|b| u64::from(*b)).sum();
+    assert!(
+        black as f64 / expected.as_raw().len() as f64 > 40.0,
+        "the screen is not blank"
+    );
     browser.wait_for(&format!("#session {row}")).await;
     browser.screenshot("console-desktop").await;
 
@@ -478,7 +526,17 @@ async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
     browser.wait_for("p#session").await;
     assert!(h.store().list_sessions(true).await.unwrap().is_empty());
 
-    // Helpdesk may not delete a pool; an administrator may, after a confirmation.
+    // Helpdesk may not delete a pool, nor create an account; an administrator may
+    // delete the pool, after a confirmation.
+    let csrf = browser.csrf().await;
+    let refused = browser
+        .post_form(
+            "/admin/users",
+            json!({ "csrf": csrf, "name": "mallory", "password": PASSWORD, "role": "admin" }),
+        )
+        .await;
+    assert_eq!(refused, 403);
+    assert!(h.store().user_by_name("mallory").await.unwrap().is_none());
     let csrf = browser.csrf().await;
     let refused = browser
         .post_form("/admin/pools/lab/delete", json!({ "csrf": csrf }))
@@ -500,6 +558,20 @@ async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
             .all(|d| d.name().starts_with("office-"))
     })
     .await;
+
+    // An operator acts on the estate but cannot create accounts either.
+    browser.click("header form button").await;
+    browser.sign_in(&base, "olga", PASSWORD).await;
+    browser.wait_for("#live").await;
+    let csrf = browser.csrf().await;
+    let refused = browser
+        .post_form(
+            "/admin/users",
+            json!({ "csrf": csrf, "name": "mallory", "password": PASSWORD, "role": "user" }),
+        )
+        .await;
+    assert_eq!(refused, 403);
+    assert!(h.store().user_by_name("mallory").await.unwrap().is_none());
     browser.close().await;
     h.shutdown().await;
 }

@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::actions::act;
-use super::pages::{ago, page, Names};
+use super::pages::{ago, page, pager, Names};
 use super::session::{CsrfForm, Staff};
 use crate::api::AppState;
 use crate::store::{AuditFilter, DesktopState, HostState, Permission};
@@ -111,9 +111,14 @@ pub(super) struct DesktopFilter {
     pool: String,
     #[serde(default)]
     state: String,
+    #[serde(default)]
+    page: usize,
 }
 
-/// `GET /admin/desktops?pool=NAME&state=STATE`.
+/// Desktops per page.
+const DESKTOP_PAGE: usize = 100;
+
+/// `GET /admin/desktops?pool=NAME&state=STATE&page=N`: oldest first, paged.
 pub(super) async fn desktops_page(
     State(state): State<Arc<AppState>>,
     jar: CookieJar,
@@ -134,6 +139,14 @@ pub(super) async fn desktops_page(
             .filter(|d| filter.pool.is_empty() || pool_names.get(d.pool_id.as_str()) == Some(&filter.pool.as_str()))
             .filter(|d| filter.state.is_empty() || d.state.as_str() == filter.state)
             .collect();
+        let total = desktops.len();
+        let older = total > filter.page.saturating_add(1).saturating_mul(DESKTOP_PAGE);
+        let link = |page: usize| {
+            let page = page.to_string();
+            let pairs = [("pool", filter.pool.as_str()), ("state", filter.state.as_str()), ("page", page.as_str())];
+            let set: Vec<_> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+            format!("/admin/desktops?{}", serde_urlencoded::to_string(set).unwrap_or_default())
+        };
         let support = staff.user.role.may(Permission::Support);
         let operate = staff.user.role.may(Permission::Operate);
         let now = crate::store::now_ms();
@@ -152,15 +165,15 @@ pub(super) async fn desktops_page(
                 }
                 button type="submit" { "Filter" }
             }
-            div data-live { p { (desktops.len()) " desktops." }
+            div data-live { p { (total) " desktops." }
             table {
                 thead { tr { th { "Desktop" } th { "Pool" } th { "State" } th { "Host" } th { "User" }
                              th { "In this state" } th { "Failure" } @if support { th { "Actions" } } } }
                 tbody {
-                    @for d in &desktops {
+                    @for d in desktops.iter().skip(filter.page.saturating_mul(DESKTOP_PAGE)).take(DESKTOP_PAGE) {
                         tr data-desktop=(d.name) {
                             td { a href=(format!("/admin/desktops/{}", d.id)) { (d.name) } }
-                            td { (pool_names.get(d.pool_id.as_str()).copied().unwrap_or("?")) }
+                            td { (pool_names.get(d.pool_id.as_str()).copied().unwrap_or("(a deleted pool)")) }
                             td { (d.state) }
                             td { (names.host(d.host_id.as_deref())) }
                             td { (names.user(d.assigned_user_id.as_deref())) }
@@ -186,7 +199,8 @@ pub(super) async fn desktops_page(
                         }
                     }
                 }
-            } }
+            }
+            (pager("Desktop pages", filter.page, older, link)) }
         })
     })
     .await
@@ -299,7 +313,7 @@ pub(super) struct AuditQuery {
     #[serde(default)]
     until: String,
     #[serde(default)]
-    page: u32,
+    page: usize,
 }
 
 /// `GET /admin/audit`: filtered by actor, event, detail text and time; paged.
@@ -326,12 +340,12 @@ pub(super) async fn audit_page(
             until_ms: until,
             // One more than a page: whether there is an older page.
             limit: i64::from(AUDIT_PAGE) + 1,
-            offset: i64::from(query.page) * i64::from(AUDIT_PAGE),
+            offset: i64::try_from(query.page).unwrap_or(i64::MAX).saturating_mul(i64::from(AUDIT_PAGE)),
         };
         let mut entries = state.store.search_audit(&filter).await?;
         let older = entries.len() > usize::from(AUDIT_PAGE);
         entries.truncate(usize::from(AUDIT_PAGE));
-        let link = |page: u32| {
+        let link = |page: usize| {
             let page = page.to_string();
             let pairs = [
                 ("actor", query.actor.as_str()),
@@ -372,11 +386,7 @@ pub(super) async fn audit_page(
                     }
                 }
             }
-            nav.pages aria-label="Audit pages" {
-                @if query.page > 0 { a href=(link(query.page - 1)) rel="prev" { "← Newer" } }
-                " Page " (query.page + 1) " "
-                @if older { a href=(link(query.page + 1)) rel="next" { "Older →" } }
-            }
+            (pager("Audit pages", query.page, older, link))
         })
     })
     .await

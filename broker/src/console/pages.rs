@@ -384,6 +384,22 @@ pub(super) fn load_cells(host: &crate::store::Host) -> Markup {
     }
 }
 
+/// The newer/older links under a paged table; `link` makes a page's address.
+pub(super) fn pager(
+    label: &str,
+    page: usize,
+    older: bool,
+    link: impl Fn(usize) -> String,
+) -> Markup {
+    html! {
+        nav.pages aria-label=(label) {
+            @if page > 0 { a href=(link(page - 1)) rel="prev" { "← Newer" } }
+            " Page " (page.saturating_add(1)) " "
+            @if older { a href=(link(page.saturating_add(1))) rel="next" { "Older →" } }
+        }
+    }
+}
+
 /// Users' and hosts' names by id, for tables that show rows referring to them.
 pub(super) struct Names {
     pub users: HashMap<String, String>,

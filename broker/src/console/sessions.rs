@@ -13,7 +13,7 @@ use oriel_protocol::host_link::ViewerFigures;
 use serde::Deserialize;
 
 use super::actions::act;
-use super::pages::{ago, page, Names};
+use super::pages::{ago, page, pager, Names};
 use super::session::Staff;
 use crate::api::AppState;
 use crate::store::{Desktop, Permission, Session};
@@ -58,8 +58,8 @@ pub(super) async fn sessions_page(
             .collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.started_ms));
         let total = sessions.len();
-        let shown: Vec<&Session> = sessions.iter().skip(query.page * PAGE).take(PAGE).collect();
-        let more = total > (query.page + 1) * PAGE;
+        let shown: Vec<&Session> = sessions.iter().skip(query.page.saturating_mul(PAGE)).take(PAGE).collect();
+        let more = total > query.page.saturating_add(1).saturating_mul(PAGE);
         let support = staff.user.role.may(Permission::Support);
         let now = crate::store::now_ms();
         let link = |page: usize| {
@@ -99,11 +99,7 @@ pub(super) async fn sessions_page(
                         }
                     }
                 }
-                nav.pages aria-label="Session pages" {
-                    @if query.page > 0 { a href=(link(query.page - 1)) rel="prev" { "← Newer" } }
-                    " Page " (query.page + 1) " "
-                    @if more { a href=(link(query.page + 1)) rel="next" { "Older →" } }
-                }
+                (pager("Session pages", query.page, more, link))
             }
         })
     })
