@@ -202,7 +202,9 @@ impl Session {
                 msg = inbox.recv() => match msg {
                     Some(Inbound::Broken(e)) => return Err(lost(&conn, core.closing_reason(), e)),
                     Some(msg) => feed(&mut core, &msg),
-                    None => return Err(ClientError::Lost("connection closed".into())),
+                    None => {
+                        return Err(lost(&conn, core.closing_reason(), "connection closed".into()))
+                    }
                 },
                 _ = pump::sleep_until(core.next_deadline()) => core.handle_timeout(Instant::now()),
             }
@@ -313,7 +315,12 @@ impl Session {
                         None => return Err(self.lost(e)),
                     },
                     Some(msg) => feed(&mut self.core, &msg),
-                    None => break EndReason::ServerClosed,
+                    // Every reader has ended: the connection closed while no stream of
+                    // the server's was open to report it (say, before the first frame).
+                    None => match closed_by_server(&self.conn) {
+                        Some(_) => break EndReason::ServerClosed,
+                        None => return Err(self.lost("connection closed".into())),
+                    },
                 },
                 Some(request) = self.requests.recv() => {
                     self.core.handle(now, ClientEvent::Request(request));
