@@ -12,6 +12,7 @@ pub mod password;
 pub mod reconcile;
 pub mod server;
 pub mod store;
+pub mod temp_postgres;
 pub mod thumbnails;
 
 pub use server::{Broker, BrokerConfig};

@@ -2,14 +2,13 @@
 
 mod common;
 
-use common::{new_pool, temp_store, TestResult};
+use common::{new_pool, on_both, store_on, temp_store, Db, TestResult};
 use oriel_broker::store::{
     now_ms, Assignment, DesktopState, Role, SessionState, Store, StoreError,
 };
 
-#[tokio::test]
-async fn desktops_crud_and_compare_and_set() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn desktops_crud_and_compare_and_set(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let pool = store
         .create_pool(&new_pool("office", Assignment::Floating, 10))
         .await?;
@@ -84,9 +83,8 @@ async fn desktops_crud_and_compare_and_set() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn dedicated_assignment_returns_the_same_desktop() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn dedicated_assignment_returns_the_same_desktop(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let pool = store
         .create_pool(&new_pool("lab", Assignment::Dedicated, 2))
         .await?;
@@ -145,9 +143,8 @@ async fn dedicated_assignment_returns_the_same_desktop() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn floating_release_resets_and_returns_to_pool() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn floating_release_resets_and_returns_to_pool(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let pool = store
         .create_pool(&new_pool("office", Assignment::Floating, 1))
         .await?;
@@ -188,9 +185,8 @@ async fn floating_release_resets_and_returns_to_pool() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn sessions_lifecycle() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn sessions_lifecycle(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let pool = store
         .create_pool(&new_pool("office", Assignment::Floating, 2))
         .await?;
@@ -246,9 +242,8 @@ async fn sessions_lifecycle() -> TestResult {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_assign_300_callers_100_desktops() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn concurrent_assign_300_callers_100_desktops(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     common::concurrent_assign(&[store], 100, 300).await
 }
 
@@ -261,9 +256,8 @@ async fn concurrent_assign_from_two_stores_on_one_file() -> TestResult {
     common::concurrent_assign(&[first, second], 100, 300).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_dedicated_same_user_gets_one_desktop() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn concurrent_dedicated_same_user_gets_one_desktop(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     common::concurrent_dedicated_same_user(&store, 20).await
 }
 
@@ -333,3 +327,12 @@ async fn reopening_the_file_keeps_all_data() -> TestResult {
     );
     Ok(())
 }
+
+on_both!(
+    desktops_crud_and_compare_and_set,
+    dedicated_assignment_returns_the_same_desktop,
+    floating_release_resets_and_returns_to_pool,
+    sessions_lifecycle,
+    concurrent_assign_300_callers_100_desktops,
+    concurrent_dedicated_same_user_gets_one_desktop,
+);

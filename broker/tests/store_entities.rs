@@ -2,15 +2,14 @@
 
 mod common;
 
-use common::{new_pool, temp_store, TestResult};
+use common::{new_pool, on_both, store_on, Db, TestResult};
 use oriel_broker::password::token_hash;
 use oriel_broker::store::{
     now_ms, Assignment, AuditFilter, HostState, Pool, PoolUpdate, Role, StoreError,
 };
 
-#[tokio::test]
-async fn users_crud_and_name_conflict() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn users_crud_and_name_conflict(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let alice = store.create_user("alice", "hash-a", Role::User).await?;
     let admin = store.create_user("root", "hash-r", Role::Admin).await?;
     assert!(alice.enabled);
@@ -61,9 +60,8 @@ async fn users_crud_and_name_conflict() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn groups_and_entitlement_via_group() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn groups_and_entitlement_via_group(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let alice = store.create_user("alice", "h", Role::User).await?;
     let bob = store.create_user("bob", "h", Role::User).await?;
     let carol = store.create_user("carol", "h", Role::User).await?;
@@ -121,9 +119,8 @@ async fn groups_and_entitlement_via_group() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn pools_crud_update_and_validation() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn pools_crud_update_and_validation(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let pool = store
         .create_pool(&new_pool("office", Assignment::Floating, 10))
         .await?;
@@ -186,9 +183,8 @@ async fn pools_crud_update_and_validation() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn hosts_register_heartbeat_and_state() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn hosts_register_heartbeat_and_state(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let cred = token_hash("cred-1");
     let host = store
         .register_host("h1", "10.0.0.1:4433", "aa", 8, &cred)
@@ -283,9 +279,8 @@ async fn hosts_register_heartbeat_and_state() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn api_tokens_expire_and_die_with_disabled_users() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn api_tokens_expire_and_die_with_disabled_users(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     let alice = store.create_user("alice", "h", Role::User).await?;
     let now = now_ms();
     store
@@ -335,9 +330,8 @@ async fn api_tokens_expire_and_die_with_disabled_users() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn audit_log_newest_first_with_limit() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn audit_log_newest_first_with_limit(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     for i in 0..5 {
         store
             .audit("alice", "login_failed", &format!("attempt {i}"))
@@ -366,9 +360,8 @@ async fn audit_log_newest_first_with_limit() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn audit_search_filters_and_pages() -> TestResult {
-    let (_dir, _path, store) = temp_store().await?;
+async fn audit_search_filters_and_pages(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
     for i in 0..5 {
         store
             .audit(
@@ -432,3 +425,13 @@ async fn audit_search_filters_and_pages() -> TestResult {
     assert!(future.is_empty());
     Ok(())
 }
+
+on_both!(
+    users_crud_and_name_conflict,
+    groups_and_entitlement_via_group,
+    pools_crud_update_and_validation,
+    hosts_register_heartbeat_and_state,
+    api_tokens_expire_and_die_with_disabled_users,
+    audit_log_newest_first_with_limit,
+    audit_search_filters_and_pages,
+);

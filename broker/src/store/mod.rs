@@ -18,6 +18,7 @@ pub use audit::AuditFilter;
 mod desktops;
 mod error;
 mod hosts;
+mod migrations;
 mod model;
 pub mod names;
 mod pools;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -43,8 +43,6 @@ pub use pools::{NewPool, PoolUpdate, MAX_POOL_SIZE, MAX_TIMEOUT_S};
 pub use sessions::HostConnection;
 
 pub(crate) use error::map_constraint;
-
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +251,7 @@ impl Store {
             });
         }
         let pool = pool_options.connect(url).await?;
-        MIGRATOR.run(&pool).await?;
+        migrations::migrate(&pool, backend).await?;
         let store = Store {
             pool,
             backend,

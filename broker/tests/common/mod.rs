@@ -292,6 +292,58 @@ pub(crate) async fn concurrent_dedicated_same_user(store: &Store, callers: usize
 }
 
 /// A store on a fresh SQLite file in a temporary directory (kept alive by the returned guard).
+/// Which database a store test runs on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// What keeps a test's database alive: a temporary SQLite file, or a private
+/// PostgreSQL server.
+pub(crate) enum Kept {
+    Sqlite(tempfile::TempDir),
+    Postgres(oriel_broker::temp_postgres::TempPostgres),
+}
+
+/// A fresh store on `db`.
+pub(crate) async fn store_on(
+    db: Db,
+) -> Result<(Kept, Store), Box<dyn std::error::Error + Send + Sync>> {
+    match db {
+        Db::Sqlite => {
+            let (dir, _, store) = temp_store().await?;
+            Ok((Kept::Sqlite(dir), store))
+        }
+        Db::Postgres => {
+            let server = oriel_broker::temp_postgres::TempPostgres::start()?;
+            let url = server.create_database("oriel").await?;
+            let store = Store::open(&url).await?;
+            Ok((Kept::Postgres(server), store))
+        }
+    }
+}
+
+/// Runs a store test, written once as `async fn name(db: Db) -> TestResult`, on
+/// SQLite and on PostgreSQL: `name::sqlite` and `name::postgres`.
+#[allow(unused_macros)] // not every test file of this crate uses it
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() -> $crate::common::TestResult {
+                super::$name($crate::common::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() -> $crate::common::TestResult {
+                super::$name($crate::common::Db::Postgres).await
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use on_both;
+
 pub(crate) async fn temp_store(
 ) -> Result<(tempfile::TempDir, std::path::PathBuf, Store), Box<dyn std::error::Error + Send + Sync>>
 {
