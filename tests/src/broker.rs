@@ -8,6 +8,7 @@ use std::time::Duration;
 use oriel::launcher::Login;
 use oriel_broker::password::{new_token, token_hash};
 use oriel_broker::store::{now_ms, Assignment, DesktopState, NewPool, Role, Store};
+use oriel_broker::temp_postgres::TempPostgres;
 use oriel_broker::{Broker, BrokerConfig};
 use oriel_display_server::agent::{self, AgentConfig};
 use oriel_display_server::{DisplayServer, ServerConfig};
@@ -16,10 +17,12 @@ pub struct Harness {
     pub dir: PathBuf,
     pub broker: Broker,
     pub hosts: Vec<(Arc<DisplayServer>, tokio::task::JoinHandle<()>)>,
+    /// The private PostgreSQL server the broker's store is on, if not SQLite.
+    pub postgres: Option<TempPostgres>,
 }
 
 impl Harness {
-    /// A broker that judges silent hosts at once (no restart grace).
+    /// A broker on SQLite that judges silent hosts at once (no restart grace).
     pub async fn start(tag: &str) -> Harness {
         let dir = crate::temp_dir(tag);
         let broker = start_broker(&dir.join("broker"), None, Duration::ZERO).await;
@@ -27,6 +30,25 @@ impl Harness {
             dir,
             broker,
             hosts: Vec::new(),
+            postgres: None,
+        }
+    }
+
+    /// The same on a private PostgreSQL server.
+    pub async fn start_on_postgres(tag: &str) -> Harness {
+        let dir = crate::temp_dir(tag);
+        let postgres = TempPostgres::start().unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+        let url = postgres.create_database("oriel").await.unwrap();
+        let config = BrokerConfig {
+            database: Some(url),
+            ..broker_config(&dir.join("broker"), None, Duration::ZERO)
+        };
+        let broker = Broker::start(config).await.expect("broker starts");
+        Harness {
+            dir,
+            broker,
+            hosts: Vec::new(),
+            postgres: Some(postgres),
         }
     }
 
@@ -259,15 +281,7 @@ pub async fn start_broker(
     ports: Option<(u16, u16)>,
     restart_grace: Duration,
 ) -> Broker {
-    let (api, hosts) = ports.unwrap_or((0, 0));
-    let config = BrokerConfig {
-        data_dir: data_dir.to_path_buf(),
-        api_listen: ([127, 0, 0, 1], api).into(),
-        host_listen: ([127, 0, 0, 1], hosts).into(),
-        database: None,
-        insecure_http: false,
-        restart_grace,
-    };
+    let config = broker_config(data_dir, ports, restart_grace);
     // A restart on the same ports may find them held a moment longer by the sockets
     // of the broker that just stopped.
     for _ in 0..100 {
@@ -280,6 +294,23 @@ pub async fn start_broker(
         }
     }
     panic!("the broker's ports stayed in use");
+}
+
+/// A broker's configuration on loopback, with its store in `data_dir`.
+fn broker_config(
+    data_dir: &std::path::Path,
+    ports: Option<(u16, u16)>,
+    restart_grace: Duration,
+) -> BrokerConfig {
+    let (api, hosts) = ports.unwrap_or((0, 0));
+    BrokerConfig {
+        data_dir: data_dir.to_path_buf(),
+        api_listen: ([127, 0, 0, 1], api).into(),
+        host_listen: ([127, 0, 0, 1], hosts).into(),
+        database: None,
+        insecure_http: false,
+        restart_grace,
+    }
 }
 
 /// Polls `check` every 50 ms for up to 30 s; panics naming `what` if it never holds.

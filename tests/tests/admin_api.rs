@@ -246,7 +246,15 @@ async fn a_floating_desktop_left_disconnected_goes_back_after_its_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_report_load_and_screens_and_a_deleted_pool_takes_its_desktops() {
-    let mut h = Harness::start("pool-delete").await;
+    load_screens_and_pool_deletion(Harness::start("pool-delete").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_postgresql() {
+    load_screens_and_pool_deletion(Harness::start_on_postgres("pool-delete-pg").await).await;
+}
+
+async fn load_screens_and_pool_deletion(mut h: Harness) {
     h.pool("p", Assignment::Floating, 2, 3, IDLE).await;
     let alice = h.user("alice", "p").await;
     let root = h.admin("root").await;

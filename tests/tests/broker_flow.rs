@@ -1,4 +1,4 @@
-//! The whole connect flow on loopback: a broker (HTTPS API, SQLite file, host link), a
+//! The whole connect flow on loopback: a broker (HTTPS API, SQLite file or PostgreSQL, host link), a
 //! display server registered to it with a join token, and clients that log in, get a
 //! desktop and a ticket, and see it pixel-exact.
 
@@ -18,7 +18,15 @@ const PASSWORD: &str = "correct horse battery";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_connect_display_logoff_through_the_broker() {
-    let mut h = Harness::start("broker-flow").await;
+    flow(Harness::start("broker-flow").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_postgresql() {
+    flow(Harness::start_on_postgres("broker-flow-pg").await).await;
+}
+
+async fn flow(mut h: Harness) {
     let store = h.store().clone();
     let hash = hash_password(PASSWORD).unwrap();
     for (name, role) in [

@@ -195,7 +195,9 @@ async fn a_restarted_broker_keeps_the_desktops_of_hosts_that_come_back() {
         .map(|d| d.id)
         .collect();
     let ports = (h.broker.api_addr.port(), h.broker.host_addr.port());
-    let Harness { dir, broker, hosts } = h;
+    let Harness {
+        dir, broker, hosts, ..
+    } = h;
     broker.shutdown().await;
     drop(broker);
     // The broker was down for a minute: the host's last heartbeat is that old.
@@ -221,7 +223,12 @@ async fn a_restarted_broker_keeps_the_desktops_of_hosts_that_come_back() {
         oriel_broker::reconcile::RESTART_GRACE,
     )
     .await;
-    let h = Harness { dir, broker, hosts };
+    let h = Harness {
+        dir,
+        broker,
+        hosts,
+        postgres: None,
+    };
     wait_for("the host linked again", || async {
         h.broker.host_registrations() >= 1
     })
