@@ -22,8 +22,18 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// A broker on SQLite that judges silent hosts at once (no restart grace).
+    /// A broker on SQLite that judges silent hosts at once (no restart grace); on a
+    /// private PostgreSQL server instead when `ORIEL_TEST_STORE=postgres`.
     pub async fn start(tag: &str) -> Harness {
+        if std::env::var("ORIEL_TEST_STORE").is_ok_and(|s| s == "postgres") {
+            return Self::start_on_postgres(tag).await;
+        }
+        Self::start_on_sqlite(tag).await
+    }
+
+    /// A broker on its SQLite file, whatever `ORIEL_TEST_STORE` says (for tests of
+    /// that file).
+    pub async fn start_on_sqlite(tag: &str) -> Harness {
         let dir = crate::temp_dir(tag);
         let broker = start_broker(&dir.join("broker"), None, Duration::ZERO).await;
         Harness {

@@ -182,7 +182,7 @@ async fn placement_never_exceeds_a_hosts_capacity() {
 /// time to link again instead of failing every desktop at its first pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_broker_keeps_the_desktops_of_hosts_that_come_back() {
-    let mut h = Harness::start("restart-grace").await;
+    let mut h = Harness::start_on_sqlite("restart-grace").await;
     h.pool("p", Assignment::Floating, 2, 2, IDLE).await;
     h.add_host("host-1", 4);
     h.ready("p", 2).await;
@@ -411,7 +411,7 @@ async fn the_api_refuses_what_hosts_would_and_what_locks_everyone_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_keeps_its_files_to_itself() {
     use std::os::unix::fs::PermissionsExt;
-    let h = Harness::start("file-modes").await;
+    let h = Harness::start_on_sqlite("file-modes").await;
     h.admin("root").await; // something written, so the WAL exists
     let data = h.dir.join("broker");
     let mode = |name: &str| {
