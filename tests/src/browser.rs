@@ -145,6 +145,29 @@ impl Browser {
             .await
             .unwrap();
         self.click("form.signin button").await;
+        // Until the answer has come (signed in, refused, or not staff): going elsewhere
+        // before would cancel it, and its cookie with it (password checks are slow on
+        // a busy machine).
+        let answered = "return document.readyState === 'complete' && \
+             (!!document.querySelector('header form') || \
+              !!document.querySelector('.flash.error') || \
+              !document.querySelector('form.signin'));";
+        for _ in 0..200 {
+            if self.client.execute(answered, vec![]).await.ok() == Some(json!(true)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "signing in as {user} got no answer within 20 s: {}",
+            self.text().await
+        );
+    }
+
+    /// Signs out with the header's button and waits for the sign-in page.
+    pub async fn sign_out(&self) {
+        self.click("header form button").await;
+        self.wait_for("form.signin").await;
     }
 
     /// The CSRF token of the signed-in session (from the sign-out form).

@@ -206,8 +206,7 @@ async fn staff_run_the_estate_from_the_console_live() {
     browser.screenshot("console-drained").await;
 
     // Signing out ends the session: its token is gone, the console asks again.
-    browser.click("header form button").await;
-    browser.wait_for("form.signin").await;
+    browser.sign_out().await;
     browser.goto(&format!("{base}/admin/")).await;
     browser.wait_for("form.signin").await;
 
@@ -356,7 +355,7 @@ async fn hosts_desktops_and_audit_pages_show_and_act() {
     browser.screenshot("console-audit").await;
 
     // Helpdesk resets but is offered no deletion, and cannot delete by posting.
-    browser.click("header form button").await;
+    browser.sign_out().await;
     browser.sign_in(&base, "hank", PASSWORD).await;
     browser.goto(&format!("{base}/admin/desktops")).await;
     browser.wait_for("div.actions form button").await;
@@ -542,7 +541,7 @@ async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
         .post_form("/admin/pools/lab/delete", json!({ "csrf": csrf }))
         .await;
     assert_eq!(refused, 403);
-    browser.click("header form button").await;
+    browser.sign_out().await;
     browser.sign_in(&base, "root", PASSWORD).await;
     browser.goto(&format!("{base}/admin/pools/lab")).await;
     browser.click("a[href$='/delete']").await;
@@ -560,7 +559,7 @@ async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
     .await;
 
     // An operator acts on the estate but cannot create accounts either.
-    browser.click("header form button").await;
+    browser.sign_out().await;
     browser.sign_in(&base, "olga", PASSWORD).await;
     browser.wait_for("#live").await;
     let csrf = browser.csrf().await;
