@@ -224,9 +224,9 @@ pub(super) async fn confirm_delete(
             .count();
         Ok(html! {
             h1 { "Delete pool " (pool.name) "?" }
-            p { "Its " (live) " desktops are destroyed on their hosts, " (connected)
-                " of them assigned to users, whose sessions end now. Its entitlements go.
-                 The records of its desktops and sessions stay in the store." }
+            p { "Desktops destroyed on their hosts: " (live) " (assigned to users, whose
+                 sessions end now: " (connected) "). Its entitlements go. The records of its
+                 desktops and sessions stay in the store." }
             form method="post" action=(format!("/admin/pools/{}/delete", path_segment(&pool.name))) {
                 input type="hidden" name="csrf" value=(staff.csrf);
                 button.danger type="submit" { "Delete " (pool.name) }
