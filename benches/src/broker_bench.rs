@@ -71,6 +71,7 @@ pub(crate) async fn in_process_broker(
         database: None,
         insecure_http: false,
         restart_grace,
+        cluster_key: None,
     })
     .await?;
     Ok((broker, dir))

@@ -59,6 +59,10 @@ pub struct FileConfig {
     /// against them, as `30s`, `2m`, `1h 30m` [default: 30s].
     #[serde(default, deserialize_with = "duration")]
     pub restart_grace: Option<Duration>,
+    /// File with the cluster key (64 hex digits, made by `oriel-broker cluster-key`):
+    /// brokers on one PostgreSQL database given the same file share their ticket key,
+    /// certificate and join token [default: none, the broker's own].
+    pub cluster_key: Option<PathBuf>,
     /// `oriel-broker admin`'s settings (the `[admin]` table).
     #[serde(default)]
     pub admin: AdminFileConfig,
@@ -118,6 +122,7 @@ impl FileConfig {
             host_listen: self.host_listen.or(fallback.host_listen),
             insecure_http: self.insecure_http.or(fallback.insecure_http),
             restart_grace: self.restart_grace.or(fallback.restart_grace),
+            cluster_key: self.cluster_key.or(fallback.cluster_key),
             admin: AdminFileConfig {
                 broker: self.admin.broker.or(fallback.admin.broker),
                 fingerprint: self.admin.fingerprint.or(fallback.admin.fingerprint),
@@ -144,6 +149,7 @@ impl FileConfig {
             restart_grace: self
                 .restart_grace
                 .unwrap_or(crate::reconcile::RESTART_GRACE),
+            cluster_key: self.cluster_key,
         }
     }
 }

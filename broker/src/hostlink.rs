@@ -1,6 +1,8 @@
 //! The broker's end of the host link: display servers dial in over QUIC (ALPN
-//! `oriel-host/3`), register with the join token or their credential, then stream
+//! `oriel-host/4`), register with the join token or their credential, then stream
 //! heartbeats and session events while the broker pushes commands down the same stream.
+//! The store notes which broker holds each host's link; a command for a host linked to
+//! another broker of the cluster goes through the database ([`crate::relay`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,11 +21,11 @@ use crate::store::Store;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Reply = Result<Option<CommandOutput>, CommandError>;
+pub type Reply = Result<Option<CommandOutput>, CommandError>;
 type Pending = (HostCommand, oneshot::Sender<Reply>);
 
 /// Why a host command did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum CommandError {
     /// The host carried the command out and it failed there (a desktop it cannot
     /// create, say): trying again will not help.
@@ -44,8 +46,21 @@ pub struct HostLink {
     /// Audit writes of refused hosts and refused tickets are rate-limited.
     audit: Arc<AuditLimiter>,
     registrations: prometheus_client::metrics::counter::Counter,
+    /// Commands carried out for other brokers.
+    relayed: prometheus_client::metrics::counter::Counter,
     /// The viewers each linked host reported last, by desktop name.
     viewers: Mutex<HashMap<String, HashMap<String, ViewerFigures>>>,
+    /// This broker's name in the store (`hosts.linked_by`, command claims, leases).
+    broker_id: String,
+    /// Commands for hosts linked to other brokers (PostgreSQL only).
+    relay: Option<crate::relay::Relay>,
+}
+
+/// Who a [`HostLink`] is and where it relays commands.
+pub struct LinkOptions {
+    pub broker_id: String,
+    /// The PostgreSQL URL the relay listens on; `None`: no relay (SQLite, one broker).
+    pub relay_url: Option<String>,
 }
 
 impl HostLink {
@@ -57,10 +72,14 @@ impl HostLink {
         join_token: String,
         ticket_key: [u8; 32],
         audit: Arc<AuditLimiter>,
+        options: LinkOptions,
     ) -> anyhow::Result<(Arc<HostLink>, quinn::Endpoint)> {
         let config = identity.quic_server_config(HOST_ALPN)?;
         let endpoint = quinn::Endpoint::server(config, listen)
             .with_context(|| format!("cannot listen for hosts on {listen}"))?;
+        let relay = options
+            .relay_url
+            .map(|url| crate::relay::Relay::new(store.clone(), url, options.broker_id.clone()));
         let link = Arc::new(HostLink {
             store,
             join_token,
@@ -68,8 +87,14 @@ impl HostLink {
             connected: Mutex::new(HashMap::new()),
             audit,
             registrations: Default::default(),
+            relayed: Default::default(),
             viewers: Mutex::new(HashMap::new()),
+            broker_id: options.broker_id,
+            relay,
         });
+        if link.relay.is_some() {
+            tokio::spawn(crate::relay::Relay::serve(link.clone()));
+        }
         let (l, e) = (link.clone(), endpoint.clone());
         tokio::spawn(async move {
             while let Some(incoming) = e.accept().await {
@@ -109,8 +134,38 @@ impl HostLink {
         self.registrations.clone()
     }
 
+    /// Commands this broker carried out for other brokers (for the metrics registry).
+    pub fn relayed_counter(&self) -> prometheus_client::metrics::counter::Counter {
+        self.relayed.clone()
+    }
+
+    /// Whether `host_id` is linked to this broker.
     pub fn is_connected(&self, host_id: &str) -> bool {
         crate::lock(&self.connected).contains_key(host_id)
+    }
+
+    /// Whether a command can reach `host`: it is linked here, or (with a relay) to
+    /// another broker and heard from lately (a broker that died leaves its name).
+    pub fn reachable(&self, host: &crate::store::Host) -> bool {
+        if self.is_connected(&host.id) {
+            return true;
+        }
+        let timeout = i64::try_from(crate::reconcile::HOST_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+        self.relay.is_some()
+            && host
+                .linked_by
+                .as_deref()
+                .is_some_and(|b| b != self.broker_id)
+            && crate::store::now_ms().saturating_sub(host.last_heartbeat_ms) < timeout
+    }
+
+    /// This broker's name in the store.
+    pub fn broker_id(&self) -> &str {
+        &self.broker_id
+    }
+
+    pub(crate) fn relay(&self) -> Option<&crate::relay::Relay> {
+        self.relay.as_ref()
     }
 
     /// Sends a command to a host and waits for its outcome.
@@ -135,8 +190,21 @@ impl HostLink {
         self.query(host_id, command).await.map(drop)
     }
 
-    /// Sends a command to a host and waits for its output.
+    /// Sends a command to a host, wherever it is linked, and waits for its output.
     pub async fn query(&self, host_id: &str, command: HostCommand) -> Reply {
+        if self.is_connected(host_id) {
+            return self.query_local(host_id, command).await;
+        }
+        match &self.relay {
+            Some(relay) => relay.send(host_id, &command, COMMAND_TIMEOUT).await,
+            None => Err(CommandError::Link(format!(
+                "host {host_id} is not connected"
+            ))),
+        }
+    }
+
+    /// Sends a command to a host linked to this broker and waits for its output.
+    pub async fn query_local(&self, host_id: &str, command: HostCommand) -> Reply {
         let link = |why: &str| CommandError::Link(why.to_string());
         let (_, tx) = crate::lock(&self.connected)
             .get(host_id)
@@ -205,6 +273,13 @@ impl HostLink {
         // A host that linked again (it restarted while its old connection lingers) takes
         // over; the old link's end must not remove the new one's entry.
         crate::lock(&self.connected).insert(host_id.clone(), (link_no, cmd_tx));
+        if let Err(e) = self
+            .store
+            .set_host_link(&host_id, &self.broker_id, true)
+            .await
+        {
+            tracing::warn!(host_id, "cannot note the link in the store: {e}");
+        }
         let mut pending: HashMap<u64, oneshot::Sender<Reply>> = HashMap::new();
         let mut next_id = 1u64;
         let result: anyhow::Result<()> = async {
@@ -255,11 +330,23 @@ impl HostLink {
             }
         }
         .await;
-        {
+        let ended = {
             let mut connected = crate::lock(&self.connected);
-            if connected.get(&host_id).is_some_and(|(n, _)| *n == link_no) {
+            let current = connected.get(&host_id).is_some_and(|(n, _)| *n == link_no);
+            if current {
                 connected.remove(&host_id);
                 crate::lock(&self.viewers).remove(&host_id);
+            }
+            current
+        };
+        if ended {
+            // Unless the host linked to another broker meanwhile.
+            if let Err(e) = self
+                .store
+                .set_host_link(&host_id, &self.broker_id, false)
+                .await
+            {
+                tracing::warn!(host_id, "cannot note the link's end in the store: {e}");
             }
         }
         tracing::info!(host_id, "host link ended");
@@ -301,7 +388,7 @@ impl HostLink {
                 // host that lost its credential joins again while its old self is gone.
                 let existing = self.store.list_hosts().await?;
                 if let Some(host) = existing.iter().find(|h| h.name == reg.name) {
-                    if self.is_connected(&host.id) {
+                    if self.reachable(host) {
                         bail!(
                             "a host named '{}' is linked now; a join token cannot take its name",
                             host.name

@@ -1,5 +1,6 @@
 pub mod api;
 pub mod audit;
+pub mod cluster_key;
 pub mod config;
 pub mod console;
 pub mod events;
@@ -10,6 +11,7 @@ pub mod logoff;
 pub mod metrics;
 pub mod password;
 pub mod reconcile;
+pub mod relay;
 pub mod server;
 pub mod store;
 pub mod temp_postgres;

@@ -56,6 +56,10 @@ struct ServeArgs {
     /// count against them (their desktops are replaced when they do) [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     restart_grace: Option<std::time::Duration>,
+    /// Cluster key file (see `oriel-broker cluster-key`): brokers sharing one PostgreSQL
+    /// database and this file share their ticket key, certificate and join token.
+    #[arg(long, value_name = "FILE")]
+    cluster_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +76,12 @@ enum Command {
     },
     /// Administer a running broker through its API.
     Admin(admin_cli::AdminArgs),
+    /// Write a new random cluster key to FILE (owner-only) for `serve --cluster-key`;
+    /// copy the same file to every broker of the cluster.
+    ClusterKey {
+        /// Where to write it (an existing file is left alone).
+        file: PathBuf,
+    },
 }
 
 impl Common {
@@ -95,6 +105,7 @@ impl ServeArgs {
             host_listen: self.host_listen,
             insecure_http: self.insecure_http,
             restart_grace: self.restart_grace,
+            cluster_key: self.cluster_key.clone(),
             ..FileConfig::default()
         };
         Ok(flags.or(self.common.settings()?).resolve())
@@ -114,6 +125,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args.resolve()?).await,
         Command::Init { common, admin } => init(common, &admin).await,
         Command::Admin(args) => admin_cli::run(args).await,
+        Command::ClusterKey { file } => {
+            oriel_broker::cluster_key::ClusterKey::create(&file)?;
+            println!("cluster key written to {}", file.display());
+            Ok(())
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Sources {
     pub host_registrations: Counter,
     /// Audit events not written (see [`crate::audit::AuditLimiter::suppressed`]).
     pub audit_suppressed: Counter,
+    /// Commands this broker carried out for other brokers of its cluster.
+    pub relayed_commands: Counter,
 }
 
 /// The figures of the API's handlers.
@@ -43,6 +45,7 @@ pub struct Metrics {
     connect_seconds: Counter<f64, AtomicU64>,
     logins_refused: Family<RefusedLabels, Counter>,
     desktops: Family<StateLabels, Gauge>,
+    leading: Gauge,
 }
 
 const THROTTLED: RefusedLabels = RefusedLabels {
@@ -59,6 +62,7 @@ impl Default for Metrics {
             connect_seconds: Counter::default(),
             logins_refused: Family::default(),
             desktops: Family::default(),
+            leading: Gauge::default(),
         };
         // Both reasons are exported from the start, at 0.
         for reason in [THROTTLED, BUSY] {
@@ -84,6 +88,11 @@ impl Metrics {
     pub fn observe_connect(&self, took: Duration) {
         self.connects.inc();
         self.connect_seconds.inc_by(took.as_secs_f64());
+    }
+
+    /// Whether this broker runs the reconcile loop now.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.set(i64::from(leading));
     }
 
     /// Sets the desktops per state to a fresh count from the store; `None` (the store
@@ -150,6 +159,16 @@ impl Metrics {
             "Desktops by state",
             self.desktops.clone(),
         );
+        r.register(
+            "oriel_broker_reconcile_leader",
+            "1 while this broker holds the reconcile lease (one broker of a cluster does)",
+            self.leading.clone(),
+        );
+        r.register(
+            "oriel_broker_relayed_commands",
+            "Host commands carried out for other brokers of the cluster",
+            sources.relayed_commands,
+        );
         r
     }
 }
@@ -176,6 +195,7 @@ mod tests {
             password_checks: Counter::default(),
             host_registrations: Counter::default(),
             audit_suppressed: Counter::default(),
+            relayed_commands: Counter::default(),
         };
         let checks = sources.password_checks.clone();
         let registry = m.registry(sources);
@@ -185,6 +205,7 @@ mod tests {
         m.login_refused(true);
         checks.inc_by(5);
         m.set_desktops(Some(vec![("running".into(), 2), ("stopped".into(), 0)]));
+        m.set_leading(true);
 
         let (samples, types) = parse(&encode(&registry));
         assert_eq!(samples["oriel_broker_logins_total"], 2.0);
@@ -204,6 +225,8 @@ mod tests {
         assert_eq!(samples["oriel_broker_desktops{state=\"stopped\"}"], 0.0);
         assert_eq!(types["oriel_broker_logins_refused"], "counter");
         assert_eq!(types["oriel_broker_desktops"], "gauge");
+        assert_eq!(samples["oriel_broker_reconcile_leader"], 1.0);
+        assert_eq!(samples["oriel_broker_relayed_commands_total"], 0.0);
 
         // A store that cannot count leaves no stale desktop figures behind.
         m.set_desktops(None);

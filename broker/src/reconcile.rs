@@ -9,6 +9,11 @@
 //! placed earlier in the same tick. After the broker starts, hosts get
 //! [`RESTART_GRACE`] to link again before missing heartbeats count against them: a
 //! host is judged only on heartbeats the broker could have received.
+//!
+//! With several brokers on one database exactly one runs the loop: the holder of the
+//! `reconcile` lease, renewed every tick. Its store is fenced by the lease's token, so
+//! once another broker has taken the lease over (the holder died, hung or lost the
+//! database for longer than [`LEASE_TTL`]) none of the old holder's writes go through.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,9 +24,16 @@ use oriel_protocol::host_link::HostCommand;
 
 use crate::hostlink::{CommandError, HostLink};
 use crate::logoff::generation;
-use crate::store::{now_ms, Assignment, Desktop, DesktopState, Host, HostState, Pool, Store};
+use crate::store::{
+    now_ms, Assignment, Desktop, DesktopState, Fence, Host, HostState, Pool, Store,
+};
 
 pub const TICK: Duration = Duration::from_millis(500);
+/// How long the reconcile lease lasts unless renewed: a dead leader's successor takes
+/// over within this (plus a tick).
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// The lease the reconcile loop runs under.
+pub const LEASE: &str = "reconcile";
 /// A host that has not sent a heartbeat for this long is marked down.
 pub const HOST_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the broker starts, how long hosts have to link again before silence counts, by
@@ -35,9 +47,12 @@ const MAX_NEW_PER_TICK: usize = 32;
 const MAX_POOL_BACKOFF: Duration = Duration::from_secs(300);
 
 pub struct Reconciler {
+    /// Fenced by [`Reconciler::fence`]: writes fail once another broker leads.
     store: Store,
+    fence: Arc<Fence>,
     link: Arc<HostLink>,
-    started: Instant,
+    /// Since when this broker leads (the restart grace counts from there).
+    started: Mutex<Instant>,
     restart_grace: Duration,
     /// Desktops with a command in flight, so a tick does not repeat it.
     busy: Mutex<HashSet<String>>,
@@ -45,16 +60,26 @@ pub struct Reconciler {
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     /// Pool id → (consecutive desktops its hosts refused to create, no new one before).
     pool_backoff: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Where this broker says whether it leads.
+    metrics: Arc<crate::metrics::Metrics>,
     /// Passes completed, so that tests can wait for the loop instead of for time.
     passes: std::sync::atomic::AtomicU64,
 }
 
 impl Reconciler {
-    pub fn new(store: Store, link: Arc<HostLink>, restart_grace: Duration) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        link: Arc<HostLink>,
+        restart_grace: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Self> {
+        let fence = Fence::new(LEASE, link.broker_id());
         Arc::new(Self {
-            store,
+            metrics,
+            store: store.fenced(fence.clone()),
+            fence,
             link,
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
             restart_grace,
             busy: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
@@ -63,17 +88,26 @@ impl Reconciler {
         })
     }
 
-    /// Passes over hosts and pools completed so far.
+    /// Passes over hosts and pools completed so far (as leader).
     pub fn passes(&self) -> u64 {
         self.passes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The lease token this broker leads with, if it leads.
+    pub fn leading(&self) -> Option<i64> {
+        self.fence.token()
     }
 
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(TICK);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
+                if !me.lead().await {
+                    continue;
+                }
                 if let Err(e) = me.tick().await {
                     tracing::warn!("reconcile: {e:#}");
                 }
@@ -82,12 +116,55 @@ impl Reconciler {
         })
     }
 
+    /// Takes or renews the lease; whether this broker leads now.
+    async fn lead(&self) -> bool {
+        let was = self.fence.token();
+        let ttl = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
+        let leads = match self.store.acquire_lease(&self.fence, ttl).await {
+            Ok(leads) => leads,
+            Err(e) => {
+                // Cut off from the database: the lease runs out, another broker leads.
+                tracing::warn!("reconcile lease: {e}");
+                self.fence.lose();
+                false
+            }
+        };
+        self.metrics.set_leading(leads);
+        match (was, self.fence.token()) {
+            (None, Some(token)) => {
+                tracing::info!(
+                    broker = self.link.broker_id(),
+                    token,
+                    "leading the reconcile loop"
+                );
+                *crate::lock(&self.started) = Instant::now();
+            }
+            (Some(_), None) => {
+                tracing::warn!(
+                    broker = self.link.broker_id(),
+                    "no longer leading the reconcile loop"
+                )
+            }
+            _ => {}
+        }
+        leads
+    }
+
+    /// Gives the lease up so another broker leads at once (a clean shutdown).
+    pub async fn resign(&self) {
+        if let Err(e) = self.store.release_lease(&self.fence).await {
+            tracing::warn!("reconcile lease: {e}");
+        }
+    }
+
     /// One pass over hosts and pools.
     pub async fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
         self.mark_silent_hosts_down().await?;
         // Expired login tokens go, now and then (every login adds one).
         if self.passes().is_multiple_of(TOKEN_SWEEP_PASSES) {
             self.store.delete_expired_api_tokens(now_ms()).await?;
+            // Relayed commands whose callers died waiting.
+            self.store.sweep_host_commands(now_ms() - 3_600_000).await?;
         }
         let hosts = self.store.list_hosts().await?;
         let desktops = self.store.list_desktops(None).await?;
@@ -108,14 +185,14 @@ impl Reconciler {
                 let command = HostCommand::Destroy {
                     desktop: d.name.clone(),
                 };
-                self.run(d, command, None, DesktopState::Deleting);
+                self.run(&hosts, d, command, None, DesktopState::Deleting);
             }
         }
         Ok(())
     }
 
     async fn mark_silent_hosts_down(&self) -> anyhow::Result<()> {
-        if self.started.elapsed() < self.restart_grace {
+        if crate::lock(&self.started).elapsed() < self.restart_grace {
             return Ok(());
         }
         let timeout_ms = i64::try_from(HOST_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
@@ -183,6 +260,7 @@ impl Reconciler {
                 // Deleted by an administrator, or left behind on a host that went down
                 // and came back: destroy it there, then keep only its record.
                 DesktopState::Deleting | DesktopState::Failed if d.host_id.is_some() => self.run(
+                    hosts,
                     d,
                     HostCommand::Destroy {
                         desktop: d.name.clone(),
@@ -191,6 +269,7 @@ impl Reconciler {
                     DesktopState::Deleting,
                 ),
                 DesktopState::Resetting => self.run(
+                    hosts,
                     d,
                     HostCommand::Reset {
                         desktop: d.name.clone(),
@@ -211,6 +290,7 @@ impl Reconciler {
                         .await?;
                 }
                 DesktopState::Provisioning => self.run(
+                    hosts,
                     d,
                     HostCommand::Create {
                         desktop: d.name.clone(),
@@ -250,6 +330,7 @@ impl Reconciler {
                 .await?;
             *load.entry(host.id.clone()).or_default() += 1;
             self.run(
+                hosts,
                 &d,
                 HostCommand::Create {
                     desktop: d.name.clone(),
@@ -268,7 +349,7 @@ impl Reconciler {
     fn place<'a>(&self, hosts: &'a [Host], load: &HashMap<String, i64>) -> Option<&'a Host> {
         hosts
             .iter()
-            .filter(|h| h.state == HostState::Up && self.link.is_connected(&h.id))
+            .filter(|h| h.state == HostState::Up && self.link.reachable(h))
             .map(|h| (h, h.capacity - load.get(&h.id).copied().unwrap_or(0)))
             .filter(|(_, free)| *free > 0)
             .max_by_key(|(_, free)| *free)
@@ -301,6 +382,7 @@ impl Reconciler {
     /// busy or backing off.
     fn run(
         self: &Arc<Self>,
+        hosts: &[Host],
         d: &Desktop,
         command: HostCommand,
         from: Option<DesktopState>,
@@ -309,7 +391,10 @@ impl Reconciler {
         let Some(host_id) = d.host_id.clone() else {
             return;
         };
-        if !self.link.is_connected(&host_id) {
+        if !hosts
+            .iter()
+            .any(|h| h.id == host_id && self.link.reachable(h))
+        {
             return;
         }
         if let Some((until, _)) = crate::lock(&self.backoff).get(&d.id) {

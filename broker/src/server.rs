@@ -9,11 +9,12 @@ use oriel_transport::Fingerprint;
 
 use crate::api::{router, AppState};
 use crate::audit::AuditLimiter;
-use crate::hostlink::HostLink;
+use crate::cluster_key::ClusterKey;
+use crate::hostlink::{HostLink, LinkOptions};
 use crate::keys::BrokerKeys;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
-use crate::store::Store;
+use crate::store::{Backend, Store};
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -29,6 +30,9 @@ pub struct BrokerConfig {
     /// After a start, how long hosts have to link again before missed heartbeats
     /// count against them (see [`crate::reconcile::RESTART_GRACE`]).
     pub restart_grace: std::time::Duration,
+    /// The cluster key file: brokers given the same one share their ticket key, TLS
+    /// identity and join token through the database (see [`crate::cluster_key`]).
+    pub cluster_key: Option<PathBuf>,
 }
 
 impl BrokerConfig {
@@ -74,10 +78,20 @@ impl Broker {
                 config.api_listen
             );
         }
-        let keys = BrokerKeys::load_or_create(&config.data_dir)
+        let mut keys = BrokerKeys::load_or_create(&config.data_dir)
             .with_context(|| format!("broker keys in {}", config.data_dir.display()))?;
-        let store = Store::open(&config.database_url()?).await?;
+        let broker_id = crate::keys::broker_id(&config.data_dir)?;
+        let url = config.database_url()?;
+        let store = Store::open(&url).await?;
+        if let Some(path) = &config.cluster_key {
+            let key = ClusterKey::read(path)?;
+            keys = keys
+                .shared(&store, &key, &config.data_dir)
+                .await
+                .context("the cluster's shared keys")?;
+        }
         let audit = Arc::new(AuditLimiter::default());
+        let relay_url = (store.backend() == Backend::Postgres).then(|| url.clone());
         let (link, host_endpoint) = HostLink::start(
             config.host_listen,
             &keys.identity,
@@ -85,9 +99,19 @@ impl Broker {
             keys.join_token.clone(),
             keys.ticket_key.verifying_key().to_bytes(),
             audit.clone(),
+            LinkOptions {
+                broker_id: broker_id.clone(),
+                relay_url,
+            },
         )?;
         let host_addr = host_endpoint.local_addr()?;
-        let reconciler = Reconciler::new(store.clone(), link.clone(), config.restart_grace);
+        let metrics = Arc::new(Metrics::default());
+        let reconciler = Reconciler::new(
+            store.clone(),
+            link.clone(),
+            config.restart_grace,
+            metrics.clone(),
+        );
         let mut tasks = vec![reconciler.spawn()];
         let host_link = link.clone();
 
@@ -96,7 +120,7 @@ impl Broker {
             store.clone(),
             link,
             keys.ticket_key.clone(),
-            Arc::new(Metrics::default()),
+            metrics,
             audit,
             local_hash,
             crate::console::Joining {
@@ -171,6 +195,16 @@ impl Broker {
         self.reconciler.passes()
     }
 
+    /// The reconcile lease's token, if this broker runs the reconcile loop now.
+    pub fn leading(&self) -> Option<i64> {
+        self.reconciler.leading()
+    }
+
+    /// This broker's name among the brokers of its cluster.
+    pub fn broker_id(&self) -> &str {
+        self.link.broker_id()
+    }
+
     /// Host registrations since the start: a host whose link dropped registers again.
     pub fn host_registrations(&self) -> u64 {
         self.link.registrations()
@@ -189,6 +223,8 @@ impl Broker {
         for t in &self.tasks {
             t.abort();
         }
+        // Another broker of the cluster leads at once instead of after the lease.
+        self.reconciler.resign().await;
         // Hosts hear the close before the socket goes.
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(2),

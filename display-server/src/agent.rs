@@ -20,8 +20,8 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The broker's host-link address (QUIC).
-    pub broker: std::net::SocketAddr,
+    /// The host-link addresses (QUIC) of the brokers of the cluster, tried in turn.
+    pub brokers: Vec<std::net::SocketAddr>,
     pub broker_fingerprint: Fingerprint,
     pub join_token: Option<String>,
     pub name: String,
@@ -32,21 +32,42 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
 }
 
-/// Runs until the process ends; errors on the link are logged and retried.
+/// Runs until the process ends; errors on the link are logged and retried. After a
+/// link ends the next broker of the list is tried first (the one that dropped it may
+/// be gone); the wait grows only after a whole round of them failed.
 pub async fn run(server: Arc<DisplayServer>, config: AgentConfig) {
     let mut events = server.subscribe_events();
     let mut backoff = Duration::from_millis(500);
-    loop {
-        match link_once(&server, &config, &mut events).await {
-            Ok(()) => backoff = Duration::from_millis(500),
+    let mut failed_in_a_row = 0usize;
+    for turn in 0usize.. {
+        let Some(&broker) = config.brokers.get(turn % config.brokers.len().max(1)) else {
+            tracing::error!("no broker address to link to");
+            return;
+        };
+        match link_once(&server, &config, broker, &mut events).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(500);
+                failed_in_a_row = 0;
+            }
             Err(e) => {
-                tracing::warn!("broker link: {e:#}; retrying in {backoff:?}");
+                tracing::warn!("broker link to {broker}: {e:#}");
+                failed_in_a_row += 1;
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
+        if failed_in_a_row > 0 && failed_in_a_row.is_multiple_of(config.brokers.len()) {
+            tracing::info!("retrying in {backoff:?}");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
     }
 }
+
+/// A broker that stops answering is given up after this (the link sends keep-alives
+/// every [`KEEP_ALIVE`]), so that the host links to another broker of its cluster.
+const LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// How long a broker has to answer a new link.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn credential_path(config: &AgentConfig) -> PathBuf {
     config.data_dir.join("host-credential")
@@ -55,18 +76,25 @@ fn credential_path(config: &AgentConfig) -> PathBuf {
 async fn link_once(
     server: &Arc<DisplayServer>,
     config: &AgentConfig,
+    broker: std::net::SocketAddr,
     events: &mut mpsc::Receiver<HostMsg>,
 ) -> anyhow::Result<()> {
-    let mut endpoint = quinn::Endpoint::client(if config.broker.is_ipv4() {
+    let mut endpoint = quinn::Endpoint::client(if broker.is_ipv4() {
         "0.0.0.0:0".parse()?
     } else {
         "[::]:0".parse()?
     })?;
-    endpoint.set_default_client_config(pinned_client_config(config.broker_fingerprint, HOST_ALPN)?);
-    let conn = endpoint
-        .connect(config.broker, "oriel-broker")?
+    let mut client = pinned_client_config(config.broker_fingerprint, HOST_ALPN)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(LINK_IDLE_TIMEOUT.try_into()?))
+        .keep_alive_interval(Some(KEEP_ALIVE));
+    client.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(client);
+    let conn = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(broker, "oriel-broker")?)
         .await
-        .with_context(|| format!("cannot reach the broker at {}", config.broker))?;
+        .map_err(|_| anyhow!("the broker at {broker} did not answer"))?
+        .with_context(|| format!("cannot reach the broker at {broker}"))?;
     let (mut tx, rx) = conn.open_bi().await?;
     let mut rx = FramedRecv::new(rx, MAX_HOST_MESSAGE);
 

@@ -75,9 +75,10 @@ pub struct Args {
     #[arg(long, value_name = "ADDR|off")]
     pub metrics_listen: Option<String>,
     /// Work for a broker: its host-link address (printed by oriel-broker). Clients then
-    /// need broker tickets, and the broker creates the desktops.
+    /// need broker tickets, and the broker creates the desktops. Repeat it for the
+    /// brokers of a cluster: the host links to one and fails over to the next.
     #[arg(long, value_name = "ADDR")]
-    pub broker: Option<SocketAddr>,
+    pub broker: Vec<SocketAddr>,
     /// SHA-256 fingerprint of the broker's certificate (printed by oriel-broker).
     #[arg(long, value_name = "SHA256")]
     pub broker_fingerprint: Option<String>,
@@ -186,7 +187,9 @@ struct FileConfig {
     zstd_level: Option<i32>,
     max_sessions: Option<usize>,
     metrics_listen: Option<String>,
-    broker: Option<SocketAddr>,
+    /// One address or a list of them.
+    #[serde(default, deserialize_with = "one_or_many")]
+    broker: Vec<SocketAddr>,
     broker_fingerprint: Option<String>,
     join_token: Option<String>,
     name: Option<String>,
@@ -204,10 +207,25 @@ pub struct Resolved {
     pub broker: Option<BrokerLink>,
 }
 
+/// `broker = "ADDR"` or `broker = ["ADDR", …]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(SocketAddr),
+        Many(Vec<SocketAddr>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(a) => vec![a],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// How to reach the broker; the rest of the agent's settings come from the server.
 #[derive(Debug, Clone)]
 pub struct BrokerLink {
-    pub address: SocketAddr,
+    /// The brokers of the cluster, tried in turn.
+    pub addresses: Vec<SocketAddr>,
     pub fingerprint: oriel_transport::Fingerprint,
     pub join_token: Option<String>,
     pub name: Option<String>,
@@ -248,7 +266,7 @@ impl Args {
                 .max_sessions
                 .or(file.max_sessions)
                 .unwrap_or(defaults.max_sessions),
-            require_tickets: self.broker.or(file.broker).is_some(),
+            require_tickets: !self.broker.is_empty() || !file.broker.is_empty(),
         };
         if server.frame_window == 0 {
             bail!("--frame-window must be at least 1");
@@ -263,8 +281,13 @@ impl Args {
             .transpose()?;
         let fps = self.fps.or(file.fps);
         let ticks = self.ticks.or(file.ticks);
-        let broker = match self.broker.or(file.broker) {
-            Some(address) => {
+        let brokers = if self.broker.is_empty() {
+            file.broker
+        } else {
+            self.broker
+        };
+        let broker = match Some(brokers).filter(|b| !b.is_empty()) {
+            Some(addresses) => {
                 let fingerprint = self
                     .broker_fingerprint
                     .or(file.broker_fingerprint)
@@ -272,7 +295,7 @@ impl Args {
                     .parse()
                     .map_err(anyhow::Error::msg)?;
                 Some(BrokerLink {
-                    address,
+                    addresses,
                     fingerprint,
                     join_token: self.join_token.or(file.join_token),
                     name: self.name.or(file.name),
@@ -437,6 +460,52 @@ mod tests {
         assert!(matches!(&r.desktops[0].1, SourceConfig::Synthetic(c) if c.fps == 20));
         assert_eq!(r.server.frame_window, 4);
         assert_eq!(r.desktops[0].0, "a");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_cluster_of_brokers_from_the_file_or_the_flags() {
+        let dir = std::env::temp_dir().join(format!("oriel-cfg-brokers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fingerprint = "ab".repeat(32);
+        let one = dir.join("one.toml");
+        std::fs::write(
+            &one,
+            format!("broker = \"127.0.0.1:1\"\nbroker-fingerprint = \"{fingerprint}\"\n"),
+        )
+        .unwrap();
+        let many = dir.join("many.toml");
+        std::fs::write(
+            &many,
+            format!(
+                "broker = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\nbroker-fingerprint = \"{fingerprint}\"\n"
+            ),
+        )
+        .unwrap();
+        let brokers = |args: Args| {
+            let r = args.resolve().unwrap();
+            assert!(r.server.require_tickets);
+            r.broker
+                .unwrap()
+                .addresses
+                .iter()
+                .map(|a| a.port())
+                .collect::<Vec<_>>()
+        };
+        let from = |path: &std::path::Path| Args {
+            config: Some(path.to_path_buf()),
+            ..Default::default()
+        };
+        assert_eq!(brokers(from(&one)), [1]);
+        assert_eq!(brokers(from(&many)), [1, 2]);
+        let flags = Args {
+            broker: vec![
+                "127.0.0.1:3".parse().unwrap(),
+                "127.0.0.1:4".parse().unwrap(),
+            ],
+            ..from(&many)
+        };
+        assert_eq!(brokers(flags), [3, 4], "the flags win over the file");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|a| a.to_string())
             .unwrap_or_default();
         let agent_config = AgentConfig {
-            broker: link.address,
+            brokers: link.addresses,
             broker_fingerprint: link.fingerprint,
             join_token: link.join_token,
             name: link.name.unwrap_or_else(|| listen.clone()),

@@ -143,7 +143,7 @@ impl Harness {
         let agent = tokio::spawn(agent::run(
             server.clone(),
             AgentConfig {
-                broker: self.broker.host_addr,
+                brokers: vec![self.broker.host_addr],
                 broker_fingerprint: self.broker.fingerprint,
                 join_token: Some(self.broker.join_token.clone()),
                 name: name.into(),
@@ -178,19 +178,15 @@ impl Harness {
         max_size: i64,
         params: &str,
     ) {
-        self.store()
-            .create_pool(&NewPool {
-                name: name.into(),
-                source_kind: kind.into(),
-                source_params: params.into(),
-                assignment,
-                min_ready,
-                max_size,
-                idle_timeout_s: 3600,
-                disconnect_timeout_s: 900,
-            })
-            .await
-            .unwrap();
+        create_pool(
+            self.store(),
+            kind,
+            name,
+            assignment,
+            (min_ready, max_size),
+            params,
+        )
+        .await
     }
 
     /// A user entitled to `pool`, logged in (token made directly in the store, to keep
@@ -228,31 +224,18 @@ impl Harness {
     }
 
     async fn account(&self, name: &str, role: Role) {
-        self.store()
-            .create_user(
-                name,
-                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
-                role,
-            )
-            .await
-            .unwrap();
+        create_account(self.store(), name, role).await
     }
 
     /// A session token for `name`, as a login would give.
     async fn login_of(&self, name: &str) -> Login {
-        let token = new_token();
-        let user = self.store().user_by_name(name).await.unwrap().unwrap();
-        self.store()
-            .insert_api_token(&token_hash(&token), &user.id, now_ms() + 3_600_000)
-            .await
-            .unwrap();
-        Login {
-            broker: self.broker.url(),
-            fingerprint: Some(self.broker.fingerprint.to_string()),
-            user: name.into(),
-            token,
-            expires_unix: u64::MAX,
-        }
+        login_in_store(
+            self.store(),
+            name,
+            &self.broker.url(),
+            self.broker.fingerprint,
+        )
+        .await
     }
 
     /// Waits until `pool` has `n` ready desktops.
@@ -281,6 +264,66 @@ impl Harness {
             server.shutdown().await;
         }
         self.broker.shutdown().await;
+    }
+}
+
+/// Creates a pool of `kind` desktops with `(min_ready, max_size)` in `store`.
+pub async fn create_pool(
+    store: &Store,
+    kind: &str,
+    name: &str,
+    assignment: Assignment,
+    (min_ready, max_size): (i64, i64),
+    params: &str,
+) {
+    store
+        .create_pool(&NewPool {
+            name: name.into(),
+            source_kind: kind.into(),
+            source_params: params.into(),
+            assignment,
+            min_ready,
+            max_size,
+            idle_timeout_s: 3600,
+            disconnect_timeout_s: 900,
+        })
+        .await
+        .unwrap();
+}
+
+/// An account with `role` whose password nobody knows (argon2 stays out of tests about
+/// something else).
+pub async fn create_account(store: &Store, name: &str, role: Role) {
+    store
+        .create_user(
+            name,
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            role,
+        )
+        .await
+        .unwrap();
+}
+
+/// A session token for `name` made directly in `store`, as a login at the broker at
+/// `url` would give.
+pub async fn login_in_store(
+    store: &Store,
+    name: &str,
+    url: &str,
+    fingerprint: oriel_transport::Fingerprint,
+) -> Login {
+    let token = new_token();
+    let user = store.user_by_name(name).await.unwrap().unwrap();
+    store
+        .insert_api_token(&token_hash(&token), &user.id, now_ms() + 3_600_000)
+        .await
+        .unwrap();
+    Login {
+        broker: url.to_string(),
+        fingerprint: Some(fingerprint.to_string()),
+        user: name.into(),
+        token,
+        expires_unix: u64::MAX,
     }
 }
 
@@ -320,6 +363,7 @@ fn broker_config(
         database: None,
         insecure_http: false,
         restart_grace,
+        cluster_key: None,
     }
 }
 
@@ -339,7 +383,7 @@ where
 }
 
 /// A display server as broker hosts run: no desktops of its own, tickets required.
-fn host_server() -> Arc<DisplayServer> {
+pub fn host_server() -> Arc<DisplayServer> {
     let identity = oriel_transport::Identity::generate(&[]).unwrap();
     Arc::new(
         DisplayServer::start(

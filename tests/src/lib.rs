@@ -152,6 +152,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 pub mod broker;
 pub mod browser;
+pub mod cluster;
 pub mod kvm;
 pub mod xvfb;
 

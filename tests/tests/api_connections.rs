@@ -17,6 +17,7 @@ async fn plain_http_broker(name: &str) -> oriel_broker::Broker {
         database: None,
         insecure_http: true,
         restart_grace: Duration::ZERO,
+        cluster_key: None,
     })
     .await
     .unwrap()

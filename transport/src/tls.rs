@@ -82,6 +82,20 @@ impl Identity {
         Ok(identity)
     }
 
+    /// An identity from its certificate and PKCS#8 private key (DER), as
+    /// [`Identity::key_der`] gives them.
+    pub fn from_der(cert: Vec<u8>, key: Vec<u8>) -> Self {
+        Self {
+            cert: CertificateDer::from(cert),
+            key: PrivatePkcs8KeyDer::from(key),
+        }
+    }
+
+    /// The private key (PKCS#8 DER), to be kept as secret as the key file.
+    pub fn key_der(&self) -> &[u8] {
+        self.key.secret_pkcs8_der()
+    }
+
     /// A fresh self-signed identity kept in memory only.
     pub fn generate(names: &[String]) -> Result<Self, TransportError> {
         let mut names = names.to_vec();

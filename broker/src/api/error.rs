@@ -59,6 +59,13 @@ impl From<StoreError> for ApiErr {
             StoreError::PoolExhausted => {
                 Self::new(StatusCode::CONFLICT, "pool exhausted: no desktop is free")
             }
+            e if e.is_unavailable() => {
+                tracing::warn!("store: {e}");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; nothing was changed, try again shortly",
+                )
+            }
             other => {
                 tracing::error!("store: {other}");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

@@ -73,6 +73,7 @@ impl AppState {
             password_checks: hasher.computed_counter(),
             host_registrations: link.registrations_counter(),
             audit_suppressed: audit.suppressed_counter(),
+            relayed_commands: link.relayed_counter(),
         });
         Arc::new(Self {
             store,
@@ -152,10 +153,20 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::console::router())
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(body::read_whole))
         .with_state(state)
+}
+
+/// `/healthz`: 200 while the broker can reach its database, 503 while it cannot.
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> (StatusCode, &'static str) {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n"),
+    }
 }
 
 /// `/metrics`: the broker's figures, OpenMetrics text.

@@ -21,12 +21,35 @@ pub enum StoreError {
     /// The database URL or options are not usable.
     #[error("configuration: {0}")]
     Config(String),
+    /// A write made under a lease (the reconcile loop's) after another broker took the
+    /// lease over: refused, so a deposed leader cannot write.
+    #[error("deposed: {0}")]
+    Deposed(String),
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// The database could not be reached (down, restarting, cut off): nothing was
+    /// written, and the same call may work a moment later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Result of store calls.

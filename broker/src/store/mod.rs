@@ -15,6 +15,8 @@
 
 mod audit;
 pub use audit::AuditFilter;
+mod cluster;
+pub use cluster::{CommandState, Fence, QueuedCommand};
 mod desktops;
 mod error;
 mod hosts;
@@ -107,6 +109,8 @@ pub struct Store {
     write_lock: Arc<Mutex<()>>,
     /// Counts this process's committed writes, for whoever shows the state live.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set on the reconcile loop's store: every write checks the lease first.
+    fence: Option<Arc<Fence>>,
 }
 
 /// A write transaction. Rolled back if dropped without [`WriteTx::commit`].
@@ -257,6 +261,7 @@ impl Store {
             backend,
             write_lock: Arc::new(Mutex::new(())),
             commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            fence: None,
         };
         store.fill_name_keys().await?;
         Ok(store)
@@ -301,6 +306,12 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1 AS one").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
     /// The database this store talks to.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -340,8 +351,18 @@ impl Store {
         &self.pool
     }
 
-    /// Starts a write transaction (see the module docs for how writers are serialized).
+    /// Starts a write transaction (see the module docs for how writers are serialized);
+    /// on a [`Store::fenced`] store, only while its lease holds.
     pub(crate) async fn write(&self) -> Result<WriteTx> {
+        let mut w = self.unfenced_write().await?;
+        if let Some(fence) = &self.fence {
+            self.check_fence(w.conn(), fence).await?;
+        }
+        Ok(w)
+    }
+
+    /// A write transaction that does not check the fence.
+    pub(crate) async fn unfenced_write(&self) -> Result<WriteTx> {
         match self.backend {
             Backend::Sqlite => {
                 let guard = Arc::clone(&self.write_lock).lock_owned().await;

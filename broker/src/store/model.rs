@@ -207,6 +207,9 @@ pub struct Host {
     /// Memory in use and in all, bytes.
     pub memory_used: Option<i64>,
     pub memory_total: Option<i64>,
+    /// The broker that holds the host's link now (none: not linked, as far as the store
+    /// knows; a broker that died leaves its name until the host links elsewhere).
+    pub linked_by: Option<String>,
 }
 
 /// A desktop in a pool, possibly placed on a host.
@@ -269,7 +272,7 @@ macro_rules! pool_cols {
 macro_rules! host_cols {
     () => {
         "id, name, address, fingerprint, capacity, state, last_heartbeat_ms, created_ms, \
-         cpu_permille, cpus, memory_used, memory_total"
+         cpu_permille, cpus, memory_used, memory_total, linked_by"
     };
 }
 macro_rules! desktop_cols {
@@ -335,6 +338,7 @@ pub(crate) fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         cpus: row.try_get("cpus")?,
         memory_used: row.try_get("memory_used")?,
         memory_total: row.try_get("memory_total")?,
+        linked_by: row.try_get("linked_by")?,
     })
 }
 

@@ -1,0 +1,210 @@
+//! Several `oriel-broker` processes on one private PostgreSQL server, sharing a
+//! cluster key, with display servers linked to them: what a multi-broker estate runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use oriel::launcher::Login;
+use oriel_broker::store::{Role, Store};
+use oriel_broker::temp_postgres::TempPostgres;
+use oriel_display_server::agent::{self, AgentConfig};
+use oriel_display_server::DisplayServer;
+use oriel_transport::Fingerprint;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// One broker process.
+pub struct BrokerProcess {
+    pub child: Option<tokio::process::Child>,
+    pub url: String,
+    pub host_addr: SocketAddr,
+    pub fingerprint: Fingerprint,
+    /// Its name in the store (`hosts.linked_by`, the reconcile lease's holder).
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub postgres: TempPostgres,
+    pub database: String,
+    /// The test's own connection to the shared store.
+    pub store: Store,
+    pub brokers: Vec<BrokerProcess>,
+    pub hosts: Vec<(Arc<DisplayServer>, tokio::task::JoinHandle<()>)>,
+    pub join_token: String,
+}
+
+impl Cluster {
+    /// `n` brokers on one new PostgreSQL database, started one after another (the
+    /// first one's keys become the cluster's).
+    pub async fn start(tag: &str, n: usize) -> Cluster {
+        let dir = crate::temp_dir(tag);
+        let postgres = TempPostgres::start().unwrap_or_else(|e| panic!("PostgreSQL: {e}"));
+        let database = postgres.create_database("oriel").await.unwrap();
+        let key = dir.join("cluster.key");
+        oriel_broker::cluster_key::ClusterKey::create(&key).unwrap();
+        let mut brokers = Vec::new();
+        for i in 0..n {
+            brokers.push(start_broker(&dir.join(format!("broker{i}")), &database, &key).await);
+        }
+        let join_token = std::fs::read_to_string(brokers[0].dir.join("join-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let store = Store::open(&database).await.unwrap();
+        Cluster {
+            dir,
+            postgres,
+            database,
+            store,
+            brokers,
+            hosts: Vec::new(),
+            join_token,
+        }
+    }
+
+    /// A display server that joins the cluster, linking first to broker `first` and
+    /// failing over to the others in turn.
+    pub fn add_host(&mut self, name: &str, capacity: u32, first: usize) -> Arc<DisplayServer> {
+        let server = crate::broker::host_server();
+        let n = self.brokers.len();
+        let brokers = (0..n)
+            .map(|i| self.brokers[(first + i) % n].host_addr)
+            .collect();
+        let agent = tokio::spawn(agent::run(
+            server.clone(),
+            AgentConfig {
+                brokers,
+                broker_fingerprint: self.brokers[0].fingerprint,
+                join_token: Some(self.join_token.clone()),
+                name: name.into(),
+                display_address: server.local_addr().unwrap().to_string(),
+                capacity,
+                data_dir: self.dir.join(name),
+            },
+        ));
+        self.hosts.push((server.clone(), agent));
+        server
+    }
+
+    /// Which broker holds the reconcile lease now.
+    pub async fn leader(&self) -> Option<usize> {
+        let (holder, _) = self.store.lease_holder("reconcile").await.ok()??;
+        self.brokers.iter().position(|b| b.id == holder)
+    }
+
+    /// Kills broker `i` with SIGKILL: no goodbye to its hosts, its lease or its store.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.brokers[i].child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+
+    /// A pinned HTTPS client (the cluster's one certificate).
+    pub fn http(&self) -> reqwest::Client {
+        let tls = oriel_transport::tls::pinned_tls_client_config(
+            self.brokers[0].fingerprint,
+            &[b"http/1.1"],
+        )
+        .unwrap();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap()
+    }
+
+    /// An account with `role`, logged in at broker `at` (the token is made in the store:
+    /// argon2 is not what these tests are about).
+    pub async fn login(&self, name: &str, role: Role, at: usize) -> Login {
+        crate::broker::create_account(&self.store, name, role).await;
+        let broker = &self.brokers[at];
+        crate::broker::login_in_store(&self.store, name, &broker.url, broker.fingerprint).await
+    }
+
+    pub async fn shutdown(mut self) {
+        for (server, agent) in &self.hosts {
+            agent.abort();
+            server.shutdown().await;
+        }
+        for i in 0..self.brokers.len() {
+            self.kill(i).await;
+        }
+        self.store.close().await;
+    }
+}
+
+/// Starts `oriel-broker serve` on `dir` and reads its start-up lines.
+async fn start_broker(
+    dir: &std::path::Path,
+    database: &str,
+    key: &std::path::Path,
+) -> BrokerProcess {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = std::fs::File::create(dir.join("broker.log")).unwrap();
+    let mut child = tokio::process::Command::new(crate::workspace_binary("oriel-broker"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--host-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--restart-grace", "0s", "--database", database])
+        .arg("--cluster-key")
+        .arg(key)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "info,quinn=warn,sqlx=warn")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("oriel-broker starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = banner(&mut lines, "oriel-broker: API on ").await;
+    let host_addr = banner(&mut lines, "oriel-broker: host link on ")
+        .await
+        .parse()
+        .unwrap();
+    let fingerprint = banner(
+        &mut lines,
+        "oriel-broker: certificate SHA-256 fingerprint: ",
+    )
+    .await
+    .parse()
+    .unwrap();
+    // Keep reading so the broker never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let id = std::fs::read_to_string(dir.join("broker-id"))
+        .unwrap()
+        .trim()
+        .to_string();
+    BrokerProcess {
+        child: Some(child),
+        url,
+        host_addr,
+        fingerprint,
+        id,
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// The rest of the first start-up line of the broker that starts with `prefix`.
+async fn banner(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    prefix: &str,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the broker's start-up lines")
+            .unwrap()
+            .unwrap_or_else(|| panic!("the broker ended before saying {prefix:?}"));
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.trim().to_string();
+        }
+    }
+}
