@@ -51,8 +51,13 @@ pub struct Reconciler {
     store: Store,
     fence: Arc<Fence>,
     link: Arc<HostLink>,
-    /// Since when this broker leads (the restart grace counts from there).
-    started: Mutex<Instant>,
+    /// Since when this broker leads, and how long from then hosts are not judged on
+    /// missed heartbeats: the restart grace when it first leads; at least
+    /// [`HOST_TIMEOUT`] when it leads again, or after the database was out of reach
+    /// (no broker could record heartbeats then).
+    judging: Mutex<(Instant, Duration)>,
+    /// The database failed a lease call since this broker last began to lead.
+    troubled: std::sync::atomic::AtomicBool,
     restart_grace: Duration,
     /// Desktops with a command in flight, so a tick does not repeat it.
     busy: Mutex<HashSet<String>>,
@@ -79,7 +84,8 @@ impl Reconciler {
             store: store.fenced(fence.clone()),
             fence,
             link,
-            started: Mutex::new(Instant::now()),
+            judging: Mutex::new((Instant::now(), restart_grace)),
+            troubled: std::sync::atomic::AtomicBool::new(false),
             restart_grace,
             busy: Mutex::new(HashSet::new()),
             backoff: Mutex::new(HashMap::new()),
@@ -125,6 +131,8 @@ impl Reconciler {
             Err(e) => {
                 // Cut off from the database: the lease runs out, another broker leads.
                 tracing::warn!("reconcile lease: {e}");
+                self.troubled
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 self.fence.lose();
                 false
             }
@@ -137,7 +145,16 @@ impl Reconciler {
                     token,
                     "leading the reconcile loop"
                 );
-                *crate::lock(&self.started) = Instant::now();
+                let mut judging = crate::lock(&self.judging);
+                let troubled = self
+                    .troubled
+                    .swap(false, std::sync::atomic::Ordering::Relaxed);
+                let grace = if self.passes() == 0 && !troubled {
+                    self.restart_grace
+                } else {
+                    self.restart_grace.max(HOST_TIMEOUT)
+                };
+                *judging = (Instant::now(), grace);
             }
             (Some(_), None) => {
                 tracing::warn!(
@@ -192,7 +209,8 @@ impl Reconciler {
     }
 
     async fn mark_silent_hosts_down(&self) -> anyhow::Result<()> {
-        if crate::lock(&self.started).elapsed() < self.restart_grace {
+        let (since, grace) = *crate::lock(&self.judging);
+        if since.elapsed() < grace {
             return Ok(());
         }
         let timeout_ms = i64::try_from(HOST_TIMEOUT.as_millis()).unwrap_or(i64::MAX);

@@ -51,11 +51,10 @@ impl TempPostgres {
         if let Some(user) = run_as {
             run(Command::new("chown").arg("-R").arg(user).arg(&server.dir))?;
         }
-        let data = server.dir.join("data");
         run(server
             .command("initdb")
             .arg("-D")
-            .arg(&data)
+            .arg(server.dir.join("data"))
             .args(["-U", USER, "-A", "scram-sha-256", "-E", "UTF8"])
             .args(["--no-sync", "--no-instructions"])
             .arg(format!(
@@ -63,19 +62,34 @@ impl TempPostgres {
                 server.dir.join("password").display()
             )))?;
         server.port = free_port()?;
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            server.port,
-            server.dir.display()
-        );
-        run(server
+        server.resume()?;
+        Ok(server)
+    }
+
+    /// Stops the server at once, as a crash or a restart would (clients lose their
+    /// connections); [`TempPostgres::resume`] starts it again on the same port and data.
+    pub fn stop(&self) -> Result<(), TempPostgresError> {
+        run(self
             .command("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"]))
+    }
+
+    /// Starts the (stopped) server on its port.
+    pub fn resume(&self) -> Result<(), TempPostgresError> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        run(self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
             .arg("-l")
-            .arg(server.dir.join("log"))
-            .args(["-o", &options, "-w", "start"]))?;
-        Ok(server)
+            .arg(self.dir.join("log"))
+            .args(["-o", &options, "-w", "start"]))
     }
 
     /// The URL of database `database` on this server.
@@ -123,12 +137,7 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+        let _ = self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -358,3 +358,115 @@ async fn commands_cross_brokers_and_a_killed_leader_is_replaced() {
     bob_run.abort();
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_restart_under_load_is_survived_without_restarting_brokers() {
+    let mut c = Cluster::start("cluster-pg-restart", 2).await;
+    c.add_host("h0", 8, 0);
+    pool(&c, "p", 2, 8, IDLE).await;
+    wait_up_to(Duration::from_secs(60), "2 ready desktops", || async {
+        count(&c, "p", DesktopState::Ready).await == 2
+    })
+    .await;
+    let admin = c.login("root", Role::Admin, 0).await;
+    let http = c.http();
+    let health = |i: usize| {
+        let (http, url) = (http.clone(), c.brokers[i].url.clone());
+        async move {
+            match http.get(format!("{url}/healthz")).send().await {
+                Ok(answer) => answer.status().as_u16(),
+                Err(_) => 0,
+            }
+        }
+    };
+    assert_eq!(health(0).await, 200);
+    assert_eq!(health(1).await, 200);
+
+    // Load: connects and log-offs through both brokers, all along.
+    let mut users = Vec::new();
+    for i in 0..4 {
+        let login = c.login(&format!("u{i}"), Role::User, i % 2).await;
+        c.store.entitle_user("p", &login.user).await.unwrap();
+        users.push(login);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (http, stop) = (http.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut answers: HashMap<u16, usize> = HashMap::new();
+            let mut odd = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                for login in &users {
+                    for op in ["connect", "logoff"] {
+                        let answer = http
+                            .post(format!("{}/api/v1/{op}", login.broker))
+                            .bearer_auth(&login.token)
+                            .json(&serde_json::json!({"pool": "p"}))
+                            .send()
+                            .await
+                            .unwrap();
+                        let status = answer.status().as_u16();
+                        *answers.entry(status).or_default() += 1;
+                        if status >= 500 && status != 503 {
+                            odd.push(answer.text().await.unwrap_or_default());
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (answers, odd)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    c.postgres.stop().unwrap();
+    wait_up_to(
+        Duration::from_secs(10),
+        "both brokers unhealthy",
+        || async { health(0).await == 503 && health(1).await == 503 },
+    )
+    .await;
+    let refused = http
+        .post(format!("{}/api/v1/admin/pools", c.brokers[1].url))
+        .bearer_auth(&admin.token)
+        .json(
+            &serde_json::json!({"name": "new", "source_kind": "synthetic",
+            "min_ready": 0, "max_size": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("database is unavailable"), "{text}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    c.postgres.resume().unwrap();
+    wait_up_to(
+        Duration::from_secs(30),
+        "both brokers healthy again",
+        || async { health(0).await == 200 && health(1).await == 200 },
+    )
+    .await;
+    // The same processes carry on: they lead, place and answer again.
+    for b in &mut c.brokers {
+        let child = b.child.as_mut().unwrap();
+        assert!(child.try_wait().unwrap().is_none(), "{} kept running", b.id);
+    }
+    wait_up_to(Duration::from_secs(30), "a leader again", || async {
+        c.leader().await.is_some()
+    })
+    .await;
+    let late = c.login("late", Role::User, 1).await;
+    c.store.entitle_user("p", "late").await.unwrap();
+    oriel::launcher::connect_options_waiting(&late, "p", Duration::from_secs(60), |_| {})
+        .await
+        .expect("a connect after the database came back");
+    stop.store(true, Ordering::Relaxed);
+    let (answers, odd) = load.await.unwrap();
+    eprintln!("answers during the restart: {answers:?}");
+    assert!(odd.is_empty(), "errors other than 503: {odd:?}");
+    assert!(answers.get(&503).copied().unwrap_or(0) > 0, "{answers:?}");
+    assert!(answers.get(&200).copied().unwrap_or(0) > 0, "{answers:?}");
+    c.shutdown().await;
+}

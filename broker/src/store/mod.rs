@@ -232,7 +232,8 @@ impl Store {
         let backend = Backend::from_url(url)?;
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30));
+            // A database that is gone must become a quick 503, not a hung request.
+            .acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             let sync = match options.sqlite_sync {
                 SqliteSync::Normal => "NORMAL",
