@@ -1,6 +1,8 @@
 //! The launcher side of the client: log in to a broker, list pools, get a desktop and
 //! its ticket. The login (broker URL, certificate pin, bearer token) is kept in the
-//! user's config directory, readable by the user only.
+//! user's config directory, readable by the user only. A login to a cluster of brokers
+//! keeps the other brokers' URLs too: a call that cannot reach one broker goes to the
+//! next (they share the database, so the token is good at each).
 
 use std::path::PathBuf;
 
@@ -16,6 +18,9 @@ use crate::ConnectOptions;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Login {
     pub broker: String,
+    /// The other brokers of the cluster, tried in turn when `broker` cannot be reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
     pub fingerprint: Option<String>,
     pub user: String,
     pub token: String,
@@ -23,15 +28,54 @@ pub struct Login {
 }
 
 impl Login {
+    /// A client of the login's first broker.
     pub fn client(&self) -> anyhow::Result<ApiClient> {
+        Ok(self.clients()?.remove(0))
+    }
+
+    /// Clients of each of the login's brokers, the first one first.
+    fn clients(&self) -> anyhow::Result<Vec<ApiClient>> {
         let pin = self
             .fingerprint
             .as_deref()
             .map(str::parse::<Fingerprint>)
             .transpose()
             .map_err(anyhow::Error::msg)?;
-        Ok(ApiClient::new(&self.broker, pin)?.with_token(self.token.clone()))
+        std::iter::once(&self.broker)
+            .chain(&self.fallbacks)
+            .map(|url| Ok(ApiClient::new(url, pin)?.with_token(self.token.clone())))
+            .collect()
     }
+
+    /// Makes `call` on the login's brokers in turn until one answers (an HTTP error is
+    /// an answer; only a broker that cannot be reached passes the call on).
+    pub async fn call<R, F, Fut>(&self, call: F) -> anyhow::Result<Result<R, ApiCallError>>
+    where
+        F: FnMut(ApiClient) -> Fut,
+        Fut: std::future::Future<Output = Result<R, ApiCallError>>,
+    {
+        Ok(first_answer(self.clients()?, call).await)
+    }
+}
+
+/// `call` on each client in turn until one answers; the last failure if none does.
+async fn first_answer<R, F, Fut>(clients: Vec<ApiClient>, mut call: F) -> Result<R, ApiCallError>
+where
+    F: FnMut(ApiClient) -> Fut,
+    Fut: std::future::Future<Output = Result<R, ApiCallError>>,
+{
+    let mut last = ApiCallError::Config("no broker to call".into());
+    for api in clients {
+        let base = api.base().to_string();
+        match call(api).await {
+            Err(ApiCallError::Http(e)) => {
+                tracing::warn!("broker {base} cannot be reached ({e}); trying the next");
+                last = ApiCallError::Http(e);
+            }
+            answer => return answer,
+        }
+    }
+    Err(last)
 }
 
 /// Logs in and returns the login (not yet saved).
@@ -41,19 +85,40 @@ pub async fn login(
     user: &str,
     password: &str,
 ) -> anyhow::Result<Login> {
-    let api = ApiClient::new(broker, fingerprint)?;
-    let reply: LoginResponse = api
-        .post(
-            "/login",
-            &LoginRequest {
-                user: user.into(),
-                password: password.into(),
-            },
-        )
-        .await
-        .context("login failed")?;
+    login_to_any(&[broker.to_string()], fingerprint, user, password).await
+}
+
+/// Logs in at the first of `brokers` (a cluster's) that answers; the login keeps the
+/// others to fail over to.
+pub async fn login_to_any(
+    brokers: &[String],
+    fingerprint: Option<Fingerprint>,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<Login> {
+    let clients = brokers
+        .iter()
+        .map(|url| ApiClient::new(url, fingerprint))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bases: Vec<String> = clients.iter().map(|c| c.base().to_string()).collect();
+    let answered = std::sync::Mutex::new(None);
+    let reply: LoginResponse = first_answer(clients, |api| {
+        *answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(api.base().to_string());
+        let request = LoginRequest {
+            user: user.into(),
+            password: password.into(),
+        };
+        async move { api.post("/login", &request).await }
+    })
+    .await
+    .context("login failed")?;
+    let broker = answered
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_default();
     Ok(Login {
-        broker: api.base().to_string(),
+        fallbacks: bases.into_iter().filter(|b| *b != broker).collect(),
+        broker,
         fingerprint: fingerprint.map(|f| f.to_string()),
         user: reply.user,
         token: reply.token,
@@ -93,7 +158,9 @@ pub fn load() -> anyhow::Result<Login> {
 }
 
 pub async fn pools(login: &Login) -> anyhow::Result<Vec<PoolView>> {
-    Ok(login.client()?.get("/pools").await?)
+    Ok(login
+        .call(|api| async move { api.get("/pools").await })
+        .await??)
 }
 
 /// Asks the broker for a desktop of `pool`; returns how to connect to it.
@@ -113,12 +180,14 @@ pub async fn connect_options_waiting(
     wait: std::time::Duration,
     mut progress: impl FnMut(std::time::Duration),
 ) -> anyhow::Result<(ConnectOptions, ConnectResponse)> {
-    let api = login.client()?;
     let started = std::time::Instant::now();
     let reply: ConnectResponse = loop {
-        let asked = api
-            .post("/connect", &ConnectRequest { pool: pool.into() })
-            .await;
+        let asked = login
+            .call(|api| async move {
+                api.post("/connect", &ConnectRequest { pool: pool.into() })
+                    .await
+            })
+            .await?;
         match asked {
             Err(ApiCallError::Status { status: 409, .. }) if started.elapsed() < wait => {
                 progress(started.elapsed());
@@ -143,9 +212,11 @@ pub async fn connect_options_waiting(
 
 pub async fn logoff(login: &Login, pool: &str) -> anyhow::Result<()> {
     login
-        .client()?
-        .post_no_reply("/logoff", &LogoffRequest { pool: pool.into() })
-        .await?;
+        .call(|api| async move {
+            api.post_no_reply("/logoff", &LogoffRequest { pool: pool.into() })
+                .await
+        })
+        .await??;
     Ok(())
 }
 

@@ -37,9 +37,10 @@ enum Command {
     /// Log in to a broker; the login is kept in ~/.config/oriel/login.json (mode 0600).
     /// The password is read from ORIEL_PASSWORD or the first line of stdin.
     Login {
-        /// Broker URL, e.g. https://broker.example:8443.
-        #[arg(long)]
-        broker: String,
+        /// Broker URL, e.g. https://broker.example:8443. Repeat it for the brokers of a
+        /// cluster: the first that answers is used, the others when it cannot be reached.
+        #[arg(long, required = true)]
+        broker: Vec<String>,
         /// The broker certificate's SHA-256 fingerprint (printed by oriel-broker).
         #[arg(long)]
         fingerprint: Option<Fingerprint>,
@@ -127,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
             user,
         } => {
             let password = read_password()?;
-            let login = launcher::login(&broker, fingerprint, &user, &password).await?;
+            let login = launcher::login_to_any(&broker, fingerprint, &user, &password).await?;
             let path = launcher::save(&login)?;
             println!(
                 "logged in to {} as {} (saved in {})",

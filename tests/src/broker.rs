@@ -320,6 +320,7 @@ pub async fn login_in_store(
         .unwrap();
     Login {
         broker: url.to_string(),
+        fallbacks: Vec::new(),
         fingerprint: Some(fingerprint.to_string()),
         user: name.into(),
         token,

@@ -342,8 +342,16 @@ async fn commands_cross_brokers_and_a_killed_leader_is_replaced() {
 
     // The new leader keeps the pool's spares, and nobody gets a held desktop.
     let mut given = HashSet::from([bob_reply.desktop.clone()]);
+    // Carol and Dave logged in at the broker that was killed; their logins know the
+    // others, and the launcher fails over to them.
     for name in ["carol", "dave"] {
-        let login = c.login(name, Role::User, survivor).await;
+        let mut login = c.login(name, Role::User, leader).await;
+        login.fallbacks = c
+            .brokers
+            .iter()
+            .filter(|b| b.child.is_some())
+            .map(|b| b.url.clone())
+            .collect();
         c.store.entitle_user("p", name).await.unwrap();
         let (_, reply) =
             oriel::launcher::connect_options_waiting(&login, "p", Duration::from_secs(60), |_| {})
