@@ -159,6 +159,17 @@ impl HostLink {
             && crate::store::now_ms().saturating_sub(host.last_heartbeat_ms) < timeout
     }
 
+    /// Whether the store says another broker holds `host_id`'s link and heard from it
+    /// lately (see [`HostLink::reachable`]).
+    async fn linked_elsewhere(&self, host_id: &str) -> bool {
+        match self.store.host_by_id(host_id).await {
+            Ok(Some(host)) => self.reachable(&host),
+            Ok(None) => false,
+            // Let the relay find out.
+            Err(_) => true,
+        }
+    }
+
     /// This broker's name in the store.
     pub fn broker_id(&self) -> &str {
         &self.broker_id
@@ -196,8 +207,12 @@ impl HostLink {
             return self.query_local(host_id, command).await;
         }
         match &self.relay {
-            Some(relay) => relay.send(host_id, &command, COMMAND_TIMEOUT).await,
-            None => Err(CommandError::Link(format!(
+            // Only where another broker may hold the link; a host linked nowhere is
+            // an answer now, not after the relay's timeout.
+            Some(relay) if self.linked_elsewhere(host_id).await => {
+                relay.send(host_id, &command, COMMAND_TIMEOUT).await
+            }
+            _ => Err(CommandError::Link(format!(
                 "host {host_id} is not connected"
             ))),
         }

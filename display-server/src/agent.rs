@@ -48,6 +48,8 @@ pub async fn run(server: Arc<DisplayServer>, config: AgentConfig) {
             Ok(()) => {
                 backoff = Duration::from_millis(500);
                 failed_in_a_row = 0;
+                // A link that ended cleanly is not followed by another at once.
+                tokio::time::sleep(backoff).await;
             }
             Err(e) => {
                 tracing::warn!("broker link to {broker}: {e:#}");
