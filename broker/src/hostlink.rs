@@ -79,7 +79,7 @@ impl HostLink {
             .with_context(|| format!("cannot listen for hosts on {listen}"))?;
         let relay = options
             .relay_url
-            .map(|url| crate::relay::Relay::new(store.clone(), url, options.broker_id.clone()));
+            .map(|url| crate::relay::Relay::new(store.clone(), url));
         let link = Arc::new(HostLink {
             store,
             join_token,
@@ -179,7 +179,6 @@ impl HostLink {
         self.relay.as_ref()
     }
 
-    /// Sends a command to a host and waits for its outcome.
     /// The live figures of the viewer of `desktop` on `host_id`, as of the host's last
     /// heartbeat (only a host linked to this broker reports to it).
     pub fn viewer(&self, host_id: &str, desktop: &str) -> Option<ViewerFigures> {
@@ -197,6 +196,7 @@ impl HostLink {
         crate::lock(&self.viewers).insert(host_id.to_string(), viewers);
     }
 
+    /// Sends a command to a host and waits for its outcome.
     pub async fn command(&self, host_id: &str, command: HostCommand) -> Result<(), CommandError> {
         self.query(host_id, command).await.map(drop)
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oriel_protocol::host_link::{CommandOutput, HostCommand};
+use oriel_protocol::host_link::HostCommand;
 use tokio::sync::Notify;
 
 use crate::hostlink::{CommandError, HostLink, Reply};
@@ -27,12 +27,9 @@ const MAX_BODY: usize = 8 << 20;
 pub struct Relay {
     store: Store,
     url: String,
-    broker_id: String,
     /// Commands this broker queued and waits on, by id.
     waiting: Mutex<HashMap<String, Arc<Notify>>>,
 }
-
-type Outcome = Result<Option<CommandOutput>, CommandError>;
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain enums cannot fail.
@@ -47,11 +44,10 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
 }
 
 impl Relay {
-    pub fn new(store: Store, url: String, broker_id: String) -> Relay {
+    pub fn new(store: Store, url: String) -> Relay {
         Relay {
             store,
             url,
-            broker_id,
             waiting: Mutex::new(HashMap::new()),
         }
     }
@@ -68,12 +64,12 @@ impl Relay {
             .map_err(store_err)?;
         let woken = Arc::new(Notify::new());
         crate::lock(&self.waiting).insert(id.clone(), woken.clone());
-        let _ = self.notify(COMMANDS, host_id).await;
+        let _ = self.store.notify(COMMANDS, host_id).await;
         let deadline = tokio::time::Instant::now() + timeout;
         let outcome = loop {
             match self.store.host_command_state(&id).await {
                 Ok(CommandState::Done(bytes)) => {
-                    break decode::<Outcome>(&bytes)
+                    break decode::<Reply>(&bytes)
                         .unwrap_or_else(|| Err(link("the relayed outcome is corrupt".into())))
                 }
                 Ok(CommandState::Gone) => break Err(link("the relayed command vanished".into())),
@@ -99,10 +95,6 @@ impl Relay {
             })),
             other => other,
         }
-    }
-
-    async fn notify(&self, channel: &str, payload: &str) -> crate::store::Result<()> {
-        self.store.notify(channel, payload).await
     }
 
     /// Runs the relay for `link` until the process ends: listens for notifications,
@@ -163,7 +155,7 @@ impl Relay {
     }
 
     async fn claim_and_run(link: &Arc<HostLink>, relay: &Relay) {
-        let claimed = match relay.store.claim_host_commands(&relay.broker_id).await {
+        let claimed = match relay.store.claim_host_commands(link.broker_id()).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!("command relay: {e}");
@@ -175,7 +167,7 @@ impl Relay {
             tokio::spawn(async move {
                 let Some(relay) = link.relay() else { return };
                 link.relayed_counter().inc();
-                let outcome: Outcome = match decode::<HostCommand>(&queued.body) {
+                let outcome: Reply = match decode::<HostCommand>(&queued.body) {
                     Some(command) => link.query_local(&queued.host_id, command).await,
                     None => Err(CommandError::Link("the relayed command is corrupt".into())),
                 };
@@ -186,7 +178,7 @@ impl Relay {
                 {
                     tracing::warn!(command = queued.id, "command relay: {e}");
                 }
-                let _ = relay.notify(DONE, &queued.id).await;
+                let _ = relay.store.notify(DONE, &queued.id).await;
             });
         }
     }

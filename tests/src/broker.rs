@@ -369,18 +369,28 @@ fn broker_config(
 }
 
 /// Polls `check` every 50 ms for up to 30 s; panics naming `what` if it never holds.
-pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+pub async fn wait_for<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..600 {
+    wait_up_to(Duration::from_secs(30), what, check).await
+}
+
+/// Polls `check` every 50 ms for up to `limit`; panics naming `what` if it never holds.
+pub async fn wait_up_to<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting for {what}");
+    panic!("timed out after {limit:?} waiting for {what}");
 }
 
 /// A display server as broker hosts run: no desktops of its own, tickets required.

@@ -7,27 +7,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use oriel_broker::store::{Assignment, DesktopState, Role};
-use oriel_e2e::broker::{connect_in_background, create_pool};
+use oriel_e2e::broker::{connect_in_background, create_pool, wait_up_to};
 use oriel_e2e::cluster::Cluster;
 
 const IDLE: &str = r#"{"workload":"idle","width":640,"height":480}"#;
 const TYPING: &str = r#"{"workload":"typing","width":640,"height":480}"#;
-
-/// Polls `check` every 100 ms for up to `limit`; panics naming `what` if it never holds.
-async fn wait_up_to<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
 
 async fn pool(c: &Cluster, name: &str, min_ready: i64, max_size: i64, params: &str) {
     let sizes = (min_ready, max_size);
