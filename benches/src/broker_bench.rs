@@ -62,13 +62,23 @@ pub(crate) async fn in_process_broker(
     tag: &str,
     restart_grace: Duration,
 ) -> anyhow::Result<(Broker, std::path::PathBuf)> {
+    in_process_broker_on(tag, restart_grace, None).await
+}
+
+/// [`in_process_broker`] with its state in `database` (a URL; `None`: SQLite in the
+/// data directory).
+pub(crate) async fn in_process_broker_on(
+    tag: &str,
+    restart_grace: Duration,
+    database: Option<String>,
+) -> anyhow::Result<(Broker, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!("oriel-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let broker = Broker::start(BrokerConfig {
         data_dir: dir.clone(),
         api_listen: "127.0.0.1:0".parse()?,
         host_listen: "127.0.0.1:0".parse()?,
-        database: None,
+        database,
         insecure_http: false,
         restart_grace,
         cluster_key: None,

@@ -23,6 +23,7 @@ mod broker_bench;
 mod console_bench;
 mod density_bench;
 mod frame_numbers;
+mod hosts_bench;
 mod kernel_link;
 mod rig;
 mod video_quality;
@@ -93,6 +94,9 @@ struct Args {
 enum Mode {
     /// Broker connect throughput: logins and connects over HTTPS against SQLite on disk.
     Broker(broker_bench::BrokerArgs),
+    /// Host bookkeeping at estate scale: simulated display servers over real host links
+    /// (heartbeats, desktop reports, commands) against a broker on SQLite or PostgreSQL.
+    Hosts(hosts_bench::HostsArgs),
     /// The admin console against a large estate: dashboard time to first byte, live
     /// update delay, connect throughput with consoles open.
     Console(console_bench::ConsoleArgs),
@@ -112,6 +116,10 @@ fn main() -> anyhow::Result<()> {
     match args.mode {
         Some(Mode::Broker(b)) => {
             println!("{}", broker_bench::run(b)?);
+            return Ok(());
+        }
+        Some(Mode::Hosts(h)) => {
+            println!("{}", hosts_bench::run(h)?);
             return Ok(());
         }
         Some(Mode::Console(c)) => {

@@ -1,18 +1,21 @@
 //! What the broker does with a host's reports: heartbeats (failed desktops, generations
 //! the host is behind on, idle timeouts), session connect/disconnect, refused tickets.
-//! Each change is one store transaction. Returns the commands the host must carry out
+//! Each change is one store transaction; heartbeats themselves are written in batches
+//! ([`Heartbeats`]). Returns the commands the host must carry out
 //! in answer. An error here concerns one report: the caller logs it and keeps the link.
 
 use oriel_protocol::host_link::{DesktopReport, HostCommand, HostMsg, SessionEvent};
 use oriel_protocol::text;
 
 use crate::audit::AuditLimiter;
+use crate::heartbeats::Heartbeats;
 use crate::logoff;
-use crate::store::{now_ms, Desktop, DesktopState, HostConnection, Store, HELD};
+use crate::store::{now_ms, Desktop, DesktopState, HostBeat, HostConnection, Store, HELD};
 
 pub async fn handle(
     store: &Store,
     audit: &AuditLimiter,
+    beats: &Heartbeats,
     host_id: &str,
     msg: HostMsg,
 ) -> anyhow::Result<Vec<HostCommand>> {
@@ -23,9 +26,14 @@ pub async fn handle(
             load,
             desktops,
         } => {
-            store
-                .record_heartbeat(host_id, now_ms(), i64::from(capacity), &load)
-                .await?;
+            beats.note(
+                host_id,
+                HostBeat {
+                    at_ms: now_ms(),
+                    capacity,
+                    load,
+                },
+            );
             let known = store.desktops_on_host(host_id).await?;
             let pairs: Vec<(&Desktop, &DesktopReport)> = known
                 .iter()

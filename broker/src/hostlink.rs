@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::AuditLimiter;
 use crate::events;
+use crate::heartbeats::Heartbeats;
 use crate::password::{new_token, token_hash};
 use crate::store::Store;
 
@@ -54,6 +55,8 @@ pub struct HostLink {
     broker_id: String,
     /// Commands for hosts linked to other brokers (PostgreSQL only).
     relay: Option<crate::relay::Relay>,
+    /// Heartbeats of the hosts linked here, written in batches.
+    heartbeats: Arc<Heartbeats>,
 }
 
 /// Who a [`HostLink`] is and where it relays commands.
@@ -91,7 +94,9 @@ impl HostLink {
             viewers: Mutex::new(HashMap::new()),
             broker_id: options.broker_id,
             relay,
+            heartbeats: Arc::default(),
         });
+        link.heartbeats.spawn(link.store.clone());
         if link.relay.is_some() {
             tokio::spawn(crate::relay::Relay::serve(link.clone()));
         }
@@ -137,6 +142,11 @@ impl HostLink {
     /// Commands this broker carried out for other brokers (for the metrics registry).
     pub fn relayed_counter(&self) -> prometheus_client::metrics::counter::Counter {
         self.relayed.clone()
+    }
+
+    /// Host heartbeats written so far (for the metrics registry).
+    pub fn heartbeats_counter(&self) -> prometheus_client::metrics::counter::Counter {
+        self.heartbeats.written_counter()
     }
 
     /// Whether `host_id` is linked to this broker.
@@ -325,7 +335,7 @@ impl HostLink {
                                 // event that conflicts with the store) never costs the
                                 // host its link: it is logged, and the next heartbeat
                                 // carries the state again.
-                                let commands = match events::handle(&self.store, &self.audit, &host_id, other).await {
+                                let commands = match events::handle(&self.store, &self.audit, &self.heartbeats, &host_id, other).await {
                                     Ok(commands) => commands,
                                     Err(e) => {
                                         tracing::warn!(host_id, "host report not handled: {e:#}");

@@ -4,6 +4,7 @@ pub mod cluster_key;
 pub mod config;
 pub mod console;
 pub mod events;
+pub mod heartbeats;
 pub mod hostlink;
 pub mod keys;
 pub mod local_admin;

@@ -35,6 +35,8 @@ pub struct Sources {
     pub audit_suppressed: Counter,
     /// Commands this broker carried out for other brokers of its cluster.
     pub relayed_commands: Counter,
+    /// Host heartbeats written (see [`crate::heartbeats::Heartbeats`]).
+    pub heartbeats: Counter,
 }
 
 /// The figures of the API's handlers.
@@ -46,6 +48,8 @@ pub struct Metrics {
     logins_refused: Family<RefusedLabels, Counter>,
     desktops: Family<StateLabels, Gauge>,
     leading: Gauge,
+    reconcile_passes: Counter,
+    reconcile_seconds: Counter<f64, AtomicU64>,
 }
 
 const THROTTLED: RefusedLabels = RefusedLabels {
@@ -63,6 +67,8 @@ impl Default for Metrics {
             logins_refused: Family::default(),
             desktops: Family::default(),
             leading: Gauge::default(),
+            reconcile_passes: Counter::default(),
+            reconcile_seconds: Counter::default(),
         };
         // Both reasons are exported from the start, at 0.
         for reason in [THROTTLED, BUSY] {
@@ -93,6 +99,12 @@ impl Metrics {
     /// Whether this broker runs the reconcile loop now.
     pub fn set_leading(&self, leading: bool) {
         self.leading.set(i64::from(leading));
+    }
+
+    /// A pass of the reconcile loop took `took`.
+    pub fn observe_reconcile(&self, took: Duration) {
+        self.reconcile_passes.inc();
+        self.reconcile_seconds.inc_by(took.as_secs_f64());
     }
 
     /// Sets the desktops per state to a fresh count from the store; `None` (the store
@@ -169,6 +181,21 @@ impl Metrics {
             "Host commands carried out for other brokers of the cluster",
             sources.relayed_commands,
         );
+        r.register(
+            "oriel_broker_reconcile_passes",
+            "Passes of the reconcile loop this broker ran as leader",
+            self.reconcile_passes.clone(),
+        );
+        r.register(
+            "oriel_broker_reconcile_seconds",
+            "Time spent in those passes (with the count above, the average pass)",
+            self.reconcile_seconds.clone(),
+        );
+        r.register(
+            "oriel_broker_heartbeats",
+            "Host heartbeats written to the store (in batches)",
+            sources.heartbeats,
+        );
         r
     }
 }
@@ -196,6 +223,7 @@ mod tests {
             host_registrations: Counter::default(),
             audit_suppressed: Counter::default(),
             relayed_commands: Counter::default(),
+            heartbeats: Counter::default(),
         };
         let checks = sources.password_checks.clone();
         let registry = m.registry(sources);
@@ -227,6 +255,8 @@ mod tests {
         assert_eq!(types["oriel_broker_desktops"], "gauge");
         assert_eq!(samples["oriel_broker_reconcile_leader"], 1.0);
         assert_eq!(samples["oriel_broker_relayed_commands_total"], 0.0);
+        assert_eq!(samples["oriel_broker_reconcile_passes_total"], 0.0);
+        assert_eq!(samples["oriel_broker_heartbeats_total"], 0.0);
 
         // A store that cannot count leaves no stale desktop figures behind.
         m.set_desktops(None);

@@ -114,9 +114,11 @@ impl Reconciler {
                 if !me.lead().await {
                     continue;
                 }
+                let started = Instant::now();
                 if let Err(e) = me.tick().await {
                     tracing::warn!("reconcile: {e:#}");
                 }
+                me.metrics.observe_reconcile(started.elapsed());
                 me.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         })
@@ -182,22 +184,33 @@ impl Reconciler {
             self.store.delete_expired_api_tokens(now_ms()).await?;
             // Relayed commands whose callers died waiting.
             self.store.sweep_host_commands(now_ms() - 3_600_000).await?;
-        }
-        let hosts = self.store.list_hosts().await?;
-        let desktops = self.store.list_desktops(None).await?;
-        let mut load = host_load(&desktops);
-        let pools = self.store.list_pools().await?;
-        for pool in &pools {
-            let in_pool: Vec<&Desktop> = desktops.iter().filter(|d| d.pool_id == pool.id).collect();
-            self.reconcile_pool(pool, &in_pool, &hosts, &mut load)
+            // Login failures quiet for an hour (the longest back-off is 15 minutes).
+            self.store
+                .sweep_login_failures(now_ms() - 3_600_000)
                 .await?;
         }
-        // The desktops of deleted pools are destroyed on their hosts.
-        let pool_ids: HashSet<&str> = pools.iter().map(|p| p.id.as_str()).collect();
-        for d in desktops
-            .iter()
-            .filter(|d| !pool_ids.contains(d.pool_id.as_str()))
-        {
+        let hosts = self.store.list_hosts().await?;
+        let hosts: HashMap<&str, &Host> = hosts.iter().map(|h| (h.id.as_str(), h)).collect();
+        // Only desktops with work to do are read; the rest are counted.
+        let working = self.store.desktops_needing_work().await?;
+        let mut load = self.store.host_loads().await?;
+        let mut counts: HashMap<String, PoolCounts> = HashMap::new();
+        for (pool, state, n) in self.store.desktop_counts_by_pool().await? {
+            counts.entry(pool).or_default().add(state, n);
+        }
+        let mut by_pool: HashMap<&str, Vec<&Desktop>> = HashMap::new();
+        for d in &working {
+            by_pool.entry(d.pool_id.as_str()).or_default().push(d);
+        }
+        let pools = self.store.list_pools().await?;
+        for pool in &pools {
+            let in_pool = by_pool.remove(pool.id.as_str()).unwrap_or_default();
+            let counted = counts.get(&pool.id).copied().unwrap_or_default();
+            self.reconcile_pool(pool, &in_pool, counted, &hosts, &mut load)
+                .await?;
+        }
+        // What is left belongs to deleted pools: destroyed on their hosts.
+        for d in by_pool.into_values().flatten() {
             if d.state == DesktopState::Deleting && d.host_id.is_some() {
                 let command = HostCommand::Destroy {
                     desktop: d.name.clone(),
@@ -239,11 +252,14 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Acts on the desktops of `pool` that need work (`in_pool`) and starts new ones
+    /// until it has `min_ready` spares, as `counted` (all its desktops) says.
     async fn reconcile_pool(
         self: &Arc<Self>,
         pool: &Pool,
         in_pool: &[&Desktop],
-        hosts: &[Host],
+        counted: PoolCounts,
+        hosts: &HostsById<'_>,
         load: &mut HashMap<String, i64>,
     ) -> anyhow::Result<()> {
         // Checked on every write; a store edited by hand (or written by a version that
@@ -255,15 +271,13 @@ impl Reconciler {
                 return Ok(());
             }
         };
-        let live =
-            |d: &&&Desktop| !matches!(d.state, DesktopState::Failed | DesktopState::Deleting);
         let now = now_ms();
 
         for d in in_pool.iter() {
             let draining = d
                 .host_id
                 .as_deref()
-                .and_then(|id| hosts.iter().find(|h| h.id == id))
+                .and_then(|id| hosts.get(id))
                 .is_some_and(|h| h.state == HostState::Maintenance);
             match d.state {
                 // Draining: free desktops on a host in maintenance are removed (and
@@ -322,12 +336,7 @@ impl Reconciler {
             }
         }
 
-        let live_count = in_pool.iter().filter(live).count() as i64;
-        let spare = in_pool
-            .iter()
-            .filter(|d| matches!(d.state, DesktopState::Ready | DesktopState::Provisioning))
-            .count() as i64;
-        let missing = (pool.min_ready - spare).min(pool.max_size - live_count);
+        let missing = (pool.min_ready - counted.spare).min(pool.max_size - counted.live);
         let missing = usize::try_from(missing).unwrap_or(0).min(MAX_NEW_PER_TICK);
         if missing > 0 && self.pool_waiting(&pool.id) {
             return Ok(());
@@ -364,9 +373,10 @@ impl Reconciler {
 
     /// The up, connected host with the most free capacity, counting `load` (desktops
     /// on each host, including those placed earlier in this tick).
-    fn place<'a>(&self, hosts: &'a [Host], load: &HashMap<String, i64>) -> Option<&'a Host> {
+    fn place<'a>(&self, hosts: &HostsById<'a>, load: &HashMap<String, i64>) -> Option<&'a Host> {
         hosts
-            .iter()
+            .values()
+            .copied()
             .filter(|h| h.state == HostState::Up && self.link.reachable(h))
             .map(|h| (h, h.capacity - load.get(&h.id).copied().unwrap_or(0)))
             .filter(|(_, free)| *free > 0)
@@ -400,7 +410,7 @@ impl Reconciler {
     /// busy or backing off.
     fn run(
         self: &Arc<Self>,
-        hosts: &[Host],
+        hosts: &HostsById<'_>,
         d: &Desktop,
         command: HostCommand,
         from: Option<DesktopState>,
@@ -410,8 +420,8 @@ impl Reconciler {
             return;
         };
         if !hosts
-            .iter()
-            .any(|h| h.id == host_id && self.link.reachable(h))
+            .get(host_id.as_str())
+            .is_some_and(|h| self.link.reachable(h))
         {
             return;
         }
@@ -470,16 +480,25 @@ impl Reconciler {
     }
 }
 
-/// Desktops on each host that take up its capacity.
-fn host_load(desktops: &[Desktop]) -> HashMap<String, i64> {
-    let mut load = HashMap::new();
-    for d in desktops {
-        if matches!(d.state, DesktopState::Failed | DesktopState::Deleting) {
-            continue;
+/// The hosts of one tick, by id.
+type HostsById<'a> = HashMap<&'a str, &'a Host>;
+
+/// What a pool has, counted over all its desktops.
+#[derive(Debug, Clone, Copy, Default)]
+struct PoolCounts {
+    /// Not failed and not being deleted: what `max_size` caps.
+    live: i64,
+    /// Ready or being created: what `min_ready` asks for.
+    spare: i64,
+}
+
+impl PoolCounts {
+    fn add(&mut self, state: DesktopState, n: i64) {
+        if !matches!(state, DesktopState::Failed | DesktopState::Deleting) {
+            self.live += n;
         }
-        if let Some(host) = &d.host_id {
-            *load.entry(host.clone()).or_default() += 1;
+        if matches!(state, DesktopState::Ready | DesktopState::Provisioning) {
+            self.spare += n;
         }
     }
-    load
 }

@@ -1,10 +1,16 @@
 //! What brokers of a cluster share through the store: leases with fencing, the command
-//! queue, which broker holds a host's link, sealed secrets. On SQLite and PostgreSQL.
+//! queue, which broker holds a host's link, sealed secrets, failed logins; and the
+//! queries that must stay cheap for a large estate. On SQLite and PostgreSQL.
 
 mod common;
 
-use common::{new_pool, on_both, store_on, Db, TestResult};
-use oriel_broker::store::{Assignment, CommandState, DesktopState, Fence, StoreError};
+use std::collections::HashSet;
+
+use common::{new_pool, on_both, store_on, unique, Db, TestResult};
+use oriel_broker::store::plans::HOT_QUERIES;
+use oriel_broker::store::{
+    Assignment, CommandState, DesktopState, Fence, LoginFailures, LoginSubjects, StoreError,
+};
 
 async fn leases_go_to_one_holder_and_fence_the_old_one(db: Db) -> TestResult {
     let (_kept, store) = store_on(db).await?;
@@ -148,8 +154,137 @@ async fn the_first_offered_secret_is_everyones(db: Db) -> TestResult {
     Ok(())
 }
 
+async fn login_failures_are_counted_per_pair_and_per_client_window(db: Db) -> TestResult {
+    let (_kept, store) = store_on(db).await?;
+    let bob = LoginSubjects {
+        pair: "pair:bob".into(),
+        client: "client:10.0.0.1".into(),
+    };
+    let eve = LoginSubjects {
+        pair: "pair:eve".into(),
+        client: "client:10.0.0.1".into(),
+    };
+    assert_eq!(store.login_failures(&bob).await?, LoginFailures::default());
+    let window = 300_000;
+    store.count_login_failure(&bob, 1_000, window).await?;
+    store.count_login_failure(&bob, 2_000, window).await?;
+    store.count_login_failure(&eve, 3_000, window).await?;
+    let counted = store.login_failures(&bob).await?;
+    assert_eq!((counted.pair, counted.pair_last_ms), (2, 2_000));
+    assert_eq!((counted.client, counted.client_since_ms), (3, 1_000));
+    // A success forgets the pair, not the client's window.
+    store.clear_login_failures(&bob.pair).await?;
+    let counted = store.login_failures(&bob).await?;
+    assert_eq!((counted.pair, counted.client), (0, 3));
+    // The client's window starts again once it has run out.
+    store
+        .count_login_failure(&eve, 1_000 + window, window)
+        .await?;
+    let counted = store.login_failures(&eve).await?;
+    assert_eq!((counted.pair, counted.pair_last_ms), (2, 1_000 + window));
+    assert_eq!(
+        (counted.client, counted.client_since_ms),
+        (1, 1_000 + window)
+    );
+    // Quiet subjects are swept.
+    assert_eq!(store.sweep_login_failures(1_000 + window).await?, 0);
+    assert_eq!(store.sweep_login_failures(2_000 + window).await?, 2);
+    assert_eq!(store.login_failures(&eve).await?, LoginFailures::default());
+    Ok(())
+}
+
+/// Each hot query (per tick, heartbeat, login) is served by an index: no full scan of a
+/// table that grows with the estate. Pools are few and may be scanned.
+async fn hot_queries_use_indexes(db: Db) -> TestResult {
+    let (_kept, store) = store_on(db).await?;
+    let big = [
+        "desktops",
+        "hosts",
+        "login_failures",
+        "host_commands",
+        "sessions",
+    ];
+    for query in HOT_QUERIES {
+        let plan = store.query_plan(query).await?;
+        assert!(!plan.is_empty(), "{}: no plan", query.name);
+        for step in &plan {
+            let scans = |table: &str| match db {
+                // "SCAN t" reads the table; "SCAN t USING (COVERING) INDEX i" the index.
+                Db::Sqlite => {
+                    step.trim() == format!("SCAN {table}")
+                        || step.starts_with(&format!("SCAN {table} ")) && !step.contains("INDEX")
+                }
+                Db::Postgres => step.contains(&format!("Seq Scan on {table} ")),
+            };
+            assert!(
+                !big.iter().any(|t| scans(t)),
+                "{} scans a whole table: {plan:#?}",
+                query.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The reconcile loop reads only desktops with work to do.
+async fn only_desktops_with_work_are_read(db: Db) -> TestResult {
+    let (_kept, store) = store_on(db).await?;
+    let floating = store
+        .create_pool(&new_pool(&unique("f"), Assignment::Floating, 20))
+        .await?;
+    let dedicated = store
+        .create_pool(&new_pool(&unique("d"), Assignment::Dedicated, 20))
+        .await?;
+    let up = store
+        .register_host(&unique("up"), "127.0.0.1:1", "fp", 20, "c1")
+        .await?;
+    let drained = store
+        .register_host(&unique("drained"), "127.0.0.1:2", "fp", 20, "c2")
+        .await?;
+    store
+        .set_host_state(&drained.id, oriel_broker::store::HostState::Maintenance)
+        .await?;
+    let mut expected = HashSet::new();
+    for (pool, host, state, work) in [
+        (&floating, Some(&up), DesktopState::Ready, false),
+        (&floating, Some(&up), DesktopState::Connected, false),
+        (&floating, Some(&up), DesktopState::Provisioning, true),
+        (&floating, Some(&up), DesktopState::Resetting, true),
+        (&floating, Some(&up), DesktopState::Deleting, true),
+        (&floating, Some(&up), DesktopState::Failed, true),
+        (&floating, None, DesktopState::Failed, false),
+        (&floating, Some(&up), DesktopState::Disconnected, true),
+        (&dedicated, Some(&up), DesktopState::Disconnected, false),
+        (&floating, Some(&drained), DesktopState::Ready, true),
+    ] {
+        let name = unique("desk");
+        let d = store
+            .create_desktop(&pool.id, host.map(|h| h.id.as_str()), &name, state)
+            .await?;
+        if work {
+            expected.insert(d.id);
+        }
+    }
+    let ours: HashSet<&str> = [floating.id.as_str(), dedicated.id.as_str()].into();
+    let read: HashSet<String> = store
+        .desktops_needing_work()
+        .await?
+        .into_iter()
+        .filter(|d| ours.contains(d.pool_id.as_str()))
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(read, expected, "only those with work");
+    let loads = store.host_loads().await?;
+    assert_eq!(loads.get(&up.id), Some(&6), "all but failed and deleting");
+    assert_eq!(loads.get(&drained.id), Some(&1));
+    Ok(())
+}
+
 on_both!(
+    hot_queries_use_indexes,
+    only_desktops_with_work_are_read,
     leases_go_to_one_holder_and_fence_the_old_one,
     queued_commands_are_claimed_once_by_the_linked_broker,
     the_first_offered_secret_is_everyones,
+    login_failures_are_counted_per_pair_and_per_client_window,
 );

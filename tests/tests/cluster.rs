@@ -462,3 +462,43 @@ async fn a_postgres_restart_under_load_is_survived_without_restarting_brokers() 
     assert!(answers.get(&200).copied().unwrap_or(0) > 0, "{answers:?}");
     c.shutdown().await;
 }
+
+/// Posts a login for `user` to broker `at`; the HTTP status.
+async fn try_login(
+    c: &Cluster,
+    http: &reqwest::Client,
+    at: usize,
+    user: &str,
+    password: &str,
+) -> u16 {
+    let url = format!("{}/api/v1/login", c.brokers[at].url);
+    let body = serde_json::json!({ "user": user, "password": password });
+    let response = http.post(url).json(&body).send().await.unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_logins_count_at_every_broker() {
+    let c = Cluster::start("cluster-logins", 2).await;
+    let hash = oriel_broker::password::hash_password("right horse").unwrap();
+    c.store
+        .create_user("carol", &hash, Role::User)
+        .await
+        .unwrap();
+    let http = c.http();
+    // Five free failures at broker 0 …
+    for _ in 0..5 {
+        assert_eq!(try_login(&c, &http, 0, "carol", "wrong").await, 401);
+    }
+    // … and broker 1 makes the next one wait, even with the right password.
+    assert_eq!(try_login(&c, &http, 1, "carol", "right horse").await, 429);
+    assert_eq!(try_login(&c, &http, 0, "carol", "right horse").await, 429);
+    // After the back-off, a success at broker 1 clears the name at both.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(try_login(&c, &http, 1, "carol", "right horse").await, 200);
+    for _ in 0..4 {
+        assert_eq!(try_login(&c, &http, 0, "carol", "wrong").await, 401);
+    }
+    assert_eq!(try_login(&c, &http, 1, "carol", "right horse").await, 200);
+    c.shutdown().await;
+}

@@ -74,6 +74,7 @@ impl AppState {
             host_registrations: link.registrations_counter(),
             audit_suppressed: audit.suppressed_counter(),
             relayed_commands: link.relayed_counter(),
+            heartbeats: link.heartbeats_counter(),
         });
         Arc::new(Self {
             store,
@@ -173,14 +174,18 @@ async fn healthz(
 async fn metrics(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
 ) -> ([(&'static str, &'static str); 1], String) {
-    let desktops_by_state = state.store.list_desktops(None).await.ok().map(|desktops| {
+    // Counted in the database (an index-only scan), not by reading every desktop.
+    let counts = state.store.desktop_counts_by_pool().await.ok();
+    let desktops_by_state = counts.map(|counts| {
         crate::store::DesktopState::ALL
             .iter()
             .map(|s| {
-                (
-                    s.to_string(),
-                    desktops.iter().filter(|d| d.state == *s).count(),
-                )
+                let n: i64 = counts
+                    .iter()
+                    .filter(|(_, state, _)| state == s)
+                    .map(|(_, _, n)| n)
+                    .sum();
+                (s.to_string(), usize::try_from(n).unwrap_or(0))
             })
             .collect()
     });

@@ -1,63 +1,40 @@
-//! Login rate limiting, counted before any password is hashed.
+//! Login rate limiting, judged before any password is hashed.
 //!
-//! - Per (user name, address): a few free attempts, then each further one has to wait
+//! - Per (user name, client): a few free attempts, then each further one has to wait
 //!   twice as long as the one before (1 s, 2 s, 4 s … up to 15 min). A success clears
 //!   it. Someone guessing from elsewhere never locks the owner out of their account.
-//! - Per address, over all names: at most [`MAX_PER_ADDR`] unsuccessful attempts in
+//! - Per client, over all names: at most [`MAX_PER_ADDR`] unsuccessful attempts in
 //!   [`ADDR_WINDOW`], so one address cannot spray names.
 //!
-//! An attempt counts as failed from the moment it starts until it succeeds, so a burst
-//! of simultaneous logins meets the limits before any of them is hashed.
+//! Failures are counted in the store ([`subjects`]), so every broker on one database
+//! judges by the same counts ([`LoginFailures`]) and a broker restart forgets nothing.
+//! Attempts still in flight are counted in process on top: an attempt counts as failed
+//! from the moment it starts until it ends, so a burst of simultaneous logins meets the
+//! limits before any of them is hashed. Memory holds only attempts in flight.
 //!
-//! Memory is bounded: each map keeps its most recently used [`MAX_KEYS`] entries, names
-//! are kept as a 64-bit hash, and IPv6 addresses count by /64 (what one client holds).
+//! A client is an IPv4 address or an IPv6 /64 (what one client holds).
 
-use std::hash::BuildHasher;
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lru::LruCache;
+use sha2::{Digest, Sha256};
 
-/// Attempts per (name, address) before back-off starts.
+use crate::store::{LoginFailures, LoginSubjects};
+
+/// Attempts per (name, client) before back-off starts.
 const FREE_ATTEMPTS: u32 = 5;
 const FIRST_WAIT: Duration = Duration::from_secs(1);
 const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
-/// Unsuccessful attempts one address may make in [`ADDR_WINDOW`].
+/// Unsuccessful attempts one client may make in [`ADDR_WINDOW`].
 pub const MAX_PER_ADDR: u32 = 50;
 pub const ADDR_WINDOW: Duration = Duration::from_secs(300);
-/// Entries each map keeps (the least recently used go first).
-const MAX_KEYS: usize = 100_000;
 
-#[derive(Debug, Clone, Copy)]
-struct Pair {
-    failures: u32,
-    last: Instant,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    start: Instant,
-    failures: u32,
-}
-
+/// Attempts in flight, by subject (entries go when their count drops to zero).
+#[derive(Default)]
 pub struct LoginLimiter {
-    pairs: Mutex<LruCache<(u64, IpAddr), Pair>>,
-    addrs: Mutex<LruCache<IpAddr, Window>>,
-    /// Keys the name hashes (random per process, so names cannot be chosen to collide).
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl Default for LoginLimiter {
-    fn default() -> Self {
-        let cap = NonZeroUsize::new(MAX_KEYS).unwrap_or(NonZeroUsize::MIN);
-        Self {
-            pairs: Mutex::new(LruCache::new(cap)),
-            addrs: Mutex::new(LruCache::new(cap)),
-            hasher: Default::default(),
-        }
-    }
+    in_flight: Mutex<HashMap<String, u32>>,
 }
 
 /// The part of an address that counts as one client: all of IPv4, a /64 of IPv6.
@@ -74,103 +51,117 @@ pub fn client_of(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// What an attempt for the name with key `key` (see `store::names::key`) from `addr`
+/// counts against. The pair is a SHA-256, so the store keeps no name someone merely tried.
+pub fn subjects(key: &str, addr: IpAddr) -> LoginSubjects {
+    let client = client_of(addr).to_string();
+    let mut pair = Sha256::new();
+    pair.update(key.as_bytes());
+    pair.update([0]);
+    pair.update(client.as_bytes());
+    LoginSubjects {
+        pair: format!("pair:{}", hex::encode(pair.finalize())),
+        client: format!("client:{client}"),
+    }
+}
+
 /// Refused: try again after this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttled {
     pub retry_after: Duration,
 }
 
-/// A login attempt, counted as failed until [`Attempt::succeeded`] or
-/// [`Attempt::not_checked`].
+/// A login attempt in flight; it stops counting as such when dropped (by then a
+/// failure has been counted in the store).
 #[must_use]
 pub struct Attempt<'a> {
     limiter: &'a LoginLimiter,
-    key: u64,
-    addr: IpAddr,
+    subjects: LoginSubjects,
 }
 
 impl LoginLimiter {
-    /// Starts an attempt for the name with key `key` (see `store::names::key`) from
-    /// `addr`, or says how long to wait.
-    pub fn begin(&self, key: &str, addr: IpAddr) -> Result<Attempt<'_>, Throttled> {
-        self.begin_at(key, addr, Instant::now())
-    }
-
-    fn begin_at(&self, key: &str, addr: IpAddr, now: Instant) -> Result<Attempt<'_>, Throttled> {
-        let (key, addr) = (self.name_hash(key), client_of(addr));
-        // Lock order: pairs, then addrs (everywhere).
-        let mut pairs = crate::lock(&self.pairs);
-        let mut addrs = crate::lock(&self.addrs);
-        if let Some(p) = pairs.peek(&(key, addr)) {
-            let ready = p.last + backoff(p.failures);
-            if now < ready {
-                return Err(Throttled {
-                    retry_after: ready - now,
-                });
-            }
+    /// Starts an attempt against `subjects` at `now_ms`, given what the store counted
+    /// for them, or says how long to wait.
+    pub fn begin(
+        &self,
+        subjects: &LoginSubjects,
+        counted: &LoginFailures,
+        now_ms: i64,
+    ) -> Result<Attempt<'_>, Throttled> {
+        let mut in_flight = crate::lock(&self.in_flight);
+        let pair = in_flight.get(&subjects.pair).copied().unwrap_or(0);
+        let client = in_flight.get(&subjects.client).copied().unwrap_or(0);
+        judge(&with_in_flight(counted, pair, client, now_ms), now_ms)?;
+        for subject in [&subjects.pair, &subjects.client] {
+            *in_flight.entry(subject.clone()).or_default() += 1;
         }
-        if let Some(w) = addrs.peek(&addr) {
-            let end = w.start + ADDR_WINDOW;
-            if now < end && w.failures >= MAX_PER_ADDR {
-                return Err(Throttled {
-                    retry_after: end - now,
-                });
-            }
-        }
-        let p = pairs.get_or_insert_mut((key, addr), || Pair {
-            failures: 0,
-            last: now,
-        });
-        p.failures = p.failures.saturating_add(1);
-        p.last = now;
-        let w = addrs.get_or_insert_mut(addr, || Window {
-            start: now,
-            failures: 0,
-        });
-        if now.duration_since(w.start) >= ADDR_WINDOW {
-            *w = Window {
-                start: now,
-                failures: 0,
-            };
-        }
-        w.failures = w.failures.saturating_add(1);
         Ok(Attempt {
             limiter: self,
-            key,
-            addr,
+            subjects: subjects.clone(),
         })
     }
 
-    fn name_hash(&self, key: &str) -> u64 {
-        self.hasher.hash_one(key)
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        crate::lock(&self.in_flight).len()
     }
+}
 
-    /// Takes back what `begin` counted: the attempt succeeded (`clear`: forget the
-    /// name's earlier failures from this address) or was never checked.
-    fn undo(&self, key: u64, addr: IpAddr, clear: bool) {
-        let mut pairs = crate::lock(&self.pairs);
-        let mut addrs = crate::lock(&self.addrs);
-        if clear {
-            pairs.pop(&(key, addr));
-        } else if let Some(p) = pairs.peek_mut(&(key, addr)) {
-            p.failures = p.failures.saturating_sub(1);
-        }
-        if let Some(w) = addrs.peek_mut(&addr) {
-            w.failures = w.failures.saturating_sub(1);
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = crate::lock(&self.limiter.in_flight);
+        for subject in [&self.subjects.pair, &self.subjects.client] {
+            if let Some(n) = in_flight.get_mut(subject) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    in_flight.remove(subject);
+                }
+            }
         }
     }
 }
 
-impl Attempt<'_> {
-    /// The password was right.
-    pub fn succeeded(self) {
-        self.limiter.undo(self.key, self.addr, true);
+/// The store's counts plus attempts in flight, each of which is a failure happening now.
+fn with_in_flight(counted: &LoginFailures, pair: u32, client: u32, now_ms: i64) -> LoginFailures {
+    let mut all = *counted;
+    if pair > 0 {
+        all.pair = all.pair.saturating_add(pair);
+        all.pair_last_ms = now_ms;
     }
+    if client > 0 {
+        if now_ms >= window_end(all.client_since_ms) {
+            all.client = 0;
+            all.client_since_ms = now_ms;
+        }
+        all.client = all.client.saturating_add(client);
+    }
+    all
+}
 
-    /// The password could not be checked (the broker was busy): it does not count.
-    pub fn not_checked(self) {
-        self.limiter.undo(self.key, self.addr, false);
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn window_end(since_ms: i64) -> i64 {
+    since_ms.saturating_add(millis(ADDR_WINDOW))
+}
+
+/// Whether failures counted so far let one more attempt start at `now_ms`.
+fn judge(counted: &LoginFailures, now_ms: i64) -> Result<(), Throttled> {
+    let wait = |until_ms: i64| Throttled {
+        retry_after: Duration::from_millis(u64::try_from(until_ms - now_ms).unwrap_or(0)),
+    };
+    let ready = counted
+        .pair_last_ms
+        .saturating_add(millis(backoff(counted.pair)));
+    if now_ms < ready {
+        return Err(wait(ready));
     }
+    let end = window_end(counted.client_since_ms);
+    if now_ms < end && counted.client >= MAX_PER_ADDR {
+        return Err(wait(end));
+    }
+    Ok(())
 }
 
 /// How long after the last attempt the next may start, after `failures` of them.
@@ -190,73 +181,95 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const T0: i64 = 1_000_000;
+
     #[test]
-    fn failures_back_off_per_name_and_address() {
+    fn failures_back_off_per_name_and_client() {
         let l = LoginLimiter::default();
-        let t0 = Instant::now();
-        for _ in 0..FREE_ATTEMPTS {
-            let _ = l.begin_at("bob", ip("10.0.0.1"), t0).unwrap();
-        }
-        let refused = l.begin_at("bob", ip("10.0.0.1"), t0).err().unwrap();
+        let bob = subjects("bob", ip("10.0.0.1"));
+        let five = LoginFailures {
+            pair: FREE_ATTEMPTS,
+            pair_last_ms: T0,
+            client: FREE_ATTEMPTS,
+            client_since_ms: T0,
+        };
+        let refused = l.begin(&bob, &five, T0).err().unwrap();
         assert_eq!(refused.retry_after, FIRST_WAIT);
+        // Waiting long enough allows one more try; after it, twice as long.
+        drop(l.begin(&bob, &five, T0 + 1000).unwrap());
+        let six = LoginFailures {
+            pair: 6,
+            pair_last_ms: T0 + 1000,
+            ..five
+        };
+        assert_eq!(
+            l.begin(&bob, &six, T0 + 1000).err().unwrap().retry_after,
+            2 * FIRST_WAIT
+        );
         // The owner, from elsewhere, is not locked out.
-        l.begin_at("bob", ip("10.0.0.2"), t0).unwrap().succeeded();
-        // Waiting long enough allows one more try, then twice as long.
-        let t1 = t0 + FIRST_WAIT;
-        let _ = l.begin_at("bob", ip("10.0.0.1"), t1).unwrap();
-        let refused = l.begin_at("bob", ip("10.0.0.1"), t1).err().unwrap();
-        assert_eq!(refused.retry_after, 2 * FIRST_WAIT);
-        // A success clears the pair.
-        l.begin_at("bob", ip("10.0.0.1"), t1 + 2 * FIRST_WAIT)
-            .unwrap()
-            .succeeded();
-        let _ = l
-            .begin_at("bob", ip("10.0.0.1"), t1 + 2 * FIRST_WAIT)
-            .unwrap();
+        let from_home = subjects("bob", ip("10.0.0.2"));
+        assert_ne!(from_home.pair, bob.pair);
+        drop(l.begin(&from_home, &LoginFailures::default(), T0).unwrap());
+        // Back-off is capped.
+        let many = LoginFailures { pair: 1000, ..five };
+        assert_eq!(
+            l.begin(&bob, &many, T0).err().unwrap().retry_after,
+            MAX_WAIT
+        );
     }
 
     #[test]
-    fn a_burst_is_counted_before_it_is_checked() {
+    fn a_burst_is_counted_before_it_is_checked_and_memory_holds_only_it() {
         let l = LoginLimiter::default();
-        let t0 = Instant::now();
+        let alice = subjects("alice", ip("10.0.0.9"));
+        let none = LoginFailures::default();
         // Simultaneous attempts that have not finished yet already count.
         let held: Vec<_> = (0..FREE_ATTEMPTS)
-            .map(|_| l.begin_at("alice", ip("10.0.0.9"), t0).unwrap())
+            .map(|_| l.begin(&alice, &none, T0).unwrap())
             .collect();
-        assert!(l.begin_at("alice", ip("10.0.0.9"), t0).is_err());
-        for a in held {
-            a.not_checked();
-        }
-        assert!(l.begin_at("alice", ip("10.0.0.9"), t0).is_ok());
+        assert_eq!(
+            l.begin(&alice, &none, T0).err().unwrap().retry_after,
+            FIRST_WAIT
+        );
+        assert_eq!(l.tracked(), 2);
+        drop(held);
+        assert_eq!(l.tracked(), 0);
+        drop(l.begin(&alice, &none, T0).unwrap());
     }
 
     #[test]
-    fn ipv6_counts_by_64_and_memory_is_bounded() {
+    fn one_client_cannot_spray_names() {
+        let l = LoginLimiter::default();
+        let sprayed = LoginFailures {
+            client: MAX_PER_ADDR,
+            client_since_ms: T0,
+            ..LoginFailures::default()
+        };
+        let someone = subjects("someone", ip("10.0.0.3"));
+        let refused = l.begin(&someone, &sprayed, T0).err().unwrap();
+        assert_eq!(refused.retry_after, ADDR_WINDOW);
+        let later = T0 + millis(ADDR_WINDOW);
+        drop(l.begin(&someone, &sprayed, later).unwrap());
+        // In-flight attempts fill a window too, and an old one starts again.
+        let almost = LoginFailures {
+            client: MAX_PER_ADDR - 1,
+            ..sprayed
+        };
+        let held = l.begin(&someone, &almost, T0).unwrap();
+        let other = subjects("other", ip("10.0.0.3"));
+        assert!(l.begin(&other, &almost, T0).is_err());
+        assert!(l.begin(&other, &almost, later).is_ok());
+        drop(held);
+    }
+
+    #[test]
+    fn subjects_name_no_one_and_ipv6_counts_by_64() {
         assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
         assert_eq!(client_of(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
         assert_eq!(client_of(ip("10.1.2.3")), ip("10.1.2.3"));
-        let l = LoginLimiter::default();
-        let t0 = Instant::now();
-        for n in 0..u32::try_from(MAX_KEYS + 10).unwrap() {
-            let from = IpAddr::V4(std::net::Ipv4Addr::from(n));
-            let _ = l.begin_at("x", from, t0).unwrap();
-        }
-        assert_eq!(crate::lock(&l.pairs).len(), MAX_KEYS);
-        assert_eq!(crate::lock(&l.addrs).len(), MAX_KEYS);
-    }
-
-    #[test]
-    fn one_address_cannot_spray_names() {
-        let l = LoginLimiter::default();
-        let t0 = Instant::now();
-        for n in 0..MAX_PER_ADDR {
-            let _ = l.begin_at(&format!("user{n}"), ip("10.0.0.3"), t0).unwrap();
-        }
-        let refused = l.begin_at("someone", ip("10.0.0.3"), t0).err().unwrap();
-        assert_eq!(refused.retry_after, ADDR_WINDOW);
-        assert!(l.begin_at("someone", ip("10.0.0.4"), t0).is_ok());
-        assert!(l
-            .begin_at("someone", ip("10.0.0.3"), t0 + ADDR_WINDOW)
-            .is_ok());
+        let s = subjects("bob", ip("2001:db8::7"));
+        assert!(!s.pair.contains("bob") && s.pair.len() == "pair:".len() + 64);
+        assert_eq!(s.client, "client:2001:db8::");
+        assert_ne!(s.pair, subjects("bob", ip("10.0.0.1")).pair);
     }
 }

@@ -12,6 +12,7 @@ use oriel_protocol::api::*;
 use oriel_protocol::ticket::{sign_ticket, TicketClaims};
 
 use super::auth::AuthUser;
+use super::ratelimit;
 use super::{ApiErr, AppState};
 use crate::password::{new_token, token_hash};
 use crate::store::{names, now_ms, Assignment, DesktopState, HostState, HELD};
@@ -70,11 +71,15 @@ pub(crate) async fn sign_in(
         )));
     }
     // Rate limits count by client (an IPv6 /64); the audit names the address.
-    let source = super::ratelimit::client_of(ip).to_string();
+    let source = ratelimit::client_of(ip).to_string();
     let address = ip.to_string();
     let key = names::key(name);
-    // Counted before anything is hashed: a burst meets the limit all the same.
-    let attempt = match state.logins.begin(&key, ip) {
+    // Judged before anything is hashed, by every broker's failures and this one's
+    // attempts in flight: a burst meets the limit all the same.
+    let subjects = ratelimit::subjects(&key, ip);
+    let counted = state.store.login_failures(&subjects).await?;
+    let begun = state.logins.begin(&subjects, &counted, now_ms());
+    let attempt = match begun {
         Ok(attempt) => attempt,
         Err(throttled) => {
             state.metrics.login_refused(true);
@@ -94,7 +99,7 @@ pub(crate) async fn sign_in(
     let ok = match state.hasher.verify(password, hash).await {
         Ok(ok) => ok,
         Err(busy) => {
-            attempt.not_checked();
+            drop(attempt);
             state.metrics.login_refused(false);
             return Err(ApiErr::retry(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -106,6 +111,11 @@ pub(crate) async fn sign_in(
     let user = match user {
         Some(u) if ok && u.enabled => u,
         _ => {
+            let window_ms = i64::try_from(ratelimit::ADDR_WINDOW.as_millis()).unwrap_or(i64::MAX);
+            state
+                .store
+                .count_login_failure(&subjects, now_ms(), window_ms)
+                .await?;
             state
                 .audit
                 .record(&state.store, &source, name, "login_failed", &address)
@@ -116,7 +126,10 @@ pub(crate) async fn sign_in(
             ));
         }
     };
-    attempt.succeeded();
+    if counted.pair > 0 {
+        state.store.clear_login_failures(&subjects.pair).await?;
+    }
+    drop(attempt);
     let token = new_token();
     let ttl_ms = i64::try_from(state.token_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_ms = now_ms().saturating_add(ttl_ms);

@@ -9,6 +9,12 @@ use sqlx::Row;
 
 use super::{new_id, now_ms, Result, Store, StoreError};
 
+/// Every broker of a cluster claims its hosts' commands every second.
+pub(super) const CLAIM_HOST_COMMANDS: &str =
+    "UPDATE host_commands SET state = 'running', claimed_by = $1 \
+     WHERE state = 'queued' AND host_id IN (SELECT id FROM hosts WHERE linked_by = $1) \
+     RETURNING id, host_id, body";
+
 /// A lease this broker may hold, and the token it holds it with (0: not held).
 /// Writes through a store [`Store::fenced`] by it check the token inside their
 /// transaction.
@@ -261,14 +267,10 @@ impl Store {
     /// Each is claimed by one broker only.
     pub async fn claim_host_commands(&self, broker: &str) -> Result<Vec<QueuedCommand>> {
         let mut w = self.write().await?;
-        let rows = sqlx::query(
-            "UPDATE host_commands SET state = 'running', claimed_by = $1 \
-             WHERE state = 'queued' AND host_id IN (SELECT id FROM hosts WHERE linked_by = $1) \
-             RETURNING id, host_id, body",
-        )
-        .bind(broker)
-        .fetch_all(w.conn())
-        .await?;
+        let rows = sqlx::query(CLAIM_HOST_COMMANDS)
+            .bind(broker)
+            .fetch_all(w.conn())
+            .await?;
         w.commit().await?;
         rows.iter()
             .map(|r| {

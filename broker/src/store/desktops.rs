@@ -1,6 +1,6 @@
 //! Desktops: creation, the state machine's compare-and-set, assignment and release.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
@@ -23,6 +23,36 @@ const MAX_FAILURE: usize = 1024;
 /// How often [`Store::assign_desktop`] retries after losing a race for a ready desktop
 /// (PostgreSQL only; on SQLite the write lock rules races out).
 const ASSIGN_ATTEMPTS: usize = 100;
+
+/// What the reconcile loop reads each tick (see [`Store::desktops_needing_work`]): one
+/// branch per kind of work, each served by an index.
+pub(super) const DESKTOPS_NEEDING_WORK: &str = concat!(
+    "SELECT ",
+    desktop_cols!(),
+    " FROM desktops WHERE state IN ('provisioning', 'resetting', 'deleting') \
+     UNION ALL SELECT ",
+    desktop_cols!(),
+    " FROM desktops WHERE state = 'failed' AND host_id IS NOT NULL \
+     UNION ALL SELECT ",
+    desktop_cols!(),
+    " FROM desktops WHERE state = 'disconnected' \
+       AND pool_id IN (SELECT id FROM pools WHERE assignment = 'floating') \
+     UNION ALL SELECT ",
+    desktop_cols!(),
+    " FROM desktops WHERE state = 'ready' AND assigned_user_id IS NULL \
+       AND host_id IN (SELECT id FROM hosts WHERE state = 'maintenance') \
+     ORDER BY created_ms, id"
+);
+pub(super) const HOST_LOADS: &str = "SELECT host_id, COUNT(*) AS n FROM desktops \
+     WHERE host_id IS NOT NULL AND state NOT IN ('failed', 'deleting') GROUP BY host_id";
+pub(super) const DESKTOP_COUNTS_BY_POOL: &str =
+    "SELECT pool_id, state, COUNT(*) AS n FROM desktops GROUP BY pool_id, state";
+/// Every heartbeat reads its host's desktops.
+pub(super) const DESKTOPS_ON_HOST: &str = concat!(
+    "SELECT ",
+    desktop_cols!(),
+    " FROM desktops WHERE host_id = $1 ORDER BY created_ms, id"
+);
 
 impl Store {
     /// Creates a desktop. Its name must be unique on its host.
@@ -100,7 +130,7 @@ impl Store {
 
     /// How many desktops each pool has in each state (no row for none).
     pub async fn desktop_counts_by_pool(&self) -> Result<Vec<(String, DesktopState, i64)>> {
-        sqlx::query("SELECT pool_id, state, COUNT(*) AS n FROM desktops GROUP BY pool_id, state")
+        sqlx::query(DESKTOP_COUNTS_BY_POOL)
             .fetch_all(self.db())
             .await?
             .iter()
@@ -127,19 +157,38 @@ impl Store {
         .collect()
     }
 
+    /// Desktops the reconcile loop has work for, oldest first: being created, reset or
+    /// deleted; failed while still on a host; disconnected from a floating pool; free on
+    /// a host in maintenance. Steady desktops (ready, assigned, connected) are not read,
+    /// so a tick costs what changes, not the size of the estate.
+    pub async fn desktops_needing_work(&self) -> Result<Vec<Desktop>> {
+        sqlx::query(DESKTOPS_NEEDING_WORK)
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(desktop_from_row)
+            .collect()
+    }
+
+    /// Desktops that take up each host's capacity (all but failed and deleted ones).
+    pub async fn host_loads(&self) -> Result<HashMap<String, i64>> {
+        sqlx::query(HOST_LOADS)
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("host_id")?, row.try_get("n")?)))
+            .collect()
+    }
+
     /// The desktops placed on a host, oldest first.
     pub async fn desktops_on_host(&self, host_id: &str) -> Result<Vec<Desktop>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            desktop_cols!(),
-            " FROM desktops WHERE host_id = $1 ORDER BY created_ms, id"
-        ))
-        .bind(host_id)
-        .fetch_all(self.db())
-        .await?
-        .iter()
-        .map(desktop_from_row)
-        .collect()
+        sqlx::query(DESKTOPS_ON_HOST)
+            .bind(host_id)
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(desktop_from_row)
+            .collect()
     }
 
     pub async fn desktop_by_id(&self, id: &str) -> Result<Option<Desktop>> {

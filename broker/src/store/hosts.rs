@@ -7,6 +7,25 @@ use super::{
     map_constraint, new_id, now_ms, validate_name, Host, HostState, Result, Store, StoreError,
 };
 
+/// Each tick looks for hosts whose heartbeats stopped.
+pub(super) const HOSTS_MISSING_HEARTBEAT: &str = concat!(
+    "SELECT ",
+    host_cols!(),
+    " FROM hosts WHERE last_heartbeat_ms < $1 AND state <> 'down' ORDER BY name"
+);
+/// A heartbeat (in batches).
+pub(super) const RECORD_HEARTBEAT: &str =
+    "UPDATE hosts SET last_heartbeat_ms = $1, capacity = $2, cpu_permille = $3, \
+     cpus = $4, memory_used = $5, memory_total = $6 WHERE id = $7";
+
+/// One heartbeat, as [`Store::record_heartbeats`] writes it.
+#[derive(Debug, Clone, Default)]
+pub struct HostBeat {
+    pub at_ms: i64,
+    pub capacity: u32,
+    pub load: HostLoad,
+}
+
 impl Store {
     /// Registers a host, or updates the host of that name (address, fingerprint, capacity,
     /// credential; a host that was `down` comes back `up`, one in `maintenance` stays there).
@@ -148,18 +167,38 @@ impl Store {
         Ok(host)
     }
 
+    /// Records many hosts' heartbeats in one transaction (host id → its latest beat);
+    /// hosts no longer in the store are skipped. Returns how many were recorded.
+    pub async fn record_heartbeats(&self, beats: &[(String, HostBeat)]) -> Result<usize> {
+        let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+        let mut recorded = 0;
+        let mut w = self.write().await?;
+        for (id, beat) in beats {
+            let load = &beat.load;
+            let done = sqlx::query(RECORD_HEARTBEAT)
+                .bind(beat.at_ms)
+                .bind(i64::from(beat.capacity))
+                .bind(i64::from(load.cpu_permille.min(1000)))
+                .bind(i64::from(load.cpus))
+                .bind(bytes(load.memory_used.min(load.memory_total)))
+                .bind(bytes(load.memory_total))
+                .bind(id)
+                .execute(w.conn())
+                .await?;
+            recorded += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        w.commit().await?;
+        Ok(recorded)
+    }
+
     /// Hosts not already `down` whose last heartbeat is older than `before_ms`.
     pub async fn hosts_missing_heartbeat(&self, before_ms: i64) -> Result<Vec<Host>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            host_cols!(),
-            " FROM hosts WHERE state <> 'down' AND last_heartbeat_ms < $1 ORDER BY name"
-        ))
-        .bind(before_ms)
-        .fetch_all(self.db())
-        .await?
-        .iter()
-        .map(host_from_row)
-        .collect()
+        sqlx::query(HOSTS_MISSING_HEARTBEAT)
+            .bind(before_ms)
+            .fetch_all(self.db())
+            .await?
+            .iter()
+            .map(host_from_row)
+            .collect()
     }
 }

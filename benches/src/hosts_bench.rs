@@ -1,0 +1,369 @@
+//! `oriel-bench hosts`: the broker's host bookkeeping at estate scale. Simulated display
+//! servers run in this process, each over a real host link (QUIC, registration with the
+//! join token, a heartbeat every 2 s reporting each of its desktops, commands answered
+//! at once, as a host whose desktops start instantly would). A broker on SQLite or on a
+//! private PostgreSQL server fills pools whose spares add up to the desktops asked for.
+//!
+//! Figures: time until every host is linked and every desktop ready, then over a steady
+//! stretch the reconcile pass time, heartbeats written per second, and the CPU of the
+//! process (broker and simulators together).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use oriel_broker::store::{Assignment, DesktopState, NewPool, Store};
+use oriel_broker::temp_postgres::TempPostgres;
+use oriel_broker::Broker;
+use oriel_protocol::host_link::{
+    BrokerMsg, DesktopReport, HostCommand, HostMsg, Register, HOST_ALPN, MAX_HOST_MESSAGE,
+};
+use oriel_transport::tls::pinned_client_config;
+use oriel_transport::{send_message, Fingerprint, FramedRecv};
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct HostsArgs {
+    /// Simulated display servers.
+    #[arg(long, default_value_t = 1_000)]
+    hosts: u32,
+    /// Desktops to keep ready over all of them (pools of 100).
+    #[arg(long, default_value_t = 10_000)]
+    desktops: u32,
+    /// The steady stretch measured once every desktop is ready, in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// The broker's store: sqlite (a file) or postgres (a private server for the run).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    store: String,
+}
+
+/// Desktops per pool: the loop starts at most 32 new ones per pool per pass.
+const POOL_SIZE: u32 = 100;
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+pub(crate) fn run(args: HostsArgs) -> anyhow::Result<String> {
+    crate::broker_bench::on_two_threads(estate(args))
+}
+
+async fn estate(args: HostsArgs) -> anyhow::Result<String> {
+    if args.hosts == 0 || args.desktops == 0 {
+        bail!("--hosts and --desktops must be positive");
+    }
+    let postgres = match args.store.as_str() {
+        "postgres" => Some(TempPostgres::start().context("a private PostgreSQL server")?),
+        _ => None,
+    };
+    let database = match &postgres {
+        Some(pg) => Some(pg.create_database("oriel").await?),
+        None => None,
+    };
+    let (broker, dir) = crate::broker_bench::in_process_broker_on(
+        "hosts",
+        oriel_broker::reconcile::RESTART_GRACE,
+        database,
+    )
+    .await?;
+
+    eprintln!("oriel-bench: linking {} simulated hosts ...", args.hosts);
+    let started = Instant::now();
+    let endpoint = host_endpoint(broker.fingerprint)?;
+    let commands = Arc::new(AtomicU64::new(0));
+    let capacity = args.desktops.div_ceil(args.hosts) + 1;
+    let sims: Vec<_> = (0..args.hosts)
+        .map(|i| {
+            let sim = SimHost {
+                index: i,
+                endpoint: endpoint.clone(),
+                broker: broker.host_addr,
+                name: format!("sim-{i:05}"),
+                capacity,
+                join_token: broker.join_token.clone(),
+                commands: commands.clone(),
+            };
+            tokio::spawn(sim.run())
+        })
+        .collect();
+    let linked = wait_until(Duration::from_secs(300), || async {
+        broker.host_registrations() >= u64::from(args.hosts)
+    })
+    .await;
+    let link_s = started.elapsed().as_secs_f64();
+    if !linked {
+        bail!("only {} hosts linked", broker.host_registrations());
+    }
+
+    eprintln!(
+        "oriel-bench: filling pools to {} ready desktops ...",
+        args.desktops
+    );
+    let started = Instant::now();
+    let mut left = args.desktops;
+    let mut n = 0;
+    while left > 0 {
+        let size = left.min(POOL_SIZE);
+        create_pool(&broker.store, &format!("pool-{n:04}"), size).await?;
+        left -= size;
+        n += 1;
+    }
+    let want = i64::from(args.desktops);
+    let filled = wait_until(Duration::from_secs(900), || async {
+        ready(&broker.store).await >= want
+    })
+    .await;
+    let fill_s = started.elapsed().as_secs_f64();
+    let ready_now = ready(&broker.store).await;
+    if !filled {
+        eprintln!("oriel-bench: only {ready_now} of {want} desktops ready");
+    }
+
+    eprintln!("oriel-bench: steady state for {} s ...", args.seconds);
+    let metrics = MetricsScraper::new(&broker)?;
+    let before = metrics.scrape().await?;
+    let cpu_before = crate::x11_bench::process_cpu_s(std::process::id());
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = crate::x11_bench::process_cpu_s(std::process::id()) - cpu_before;
+    let after = metrics.scrape().await?;
+    let delta = |name: &str| after.get(name).unwrap_or(&0.0) - before.get(name).unwrap_or(&0.0);
+    let passes = delta("oriel_broker_reconcile_passes_total");
+    let pass_ms = if passes > 0.0 {
+        1000.0 * delta("oriel_broker_reconcile_seconds_total") / passes
+    } else {
+        f64::NAN
+    };
+
+    for sim in &sims {
+        sim.abort();
+    }
+    endpoint.close(0u32.into(), b"done");
+    broker.shutdown().await;
+    broker.store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(postgres);
+    Ok(json!({
+        "workload": "hosts",
+        "store": args.store,
+        "hosts": args.hosts,
+        "desktops": args.desktops,
+        "desktops_ready": ready_now,
+        "link_all_hosts_s": round(link_s),
+        "fill_all_desktops_s": round(fill_s),
+        "desktops_started_per_s": round(ready_now as f64 / fill_s),
+        "host_commands": commands.load(Relaxed),
+        "reconcile_passes": passes,
+        "reconcile_pass_ms_mean": round(pass_ms),
+        "heartbeats_written_per_s": round(delta("oriel_broker_heartbeats_total") / secs),
+        "heartbeats_expected_per_s": round(f64::from(args.hosts) / HEARTBEAT.as_secs_f64()),
+        "process_cpu_cores": round(cpu / secs),
+    })
+    .to_string())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+async fn ready(store: &Store) -> i64 {
+    store.desktop_counts_by_pool().await.map_or(0, |counts| {
+        counts
+            .iter()
+            .filter(|(_, state, _)| *state == DesktopState::Ready)
+            .map(|(_, _, n)| n)
+            .sum()
+    })
+}
+
+async fn wait_until<F, Fut>(limit: Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    false
+}
+
+async fn create_pool(store: &Store, name: &str, size: u32) -> anyhow::Result<()> {
+    store
+        .create_pool(&NewPool {
+            name: name.into(),
+            source_kind: "synthetic".into(),
+            source_params: "{}".into(),
+            assignment: Assignment::Floating,
+            min_ready: i64::from(size),
+            max_size: i64::from(size),
+            idle_timeout_s: 3600,
+            disconnect_timeout_s: 3600,
+        })
+        .await?;
+    Ok(())
+}
+
+/// One QUIC endpoint (one socket) for every simulated host's link.
+fn host_endpoint(broker: Fingerprint) -> anyhow::Result<quinn::Endpoint> {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let mut client = pinned_client_config(broker, HOST_ALPN)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(Duration::from_secs(30).try_into()?))
+        .keep_alive_interval(Some(Duration::from_secs(5)));
+    client.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+/// A display server as its broker sees it: its desktops exist the moment they are
+/// asked for.
+struct SimHost {
+    index: u32,
+    endpoint: quinn::Endpoint,
+    broker: SocketAddr,
+    name: String,
+    capacity: u32,
+    join_token: String,
+    commands: Arc<AtomicU64>,
+}
+
+impl SimHost {
+    /// Links and keeps linking, as a host agent does: after a failure it waits 0.5 s,
+    /// 1 s, 2 s … up to 10 s (a thousand handshakes at once overflow a socket's buffer,
+    /// and the handshakes that lost packets time out).
+    async fn run(self) -> anyhow::Result<()> {
+        // Starts spread over a second, as hosts that boot do.
+        tokio::time::sleep(Duration::from_micros(u64::from(self.index % 1000) * 1000)).await;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if let Err(e) = self.link().await {
+                tracing_free_log(&self.name, &e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    async fn link(&self) -> anyhow::Result<()> {
+        let conn = self.endpoint.connect(self.broker, "oriel-broker")?.await?;
+        let (mut tx, rx) = conn.open_bi().await?;
+        let mut rx = FramedRecv::new(rx, MAX_HOST_MESSAGE);
+        let register = Register {
+            join_token: Some(self.join_token.clone()),
+            credential: None,
+            name: self.name.clone(),
+            display_address: "127.0.0.1:9".into(),
+            fingerprint: format!("{:064x}", self.index),
+            capacity: self.capacity,
+            desktops: Vec::new(),
+        };
+        send_message(&mut tx, &HostMsg::Register(register), MAX_HOST_MESSAGE).await?;
+        match rx.recv::<BrokerMsg>().await? {
+            Some(BrokerMsg::Registered { .. }) => {}
+            other => return Err(anyhow!("{}: not registered: {other:?}", self.name)),
+        }
+        // Desktop name → generation.
+        let mut desktops: HashMap<String, u64> = HashMap::new();
+        // Heartbeats of all hosts spread over the interval, as real hosts' are.
+        let offset = HEARTBEAT.mul_f64(f64::from(self.index % 100) / 100.0);
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + offset, HEARTBEAT);
+        loop {
+            tokio::select! {
+                _ = heartbeat.tick() => {
+                    let reports = desktops
+                        .iter()
+                        .map(|(name, generation)| DesktopReport {
+                            name: name.clone(),
+                            running: true,
+                            failure: None,
+                            sessions: 0,
+                            idle_s: 0,
+                            generation: *generation,
+                            viewer: None,
+                        })
+                        .collect();
+                    let msg = HostMsg::Heartbeat {
+                        capacity: self.capacity,
+                        load: Default::default(),
+                        desktops: reports,
+                    };
+                    send_message(&mut tx, &msg, MAX_HOST_MESSAGE).await?;
+                }
+                msg = rx.recv::<BrokerMsg>() => {
+                    let Some(BrokerMsg::Command { id, command }) = msg? else {
+                        bail!("{}: the broker closed the link", self.name);
+                    };
+                    self.commands.fetch_add(1, Relaxed);
+                    match command {
+                        HostCommand::Create { desktop, generation, .. }
+                        | HostCommand::Reset { desktop, generation, .. } => {
+                            desktops.insert(desktop, generation);
+                        }
+                        HostCommand::Destroy { desktop } => {
+                            desktops.remove(&desktop);
+                        }
+                        _ => {}
+                    }
+                    let done = HostMsg::CommandDone { id, error: None, output: None };
+                    send_message(&mut tx, &done, MAX_HOST_MESSAGE).await?;
+                }
+            }
+        }
+    }
+}
+
+/// A link failure of a simulated host, counted on stderr only when it is not the
+/// expected handshake timeout of a crowd.
+fn tracing_free_log(name: &str, e: &anyhow::Error) {
+    if !e.to_string().contains("timed out") {
+        eprintln!("oriel-bench: {name}: {e:#}");
+    }
+}
+
+/// Reads the broker's /metrics over its pinned HTTPS, as Prometheus would.
+struct MetricsScraper {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl MetricsScraper {
+    fn new(broker: &Broker) -> anyhow::Result<MetricsScraper> {
+        let tls =
+            oriel_transport::tls::pinned_tls_client_config(broker.fingerprint, &[b"http/1.1"])?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()?;
+        Ok(MetricsScraper {
+            http,
+            url: format!("{}/metrics", broker.url()),
+        })
+    }
+
+    /// Every sample without labels, by name.
+    async fn scrape(&self) -> anyhow::Result<HashMap<String, f64>> {
+        let text = self
+            .http
+            .get(&self.url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.contains('{'))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect())
+    }
+}
