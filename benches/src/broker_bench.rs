@@ -1,37 +1,49 @@
-//! `oriel-bench broker`: a logon storm against the broker. Users log in and connect to a
-//! floating pool over HTTPS (pinned) with the state in a SQLite file on disk; each
-//! connect assigns a desktop (or finds the user's own again) and signs a ticket.
+//! `oriel-bench broker`: a logon storm against one broker on SQLite, or several on one
+//! PostgreSQL server. Simulated hosts over real host links fill a floating pool; then
+//! every user makes a first connect (a new TLS connection, a login checked against the
+//! real password hash, a connect that assigns a desktop), and then users reconnect to
+//! the desktops they hold (a new TLS connection each) for a while. Each phase is timed
+//! on its own and errors are counted as errors.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use oriel::percentile;
-use oriel_broker::password::{hash_password, new_token, token_hash};
-use oriel_broker::store::{now_ms, Assignment, DesktopState, NewPool, Role};
+use oriel_broker::password::hash_password;
+use oriel_broker::store::{Assignment, NewPool, Role};
 use oriel_broker::{Broker, BrokerConfig};
 use oriel_protocol::api::{ConnectRequest, ConnectResponse, LoginRequest, LoginResponse};
 use oriel_transport::api_client::ApiClient;
 use serde_json::json;
 
+use crate::host_sim::spawn_hosts;
+use crate::hosts_bench::{create_pool, ready, round, wait_until};
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct BrokerArgs {
-    /// Desktops in the pool.
+    /// Desktops in the pool (kept ready by the simulated hosts).
     #[arg(long, default_value_t = 10_000)]
     desktops: u32,
-    /// Users connecting.
+    /// Users: each makes one first connect.
     #[arg(long, default_value_t = 1_000)]
     users: u32,
-    /// How long the connect storm lasts.
+    /// How long users then reconnect to their desktops.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
     /// Concurrent clients.
     #[arg(long, default_value_t = 32)]
     concurrency: u32,
-    /// Logins measured (argon2 makes each cost real CPU, as it should).
-    #[arg(long, default_value_t = 50)]
-    logins: u32,
+    /// Brokers, clients spread over them (more than one needs --store postgres).
+    #[arg(long, default_value_t = 1)]
+    brokers: u32,
+    /// sqlite (a file) or postgres (a private server started for the run).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    store: String,
+    /// Simulated display servers that start the desktops.
+    #[arg(long, default_value_t = 10)]
+    hosts: u32,
     /// Then a login flood: this many simultaneous logins of unknown names, each from an
     /// address of its own (so no per-address limit stops them: the worst case for
     /// password hashing), measuring the process's memory.
@@ -108,114 +120,118 @@ pub(crate) async fn bench_pool(
 }
 
 async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
-    let (broker, dir) = in_process_broker("broker", oriel_broker::reconcile::RESTART_GRACE).await?;
-    let store = broker.store.clone();
+    if args.brokers == 0 || args.users == 0 || args.concurrency == 0 || args.hosts == 0 {
+        bail!("--brokers, --users, --concurrency and --hosts must be positive");
+    }
+    if args.brokers > 1 && args.store != "postgres" {
+        bail!("several brokers share one PostgreSQL database: add --store postgres");
+    }
+    let (postgres, database) = crate::hosts_bench::database_for(&args.store).await?;
+    let (brokers, dir) = start_brokers(args.brokers, database).await?;
+    let first = &brokers[0];
+    let store = first.store.clone();
 
     eprintln!(
-        "oriel-bench: creating {} users and {} desktops ...",
-        args.users, args.desktops
+        "oriel-bench: {} broker(s) on {}; {} users; {} simulated hosts filling {} desktops ...",
+        args.brokers, args.store, args.users, args.hosts, args.desktops
     );
     let hash = hash_password(PASSWORD)?;
-    let host = store
-        .register_host(
-            "bench-host",
-            "127.0.0.1:9",
-            &"0".repeat(64),
-            i64::from(args.desktops),
-            &token_hash(&new_token()),
-        )
-        .await?;
-    let pool = bench_pool(&store, args.desktops).await?;
-    for i in 0..args.desktops {
-        store
-            .create_desktop(
-                &pool.id,
-                Some(&host.id),
-                &format!("bench-{i}"),
-                DesktopState::Ready,
-            )
-            .await?;
-    }
     store.create_group("everyone").await?;
-    store.entitle_group("bench", "everyone").await?;
-    let mut tokens = Vec::new();
     for i in 0..args.users {
         let name = format!("user{i}");
-        let user = store.create_user(&name, &hash, Role::User).await?;
+        store.create_user(&name, &hash, Role::User).await?;
         store.add_group_member("everyone", &name).await?;
-        // Tokens made directly for all but the measured logins.
-        let token = new_token();
-        store
-            .insert_api_token(&token_hash(&token), &user.id, now_ms() + 3_600_000)
-            .await?;
-        tokens.push(token);
     }
-    // The bench host is not a real display server: keep its heartbeat fresh.
-    let heartbeat = {
-        let (store, id) = (store.clone(), host.id.clone());
-        tokio::spawn(async move {
-            loop {
-                let _ = store
-                    .record_heartbeat(&id, now_ms(), 1_000_000, &Default::default())
-                    .await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
-    };
-
-    let api = ApiClient::new(&broker.url(), Some(broker.fingerprint))?;
-    let mut login_us = Vec::new();
-    for i in 0..args.logins.min(args.users) {
-        let t = Instant::now();
-        let _: LoginResponse = api
-            .post(
-                "/login",
-                &LoginRequest {
-                    user: format!("user{i}"),
-                    password: PASSWORD.into(),
-                },
-            )
-            .await?;
-        login_us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+    let host_addrs: Vec<_> = brokers.iter().map(|b| b.host_addr).collect();
+    let capacity = args.desktops.div_ceil(args.hosts) + 1;
+    let (endpoint, sims, _) = spawn_hosts(
+        &host_addrs,
+        first.fingerprint,
+        &first.join_token,
+        args.hosts,
+        capacity,
+    )?;
+    create_pool(&store, "bench", args.desktops).await?;
+    store.entitle_group("bench", "everyone").await?;
+    let want = i64::from(args.desktops);
+    if !wait_until(Duration::from_secs(600), || async {
+        ready(&store).await >= want
+    })
+    .await
+    {
+        bail!(
+            "only {} of {want} desktops became ready",
+            ready(&store).await
+        );
     }
 
+    let urls: Arc<Vec<String>> = Arc::new(brokers.iter().map(Broker::url).collect());
+    let pin = first.fingerprint;
     eprintln!(
-        "oriel-bench: connect storm, {} clients for {} s ...",
-        args.concurrency, args.seconds
+        "oriel-bench: first connects, {} clients ...",
+        args.concurrency
     );
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let next_user = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let tokens = Arc::new(tokens);
     let started = Instant::now();
     let workers: Vec<_> = (0..args.concurrency)
         .map(|_| {
-            let (api, next_user, errors, tokens) = (
-                api.clone(),
-                next_user.clone(),
-                errors.clone(),
-                tokens.clone(),
-            );
+            let (urls, next, errors) = (urls.clone(), next.clone(), errors.clone());
+            let users = u64::from(args.users);
+            tokio::spawn(async move {
+                let mut timed = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Relaxed);
+                    if i >= users {
+                        return timed;
+                    }
+                    let url = &urls[usize::try_from(i).unwrap_or(0) % urls.len()];
+                    match first_connect(url, pin, &format!("user{i}")).await {
+                        Ok(done) => timed.push(done),
+                        Err(e) => {
+                            eprintln!("oriel-bench: first connect: {e:#}");
+                            errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut first_login_us = Vec::new();
+    let mut first_connect_us = Vec::new();
+    let mut first_total_us = Vec::new();
+    let mut tokens = Vec::new();
+    for w in workers {
+        for (token, login, connect) in w.await? {
+            tokens.push(token);
+            first_login_us.push(login);
+            first_connect_us.push(connect);
+            first_total_us.push(login.saturating_add(connect));
+        }
+    }
+    let first_s = started.elapsed().as_secs_f64();
+    let first_errors = errors.swap(0, Relaxed);
+    let tokens = Arc::new(tokens);
+
+    eprintln!(
+        "oriel-bench: reconnects to held desktops for {} s ...",
+        args.seconds
+    );
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (urls, next, errors, tokens) =
+                (urls.clone(), next.clone(), errors.clone(), tokens.clone());
             tokio::spawn(async move {
                 let mut lat = Vec::new();
-                while Instant::now() < deadline {
-                    // Below tokens.len(), so it converts back.
-                    let i = usize::try_from(next_user.fetch_add(1, Relaxed) % tokens.len() as u64)
-                        .unwrap_or(0);
-                    let client = api.clone().with_token(tokens[i].clone());
+                while Instant::now() < deadline && !tokens.is_empty() {
+                    let i = usize::try_from(next.fetch_add(1, Relaxed)).unwrap_or(0);
+                    let url = &urls[i % urls.len()];
+                    let token = &tokens[i % tokens.len()];
                     let t = Instant::now();
-                    let r: Result<ConnectResponse, _> = client
-                        .post(
-                            "/connect",
-                            &ConnectRequest {
-                                pool: "bench".into(),
-                            },
-                        )
-                        .await;
-                    match r {
-                        Ok(_) => {
-                            lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX))
-                        }
+                    match connect(url, pin, token).await {
+                        Ok(()) => lat.push(micros(t.elapsed())),
                         Err(_) => {
                             errors.fetch_add(1, Relaxed);
                         }
@@ -225,34 +241,51 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
             })
         })
         .collect();
-    let mut connect_us = Vec::new();
+    let mut reconnect_us = Vec::new();
     for w in workers {
-        connect_us.extend(w.await?);
+        reconnect_us.extend(w.await?);
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    heartbeat.abort();
-    let flood = login_flood(&broker, args.flood).await?;
+    let reconnect_s = started.elapsed().as_secs_f64();
+    let reconnect_errors = errors.load(Relaxed);
+
+    let flood = login_flood(first, args.flood).await?;
     let assigned = store
-        .list_desktops(Some(&pool.id))
+        .list_desktops(None)
         .await?
         .iter()
         .filter(|d| d.assigned_user_id.is_some())
         .count();
-    broker.shutdown().await;
+    for sim in &sims {
+        sim.abort();
+    }
+    endpoint.close(0u32.into(), b"done");
+    for b in &brokers {
+        b.shutdown().await;
+    }
+    store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
-    let ms = |us: u32| f64::from(us) / 1000.0;
+    drop(postgres);
+    let ms = |us: &[u32], p: f64| round(f64::from(percentile(us, p)) / 1000.0);
     Ok(json!({
         "workload": "broker",
+        "store": args.store,
+        "brokers": args.brokers,
         "desktops": args.desktops,
         "users": args.users,
         "concurrency": args.concurrency,
-        "seconds": elapsed,
-        "connects": connect_us.len(),
-        "connects_per_s": connect_us.len() as f64 / elapsed,
-        "connect_ms_p50": ms(percentile(&connect_us, 0.5)),
-        "connect_ms_p99": ms(percentile(&connect_us, 0.99)),
-        "login_ms_p50": ms(percentile(&login_us, 0.5)),
-        "errors": errors.load(Relaxed),
+        "first_connects": first_total_us.len(),
+        "first_connects_per_s": round(first_total_us.len() as f64 / first_s),
+        "first_connect_ms_p50": ms(&first_total_us, 0.5),
+        "first_connect_ms_p99": ms(&first_total_us, 0.99),
+        "first_login_ms_p50": ms(&first_login_us, 0.5),
+        "first_assign_ms_p50": ms(&first_connect_us, 0.5),
+        "first_assign_ms_p99": ms(&first_connect_us, 0.99),
+        "first_errors": first_errors,
+        "reconnects": reconnect_us.len(),
+        "reconnects_per_s": round(reconnect_us.len() as f64 / reconnect_s),
+        "reconnect_ms_p50": ms(&reconnect_us, 0.5),
+        "reconnect_ms_p99": ms(&reconnect_us, 0.99),
+        "reconnect_errors": reconnect_errors,
         "desktops_assigned": assigned,
         "flood_logins": args.flood,
         "flood_answered_401": flood.unauthorized,
@@ -263,6 +296,83 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
         "flood_rss_mb_after": flood.rss_after,
     })
     .to_string())
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// `n` brokers in this process; more than one share `database` and a cluster key.
+async fn start_brokers(
+    n: u32,
+    database: Option<String>,
+) -> anyhow::Result<(Vec<Broker>, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("oriel-bench-broker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let cluster_key = (n > 1).then(|| dir.join("cluster.key"));
+    if let Some(key) = &cluster_key {
+        oriel_broker::cluster_key::ClusterKey::create(key)?;
+    }
+    let mut brokers = Vec::new();
+    for i in 0..n {
+        brokers.push(
+            Broker::start(BrokerConfig {
+                data_dir: dir.join(format!("broker{i}")),
+                api_listen: "127.0.0.1:0".parse()?,
+                host_listen: "127.0.0.1:0".parse()?,
+                database: database.clone(),
+                insecure_http: false,
+                restart_grace: oriel_broker::reconcile::RESTART_GRACE,
+                cluster_key: cluster_key.clone(),
+            })
+            .await?,
+        );
+    }
+    Ok((brokers, dir))
+}
+
+/// A user's first connect from a new client: log in (the password checked against its
+/// argon2 hash), then connect (a desktop assigned, a ticket signed). Returns the token
+/// and the two times, µs.
+async fn first_connect(
+    url: &str,
+    pin: oriel_transport::Fingerprint,
+    user: &str,
+) -> anyhow::Result<(String, u32, u32)> {
+    let api = ApiClient::new(url, Some(pin))?;
+    let t = Instant::now();
+    let login: LoginResponse = api
+        .post(
+            "/login",
+            &LoginRequest {
+                user: user.into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await?;
+    let login_us = micros(t.elapsed());
+    let t = Instant::now();
+    assign(&api.with_token(login.token.clone())).await?;
+    Ok((login.token, login_us, micros(t.elapsed())))
+}
+
+/// A connect from a new client (a TLS connection of its own) with a user's token.
+async fn connect(url: &str, pin: oriel_transport::Fingerprint, token: &str) -> anyhow::Result<()> {
+    assign(&ApiClient::new(url, Some(pin))?.with_token(token)).await
+}
+
+/// Connects to the pool `bench` (a desktop assigned or found again, a ticket signed).
+async fn assign(api: &ApiClient) -> anyhow::Result<()> {
+    let _: ConnectResponse = api
+        .post(
+            "/connect",
+            &ConnectRequest {
+                pool: "bench".into(),
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 struct Flood {

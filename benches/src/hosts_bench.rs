@@ -9,21 +9,16 @@
 //! process (broker and simulators together).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use oriel_broker::store::{Assignment, DesktopState, NewPool, Store};
 use oriel_broker::temp_postgres::TempPostgres;
 use oriel_broker::Broker;
-use oriel_protocol::host_link::{
-    BrokerMsg, DesktopReport, HostCommand, HostMsg, Register, HOST_ALPN, MAX_HOST_MESSAGE,
-};
-use oriel_transport::tls::pinned_client_config;
-use oriel_transport::{send_message, Fingerprint, FramedRecv};
 use serde_json::json;
+
+use crate::host_sim::{spawn_hosts, HEARTBEAT};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct HostsArgs {
@@ -43,7 +38,6 @@ pub(crate) struct HostsArgs {
 
 /// Desktops per pool: the loop starts at most 32 new ones per pool per pass.
 const POOL_SIZE: u32 = 100;
-const HEARTBEAT: Duration = Duration::from_secs(2);
 
 pub(crate) fn run(args: HostsArgs) -> anyhow::Result<String> {
     crate::broker_bench::on_two_threads(estate(args))
@@ -53,14 +47,7 @@ async fn estate(args: HostsArgs) -> anyhow::Result<String> {
     if args.hosts == 0 || args.desktops == 0 {
         bail!("--hosts and --desktops must be positive");
     }
-    let postgres = match args.store.as_str() {
-        "postgres" => Some(TempPostgres::start().context("a private PostgreSQL server")?),
-        _ => None,
-    };
-    let database = match &postgres {
-        Some(pg) => Some(pg.create_database("oriel").await?),
-        None => None,
-    };
+    let (postgres, database) = crate::hosts_bench::database_for(&args.store).await?;
     let (broker, dir) = crate::broker_bench::in_process_broker_on(
         "hosts",
         oriel_broker::reconcile::RESTART_GRACE,
@@ -70,23 +57,14 @@ async fn estate(args: HostsArgs) -> anyhow::Result<String> {
 
     eprintln!("oriel-bench: linking {} simulated hosts ...", args.hosts);
     let started = Instant::now();
-    let endpoint = host_endpoint(broker.fingerprint)?;
-    let commands = Arc::new(AtomicU64::new(0));
     let capacity = args.desktops.div_ceil(args.hosts) + 1;
-    let sims: Vec<_> = (0..args.hosts)
-        .map(|i| {
-            let sim = SimHost {
-                index: i,
-                endpoint: endpoint.clone(),
-                broker: broker.host_addr,
-                name: format!("sim-{i:05}"),
-                capacity,
-                join_token: broker.join_token.clone(),
-                commands: commands.clone(),
-            };
-            tokio::spawn(sim.run())
-        })
-        .collect();
+    let (endpoint, sims, commands) = spawn_hosts(
+        &[broker.host_addr],
+        broker.fingerprint,
+        &broker.join_token,
+        args.hosts,
+        capacity,
+    )?;
     let linked = wait_until(Duration::from_secs(300), || async {
         broker.host_registrations() >= u64::from(args.hosts)
     })
@@ -164,11 +142,24 @@ async fn estate(args: HostsArgs) -> anyhow::Result<String> {
     .to_string())
 }
 
-fn round(x: f64) -> f64 {
+/// For `--store postgres`, a private PostgreSQL server (kept until the run ends) and
+/// the URL of a new database on it; for `sqlite`, neither (the broker's own file).
+pub(crate) async fn database_for(
+    store: &str,
+) -> anyhow::Result<(Option<TempPostgres>, Option<String>)> {
+    if store != "postgres" {
+        return Ok((None, None));
+    }
+    let postgres = TempPostgres::start().context("a private PostgreSQL server")?;
+    let database = postgres.create_database("oriel").await?;
+    Ok((Some(postgres), Some(database)))
+}
+
+pub(crate) fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-async fn ready(store: &Store) -> i64 {
+pub(crate) async fn ready(store: &Store) -> i64 {
     store.desktop_counts_by_pool().await.map_or(0, |counts| {
         counts
             .iter()
@@ -178,7 +169,7 @@ async fn ready(store: &Store) -> i64 {
     })
 }
 
-async fn wait_until<F, Fut>(limit: Duration, mut done: F) -> bool
+pub(crate) async fn wait_until<F, Fut>(limit: Duration, mut done: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -193,7 +184,8 @@ where
     false
 }
 
-async fn create_pool(store: &Store, name: &str, size: u32) -> anyhow::Result<()> {
+/// A floating pool of synthetic desktops kept at `size`, all ready.
+pub(crate) async fn create_pool(store: &Store, name: &str, size: u32) -> anyhow::Result<()> {
     store
         .create_pool(&NewPool {
             name: name.into(),
@@ -209,133 +201,14 @@ async fn create_pool(store: &Store, name: &str, size: u32) -> anyhow::Result<()>
     Ok(())
 }
 
-/// One QUIC endpoint (one socket) for every simulated host's link.
-fn host_endpoint(broker: Fingerprint) -> anyhow::Result<quinn::Endpoint> {
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    let mut client = pinned_client_config(broker, HOST_ALPN)?;
-    let mut transport = quinn::TransportConfig::default();
-    transport
-        .max_idle_timeout(Some(Duration::from_secs(30).try_into()?))
-        .keep_alive_interval(Some(Duration::from_secs(5)));
-    client.transport_config(Arc::new(transport));
-    endpoint.set_default_client_config(client);
-    Ok(endpoint)
-}
-
-/// A display server as its broker sees it: its desktops exist the moment they are
-/// asked for.
-struct SimHost {
-    index: u32,
-    endpoint: quinn::Endpoint,
-    broker: SocketAddr,
-    name: String,
-    capacity: u32,
-    join_token: String,
-    commands: Arc<AtomicU64>,
-}
-
-impl SimHost {
-    /// Links and keeps linking, as a host agent does: after a failure it waits 0.5 s,
-    /// 1 s, 2 s … up to 10 s (a thousand handshakes at once overflow a socket's buffer,
-    /// and the handshakes that lost packets time out).
-    async fn run(self) -> anyhow::Result<()> {
-        // Starts spread over a second, as hosts that boot do.
-        tokio::time::sleep(Duration::from_micros(u64::from(self.index % 1000) * 1000)).await;
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            if let Err(e) = self.link().await {
-                tracing_free_log(&self.name, &e);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-
-    async fn link(&self) -> anyhow::Result<()> {
-        let conn = self.endpoint.connect(self.broker, "oriel-broker")?.await?;
-        let (mut tx, rx) = conn.open_bi().await?;
-        let mut rx = FramedRecv::new(rx, MAX_HOST_MESSAGE);
-        let register = Register {
-            join_token: Some(self.join_token.clone()),
-            credential: None,
-            name: self.name.clone(),
-            display_address: "127.0.0.1:9".into(),
-            fingerprint: format!("{:064x}", self.index),
-            capacity: self.capacity,
-            desktops: Vec::new(),
-        };
-        send_message(&mut tx, &HostMsg::Register(register), MAX_HOST_MESSAGE).await?;
-        match rx.recv::<BrokerMsg>().await? {
-            Some(BrokerMsg::Registered { .. }) => {}
-            other => return Err(anyhow!("{}: not registered: {other:?}", self.name)),
-        }
-        // Desktop name → generation.
-        let mut desktops: HashMap<String, u64> = HashMap::new();
-        // Heartbeats of all hosts spread over the interval, as real hosts' are.
-        let offset = HEARTBEAT.mul_f64(f64::from(self.index % 100) / 100.0);
-        let mut heartbeat =
-            tokio::time::interval_at(tokio::time::Instant::now() + offset, HEARTBEAT);
-        loop {
-            tokio::select! {
-                _ = heartbeat.tick() => {
-                    let reports = desktops
-                        .iter()
-                        .map(|(name, generation)| DesktopReport {
-                            name: name.clone(),
-                            running: true,
-                            failure: None,
-                            sessions: 0,
-                            idle_s: 0,
-                            generation: *generation,
-                            viewer: None,
-                        })
-                        .collect();
-                    let msg = HostMsg::Heartbeat {
-                        capacity: self.capacity,
-                        load: Default::default(),
-                        desktops: reports,
-                    };
-                    send_message(&mut tx, &msg, MAX_HOST_MESSAGE).await?;
-                }
-                msg = rx.recv::<BrokerMsg>() => {
-                    let Some(BrokerMsg::Command { id, command }) = msg? else {
-                        bail!("{}: the broker closed the link", self.name);
-                    };
-                    self.commands.fetch_add(1, Relaxed);
-                    match command {
-                        HostCommand::Create { desktop, generation, .. }
-                        | HostCommand::Reset { desktop, generation, .. } => {
-                            desktops.insert(desktop, generation);
-                        }
-                        HostCommand::Destroy { desktop } => {
-                            desktops.remove(&desktop);
-                        }
-                        _ => {}
-                    }
-                    let done = HostMsg::CommandDone { id, error: None, output: None };
-                    send_message(&mut tx, &done, MAX_HOST_MESSAGE).await?;
-                }
-            }
-        }
-    }
-}
-
-/// A link failure of a simulated host, counted on stderr only when it is not the
-/// expected handshake timeout of a crowd.
-fn tracing_free_log(name: &str, e: &anyhow::Error) {
-    if !e.to_string().contains("timed out") {
-        eprintln!("oriel-bench: {name}: {e:#}");
-    }
-}
-
 /// Reads the broker's /metrics over its pinned HTTPS, as Prometheus would.
-struct MetricsScraper {
+pub(crate) struct MetricsScraper {
     http: reqwest::Client,
     url: String,
 }
 
 impl MetricsScraper {
-    fn new(broker: &Broker) -> anyhow::Result<MetricsScraper> {
+    pub(crate) fn new(broker: &Broker) -> anyhow::Result<MetricsScraper> {
         let tls =
             oriel_transport::tls::pinned_tls_client_config(broker.fingerprint, &[b"http/1.1"])?;
         let http = reqwest::Client::builder()
@@ -348,7 +221,7 @@ impl MetricsScraper {
     }
 
     /// Every sample without labels, by name.
-    async fn scrape(&self) -> anyhow::Result<HashMap<String, f64>> {
+    pub(crate) async fn scrape(&self) -> anyhow::Result<HashMap<String, f64>> {
         let text = self
             .http
             .get(&self.url)

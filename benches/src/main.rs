@@ -23,6 +23,7 @@ mod broker_bench;
 mod console_bench;
 mod density_bench;
 mod frame_numbers;
+mod host_sim;
 mod hosts_bench;
 mod kernel_link;
 mod rig;
