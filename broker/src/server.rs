@@ -113,6 +113,10 @@ impl Broker {
             metrics.clone(),
         );
         let mut tasks = vec![reconciler.spawn()];
+        if store.backend() == Backend::Postgres {
+            // The console shows what any broker of the cluster writes.
+            tasks.push(store.follow_other_brokers(url.clone()));
+        }
         let host_link = link.clone();
 
         let (local_token, local_hash) = crate::local_admin::new_local_token();

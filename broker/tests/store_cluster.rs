@@ -280,6 +280,35 @@ async fn only_desktops_with_work_are_read(db: Db) -> TestResult {
     Ok(())
 }
 
+/// A second broker's store on the same database sees the first one's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_of_other_brokers_show_in_commits() -> TestResult {
+    let server = oriel_broker::temp_postgres::TempPostgres::start()?;
+    let url = server.create_database("oriel").await?;
+    let writer = oriel_broker::store::Store::open(&url).await?;
+    let follower = oriel_broker::store::Store::open(&url).await?;
+    let mut commits = follower.commits();
+    let following = follower.follow_other_brokers(url);
+    // The listener is up once a write of the writer shows.
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            writer
+                .create_pool(&new_pool(&unique("seen"), Assignment::Floating, 1))
+                .await?;
+            if tokio::time::timeout(std::time::Duration::from_millis(200), commits.changed())
+                .await
+                .is_ok()
+            {
+                return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(());
+            }
+        }
+    })
+    .await;
+    following.abort();
+    assert!(matches!(seen, Ok(Ok(()))), "{seen:?}");
+    Ok(())
+}
+
 on_both!(
     hot_queries_use_indexes,
     only_desktops_with_work_are_read,

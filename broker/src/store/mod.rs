@@ -15,6 +15,7 @@
 
 mod audit;
 pub use audit::AuditFilter;
+mod changes;
 mod cluster;
 pub use cluster::{CommandState, Fence, QueuedCommand};
 mod desktops;
@@ -123,6 +124,8 @@ pub(crate) struct WriteTx {
     tx: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Tell other brokers on the database (PostgreSQL) at commit.
+    announce: bool,
 }
 
 impl WriteTx {
@@ -132,10 +135,18 @@ impl WriteTx {
 
     pub(crate) async fn commit(self) -> Result<()> {
         let WriteTx {
-            tx,
+            mut tx,
             _guard,
             commits,
+            announce,
         } = self;
+        if announce {
+            // Delivered when (and only if) the transaction commits.
+            sqlx::query("SELECT 1 AS n FROM (SELECT pg_notify($1, '')) AS sent")
+                .bind(changes::CHANGES)
+                .fetch_one(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         commits.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
@@ -345,8 +356,9 @@ impl Store {
         }
     }
 
-    /// Changes whenever this process commits a write (another broker's writes to a
-    /// shared database do not show here).
+    /// Changes whenever this process commits a write, and, once the store
+    /// [follows other brokers](Store::follow_other_brokers), whenever any broker on the
+    /// database does.
     pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.commits.subscribe()
     }
@@ -376,12 +388,14 @@ impl Store {
                     tx,
                     _guard: Some(guard),
                     commits: self.commits.clone(),
+                    announce: false,
                 })
             }
             Backend::Postgres => Ok(WriteTx {
                 tx: self.pool.begin().await?,
                 _guard: None,
                 commits: self.commits.clone(),
+                announce: true,
             }),
         }
     }
