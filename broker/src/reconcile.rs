@@ -372,7 +372,8 @@ impl Reconciler {
     }
 
     /// The up, connected host with the most free capacity, counting `load` (desktops
-    /// on each host, including those placed earlier in this tick).
+    /// on each host, including those placed earlier in this tick); of equals, the one
+    /// whose name sorts last, so placement does not depend on the map's order.
     fn place<'a>(&self, hosts: &HostsById<'a>, load: &HashMap<String, i64>) -> Option<&'a Host> {
         hosts
             .values()
@@ -380,7 +381,7 @@ impl Reconciler {
             .filter(|h| h.state == HostState::Up && self.link.reachable(h))
             .map(|h| (h, h.capacity - load.get(&h.id).copied().unwrap_or(0)))
             .filter(|(_, free)| *free > 0)
-            .max_by_key(|(_, free)| *free)
+            .max_by_key(|(h, free)| (*free, h.name.as_str()))
             .map(|(h, _)| h)
     }
 
