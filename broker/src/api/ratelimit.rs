@@ -138,12 +138,17 @@ fn with_in_flight(counted: &LoginFailures, pair: u32, client: u32, now_ms: i64) 
     all
 }
 
+/// [`ADDR_WINDOW`] in milliseconds, as the store counts a client's window.
+pub fn addr_window_ms() -> i64 {
+    millis(ADDR_WINDOW)
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn window_end(since_ms: i64) -> i64 {
-    since_ms.saturating_add(millis(ADDR_WINDOW))
+    since_ms.saturating_add(addr_window_ms())
 }
 
 /// Whether failures counted so far let one more attempt start at `now_ms`.

@@ -111,10 +111,9 @@ pub(crate) async fn sign_in(
     let user = match user {
         Some(u) if ok && u.enabled => u,
         _ => {
-            let window_ms = i64::try_from(ratelimit::ADDR_WINDOW.as_millis()).unwrap_or(i64::MAX);
             state
                 .store
-                .count_login_failure(&subjects, now_ms(), window_ms)
+                .count_login_failure(&subjects, now_ms(), ratelimit::addr_window_ms())
                 .await?;
             state
                 .audit

@@ -347,12 +347,7 @@ impl Store {
     /// Sends a PostgreSQL notification (nothing on SQLite, where one broker is alone).
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
         if self.backend() == super::Backend::Postgres {
-            // pg_notify's own result (void) is not a type every driver decodes.
-            sqlx::query("SELECT 1 AS n FROM (SELECT pg_notify($1, $2)) AS sent")
-                .bind(channel)
-                .bind(payload)
-                .fetch_one(self.db())
-                .await?;
+            super::pg_notify(self.db(), channel, payload).await?;
         }
         Ok(())
     }

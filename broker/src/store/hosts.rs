@@ -13,10 +13,30 @@ pub(super) const HOSTS_MISSING_HEARTBEAT: &str = concat!(
     host_cols!(),
     " FROM hosts WHERE last_heartbeat_ms < $1 AND state <> 'down' ORDER BY name"
 );
-/// A heartbeat (in batches).
+/// A heartbeat (see [`heartbeat_update`]).
 pub(super) const RECORD_HEARTBEAT: &str =
     "UPDATE hosts SET last_heartbeat_ms = $1, capacity = $2, cpu_permille = $3, \
      cpus = $4, memory_used = $5, memory_total = $6 WHERE id = $7";
+
+/// [`RECORD_HEARTBEAT`] (or `sql` that extends it) bound for host `id`. What a host
+/// says of itself is bounded like any other input.
+fn heartbeat_update<'q>(
+    sql: &'q str,
+    id: &'q str,
+    at_ms: i64,
+    capacity: i64,
+    load: &HostLoad,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+    sqlx::query(sql)
+        .bind(at_ms)
+        .bind(capacity)
+        .bind(i64::from(load.cpu_permille.min(1000)))
+        .bind(i64::from(load.cpus))
+        .bind(bytes(load.memory_used.min(load.memory_total)))
+        .bind(bytes(load.memory_total))
+        .bind(id)
+}
 
 /// One heartbeat, as [`Store::record_heartbeats`] writes it.
 #[derive(Debug, Clone, Default)]
@@ -144,24 +164,12 @@ impl Store {
         if capacity < 0 {
             return Err(StoreError::Invalid("host capacity is negative".into()));
         }
-        // What a host says of itself is bounded like any other input.
-        let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
         let mut w = self.write().await?;
-        let row = sqlx::query(concat!(
-            "UPDATE hosts SET last_heartbeat_ms = $1, capacity = $2, cpu_permille = $3, \
-             cpus = $4, memory_used = $5, memory_total = $6 WHERE id = $7 RETURNING ",
-            host_cols!()
-        ))
-        .bind(now_ms)
-        .bind(capacity)
-        .bind(i64::from(load.cpu_permille.min(1000)))
-        .bind(i64::from(load.cpus))
-        .bind(bytes(load.memory_used.min(load.memory_total)))
-        .bind(bytes(load.memory_total))
-        .bind(id)
-        .fetch_optional(w.conn())
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("host id {id}")))?;
+        let returning = format!("{RECORD_HEARTBEAT} RETURNING {}", host_cols!());
+        let row = heartbeat_update(&returning, id, now_ms, capacity, load)
+            .fetch_optional(w.conn())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("host id {id}")))?;
         let host = host_from_row(&row)?;
         w.commit().await?;
         Ok(host)
@@ -170,19 +178,11 @@ impl Store {
     /// Records many hosts' heartbeats in one transaction (host id → its latest beat);
     /// hosts no longer in the store are skipped. Returns how many were recorded.
     pub async fn record_heartbeats(&self, beats: &[(String, HostBeat)]) -> Result<usize> {
-        let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
         let mut recorded = 0;
         let mut w = self.write().await?;
         for (id, beat) in beats {
-            let load = &beat.load;
-            let done = sqlx::query(RECORD_HEARTBEAT)
-                .bind(beat.at_ms)
-                .bind(i64::from(beat.capacity))
-                .bind(i64::from(load.cpu_permille.min(1000)))
-                .bind(i64::from(load.cpus))
-                .bind(bytes(load.memory_used.min(load.memory_total)))
-                .bind(bytes(load.memory_total))
-                .bind(id)
+            let capacity = i64::from(beat.capacity);
+            let done = heartbeat_update(RECORD_HEARTBEAT, id, beat.at_ms, capacity, &beat.load)
                 .execute(w.conn())
                 .await?;
             recorded += usize::try_from(done.rows_affected()).unwrap_or(0);

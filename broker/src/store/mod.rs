@@ -142,10 +142,7 @@ impl WriteTx {
         } = self;
         if announce {
             // Delivered when (and only if) the transaction commits.
-            sqlx::query("SELECT 1 AS n FROM (SELECT pg_notify($1, '')) AS sent")
-                .bind(changes::CHANGES)
-                .fetch_one(&mut *tx)
-                .await?;
+            pg_notify(&mut *tx, changes::CHANGES, "").await?;
         }
         tx.commit().await?;
         commits.send_modify(|n| *n = n.wrapping_add(1));
@@ -408,6 +405,21 @@ impl Store {
             Backend::Postgres => " FOR UPDATE",
         }
     }
+}
+
+/// Sends a PostgreSQL notification through `conn` (inside a transaction: at its commit).
+async fn pg_notify<'c>(
+    conn: impl Executor<'c, Database = Any>,
+    channel: &str,
+    payload: &str,
+) -> Result<()> {
+    // pg_notify's own result (void) is not a type every driver decodes.
+    sqlx::query("SELECT 1 AS n FROM (SELECT pg_notify($1, $2)) AS sent")
+        .bind(channel)
+        .bind(payload)
+        .fetch_one(conn)
+        .await?;
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.

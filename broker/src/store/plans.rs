@@ -102,15 +102,13 @@ impl Store {
                 .execute(&mut *conn)
                 .await?;
         }
+        let column = match self.backend() {
+            Backend::Sqlite => "detail",
+            Backend::Postgres => "QUERY PLAN",
+        };
         rows?
             .iter()
-            .map(|row| {
-                let column = match self.backend() {
-                    Backend::Sqlite => "detail",
-                    Backend::Postgres => "QUERY PLAN",
-                };
-                Ok(row.try_get::<String, _>(column)?)
-            })
+            .map(|row| Ok(row.try_get::<String, _>(column)?))
             .collect()
     }
 }
