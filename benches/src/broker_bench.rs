@@ -68,35 +68,49 @@ pub(crate) fn on_two_threads(
         .block_on(bench)
 }
 
-/// A broker in this process on loopback (HTTPS), its data in a fresh directory under
-/// the system's temporary one (returned, to remove after).
+/// A broker in this process on loopback (HTTPS) with its state in SQLite, its data in
+/// a fresh directory under the system's temporary one (returned, to remove after).
 pub(crate) async fn in_process_broker(
     tag: &str,
     restart_grace: Duration,
 ) -> anyhow::Result<(Broker, std::path::PathBuf)> {
-    in_process_broker_on(tag, restart_grace, None).await
+    let (mut brokers, dir) = in_process_brokers(tag, 1, restart_grace, None).await?;
+    let broker = brokers.pop().context("no broker started")?;
+    Ok((broker, dir))
 }
 
-/// [`in_process_broker`] with its state in `database` (a URL; `None`: SQLite in the
-/// data directory).
-pub(crate) async fn in_process_broker_on(
+/// `n` brokers in this process on loopback (HTTPS), their data directories in a fresh
+/// one under the system's temporary one (returned, to remove after); their state in
+/// `database` (a URL; `None`: SQLite). More than one share it and a cluster key.
+pub(crate) async fn in_process_brokers(
     tag: &str,
+    n: u32,
     restart_grace: Duration,
     database: Option<String>,
-) -> anyhow::Result<(Broker, std::path::PathBuf)> {
+) -> anyhow::Result<(Vec<Broker>, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!("oriel-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let broker = Broker::start(BrokerConfig {
-        data_dir: dir.clone(),
-        api_listen: "127.0.0.1:0".parse()?,
-        host_listen: "127.0.0.1:0".parse()?,
-        database,
-        insecure_http: false,
-        restart_grace,
-        cluster_key: None,
-    })
-    .await?;
-    Ok((broker, dir))
+    std::fs::create_dir_all(&dir)?;
+    let cluster_key = (n > 1).then(|| dir.join("cluster.key"));
+    if let Some(key) = &cluster_key {
+        oriel_broker::cluster_key::ClusterKey::create(key)?;
+    }
+    let mut brokers = Vec::new();
+    for i in 0..n {
+        brokers.push(
+            Broker::start(BrokerConfig {
+                data_dir: dir.join(format!("broker{i}")),
+                api_listen: "127.0.0.1:0".parse()?,
+                host_listen: "127.0.0.1:0".parse()?,
+                database: database.clone(),
+                insecure_http: false,
+                restart_grace,
+                cluster_key: cluster_key.clone(),
+            })
+            .await?,
+        );
+    }
+    Ok((brokers, dir))
 }
 
 /// The floating pool `bench` of synthetic desktops, up to `size` of them.
@@ -127,7 +141,8 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
         bail!("several brokers share one PostgreSQL database: add --store postgres");
     }
     let (postgres, database) = crate::hosts_bench::database_for(&args.store).await?;
-    let (brokers, dir) = start_brokers(args.brokers, database).await?;
+    let grace = oriel_broker::reconcile::RESTART_GRACE;
+    let (brokers, dir) = in_process_brokers("broker", args.brokers, grace, database).await?;
     let first = &brokers[0];
     let store = first.store.clone();
 
@@ -300,36 +315,6 @@ async fn storm(args: BrokerArgs) -> anyhow::Result<String> {
 
 fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
-}
-
-/// `n` brokers in this process; more than one share `database` and a cluster key.
-async fn start_brokers(
-    n: u32,
-    database: Option<String>,
-) -> anyhow::Result<(Vec<Broker>, std::path::PathBuf)> {
-    let dir = std::env::temp_dir().join(format!("oriel-bench-broker-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let cluster_key = (n > 1).then(|| dir.join("cluster.key"));
-    if let Some(key) = &cluster_key {
-        oriel_broker::cluster_key::ClusterKey::create(key)?;
-    }
-    let mut brokers = Vec::new();
-    for i in 0..n {
-        brokers.push(
-            Broker::start(BrokerConfig {
-                data_dir: dir.join(format!("broker{i}")),
-                api_listen: "127.0.0.1:0".parse()?,
-                host_listen: "127.0.0.1:0".parse()?,
-                database: database.clone(),
-                insecure_http: false,
-                restart_grace: oriel_broker::reconcile::RESTART_GRACE,
-                cluster_key: cluster_key.clone(),
-            })
-            .await?,
-        );
-    }
-    Ok((brokers, dir))
 }
 
 /// A user's first connect from a new client: log in (the password checked against its

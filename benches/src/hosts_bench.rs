@@ -48,12 +48,10 @@ async fn estate(args: HostsArgs) -> anyhow::Result<String> {
         bail!("--hosts and --desktops must be positive");
     }
     let (postgres, database) = crate::hosts_bench::database_for(&args.store).await?;
-    let (broker, dir) = crate::broker_bench::in_process_broker_on(
-        "hosts",
-        oriel_broker::reconcile::RESTART_GRACE,
-        database,
-    )
-    .await?;
+    let grace = oriel_broker::reconcile::RESTART_GRACE;
+    let (mut brokers, dir) =
+        crate::broker_bench::in_process_brokers("hosts", 1, grace, database).await?;
+    let broker = brokers.pop().context("no broker started")?;
 
     eprintln!("oriel-bench: linking {} simulated hosts ...", args.hosts);
     let started = Instant::now();
