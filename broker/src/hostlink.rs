@@ -411,9 +411,8 @@ impl HostLink {
                 // The join token lets new hosts in; it must not let anyone take the name
                 // (and so the desktops and users) of a host that is linked right now. A
                 // host that lost its credential joins again while its old self is gone.
-                let existing = self.store.list_hosts().await?;
-                if let Some(host) = existing.iter().find(|h| h.name == reg.name) {
-                    if self.reachable(host) {
+                if let Some(host) = self.store.host_by_name(&reg.name).await? {
+                    if self.reachable(&host) {
                         bail!(
                             "a host named '{}' is linked now; a join token cannot take its name",
                             host.name

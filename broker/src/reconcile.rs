@@ -11,7 +11,7 @@
 //! host is judged only on heartbeats the broker could have received.
 //!
 //! With several brokers on one database exactly one runs the loop: the holder of the
-//! `reconcile` lease, renewed every tick. Its store is fenced by the lease's token, so
+//! `reconcile` lease, renewed every tick by a task of its own. Its store is fenced by the lease's token, so
 //! once another broker has taken the lease over (the holder died, hung or lost the
 //! database for longer than [`LEASE_TTL`]) none of the old holder's writes go through.
 
@@ -61,6 +61,12 @@ pub struct Reconciler {
     restart_grace: Duration,
     /// Desktops with a command in flight, so a tick does not repeat it.
     busy: Mutex<HashSet<String>>,
+    /// Ticks begun so far.
+    epoch: std::sync::atomic::AtomicU64,
+    /// Desktop → the tick during which its command finished. That tick read the desktop
+    /// before, so it must not send the command again (a Reset repeated after the
+    /// desktop was handed to a user would reset it under them).
+    settled: Mutex<HashMap<String, u64>>,
     /// Desktop → when it may be retried after a command did not reach its host.
     backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     /// Pool id → (consecutive desktops its hosts refused to create, no new one before).
@@ -88,6 +94,8 @@ impl Reconciler {
             troubled: std::sync::atomic::AtomicBool::new(false),
             restart_grace,
             busy: Mutex::new(HashSet::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
+            settled: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             pool_backoff: Mutex::new(HashMap::new()),
             passes: std::sync::atomic::AtomicU64::new(0),
@@ -104,14 +112,26 @@ impl Reconciler {
         self.fence.token()
     }
 
-    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Runs the loop: one task keeps the lease (taken or renewed every [`TICK`], however
+    /// long a pass takes: a pass that starts 3,200 desktops can outlast the lease),
+    /// another runs a pass every [`TICK`] while this broker leads.
+    pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
         let me = self.clone();
-        tokio::spawn(async move {
+        let lease = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(TICK);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                if !me.lead().await {
+                me.lead().await;
+            }
+        });
+        let me = self.clone();
+        let passes = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(TICK);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if me.fence.token().is_none() {
                     continue;
                 }
                 let started = Instant::now();
@@ -121,7 +141,8 @@ impl Reconciler {
                 me.metrics.observe_reconcile(started.elapsed());
                 me.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-        })
+        });
+        vec![lease, passes]
     }
 
     /// Takes or renews the lease; whether this broker leads now.
@@ -178,6 +199,9 @@ impl Reconciler {
 
     /// One pass over hosts and pools.
     pub async fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
+        // What this tick reads shows every command settled before now.
+        let epoch = self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        crate::lock(&self.settled).retain(|_, settled| *settled >= epoch);
         self.mark_silent_hosts_down().await?;
         // Expired login tokens go, now and then (every login adds one).
         if self.passes().is_multiple_of(TOKEN_SWEEP_PASSES) {
@@ -408,7 +432,7 @@ impl Reconciler {
 
     /// Sends `command` for desktop `d` in the background; on success moves it from
     /// `from` to `to` (to `Deleting`: detaches it from its host). Skips desktops already
-    /// busy or backing off.
+    /// busy, backing off, or whose command finished after this tick read them.
     fn run(
         self: &Arc<Self>,
         hosts: &HostsById<'_>,
@@ -432,6 +456,12 @@ impl Reconciler {
             }
         }
         if !crate::lock(&self.busy).insert(d.id.clone()) {
+            return;
+        }
+        // Checked once busy: a command that finished meanwhile noted it before it let go.
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
+        if crate::lock(&self.settled).get(&d.id) == Some(&epoch) {
+            crate::lock(&self.busy).remove(&d.id);
             return;
         }
         let me = self.clone();
@@ -476,6 +506,8 @@ impl Reconciler {
                     b.insert(id.clone(), (Instant::now() + delay, delay));
                 }
             }
+            let epoch = me.epoch.load(std::sync::atomic::Ordering::SeqCst);
+            crate::lock(&me.settled).insert(id.clone(), epoch);
             crate::lock(&me.busy).remove(&id);
         });
     }

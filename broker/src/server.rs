@@ -112,7 +112,7 @@ impl Broker {
             config.restart_grace,
             metrics.clone(),
         );
-        let mut tasks = vec![reconciler.spawn()];
+        let mut tasks = reconciler.spawn();
         if store.backend() == Backend::Postgres {
             // The console shows what any broker of the cluster writes.
             tasks.push(store.follow_other_brokers(url.clone()));

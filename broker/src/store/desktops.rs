@@ -37,11 +37,15 @@ pub(super) const DESKTOPS_NEEDING_WORK: &str = concat!(
     desktop_cols!(),
     " FROM desktops WHERE state = 'disconnected' \
        AND pool_id IN (SELECT id FROM pools WHERE assignment = 'floating') \
-     UNION ALL SELECT ",
-    desktop_cols!(),
-    " FROM desktops WHERE state = 'ready' AND assigned_user_id IS NULL \
-       AND host_id IN (SELECT id FROM hosts WHERE state = 'maintenance') \
      ORDER BY created_ms, id"
+);
+/// Hosts being drained (each tick; usually none).
+pub(super) const HOSTS_IN_MAINTENANCE: &str = "SELECT id FROM hosts WHERE state = 'maintenance'";
+/// The free desktops of a host being drained (each tick, per such host).
+pub(super) const FREE_DESKTOPS_ON_HOST: &str = concat!(
+    "SELECT ",
+    desktop_cols!(),
+    " FROM desktops WHERE host_id = $1 AND state = 'ready' AND assigned_user_id IS NULL"
 );
 pub(super) const HOST_LOADS: &str = "SELECT host_id, COUNT(*) AS n FROM desktops \
      WHERE host_id IS NOT NULL AND state NOT IN ('failed', 'deleting') GROUP BY host_id";
@@ -162,12 +166,29 @@ impl Store {
     /// a host in maintenance. Steady desktops (ready, assigned, connected) are not read,
     /// so a tick costs what changes, not the size of the estate.
     pub async fn desktops_needing_work(&self) -> Result<Vec<Desktop>> {
-        sqlx::query(DESKTOPS_NEEDING_WORK)
+        let mut rows = sqlx::query(DESKTOPS_NEEDING_WORK)
             .fetch_all(self.db())
-            .await?
+            .await?;
+        // Free desktops on drained hosts are read host by host: few hosts are drained,
+        // and a join the planner may start from the desktops' side reads every ready
+        // desktop of the estate (it did, on PostgreSQL, at 10,000 desktops).
+        let draining: Vec<String> = sqlx::query_scalar(HOSTS_IN_MAINTENANCE)
+            .fetch_all(self.db())
+            .await?;
+        for host in draining {
+            rows.extend(
+                sqlx::query(FREE_DESKTOPS_ON_HOST)
+                    .bind(host)
+                    .fetch_all(self.db())
+                    .await?,
+            );
+        }
+        let mut desktops = rows
             .iter()
             .map(desktop_from_row)
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        desktops.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(desktops)
     }
 
     /// Desktops that take up each host's capacity (all but failed and deleted ones).

@@ -13,6 +13,9 @@ pub(super) const HOSTS_MISSING_HEARTBEAT: &str = concat!(
     host_cols!(),
     " FROM hosts WHERE last_heartbeat_ms < $1 AND state <> 'down' ORDER BY name"
 );
+/// The host of a name (each registration with the join token).
+pub(super) const HOST_BY_NAME: &str =
+    concat!("SELECT ", host_cols!(), " FROM hosts WHERE name = $1");
 /// A heartbeat (see [`heartbeat_update`]).
 pub(super) const RECORD_HEARTBEAT: &str =
     "UPDATE hosts SET last_heartbeat_ms = $1, capacity = $2, cpu_permille = $3, \
@@ -109,6 +112,16 @@ impl Store {
         .as_ref()
         .map(host_from_row)
         .transpose()
+    }
+
+    pub async fn host_by_name(&self, name: &str) -> Result<Option<Host>> {
+        sqlx::query(HOST_BY_NAME)
+            .bind(name)
+            .fetch_optional(self.db())
+            .await?
+            .as_ref()
+            .map(host_from_row)
+            .transpose()
     }
 
     pub async fn host_by_id(&self, id: &str) -> Result<Option<Host>> {

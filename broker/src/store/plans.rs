@@ -34,6 +34,16 @@ pub const HOT_QUERIES: &[HotQuery] = &[
         params: &[Param::Text],
     },
     HotQuery {
+        name: "hosts being drained (each tick)",
+        sql: super::desktops::HOSTS_IN_MAINTENANCE,
+        params: &[],
+    },
+    HotQuery {
+        name: "free desktops of a drained host (each tick, per such host)",
+        sql: super::desktops::FREE_DESKTOPS_ON_HOST,
+        params: &[Param::Text],
+    },
+    HotQuery {
         name: "load per host (each tick)",
         sql: super::desktops::HOST_LOADS,
         params: &[],
@@ -47,6 +57,11 @@ pub const HOT_QUERIES: &[HotQuery] = &[
         name: "hosts whose heartbeats stopped (each tick)",
         sql: super::hosts::HOSTS_MISSING_HEARTBEAT,
         params: &[Param::Int],
+    },
+    HotQuery {
+        name: "a host by name (each registration with the join token)",
+        sql: super::hosts::HOST_BY_NAME,
+        params: &[Param::Text],
     },
     HotQuery {
         name: "a heartbeat",
