@@ -20,6 +20,7 @@ use serde_json::json;
 
 mod baseline;
 mod broker_bench;
+mod broker_procs;
 mod console_bench;
 mod density_bench;
 mod frame_numbers;
@@ -27,6 +28,7 @@ mod host_sim;
 mod hosts_bench;
 mod kernel_link;
 mod rig;
+mod scrape;
 mod video_quality;
 mod viewer_bench;
 mod vmm_bench;

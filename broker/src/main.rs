@@ -82,6 +82,10 @@ enum Command {
         /// Where to write it (an existing file is left alone).
         file: PathBuf,
     },
+    /// Run a private PostgreSQL server (Debian's `postgresql` binaries, in a temporary
+    /// directory, on a free loopback port) to try several brokers on one machine; prints
+    /// the URL of a new database `oriel` on it. Stopped and removed on Ctrl-C or SIGTERM.
+    TempPostgres,
 }
 
 impl Common {
@@ -130,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
             println!("cluster key written to {}", file.display());
             Ok(())
         }
+        Command::TempPostgres => temp_postgres().await,
     }
 }
 
@@ -155,6 +160,22 @@ async fn serve(config: BrokerConfig) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     broker.shutdown().await;
+    Ok(())
+}
+
+async fn temp_postgres() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let server = oriel_broker::temp_postgres::TempPostgres::start()
+        .context("cannot start a private PostgreSQL server")?;
+    let url = server.create_database("oriel").await?;
+    banner(format!("oriel-broker: PostgreSQL database at {url}"));
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    // Dropping it stops the server and removes its directory.
+    drop(server);
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod error;
 mod input;
 pub mod launcher;
+pub mod local;
 pub mod resume;
 pub mod screenshot;
 pub mod session;

@@ -66,8 +66,8 @@ pub async fn run(server: Arc<DisplayServer>, config: AgentConfig) {
 
 /// A broker that stops answering is given up after this (the link sends keep-alives
 /// every [`KEEP_ALIVE`]), so that the host links to another broker of its cluster.
-const LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-const KEEP_ALIVE: Duration = Duration::from_secs(1);
+pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// How long a broker has to answer a new link.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -1,9 +1,7 @@
 //! Several `oriel-broker` processes on one private PostgreSQL server, sharing a
 //! cluster key, with display servers linked to them: what a multi-broker estate runs.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use oriel::launcher::Login;
@@ -11,19 +9,8 @@ use oriel_broker::store::{Role, Store};
 use oriel_broker::temp_postgres::TempPostgres;
 use oriel_display_server::agent::{self, AgentConfig};
 use oriel_display_server::DisplayServer;
-use oriel_transport::Fingerprint;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// One broker process.
-pub struct BrokerProcess {
-    pub child: Option<tokio::process::Child>,
-    pub url: String,
-    pub host_addr: SocketAddr,
-    pub fingerprint: Fingerprint,
-    /// Its name in the store (`hosts.linked_by`, the reconcile lease's holder).
-    pub id: String,
-    pub dir: PathBuf,
-}
+pub use oriel::local::BrokerProcess;
 
 pub struct Cluster {
     pub dir: PathBuf,
@@ -49,10 +36,7 @@ impl Cluster {
         for i in 0..n {
             brokers.push(start_broker(&dir.join(format!("broker{i}")), &database, &key).await);
         }
-        let join_token = std::fs::read_to_string(brokers[0].dir.join("join-token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let join_token = brokers[0].join_token().unwrap();
         let store = Store::open(&database).await.unwrap();
         Cluster {
             dir,
@@ -97,10 +81,7 @@ impl Cluster {
 
     /// Kills broker `i` with SIGKILL: no goodbye to its hosts, its lease or its store.
     pub async fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.brokers[i].child.take() {
-            child.start_kill().unwrap();
-            child.wait().await.unwrap();
-        }
+        self.brokers[i].kill().await;
     }
 
     /// A pinned HTTPS client (the cluster's one certificate).
@@ -136,75 +117,21 @@ impl Cluster {
     }
 }
 
-/// Starts `oriel-broker serve` on `dir` and reads its start-up lines.
+/// Starts `oriel-broker serve` on `dir`, on `database` with the cluster key `key`.
 async fn start_broker(
     dir: &std::path::Path,
     database: &str,
     key: &std::path::Path,
 ) -> BrokerProcess {
-    std::fs::create_dir_all(dir).unwrap();
-    let log = std::fs::File::create(dir.join("broker.log")).unwrap();
-    let mut child = tokio::process::Command::new(crate::workspace_binary("oriel-broker"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--host-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--restart-grace", "0s", "--database", database])
-        .arg("--cluster-key")
-        .arg(key)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "info,quinn=warn,sqlx=warn")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("oriel-broker starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = banner(&mut lines, "oriel-broker: API on ").await;
-    let host_addr = banner(&mut lines, "oriel-broker: host link on ")
+    let args: [&std::ffi::OsStr; 6] = [
+        "--restart-grace".as_ref(),
+        "0s".as_ref(),
+        "--database".as_ref(),
+        database.as_ref(),
+        "--cluster-key".as_ref(),
+        key.as_os_str(),
+    ];
+    BrokerProcess::start(&crate::workspace_binary("oriel-broker"), dir, args)
         .await
-        .parse()
-        .unwrap();
-    let fingerprint = banner(
-        &mut lines,
-        "oriel-broker: certificate SHA-256 fingerprint: ",
-    )
-    .await
-    .parse()
-    .unwrap();
-    // Keep reading so the broker never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let id = std::fs::read_to_string(dir.join("broker-id"))
-        .unwrap()
-        .trim()
-        .to_string();
-    BrokerProcess {
-        child: Some(child),
-        url,
-        host_addr,
-        fingerprint,
-        id,
-        dir: dir.to_path_buf(),
-    }
-}
-
-/// The rest of the first start-up line of the broker that starts with `prefix`.
-async fn banner(
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    prefix: &str,
-) -> String {
-    loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the broker's start-up lines")
-            .unwrap()
-            .unwrap_or_else(|| panic!("the broker ended before saying {prefix:?}"));
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return rest.trim().to_string();
-        }
-    }
+        .unwrap_or_else(|e| panic!("oriel-broker in {}: {e:#}", dir.display()))
 }

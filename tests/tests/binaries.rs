@@ -148,6 +148,53 @@ fn demo_runs_a_whole_deployment() {
 }
 
 #[test]
+fn demo_runs_a_cluster_and_survives_its_leader_s_death() {
+    let shot = temp_dir("demo-cluster").join("demo.png");
+    let out = Command::new(workspace_binary("oriel"))
+        .args(["demo", "--brokers", "3", "--store", "postgres"])
+        .args(["--workload", "typing", "--duration", "10s", "--screenshot"])
+        .arg(&shot)
+        .output()
+        .expect("run oriel demo");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "demo failed: {stderr}");
+    assert!(
+        stderr.contains("starting 3 brokers on one database"),
+        "{stderr}"
+    );
+    // The leader was killed halfway and another took over, while the session went on
+    // to its end ("N frames in 10.0 s").
+    let seconds: f64 = stdout
+        .split_once(" frames in ")
+        .and_then(|(_, rest)| rest.split_once(" s")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no session summary: {stdout}"));
+    assert!(
+        seconds >= 9.5,
+        "the session ended after {seconds} s: {stdout}"
+    );
+    assert!(
+        stdout.contains("failover: broker") && stdout.contains("led the reconcile loop"),
+        "{stdout}"
+    );
+    let png = oriel::screenshot::load_png(&shot).expect("demo screenshot");
+    assert_eq!((png.width(), png.height()), (1920, 1080));
+}
+
+#[test]
+fn demo_refuses_a_cluster_on_sqlite_clearly() {
+    let out = Command::new(workspace_binary("oriel"))
+        .args(["demo", "--brokers", "2"])
+        .output()
+        .expect("run oriel demo");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs --store postgres"), "{stderr}");
+}
+
+#[test]
 fn a_kvm_desktop_from_the_command_line_shows_the_guest_screen() {
     use oriel_vmm::tiny;
     if !oriel_e2e::kvm::kvm_available() {

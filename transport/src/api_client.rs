@@ -103,6 +103,16 @@ impl ApiClient {
         Ok(())
     }
 
+    /// The server's `/metrics` (OpenMetrics text; beside the API, not under it).
+    pub async fn metrics(&self) -> Result<String, ApiCallError> {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?;
+        Ok(check(resp).await?.text().await?)
+    }
+
     /// DELETE, for endpoints that answer without a body (204).
     pub async fn delete(&self, path: &str) -> Result<(), ApiCallError> {
         let resp = self.auth(self.http.delete(self.url(path))).send().await?;
