@@ -304,8 +304,16 @@ async fn writes_of_other_brokers_show_in_commits() -> TestResult {
         }
     })
     .await;
-    following.abort();
     assert!(matches!(seen, Ok(Ok(()))), "{seen:?}");
+    // An audit entry (written in one statement, not a transaction) shows too; notices
+    // of the pools made above have arrived by then.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    commits.borrow_and_update();
+    writer.audit("alice", "ticket_issued", "desktop d").await?;
+    let shown = tokio::time::timeout(std::time::Duration::from_secs(5), commits.changed()).await;
+    following.abort();
+    assert!(matches!(shown, Ok(Ok(()))), "{shown:?}");
+    assert_eq!(follower.list_audit(1).await?[0].event, "ticket_issued");
     Ok(())
 }
 

@@ -102,6 +102,12 @@ async fn groups_and_entitlement_via_group(db: Db) -> TestResult {
     assert!(!store.is_entitled(&alice.id, &lab.id).await?);
     assert!(store.is_entitled(&bob.id, &lab.id).await?);
     assert!(!store.is_entitled(&carol.id, &office.id).await?);
+    // A connect reads the pool and the entitlement together (names match as keys do).
+    let (pool, entitled) = store.pool_for_user("Office", &alice.id).await?.unwrap();
+    assert_eq!((pool.id.as_str(), entitled), (office.id.as_str(), true));
+    let (_, entitled) = store.pool_for_user("lab", &alice.id).await?.unwrap();
+    assert!(!entitled);
+    assert!(store.pool_for_user("nowhere", &alice.id).await?.is_none());
     let names = |v: Vec<Pool>| v.into_iter().map(|p| p.name).collect::<Vec<_>>();
     assert_eq!(names(store.entitled_pools(&alice.id).await?), ["office"]);
     assert_eq!(names(store.entitled_pools(&bob.id).await?), ["lab"]);

@@ -189,12 +189,12 @@ pub(super) async fn connect(
     Body(req): Body<ConnectRequest>,
 ) -> Result<Json<ConnectResponse>, ApiErr> {
     let started = std::time::Instant::now();
-    let pool = state
+    let (pool, entitled) = state
         .store
-        .pool_by_name(&req.pool)
+        .pool_for_user(&req.pool, &user.id)
         .await?
         .ok_or_else(|| ApiErr::not_found(format!("pool '{}'", req.pool)))?;
-    if !state.store.is_entitled(&user.id, &pool.id).await? {
+    if !entitled {
         state
             .store
             .audit(&user.name, "connect_denied", &format!("pool {}", pool.name))

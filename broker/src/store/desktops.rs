@@ -364,6 +364,17 @@ impl Store {
             skip_locked
         );
 
+        // A reconnect finds the desktop its user holds without a write transaction
+        // (writers queue on one lock in SQLite, and each PostgreSQL commit announces
+        // itself); what it reads is what the locked path below would return.
+        if let Some(row) = sqlx::query(&held_sql)
+            .bind(pool_id)
+            .bind(user_id)
+            .fetch_optional(self.db())
+            .await?
+        {
+            return desktop_from_row(&row);
+        }
         let mut w = self.write().await?;
         // Lock the user's row (PostgreSQL) so that two concurrent calls for the same user
         // cannot both find nothing held and both take a desktop.

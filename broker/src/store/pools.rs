@@ -106,6 +106,15 @@ pub(crate) async fn pool_id_by_name(conn: &mut sqlx::AnyConnection, name: &str) 
         .ok_or_else(|| StoreError::NotFound(format!("pool '{name}'")))
 }
 
+/// How many entitlements give user `$1` the pool of the row (`pools.id`): directly or
+/// through a group.
+macro_rules! entitlements_of_user {
+    () => {
+        "(SELECT COUNT(*) FROM entitlements e WHERE e.pool_id = pools.id AND (e.user_id = $1 \
+         OR e.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1)))"
+    };
+}
+
 impl Store {
     pub async fn create_pool(&self, new: &NewPool) -> Result<Pool> {
         let name = names::normalize("pool", &new.name)?;
@@ -364,14 +373,39 @@ impl Store {
 
     /// Whether a user is entitled to a pool, directly or through a group.
     pub async fn is_entitled(&self, user_id: &str, pool_id: &str) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM entitlements e WHERE e.pool_id = $2 AND (e.user_id = $1 \
-             OR e.group_id IN (SELECT group_id FROM group_members WHERE user_id = $1))",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            entitlements_of_user!(),
+            " AS n FROM pools WHERE id = $2"
+        ))
         .bind(user_id)
         .bind(pool_id)
-        .fetch_one(self.db())
+        .fetch_optional(self.db())
         .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
+        Ok(match row {
+            Some(row) => row.try_get::<i64, _>("n")? > 0,
+            None => false,
+        })
+    }
+
+    /// The pool named `name`, and whether user `user_id` is entitled to it: what a
+    /// connect needs, in one query.
+    pub async fn pool_for_user(&self, name: &str, user_id: &str) -> Result<Option<(Pool, bool)>> {
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            pool_cols!(),
+            ", ",
+            entitlements_of_user!(),
+            " AS entitled FROM pools WHERE name_key = $2"
+        ))
+        .bind(user_id)
+        .bind(names::key(name))
+        .fetch_optional(self.db())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let entitled = row.try_get::<i64, _>("entitled")? > 0;
+        Ok(Some((pool_from_row(&row)?, entitled)))
     }
 }
