@@ -32,6 +32,10 @@ pub async fn handle(
                     at_ms: now_ms(),
                     capacity,
                     load,
+                    viewers: desktops
+                        .iter()
+                        .filter_map(|r| Some((r.name.clone(), r.viewer.clone()?)))
+                        .collect(),
                 },
             );
             let known = store.desktops_on_host(host_id).await?;

@@ -89,7 +89,7 @@ mod tests {
         let beat = |at_ms, capacity| HostBeat {
             at_ms,
             capacity,
-            load: Default::default(),
+            ..HostBeat::default()
         };
         beats.note(&a.id, beat(1_000, 3));
         beats.note(&a.id, beat(2_000, 4));

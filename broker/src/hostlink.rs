@@ -49,8 +49,6 @@ pub struct HostLink {
     registrations: prometheus_client::metrics::counter::Counter,
     /// Commands carried out for other brokers.
     relayed: prometheus_client::metrics::counter::Counter,
-    /// The viewers each linked host reported last, by desktop name.
-    viewers: Mutex<HashMap<String, HashMap<String, ViewerFigures>>>,
     /// This broker's name in the store (`hosts.linked_by`, command claims, leases).
     broker_id: String,
     /// Commands for hosts linked to other brokers (PostgreSQL only).
@@ -91,7 +89,6 @@ impl HostLink {
             audit,
             registrations: Default::default(),
             relayed: Default::default(),
-            viewers: Mutex::new(HashMap::new()),
             broker_id: options.broker_id,
             relay,
             heartbeats: Arc::default(),
@@ -187,23 +184,6 @@ impl HostLink {
 
     pub(crate) fn relay(&self) -> Option<&crate::relay::Relay> {
         self.relay.as_ref()
-    }
-
-    /// The live figures of the viewer of `desktop` on `host_id`, as of the host's last
-    /// heartbeat (only a host linked to this broker reports to it).
-    pub fn viewer(&self, host_id: &str, desktop: &str) -> Option<ViewerFigures> {
-        crate::lock(&self.viewers)
-            .get(host_id)?
-            .get(desktop)
-            .cloned()
-    }
-
-    fn note_viewers(&self, host_id: &str, reports: &[DesktopReport]) {
-        let viewers = reports
-            .iter()
-            .filter_map(|r| Some((r.name.clone(), r.viewer.clone()?)))
-            .collect();
-        crate::lock(&self.viewers).insert(host_id.to_string(), viewers);
     }
 
     /// Sends a command to a host and waits for its outcome.
@@ -328,9 +308,6 @@ impl HostLink {
                                 }
                             }
                             Some(other) => {
-                                if let HostMsg::Heartbeat { desktops, .. } = &other {
-                                    self.note_viewers(&host_id, desktops);
-                                }
                                 // One report that cannot be handled (a store error, an
                                 // event that conflicts with the store) never costs the
                                 // host its link: it is logged, and the next heartbeat
@@ -360,7 +337,6 @@ impl HostLink {
             let current = connected.get(&host_id).is_some_and(|(n, _)| *n == link_no);
             if current {
                 connected.remove(&host_id);
-                crate::lock(&self.viewers).remove(&host_id);
             }
             current
         };

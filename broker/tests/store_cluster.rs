@@ -317,7 +317,62 @@ async fn writes_of_other_brokers_show_in_commits() -> TestResult {
     Ok(())
 }
 
+/// The figures of a host's viewers ride with its heartbeats, so a console on any broker
+/// reads them; a host that stopped beating shows none.
+async fn viewer_figures_are_kept_with_heartbeats(db: Db) -> TestResult {
+    use oriel_broker::store::HostBeat;
+    use oriel_protocol::host_link::ViewerFigures;
+    let (_kept, store) = store_on(db).await?;
+    let live = store
+        .register_host(&unique("live"), "127.0.0.1:1", "fp", 4, "c1")
+        .await?;
+    let quiet = store
+        .register_host(&unique("quiet"), "127.0.0.1:2", "fp", 4, "c2")
+        .await?;
+    let figures = ViewerFigures {
+        session: 7,
+        from: "127.0.0.1:5000".into(),
+        fps_tenths: 295,
+        kbit_per_s: 4200,
+        rtt_us: 800,
+        video_regions: 1,
+    };
+    let beat = |at_ms| HostBeat {
+        at_ms,
+        capacity: 4,
+        viewers: [("d1".to_string(), figures.clone())].into(),
+        ..HostBeat::default()
+    };
+    store
+        .record_heartbeats(&[
+            (live.id.clone(), beat(10_000)),
+            (quiet.id.clone(), beat(1_000)),
+        ])
+        .await?;
+    let all = store.viewers(5_000, None).await?;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[&live.id]["d1"], figures);
+    assert_eq!(store.viewers(5_000, Some(&quiet.id)).await?.len(), 0);
+    assert_eq!(
+        store.viewers(0, Some(&quiet.id)).await?[&quiet.id]["d1"],
+        figures
+    );
+    // A beat without viewers clears them.
+    store
+        .record_heartbeats(&[(
+            live.id.clone(),
+            HostBeat {
+                at_ms: 11_000,
+                ..HostBeat::default()
+            },
+        )])
+        .await?;
+    assert!(store.viewers(5_000, None).await?.is_empty());
+    Ok(())
+}
+
 on_both!(
+    viewer_figures_are_kept_with_heartbeats,
     hot_queries_use_indexes,
     only_desktops_with_work_are_read,
     leases_go_to_one_holder_and_fence_the_old_one,

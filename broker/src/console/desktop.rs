@@ -43,9 +43,15 @@ pub(super) async fn desktop_page(
             Some(s) => state.store.user_by_id(&s.user_id).await?.map(|u| u.name),
             None => None,
         };
-        let live = host
-            .as_ref()
-            .and_then(|h| state.link.viewer(&h.id, &d.name));
+        let live = match &host {
+            Some(h) => state
+                .store
+                .viewers(super::sessions::live_since(), Some(&h.id))
+                .await?
+                .remove(&h.id)
+                .and_then(|mut v| v.remove(&d.name)),
+            None => None,
+        };
         let support = staff.user.role.may(Permission::Support);
         let operate = staff.user.role.may(Permission::Operate);
         let kvm = pool.as_ref().is_some_and(|p| p.source_kind == "kvm");

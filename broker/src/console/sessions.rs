@@ -45,6 +45,7 @@ pub(super) async fn sessions_page(
             .into_iter()
             .map(|d| (d.id.clone(), d))
             .collect();
+        let viewers = state.store.viewers(live_since(), None).await?;
         let wanted = query.user.trim().to_lowercase();
         let mut sessions: Vec<Session> = state
             .store
@@ -85,7 +86,7 @@ pub(super) async fn sessions_page(
                         @for s in &shown {
                             @let desktop = desktops.get(&s.desktop_id);
                             @let host = desktop.and_then(|d| d.host_id.as_deref());
-                            @let live = desktop.zip(host).and_then(|(d, h)| state.link.viewer(h, &d.name));
+                            @let live = desktop.zip(host).and_then(|(d, h)| viewers.get(h)?.get(&d.name));
                             tr data-session=(s.id) {
                                 td { (names.user(Some(&s.user_id))) }
                                 td { a href=(format!("/admin/desktops/{}", s.desktop_id)) {
@@ -93,7 +94,7 @@ pub(super) async fn sessions_page(
                                 td { (names.host(host)) }
                                 td { (ago(now, s.started_ms)) }
                                 td { (s.client_address.as_deref().unwrap_or("")) }
-                                (figure_cells(live.as_ref()))
+                                (figure_cells(live))
                                 @if support { td { (log_off_form(staff, &s.id, "/admin/sessions")) } }
                             }
                         }
@@ -107,6 +108,13 @@ pub(super) async fn sessions_page(
 }
 
 /// A viewer's live figures as four table cells (empty until its host reports them).
+/// Viewer figures are shown from hosts that sent a heartbeat since this (a host that
+/// stopped is about to be marked down; its last figures are no longer live).
+pub(super) fn live_since() -> i64 {
+    let timeout = i64::try_from(crate::reconcile::HOST_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
+    crate::store::now_ms().saturating_sub(timeout)
+}
+
 pub(super) fn figure_cells(live: Option<&ViewerFigures>) -> Markup {
     html! {
         @if let Some(f) = live {

@@ -1,6 +1,9 @@
 //! Display server hosts.
 
-use oriel_protocol::host_link::HostLoad;
+use std::collections::HashMap;
+
+use oriel_protocol::host_link::{HostLoad, ViewerFigures};
+use sqlx::Row;
 
 use super::model::{host_cols, host_from_row};
 use super::{
@@ -19,7 +22,11 @@ pub(super) const HOST_BY_NAME: &str =
 /// A heartbeat (see [`heartbeat_update`]).
 pub(super) const RECORD_HEARTBEAT: &str =
     "UPDATE hosts SET last_heartbeat_ms = $1, capacity = $2, cpu_permille = $3, \
-     cpus = $4, memory_used = $5, memory_total = $6 WHERE id = $7";
+     cpus = $4, memory_used = $5, memory_total = $6, viewers = $8 WHERE id = $7";
+
+/// The viewers of one host that sent a heartbeat since `$1`.
+const VIEWERS_OF_HOST: &str =
+    "SELECT id, viewers FROM hosts WHERE viewers <> '' AND last_heartbeat_ms >= $1 AND id = $2";
 
 /// [`RECORD_HEARTBEAT`] (or `sql` that extends it) bound for host `id`. What a host
 /// says of itself is bounded like any other input.
@@ -29,8 +36,14 @@ fn heartbeat_update<'q>(
     at_ms: i64,
     capacity: i64,
     load: &HostLoad,
+    viewers: &HashMap<String, ViewerFigures>,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+    let viewers = if viewers.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(viewers).unwrap_or_default()
+    };
     sqlx::query(sql)
         .bind(at_ms)
         .bind(capacity)
@@ -39,6 +52,7 @@ fn heartbeat_update<'q>(
         .bind(bytes(load.memory_used.min(load.memory_total)))
         .bind(bytes(load.memory_total))
         .bind(id)
+        .bind(viewers)
 }
 
 /// One heartbeat, as [`Store::record_heartbeats`] writes it.
@@ -47,6 +61,8 @@ pub struct HostBeat {
     pub at_ms: i64,
     pub capacity: u32,
     pub load: HostLoad,
+    /// The figures of each connected viewer, by desktop name.
+    pub viewers: HashMap<String, ViewerFigures>,
 }
 
 impl Store {
@@ -179,7 +195,7 @@ impl Store {
         }
         let mut w = self.write().await?;
         let returning = format!("{RECORD_HEARTBEAT} RETURNING {}", host_cols!());
-        let row = heartbeat_update(&returning, id, now_ms, capacity, load)
+        let row = heartbeat_update(&returning, id, now_ms, capacity, load, &HashMap::new())
             .fetch_optional(w.conn())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("host id {id}")))?;
@@ -195,13 +211,49 @@ impl Store {
         let mut w = self.write().await?;
         for (id, beat) in beats {
             let capacity = i64::from(beat.capacity);
-            let done = heartbeat_update(RECORD_HEARTBEAT, id, beat.at_ms, capacity, &beat.load)
-                .execute(w.conn())
-                .await?;
+            let load = &beat.load;
+            let done = heartbeat_update(
+                RECORD_HEARTBEAT,
+                id,
+                beat.at_ms,
+                capacity,
+                load,
+                &beat.viewers,
+            )
+            .execute(w.conn())
+            .await?;
             recorded += usize::try_from(done.rows_affected()).unwrap_or(0);
         }
         w.commit().await?;
         Ok(recorded)
+    }
+
+    /// The viewer figures of every host (or only host `only`) that sent a heartbeat since
+    /// `since_ms`: host id → desktop name → figures. (Not among a host's columns: the
+    /// reconcile loop reads all hosts every tick and has no use for them.)
+    pub async fn viewers(
+        &self,
+        since_ms: i64,
+        only: Option<&str>,
+    ) -> Result<HashMap<String, HashMap<String, ViewerFigures>>> {
+        const ALL: &str =
+            "SELECT id, viewers FROM hosts WHERE viewers <> '' AND last_heartbeat_ms >= $1";
+        let rows = match only {
+            None => sqlx::query(ALL).bind(since_ms),
+            Some(host) => sqlx::query(VIEWERS_OF_HOST).bind(since_ms).bind(host),
+        }
+        .fetch_all(self.db())
+        .await?;
+        let mut all = HashMap::new();
+        for row in rows {
+            let text: String = row.try_get("viewers")?;
+            // Written by this code from a bounded message; a row that does not parse
+            // (edited by hand) shows no figures rather than failing the page.
+            if let Ok(viewers) = serde_json::from_str(&text) {
+                all.insert(row.try_get("id")?, viewers);
+            }
+        }
+        Ok(all)
     }
 
     /// Hosts not already `down` whose last heartbeat is older than `before_ms`.

@@ -74,6 +74,7 @@ pub const HOT_QUERIES: &[HotQuery] = &[
             Param::Int,
             Param::Int,
             Param::Text,
+            Param::Text,
         ],
     },
     HotQuery {
