@@ -92,20 +92,7 @@ pub(crate) fn configure(
     cpuid: &CpuId,
     entry: Option<&Entry>,
 ) -> Result<(), VmmError> {
-    let mut cpuid = cpuid.clone();
-    for e in cpuid.as_mut_slice() {
-        match e.function {
-            // Initial APIC id and logical processor count.
-            1 => {
-                e.ebx = (e.ebx & 0x00ff_ffff) | (u32::from(index) << 24);
-            }
-            // x2APIC topology: this vCPU's id.
-            0xb | 0x1f => e.edx = u32::from(index),
-            _ => {}
-        }
-    }
-    vcpu.set_cpuid2(&cpuid)
-        .map_err(VmmError::kvm("set CPUID"))?;
+    set_cpuid(vcpu, index, cpuid)?;
 
     let msrs = Msrs::from_entries(&[
         // IA32_MISC_ENABLE: fast strings.
@@ -214,6 +201,24 @@ pub(crate) fn configure(
     vcpu.set_regs(&regs)
         .map_err(VmmError::kvm("set registers"))?;
     Ok(())
+}
+
+/// This host's CPUID for vCPU `index` (its APIC id): the first thing a vCPU is given,
+/// at power-on and when it continues from a saved state.
+pub(crate) fn set_cpuid(vcpu: &VcpuFd, index: u8, cpuid: &CpuId) -> Result<(), VmmError> {
+    let mut cpuid = cpuid.clone();
+    for e in cpuid.as_mut_slice() {
+        match e.function {
+            // Initial APIC id and logical processor count.
+            1 => {
+                e.ebx = (e.ebx & 0x00ff_ffff) | (u32::from(index) << 24);
+            }
+            // x2APIC topology: this vCPU's id.
+            0xb | 0x1f => e.edx = u32::from(index),
+            _ => {}
+        }
+    }
+    vcpu.set_cpuid2(&cpuid).map_err(VmmError::kvm("set CPUID"))
 }
 
 fn set_lapic_register(regs: &mut [std::os::raw::c_char; 1024], offset: usize, value: u32) {

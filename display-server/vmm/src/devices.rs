@@ -71,6 +71,37 @@ impl Devices {
         })
     }
 
+    /// The devices as they are now (the machine paused).
+    pub(crate) fn save(&self) -> crate::snapshot::DevicesState {
+        crate::snapshot::DevicesState {
+            i8042: self.i8042.clone(),
+            serial: crate::snapshot::SerialRegisters::from_state(&self.serial.state()),
+            cmos_index: self.cmos_index,
+        }
+    }
+
+    /// Devices that continue from `state`, wired like [`Devices::new`]'s.
+    pub(crate) fn restore(
+        state: &crate::snapshot::DevicesState,
+        console: ConsoleLog,
+        mut irq: impl FnMut(u32) -> std::io::Result<IrqLine>,
+    ) -> std::io::Result<Self> {
+        let serial = Serial::from_state(
+            &state.serial.to_state(),
+            irq(COM1_IRQ)?,
+            vm_superio::serial::NoEvents,
+            console,
+        )
+        .map_err(|e| std::io::Error::other(format!("serial state: {e:?}")))?;
+        Ok(Self {
+            i8042: state.i8042.clone(),
+            serial,
+            keyboard_irq: irq(i8042::KEYBOARD_IRQ)?,
+            mouse_irq: irq(i8042::MOUSE_IRQ)?,
+            cmos_index: state.cmos_index & 0x7f,
+        })
+    }
+
     pub(crate) fn io_in(&mut self, port: u16, data: &mut [u8]) {
         let value = match port {
             i8042::DATA_PORT | i8042::COMMAND_PORT => {

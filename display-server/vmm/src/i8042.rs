@@ -36,7 +36,7 @@ const ST_AUX_DATA: u8 = 0x20;
 const ACK: u8 = 0xfa;
 const RESEND: u8 = 0xfe;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Port {
     Keyboard,
     Mouse,
@@ -54,7 +54,7 @@ pub const BUTTON_LEFT: u8 = 1;
 pub const BUTTON_RIGHT: u8 = 2;
 pub const BUTTON_MIDDLE: u8 = 4;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct I8042 {
     command_byte: u8,
     /// The output register: the byte the next data read returns.
@@ -69,7 +69,7 @@ pub struct I8042 {
     irq: Option<u32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Keyboard {
     scanning: bool,
     set: u8,
@@ -77,7 +77,7 @@ struct Keyboard {
     awaiting: Option<u8>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Mouse {
     reporting: bool,
     awaiting: Option<u8>,
@@ -113,6 +113,20 @@ impl I8042 {
             mouse: Mouse::new(),
             irq: None,
         }
+    }
+
+    /// What a controller of ours never holds (a restored state is checked with it).
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        if self.queue.len() > QUEUE_LIMIT {
+            return Err("the i8042 queue overflows");
+        }
+        if !matches!(self.irq, None | Some(KEYBOARD_IRQ | MOUSE_IRQ)) {
+            return Err("the i8042 raises an interrupt it has not");
+        }
+        if !(1..=3).contains(&self.keyboard.set) {
+            return Err("the keyboard uses a scan code set that does not exist");
+        }
+        Ok(())
     }
 
     /// The interrupt to raise after the last call, if any.

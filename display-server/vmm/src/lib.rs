@@ -14,6 +14,7 @@ mod machine;
 pub mod memory;
 mod mptable;
 pub mod scancode;
+mod snapshot;
 pub mod tiny;
 mod unemulated;
 
@@ -51,6 +52,9 @@ pub enum VmmError {
     Memory(String),
     #[error("boot: {0}")]
     Boot(String),
+    /// A saved state that cannot be taken or used (see [`Vm::save`], [`Vm::restore`]).
+    #[error("{0}")]
+    State(String),
 }
 
 impl VmmError {
@@ -165,6 +169,17 @@ pub struct Vm {
 impl Vm {
     /// Creates the VM and powers it on.
     pub fn start(config: VmConfig) -> Result<Vm, VmmError> {
+        Self::start_from(config, None)
+    }
+
+    /// Creates a VM that continues exactly where the VM that [`Vm::save`]d `state` was
+    /// (with the same configuration); it runs at once. A state of another shape, from a
+    /// newer Oriel, or damaged is refused with [`VmmError::State`].
+    pub fn restore(config: VmConfig, state: &[u8]) -> Result<Vm, VmmError> {
+        Self::start_from(config, Some(state))
+    }
+
+    fn start_from(config: VmConfig, state: Option<&[u8]>) -> Result<Vm, VmmError> {
         let format = config.check()?;
         if config.width > 16383 && matches!(config.boot, Boot::Linux(_)) {
             return Err(VmmError::Config(
@@ -179,9 +194,26 @@ impl Vm {
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(VmmError::kvm("read the supported CPUID"))?;
+        let decoded = match state {
+            Some(bytes) => Some(snapshot::decode(
+                bytes,
+                usize::from(config.vcpus),
+                config.memory_mib << 20,
+                (format.width, format.height, format.mapped_len()),
+            )?),
+            None => None,
+        };
         let (events, receiver) = mpsc::channel();
         let console = ConsoleLog::default();
-        let machine = power_on(&kvm, &cpuid, &config, format, &console, 1, &events)?;
+        let machine = power_on(
+            &kvm,
+            &cpuid,
+            &config,
+            format,
+            &console,
+            (1, &events),
+            decoded.as_ref(),
+        )?;
         let inner = Arc::new(Inner {
             kvm,
             cpuid,
@@ -300,6 +332,26 @@ impl Vm {
         machine.ram.resident_bytes() + machine.framebuffer.resident_bytes()
     }
 
+    /// The whole VM's state (vCPUs, interrupt controllers, timers, devices, RAM and
+    /// screen), for [`Vm::restore`]. A running VM is paused while it is read and then
+    /// runs on; a VM that is off or failed has no state to save.
+    pub fn save(&self) -> Result<Vec<u8>, VmmError> {
+        let state = lock(&self.inner.state);
+        let machine = self.machine();
+        match *state {
+            VmState::Paused => machine.save(),
+            VmState::Running => {
+                machine.set_paused(true);
+                let saved = machine.save();
+                machine.set_paused(false);
+                saved
+            }
+            VmState::PoweredOff | VmState::Failed(_) => Err(VmmError::State(
+                "the VM is not running; there is no state to save".into(),
+            )),
+        }
+    }
+
     /// Power-ons so far (1 + resets).
     pub fn boots(&self) -> u64 {
         self.inner.generation.load(Ordering::SeqCst)
@@ -335,8 +387,8 @@ impl Inner {
                 &self.config,
                 self.format,
                 &self.console,
-                generation,
-                &self.events,
+                (generation, &self.events),
+                None,
             )
             .map(|new| *machine = new)
         };
@@ -356,8 +408,8 @@ fn power_on(
     config: &VmConfig,
     format: FramebufferFormat,
     console: &ConsoleLog,
-    generation: u64,
-    events: &mpsc::Sender<Event>,
+    (generation, events): (u64, &mpsc::Sender<Event>),
+    restore: Option<&snapshot::Decoded<'_>>,
 ) -> Result<Arc<Machine>, VmmError> {
     let events = events.clone();
     Machine::power_on(
@@ -369,6 +421,7 @@ fn power_on(
             framebuffer: format,
             boot: &config.boot,
             console: console.clone(),
+            restore,
         },
         Box::new(move |outcome| {
             let _ = events.send(Event::Stopped {

@@ -17,6 +17,7 @@ use crate::console::ConsoleLog;
 use crate::cpu;
 use crate::devices::{Action, Devices, IrqLine};
 use crate::memory::{FramebufferFormat, FramebufferMemory, GuestRam};
+use crate::snapshot::{self, Decoded, VcpuState};
 use crate::VmmError;
 
 /// Why a machine stopped running.
@@ -39,6 +40,8 @@ struct Control {
     /// vCPU threads that have returned.
     exited: usize,
     outcome: Option<Outcome>,
+    /// A save in progress: each paused vCPU thread fills its slot.
+    saving: Option<Vec<Option<Result<VcpuState, String>>>>,
 }
 
 pub(crate) struct Machine {
@@ -47,6 +50,9 @@ pub(crate) struct Machine {
     pub ram: GuestRam,
     pub devices: Mutex<Devices>,
     vcpus: usize,
+    /// The MSRs a save reads (KVM's list for this host).
+    msr_indices: Vec<u32>,
+    memory_bytes: u64,
     control: Mutex<Control>,
     changed: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -66,6 +72,8 @@ pub(crate) struct Spec<'a> {
     pub framebuffer: FramebufferFormat,
     pub boot: &'a Boot,
     pub console: ConsoleLog,
+    /// Continue from this saved state instead of booting.
+    pub restore: Option<&'a Decoded<'a>>,
 }
 
 /// The TSS KVM needs on Intel hosts, in the hole below 4 GiB.
@@ -96,29 +104,58 @@ impl Machine {
         ram.register(&vm)?;
         let framebuffer = FramebufferMemory::new(spec.framebuffer)?;
         framebuffer.register(&vm)?;
-        cpu::write_boot_tables(&ram.memory)?;
-        let entry = boot::load(
-            spec.boot,
-            &ram.memory,
-            spec.memory_bytes,
-            spec.vcpus,
-            spec.framebuffer,
-        )?;
+        let entry = match spec.restore {
+            None => {
+                cpu::write_boot_tables(&ram.memory)?;
+                Some(boot::load(
+                    spec.boot,
+                    &ram.memory,
+                    spec.memory_bytes,
+                    spec.vcpus,
+                    spec.framebuffer,
+                )?)
+            }
+            Some(state) => {
+                ram.load(state.ram)?;
+                framebuffer.load(state.framebuffer)?;
+                snapshot::restore_vm(&vm, &state.meta.vm)?;
+                None
+            }
+        };
 
-        let devices = Devices::new(spec.console, |gsi| {
+        let irq = |gsi| {
             let fd = EventFd::new(EFD_NONBLOCK)?;
             vm.register_irqfd(&fd, gsi)
                 .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
             Ok(IrqLine(fd))
-        })
+        };
+        let devices = match spec.restore {
+            None => Devices::new(spec.console, irq),
+            Some(state) => Devices::restore(&state.meta.devices, spec.console, irq),
+        }
         .map_err(|e| VmmError::Kvm("wire the interrupts", e.to_string()))?;
+        let msr_indices = spec
+            .kvm
+            .get_msr_index_list()
+            .map_err(VmmError::kvm("list the MSRs"))?
+            .as_slice()
+            .to_vec();
 
         let mut vcpus = Vec::new();
         for index in 0..spec.vcpus {
             let vcpu = vm
                 .create_vcpu(u64::from(index))
                 .map_err(VmmError::kvm("create a vCPU"))?;
-            cpu::configure(&vcpu, index, spec.cpuid, (index == 0).then_some(&entry))?;
+            match spec.restore {
+                None => {
+                    let entry = entry.as_ref().filter(|_| index == 0);
+                    cpu::configure(&vcpu, index, spec.cpuid, entry)?;
+                }
+                Some(state) => {
+                    cpu::set_cpuid(&vcpu, index, spec.cpuid)?;
+                    snapshot::restore_vcpu(&vcpu, &state.meta.vcpus[usize::from(index)])?;
+                }
+            }
             vcpus.push(vcpu);
         }
 
@@ -128,6 +165,8 @@ impl Machine {
             ram,
             devices: Mutex::new(devices),
             vcpus: vcpus.len(),
+            msr_indices,
+            memory_bytes: spec.memory_bytes,
             control: Mutex::new(Control::default()),
             changed: Condvar::new(),
             threads: Mutex::new(Vec::new()),
@@ -140,7 +179,7 @@ impl Machine {
             let m = machine.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
-                .spawn(move || m.run_vcpu(vcpu))
+                .spawn(move || m.run_vcpu(index, vcpu))
                 .map_err(|e| VmmError::Kvm("start a vCPU thread", e.to_string()))?;
             lock(&machine.threads).push(thread);
         }
@@ -203,11 +242,66 @@ impl Machine {
         }
     }
 
-    fn run_vcpu(self: Arc<Self>, mut vcpu: VcpuFd) {
+    /// The whole machine's state, in [`snapshot`]'s format. The machine must be paused.
+    pub(crate) fn save(&self) -> Result<Vec<u8>, VmmError> {
+        let mut control = lock(&self.control);
+        if !control.paused || control.stopping || control.exited > 0 {
+            return Err(VmmError::State(
+                "only a paused, running machine can be saved".into(),
+            ));
+        }
+        control.saving = Some((0..self.vcpus).map(|_| None).collect());
+        self.changed.notify_all();
+        loop {
+            let done = control
+                .saving
+                .as_ref()
+                .is_some_and(|slots| slots.iter().all(Option::is_some));
+            if done || control.exited > 0 {
+                break;
+            }
+            control = self
+                .changed
+                .wait_timeout(control, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let slots = control.saving.take().unwrap_or_default();
+        drop(control);
+        let mut vcpus = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match slot {
+                Some(Ok(state)) => vcpus.push(state),
+                Some(Err(e)) => return Err(VmmError::State(format!("cannot save a vCPU: {e}"))),
+                None => return Err(VmmError::State("a vCPU stopped during the save".into())),
+            }
+        }
+        let meta = snapshot::Meta {
+            memory_bytes: self.memory_bytes,
+            width: self.framebuffer.format.width,
+            height: self.framebuffer.format.height,
+            vcpus,
+            vm: snapshot::save_vm(&self.vm)?,
+            devices: lock(&self.devices).save(),
+        };
+        snapshot::encode(&meta, &self.ram.dump()?, &self.framebuffer.dump())
+    }
+
+    fn run_vcpu(self: Arc<Self>, index: usize, mut vcpu: VcpuFd) {
         loop {
             {
                 let mut control = lock(&self.control);
                 while control.paused && !control.stopping {
+                    // A save asks each parked vCPU for its state.
+                    if let Some(slot) = control.saving.as_mut().and_then(|s| s.get_mut(index)) {
+                        if slot.is_none() {
+                            *slot = Some(
+                                snapshot::save_vcpu(&vcpu, &self.msr_indices)
+                                    .map_err(|e| e.to_string()),
+                            );
+                            self.changed.notify_all();
+                        }
+                    }
                     control.parked += 1;
                     self.changed.notify_all();
                     control = self

@@ -6,8 +6,8 @@ use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
 use kvm_ioctls::VmFd;
 use vm_memory::mmap::MmapRegionBuilder;
 use vm_memory::{
-    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
-    MmapRegion, VolatileMemory,
+    Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    GuestRegionMmap, MmapRegion, VolatileMemory,
 };
 
 use crate::layout::{self, PAGE_SIZE};
@@ -51,6 +51,46 @@ impl GuestRam {
     /// Bytes of guest RAM resident in host memory: what the guest has touched.
     pub fn resident_bytes(&self) -> u64 {
         self.memory.iter().map(|r| resident(r)).sum()
+    }
+
+    /// A copy of all of RAM, region after region (for a saved state).
+    pub(crate) fn dump(&self) -> Result<Vec<u8>, VmmError> {
+        let mut out = Vec::new();
+        for region in self.memory.iter() {
+            let len =
+                usize::try_from(region.len()).map_err(|_| VmmError::Config("memory too large"))?;
+            let at = out.len();
+            out.resize(at + len, 0);
+            self.memory
+                .read_slice(&mut out[at..], region.start_addr())
+                .map_err(|e| VmmError::Memory(format!("cannot read guest memory: {e}")))?;
+        }
+        Ok(out)
+    }
+
+    /// Fills RAM from what [`GuestRam::dump`] made (its length checked by the caller).
+    /// Pages of zeros are left untouched, so they cost the host nothing.
+    pub(crate) fn load(&self, bytes: &[u8]) -> Result<(), VmmError> {
+        let mut rest = bytes;
+        for region in self.memory.iter() {
+            let len =
+                usize::try_from(region.len()).map_err(|_| VmmError::Config("memory too large"))?;
+            if rest.len() < len {
+                return Err(VmmError::State("the saved RAM is too short".into()));
+            }
+            let (this, tail) = rest.split_at(len);
+            rest = tail;
+            for (i, page) in (0u64..).zip(this.chunks(PAGE_BYTES)) {
+                if page.iter().all(|b| *b == 0) {
+                    continue;
+                }
+                let at = region.start_addr().unchecked_add(i * PAGE_SIZE);
+                self.memory
+                    .write_slice(page, at)
+                    .map_err(VmmError::guest_write)?;
+            }
+        }
+        Ok(())
     }
 
     /// Gives every RAM page back to the host: the guest then reads zeros, as after
@@ -179,6 +219,24 @@ impl FramebufferMemory {
     /// Bytes of the framebuffer resident in host memory.
     pub fn resident_bytes(&self) -> u64 {
         resident(&self.region)
+    }
+
+    /// A copy of the whole mapping (for a saved state).
+    pub(crate) fn dump(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.region.size()];
+        let n = self.read(0, &mut out);
+        out.truncate(n);
+        out
+    }
+
+    /// Fills the mapping from what [`FramebufferMemory::dump`] made.
+    pub(crate) fn load(&self, bytes: &[u8]) -> Result<(), VmmError> {
+        let slice = self
+            .region
+            .get_slice(0, bytes.len())
+            .map_err(|e| VmmError::State(format!("the saved framebuffer does not fit: {e}")))?;
+        slice.copy_from(bytes);
+        Ok(())
     }
 
     /// Zeroes the framebuffer (power-on state) and frees its pages.

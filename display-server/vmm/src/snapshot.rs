@@ -1,0 +1,366 @@
+//! A whole machine's state — every vCPU, KVM's interrupt controllers, PIT and clock,
+//! our devices, guest RAM and the framebuffer — in a versioned, bounds-checked format,
+//! so that a machine can continue exactly where another one was (suspend to disk,
+//! migration).
+//!
+//! Layout (integers little-endian): the magic `ORIELVM\0`, the format version (u32),
+//! the length (u32, at most [`MAX_META`]) and bincode of [`Meta`], then RAM and the
+//! framebuffer, each as a u64 length and raw bytes whose length must be what the
+//! machine's configuration makes. A state from a newer format, of another shape, cut
+//! short or with bytes left over is refused with a clear error; nothing in it is
+//! trusted before it is checked.
+
+use kvm_bindings::{
+    kvm_clock_data, kvm_debugregs, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
+    kvm_pit_state2, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs,
+    KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE,
+};
+use kvm_ioctls::{VcpuFd, VmFd};
+use serde::{Deserialize, Serialize};
+
+use crate::i8042::I8042;
+use crate::VmmError;
+
+const MAGIC: [u8; 8] = *b"ORIELVM\0";
+/// The format this build writes and the newest it reads.
+pub(crate) const VERSION: u32 = 1;
+/// The CPU and device part is small (about 5 KiB per vCPU); anything larger is corrupt.
+const MAX_META: u32 = 1 << 20;
+
+/// Everything but the two memories.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Meta {
+    pub memory_bytes: u64,
+    pub width: u32,
+    pub height: u32,
+    pub vcpus: Vec<VcpuState>,
+    pub vm: VmLevel,
+    pub devices: DevicesState,
+}
+
+/// One vCPU, as KVM holds it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct VcpuState {
+    regs: kvm_regs,
+    sregs: kvm_sregs,
+    /// FPU, SSE and AVX registers (a superset of `kvm_fpu`).
+    xsave: kvm_xsave,
+    xcrs: kvm_xcrs,
+    /// Every MSR KVM lets us read, the TSC among them.
+    msrs: Vec<kvm_msr_entry>,
+    lapic: kvm_lapic_state,
+    mp_state: kvm_mp_state,
+    events: kvm_vcpu_events,
+    debugregs: kvm_debugregs,
+}
+
+/// KVM's in-kernel devices and clock.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct VmLevel {
+    pic_master: kvm_irqchip,
+    pic_slave: kvm_irqchip,
+    ioapic: kvm_irqchip,
+    pit: kvm_pit_state2,
+    clock: kvm_clock_data,
+}
+
+/// Our devices (the CMOS clock and the status port keep nothing).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct DevicesState {
+    pub i8042: I8042,
+    pub serial: SerialRegisters,
+    pub cmos_index: u8,
+}
+
+/// vm-superio's `SerialState`, which has no serde of its own.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SerialRegisters {
+    baud_divisor_low: u8,
+    baud_divisor_high: u8,
+    interrupt_enable: u8,
+    interrupt_identification: u8,
+    line_control: u8,
+    line_status: u8,
+    modem_control: u8,
+    modem_status: u8,
+    scratch: u8,
+    in_buffer: Vec<u8>,
+}
+
+/// The 8250's receive FIFO is 64 bytes in vm-superio.
+const SERIAL_FIFO: usize = 64;
+
+impl SerialRegisters {
+    pub(crate) fn from_state(s: &vm_superio::serial::SerialState) -> Self {
+        Self {
+            baud_divisor_low: s.baud_divisor_low,
+            baud_divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.in_buffer.clone(),
+        }
+    }
+
+    pub(crate) fn to_state(&self) -> vm_superio::serial::SerialState {
+        vm_superio::serial::SerialState {
+            baud_divisor_low: self.baud_divisor_low,
+            baud_divisor_high: self.baud_divisor_high,
+            interrupt_enable: self.interrupt_enable,
+            interrupt_identification: self.interrupt_identification,
+            line_control: self.line_control,
+            line_status: self.line_status,
+            modem_control: self.modem_control,
+            modem_status: self.modem_status,
+            scratch: self.scratch,
+            in_buffer: self.in_buffer.clone(),
+        }
+    }
+}
+
+fn corrupt(why: impl std::fmt::Display) -> VmmError {
+    VmmError::State(format!("the saved VM state is corrupt: {why}"))
+}
+
+/// Writes `meta`, `ram` and `framebuffer` in the format above.
+pub(crate) fn encode(meta: &Meta, ram: &[u8], framebuffer: &[u8]) -> Result<Vec<u8>, VmmError> {
+    let body = bincode::serde::encode_to_vec(meta, bincode::config::standard())
+        .map_err(|e| VmmError::State(format!("cannot encode the VM state: {e}")))?;
+    let body_len = u32::try_from(body.len())
+        .ok()
+        .filter(|n| *n <= MAX_META)
+        .ok_or_else(|| VmmError::State("the VM's CPU state is too large".into()))?;
+    let mut out = Vec::with_capacity(32 + body.len() + ram.len() + framebuffer.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&body_len.to_le_bytes());
+    out.extend_from_slice(&body);
+    for memory in [ram, framebuffer] {
+        out.extend_from_slice(&(memory.len() as u64).to_le_bytes());
+        out.extend_from_slice(memory);
+    }
+    Ok(out)
+}
+
+/// A state read back: what [`encode`] wrote, the memories borrowed from `bytes`.
+pub(crate) struct Decoded<'a> {
+    pub meta: Meta,
+    pub ram: &'a [u8],
+    pub framebuffer: &'a [u8],
+}
+
+/// Reads a state for a machine of `vcpus` vCPUs, `memory_bytes` of RAM and a
+/// framebuffer of `framebuffer_bytes`, `width` x `height`: anything else is refused.
+pub(crate) fn decode(
+    bytes: &[u8],
+    vcpus: usize,
+    memory_bytes: u64,
+    (width, height, framebuffer_bytes): (u32, u32, u64),
+) -> Result<Decoded<'_>, VmmError> {
+    if !bytes.starts_with(&MAGIC) {
+        return Err(VmmError::State("this is not a saved Oriel VM state".into()));
+    }
+    let mut rest = &bytes[MAGIC.len()..];
+    let version = u32::from_le_bytes(take_array(&mut rest)?);
+    if version > VERSION {
+        return Err(VmmError::State(format!(
+            "the VM state is of format {version}, from a newer Oriel; this one reads up to {VERSION}"
+        )));
+    }
+    if version == 0 {
+        return Err(corrupt("format 0"));
+    }
+    let meta_len = u32::from_le_bytes(take_array(&mut rest)?);
+    if meta_len > MAX_META {
+        return Err(corrupt(format!("a CPU state of {meta_len} bytes")));
+    }
+    let body = take(&mut rest, meta_len as usize)?;
+    let (meta, used): (Meta, usize) = bincode::serde::decode_from_slice(
+        body,
+        bincode::config::standard().with_limit::<{ MAX_META as usize }>(),
+    )
+    .map_err(corrupt)?;
+    if used != body.len() {
+        return Err(corrupt("bytes left over in the CPU state"));
+    }
+    let ram = take_memory(&mut rest, memory_bytes, "RAM")?;
+    let framebuffer = take_memory(&mut rest, framebuffer_bytes, "framebuffer")?;
+    if !rest.is_empty() {
+        return Err(corrupt("bytes left over after the framebuffer"));
+    }
+    if meta.vcpus.len() != vcpus || meta.memory_bytes != memory_bytes {
+        return Err(VmmError::State(format!(
+            "the VM state is of a machine with {} vCPUs and {} MiB, not {vcpus} and {} MiB",
+            meta.vcpus.len(),
+            meta.memory_bytes >> 20,
+            memory_bytes >> 20
+        )));
+    }
+    if (meta.width, meta.height) != (width, height) {
+        return Err(VmmError::State(format!(
+            "the VM state has a {}x{} screen, not {width}x{height}",
+            meta.width, meta.height
+        )));
+    }
+    meta.devices.check()?;
+    Ok(Decoded {
+        meta,
+        ram,
+        framebuffer,
+    })
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], VmmError> {
+    if rest.len() < n {
+        return Err(corrupt("it ends early"));
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+fn take_array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], VmmError> {
+    let mut out = [0u8; N];
+    out.copy_from_slice(take(rest, N)?);
+    Ok(out)
+}
+
+fn take_memory<'a>(rest: &mut &'a [u8], want: u64, what: &str) -> Result<&'a [u8], VmmError> {
+    let len = u64::from_le_bytes(take_array(rest)?);
+    if len != want {
+        return Err(corrupt(format!("{what} of {len} bytes, not {want}")));
+    }
+    take(rest, usize::try_from(len).map_err(corrupt)?)
+}
+
+impl DevicesState {
+    /// What a device would never hold, refused before it is used.
+    fn check(&self) -> Result<(), VmmError> {
+        self.i8042.check().map_err(corrupt)?;
+        if self.serial.in_buffer.len() > SERIAL_FIFO {
+            return Err(corrupt("the serial FIFO overflows"));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a vCPU's state; the vCPU must be out of KVM_RUN (the machine paused).
+pub(crate) fn save_vcpu(vcpu: &VcpuFd, msr_indices: &[u32]) -> Result<VcpuState, VmmError> {
+    let kvm = VmmError::kvm;
+    Ok(VcpuState {
+        regs: vcpu.get_regs().map_err(kvm("read registers"))?,
+        sregs: vcpu.get_sregs().map_err(kvm("read sregs"))?,
+        xsave: vcpu.get_xsave().map_err(kvm("read XSAVE"))?,
+        xcrs: vcpu.get_xcrs().map_err(kvm("read XCRs"))?,
+        msrs: read_msrs(vcpu, msr_indices)?,
+        lapic: vcpu.get_lapic().map_err(kvm("read the LAPIC"))?,
+        mp_state: vcpu.get_mp_state().map_err(kvm("read the MP state"))?,
+        events: vcpu.get_vcpu_events().map_err(kvm("read vCPU events"))?,
+        debugregs: vcpu.get_debug_regs().map_err(kvm("read debug registers"))?,
+    })
+}
+
+/// Every MSR of `indices` that KVM lets us read. KVM stops at the first it refuses;
+/// that one is skipped and the rest read on.
+fn read_msrs(vcpu: &VcpuFd, indices: &[u32]) -> Result<Vec<kvm_msr_entry>, VmmError> {
+    let mut read = Vec::with_capacity(indices.len());
+    let mut rest = indices;
+    while !rest.is_empty() {
+        let chunk = &rest[..rest.len().min(kvm_bindings::KVM_MAX_MSR_ENTRIES)];
+        let entries: Vec<kvm_msr_entry> = chunk
+            .iter()
+            .map(|&index| kvm_msr_entry {
+                index,
+                ..Default::default()
+            })
+            .collect();
+        let mut msrs = Msrs::from_entries(&entries).map_err(|_| VmmError::Config("MSR list"))?;
+        let n = vcpu
+            .get_msrs(&mut msrs)
+            .map_err(VmmError::kvm("read MSRs"))?;
+        read.extend_from_slice(&msrs.as_slice()[..n]);
+        let skip = if n < chunk.len() { n + 1 } else { n };
+        rest = &rest[skip..];
+    }
+    Ok(read)
+}
+
+/// Gives a new vCPU (its CPUID already set) the state `state`.
+pub(crate) fn restore_vcpu(vcpu: &VcpuFd, state: &VcpuState) -> Result<(), VmmError> {
+    let kvm = VmmError::kvm;
+    vcpu.set_sregs(&state.sregs).map_err(kvm("set sregs"))?;
+    vcpu.set_regs(&state.regs).map_err(kvm("set registers"))?;
+    // SAFETY: the kvm_xsave is the 4 KiB legacy buffer KVM_GET_XSAVE filled on a host
+    // with the same CPUID; KVM reads no more than that struct.
+    unsafe { vcpu.set_xsave(&state.xsave) }.map_err(kvm("set XSAVE"))?;
+    vcpu.set_xcrs(&state.xcrs).map_err(kvm("set XCRs"))?;
+    vcpu.set_debug_regs(&state.debugregs)
+        .map_err(kvm("set debug registers"))?;
+    vcpu.set_lapic(&state.lapic).map_err(kvm("set the LAPIC"))?;
+    vcpu.set_mp_state(state.mp_state)
+        .map_err(kvm("set the MP state"))?;
+    for chunk in state.msrs.chunks(kvm_bindings::KVM_MAX_MSR_ENTRIES) {
+        let msrs = Msrs::from_entries(chunk).map_err(|_| VmmError::Config("MSR list"))?;
+        let n = vcpu.set_msrs(&msrs).map_err(kvm("set MSRs"))?;
+        if n != chunk.len() {
+            return Err(VmmError::Kvm(
+                "set MSRs",
+                format!("KVM refused MSR {:#x}", chunk[n].index),
+            ));
+        }
+    }
+    vcpu.set_vcpu_events(&state.events)
+        .map_err(kvm("set vCPU events"))?;
+    Ok(())
+}
+
+/// Reads KVM's interrupt controllers, PIT and clock.
+pub(crate) fn save_vm(vm: &VmFd) -> Result<VmLevel, VmmError> {
+    let chip = |chip_id| -> Result<kvm_irqchip, VmmError> {
+        let mut chip = kvm_irqchip {
+            chip_id,
+            ..Default::default()
+        };
+        vm.get_irqchip(&mut chip)
+            .map_err(VmmError::kvm("read an interrupt controller"))?;
+        Ok(chip)
+    };
+    Ok(VmLevel {
+        pic_master: chip(KVM_IRQCHIP_PIC_MASTER)?,
+        pic_slave: chip(KVM_IRQCHIP_PIC_SLAVE)?,
+        ioapic: chip(KVM_IRQCHIP_IOAPIC)?,
+        pit: vm.get_pit2().map_err(VmmError::kvm("read the PIT"))?,
+        clock: vm.get_clock().map_err(VmmError::kvm("read the clock"))?,
+    })
+}
+
+/// Gives a new VM (irqchip and PIT created) the state `state`.
+pub(crate) fn restore_vm(vm: &VmFd, state: &VmLevel) -> Result<(), VmmError> {
+    let chips = [&state.pic_master, &state.pic_slave, &state.ioapic];
+    let ids = [
+        KVM_IRQCHIP_PIC_MASTER,
+        KVM_IRQCHIP_PIC_SLAVE,
+        KVM_IRQCHIP_IOAPIC,
+    ];
+    for (chip, id) in chips.into_iter().zip(ids) {
+        if chip.chip_id != id {
+            return Err(corrupt("interrupt controllers out of order"));
+        }
+        vm.set_irqchip(chip)
+            .map_err(VmmError::kvm("set an interrupt controller"))?;
+    }
+    vm.set_pit2(&state.pit)
+        .map_err(VmmError::kvm("set the PIT"))?;
+    // Only the clock's value: the flags say how KVM read it, not how to set it.
+    let clock = kvm_clock_data {
+        clock: state.clock.clock,
+        ..Default::default()
+    };
+    vm.set_clock(&clock)
+        .map_err(VmmError::kvm("set the clock"))?;
+    Ok(())
+}
