@@ -179,6 +179,19 @@ impl Vm {
         Self::start_from(config, Some(state))
     }
 
+    /// Whether `state` is a saved state [`Vm::restore`] would take for `config`, checked
+    /// without KVM (the same checks restore makes before it creates anything).
+    pub fn check_state(config: &VmConfig, state: &[u8]) -> Result<(), VmmError> {
+        let format = config.check()?;
+        snapshot::decode(
+            state,
+            usize::from(config.vcpus),
+            config.memory_mib << 20,
+            (format.width, format.height, format.mapped_len()),
+        )
+        .map(drop)
+    }
+
     fn start_from(config: VmConfig, state: Option<&[u8]>) -> Result<Vm, VmmError> {
         let format = config.check()?;
         if config.width > 16383 && matches!(config.boot, Boot::Linux(_)) {
