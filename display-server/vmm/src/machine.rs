@@ -116,7 +116,7 @@ impl Machine {
                 )?)
             }
             Some(state) => {
-                ram.load(state.ram)?;
+                ram.load(state.ram.iter())?;
                 framebuffer.load(state.framebuffer)?;
                 snapshot::restore_vm(&vm, &state.meta.vm)?;
                 None
@@ -284,7 +284,11 @@ impl Machine {
             vm: snapshot::save_vm(&self.vm)?,
             devices: lock(&self.devices).save(),
         };
-        snapshot::encode(&meta, &self.ram.dump()?, &self.framebuffer.dump())
+        snapshot::encode(
+            &meta,
+            |out| self.ram.write_pages(out),
+            &self.framebuffer.dump(),
+        )
     }
 
     fn run_vcpu(self: Arc<Self>, index: usize, mut vcpu: VcpuFd) {

@@ -53,42 +53,51 @@ impl GuestRam {
         self.memory.iter().map(|r| resident(r)).sum()
     }
 
-    /// A copy of all of RAM, region after region (for a saved state).
-    pub(crate) fn dump(&self) -> Result<Vec<u8>, VmmError> {
-        let mut out = Vec::new();
+    /// Appends every page of RAM that is not all zeros to `out` as its page number
+    /// (u64, counted over the regions in order) and its bytes; returns how many.
+    pub(crate) fn write_pages(&self, out: &mut Vec<u8>) -> Result<u64, VmmError> {
+        let mut page = [0u8; PAGE_BYTES];
+        let (mut number, mut count) = (0u64, 0u64);
         for region in self.memory.iter() {
-            let len =
-                usize::try_from(region.len()).map_err(|_| VmmError::Config("memory too large"))?;
-            let at = out.len();
-            out.resize(at + len, 0);
-            self.memory
-                .read_slice(&mut out[at..], region.start_addr())
-                .map_err(|e| VmmError::Memory(format!("cannot read guest memory: {e}")))?;
+            for offset in (0..region.len()).step_by(PAGE_BYTES) {
+                self.memory
+                    .read_slice(&mut page, region.start_addr().unchecked_add(offset))
+                    .map_err(|e| VmmError::Memory(format!("cannot read guest memory: {e}")))?;
+                if page.iter().any(|b| *b != 0) {
+                    out.extend_from_slice(&number.to_le_bytes());
+                    out.extend_from_slice(&page);
+                    count += 1;
+                }
+                number += 1;
+            }
         }
-        Ok(out)
+        Ok(count)
     }
 
-    /// Fills RAM from what [`GuestRam::dump`] made (its length checked by the caller).
-    /// Pages of zeros are left untouched, so they cost the host nothing.
-    pub(crate) fn load(&self, bytes: &[u8]) -> Result<(), VmmError> {
-        let mut rest = bytes;
+    /// Fills RAM with `pages` (page numbers as [`GuestRam::write_pages`] counts them);
+    /// the rest stays untouched zeros, costing the host nothing.
+    pub(crate) fn load<'a>(
+        &self,
+        pages: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> Result<(), VmmError> {
+        // Region start addresses by their first page number.
+        let mut starts = Vec::new();
+        let mut first = 0u64;
         for region in self.memory.iter() {
-            let len =
-                usize::try_from(region.len()).map_err(|_| VmmError::Config("memory too large"))?;
-            if rest.len() < len {
-                return Err(VmmError::State("the saved RAM is too short".into()));
-            }
-            let (this, tail) = rest.split_at(len);
-            rest = tail;
-            for (i, page) in (0u64..).zip(this.chunks(PAGE_BYTES)) {
-                if page.iter().all(|b| *b == 0) {
-                    continue;
-                }
-                let at = region.start_addr().unchecked_add(i * PAGE_SIZE);
-                self.memory
-                    .write_slice(page, at)
-                    .map_err(VmmError::guest_write)?;
-            }
+            starts.push((first, region.start_addr(), region.len() / PAGE_SIZE));
+            first += region.len() / PAGE_SIZE;
+        }
+        for (number, bytes) in pages {
+            let Some(&(first, start, _)) = starts
+                .iter()
+                .find(|(first, _, n)| (*first..first + n).contains(&number))
+            else {
+                return Err(VmmError::State(format!("RAM page {number} is outside RAM")));
+            };
+            let at = start.unchecked_add((number - first) * PAGE_SIZE);
+            self.memory
+                .write_slice(bytes, at)
+                .map_err(VmmError::guest_write)?;
         }
         Ok(())
     }

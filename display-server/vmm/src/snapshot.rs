@@ -4,9 +4,10 @@
 //! migration).
 //!
 //! Layout (integers little-endian): the magic `ORIELVM\0`, the format version (u32),
-//! the length (u32, at most [`MAX_META`]) and bincode of [`Meta`], then RAM and the
-//! framebuffer, each as a u64 length and raw bytes whose length must be what the
-//! machine's configuration makes. A state from a newer format, of another shape, cut
+//! the length (u32, at most [`MAX_META`]) and bincode of [`Meta`]; then RAM: its size
+//! (u64) and the count (u64) of pages that are not all zeros, each as its page number
+//! (u64, ascending) and 4 KiB, so untouched RAM costs nothing; then the framebuffer as
+//! its length (u64) and raw bytes. Sizes must be what the machine's configuration makes. A state from a newer format, of another shape, cut
 //! short or with bytes left over is refused with a clear error; nothing in it is
 //! trusted before it is checked.
 
@@ -126,31 +127,59 @@ fn corrupt(why: impl std::fmt::Display) -> VmmError {
     VmmError::State(format!("the saved VM state is corrupt: {why}"))
 }
 
-/// Writes `meta`, `ram` and `framebuffer` in the format above.
-pub(crate) fn encode(meta: &Meta, ram: &[u8], framebuffer: &[u8]) -> Result<Vec<u8>, VmmError> {
+/// RAM pages in the state are this large.
+pub(crate) const PAGE: usize = 4096;
+
+/// Writes `meta`, RAM and `framebuffer` in the format above. `write_pages` appends each
+/// page of RAM that is not all zeros as (page number, bytes) and returns how many.
+pub(crate) fn encode(
+    meta: &Meta,
+    write_pages: impl FnOnce(&mut Vec<u8>) -> Result<u64, VmmError>,
+    framebuffer: &[u8],
+) -> Result<Vec<u8>, VmmError> {
     let body = bincode::serde::encode_to_vec(meta, bincode::config::standard())
         .map_err(|e| VmmError::State(format!("cannot encode the VM state: {e}")))?;
     let body_len = u32::try_from(body.len())
         .ok()
         .filter(|n| *n <= MAX_META)
         .ok_or_else(|| VmmError::State("the VM's CPU state is too large".into()))?;
-    let mut out = Vec::with_capacity(32 + body.len() + ram.len() + framebuffer.len());
+    let mut out = Vec::with_capacity(64 + body.len() + framebuffer.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&body_len.to_le_bytes());
     out.extend_from_slice(&body);
-    for memory in [ram, framebuffer] {
-        out.extend_from_slice(&(memory.len() as u64).to_le_bytes());
-        out.extend_from_slice(memory);
-    }
+    out.extend_from_slice(&meta.memory_bytes.to_le_bytes());
+    let count_at = out.len();
+    out.extend_from_slice(&0u64.to_le_bytes());
+    let count = write_pages(&mut out)?;
+    out[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&(framebuffer.len() as u64).to_le_bytes());
+    out.extend_from_slice(framebuffer);
     Ok(out)
 }
 
 /// A state read back: what [`encode`] wrote, the memories borrowed from `bytes`.
 pub(crate) struct Decoded<'a> {
     pub meta: Meta,
-    pub ram: &'a [u8],
+    pub ram: RamPages<'a>,
     pub framebuffer: &'a [u8],
+}
+
+/// The pages of RAM in a state (checked: ascending, within RAM).
+pub(crate) struct RamPages<'a> {
+    entries: &'a [u8],
+}
+
+impl<'a> RamPages<'a> {
+    /// (page number, its 4 KiB), ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &'a [u8])> + 'a {
+        self.entries.chunks_exact(8 + PAGE).map(|entry| {
+            let (number, page) = entry.split_at(8);
+            let mut n = [0u8; 8];
+            n.copy_from_slice(number);
+            (u64::from_le_bytes(n), page)
+        })
+    }
 }
 
 /// Reads a state for a machine of `vcpus` vCPUs, `memory_bytes` of RAM and a
@@ -187,7 +216,7 @@ pub(crate) fn decode(
     if used != body.len() {
         return Err(corrupt("bytes left over in the CPU state"));
     }
-    let ram = take_memory(&mut rest, memory_bytes, "RAM")?;
+    let ram = take_pages(&mut rest, memory_bytes)?;
     let framebuffer = take_memory(&mut rest, framebuffer_bytes, "framebuffer")?;
     if !rest.is_empty() {
         return Err(corrupt("bytes left over after the framebuffer"));
@@ -227,6 +256,35 @@ fn take_array<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], VmmError> {
     let mut out = [0u8; N];
     out.copy_from_slice(take(rest, N)?);
     Ok(out)
+}
+
+fn take_pages<'a>(rest: &mut &'a [u8], memory_bytes: u64) -> Result<RamPages<'a>, VmmError> {
+    let size = u64::from_le_bytes(take_array(rest)?);
+    if size != memory_bytes {
+        return Err(corrupt(format!("RAM of {size} bytes, not {memory_bytes}")));
+    }
+    let pages = memory_bytes / PAGE as u64;
+    let count = u64::from_le_bytes(take_array(rest)?);
+    if count > pages {
+        return Err(corrupt(format!(
+            "{count} pages of RAM, more than its {pages}"
+        )));
+    }
+    let len = usize::try_from(count)
+        .ok()
+        .and_then(|n| n.checked_mul(8 + PAGE))
+        .ok_or_else(|| corrupt("too many pages"))?;
+    let ram = RamPages {
+        entries: take(rest, len)?,
+    };
+    let mut next = 0;
+    for (number, _) in ram.iter() {
+        if number < next || number >= pages {
+            return Err(corrupt(format!("RAM page {number} out of order or place")));
+        }
+        next = number + 1;
+    }
+    Ok(ram)
 }
 
 fn take_memory<'a>(rest: &mut &'a [u8], want: u64, what: &str) -> Result<&'a [u8], VmmError> {
@@ -363,4 +421,52 @@ pub(crate) fn restore_vm(vm: &VmFd, state: &VmLevel) -> Result<(), VmmError> {
     vm.set_clock(&clock)
         .map_err(VmmError::kvm("set the clock"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A RAM section of `memory_bytes` holding pages `numbers`.
+    fn section(memory_bytes: u64, numbers: &[u64]) -> Vec<u8> {
+        let mut out = memory_bytes.to_le_bytes().to_vec();
+        out.extend_from_slice(&(numbers.len() as u64).to_le_bytes());
+        for n in numbers {
+            out.extend_from_slice(&n.to_le_bytes());
+            out.extend_from_slice(&[u8::try_from(*n % 251).unwrap(); PAGE]);
+        }
+        out
+    }
+
+    fn pages(memory_bytes: u64, numbers: &[u64]) -> Result<Vec<u64>, VmmError> {
+        let bytes = section(memory_bytes, numbers);
+        let mut rest = bytes.as_slice();
+        let ram = take_pages(&mut rest, memory_bytes)?;
+        assert!(rest.is_empty());
+        Ok(ram
+            .iter()
+            .map(|(n, page)| {
+                assert_eq!(page[0], u8::try_from(n % 251).unwrap());
+                n
+            })
+            .collect())
+    }
+
+    #[test]
+    fn ram_pages_must_ascend_within_ram() {
+        let four = 4 * PAGE as u64;
+        assert_eq!(pages(four, &[0, 2, 3]).unwrap(), [0, 2, 3]);
+        assert_eq!(pages(four, &[]).unwrap(), Vec::<u64>::new());
+        for bad in [&[2, 1][..], &[1, 1], &[4], &[0, 1, 2, 3, 3]] {
+            assert!(pages(four, bad).is_err(), "{bad:?}");
+        }
+        // A count larger than what follows, or than RAM holds, is refused before
+        // anything is read or allocated.
+        let mut lying = section(four, &[0]);
+        lying[8..16].copy_from_slice(&3u64.to_le_bytes());
+        assert!(take_pages(&mut lying.as_slice(), four).is_err());
+        lying[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(take_pages(&mut lying.as_slice(), four).is_err());
+        assert!(take_pages(&mut section(four, &[0]).as_slice(), 2 * four).is_err());
+    }
 }
