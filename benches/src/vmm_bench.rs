@@ -116,6 +116,18 @@ pub(crate) fn run(args: VmmArgs) -> anyhow::Result<String> {
             bail!("a key drew nothing");
         }
     }
+    // Saved (paused, read, resumed) and restored into a new VM that runs at once.
+    let (mut save_ms, mut restore_ms, mut state_bytes) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..10 {
+        let t = Instant::now();
+        let state = source.vm().save()?;
+        save_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        state_bytes = state.len();
+        let t = Instant::now();
+        let restored = Vm::restore(config.clone(), &state)?;
+        restore_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(restored);
+    }
     drop(source);
 
     eprintln!(
@@ -169,6 +181,9 @@ pub(crate) fn run(args: VmmArgs) -> anyhow::Result<String> {
         "full_frame_read_us": p(&mut full_frame_read, 0.5),
         "capture_poll_idle_us": p(&mut poll_idle, 0.5),
         "capture_poll_key_glyph_us": p(&mut poll_glyph, 0.5),
+        "state_kib": state_bytes / 1024,
+        "save_ms": p(&mut save_ms, 0.5),
+        "restore_ms": p(&mut restore_ms, 0.5),
         "vms": args.vms,
         "rss_per_vm_mb": round(per_vm_mb),
         "guest_touched_mb_per_vm": round(touched_mb),
