@@ -83,6 +83,33 @@ fn a_restored_vm_continues_where_it_was() {
 }
 
 #[test]
+fn a_machine_of_two_vcpus_is_saved_and_restored_whole() {
+    if !kvm_available() {
+        return;
+    }
+    // The second vCPU waits for INIT/SIPI in KVM: its MP state must come back as it was.
+    let config = VmConfig {
+        vcpus: 2,
+        ..VmConfig::tiny(WIDTH, HEIGHT)
+    };
+    let vm = Vm::start(config.clone()).unwrap();
+    vm.wait_ready(Duration::from_secs(60)).unwrap();
+    tap(&vm, KEY_A);
+    wait_console(&vm, "key 1e");
+    let state = vm.save().unwrap();
+    drop(vm);
+    let one_vcpu = VmConfig::tiny(WIDTH, HEIGHT);
+    assert!(matches!(
+        Vm::restore(one_vcpu, &state),
+        Err(VmmError::State(why)) if why.contains("2 vCPUs")
+    ));
+    let restored = Vm::restore(config, &state).unwrap();
+    tap(&restored, KEY_Z);
+    wait_console(&restored, "key 2c");
+    assert_glyph(&restored, 1, 0x2c);
+}
+
+#[test]
 fn states_that_do_not_fit_are_refused_clearly() {
     if !kvm_available() {
         return;
