@@ -11,9 +11,10 @@
 //! host is judged only on heartbeats the broker could have received.
 //!
 //! With several brokers on one database exactly one runs the loop: the holder of the
-//! `reconcile` lease, renewed every tick by a task of its own. Its store is fenced by the lease's token, so
-//! once another broker has taken the lease over (the holder died, hung or lost the
-//! database for longer than [`LEASE_TTL`]) none of the old holder's writes go through.
+//! `reconcile` lease, renewed every tick by a task of its own. Its store is fenced by
+//! the lease's token, so once another broker has taken the lease over (the holder died,
+//! hung or lost the database for longer than [`LEASE_TTL`]) none of the old holder's
+//! writes go through.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

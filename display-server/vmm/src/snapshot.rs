@@ -7,9 +7,9 @@
 //! the length (u32, at most [`MAX_META`]) and bincode of [`Meta`]; then RAM: its size
 //! (u64) and the count (u64) of pages that are not all zeros, each as its page number
 //! (u64, ascending) and 4 KiB, so untouched RAM costs nothing; then the framebuffer as
-//! its length (u64) and raw bytes. Sizes must be what the machine's configuration makes. A state from a newer format, of another shape, cut
-//! short or with bytes left over is refused with a clear error; nothing in it is
-//! trusted before it is checked.
+//! its length (u64) and raw bytes. Sizes must be what the machine's configuration
+//! makes. A state from a newer format, of another shape, cut short or with bytes left
+//! over is refused with a clear error; nothing in it is trusted before it is checked.
 
 use kvm_bindings::{
     kvm_clock_data, kvm_debugregs, kvm_irqchip, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
