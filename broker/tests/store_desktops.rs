@@ -4,7 +4,7 @@ mod common;
 
 use common::{new_pool, on_both, store_on, temp_store, Db, TestResult};
 use oriel_broker::store::{
-    now_ms, Assignment, DesktopState, Role, SessionState, Store, StoreError,
+    now_ms, Assignment, DesktopState, HostContact, Role, SessionState, Store, StoreError,
 };
 
 async fn desktops_crud_and_compare_and_set(db: Db) -> TestResult {
@@ -328,7 +328,58 @@ async fn reopening_the_file_keeps_all_data() -> TestResult {
     Ok(())
 }
 
+/// A reconnect reads the desktop its user holds and that desktop's host at once; what
+/// it finds is what a connect through [`Store::assign_desktop`] would have given.
+async fn a_held_desktop_is_read_with_its_host(db: Db) -> TestResult {
+    let (_db, store) = store_on(db).await?;
+    let pool = store
+        .create_pool(&new_pool("office", Assignment::Floating, 3))
+        .await?;
+    let host = store
+        .register_host("h1", "127.0.0.1:7000", &"ab".repeat(32), 4, "cred")
+        .await?;
+    store
+        .create_desktop(&pool.id, Some(&host.id), "office-0", DesktopState::Ready)
+        .await?;
+    let alice = store.create_user("alice", "h", Role::User).await?;
+    let bob = store.create_user("bob", "h", Role::User).await?;
+    assert!(store
+        .held_desktop(&pool.id, &alice.id, false)
+        .await?
+        .is_none());
+
+    let assigned = store.assign_desktop(&pool.id, &alice.id, false).await?;
+    let (held, contact) = store
+        .held_desktop(&pool.id, &alice.id, false)
+        .await?
+        .expect("alice holds a desktop on a host");
+    assert_eq!(held, assigned);
+    assert_eq!(contact, HostContact::from(host.clone()));
+    assert!(store
+        .held_desktop(&pool.id, &bob.id, false)
+        .await?
+        .is_none());
+    // Bob's desktop has no host yet: nothing to connect to, so not found here.
+    store
+        .create_desktop(&pool.id, None, "office-1", DesktopState::Ready)
+        .await?;
+    let unplaced = store.assign_desktop(&pool.id, &bob.id, false).await?;
+    assert_eq!(unplaced.host_id, None);
+    assert!(store
+        .held_desktop(&pool.id, &bob.id, false)
+        .await?
+        .is_none());
+    // A floating desktop given back is no longer held.
+    store.release_desktop(&assigned.id, true).await?;
+    assert!(store
+        .held_desktop(&pool.id, &alice.id, false)
+        .await?
+        .is_none());
+    Ok(())
+}
+
 on_both!(
+    a_held_desktop_is_read_with_its_host,
     desktops_crud_and_compare_and_set,
     dedicated_assignment_returns_the_same_desktop,
     floating_release_resets_and_returns_to_pool,

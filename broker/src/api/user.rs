@@ -15,7 +15,7 @@ use super::auth::AuthUser;
 use super::ratelimit;
 use super::{ApiErr, AppState};
 use crate::password::{new_token, token_hash};
-use crate::store::{names, now_ms, Assignment, DesktopState, HostState, HELD};
+use crate::store::{names, now_ms, Assignment, DesktopState, HostContact, HostState, HELD};
 
 /// How long a connect ticket is valid (the protocol caps it at 60 s).
 const TICKET_LIFETIME_S: u64 = 30;
@@ -205,21 +205,32 @@ pub(super) async fn connect(
         )));
     }
     let dedicated = pool.assignment == Assignment::Dedicated;
-    let desktop = state
+    // A reconnect finds its desktop and host in one read; otherwise one is assigned.
+    let held = state
         .store
-        .assign_desktop(&pool.id, &user.id, dedicated)
+        .held_desktop(&pool.id, &user.id, dedicated)
         .await?;
-    let host_id = desktop.host_id.as_deref().ok_or_else(|| {
-        ApiErr::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the desktop has no host yet",
-        )
-    })?;
-    let host = state
-        .store
-        .host_by_id(host_id)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("host"))?;
+    let (desktop, host) = match held {
+        Some(held) => held,
+        None => {
+            let desktop = state
+                .store
+                .assign_desktop(&pool.id, &user.id, dedicated)
+                .await?;
+            let host_id = desktop.host_id.as_deref().ok_or_else(|| {
+                ApiErr::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the desktop has no host yet",
+                )
+            })?;
+            let host = state
+                .store
+                .host_by_id(host_id)
+                .await?
+                .ok_or_else(|| ApiErr::not_found("host"))?;
+            (desktop, HostContact::from(host))
+        }
+    };
     if host.state == HostState::Down {
         return Err(ApiErr::new(
             StatusCode::SERVICE_UNAVAILABLE,

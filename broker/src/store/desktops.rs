@@ -333,11 +333,7 @@ impl Store {
         user_id: &str,
         dedicated: bool,
     ) -> Result<Desktop> {
-        let held_states = if dedicated {
-            "state NOT IN ('failed', 'deleting')"
-        } else {
-            "state IN ('assigned', 'connected', 'disconnected')"
-        };
+        let held_states = super::reconnect::held_states(dedicated);
         let held_sql = format!(
             concat!(
                 "SELECT ",

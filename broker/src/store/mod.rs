@@ -29,6 +29,7 @@ mod model;
 pub mod names;
 pub mod plans;
 mod pools;
+mod reconnect;
 mod sessions;
 mod users;
 
@@ -47,6 +48,7 @@ pub use model::{
     Pool, Role, Session, SessionState, User,
 };
 pub use pools::{NewPool, PoolUpdate, MAX_POOL_SIZE, MAX_TIMEOUT_S};
+pub use reconnect::HostContact;
 pub use sessions::HostConnection;
 
 pub(crate) use error::map_constraint;

@@ -289,7 +289,7 @@ macro_rules! session_cols {
 pub(crate) use {desktop_cols, host_cols, pool_cols, session_cols, user_cols};
 
 /// Parses a stored enum; a bad value means the database holds something this code never wrote.
-fn parse_col<T: std::str::FromStr<Err = StoreError>>(
+pub(crate) fn parse_col<T: std::str::FromStr<Err = StoreError>>(
     row: &AnyRow,
     col: &str,
 ) -> Result<T, StoreError> {

@@ -1,0 +1,73 @@
+//! A reconnect's one read: the desktop a user already holds in a pool, with where its
+//! viewer connects. Most connects are reconnects; each round trip to the database they
+//! save is throughput for every broker of a cluster.
+
+use sqlx::Row;
+
+use super::model::{desktop_cols, desktop_from_row, parse_col};
+use super::{Desktop, Host, HostState, Result, Store};
+
+/// Where a desktop's viewer connects: its host's address and certificate, and whether
+/// the host is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostContact {
+    pub address: String,
+    pub fingerprint: String,
+    pub state: HostState,
+}
+
+impl From<Host> for HostContact {
+    fn from(host: Host) -> Self {
+        Self {
+            address: host.address,
+            fingerprint: host.fingerprint,
+            state: host.state,
+        }
+    }
+}
+
+/// Which states hold a desktop for its user: a dedicated desktop stays its user's in
+/// every state but failed and deleting; a floating one while it is assigned.
+pub(super) fn held_states(dedicated: bool) -> &'static str {
+    if dedicated {
+        "state NOT IN ('failed', 'deleting')"
+    } else {
+        "state IN ('assigned', 'connected', 'disconnected')"
+    }
+}
+
+impl Store {
+    /// The desktop of `pool_id` that `user_id` holds (the oldest, as
+    /// [`Store::assign_desktop`] picks it) when it is placed on a host, with that host.
+    pub async fn held_desktop(
+        &self,
+        pool_id: &str,
+        user_id: &str,
+        dedicated: bool,
+    ) -> Result<Option<(Desktop, HostContact)>> {
+        let sql = format!(
+            concat!(
+                "SELECT held.*, h.address AS host_address, h.fingerprint AS host_fingerprint, \
+                 h.state AS host_state FROM (SELECT ",
+                desktop_cols!(),
+                " FROM desktops WHERE pool_id = $1 AND assigned_user_id = $2 AND {} \
+                 ORDER BY created_ms, id LIMIT 1) held JOIN hosts h ON h.id = held.host_id"
+            ),
+            held_states(dedicated)
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(pool_id)
+            .bind(user_id)
+            .fetch_optional(self.db())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let host = HostContact {
+            address: row.try_get("host_address")?,
+            fingerprint: row.try_get("host_fingerprint")?,
+            state: parse_col(&row, "host_state")?,
+        };
+        Ok(Some((desktop_from_row(&row)?, host)))
+    }
+}
