@@ -333,16 +333,7 @@ impl Store {
         user_id: &str,
         dedicated: bool,
     ) -> Result<Desktop> {
-        let held_states = super::reconnect::held_states(dedicated);
-        let held_sql = format!(
-            concat!(
-                "SELECT ",
-                desktop_cols!(),
-                " FROM desktops WHERE pool_id = $1 AND assigned_user_id = $2 AND {} \
-                 ORDER BY created_ms, id LIMIT 1"
-            ),
-            held_states
-        );
+        let held_sql = super::reconnect::held_desktop_sql(dedicated);
         // PostgreSQL: concurrent callers skip each other's candidate rows instead of queueing
         // on them. SQLite: BEGIN IMMEDIATE already excludes other writers.
         let skip_locked = match self.backend() {
@@ -360,17 +351,6 @@ impl Store {
             skip_locked
         );
 
-        // A reconnect finds the desktop its user holds without a write transaction
-        // (writers queue on one lock in SQLite, and each PostgreSQL commit announces
-        // itself); what it reads is what the locked path below would return.
-        if let Some(row) = sqlx::query(&held_sql)
-            .bind(pool_id)
-            .bind(user_id)
-            .fetch_optional(self.db())
-            .await?
-        {
-            return desktop_from_row(&row);
-        }
         let mut w = self.write().await?;
         // Lock the user's row (PostgreSQL) so that two concurrent calls for the same user
         // cannot both find nothing held and both take a desktop.

@@ -26,14 +26,23 @@ impl From<Host> for HostContact {
     }
 }
 
-/// Which states hold a desktop for its user: a dedicated desktop stays its user's in
-/// every state but failed and deleting; a floating one while it is assigned.
-pub(super) fn held_states(dedicated: bool) -> &'static str {
-    if dedicated {
+/// The oldest desktop of pool `$1` that user `$2` holds: a dedicated desktop stays its
+/// user's in every state but failed and deleting; a floating one while it is assigned.
+pub(super) fn held_desktop_sql(dedicated: bool) -> String {
+    let held = if dedicated {
         "state NOT IN ('failed', 'deleting')"
     } else {
         "state IN ('assigned', 'connected', 'disconnected')"
-    }
+    };
+    format!(
+        concat!(
+            "SELECT ",
+            desktop_cols!(),
+            " FROM desktops WHERE pool_id = $1 AND assigned_user_id = $2 AND {} \
+             ORDER BY created_ms, id LIMIT 1"
+        ),
+        held
+    )
 }
 
 impl Store {
@@ -46,14 +55,9 @@ impl Store {
         dedicated: bool,
     ) -> Result<Option<(Desktop, HostContact)>> {
         let sql = format!(
-            concat!(
-                "SELECT held.*, h.address AS host_address, h.fingerprint AS host_fingerprint, \
-                 h.state AS host_state FROM (SELECT ",
-                desktop_cols!(),
-                " FROM desktops WHERE pool_id = $1 AND assigned_user_id = $2 AND {} \
-                 ORDER BY created_ms, id LIMIT 1) held JOIN hosts h ON h.id = held.host_id"
-            ),
-            held_states(dedicated)
+            "SELECT held.*, h.address AS host_address, h.fingerprint AS host_fingerprint, \
+             h.state AS host_state FROM ({}) held JOIN hosts h ON h.id = held.host_id",
+            held_desktop_sql(dedicated)
         );
         let Some(row) = sqlx::query(&sql)
             .bind(pool_id)
