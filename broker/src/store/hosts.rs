@@ -117,41 +117,38 @@ impl Store {
 
     /// The host whose credential hashes to this (SHA-256 hex).
     pub async fn host_by_credential_hash(&self, credential_hash: &str) -> Result<Option<Host>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            host_cols!(),
-            " FROM hosts WHERE credential_hash = $1"
-        ))
-        .bind(credential_hash)
-        .fetch_optional(self.db())
-        .await?
-        .as_ref()
-        .map(host_from_row)
-        .transpose()
+        self.one_host(
+            concat!(
+                "SELECT ",
+                host_cols!(),
+                " FROM hosts WHERE credential_hash = $1"
+            ),
+            credential_hash,
+        )
+        .await
     }
 
     pub async fn host_by_name(&self, name: &str) -> Result<Option<Host>> {
-        sqlx::query(HOST_BY_NAME)
-            .bind(name)
+        self.one_host(HOST_BY_NAME, name).await
+    }
+
+    pub async fn host_by_id(&self, id: &str) -> Result<Option<Host>> {
+        self.one_host(
+            concat!("SELECT ", host_cols!(), " FROM hosts WHERE id = $1"),
+            id,
+        )
+        .await
+    }
+
+    /// The host `sql` finds by its one parameter `key`, if any.
+    async fn one_host(&self, sql: &str, key: &str) -> Result<Option<Host>> {
+        sqlx::query(sql)
+            .bind(key)
             .fetch_optional(self.db())
             .await?
             .as_ref()
             .map(host_from_row)
             .transpose()
-    }
-
-    pub async fn host_by_id(&self, id: &str) -> Result<Option<Host>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            host_cols!(),
-            " FROM hosts WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.db())
-        .await?
-        .as_ref()
-        .map(host_from_row)
-        .transpose()
     }
 
     /// All hosts, by name.
