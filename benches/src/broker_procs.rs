@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use oriel::local::{sibling_binary, BrokerProcess};
 use oriel_broker::store::Store;
 use oriel_broker::temp_postgres::TempPostgres;
@@ -47,13 +47,7 @@ impl BrokerProcesses {
             oriel_broker::cluster_key::ClusterKey::create(&key)?;
             args.extend(["--cluster-key".into(), key.into()]);
         }
-        let mut brokers = Vec::new();
-        for i in 0..n {
-            let broker = BrokerProcess::start(&binary, &dir.join(format!("broker{i}")), &args)
-                .await
-                .with_context(|| format!("broker{i} (its log: {}/broker{i})", dir.display()))?;
-            brokers.push(broker);
-        }
+        let brokers = BrokerProcess::start_all(&binary, &dir, n, &args).await?;
         let url = match database {
             Some(url) => url,
             None => oriel_broker::server::database_url(&brokers[0].dir, None)?,

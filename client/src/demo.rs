@@ -153,11 +153,9 @@ async fn deploy_and_connect(
     } else {
         "starting the broker".to_string()
     });
-    for i in 0..args.brokers {
-        let broker =
-            BrokerProcess::start(&broker_bin, &dir.join(format!("broker{i}")), &shared).await?;
+    deployment.brokers = BrokerProcess::start_all(&broker_bin, dir, args.brokers, &shared).await?;
+    for (i, broker) in deployment.brokers.iter().enumerate() {
         eprintln!("      broker{i}: API {}", broker.url);
-        deployment.brokers.push(broker);
     }
     let first = &deployment.brokers[0];
     let fingerprint = first.fingerprint;

@@ -149,6 +149,26 @@ impl BrokerProcess {
         })
     }
 
+    /// `n` brokers on data directories `dir/broker0`, `dir/broker1` …, each started with
+    /// `args`, one after another: with a cluster key the first one's keys become the
+    /// cluster's.
+    pub async fn start_all<S: AsRef<OsStr>>(
+        binary: &Path,
+        dir: &Path,
+        n: u32,
+        args: &[S],
+    ) -> anyhow::Result<Vec<BrokerProcess>> {
+        let mut brokers = Vec::new();
+        for i in 0..n {
+            let data = dir.join(format!("broker{i}"));
+            let broker = Self::start(binary, &data, args)
+                .await
+                .with_context(|| format!("broker{i} (its log: {}/broker.log)", data.display()))?;
+            brokers.push(broker);
+        }
+        Ok(brokers)
+    }
+
     /// The join token display servers register with (the first broker's, shared by a
     /// cluster).
     pub fn join_token(&self) -> anyhow::Result<String> {

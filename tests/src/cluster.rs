@@ -32,10 +32,19 @@ impl Cluster {
         let database = postgres.create_database("oriel").await.unwrap();
         let key = dir.join("cluster.key");
         oriel_broker::cluster_key::ClusterKey::create(&key).unwrap();
-        let mut brokers = Vec::new();
-        for i in 0..n {
-            brokers.push(start_broker(&dir.join(format!("broker{i}")), &database, &key).await);
-        }
+        let args: [&std::ffi::OsStr; 6] = [
+            "--restart-grace".as_ref(),
+            "0s".as_ref(),
+            "--database".as_ref(),
+            database.as_ref(),
+            "--cluster-key".as_ref(),
+            key.as_os_str(),
+        ];
+        let binary = crate::workspace_binary("oriel-broker");
+        let n = u32::try_from(n).unwrap();
+        let brokers = BrokerProcess::start_all(&binary, &dir, n, &args)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
         let join_token = brokers[0].join_token().unwrap();
         let store = Store::open(&database).await.unwrap();
         Cluster {
@@ -115,23 +124,4 @@ impl Cluster {
         }
         self.store.close().await;
     }
-}
-
-/// Starts `oriel-broker serve` on `dir`, on `database` with the cluster key `key`.
-async fn start_broker(
-    dir: &std::path::Path,
-    database: &str,
-    key: &std::path::Path,
-) -> BrokerProcess {
-    let args: [&std::ffi::OsStr; 6] = [
-        "--restart-grace".as_ref(),
-        "0s".as_ref(),
-        "--database".as_ref(),
-        database.as_ref(),
-        "--cluster-key".as_ref(),
-        key.as_os_str(),
-    ];
-    BrokerProcess::start(&crate::workspace_binary("oriel-broker"), dir, args)
-        .await
-        .unwrap_or_else(|e| panic!("oriel-broker in {}: {e:#}", dir.display()))
 }
