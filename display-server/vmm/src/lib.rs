@@ -182,14 +182,7 @@ impl Vm {
     /// Whether `state` is a saved state [`Vm::restore`] would take for `config`, checked
     /// without KVM (the same checks restore makes before it creates anything).
     pub fn check_state(config: &VmConfig, state: &[u8]) -> Result<(), VmmError> {
-        let format = config.check()?;
-        snapshot::decode(
-            state,
-            usize::from(config.vcpus),
-            config.memory_mib << 20,
-            (format.width, format.height, format.mapped_len()),
-        )
-        .map(drop)
+        decode_state(config, config.check()?, state).map(drop)
     }
 
     fn start_from(config: VmConfig, state: Option<&[u8]>) -> Result<Vm, VmmError> {
@@ -208,12 +201,7 @@ impl Vm {
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(VmmError::kvm("read the supported CPUID"))?;
         let decoded = match state {
-            Some(bytes) => Some(snapshot::decode(
-                bytes,
-                usize::from(config.vcpus),
-                config.memory_mib << 20,
-                (format.width, format.height, format.mapped_len()),
-            )?),
+            Some(bytes) => Some(decode_state(&config, format, bytes)?),
             None => None,
         };
         let (events, receiver) = mpsc::channel();
@@ -413,6 +401,20 @@ impl Inner {
         };
         result
     }
+}
+
+/// `bytes` read as a saved state of a machine of `config`, its screen `format`.
+fn decode_state<'a>(
+    config: &VmConfig,
+    format: FramebufferFormat,
+    bytes: &'a [u8],
+) -> Result<snapshot::Decoded<'a>, VmmError> {
+    snapshot::decode(
+        bytes,
+        usize::from(config.vcpus),
+        config.memory_mib << 20,
+        (format.width, format.height, format.mapped_len()),
+    )
 }
 
 fn power_on(
