@@ -5,8 +5,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use kvm_ioctls::VmFd;
 use vm_superio::{Serial, Trigger};
-use vmm_sys_util::eventfd::EventFd;
 
 use crate::console::ConsoleLog;
 use crate::i8042::{self, I8042};
@@ -30,12 +32,21 @@ pub(crate) enum Action {
     Reset,
 }
 
-/// An interrupt line into KVM's irqchip (an irqfd: writing pulses the GSI).
-pub(crate) struct IrqLine(pub EventFd);
+/// An edge-triggered interrupt line into KVM's irqchip. KVM_IRQ_LINE, not an irqfd:
+/// an irqfd is injected later by a kernel worker, so a pulse just before a save could
+/// be missing from the saved PIC while the device's state says it was raised.
+pub(crate) struct IrqLine {
+    vm: Arc<VmFd>,
+    gsi: u32,
+}
 
 impl IrqLine {
+    pub(crate) fn new(vm: Arc<VmFd>, gsi: u32) -> Self {
+        Self { vm, gsi }
+    }
+
     pub(crate) fn pulse(&self) {
-        if let Err(e) = self.0.write(1) {
+        if let Err(e) = self.trigger() {
             tracing::warn!("cannot raise a guest interrupt: {e}");
         }
     }
@@ -44,7 +55,13 @@ impl IrqLine {
 impl Trigger for IrqLine {
     type E = std::io::Error;
     fn trigger(&self) -> std::io::Result<()> {
-        self.0.write(1)
+        let set = |level| {
+            self.vm
+                .set_irq_line(self.gsi, level)
+                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+        };
+        set(true)?;
+        set(false)
     }
 }
 

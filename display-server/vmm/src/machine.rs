@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use kvm_bindings::{kvm_pit_config, CpuId, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::boot::{self, Boot};
 use crate::console::ConsoleLog;
@@ -45,7 +44,7 @@ struct Control {
 }
 
 pub(crate) struct Machine {
-    pub vm: VmFd,
+    pub vm: Arc<VmFd>,
     pub framebuffer: FramebufferMemory,
     pub ram: GuestRam,
     pub devices: Mutex<Devices>,
@@ -123,12 +122,8 @@ impl Machine {
             }
         };
 
-        let irq = |gsi| {
-            let fd = EventFd::new(EFD_NONBLOCK)?;
-            vm.register_irqfd(&fd, gsi)
-                .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
-            Ok(IrqLine(fd))
-        };
+        let vm = Arc::new(vm);
+        let irq = |gsi| Ok(IrqLine::new(vm.clone(), gsi));
         let devices = match spec.restore {
             None => Devices::new(spec.console, irq),
             Some(state) => Devices::restore(&state.meta.devices, spec.console, irq),
