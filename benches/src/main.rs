@@ -27,6 +27,7 @@ mod frame_numbers;
 mod host_sim;
 mod hosts_bench;
 mod kernel_link;
+mod migrate_bench;
 mod rig;
 mod scrape;
 mod video_quality;
@@ -106,6 +107,9 @@ enum Mode {
     /// The micro-VMM with the tiny guest: boot to first pixel, dirty-log calls, memory
     /// and idle CPU per VM, and a display server with one idle VM.
     Vmm(vmm_bench::VmmArgs),
+    /// Live migration of a tiny-guest VM between two endpoints over loopback QUIC:
+    /// total time, bytes, rounds and downtime, idle and writing its memory.
+    Migrate(migrate_bench::MigrateArgs),
     /// Desktops per host: N X desktops (one video, one scrolling, the rest typing), a
     /// client each; CPU, memory, frame rate and latency per desktop as N grows.
     Density(density_bench::DensityArgs),
@@ -131,6 +135,12 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Mode::Vmm(v)) => {
             println!("{}", vmm_bench::run(v)?);
+            return Ok(());
+        }
+        Some(Mode::Migrate(m)) => {
+            for line in migrate_bench::run(m)? {
+                println!("{line}");
+            }
             return Ok(());
         }
         Some(Mode::Density(d)) => {

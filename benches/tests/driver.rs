@@ -102,3 +102,29 @@ fn the_vmm_bench_gives_its_figures() {
     }
     assert!(figures["idle_cpu_percent_per_vm"].as_f64().is_some());
 }
+
+#[test]
+fn the_migrate_bench_gives_its_figures() {
+    if !oriel_vmm::kvm_tests_enabled("the migrate bench test") {
+        return;
+    }
+    let figures = bench(&[
+        "migrate",
+        "--memory-mib",
+        "64",
+        "--dirty-mib-per-s",
+        "8",
+        "--migrations",
+        "2",
+        "--size",
+        "320x240",
+    ]);
+    assert_eq!(figures["workload"], "migrate");
+    assert_eq!(figures["migrations"], 2);
+    for key in ["total_ms_p50", "downtime_ms_p99", "mib_sent_p50"] {
+        assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
+    }
+    // What was sent is about what the guest touched (untouched RAM is not sent).
+    let sent = figures["mib_sent_max"].as_f64().unwrap();
+    assert!(sent < 64.0, "{figures}");
+}

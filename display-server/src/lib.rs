@@ -23,6 +23,7 @@ pub mod source;
 pub mod stats;
 pub mod thumbnail;
 pub mod tickets;
+pub mod vm_transfer;
 
 pub use desktop::Desktop;
 pub use server::{DisplayServer, ServerConfig};

@@ -3,12 +3,15 @@
 ; at about a million instructions a second, so it must stay small).
 ;
 ; Entered in 64-bit mode with paging on (the VMM identity-maps the low 4 GiB) and:
-;   rdi = framebuffer base, rsi = width, rdx = height, rcx = bytes per line.
+;   rdi = framebuffer base, rsi = width, rdx = height, rcx = bytes per line,
+;   r8 = RAM pages to dirty per timer tick (0: none), r9..r10 = the RAM they cycle over.
 ; It paints a test picture, reports "ready" on COM1 and on the status port, then halts
 ; between interrupts. Each PS/2 key press (scan code set 1, as the i8042 translates)
 ; draws an 8x8 glyph of its code in the next cell of a text area and echoes the code on
 ; COM1; each PS/2 mouse byte recolours a marker in the top-right corner. Delete reboots
-; the machine (i8042 reset line) and Escape switches it off (status port).
+; the machine (i8042 reset line) and Escape switches it off (status port). Given pages
+; to dirty, the PIT ticks 100 times a second and each tick writes a counter into the
+; next r8 pages of the window (a memory-writing workload for migration benchmarks).
 ;
 ; Integer instructions only: no SSE, x87, XSAVE or int3.
 
@@ -32,6 +35,10 @@ start:
     mov [fb_width], rsi
     mov [fb_height], rdx
     mov [fb_stride], rcx
+    mov [dirty_per_tick], r8
+    mov [dirty_start], r9
+    mov [dirty_next], r9
+    mov [dirty_end], r10
 
     ; background
     xor r8, r8                     ; y
@@ -65,6 +72,7 @@ start:
     call setup_idt
     call setup_pic
     call setup_i8042
+    call setup_pit
 
     lea rsi, [msg_ready]
     call serial_puts
@@ -102,6 +110,10 @@ setup_idt:
     xor ecx, ecx
 .entry:
     lea rax, [fault]
+    cmp ecx, 0x20
+    jne .not_timer
+    lea rax, [irq_timer]
+.not_timer:
     cmp ecx, 0x21
     jne .not_kbd
     lea rax, [irq_keyboard]
@@ -115,7 +127,7 @@ setup_idt:
     cmp ecx, 0x2f
     ja .set
     cmp ecx, 0x21
-    je .set
+    jbe .set
     cmp ecx, 0x2c
     je .set
     lea rax, [irq_spurious]
@@ -137,7 +149,7 @@ setup_idt:
     ret
 
 ; The 8259 pair: IRQs 0-15 on vectors 0x20-0x2f, only the keyboard (1), the cascade (2)
-; and the mouse (12) unmasked.
+; and the mouse (12) unmasked, and the timer (0) when there are pages to dirty.
 setup_pic:
     mov al, 0x11
     out 0x20, al
@@ -154,10 +166,53 @@ setup_pic:
     out 0x21, al
     out 0xa1, al
     mov al, 0xf9
+    cmp qword [dirty_per_tick], 0
+    je .mask
+    mov al, 0xf8
+.mask:
     out 0x21, al
     mov al, 0xef
     out 0xa1, al
     ret
+
+; PIT channel 0 at 100 Hz (rate generator), when there are pages to dirty.
+setup_pit:
+    cmp qword [dirty_per_tick], 0
+    je .done
+    mov al, 0x34
+    out 0x43, al
+    mov ax, 11932                  ; 1193182 Hz / 100
+    out 0x40, al
+    mov al, ah
+    out 0x40, al
+.done:
+    ret
+
+; A timer tick: the next dirty_per_tick pages of the window get this tick's count.
+irq_timer:
+    push rax
+    push rcx
+    push rdi
+    inc qword [dirty_pass]
+    mov rax, [dirty_pass]
+    mov rcx, [dirty_per_tick]
+    mov rdi, [dirty_next]
+.page:
+    mov [rdi], rax
+    add rdi, 4096
+    cmp rdi, [dirty_end]
+    jb .more
+    mov rdi, [dirty_start]
+.more:
+    dec rcx
+    jnz .page
+    mov [dirty_next], rdi
+    mov al, 0x20
+    out 0x20, al
+    pop rdi
+    pop rcx
+    pop rax
+    iretq
 
 ; Mouse reporting on, then keyboard and mouse interrupts and translation to set 1. The
 ; mouse's acknowledgement is read with interrupts off in the controller, so no interrupt
@@ -394,6 +449,12 @@ fb_stride: dq 0
 cursor: dq 0
 extended: db 0
 mouse_bytes: dw 0
+align 8
+dirty_per_tick: dq 0
+dirty_start: dq 0
+dirty_next: dq 0
+dirty_end: dq 0
+dirty_pass: dq 0
 
 align 16
 idt_pointer:

@@ -21,6 +21,11 @@ use crate::VmmError;
 pub enum Boot {
     /// The tiny test guest built into this crate.
     Tiny,
+    /// The tiny guest that also writes `mib_per_s` of its RAM every second (a page at a
+    /// time, 100 times a second), a memory-writing workload for migration.
+    TinyDirtying {
+        mib_per_s: u32,
+    },
     Linux(LinuxBoot),
 }
 
@@ -48,7 +53,8 @@ pub fn load(
     fb: FramebufferFormat,
 ) -> Result<Entry, VmmError> {
     match boot {
-        Boot::Tiny => load_tiny(memory, fb),
+        Boot::Tiny => load_tiny(memory, fb, 0, memory_bytes),
+        Boot::TinyDirtying { mib_per_s } => load_tiny(memory, fb, *mib_per_s, memory_bytes),
         Boot::Linux(linux) => {
             crate::mptable::write(memory, vcpus)?;
             load_linux(linux, memory, memory_bytes, fb)
@@ -56,7 +62,15 @@ pub fn load(
     }
 }
 
-fn load_tiny(memory: &GuestMemoryMmap, fb: FramebufferFormat) -> Result<Entry, VmmError> {
+/// Where the tiny guest's dirtying window starts: above its code, stack and page tables.
+const TINY_DIRTY_START: u64 = 4 << 20;
+
+fn load_tiny(
+    memory: &GuestMemoryMmap,
+    fb: FramebufferFormat,
+    dirty_mib_per_s: u32,
+    memory_bytes: u64,
+) -> Result<Entry, VmmError> {
     if TINY_GUEST.is_empty() {
         return Err(VmmError::Boot(
             "the tiny guest was not assembled: nasm was missing when oriel-vmm was built (run scripts/install-deps, then rebuild)".into(),
@@ -65,6 +79,12 @@ fn load_tiny(memory: &GuestMemoryMmap, fb: FramebufferFormat) -> Result<Entry, V
     memory
         .write_slice(TINY_GUEST, GuestAddress(layout::KERNEL))
         .map_err(VmmError::guest_write)?;
+    let dirty_end = memory_bytes.min(layout::HOLE_START);
+    if dirty_mib_per_s > 0 && dirty_end <= TINY_DIRTY_START {
+        return Err(VmmError::Config(
+            "a dirtying tiny guest needs more than 4 MiB of RAM",
+        ));
+    }
     Ok(Entry {
         rip: layout::KERNEL,
         rsp: layout::BOOT_STACK,
@@ -72,6 +92,10 @@ fn load_tiny(memory: &GuestMemoryMmap, fb: FramebufferFormat) -> Result<Entry, V
         rsi: u64::from(fb.width),
         rdx: u64::from(fb.height),
         rcx: u64::from(fb.stride),
+        // 256 pages a MiB, 100 ticks a second.
+        r8: (u64::from(dirty_mib_per_s) * 256).div_ceil(100),
+        r9: TINY_DIRTY_START,
+        r10: dirty_end.max(TINY_DIRTY_START),
     })
 }
 

@@ -19,6 +19,9 @@ pub struct Entry {
     pub rdi: u64,
     pub rdx: u64,
     pub rcx: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
 }
 
 const CODE_SELECTOR: u16 = 0x08;
@@ -196,6 +199,9 @@ pub(crate) fn configure(
         rdi: entry.rdi,
         rdx: entry.rdx,
         rcx: entry.rcx,
+        r8: entry.r8,
+        r9: entry.r9,
+        r10: entry.r10,
         ..Default::default()
     };
     vcpu.set_regs(&regs)

@@ -12,6 +12,7 @@ pub mod image;
 pub mod layout;
 mod machine;
 pub mod memory;
+mod migration;
 mod mptable;
 pub mod scancode;
 mod snapshot;
@@ -31,8 +32,13 @@ pub use console::ConsoleLog;
 pub use devices::{STATUS_PORT, STATUS_POWER_OFF, STATUS_READY, STATUS_RESET};
 pub use machine::Outcome;
 pub use memory::FramebufferFormat;
+use memory::{FramebufferMemory, GuestRam};
+pub use migration::{
+    migrate, Convergence, Incoming, MigrationReport, Outgoing, OutgoingStats, RecordSink, Step,
+    MAX_RECORD,
+};
 
-use machine::{lock, Machine};
+use machine::{lock, Machine, Prepared};
 
 /// RHEV-H's promise: up to 16 vCPUs and 96 GiB per VM.
 pub const MAX_VCPUS: u8 = 16;
@@ -55,6 +61,9 @@ pub enum VmmError {
     /// A saved state that cannot be taken or used (see [`Vm::save`], [`Vm::restore`]).
     #[error("{0}")]
     State(String),
+    /// A live migration that cannot go on (the VM keeps running where it was).
+    #[error("migration: {0}")]
+    Migration(String),
 }
 
 impl VmmError {
@@ -186,6 +195,23 @@ impl Vm {
     }
 
     fn start_from(config: VmConfig, state: Option<&[u8]>) -> Result<Vm, VmmError> {
+        let (format, host) = Self::host_for(&config)?;
+        let memory = fresh_memory(&config, format)?;
+        let meta = match state {
+            Some(bytes) => {
+                let decoded = decode_state(&config, format, bytes)?;
+                memory.0.load(decoded.ram.iter())?;
+                memory.1.load(decoded.framebuffer)?;
+                Some(decoded.meta)
+            }
+            None => None,
+        };
+        let prepared = Prepared::new(&host.0, config.vcpus, memory)?;
+        Self::power_on_with(config, format, host, prepared, meta.as_ref())
+    }
+
+    /// Checks `config` against this host; its screen format, KVM and the CPUID it offers.
+    fn host_for(config: &VmConfig) -> Result<(FramebufferFormat, (Kvm, CpuId)), VmmError> {
         let format = config.check()?;
         if config.width > 16383 && matches!(config.boot, Boot::Linux(_)) {
             return Err(VmmError::Config(
@@ -200,20 +226,26 @@ impl Vm {
         let cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(VmmError::kvm("read the supported CPUID"))?;
-        let decoded = match state {
-            Some(bytes) => Some(decode_state(&config, format, bytes)?),
-            None => None,
-        };
+        Ok((format, (kvm, cpuid)))
+    }
+
+    /// Starts a prepared VM (its memories fresh, or filled from a saved state).
+    fn power_on_with(
+        config: VmConfig,
+        format: FramebufferFormat,
+        (kvm, cpuid): (Kvm, CpuId),
+        prepared: Prepared,
+        meta: Option<&snapshot::Meta>,
+    ) -> Result<Vm, VmmError> {
         let (events, receiver) = mpsc::channel();
         let console = ConsoleLog::default();
         let machine = power_on(
-            &kvm,
             &cpuid,
             &config,
             format,
             &console,
             (1, &events),
-            decoded.as_ref(),
+            (prepared, meta),
         )?;
         let inner = Arc::new(Inner {
             kvm,
@@ -258,19 +290,11 @@ impl Vm {
 
     /// Holds the vCPUs (no guest code runs, no CPU used) until [`Vm::resume`].
     pub fn pause(&self) {
-        let mut state = lock(&self.inner.state);
-        if *state == VmState::Running {
-            self.machine().set_paused(true);
-            *state = VmState::Paused;
-        }
+        self.inner.pause();
     }
 
     pub fn resume(&self) {
-        let mut state = lock(&self.inner.state);
-        if *state == VmState::Paused {
-            self.machine().set_paused(false);
-            *state = VmState::Running;
-        }
+        self.inner.resume();
     }
 
     /// A key pressed or released, by Linux evdev code.
@@ -374,6 +398,22 @@ impl Drop for Vm {
 }
 
 impl Inner {
+    fn pause(&self) {
+        let mut state = lock(&self.state);
+        if *state == VmState::Running {
+            lock(&self.machine).set_paused(true);
+            *state = VmState::Paused;
+        }
+    }
+
+    fn resume(&self) {
+        let mut state = lock(&self.state);
+        if *state == VmState::Paused {
+            lock(&self.machine).set_paused(false);
+            *state = VmState::Running;
+        }
+    }
+
     fn reset(&self) -> Result<(), VmmError> {
         let result = {
             let mut machine = lock(&self.machine);
@@ -382,16 +422,19 @@ impl Inner {
             // The old machine's memory goes back before the new one takes any.
             machine.ram.discard();
             machine.framebuffer.discard();
-            power_on(
-                &self.kvm,
-                &self.cpuid,
-                &self.config,
-                self.format,
-                &self.console,
-                (generation, &self.events),
-                None,
-            )
-            .map(|new| *machine = new)
+            fresh_memory(&self.config, self.format)
+                .and_then(|memory| Prepared::new(&self.kvm, self.config.vcpus, memory))
+                .and_then(|prepared| {
+                    power_on(
+                        &self.cpuid,
+                        &self.config,
+                        self.format,
+                        &self.console,
+                        (generation, &self.events),
+                        (prepared, None),
+                    )
+                })
+                .map(|new| *machine = new)
         };
         // The state lock is taken after the machine lock is released (pause takes them
         // the other way round).
@@ -418,21 +461,18 @@ fn decode_state<'a>(
 }
 
 fn power_on(
-    kvm: &Kvm,
     cpuid: &CpuId,
     config: &VmConfig,
     format: FramebufferFormat,
     console: &ConsoleLog,
     (generation, events): (u64, &mpsc::Sender<Event>),
-    restore: Option<&snapshot::Decoded<'_>>,
+    (prepared, restore): (Prepared, Option<&snapshot::Meta>),
 ) -> Result<Arc<Machine>, VmmError> {
     let events = events.clone();
     Machine::power_on(
+        prepared,
         machine::Spec {
-            kvm,
             cpuid,
-            vcpus: config.vcpus,
-            memory_bytes: config.memory_mib << 20,
             framebuffer: format,
             boot: &config.boot,
             console: console.clone(),
@@ -445,6 +485,17 @@ fn power_on(
             });
         }),
     )
+}
+
+/// Fresh memories for a machine of `config`.
+fn fresh_memory(
+    config: &VmConfig,
+    format: FramebufferFormat,
+) -> Result<(GuestRam, FramebufferMemory), VmmError> {
+    Ok((
+        GuestRam::new(config.memory_mib << 20)?,
+        FramebufferMemory::new(format)?,
+    ))
 }
 
 /// Carries out what guests ask for from their vCPU threads: a reboot builds a new

@@ -16,7 +16,7 @@ use crate::console::ConsoleLog;
 use crate::cpu;
 use crate::devices::{Action, Devices, IrqLine};
 use crate::memory::{FramebufferFormat, FramebufferMemory, GuestRam};
-use crate::snapshot::{self, Decoded, VcpuState};
+use crate::snapshot::{self, Meta, VcpuState};
 use crate::VmmError;
 
 /// Why a machine stopped running.
@@ -62,33 +62,40 @@ pub(crate) struct Machine {
     reported: AtomicBool,
 }
 
-/// What a machine needs to power on.
+/// What a machine needs to power on, besides its [`Prepared`] VM.
 pub(crate) struct Spec<'a> {
-    pub kvm: &'a Kvm,
     pub cpuid: &'a CpuId,
-    pub vcpus: u8,
-    pub memory_bytes: u64,
     pub framebuffer: FramebufferFormat,
     pub boot: &'a Boot,
     pub console: ConsoleLog,
-    /// Continue from this saved state instead of booting.
-    pub restore: Option<&'a Decoded<'a>>,
+    /// Continue from this saved state (its memories already in the prepared VM's)
+    /// instead of booting.
+    pub restore: Option<&'a Meta>,
+}
+
+/// A KVM VM with its interrupt controllers, PIT, memories and vCPUs, nothing running:
+/// the slow part of a power-on (KVM sizes its tables to the memory), done before a
+/// migrating VM's last state arrives.
+pub(crate) struct Prepared {
+    vm: VmFd,
+    pub ram: GuestRam,
+    pub framebuffer: FramebufferMemory,
+    vcpus: Vec<VcpuFd>,
+    msr_indices: Vec<u32>,
+    memory_bytes: u64,
 }
 
 /// The TSS KVM needs on Intel hosts, in the hole below 4 GiB.
 const TSS_ADDRESS: usize = 0xfffb_d000;
 
-impl Machine {
-    /// Creates the VM and starts its vCPUs.
-    pub(crate) fn power_on(
-        spec: Spec<'_>,
-        on_stop: Box<dyn Fn(Outcome) + Send + Sync>,
-    ) -> Result<Arc<Self>, VmmError> {
-        install_kick_handler();
-        let vm = spec
-            .kvm
-            .create_vm()
-            .map_err(VmmError::kvm("create the VM"))?;
+impl Prepared {
+    /// Creates the VM around `memory` (fresh, or filled from a saved state).
+    pub(crate) fn new(
+        kvm: &Kvm,
+        vcpus: u8,
+        (ram, framebuffer): (GuestRam, FramebufferMemory),
+    ) -> Result<Self, VmmError> {
+        let vm = kvm.create_vm().map_err(VmmError::kvm("create the VM"))?;
         vm.set_tss_address(TSS_ADDRESS)
             .map_err(VmmError::kvm("set the TSS address"))?;
         vm.create_irq_chip()
@@ -98,26 +105,59 @@ impl Machine {
             ..Default::default()
         })
         .map_err(VmmError::kvm("create the PIT"))?;
-
-        let ram = GuestRam::new(spec.memory_bytes)?;
         ram.register(&vm)?;
-        let framebuffer = FramebufferMemory::new(spec.framebuffer)?;
         framebuffer.register(&vm)?;
+        let vcpus = (0..vcpus)
+            .map(|index| {
+                vm.create_vcpu(u64::from(index))
+                    .map_err(VmmError::kvm("create a vCPU"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let msr_indices = kvm
+            .get_msr_index_list()
+            .map_err(VmmError::kvm("list the MSRs"))?
+            .as_slice()
+            .to_vec();
+        Ok(Self {
+            memory_bytes: ram.page_count() * crate::layout::PAGE_SIZE,
+            vm,
+            ram,
+            framebuffer,
+            vcpus,
+            msr_indices,
+        })
+    }
+}
+
+impl Machine {
+    /// Boots the prepared VM, or gives it a saved state, and starts its vCPUs.
+    pub(crate) fn power_on(
+        prepared: Prepared,
+        spec: Spec<'_>,
+        on_stop: Box<dyn Fn(Outcome) + Send + Sync>,
+    ) -> Result<Arc<Self>, VmmError> {
+        install_kick_handler();
+        let Prepared {
+            vm,
+            ram,
+            framebuffer,
+            vcpus,
+            msr_indices,
+            memory_bytes,
+        } = prepared;
         let entry = match spec.restore {
             None => {
                 cpu::write_boot_tables(&ram.memory)?;
                 Some(boot::load(
                     spec.boot,
                     &ram.memory,
-                    spec.memory_bytes,
-                    spec.vcpus,
+                    memory_bytes,
+                    u8::try_from(vcpus.len()).unwrap_or(u8::MAX),
                     spec.framebuffer,
                 )?)
             }
-            Some(state) => {
-                ram.load(state.ram.iter())?;
-                framebuffer.load(state.framebuffer)?;
-                snapshot::restore_vm(&vm, &state.meta.vm)?;
+            Some(meta) => {
+                snapshot::restore_vm(&vm, &meta.vm)?;
                 None
             }
         };
@@ -126,32 +166,21 @@ impl Machine {
         let irq = |gsi| Ok(IrqLine::new(vm.clone(), gsi));
         let devices = match spec.restore {
             None => Devices::new(spec.console, irq),
-            Some(state) => Devices::restore(&state.meta.devices, spec.console, irq),
+            Some(meta) => Devices::restore(&meta.devices, spec.console, irq),
         }
         .map_err(|e| VmmError::Kvm("wire the interrupts", e.to_string()))?;
-        let msr_indices = spec
-            .kvm
-            .get_msr_index_list()
-            .map_err(VmmError::kvm("list the MSRs"))?
-            .as_slice()
-            .to_vec();
 
-        let mut vcpus = Vec::new();
-        for index in 0..spec.vcpus {
-            let vcpu = vm
-                .create_vcpu(u64::from(index))
-                .map_err(VmmError::kvm("create a vCPU"))?;
+        for (index, vcpu) in (0u8..).zip(&vcpus) {
             match spec.restore {
                 None => {
                     let entry = entry.as_ref().filter(|_| index == 0);
-                    cpu::configure(&vcpu, index, spec.cpuid, entry)?;
+                    cpu::configure(vcpu, index, spec.cpuid, entry)?;
                 }
-                Some(state) => {
-                    cpu::set_cpuid(&vcpu, index, spec.cpuid)?;
-                    snapshot::restore_vcpu(&vcpu, &state.meta.vcpus[usize::from(index)])?;
+                Some(meta) => {
+                    cpu::set_cpuid(vcpu, index, spec.cpuid)?;
+                    snapshot::restore_vcpu(vcpu, &meta.vcpus[usize::from(index)])?;
                 }
             }
-            vcpus.push(vcpu);
         }
 
         let machine = Arc::new(Machine {
@@ -161,7 +190,7 @@ impl Machine {
             devices: Mutex::new(devices),
             vcpus: vcpus.len(),
             msr_indices,
-            memory_bytes: spec.memory_bytes,
+            memory_bytes,
             control: Mutex::new(Control::default()),
             changed: Condvar::new(),
             threads: Mutex::new(Vec::new()),
@@ -239,6 +268,16 @@ impl Machine {
 
     /// The whole machine's state, in [`snapshot`]'s format. The machine must be paused.
     pub(crate) fn save(&self) -> Result<Vec<u8>, VmmError> {
+        let meta = self.save_meta()?;
+        snapshot::encode(
+            &meta,
+            |out| self.ram.write_pages(out),
+            &self.framebuffer.dump(),
+        )
+    }
+
+    /// Everything of the machine's state but its memories. The machine must be paused.
+    pub(crate) fn save_meta(&self) -> Result<Meta, VmmError> {
         let mut control = lock(&self.control);
         if !control.paused || control.stopping || control.exited > 0 {
             return Err(VmmError::State(
@@ -271,19 +310,14 @@ impl Machine {
                 None => return Err(VmmError::State("a vCPU stopped during the save".into())),
             }
         }
-        let meta = snapshot::Meta {
+        Ok(Meta {
             memory_bytes: self.memory_bytes,
             width: self.framebuffer.format.width,
             height: self.framebuffer.format.height,
             vcpus,
             vm: snapshot::save_vm(&self.vm)?,
             devices: lock(&self.devices).save(),
-        };
-        snapshot::encode(
-            &meta,
-            |out| self.ram.write_pages(out),
-            &self.framebuffer.dump(),
-        )
+        })
     }
 
     fn run_vcpu(self: Arc<Self>, index: usize, mut vcpu: VcpuFd) {

@@ -41,11 +41,96 @@ impl GuestRam {
 
     /// Tells KVM about every RAM region (slots 0..).
     pub(crate) fn register(&self, vm: &VmFd) -> Result<(), VmmError> {
+        self.register_logged(vm, false)
+    }
+
+    /// (Re)maps every RAM region with KVM's dirty-page log on or off. Switching it on
+    /// starts a log with no page in it; the guest may run meanwhile.
+    pub(crate) fn register_logged(&self, vm: &VmFd, logged: bool) -> Result<(), VmmError> {
+        let flags = if logged { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
         for (slot, region) in (0u32..).zip(self.memory.iter()) {
-            register_slot(vm, slot, 0, region.start_addr().0, region)
+            register_slot(vm, slot, flags, region.start_addr().0, region)
                 .map_err(VmmError::kvm("map RAM"))?;
         }
         Ok(())
+    }
+
+    /// Pages (numbered over the regions in order) the guest wrote since the last call or
+    /// since logging started; KVM clears its log as it hands it over.
+    pub(crate) fn take_dirty_pages(&self, vm: &VmFd) -> Result<Vec<u64>, VmmError> {
+        let mut pages = Vec::new();
+        let mut first = 0u64;
+        for (slot, region) in (0u32..).zip(self.memory.iter()) {
+            let bitmap = vm
+                .get_dirty_log(slot, region.size())
+                .map_err(VmmError::kvm("read the dirty log"))?;
+            pages.extend(set_bits(&bitmap).map(|bit| first + bit));
+            first += region.len() / PAGE_SIZE;
+        }
+        Ok(pages)
+    }
+
+    /// Pages the host holds for the guest (mincore): every page the guest ever touched
+    /// is among them, so the others are zeros.
+    pub(crate) fn resident_pages(&self) -> Vec<u64> {
+        let mut pages = Vec::new();
+        let mut first = 0u64;
+        for region in self.memory.iter() {
+            for_each_resident(region, |page| pages.push(first + page as u64));
+            first += region.len() / PAGE_SIZE;
+        }
+        pages
+    }
+
+    /// RAM's size in pages.
+    pub(crate) fn page_count(&self) -> u64 {
+        self.memory.iter().map(|r| r.len() / PAGE_SIZE).sum()
+    }
+
+    /// Guest address of RAM page `number`, if RAM has it.
+    fn page_address(&self, number: u64) -> Option<GuestAddress> {
+        let mut first = 0u64;
+        for region in self.memory.iter() {
+            let count = region.len() / PAGE_SIZE;
+            if number < first + count {
+                return Some(
+                    region
+                        .start_addr()
+                        .unchecked_add((number - first) * PAGE_SIZE),
+                );
+            }
+            first += count;
+        }
+        None
+    }
+
+    /// Copies RAM page `number` into `out`.
+    pub(crate) fn read_page(
+        &self,
+        number: u64,
+        out: &mut [u8; PAGE_BYTES],
+    ) -> Result<(), VmmError> {
+        let at = self
+            .page_address(number)
+            .ok_or_else(|| VmmError::State(format!("RAM page {number} is outside RAM")))?;
+        self.memory
+            .read_slice(out, at)
+            .map_err(|e| VmmError::Memory(format!("cannot read guest memory: {e}")))
+    }
+
+    /// Writes RAM page `number` (all zeros when `bytes` is `None`).
+    pub(crate) fn write_page(&self, number: u64, bytes: Option<&[u8]>) -> Result<(), VmmError> {
+        let at = self
+            .page_address(number)
+            .ok_or_else(|| VmmError::State(format!("RAM page {number} is outside RAM")))?;
+        let zeros = [0u8; PAGE_BYTES];
+        let bytes = bytes.unwrap_or(&zeros);
+        if bytes.len() != PAGE_BYTES {
+            return Err(VmmError::State("a RAM page is not 4 KiB".into()));
+        }
+        self.memory
+            .write_slice(bytes, at)
+            .map_err(VmmError::guest_write)
     }
 
     /// Bytes of guest RAM resident in host memory: what the guest has touched.
@@ -80,24 +165,8 @@ impl GuestRam {
         &self,
         pages: impl Iterator<Item = (u64, &'a [u8])>,
     ) -> Result<(), VmmError> {
-        // Region start addresses by their first page number.
-        let mut starts = Vec::new();
-        let mut first = 0u64;
-        for region in self.memory.iter() {
-            starts.push((first, region.start_addr(), region.len() / PAGE_SIZE));
-            first += region.len() / PAGE_SIZE;
-        }
         for (number, bytes) in pages {
-            let Some(&(first, start, _)) = starts
-                .iter()
-                .find(|(first, _, n)| (*first..first + n).contains(&number))
-            else {
-                return Err(VmmError::State(format!("RAM page {number} is outside RAM")));
-            };
-            let at = start.unchecked_add((number - first) * PAGE_SIZE);
-            self.memory
-                .write_slice(bytes, at)
-                .map_err(VmmError::guest_write)?;
+            self.write_page(number, Some(bytes))?;
         }
         Ok(())
     }
@@ -183,16 +252,10 @@ impl FramebufferMemory {
         let bitmap = vm
             .get_dirty_log(FRAMEBUFFER_SLOT, self.region.size())
             .map_err(VmmError::kvm("read the dirty log"))?;
-        let mut pages = Vec::new();
         // A framebuffer has far fewer than 2^32 pages.
-        for (word_index, mut word) in (0u32..).zip(bitmap) {
-            while word != 0 {
-                let bit = word.trailing_zeros();
-                pages.push(word_index * 64 + bit);
-                word &= word - 1;
-            }
-        }
-        Ok(pages)
+        Ok(set_bits(&bitmap)
+            .map(|bit| u32::try_from(bit).unwrap_or(u32::MAX))
+            .collect())
     }
 
     /// Copies up to `dst.len()` bytes from framebuffer offset `offset`, clipped to the
@@ -248,6 +311,14 @@ impl FramebufferMemory {
         Ok(())
     }
 
+    /// Writes `bytes` at `offset`, clipped to the mapping.
+    pub(crate) fn write(&self, offset: usize, bytes: &[u8]) {
+        let n = bytes.len().min(self.region.size().saturating_sub(offset));
+        if let Ok(slice) = self.region.get_slice(offset, n) {
+            slice.copy_from(&bytes[..n]);
+        }
+    }
+
     /// Zeroes the framebuffer (power-on state) and frees its pages.
     pub fn discard(&self) {
         discard(&self.region);
@@ -294,13 +365,34 @@ fn discard(mapping: &MmapRegion) {
 #[expect(clippy::cast_possible_truncation, reason = "a page is 4096 bytes")]
 const PAGE_BYTES: usize = PAGE_SIZE as usize;
 
-/// Resident bytes of a mapping (mincore), a gigabyte of it at a time.
+/// Indices of the set bits of a KVM dirty bitmap, ascending.
+fn set_bits(bitmap: &[u64]) -> impl Iterator<Item = u64> + '_ {
+    (0u64..).zip(bitmap).flat_map(|(word_index, &word)| {
+        let mut word = word;
+        std::iter::from_fn(move || {
+            (word != 0).then(|| {
+                let bit = word.trailing_zeros();
+                word &= word - 1;
+                word_index * 64 + u64::from(bit)
+            })
+        })
+    })
+}
+
+/// Resident bytes of a mapping (mincore).
 fn resident(mapping: &MmapRegion) -> u64 {
+    let mut pages = 0u64;
+    for_each_resident(mapping, |_| pages += 1);
+    pages * PAGE_SIZE
+}
+
+/// Calls `f` with the index of each resident page of a mapping (mincore), a gigabyte
+/// of it at a time.
+fn for_each_resident(mapping: &MmapRegion, mut f: impl FnMut(usize)) {
     const CHUNK: usize = 1 << 30;
     let page = PAGE_BYTES;
     let (ptr, len) = (mapping.as_ptr(), mapping.size());
     let mut vec = Vec::new();
-    let mut total = 0u64;
     for offset in (0..len).step_by(CHUNK) {
         let n = (len - offset).min(CHUNK);
         vec.resize(n.div_ceil(page), 0u8);
@@ -310,10 +402,12 @@ fn resident(mapping: &MmapRegion) -> u64 {
         // mincore only reports on it, into `vec`, which has a byte per page of it.
         let ok = unsafe { libc::mincore(start.cast(), n, vec.as_mut_ptr()) } == 0;
         if ok {
-            total += vec.iter().filter(|b| *b & 1 == 1).count() as u64 * PAGE_SIZE;
+            let first = offset / page;
+            for (i, _) in vec.iter().enumerate().filter(|(_, b)| **b & 1 == 1) {
+                f(first + i);
+            }
         }
     }
-    total
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ impl SerialRegisters {
     }
 }
 
-fn corrupt(why: impl std::fmt::Display) -> VmmError {
+pub(crate) fn corrupt(why: impl std::fmt::Display) -> VmmError {
     VmmError::State(format!("the saved VM state is corrupt: {why}"))
 }
 
@@ -137,12 +137,8 @@ pub(crate) fn encode(
     write_pages: impl FnOnce(&mut Vec<u8>) -> Result<u64, VmmError>,
     framebuffer: &[u8],
 ) -> Result<Vec<u8>, VmmError> {
-    let body = bincode::serde::encode_to_vec(meta, bincode::config::standard())
-        .map_err(|e| VmmError::State(format!("cannot encode the VM state: {e}")))?;
-    let body_len = u32::try_from(body.len())
-        .ok()
-        .filter(|n| *n <= MAX_META)
-        .ok_or_else(|| VmmError::State("the VM's CPU state is too large".into()))?;
+    let body = encode_meta(meta)?;
+    let body_len = u32::try_from(body.len()).unwrap_or(MAX_META);
     let mut out = Vec::with_capacity(64 + body.len() + framebuffer.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -156,6 +152,54 @@ pub(crate) fn encode(
     out.extend_from_slice(&(framebuffer.len() as u64).to_le_bytes());
     out.extend_from_slice(framebuffer);
     Ok(out)
+}
+
+/// The CPU and device part alone, at most [`MAX_META`] bytes (a migration sends it
+/// after the memories).
+pub(crate) fn encode_meta(meta: &Meta) -> Result<Vec<u8>, VmmError> {
+    let body = bincode::serde::encode_to_vec(meta, bincode::config::standard())
+        .map_err(|e| VmmError::State(format!("cannot encode the VM state: {e}")))?;
+    if body.len() > MAX_META as usize {
+        return Err(VmmError::State("the VM's CPU state is too large".into()));
+    }
+    Ok(body)
+}
+
+/// Reads what [`encode_meta`] wrote, for a machine of `vcpus` vCPUs, `memory_bytes`
+/// of RAM and a `width` x `height` screen: anything else is refused.
+pub(crate) fn decode_meta(
+    body: &[u8],
+    vcpus: usize,
+    memory_bytes: u64,
+    (width, height): (u32, u32),
+) -> Result<Meta, VmmError> {
+    if body.len() > MAX_META as usize {
+        return Err(corrupt(format!("a CPU state of {} bytes", body.len())));
+    }
+    let (meta, used): (Meta, usize) = bincode::serde::decode_from_slice(
+        body,
+        bincode::config::standard().with_limit::<{ MAX_META as usize }>(),
+    )
+    .map_err(corrupt)?;
+    if used != body.len() {
+        return Err(corrupt("bytes left over in the CPU state"));
+    }
+    if meta.vcpus.len() != vcpus || meta.memory_bytes != memory_bytes {
+        return Err(VmmError::State(format!(
+            "the VM state is of a machine with {} vCPUs and {} MiB, not {vcpus} and {} MiB",
+            meta.vcpus.len(),
+            meta.memory_bytes >> 20,
+            memory_bytes >> 20
+        )));
+    }
+    if (meta.width, meta.height) != (width, height) {
+        return Err(VmmError::State(format!(
+            "the VM state has a {}x{} screen, not {width}x{height}",
+            meta.width, meta.height
+        )));
+    }
+    meta.devices.check()?;
+    Ok(meta)
 }
 
 /// A state read back: what [`encode`] wrote, the memories borrowed from `bytes`.
@@ -208,34 +252,12 @@ pub(crate) fn decode(
         return Err(corrupt(format!("a CPU state of {meta_len} bytes")));
     }
     let body = take(&mut rest, meta_len as usize)?;
-    let (meta, used): (Meta, usize) = bincode::serde::decode_from_slice(
-        body,
-        bincode::config::standard().with_limit::<{ MAX_META as usize }>(),
-    )
-    .map_err(corrupt)?;
-    if used != body.len() {
-        return Err(corrupt("bytes left over in the CPU state"));
-    }
     let ram = take_pages(&mut rest, memory_bytes)?;
     let framebuffer = take_memory(&mut rest, framebuffer_bytes, "framebuffer")?;
     if !rest.is_empty() {
         return Err(corrupt("bytes left over after the framebuffer"));
     }
-    if meta.vcpus.len() != vcpus || meta.memory_bytes != memory_bytes {
-        return Err(VmmError::State(format!(
-            "the VM state is of a machine with {} vCPUs and {} MiB, not {vcpus} and {} MiB",
-            meta.vcpus.len(),
-            meta.memory_bytes >> 20,
-            memory_bytes >> 20
-        )));
-    }
-    if (meta.width, meta.height) != (width, height) {
-        return Err(VmmError::State(format!(
-            "the VM state has a {}x{} screen, not {width}x{height}",
-            meta.width, meta.height
-        )));
-    }
-    meta.devices.check()?;
+    let meta = decode_meta(body, vcpus, memory_bytes, (width, height))?;
     Ok(Decoded {
         meta,
         ram,

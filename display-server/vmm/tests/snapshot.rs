@@ -10,16 +10,7 @@ use common::*;
 use oriel_vmm::tiny::*;
 use oriel_vmm::{Vm, VmConfig, VmState, VmmError};
 
-const KEY_A: u16 = 30;
-const KEY_Z: u16 = 44;
 const KEY_B: u16 = 48;
-const WIDTH: u32 = 320;
-const HEIGHT: u32 = 240;
-
-fn tap(vm: &Vm, key: u16) {
-    vm.key(key, true);
-    vm.key(key, false);
-}
 
 fn assert_glyph(vm: &Vm, cell: u32, code: u8) {
     let pixels = vm.framebuffer().read_all();

@@ -10,6 +10,18 @@ pub(crate) fn kvm_available() -> bool {
     oriel_vmm::kvm_tests_enabled("a VMM test")
 }
 
+pub(crate) const KEY_A: u16 = 30;
+pub(crate) const KEY_Z: u16 = 44;
+/// The tests' screen size.
+pub(crate) const WIDTH: u32 = 320;
+pub(crate) const HEIGHT: u32 = 240;
+
+/// A key pressed and released.
+pub(crate) fn tap(vm: &Vm, key: u16) {
+    vm.key(key, true);
+    vm.key(key, false);
+}
+
 /// Waits until the console log holds `text` (the guest echoes keys after drawing them).
 pub(crate) fn wait_console(vm: &Vm, text: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
