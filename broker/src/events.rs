@@ -183,7 +183,10 @@ async fn mark_lost(
     reports: &[DesktopReport],
 ) -> anyhow::Result<()> {
     for d in known {
-        let live = d.state == DesktopState::Ready || HELD.contains(&d.state);
+        // A desktop being migrated leaves its host just before the store learns where
+        // it went.
+        let live =
+            (d.state == DesktopState::Ready || HELD.contains(&d.state)) && d.migrating_to.is_none();
         if live && !reports.iter().any(|r| r.name == d.name) {
             if let Some(s) = store.active_session_for_desktop(&d.id).await? {
                 store.end_session(&s.id, "desktop lost").await?;

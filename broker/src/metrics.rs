@@ -22,6 +22,11 @@ struct RefusedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -50,7 +55,13 @@ pub struct Metrics {
     desktops: Family<StateLabels, Gauge>,
     leading: Gauge,
     reconcile_passes: Histogram,
+    migrations: Family<OutcomeLabels, Counter>,
+    migration_downtime: Histogram,
+    migration_bytes: Counter,
 }
+
+/// Upper bounds of the migration downtime histogram, in seconds (the budget is 50 ms).
+const DOWNTIME_BUCKETS: [f64; 10] = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
 
 /// Upper bounds of the reconcile pass histogram, in seconds: fine where a healthy pass
 /// lies (the goal is 50 ms at 10,000 desktops), coarse beyond.
@@ -74,7 +85,15 @@ impl Default for Metrics {
             desktops: Family::default(),
             leading: Gauge::default(),
             reconcile_passes: Histogram::new(RECONCILE_BUCKETS),
+            migrations: Family::default(),
+            migration_downtime: Histogram::new(DOWNTIME_BUCKETS),
+            migration_bytes: Counter::default(),
         };
+        for outcome in ["done", "failed"] {
+            metrics
+                .migrations
+                .get_or_create_owned(&OutcomeLabels { outcome });
+        }
         // Both reasons are exported from the start, at 0.
         for reason in [THROTTLED, BUSY] {
             metrics.logins_refused.get_or_create_owned(&reason);
@@ -109,6 +128,19 @@ impl Metrics {
     /// A pass of the reconcile loop took `took`.
     pub fn observe_reconcile(&self, took: Duration) {
         self.reconcile_passes.observe(took.as_secs_f64());
+    }
+
+    /// A live migration this broker ordered ended: done with its downtime and bytes,
+    /// or failed (`None`).
+    pub fn observe_migration(&self, done: Option<(Duration, u64)>) {
+        let outcome = if done.is_some() { "done" } else { "failed" };
+        self.migrations
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        if let Some((downtime, bytes)) = done {
+            self.migration_downtime.observe(downtime.as_secs_f64());
+            self.migration_bytes.inc_by(bytes);
+        }
     }
 
     /// Sets the desktops per state to a fresh count from the store; `None` (the store
@@ -189,6 +221,21 @@ impl Metrics {
             "oriel_broker_reconcile_pass_seconds",
             "Duration of the passes of the reconcile loop this broker ran as leader",
             self.reconcile_passes.clone(),
+        );
+        r.register(
+            "oriel_broker_migrations",
+            "Live migrations this broker ordered, by outcome",
+            self.migrations.clone(),
+        );
+        r.register(
+            "oriel_broker_migration_downtime_seconds",
+            "How long migrated desktops ran on no host",
+            self.migration_downtime.clone(),
+        );
+        r.register(
+            "oriel_broker_migration_bytes",
+            "Bytes the hosts sent for the live migrations this broker ordered",
+            self.migration_bytes.clone(),
         );
         r.register(
             "oriel_broker_heartbeats",

@@ -129,6 +129,7 @@ async fn link_once(
             let key = ed25519_dalek::VerifyingKey::from_bytes(&ticket_key)
                 .map_err(|_| anyhow!("broker sent an invalid ticket key"))?;
             server.set_ticket_key(key);
+            server.set_host_id(&host_id);
             tracing::info!(host_id, "registered with the broker");
         }
         Some(BrokerMsg::Refused { reason }) => bail!("the broker refused this host: {reason}"),
@@ -294,6 +295,16 @@ pub fn execute(
                 anyhow::anyhow!("desktop '{desktop}' has no serial console (kvm desktops do)")
             })?;
             return Ok(Some(CommandOutput::Text(log)));
+        }
+        HostCommand::MigrateOut {
+            desktop,
+            to,
+            fingerprint,
+            ticket,
+        } => {
+            let figures =
+                crate::migration::migrate_out(server, &desktop, &to, fingerprint, &ticket)?;
+            return Ok(Some(CommandOutput::Migrated(figures)));
         }
         HostCommand::Thumbnail {
             desktop,

@@ -12,6 +12,7 @@ pub mod figures;
 pub mod image_build;
 pub mod metrics;
 pub mod metrics_http;
+mod migration;
 mod pipeline;
 pub mod registry;
 pub mod server;

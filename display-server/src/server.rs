@@ -44,7 +44,9 @@ impl DisplayServer {
                 );
             }
         }
-        let server_config = identity.quic_server_config(ALPN)?;
+        // Clients, and other display servers moving a desktop here.
+        let server_config =
+            identity.quic_server_config_for(&[ALPN, crate::vm_transfer::MIGRATION_ALPN])?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let registry = Desktops::default();
@@ -93,6 +95,11 @@ impl DisplayServer {
     /// Installs the broker's ticket-signing public key.
     pub fn set_ticket_key(&self, key: ed25519_dalek::VerifyingKey) {
         self.shared.tickets.set_key(key);
+    }
+
+    /// This host's id at the broker (migration tickets name it).
+    pub fn set_host_id(&self, id: &str) {
+        self.shared.tickets.set_host_id(id);
     }
 
     pub fn stats(&self) -> Arc<ServerStats> {
@@ -164,9 +171,20 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             match incoming.await {
+                Ok(conn) if is_migration(&conn) => {
+                    crate::migration::serve_incoming(conn, shared).await;
+                }
                 Ok(conn) => crate::session::serve(conn, shared).await,
                 Err(e) => tracing::info!("handshake failed: {e}"),
             }
         });
     }
+}
+
+/// Whether a connection is another display server's migration (by its ALPN).
+fn is_migration(conn: &quinn::Connection) -> bool {
+    conn.handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+        .is_some_and(|alpn| alpn == crate::vm_transfer::MIGRATION_ALPN)
 }

@@ -55,6 +55,18 @@ pub enum CommandOutput {
     Text(String),
     /// A PNG image, e.g. a thumbnail of a screen.
     Png(Vec<u8>),
+    /// A desktop moved to another host: what the move took.
+    Migrated(MigrationFigures),
+}
+
+/// What a live migration took, as the source host measured it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationFigures {
+    /// The desktop's VM was paused on no host this long (the destination's clock).
+    pub downtime_us: u64,
+    pub total_ms: u64,
+    pub bytes: u64,
+    pub rounds: u32,
 }
 
 /// How busy the host machine is, as of a heartbeat.
@@ -170,6 +182,15 @@ pub enum HostCommand {
     Destroy { desktop: String },
     /// The newest `max_bytes` of the desktop's serial console log (kvm desktops).
     ConsoleLog { desktop: String, max_bytes: u32 },
+    /// Live-migrate a kvm desktop to the display server at `to` (pinned by its
+    /// certificate's SHA-256), with a migration ticket the broker signed for it. The
+    /// desktop runs on here if anything fails before the destination has it.
+    MigrateOut {
+        desktop: String,
+        to: String,
+        fingerprint: [u8; 32],
+        ticket: Vec<u8>,
+    },
     /// A PNG of the desktop's screen scaled to fit `max_width` x `max_height` (each at
     /// most [`MAX_THUMBNAIL_SIDE`]), keeping its aspect.
     Thumbnail {

@@ -8,6 +8,7 @@ pub mod framebuffer;
 pub mod geometry;
 pub mod host_link;
 pub mod messages;
+pub mod migration_ticket;
 pub mod text;
 pub mod ticket;
 pub mod tiles;

@@ -70,33 +70,49 @@ pub fn verify_ticket(
     desktop: &str,
     now_unix: u64,
 ) -> Result<TicketClaims, TicketError> {
-    if ticket.is_empty() {
-        return Err(TicketError::Missing);
-    }
-    if ticket.len() <= SIGNATURE_LEN || ticket.len() > MAX_TICKET_LEN {
-        return Err(TicketError::Malformed);
-    }
-    let (body, sig) = ticket.split_at(ticket.len() - SIGNATURE_LEN);
-    let sig: [u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| TicketError::Malformed)?;
-    key.verify(body, &Signature::from_bytes(&sig))
-        .map_err(|_| TicketError::BadSignature)?;
+    let body = open_signed(ticket, key, b"", MAX_TICKET_LEN)?;
     let claims: TicketClaims =
         crate::wire::decode_body(body).map_err(|_| TicketError::Malformed)?;
-    if claims.expires_unix < claims.issued_unix
-        || claims.expires_unix - claims.issued_unix > MAX_TICKET_LIFETIME_S
-    {
-        return Err(TicketError::TooLong);
-    }
-    if now_unix > claims.expires_unix + CLOCK_SKEW_S {
-        return Err(TicketError::Expired);
-    }
-    if now_unix + CLOCK_SKEW_S < claims.issued_unix {
-        return Err(TicketError::NotYetValid);
-    }
+    check_lifetime(claims.issued_unix, claims.expires_unix, now_unix)?;
     if claims.desktop != desktop {
         return Err(TicketError::WrongDesktop(claims.desktop));
     }
     Ok(claims)
+}
+
+/// The claims' bytes of a signed ticket (at most `max_len` bytes long) whose signature
+/// by `key` over `domain` and those bytes holds.
+pub(crate) fn open_signed<'a>(
+    ticket: &'a [u8],
+    key: &VerifyingKey,
+    domain: &[u8],
+    max_len: usize,
+) -> Result<&'a [u8], TicketError> {
+    if ticket.is_empty() {
+        return Err(TicketError::Missing);
+    }
+    if ticket.len() <= SIGNATURE_LEN || ticket.len() > max_len {
+        return Err(TicketError::Malformed);
+    }
+    let (body, sig) = ticket.split_at(ticket.len() - SIGNATURE_LEN);
+    let sig: [u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| TicketError::Malformed)?;
+    key.verify(&[domain, body].concat(), &Signature::from_bytes(&sig))
+        .map_err(|_| TicketError::BadSignature)?;
+    Ok(body)
+}
+
+/// A ticket issued at `issued` to expire at `expires` is good at `now` (all Unix s).
+pub(crate) fn check_lifetime(issued: u64, expires: u64, now: u64) -> Result<(), TicketError> {
+    if expires < issued || expires - issued > MAX_TICKET_LIFETIME_S {
+        return Err(TicketError::TooLong);
+    }
+    if now > expires + CLOCK_SKEW_S {
+        return Err(TicketError::Expired);
+    }
+    if now + CLOCK_SKEW_S < issued {
+        return Err(TicketError::NotYetValid);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,33 @@ pub fn kvm_available() -> bool {
     oriel_vmm::kvm_tests_enabled("a KVM desktop test")
 }
 
+/// A dedicated pool `pool` of the tiny guest at `width` x `height`, and a new host
+/// `host` with room for `capacity`, once it has `ready` of them ready.
+pub async fn tiny_pool_on_new_host(
+    h: &mut crate::broker::Harness,
+    (pool, ready, max_size): (&str, i64, i64),
+    (width, height): (u32, u32),
+    (host, capacity): (&str, u32),
+) -> Arc<oriel_display_server::DisplayServer> {
+    use oriel_broker::store::{Assignment, DesktopState};
+    h.pool_of(
+        "kvm",
+        pool,
+        Assignment::Dedicated,
+        ready,
+        max_size,
+        &format!(r#"{{"image":"tiny","width":{width},"height":{height}}}"#),
+    )
+    .await;
+    let server = h.add_host(host, capacity);
+    let want = usize::try_from(ready).unwrap();
+    crate::broker::wait_for(&format!("{ready} VMs ready on {host}"), || async {
+        h.count(pool, DesktopState::Ready).await == want
+    })
+    .await;
+    server
+}
+
 /// The guest's framebuffer memory, as a client should show it.
 pub fn guest_screen(desktop: &Arc<Desktop>) -> Framebuffer {
     let source = desktop.source();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use oriel::{launcher, Session, StopWhen};
 use oriel_display_server::source::kvm::KvmSource;
 use oriel_display_server::{Desktop, DisplayServer, ServerConfig};
-use oriel_e2e::broker::{wait_for, Harness};
+use oriel_e2e::broker::Harness;
 use oriel_e2e::kvm::*;
 use oriel_e2e::*;
 use oriel_protocol::{Framebuffer, InputEvent};
@@ -111,25 +111,11 @@ async fn a_client_sees_guest_memory_exactly_and_its_keys_and_pointer_reach_the_g
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kvm_pool_gives_two_users_two_vms_and_admins_read_their_consoles() {
-    use oriel_broker::store::{Assignment, DesktopState};
     if !kvm_available() {
         return;
     }
     let mut h = Harness::start("kvm-pool").await;
-    h.pool_of(
-        "kvm",
-        "vms",
-        Assignment::Dedicated,
-        2,
-        3,
-        r#"{"image":"tiny","width":256,"height":192}"#,
-    )
-    .await;
-    let host = h.add_host("kvm-host", 4);
-    wait_for("2 VMs ready", || async {
-        h.count("vms", DesktopState::Ready).await == 2
-    })
-    .await;
+    let host = tiny_pool_on_new_host(&mut h, ("vms", 2, 3), (256, 192), ("kvm-host", 4)).await;
     let alice = h.user("alice", "vms").await;
     let bob = h.user("bob", "vms").await;
     let (alice_opts, alice_desk) = launcher::connect_options(&alice, "vms").await.unwrap();

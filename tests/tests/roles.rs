@@ -100,6 +100,15 @@ async fn each_role_may_do_what_it_covers_and_nothing_more() {
             ("/admin/desktops/{desktop}/reset", Some(json!({}))),
             &["admin", "operator", "helpdesk"],
         ),
+        // A synthetic desktop does not move (409), but only operators may ask.
+        (
+            ("/admin/desktops/{desktop}/migrate", Some(json!({}))),
+            &["admin", "operator"],
+        ),
+        (
+            ("/admin/migrations", None),
+            &["admin", "operator", "helpdesk", "auditor"],
+        ),
     ];
     for (i, ((path, body), allowed)) in calls.iter().enumerate() {
         for (role, login) in &logins {

@@ -132,7 +132,15 @@ impl Identity {
 
     /// A quinn server configuration speaking TLS 1.3 with the given ALPN.
     pub fn quic_server_config(&self, alpn: &[u8]) -> Result<quinn::ServerConfig, TransportError> {
-        let tls = self.tls_server_config(&[alpn])?;
+        self.quic_server_config_for(&[alpn])
+    }
+
+    /// A server configuration that speaks each of `alpns` (the connection says which).
+    pub fn quic_server_config_for(
+        &self,
+        alpns: &[&[u8]],
+    ) -> Result<quinn::ServerConfig, TransportError> {
+        let tls = self.tls_server_config(alpns)?;
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| TransportError::Certificate(e.to_string()))?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));

@@ -56,7 +56,7 @@ pub(super) enum AdminCommand {
     /// Hosts: list, drain, undrain.
     #[command(subcommand)]
     Host(HostCommand),
-    /// Desktops: list, reset, delete, console.
+    /// Desktops: list, reset, delete, console, migrate, migrations.
     #[command(subcommand)]
     Desktop(DesktopCommand),
     /// Sessions: list, logoff.
@@ -200,6 +200,15 @@ pub(super) enum DesktopCommand {
     Delete { id: String },
     /// Print a kvm desktop's serial console log.
     Console { id: String },
+    /// Live-migrate a kvm desktop to another host (its user reconnects to it there).
+    Migrate {
+        id: String,
+        /// The host's id; left out, the least loaded other host.
+        #[arg(long, value_name = "HOST")]
+        to: Option<String>,
+    },
+    /// The newest live migrations, with their outcome and downtime.
+    Migrations,
 }
 
 #[derive(Debug, Subcommand)]

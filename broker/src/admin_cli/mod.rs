@@ -139,6 +139,15 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Desktop(DesktopCommand::Delete { id }) => {
             desktop_action(&api, id, "delete").await?
         }
+        AdminCommand::Desktop(DesktopCommand::Migrate { id, to }) => {
+            eprintln!("migrating desktop {id} ...");
+            api.post(
+                &format!("/admin/desktops/{}/migrate", seg(&id)),
+                &json!({ "to": to }),
+            )
+            .await?
+        }
+        AdminCommand::Desktop(DesktopCommand::Migrations) => api.get("/admin/migrations").await?,
         AdminCommand::Session(SessionCommand::List) => api.get("/admin/sessions").await?,
         AdminCommand::Session(SessionCommand::Logoff { id }) => {
             api.post_no_reply(&format!("/admin/sessions/{}/logoff", seg(&id)), &json!({}))

@@ -130,6 +130,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(admin::reset_desktop))
         .routes(routes!(admin::delete_desktop))
         .routes(routes!(admin::desktop_console))
+        .routes(routes!(admin::migrate_desktop))
+        .routes(routes!(admin::list_migrations))
         .routes(routes!(admin::desktop_thumbnail))
         .routes(routes!(admin::list_sessions))
         .routes(routes!(admin::force_logoff))

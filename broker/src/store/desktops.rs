@@ -80,12 +80,13 @@ impl Store {
             created_ms: now,
             generation: 0,
             failure: None,
+            migrating_to: None,
         };
         let mut w = self.write().await?;
         sqlx::query(concat!(
             "INSERT INTO desktops (",
             desktop_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, 0, NULL)"
+            ") VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, 0, NULL, NULL)"
         ))
         .bind(&desktop.id)
         .bind(&desktop.pool_id)

@@ -26,6 +26,7 @@ mod logins;
 pub use logins::{LoginFailures, LoginSubjects};
 mod migrations;
 mod model;
+mod moves;
 pub mod names;
 pub mod plans;
 mod pools;
@@ -47,6 +48,7 @@ pub use model::{
     Assignment, AuditEntry, Desktop, DesktopState, Entitlement, Group, Host, HostState, Permission,
     Pool, Role, Session, SessionState, User,
 };
+pub use moves::{DesktopMove, MoveFigures};
 pub use pools::{NewPool, PoolUpdate, MAX_POOL_SIZE, MAX_TIMEOUT_S};
 pub use reconnect::HostContact;
 pub use sessions::HostConnection;

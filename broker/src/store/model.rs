@@ -228,6 +228,8 @@ pub struct Desktop {
     pub generation: i64,
     /// Why the desktop failed, when it did.
     pub failure: Option<String>,
+    /// The host a live migration is moving it to, while one runs.
+    pub migrating_to: Option<String>,
 }
 
 /// A user's session on a desktop.
@@ -278,7 +280,7 @@ macro_rules! host_cols {
 macro_rules! desktop_cols {
     () => {
         "id, pool_id, host_id, name, state, assigned_user_id, state_changed_ms, created_ms, \
-         generation, failure"
+         generation, failure, migrating_to"
     };
 }
 macro_rules! session_cols {
@@ -354,6 +356,7 @@ pub(crate) fn desktop_from_row(row: &AnyRow) -> Result<Desktop, StoreError> {
         created_ms: row.try_get("created_ms")?,
         generation: row.try_get("generation")?,
         failure: row.try_get("failure")?,
+        migrating_to: row.try_get("migrating_to")?,
     })
 }
 

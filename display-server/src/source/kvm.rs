@@ -25,6 +25,20 @@ pub struct KvmDesktopConfig {
     pub fps: u32,
 }
 
+impl KvmDesktopConfig {
+    /// The VM this desktop runs: image `image` from the store `images`, with overrides.
+    pub fn vm_config(&self, images: &Path) -> anyhow::Result<VmConfig> {
+        let image = Image::open(images, &self.image)?;
+        Ok(VmConfig {
+            vcpus: self.vcpus.unwrap_or(image.vcpus),
+            memory_mib: self.memory_mib.unwrap_or(image.memory_mib),
+            width: self.size.width,
+            height: self.size.height,
+            boot: image.boot,
+        })
+    }
+}
+
 pub struct KvmSource {
     vm: Vm,
     shadow: Framebuffer,
@@ -40,14 +54,7 @@ pub struct KvmSource {
 impl KvmSource {
     /// Starts a VM of image `config.image` from the image store `images`.
     pub fn start(images: &Path, config: &KvmDesktopConfig) -> anyhow::Result<Self> {
-        let image = Image::open(images, &config.image)?;
-        let vm = Vm::start(VmConfig {
-            vcpus: config.vcpus.unwrap_or(image.vcpus),
-            memory_mib: config.memory_mib.unwrap_or(image.memory_mib),
-            width: config.size.width,
-            height: config.size.height,
-            boot: image.boot,
-        })?;
+        let vm = Vm::start(config.vm_config(images)?)?;
         Ok(Self::new(vm, config.fps))
     }
 

@@ -1,10 +1,12 @@
 //! Administrative endpoints, each needing a permission its role must grant
 //! ([`crate::api::auth::Staff`]). Every change is audited with the actor's name.
 
+mod migrate;
 mod ops;
 mod pools;
 mod users;
 
+pub(crate) use migrate::*;
 pub(crate) use ops::*;
 pub(crate) use pools::*;
 pub(crate) use users::*;

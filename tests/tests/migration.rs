@@ -1,0 +1,199 @@
+//! Live migration of kvm desktops through the broker: two display servers and a broker
+//! on loopback, the tiny guest on /dev/kvm.
+
+use std::time::Duration;
+
+use oriel::launcher;
+use oriel_display_server::source::kvm::KvmSource;
+use oriel_e2e::broker::{wait_for, Harness};
+use oriel_e2e::kvm::*;
+use oriel_e2e::*;
+use oriel_protocol::InputEvent;
+use oriel_vmm::tiny;
+
+async fn tap(input: &oriel::InputSender, code: u16) {
+    for down in [true, false] {
+        input.send(InputEvent::Key { code, down }).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_moves_a_used_kvm_desktop_to_another_host_with_its_keys_and_screen() {
+    if !kvm_available() {
+        return;
+    }
+    let (width, height) = (256, 192);
+    let mut h = Harness::start("migration").await;
+    let a = tiny_pool_on_new_host(&mut h, ("vms", 1, 1), (width, height), ("host-a", 2)).await;
+    let b = h.add_host("host-b", 2);
+    let alice = h.user("alice", "vms").await;
+    let (opts, reply) = launcher::connect_options(&alice, "vms").await.unwrap();
+    let on_a = a
+        .desktop(&reply.desktop)
+        .expect("the desktop runs on host-a");
+    wait_console(&on_a, "oriel tiny guest: ready", Duration::from_secs(60)).await;
+    let session = oriel::Session::connect(&opts).await.unwrap();
+    let input = session.input();
+    let run = tokio::spawn(session.run(oriel::StopWhen::default(), None));
+    tap(&input, 30).await;
+    wait_console(&on_a, "key 1e", Duration::from_secs(60)).await;
+    drop(on_a);
+
+    let admin = h.admin("root").await.client().unwrap();
+    let (a_id, b_id) = (
+        host_id(&admin, "host-a").await,
+        host_id(&admin, "host-b").await,
+    );
+    let desktops: serde_json::Value = admin.get("/admin/desktops?pool=vms").await.unwrap();
+    let id = desktops[0]["id"].as_str().unwrap().to_string();
+    // Not to the host it is on.
+    let same: Result<serde_json::Value, _> = admin
+        .post(
+            &format!("/admin/desktops/{id}/migrate"),
+            &serde_json::json!({"to": a_id}),
+        )
+        .await;
+    assert!(format!("{:?}", same.unwrap_err()).contains("already"));
+    let moved: serde_json::Value = admin
+        .post(
+            &format!("/admin/desktops/{id}/migrate"),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved["to"], b_id.as_str(), "{moved}");
+    assert!(moved["downtime_ms"].as_f64().unwrap() > 0.0);
+
+    // The VM runs on host-b only, as the same desktop; the store says so.
+    assert!(a.desktops().get_any(&reply.desktop).is_none());
+    let on_b = b
+        .desktop(&reply.desktop)
+        .expect("the desktop runs on host-b");
+    let desktops: serde_json::Value = admin.get("/admin/desktops?pool=vms").await.unwrap();
+    assert_eq!(desktops[0]["host_id"], b_id.as_str());
+    assert!(desktops[0]["migrating_to"].is_null());
+
+    // The user connects again through the broker and lands on host-b; the guest's key
+    // count went with it: the next key draws in the next cell.
+    run.abort();
+    let (opts, again) = launcher::connect_options(&alice, "vms").await.unwrap();
+    assert_eq!(again.desktop, reply.desktop);
+    let session = oriel::Session::connect(&opts).await.unwrap();
+    let input = session.input();
+    let run = tokio::spawn(session.run(oriel::StopWhen::default(), None));
+    tap(&input, 44).await;
+    wait_console(&on_b, "key 2c", Duration::from_secs(60)).await;
+    assert!(!console(&on_b).contains("key 1e"), "nothing replayed");
+    let (guest, seq) = settled(&on_b).await;
+    for (cell, code) in [(0, 0x1e), (1, 0x2c)] {
+        for (x, y, p) in tiny::glyph(width, cell, code) {
+            assert_eq!(guest.pixels()[(y * width + x) as usize], p, "cell {cell}");
+        }
+    }
+    run.abort();
+    let (opts, _) = launcher::connect_options(&alice, "vms").await.unwrap();
+    assert_eq!(diff_pixels(&client_screen(&opts, seq).await, &guest), 0);
+
+    // History, audit and metrics.
+    let moves: serde_json::Value = admin.get("/admin/migrations").await.unwrap();
+    assert_eq!(moves[0]["outcome"], "done", "{moves}");
+    assert_eq!(moves[0]["desktop_id"], id.as_str());
+    let audit: serde_json::Value = admin.get("/admin/audit?limit=20").await.unwrap();
+    assert!(audit.to_string().contains("migrated desktop"), "{audit}");
+    assert_eq!(
+        h.metric("oriel_broker_migrations_total{outcome=\"done\"}")
+            .await,
+        1.0
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_move_leaves_the_desktop_running_where_it_was_and_forged_tickets_are_refused() {
+    if !kvm_available() {
+        return;
+    }
+    let mut h = Harness::start("migration-fails").await;
+    let a = tiny_pool_on_new_host(&mut h, ("vms", 1, 1), (256, 192), ("host-a", 2)).await;
+    let dead = h.add_host("host-dead", 2);
+    let admin = h.admin("root").await.client().unwrap();
+    wait_for("host-dead registered", || async {
+        let hosts: serde_json::Value = admin.get("/admin/hosts").await.unwrap();
+        hosts.as_array().unwrap().len() == 2
+    })
+    .await;
+    // Its display endpoint goes away; its agent still reports it up.
+    dead.shutdown().await;
+    let dead_id = host_id(&admin, "host-dead").await;
+    let desktops: serde_json::Value = admin.get("/admin/desktops?pool=vms").await.unwrap();
+    let (id, name) = (
+        desktops[0]["id"].as_str().unwrap().to_string(),
+        desktops[0]["name"].as_str().unwrap().to_string(),
+    );
+    let failed: Result<serde_json::Value, _> = admin
+        .post(
+            &format!("/admin/desktops/{id}/migrate"),
+            &serde_json::json!({"to": dead_id}),
+        )
+        .await;
+    let why = format!("{:?}", failed.unwrap_err());
+    assert!(why.contains("502"), "{why}");
+    // Still on host-a, running, and the store never moved it.
+    let vm = a.desktop(&name).expect("still on host-a");
+    {
+        let source = vm.source();
+        let kvm = source.as_any().downcast_ref::<KvmSource>().unwrap();
+        assert_eq!(kvm.vm().state(), oriel_vmm::VmState::Running);
+    }
+    let desktops: serde_json::Value = admin.get("/admin/desktops?pool=vms").await.unwrap();
+    assert_eq!(
+        desktops[0]["host_id"],
+        host_id(&admin, "host-a").await.as_str()
+    );
+    assert!(desktops[0]["migrating_to"].is_null());
+    let moves: serde_json::Value = admin.get("/admin/migrations").await.unwrap();
+    assert_ne!(moves[0]["outcome"], "done", "{moves}");
+    assert_eq!(
+        h.metric("oriel_broker_migrations_total{outcome=\"failed\"}")
+            .await,
+        1.0
+    );
+
+    // A ticket the broker did not sign is refused by the destination before anything.
+    let b = h.add_host("host-b", 2);
+    let identity_pin = b.fingerprint();
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    client.set_default_client_config(
+        oriel_transport::tls::pinned_client_config(
+            identity_pin,
+            oriel_display_server::vm_transfer::MIGRATION_ALPN,
+        )
+        .unwrap(),
+    );
+    let connection = client
+        .connect(b.local_addr().unwrap(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, _recv) = connection.open_bi().await.unwrap();
+    let forged = vec![7u8; 200];
+    send.write_all(&200u16.to_le_bytes()).await.unwrap();
+    send.write_all(&forged).await.unwrap();
+    let reason = connection.closed().await.to_string();
+    assert!(reason.contains("migration ticket"), "{reason}");
+    h.shutdown().await;
+}
+
+/// The id of host `name`.
+async fn host_id(admin: &oriel_transport::api_client::ApiClient, name: &str) -> String {
+    let hosts: serde_json::Value = admin.get("/admin/hosts").await.unwrap();
+    hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
