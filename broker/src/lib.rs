@@ -10,6 +10,7 @@ pub mod keys;
 pub mod local_admin;
 pub mod logoff;
 pub mod metrics;
+pub mod moves;
 pub mod password;
 pub mod reconcile;
 pub mod relay;

@@ -111,6 +111,7 @@ impl Broker {
             link.clone(),
             config.restart_grace,
             metrics.clone(),
+            keys.ticket_key.clone(),
         );
         let mut tasks = reconciler.spawn();
         if store.backend() == Backend::Postgres {

@@ -197,3 +197,74 @@ async fn host_id(admin: &oriel_transport::api_client::ApiClient, name: &str) -> 
         .unwrap()
         .to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_host_moves_its_desktops_in_use_to_another() {
+    if !kvm_available() {
+        return;
+    }
+    let mut h = Harness::start("migration-drain").await;
+    let a = tiny_pool_on_new_host(&mut h, ("vms", 3, 3), (256, 192), ("host-a", 3)).await;
+    let b = h.add_host("host-b", 3);
+    let admin = h.admin("root").await.client().unwrap();
+    // Three users, each typing a key into their own VM.
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        let login = h.user(name, "vms").await;
+        let (opts, reply) = launcher::connect_options(&login, "vms").await.unwrap();
+        let vm = a.desktop(&reply.desktop).expect("on host-a");
+        wait_console(&vm, "oriel tiny guest: ready", Duration::from_secs(60)).await;
+        let session = oriel::Session::connect(&opts).await.unwrap();
+        tap(&session.input(), 30).await;
+        wait_console(&vm, "key 1e", Duration::from_secs(60)).await;
+        let run = tokio::spawn(session.run(oriel::StopWhen::default(), None));
+        users.push((login, reply.desktop, run));
+    }
+    let a_id = host_id(&admin, "host-a").await;
+    let b_id = host_id(&admin, "host-b").await;
+    wait_for("host-b registered", || async {
+        let hosts: serde_json::Value = admin.get("/admin/hosts").await.unwrap();
+        hosts.as_array().unwrap().len() == 2
+    })
+    .await;
+    admin
+        .post_no_reply(
+            &format!("/admin/hosts/{a_id}/state"),
+            &serde_json::json!({"state": "maintenance"}),
+        )
+        .await
+        .unwrap();
+    wait_for("every desktop moved to host-b", || async {
+        let desktops: serde_json::Value = admin.get("/admin/desktops?pool=vms").await.unwrap();
+        desktops
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["host_id"] == b_id.as_str())
+    })
+    .await;
+    assert!(a.desktops().is_empty(), "host-a is empty");
+    for (login, desktop, run) in users {
+        run.abort();
+        let vm = b.desktop(&desktop).expect("on host-b");
+        // The user connects again through the broker and finds their VM as it was.
+        let (opts, again) = launcher::connect_options(&login, "vms").await.unwrap();
+        assert_eq!(again.desktop, desktop);
+        let session = oriel::Session::connect(&opts).await.unwrap();
+        tap(&session.input(), 44).await;
+        wait_console(&vm, "key 2c", Duration::from_secs(60)).await;
+        let (guest, _) = settled(&vm).await;
+        for (x, y, p) in tiny::glyph(256, 1, 0x2c) {
+            assert_eq!(guest.pixels()[(y * 256 + x) as usize], p);
+        }
+    }
+    let moves: serde_json::Value = admin.get("/admin/migrations").await.unwrap();
+    let done = moves
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["outcome"] == "done")
+        .count();
+    assert_eq!(done, 3, "{moves}");
+    h.shutdown().await;
+}

@@ -56,6 +56,8 @@ pub struct AppState {
     pub joining: crate::console::Joining,
     /// Thumbnails hosts sent lately.
     pub thumbnails: crate::thumbnails::ThumbnailCache,
+    /// Orders live migrations.
+    pub mover: crate::moves::Mover,
 }
 
 impl AppState {
@@ -77,6 +79,12 @@ impl AppState {
             heartbeats: link.heartbeats_counter(),
         });
         Arc::new(Self {
+            mover: crate::moves::Mover::new(
+                store.clone(),
+                link.clone(),
+                ticket_key.clone(),
+                metrics.clone(),
+            ),
             store,
             link,
             ticket_key,

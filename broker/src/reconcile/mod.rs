@@ -29,6 +29,8 @@ use crate::store::{
     now_ms, Assignment, Desktop, DesktopState, Fence, Host, HostState, Pool, Store,
 };
 
+mod drain;
+
 pub const TICK: Duration = Duration::from_millis(500);
 /// How long the reconcile lease lasts unless renewed: a dead leader's successor takes
 /// over within this (plus a tick).
@@ -76,6 +78,10 @@ pub struct Reconciler {
     metrics: Arc<crate::metrics::Metrics>,
     /// Passes completed, so that tests can wait for the loop instead of for time.
     passes: std::sync::atomic::AtomicU64,
+    /// Moves desktops off hosts being drained, one at a time per host.
+    mover: Arc<crate::moves::Mover>,
+    /// Drained hosts a desktop is being moved off now.
+    moving_off: Mutex<HashSet<String>>,
 }
 
 impl Reconciler {
@@ -84,11 +90,20 @@ impl Reconciler {
         link: Arc<HostLink>,
         restart_grace: Duration,
         metrics: Arc<crate::metrics::Metrics>,
+        ticket_key: ed25519_dalek::SigningKey,
     ) -> Arc<Self> {
         let fence = Fence::new(LEASE, link.broker_id());
+        let store = store.fenced(fence.clone());
         Arc::new(Self {
+            mover: Arc::new(crate::moves::Mover::new(
+                store.clone(),
+                link.clone(),
+                ticket_key,
+                metrics.clone(),
+            )),
+            moving_off: Mutex::new(HashSet::new()),
             metrics,
-            store: store.fenced(fence.clone()),
+            store,
             fence,
             link,
             judging: Mutex::new((Instant::now(), restart_grace)),
@@ -234,6 +249,7 @@ impl Reconciler {
             self.reconcile_pool(pool, &in_pool, counted, &hosts, &mut load)
                 .await?;
         }
+        self.move_off_drained_hosts(&hosts, &pools).await?;
         // What is left belongs to deleted pools: destroyed on their hosts.
         for d in by_pool.into_values().flatten() {
             if d.state == DesktopState::Deleting && d.host_id.is_some() {
@@ -451,10 +467,8 @@ impl Reconciler {
         {
             return;
         }
-        if let Some((until, _)) = crate::lock(&self.backoff).get(&d.id) {
-            if Instant::now() < *until {
-                return;
-            }
+        if self.backing_off(&d.id) {
+            return;
         }
         if !crate::lock(&self.busy).insert(d.id.clone()) {
             return;
@@ -500,11 +514,7 @@ impl Reconciler {
                 }
                 Err(e) => {
                     tracing::warn!(desktop = id, "host command failed: {e}");
-                    let mut b = crate::lock(&me.backoff);
-                    let delay = b.get(&id).map_or(Duration::from_secs(1), |(_, d)| {
-                        (*d * 2).min(Duration::from_secs(60))
-                    });
-                    b.insert(id.clone(), (Instant::now() + delay, delay));
+                    me.back_off(&id);
                 }
             }
             let epoch = me.epoch.load(std::sync::atomic::Ordering::SeqCst);
@@ -514,8 +524,26 @@ impl Reconciler {
     }
 }
 
+impl Reconciler {
+    /// Whether desktop `id` waits before it is tried again.
+    fn backing_off(&self, id: &str) -> bool {
+        crate::lock(&self.backoff)
+            .get(id)
+            .is_some_and(|(until, _)| Instant::now() < *until)
+    }
+
+    /// Desktop `id` is tried again after 1 s, then twice as long each time, up to 60 s.
+    fn back_off(&self, id: &str) {
+        let mut b = crate::lock(&self.backoff);
+        let delay = b.get(id).map_or(Duration::from_secs(1), |(_, d)| {
+            (*d * 2).min(Duration::from_secs(60))
+        });
+        b.insert(id.to_string(), (Instant::now() + delay, delay));
+    }
+}
+
 /// The hosts of one tick, by id.
-type HostsById<'a> = HashMap<&'a str, &'a Host>;
+pub(super) type HostsById<'a> = HashMap<&'a str, &'a Host>;
 
 /// What a pool has, counted over all its desktops.
 #[derive(Debug, Clone, Copy, Default)]
