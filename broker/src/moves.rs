@@ -9,6 +9,7 @@ use std::time::Duration;
 use oriel_protocol::desktop_spec::DesktopSpec;
 use oriel_protocol::host_link::{CommandOutput, HostCommand, MigrationFigures};
 use oriel_protocol::migration_ticket::{sign_migration_ticket, MigrationClaims};
+use oriel_protocol::ticket::{sign_ticket, TicketClaims, MAX_TICKET_LIFETIME_S};
 
 use crate::hostlink::HostLink;
 use crate::metrics::Metrics;
@@ -187,11 +188,24 @@ impl Mover {
             expires_unix: now + MIGRATION_TICKET_LIFETIME_S,
             nonce: crate::keys::nonce(),
         };
+        // The viewer follows the desktop with a connect ticket of its own.
+        let viewer_ticket = desktop.assigned_user_id.as_ref().map(|user| {
+            let claims = TicketClaims {
+                user: user.clone(),
+                desktop: desktop.name.clone(),
+                issued_unix: now,
+                expires_unix: now + MAX_TICKET_LIFETIME_S,
+                nonce: crate::keys::nonce(),
+                generation: crate::logoff::generation(desktop),
+            };
+            sign_ticket(&claims, &self.ticket_key)
+        });
         let command = HostCommand::MigrateOut {
             desktop: desktop.name.clone(),
             to: destination.address.clone(),
             fingerprint: fingerprint.0,
             ticket: sign_migration_ticket(&claims, &self.ticket_key),
+            viewer_ticket,
         };
         match self.link.query(from, command).await {
             Ok(Some(CommandOutput::Migrated(figures))) => Ok(figures),

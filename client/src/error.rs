@@ -22,6 +22,9 @@ pub enum ClientError {
     /// off, or failed (the message says which).
     #[error("{0}")]
     DesktopGone(String),
+    /// The desktop moved to another display server (live migration): connect there.
+    #[error("the desktop moved to {}", .0.address)]
+    Moved(Box<oriel_protocol::MovedTo>),
     #[error(transparent)]
     Transport(#[from] TransportError),
 }

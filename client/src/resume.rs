@@ -1,14 +1,17 @@
 //! Sessions that survive network outages: when the connection is lost, the client asks
 //! the broker again (a new single-use ticket for the same desktop) and reconnects, with
 //! backoff, until it succeeds, the user gives up, or a deadline passes. A desktop that
-//! is gone, or a refused ticket, ends it with the server's reason instead.
+//! is gone, or a refused ticket, ends it with the server's reason instead. A desktop
+//! that moved to another host (live migration) is followed there at once, with the
+//! ticket its old server passed on.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oriel_protocol::Framebuffer;
+use oriel_protocol::{Framebuffer, MovedTo};
+use oriel_transport::Fingerprint;
 
 use crate::{ClientError, ConnectOptions, Outcome, Session, Shown, StopWhen};
 
@@ -59,7 +62,18 @@ pub async fn run_resuming(
             source_seq: stop.source_seq,
             settled_seq: stop.settled_seq,
         };
+        let opts = session.options().clone();
         let error = match session.run_observed(this_run, None, &mut observe).await {
+            // Live migration: the server said where the desktop went; follow it there
+            // with the ticket it gave (no broker round trip, no "reconnecting").
+            Err(ClientError::Moved(to)) => match follow(&opts, &to).await {
+                Ok(next) => {
+                    session = next;
+                    continue;
+                }
+                Err(e) if reconnect.is_some() => e,
+                Err(e) => return Err(e),
+            },
             Err(e) if reconnect.is_some() && is_outage(&e) => e,
             other => return other,
         };
@@ -101,4 +115,24 @@ pub async fn run_resuming(
             }
         };
     }
+}
+
+/// A session with the desktop where it moved: the same desktop and client, at the
+/// server and with the ticket the old server named.
+async fn follow(opts: &ConnectOptions, to: &MovedTo) -> Result<Session, ClientError> {
+    let lost = |reason: String| {
+        ClientError::Lost(format!("following the desktop to {}: {reason}", to.address))
+    };
+    let addr = tokio::net::lookup_host(&to.address)
+        .await
+        .map_err(|e| lost(e.to_string()))?
+        .next()
+        .ok_or_else(|| lost("no address".into()))?;
+    let moved = ConnectOptions {
+        addr,
+        fingerprint: Fingerprint(to.fingerprint),
+        ticket: to.ticket.clone(),
+        ..opts.clone()
+    };
+    Session::connect(&moved).await
 }

@@ -129,6 +129,8 @@ pub struct Session {
     /// Requests from the application (e.g. a window's size), sent on the control stream.
     requests: mpsc::Receiver<ClientControl>,
     requests_tx: mpsc::Sender<ClientControl>,
+    /// What this session was opened with (a moved desktop is followed with them).
+    opts: ConnectOptions,
 }
 
 impl Session {
@@ -200,10 +202,10 @@ impl Session {
             }
             tokio::select! {
                 msg = inbox.recv() => match msg {
-                    Some(Inbound::Broken(e)) => return Err(lost(&conn, core.closing_reason(), e)),
+                    Some(Inbound::Broken(e)) => return Err(lost(&conn, &core, e)),
                     Some(msg) => feed(&mut core, &msg),
                     None => {
-                        return Err(lost(&conn, core.closing_reason(), "connection closed".into()))
+                        return Err(lost(&conn, &core, "connection closed".into()))
                     }
                 },
                 _ = pump::sleep_until(core.next_deadline()) => core.handle_timeout(Instant::now()),
@@ -225,7 +227,13 @@ impl Session {
             live: Arc::default(),
             requests,
             requests_tx,
+            opts: opts.clone(),
         })
+    }
+
+    /// What this session was opened with.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
     }
 
     /// A handle that sends requests (such as a new size) while the session runs.
@@ -440,6 +448,7 @@ impl Session {
                     .store(u64::from(video_bitrate), Ordering::Relaxed);
             }
             ClientAction::Closing(reason) => tracing::info!("server: {reason}"),
+            ClientAction::Moved(to) => tracing::info!("the desktop moved to {}", to.address),
             ClientAction::Ended => return Ok(Some(EndReason::ServerClosed)),
             ClientAction::Fail(e) => {
                 self.conn.close(close::PROTOCOL_ERROR, b"protocol error");
@@ -467,7 +476,7 @@ impl Session {
     /// The session broke: the desktop is gone when the server said so (on the control
     /// stream or in its close), else the connection was lost.
     fn lost(&self, error: String) -> ClientError {
-        lost(&self.conn, self.core.closing_reason(), error)
+        lost(&self.conn, &self.core, error)
     }
 }
 
@@ -510,8 +519,11 @@ fn closed_by_server(conn: &quinn::Connection) -> Option<String> {
 
 /// Why a connection broke: the desktop is gone (the close says so, or the server said
 /// why on the control stream), or it was lost.
-fn lost(conn: &quinn::Connection, closing: Option<&str>, error: String) -> ClientError {
-    match (conn.close_reason(), closing) {
+fn lost(conn: &quinn::Connection, core: &ClientSession, error: String) -> ClientError {
+    if let Some(to) = core.moved_to() {
+        return ClientError::Moved(Box::new(to.clone()));
+    }
+    match (conn.close_reason(), core.closing_reason()) {
         (Some(quinn::ConnectionError::ApplicationClosed(c)), _)
             if c.error_code == close::DESKTOP_GONE =>
         {

@@ -301,9 +301,15 @@ pub fn execute(
             to,
             fingerprint,
             ticket,
+            viewer_ticket,
         } => {
-            let figures =
-                crate::migration::migrate_out(server, &desktop, &to, fingerprint, &ticket)?;
+            let target = crate::migration::Target {
+                address: to,
+                fingerprint,
+                ticket,
+                viewer_ticket,
+            };
+            let figures = crate::migration::migrate_out(server, &desktop, target)?;
             return Ok(Some(CommandOutput::Migrated(figures)));
         }
         HostCommand::Thumbnail {

@@ -169,6 +169,8 @@ pub struct Desktop {
     input_arrived: Notify,
     /// The source's input path that needs no lock on it, if it has one.
     input_sink: Option<Arc<dyn InputSink>>,
+    /// Where the desktop went (live migration), once it was handed over.
+    moved_to: Mutex<Option<oriel_protocol::MovedTo>>,
 }
 
 /// What one poll of the source found.
@@ -203,6 +205,7 @@ impl Desktop {
             sinks: Mutex::new(Vec::new()),
             frames_produced: AtomicU64::new(0),
             evictions: tokio::sync::watch::channel(evictions).0,
+            moved_to: Mutex::new(None),
             cursor: tokio::sync::watch::channel(None).0,
             last_activity: Mutex::new(std::time::Instant::now()),
             failure: Mutex::new(None),
@@ -227,6 +230,18 @@ impl Desktop {
     /// Later sessions are not affected.
     pub fn kick_viewers(&self) {
         self.evictions.send_modify(|e| e.all += 1);
+    }
+
+    /// The desktop went to another display server: its sessions end, each telling its
+    /// viewer where to go.
+    pub fn hand_over(&self, to: oriel_protocol::MovedTo) {
+        *lock(&self.moved_to) = Some(to);
+        self.kick_viewers();
+    }
+
+    /// Where the desktop went, once it was handed over.
+    pub fn moved_to(&self) -> Option<oriel_protocol::MovedTo> {
+        lock(&self.moved_to).clone()
     }
 
     /// A log-off or reassignment: sessions and tickets of generations before

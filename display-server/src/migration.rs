@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context};
 use oriel_protocol::desktop_spec::DesktopSpec;
 use oriel_protocol::host_link::MigrationFigures;
 use oriel_protocol::migration_ticket::MAX_MIGRATION_TICKET_LEN;
+use oriel_protocol::MovedTo;
 use oriel_transport::tls::{pinned_client_config, Fingerprint};
 use oriel_vmm::Convergence;
 
@@ -29,15 +30,31 @@ use crate::DisplayServer;
 /// Application close code a destination refuses a migration with (the reason says why).
 const REFUSED: u32 = 0x4d;
 
-/// Moves desktop `name` to the display server at `to`. Blocks (run it off the async
-/// threads, inside a tokio runtime). On error the desktop runs on here.
+/// Where a desktop goes, as the broker ordered.
+pub(crate) struct Target {
+    /// The destination display server's `host:port`, as clients reach it.
+    pub address: String,
+    pub fingerprint: [u8; 32],
+    /// The migration ticket for the destination.
+    pub ticket: Vec<u8>,
+    /// A connect ticket there for the desktop's user, handed to its viewer.
+    pub viewer_ticket: Option<Vec<u8>>,
+}
+
+/// Moves desktop `name` to `target`. Blocks (run it off the async threads, inside a
+/// tokio runtime). On error the desktop runs on here.
 pub(crate) fn migrate_out(
     server: &DisplayServer,
     name: &str,
-    to: &str,
-    fingerprint: [u8; 32],
-    ticket: &[u8],
+    target: Target,
 ) -> anyhow::Result<MigrationFigures> {
+    let Target {
+        address: to,
+        fingerprint,
+        ticket,
+        viewer_ticket,
+    } = target;
+    let to = to.as_str();
     let desktop = server
         .desktop(name)
         .ok_or_else(|| anyhow!("no running desktop '{name}'"))?;
@@ -73,7 +90,7 @@ pub(crate) fn migrate_out(
         let (mut send, recv) = connection.open_bi().await?;
         let len = u16::try_from(ticket.len()).context("the migration ticket is too large")?;
         send.write_all(&len.to_le_bytes()).await?;
-        send.write_all(ticket).await?;
+        send.write_all(&ticket).await?;
         let sent = send_vm((send, recv), &config, outgoing, Convergence::default()).await;
         let sent = sent.map_err(|e| match connection.close_reason() {
             Some(reason) => anyhow!("the destination ended the migration: {reason}"),
@@ -83,7 +100,15 @@ pub(crate) fn migrate_out(
         endpoint.wait_idle().await;
         anyhow::Ok(sent)
     })?;
-    // The destination runs the VM: this copy (paused for good) goes.
+    // The destination runs the VM: its viewer is sent there, and this copy (paused for
+    // good) goes.
+    if let Some(ticket) = viewer_ticket {
+        desktop.hand_over(MovedTo {
+            address: to.to_string(),
+            fingerprint,
+            ticket,
+        });
+    }
     server.desktops().destroy(name);
     tracing::info!(
         desktop = name,

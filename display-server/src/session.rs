@@ -151,7 +151,14 @@ impl Driver {
                         self.feed_path(now);
                         self.core.handle(now, ServerEvent::Damage);
                     }
-                    SeatEvent::Evicted(reason) => self.core.handle(now, ServerEvent::Evicted(reason)),
+                    SeatEvent::Evicted(reason) => {
+                        let moved = self.admitted.as_ref().and_then(|s| s.desktop.moved_to());
+                        let event = match moved {
+                            Some(to) => ServerEvent::Moved(to),
+                            None => ServerEvent::Evicted(reason),
+                        };
+                        self.core.handle(now, event);
+                    }
                     SeatEvent::Cursor => self.feed_cursor(now),
                     SeatEvent::Nothing => {}
                 },

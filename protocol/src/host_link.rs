@@ -182,6 +182,13 @@ pub enum HostCommand {
     Destroy { desktop: String },
     /// The newest `max_bytes` of the desktop's serial console log (kvm desktops).
     ConsoleLog { desktop: String, max_bytes: u32 },
+    /// A PNG of the desktop's screen scaled to fit `max_width` x `max_height` (each at
+    /// most [`MAX_THUMBNAIL_SIDE`]), keeping its aspect.
+    Thumbnail {
+        desktop: String,
+        max_width: u32,
+        max_height: u32,
+    },
     /// Live-migrate a kvm desktop to the display server at `to` (pinned by its
     /// certificate's SHA-256), with a migration ticket the broker signed for it. The
     /// desktop runs on here if anything fails before the destination has it.
@@ -190,13 +197,9 @@ pub enum HostCommand {
         to: String,
         fingerprint: [u8; 32],
         ticket: Vec<u8>,
-    },
-    /// A PNG of the desktop's screen scaled to fit `max_width` x `max_height` (each at
-    /// most [`MAX_THUMBNAIL_SIDE`]), keeping its aspect.
-    Thumbnail {
-        desktop: String,
-        max_width: u32,
-        max_height: u32,
+        /// A connect ticket for the desktop's user at the destination, which the source
+        /// passes to its viewer so that it follows the desktop there.
+        viewer_ticket: Option<Vec<u8>>,
     },
 }
 

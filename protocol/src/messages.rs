@@ -171,6 +171,16 @@ pub enum ClientControl {
     ResizeRequest { width: u32, height: u32 },
 }
 
+/// Where a desktop went (live migration): the display server that runs it now, its
+/// certificate's SHA-256, and a ticket for this viewer's user there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedTo {
+    /// `host:port`, as the broker gives clients.
+    pub address: String,
+    pub fingerprint: [u8; 32],
+    pub ticket: Vec<u8>,
+}
+
 /// Server → client on the control stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerControl {
@@ -183,6 +193,9 @@ pub enum ServerControl {
         frame_window: u32,
         video_bitrate: u32,
     },
+    /// The desktop moved to another display server: connect there for the same
+    /// desktop (the screen it shows is the one this session showed); this session ends.
+    Moved(MovedTo),
 }
 
 /// One frame: every update needed to bring the client from the previous frame to this one.

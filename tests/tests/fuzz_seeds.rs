@@ -110,6 +110,14 @@ fn channel_messages(seeds: &mut Seeds) {
             message: "session ended".into(),
         }),
     );
+    add(
+        "moved",
+        message(&ServerControl::Moved(MovedTo {
+            address: "127.0.0.1:4433".into(),
+            fingerprint: [7; 32],
+            ticket: vec![1; 96],
+        })),
+    );
     let keys = [
         InputEvent::Key {
             code: 30,
@@ -247,6 +255,32 @@ fn host_link(seeds: &mut Seeds) {
                 max_width: 320,
                 max_height: 200,
             },
+        }),
+    );
+    add(
+        "migrate-out",
+        message(&BrokerMsg::Command {
+            id: 6,
+            command: HostCommand::MigrateOut {
+                desktop: "desk-1".into(),
+                to: "127.0.0.1:4433".into(),
+                fingerprint: [7; 32],
+                ticket: vec![2; 128],
+                viewer_ticket: Some(vec![3; 96]),
+            },
+        }),
+    );
+    add(
+        "migrated",
+        message(&HostMsg::CommandDone {
+            id: 6,
+            error: None,
+            output: Some(CommandOutput::Migrated(MigrationFigures {
+                downtime_us: 1500,
+                total_ms: 20,
+                bytes: 3 << 20,
+                rounds: 2,
+            })),
         }),
     );
     add(

@@ -33,8 +33,21 @@ async fn an_admin_moves_a_used_kvm_desktop_to_another_host_with_its_keys_and_scr
         .expect("the desktop runs on host-a");
     wait_console(&on_a, "oriel tiny guest: ready", Duration::from_secs(60)).await;
     let session = oriel::Session::connect(&opts).await.unwrap();
-    let input = session.input();
-    let run = tokio::spawn(session.run(oriel::StopWhen::default(), None));
+    // The viewer's loop, without a way back to the broker: it can only follow the
+    // desktop where its server says it went. Each session it runs hands out its input.
+    let (inputs_tx, mut inputs) = tokio::sync::mpsc::unbounded_channel();
+    let run = tokio::spawn(oriel::resume::run_resuming(
+        session,
+        oriel::StopWhen::default(),
+        None,
+        |_, _| {},
+        move |event| {
+            if let oriel::resume::Event::Connected(s) = event {
+                let _ = inputs_tx.send(s.input());
+            }
+        },
+    ));
+    let input = inputs.recv().await.unwrap();
     tap(&input, 30).await;
     wait_console(&on_a, "key 1e", Duration::from_secs(60)).await;
     drop(on_a);
@@ -73,14 +86,14 @@ async fn an_admin_moves_a_used_kvm_desktop_to_another_host_with_its_keys_and_scr
     assert_eq!(desktops[0]["host_id"], b_id.as_str());
     assert!(desktops[0]["migrating_to"].is_null());
 
-    // The user connects again through the broker and lands on host-b; the guest's key
-    // count went with it: the next key draws in the next cell.
-    run.abort();
-    let (opts, again) = launcher::connect_options(&alice, "vms").await.unwrap();
-    assert_eq!(again.desktop, reply.desktop);
-    let session = oriel::Session::connect(&opts).await.unwrap();
-    let input = session.input();
-    let run = tokio::spawn(session.run(oriel::StopWhen::default(), None));
+    // The viewer followed the desktop to host-b by itself (its old server told it where,
+    // with a ticket); the guest's key count went with it: the next key draws in the
+    // next cell.
+    let input = tokio::time::timeout(Duration::from_secs(30), inputs.recv())
+        .await
+        .expect("the viewer followed the desktop")
+        .unwrap();
+    assert!(!run.is_finished());
     tap(&input, 44).await;
     wait_console(&on_b, "key 2c", Duration::from_secs(60)).await;
     assert!(!console(&on_b).contains("key 1e"), "nothing replayed");

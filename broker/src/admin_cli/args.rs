@@ -200,7 +200,7 @@ pub(super) enum DesktopCommand {
     Delete { id: String },
     /// Print a kvm desktop's serial console log.
     Console { id: String },
-    /// Live-migrate a kvm desktop to another host (its user reconnects to it there).
+    /// Live-migrate a kvm desktop to another host (its viewer follows it there).
     Migrate {
         id: String,
         /// The host's id; left out, the least loaded other host.

@@ -40,7 +40,7 @@ pub(crate) struct Migrated {
     rounds: u32,
 }
 
-/// Live-migrate a kvm desktop to another host; its user reconnects to it there.
+/// Live-migrate a kvm desktop to another host; its viewer follows it there.
 #[utoipa::path(post, path = "/admin/desktops/{id}/migrate", tag = "admin",
     security(("bearer" = [])), request_body = MigrateRequest,
     params(("id" = String, Path, description = "The desktop's id")),

@@ -87,6 +87,8 @@ pub enum ClientAction {
     },
     /// The server said why it ends the session.
     Closing(String),
+    /// The desktop moved to another display server (the session ends): connect there.
+    Moved(crate::MovedTo),
     /// The server finished its display stream: the session is over.
     Ended,
     /// The session failed; close the connection.

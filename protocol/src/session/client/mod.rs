@@ -67,6 +67,8 @@ pub struct ClientSession {
     source_seq: u64,
     regions: Regions,
     closing: Option<String>,
+    /// Where the desktop went, if the server said it moved.
+    moved: Option<crate::MovedTo>,
     /// Display stream bytes received (after its tag).
     display_bytes: u64,
 }
@@ -90,6 +92,7 @@ impl ClientSession {
             source_seq: 0,
             regions: Regions::default(),
             closing: None,
+            moved: None,
             display_bytes: 0,
         };
         session.send_control(&config.hello);
@@ -130,6 +133,11 @@ impl ClientSession {
     /// Why the server said it ends the session, if it did.
     pub fn closing_reason(&self) -> Option<&str> {
         self.closing.as_deref()
+    }
+
+    /// Where the desktop went, if the server said it moved (live migration).
+    pub fn moved_to(&self) -> Option<&crate::MovedTo> {
+        self.moved.as_ref()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -235,6 +243,11 @@ impl ClientSession {
                 Ok(Some(ServerControl::Closing { message })) => {
                     self.closing = Some(message.clone());
                     self.push(ClientAction::Closing(message));
+                }
+                Ok(Some(ServerControl::Moved(to))) => {
+                    self.closing = Some("the desktop moved to another host".into());
+                    self.moved = Some(to.clone());
+                    self.push(ClientAction::Moved(to));
                 }
                 Ok(Some(ServerControl::Flow {
                     frames_in_flight,

@@ -129,6 +129,9 @@ pub enum ServerEvent<'a> {
     CursorWritten,
     /// The session must end (log-off, reassignment, the desktop stopped or failed).
     Evicted(String),
+    /// The desktop moved to another display server: the client is told where, and the
+    /// session ends.
+    Moved(crate::MovedTo),
 }
 
 /// Something the server records about a session (metrics).

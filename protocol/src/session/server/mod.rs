@@ -226,6 +226,12 @@ impl ServerSession {
                 }
                 self.close(CloseCode::DesktopGone, &reason);
             }
+            ServerEvent::Moved(to) => {
+                if self.phase == Phase::Running {
+                    self.send_control(&ServerControl::Moved(to));
+                }
+                self.close(CloseCode::DesktopGone, "the desktop moved to another host");
+            }
         }
     }
 
