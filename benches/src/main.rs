@@ -28,6 +28,7 @@ mod host_sim;
 mod hosts_bench;
 mod kernel_link;
 mod migrate_bench;
+mod migrate_display;
 mod rig;
 mod scrape;
 mod video_quality;

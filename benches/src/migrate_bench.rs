@@ -30,6 +30,10 @@ pub(crate) struct MigrateArgs {
     /// Framebuffer size of the VM.
     #[arg(long, default_value = "1024x768")]
     size: String,
+    /// Moves of a desktop between two display servers with a viewer watching, for the
+    /// display gap (0: skip).
+    #[arg(long, default_value_t = 10)]
+    display_moves: u32,
 }
 
 /// Two QUIC endpoints on loopback: the destination listens, the source connects.
@@ -192,11 +196,21 @@ pub(crate) fn run(args: MigrateArgs) -> anyhow::Result<Vec<String>> {
         );
         drop(vm);
     }
+    if args.display_moves > 0 {
+        eprintln!(
+            "[display] a viewer watching a desktop moved {} times",
+            args.display_moves
+        );
+        lines.push(runtime.block_on(crate::migrate_display::run(
+            args.display_moves,
+            (size.width, size.height),
+        ))?);
+    }
     Ok(lines)
 }
 
 /// The value at quantile `q` of `samples` (nearest rank); 0 when empty.
-fn quantile(samples: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(samples: &[f64], q: f64) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     let rank = q * sorted.len() as f64;

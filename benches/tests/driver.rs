@@ -108,23 +108,45 @@ fn the_migrate_bench_gives_its_figures() {
     if !oriel_vmm::kvm_tests_enabled("the migrate bench test") {
         return;
     }
-    let figures = bench(&[
-        "migrate",
-        "--memory-mib",
-        "64",
-        "--dirty-mib-per-s",
-        "8",
-        "--migrations",
-        "2",
-        "--size",
-        "320x240",
-    ]);
-    assert_eq!(figures["workload"], "migrate");
-    assert_eq!(figures["migrations"], 2);
+    let out = Command::new(env!("CARGO_BIN_EXE_oriel-bench"))
+        .args([
+            "migrate",
+            "--memory-mib",
+            "64",
+            "--dirty-mib-per-s",
+            "8",
+            "--migrations",
+            "2",
+            "--display-moves",
+            "2",
+            "--size",
+            "320x240",
+        ])
+        .output()
+        .expect("oriel-bench runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("valid JSON"))
+        .collect();
+    let [moves, display] = lines.as_slice() else {
+        panic!("two lines: {lines:?}");
+    };
+    assert_eq!(moves["workload"], "migrate");
+    assert_eq!(moves["migrations"], 2);
     for key in ["total_ms_p50", "downtime_ms_p99", "mib_sent_p50"] {
-        assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
+        assert!(moves[key].as_f64().unwrap() > 0.0, "{key}: {moves}");
     }
     // What was sent is about what the guest touched (untouched RAM is not sent).
-    let sent = figures["mib_sent_max"].as_f64().unwrap();
-    assert!(sent < 64.0, "{figures}");
+    assert!(moves["mib_sent_max"].as_f64().unwrap() < 64.0, "{moves}");
+    assert_eq!(display["workload"], "migrate-display");
+    assert!(
+        display["display_gap_ms_p99"].as_f64().unwrap() > 0.0,
+        "{display}"
+    );
 }
