@@ -69,7 +69,13 @@ impl Link {
             let incoming = self.destination.accept().await.context("no connection")?;
             let connection = incoming.await?;
             let stream = connection.accept_bi().await?;
-            let moved = receive_vm(stream, config.clone()).await?;
+            let mut vm = None;
+            receive_vm(stream, config.clone(), |v| {
+                vm = Some(v);
+                Ok(())
+            })
+            .await?;
+            let moved = vm.context("no VM")?;
             anyhow::Ok((moved, connection))
         };
         let sending = async {
@@ -80,7 +86,7 @@ impl Link {
             anyhow::Ok((sent, connection))
         };
         let (received, sent) = tokio::join!(accepting, sending);
-        let ((moved, _), connection) = received?;
+        let (moved, connection) = received?;
         let (sent, _) = sent?;
         connection.close(0u32.into(), b"done");
         let sample = Sample {

@@ -96,20 +96,20 @@ pub(crate) fn migrate_out(
             Some(reason) => anyhow!("the destination ended the migration: {reason}"),
             None => e,
         })?;
+        // The destination runs the VM and serves the desktop: its viewer goes there at
+        // once, and this copy (paused for good) goes.
+        if let Some(ticket) = viewer_ticket {
+            desktop.hand_over(MovedTo {
+                address: to.to_string(),
+                fingerprint,
+                ticket,
+            });
+        }
+        server.desktops().destroy(name);
         connection.close(0u32.into(), b"migrated");
         endpoint.wait_idle().await;
         anyhow::Ok(sent)
     })?;
-    // The destination runs the VM: its viewer is sent there, and this copy (paused for
-    // good) goes.
-    if let Some(ticket) = viewer_ticket {
-        desktop.hand_over(MovedTo {
-            address: to.to_string(),
-            fingerprint,
-            ticket,
-        });
-    }
-    server.desktops().destroy(name);
     tracing::info!(
         desktop = name,
         to,
@@ -165,13 +165,16 @@ async fn receive_desktop(connection: &quinn::Connection, shared: &Shared) -> any
         bail!("only kvm desktops migrate");
     };
     let config = kvm.vm_config(&shared.config.images_dir)?;
-    let (vm, downtime) = receive_vm((send, recv), config).await?;
-    let source = KvmSource::new(vm, kvm.fps);
-    shared.desktops.add(Desktop::at_generation(
-        claims.desktop.clone(),
-        Box::new(source),
-        claims.generation,
-    ))?;
+    let downtime = receive_vm((send, recv), config, |vm| {
+        let source = KvmSource::new(vm, kvm.fps);
+        shared.desktops.add(Desktop::at_generation(
+            claims.desktop.clone(),
+            Box::new(source),
+            claims.generation,
+        ))?;
+        Ok(())
+    })
+    .await?;
     tracing::info!(
         desktop = claims.desktop,
         downtime_ms = downtime.as_secs_f64() * 1e3,

@@ -107,11 +107,14 @@ pub async fn send_vm(
     })
 }
 
-/// Receives a VM of `config` and starts it once the source lets go of its copy.
+/// Receives a VM of `config`, starts it once the source lets go of its copy, and hands
+/// it to `adopt` before the source hears that it runs (so that whatever the source
+/// sends here next, such as its viewers, finds it in place). Returns the downtime.
 pub async fn receive_vm(
     (mut send, mut recv): (SendStream, RecvStream),
     config: VmConfig,
-) -> anyhow::Result<(Vm, Duration)> {
+    adopt: impl FnOnce(Vm) -> anyhow::Result<()>,
+) -> anyhow::Result<Duration> {
     let mut header = [0u8; 16];
     recv.read_exact(&mut header).await?;
     if header != shape(&config) {
@@ -145,12 +148,13 @@ pub async fn receive_vm(
         bail!("the source kept the VM");
     }
     let (vm, downtime) = tokio::task::block_in_place(|| incoming.start())?;
+    adopt(vm)?;
     let micros = u64::try_from(downtime.as_micros()).unwrap_or(u64::MAX);
     let mut answer = vec![RUNNING];
     answer.extend_from_slice(&micros.to_le_bytes());
     send.write_all(&answer).await?;
     send.finish()?;
-    Ok((vm, downtime))
+    Ok(downtime)
 }
 
 /// The copying thread's side of the stream: records queued for the writer task, and

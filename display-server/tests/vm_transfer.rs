@@ -64,7 +64,13 @@ async fn a_vm_moves_to_another_endpoint_and_runs_on() {
         tokio::spawn(async move {
             let connection = destination.accept().await.unwrap().await.unwrap();
             let stream = connection.accept_bi().await.unwrap();
-            let moved = receive_vm(stream, config).await;
+            let mut vm = None;
+            let moved = receive_vm(stream, config, |v| {
+                vm = Some(v);
+                Ok(())
+            })
+            .await
+            .map(|downtime| (vm.expect("adopted"), downtime));
             (moved, connection)
         })
     };
