@@ -4,12 +4,16 @@
 use std::time::Duration;
 
 use oriel::launcher;
+use oriel_broker::store::Role;
 use oriel_display_server::source::kvm::KvmSource;
 use oriel_e2e::broker::{wait_for, Harness};
+use oriel_e2e::browser::Browser;
 use oriel_e2e::kvm::*;
 use oriel_e2e::*;
 use oriel_protocol::InputEvent;
 use oriel_vmm::tiny;
+
+const PASSWORD: &str = "a-long-password";
 
 async fn tap(input: &oriel::InputSender, code: u16) {
     for down in [true, false] {
@@ -103,20 +107,36 @@ async fn an_admin_moves_a_used_kvm_desktop_to_another_host_with_its_keys_and_scr
             assert_eq!(guest.pixels()[(y * width + x) as usize], p, "cell {cell}");
         }
     }
-    run.abort();
     let (opts, _) = launcher::connect_options(&alice, "vms").await.unwrap();
     assert_eq!(diff_pixels(&client_screen(&opts, seq).await, &guest), 0);
+
+    // An operator moves it back from the console (a real browser); the viewer, which
+    // was taken over meanwhile, is the screenshot client's: the first one still runs.
+    h.user_with_password("ops", PASSWORD, Role::Operator, None)
+        .await;
+    let base = h.broker.url();
+    let browser = Browser::start(&h.dir).await;
+    browser.sign_in(&base, "ops", PASSWORD).await;
+    browser.goto(&format!("{base}/admin/desktops/{id}")).await;
+    browser.click("form[action$='/migrate'] button").await;
+    browser.wait_for_text("moved to host").await;
+    browser.screenshot("console-migrated").await;
+    browser.close().await;
+    assert!(b.desktops().get_any(&reply.desktop).is_none());
+    assert!(a.desktop(&reply.desktop).is_some(), "back on host-a");
+    run.abort();
 
     // History, audit and metrics.
     let moves: serde_json::Value = admin.get("/admin/migrations").await.unwrap();
     assert_eq!(moves[0]["outcome"], "done", "{moves}");
     assert_eq!(moves[0]["desktop_id"], id.as_str());
+    assert_eq!(moves[0]["to_host"], a_id.as_str());
     let audit: serde_json::Value = admin.get("/admin/audit?limit=20").await.unwrap();
     assert!(audit.to_string().contains("migrated desktop"), "{audit}");
     assert_eq!(
         h.metric("oriel_broker_migrations_total{outcome=\"done\"}")
             .await,
-        1.0
+        2.0
     );
     h.shutdown().await;
 }

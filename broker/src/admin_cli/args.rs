@@ -179,8 +179,9 @@ pub(super) struct SourceArgs {
 pub(super) enum HostCommand {
     /// List the hosts.
     List,
-    /// Put a host in maintenance: it takes no new desktops and its free ones move
-    /// elsewhere (assigned ones stay until they are released).
+    /// Put a host in maintenance: it takes no new desktops, its free ones move
+    /// elsewhere, its kvm desktops in use are live-migrated (others stay until they are
+    /// released).
     Drain { id: String },
     /// Take a host out of maintenance (it takes new desktops again).
     Undrain { id: String },

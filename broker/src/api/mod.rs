@@ -23,7 +23,7 @@ pub use idle::IdleAcceptor;
 
 pub(crate) use admin::{
     add_group, add_member, add_pool, add_user, change_pool, change_role, drain_host, enable_user,
-    end_and_move, grant, log_off_session, read_console, read_thumbnail, remove_pool,
+    end_and_move, grant, log_off_session, migrate, read_console, read_thumbnail, remove_pool,
     reset_password, EntitleRequest, GroupEntitlement, UserEntitlement,
 };
 pub(crate) use auth::staff_for_token_hash;

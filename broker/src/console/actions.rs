@@ -51,10 +51,44 @@ pub(super) async fn host_state(
             };
             crate::api::drain_host(&state, actor, &id, to).await?;
             Ok(match to {
-                HostState::Maintenance => "host drained: it takes no new desktops",
+                HostState::Maintenance => {
+                    "host drained: it takes no new desktops, and its kvm desktops in use move to other hosts"
+                }
                 _ => "host undrained: it takes new desktops again",
             }
             .to_string())
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfOnly {
+    csrf: String,
+}
+
+/// `POST /admin/desktops/{id}/migrate`: live-migrate a kvm desktop to the least loaded
+/// other host.
+pub(super) async fn migrate(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let back = format!("/admin/desktops/{id}");
+    act(
+        &state,
+        jar,
+        Permission::Operate,
+        &form.csrf,
+        &back,
+        async |actor| {
+            let moved = crate::api::migrate(&state, actor, &id, None).await?;
+            Ok(format!(
+                "moved to host {} with {:.1} ms downtime",
+                moved.to_host(),
+                moved.downtime_ms()
+            ))
         },
     )
     .await

@@ -104,6 +104,14 @@ pub(super) async fn desktop_page(
                             }
                             @if operate { a href=(format!("{here}/delete")) { "Delete…" } }
                             @if kvm { a href=(format!("{here}/console")) { "Serial console" } }
+                            @if kvm && operate && d.host_id.is_some() {
+                                form method="post" action=(format!("{here}/migrate")) {
+                                    input type="hidden" name="csrf" value=(staff.csrf);
+                                    button type="submit" title="Live-migrate it to the least loaded other host; its viewer follows" {
+                                        "Move to another host"
+                                    }
+                                }
+                            }
                         }
                     }
                 }

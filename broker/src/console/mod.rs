@@ -69,6 +69,7 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
             get(estate::confirm_delete).post(estate::delete),
         )
         .route("/admin/desktops/{id}", get(desktop::desktop_page))
+        .route("/admin/desktops/{id}/migrate", post(actions::migrate))
         .route(
             "/admin/desktops/{id}/thumbnail.png",
             get(desktop::thumbnail),

@@ -33,11 +33,23 @@ pub(crate) struct Migrated {
     desktop: String,
     from: String,
     to: String,
+    /// The destination host's name.
+    to_name: String,
     /// How long the VM ran on no host, ms.
     downtime_ms: f64,
     total_ms: u64,
     bytes: u64,
     rounds: u32,
+}
+
+impl Migrated {
+    pub(crate) fn to_host(&self) -> &str {
+        &self.to_name
+    }
+
+    pub(crate) fn downtime_ms(&self) -> f64 {
+        self.downtime_ms
+    }
 }
 
 /// Live-migrate a kvm desktop to another host; its viewer follows it there.
@@ -102,6 +114,7 @@ pub(crate) async fn migrate(
         desktop: moved.desktop.id,
         from: moved.from,
         to: moved.to.id,
+        to_name: moved.to.name,
         downtime_ms,
         total_ms: moved.figures.total_ms,
         bytes: moved.figures.bytes,
