@@ -163,6 +163,14 @@ async fn a_failed_move_leaves_the_desktop_running_where_it_was_and_forged_ticket
         desktops[0]["id"].as_str().unwrap().to_string(),
         desktops[0]["name"].as_str().unwrap().to_string(),
     );
+    // A user is connected while the move fails.
+    let alice = h.user("alice", "vms").await;
+    let (opts, _) = launcher::connect_options(&alice, "vms").await.unwrap();
+    let vm = a.desktop(&name).expect("on host-a");
+    wait_console(&vm, "oriel tiny guest: ready", Duration::from_secs(60)).await;
+    let session = oriel::Session::connect(&opts).await.unwrap();
+    let input = session.input();
+    let run = tokio::spawn(session.run(oriel::StopWhen::default(), None));
     let failed: Result<serde_json::Value, _> = admin
         .post(
             &format!("/admin/desktops/{id}/migrate"),
@@ -171,13 +179,18 @@ async fn a_failed_move_leaves_the_desktop_running_where_it_was_and_forged_ticket
         .await;
     let why = format!("{:?}", failed.unwrap_err());
     assert!(why.contains("502"), "{why}");
-    // Still on host-a, running, and the store never moved it.
+    // Still on host-a, running, and the store never moved it; its user's session
+    // never noticed: it runs on, and a key still reaches the guest.
     let vm = a.desktop(&name).expect("still on host-a");
     {
         let source = vm.source();
         let kvm = source.as_any().downcast_ref::<KvmSource>().unwrap();
         assert_eq!(kvm.vm().state(), oriel_vmm::VmState::Running);
     }
+    assert!(!run.is_finished(), "the viewer's session runs on");
+    tap(&input, 30).await;
+    wait_console(&vm, "key 1e", Duration::from_secs(60)).await;
+    run.abort();
     let desktops: serde_json::Value = admin.get("/admin/desktops?pool=vms").await.unwrap();
     assert_eq!(
         desktops[0]["host_id"],
