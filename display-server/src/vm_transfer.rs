@@ -7,11 +7,12 @@
 //! (u32, at most [`oriel_vmm::MAX_RECORD`]) and bytes; at the end of each round an empty
 //! record asks the destination to answer [`APPLIED`] once it has applied everything
 //! before it, so no round is still on the way when the VM pauses. After the last record the
-//! destination answers [`READY`]; the source then gives up its copy for good and
-//! answers [`GO`]; the destination starts the VM and answers [`RUNNING`] with the
-//! downtime it measured (u64 µs). Until the source has sent `GO` any failure leaves
-//! the VM running on the source; a destination that does not get `GO` discards what it
-//! received.
+//! destination answers [`READY`]; the source answers [`GO`]; the destination starts the
+//! VM and answers [`RUNNING`] with the downtime it measured (u64 µs), or [`FAILED`] if
+//! it could not start it. Until the source hears RUNNING its copy stays paused, and it
+//! resumes it on FAILED or on any failure before GO. A source that hears nothing after
+//! GO cannot know which side runs the VM: its copy stays paused rather than risk two.
+//! A destination that does not get GO discards what it received.
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub const MIGRATION_ALPN: &[u8] = b"oriel-migrate/1";
 pub const READY: u8 = 1;
 pub const GO: u8 = 2;
 pub const RUNNING: u8 = 3;
+pub const FAILED: u8 = 5;
 pub const APPLIED: u8 = 4;
 /// Records queued between the copying thread and the stream.
 const QUEUED_RECORDS: usize = 4;
@@ -50,7 +52,8 @@ fn shape(config: &VmConfig) -> [u8; 16] {
 }
 
 /// Sends the VM `outgoing` is reading. On success the source copy is committed (paused
-/// for good): the caller drops its [`Vm`]. On error the VM runs on here.
+/// for good): the caller drops its [`Vm`]. On error the VM runs on here, unless the
+/// destination went silent after GO (see the module's doc).
 pub async fn send_vm(
     (mut send, mut recv): (SendStream, RecvStream),
     config: &VmConfig,
@@ -92,12 +95,19 @@ pub async fn send_vm(
     {
         bail!("the destination refused the VM");
     }
-    // From here the destination owns the VM.
-    outgoing.commit();
     send.write_all(&[GO]).await?;
     send.finish()?;
-    if read_byte(&mut recv).await? != RUNNING {
-        bail!("the destination did not start the VM");
+    match read_byte(&mut recv).await {
+        // The destination runs the VM: this copy stays paused for good.
+        Ok(RUNNING) => outgoing.commit(),
+        // Nothing runs there: dropping `outgoing` resumes the VM here.
+        Ok(FAILED) => bail!("the destination could not start the VM; it runs on here"),
+        other => {
+            outgoing.commit();
+            bail!(
+                "the destination did not say whether it runs the VM ({other:?}); this copy stays paused so that it never runs twice"
+            );
+        }
     }
     let mut downtime = [0u8; 8];
     recv.read_exact(&mut downtime).await?;
@@ -147,8 +157,19 @@ pub async fn receive_vm(
     {
         bail!("the source kept the VM");
     }
-    let (vm, downtime) = tokio::task::block_in_place(|| incoming.start())?;
-    adopt(vm)?;
+    let started = tokio::task::block_in_place(|| incoming.start())
+        .map_err(anyhow::Error::from)
+        .and_then(|(vm, downtime)| adopt(vm).map(|()| downtime));
+    let downtime = match started {
+        Ok(downtime) => downtime,
+        // Nothing runs here (a VM that `adopt` refused was dropped): the source may
+        // resume its copy.
+        Err(e) => {
+            let _ = send.write_all(&[FAILED]).await;
+            let _ = send.finish();
+            return Err(e);
+        }
+    };
     let micros = u64::try_from(downtime.as_micros()).unwrap_or(u64::MAX);
     let mut answer = vec![RUNNING];
     answer.extend_from_slice(&micros.to_le_bytes());

@@ -117,3 +117,35 @@ async fn a_destination_that_goes_away_leaves_the_vm_running_on_the_source() {
     tap(&source, 30);
     wait_console(&source, "key 1e");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_cannot_take_the_vm_at_the_end_leaves_it_running_on_the_source() {
+    if !kvm() {
+        return;
+    }
+    let (config, source) = writing_vm();
+    let (destination, client) = endpoints();
+    let addr = destination.local_addr().unwrap();
+    let receiving = {
+        let config = config.clone();
+        tokio::spawn(async move {
+            let connection = destination.accept().await.unwrap().await.unwrap();
+            let stream = connection.accept_bi().await.unwrap();
+            // Started, then refused (a desktop of that name appeared meanwhile, say).
+            let refused = receive_vm(stream, config, |_vm| anyhow::bail!("no room")).await;
+            assert!(refused.is_err());
+            connection.closed().await;
+        })
+    };
+    let connection = client.connect(addr, "localhost").unwrap().await.unwrap();
+    let stream = connection.open_bi().await.unwrap();
+    let outgoing = source.migrate_out().unwrap();
+    let failed = send_vm(stream, &config, outgoing, Convergence::default()).await;
+    let why = failed.unwrap_err().to_string();
+    assert!(why.contains("could not start"), "{why}");
+    assert_eq!(source.state(), VmState::Running);
+    tap(&source, 30);
+    wait_console(&source, "key 1e");
+    connection.close(0u32.into(), b"done");
+    receiving.await.unwrap();
+}
