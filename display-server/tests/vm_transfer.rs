@@ -37,6 +37,32 @@ fn writing_vm() -> (VmConfig, Vm) {
     (config, vm)
 }
 
+/// A running VM to move, the destination's endpoint and a source endpoint that pins it.
+struct Rig {
+    config: VmConfig,
+    source: Vm,
+    destination: quinn::Endpoint,
+    client: quinn::Endpoint,
+    addr: std::net::SocketAddr,
+}
+
+/// The rig, where KVM tests run.
+fn rig() -> Option<Rig> {
+    if !kvm() {
+        return None;
+    }
+    let (config, source) = writing_vm();
+    let (destination, client) = endpoints();
+    let addr = destination.local_addr().unwrap();
+    Some(Rig {
+        config,
+        source,
+        destination,
+        client,
+        addr,
+    })
+}
+
 /// The destination's endpoint and a source endpoint that pins it.
 fn endpoints() -> (quinn::Endpoint, quinn::Endpoint) {
     let identity = Identity::generate(&["localhost".into()]).unwrap();
@@ -93,12 +119,16 @@ async fn a_vm_moves_to_another_endpoint_and_runs_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_that_goes_away_leaves_the_vm_running_on_the_source() {
-    if !kvm() {
+    let Some(Rig {
+        config,
+        source,
+        destination,
+        client,
+        addr,
+    }) = rig()
+    else {
         return;
-    }
-    let (config, source) = writing_vm();
-    let (destination, client) = endpoints();
-    let addr = destination.local_addr().unwrap();
+    };
     // The destination reads the shape and a little, then its host dies.
     tokio::spawn(async move {
         let connection = destination.accept().await.unwrap().await.unwrap();
@@ -120,12 +150,16 @@ async fn a_destination_that_goes_away_leaves_the_vm_running_on_the_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_that_cannot_take_the_vm_at_the_end_leaves_it_running_on_the_source() {
-    if !kvm() {
+    let Some(Rig {
+        config,
+        source,
+        destination,
+        client,
+        addr,
+    }) = rig()
+    else {
         return;
-    }
-    let (config, source) = writing_vm();
-    let (destination, client) = endpoints();
-    let addr = destination.local_addr().unwrap();
+    };
     let receiving = {
         let config = config.clone();
         tokio::spawn(async move {
