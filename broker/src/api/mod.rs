@@ -105,17 +105,35 @@ impl AppState {
     /// logoff must not wait for a slow host, and the next heartbeat catches up with a
     /// host that missed it (it reports the generation it knows).
     pub fn revoke_on_host(&self, revocation: Option<crate::logoff::Revocation>) {
-        let Some(crate::logoff::Revocation { host_id, command }) = revocation else {
-            return;
-        };
+        drop(self.spawn_revocation(revocation));
+    }
+
+    /// Like [`AppState::revoke_on_host`], but waits up to [`REVOCATION_WAIT`] for the
+    /// host to take it: a log-off answered after that means the host already refuses
+    /// the desktop's earlier tickets (a ticket kept from before cannot slip in between).
+    /// A slow host still does not hold the caller up for longer.
+    pub async fn revoke_on_host_soon(&self, revocation: Option<crate::logoff::Revocation>) {
+        if let Some(task) = self.spawn_revocation(revocation) {
+            let _ = tokio::time::timeout(REVOCATION_WAIT, task).await;
+        }
+    }
+
+    fn spawn_revocation(
+        &self,
+        revocation: Option<crate::logoff::Revocation>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let crate::logoff::Revocation { host_id, command } = revocation?;
         let link = self.link.clone();
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             if let Err(e) = link.command(&host_id, command).await {
                 tracing::warn!(host_id, "could not end a desktop's sessions: {e}");
             }
-        });
+        }))
     }
 }
+
+/// The longest a log-off waits for its desktop's host to refuse earlier tickets.
+const REVOCATION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn router(state: Arc<AppState>) -> Router {
     let (api, doc) = OpenApiRouter::new()

@@ -290,7 +290,7 @@ pub(super) async fn logoff(
         return Err(ApiErr::not_found("a desktop of yours in this pool"));
     };
     let revocation = crate::logoff::log_off(&state.store, desktop, "logoff").await?;
-    state.revoke_on_host(revocation);
+    state.revoke_on_host_soon(revocation).await;
     state
         .store
         .audit(&user.name, "logoff", &format!("desktop {}", desktop.name))

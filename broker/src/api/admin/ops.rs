@@ -196,7 +196,9 @@ pub(crate) async fn end_and_move(
         state.store.set_desktop_state(id, None, to).await?;
     }
     if let Some(moved) = state.store.desktop_by_id(id).await? {
-        state.revoke_on_host(crate::logoff::revocation(&moved));
+        state
+            .revoke_on_host_soon(crate::logoff::revocation(&moved))
+            .await;
     }
     audit(state, admin, format!("{verb} desktop {}", desktop.name)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -449,7 +451,7 @@ pub(crate) async fn log_off_session(
         // Only while the session's user still holds the desktop.
         if desktop.assigned_user_id.as_deref() == Some(session.user_id.as_str()) {
             let revocation = crate::logoff::log_off(&state.store, &desktop, reason).await?;
-            state.revoke_on_host(revocation);
+            state.revoke_on_host_soon(revocation).await;
         }
     }
     audit(state, actor, format!("forced logoff of session {id}")).await

@@ -175,7 +175,7 @@ pub(crate) async fn enable_user(
                 {
                     let reason = "the user was disabled";
                     let revocation = crate::logoff::log_off(&state.store, &desktop, reason).await?;
-                    state.revoke_on_host(revocation);
+                    state.revoke_on_host_soon(revocation).await;
                 }
             }
         }
