@@ -148,7 +148,7 @@ impl Vm {
         machine.ram.register_logged(&machine.vm, true)?;
         let mut queue = machine.ram.resident_pages();
         queue.reverse();
-        let sent_framebuffer = vec![0u8; machine.framebuffer.dump().len()];
+        let sent_framebuffer = vec![0u8; machine.framebuffer.page_count() as usize * PAGE];
         Ok(Outgoing {
             inner: self.inner.clone(),
             generation: self.inner.generation.load(Ordering::SeqCst),
