@@ -151,6 +151,7 @@ pub(crate) async fn run(moves: u32, (width, height): (u32, u32)) -> anyhow::Resu
             spec: spec.clone(),
             generation: 1,
             to_host: format!("host-{}", (i + 1) % 2),
+            from_fingerprint: from.fingerprint().0,
             issued_unix: now,
             expires_unix: now + 30,
             nonce: nonce(),

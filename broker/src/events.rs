@@ -184,9 +184,10 @@ async fn mark_lost(
 ) -> anyhow::Result<()> {
     for d in known {
         // A desktop being migrated leaves its host just before the store learns where
-        // it went.
-        let live =
-            (d.state == DesktopState::Ready || HELD.contains(&d.state)) && d.migrating_to.is_none();
+        // it went; a suspended one runs nowhere, its state kept on disk.
+        let live = (d.state == DesktopState::Ready || HELD.contains(&d.state))
+            && d.migrating_to.is_none()
+            && d.suspended_ms.is_none();
         if live && !reports.iter().any(|r| r.name == d.name) {
             if let Some(s) = store.active_session_for_desktop(&d.id).await? {
                 store.end_session(&s.id, "desktop lost").await?;

@@ -16,6 +16,7 @@ pub mod reconcile;
 pub mod relay;
 pub mod server;
 pub mod store;
+pub mod suspend;
 pub mod temp_postgres;
 pub mod thumbnails;
 

@@ -27,6 +27,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SuspendLabels {
+    action: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -58,6 +64,7 @@ pub struct Metrics {
     migrations: Family<OutcomeLabels, Counter>,
     migration_downtime: Histogram,
     migration_bytes: Counter,
+    suspensions: Family<SuspendLabels, Counter>,
 }
 
 /// Upper bounds of the migration downtime histogram, in seconds (the budget is 50 ms).
@@ -88,7 +95,15 @@ impl Default for Metrics {
             migrations: Family::default(),
             migration_downtime: Histogram::new(DOWNTIME_BUCKETS),
             migration_bytes: Counter::default(),
+            suspensions: Family::default(),
         };
+        for action in ["suspend", "resume"] {
+            for outcome in ["done", "failed"] {
+                metrics
+                    .suspensions
+                    .get_or_create_owned(&SuspendLabels { action, outcome });
+            }
+        }
         for outcome in ["done", "failed"] {
             metrics
                 .migrations
@@ -141,6 +156,14 @@ impl Metrics {
             self.migration_downtime.observe(downtime.as_secs_f64());
             self.migration_bytes.inc_by(bytes);
         }
+    }
+
+    /// A suspend or resume this broker ordered ended.
+    pub fn observe_suspension(&self, action: &'static str, done: bool) {
+        let outcome = if done { "done" } else { "failed" };
+        self.suspensions
+            .get_or_create(&SuspendLabels { action, outcome })
+            .inc();
     }
 
     /// Sets the desktops per state to a fresh count from the store; `None` (the store
@@ -236,6 +259,11 @@ impl Metrics {
             "oriel_broker_migration_bytes",
             "Bytes the hosts sent for the live migrations this broker ordered",
             self.migration_bytes.clone(),
+        );
+        r.register(
+            "oriel_broker_suspensions",
+            "Suspends to disk and resumes this broker ordered, by action and outcome",
+            self.suspensions.clone(),
         );
         r.register(
             "oriel_broker_heartbeats",

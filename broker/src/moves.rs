@@ -85,6 +85,11 @@ impl Mover {
                 desktop.state
             )));
         }
+        if desktop.suspended_ms.is_some() {
+            return Err(refused(
+                "a suspended desktop does not move; resume it first",
+            ));
+        }
         let pool = self
             .store
             .pool_by_id(&desktop.pool_id)
@@ -178,8 +183,18 @@ impl Mover {
             .fingerprint
             .parse()
             .map_err(|_| format!("host {} has no valid fingerprint", destination.name))?;
+        let source: oriel_transport::Fingerprint = self
+            .store
+            .host_by_id(from)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("host {from} is gone"))?
+            .fingerprint
+            .parse()
+            .map_err(|_| format!("host {from} has no valid fingerprint"))?;
         let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
         let claims = MigrationClaims {
+            from_fingerprint: source.0,
             desktop: desktop.name.clone(),
             spec,
             generation: crate::logoff::generation(desktop),

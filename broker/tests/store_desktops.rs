@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{new_pool, on_both, store_on, temp_store, Db, TestResult};
+use common::{new_pool, on_both, store_on, temp_store, unique, Db, TestResult};
 use oriel_broker::store::{
     now_ms, Assignment, DesktopState, HostContact, Role, SessionState, Store, StoreError,
 };
@@ -378,7 +378,98 @@ async fn a_held_desktop_is_read_with_its_host(db: Db) -> TestResult {
     Ok(())
 }
 
+/// The pools' suspend policy picks dedicated kvm desktops its users left for longer
+/// than their pool's disconnect timeout (0: never), on a host and not suspended; the
+/// mark goes with a reset, and only a desktop at its generation is marked.
+async fn unused_dedicated_vms_are_due_for_suspension(db: Db) -> TestResult {
+    let (_kept, store) = store_on(db).await?;
+    let host = store
+        .register_host(&unique("h"), "a:1", "aa", 8, &unique("c"))
+        .await?;
+    let pool = |assignment, kind: &str, timeout| {
+        let mut p = new_pool(&unique("p"), assignment, 8);
+        p.source_kind = kind.into();
+        p.source_params = r#"{"image":"tiny"}"#.into();
+        p.disconnect_timeout_s = timeout;
+        p
+    };
+    let vms = store
+        .create_pool(&pool(Assignment::Dedicated, "kvm", 1))
+        .await?;
+    let never = store
+        .create_pool(&pool(Assignment::Dedicated, "kvm", 0))
+        .await?;
+    let floating = store
+        .create_pool(&pool(Assignment::Floating, "kvm", 1))
+        .await?;
+    let mut due = Vec::new();
+    for (pool, state, on_host, is_due) in [
+        (&vms, DesktopState::Disconnected, true, true),
+        (&vms, DesktopState::Assigned, true, true),
+        (&vms, DesktopState::Connected, true, false),
+        (&vms, DesktopState::Ready, true, false),
+        (&vms, DesktopState::Disconnected, false, false),
+        (&never, DesktopState::Disconnected, true, false),
+        (&floating, DesktopState::Disconnected, true, false),
+    ] {
+        let d = store
+            .create_desktop(
+                &pool.id,
+                on_host.then_some(host.id.as_str()),
+                &unique("d"),
+                state,
+            )
+            .await?;
+        if is_due {
+            due.push(d.id);
+        }
+    }
+    let ours = |list: Vec<oriel_broker::store::Desktop>| {
+        let mut ids: Vec<String> = list
+            .into_iter()
+            .filter(|d| [&vms.id, &never.id, &floating.id].contains(&&d.pool_id))
+            .map(|d| d.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(
+        ours(store.desktops_to_suspend(100).await?).is_empty(),
+        "not yet"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    due.sort();
+    assert_eq!(ours(store.desktops_to_suspend(100).await?), due);
+
+    let d = store.desktop_by_id(&due[0]).await?.unwrap();
+    let held = [DesktopState::Assigned, DesktopState::Disconnected];
+    assert!(!store.mark_suspended(&d.id, d.generation + 1, &held).await?);
+    assert!(store.mark_suspended(&d.id, d.generation, &held).await?);
+    assert!(
+        !store.mark_suspended(&d.id, d.generation, &held).await?,
+        "once"
+    );
+    assert!(store
+        .desktop_by_id(&d.id)
+        .await?
+        .unwrap()
+        .suspended_ms
+        .is_some());
+    assert!(!ours(store.desktops_to_suspend(100).await?).contains(&d.id));
+    store
+        .set_desktop_state(&d.id, None, DesktopState::Resetting)
+        .await?;
+    assert!(store
+        .desktop_by_id(&d.id)
+        .await?
+        .unwrap()
+        .suspended_ms
+        .is_none());
+    Ok(())
+}
+
 on_both!(
+    unused_dedicated_vms_are_due_for_suspension,
     a_held_desktop_is_read_with_its_host,
     desktops_crud_and_compare_and_set,
     dedicated_assignment_returns_the_same_desktop,

@@ -23,8 +23,8 @@ pub enum ClientError {
     #[error("{0}")]
     DesktopGone(String),
     /// The desktop moved to another display server (live migration): connect there.
-    #[error("the desktop moved to {}", .0.address)]
-    Moved(Box<oriel_protocol::MovedTo>),
+    #[error("the desktop moved to {}", .0.to.address)]
+    Moved(Box<Moved>),
     #[error(transparent)]
     Transport(#[from] TransportError),
 }
@@ -36,4 +36,14 @@ impl From<SessionError> for ClientError {
             SessionError::Protocol(reason) => ClientError::Protocol(reason),
         }
     }
+}
+
+/// Where a desktop went, and what its viewer showed when it left.
+#[derive(Debug)]
+pub struct Moved {
+    pub to: oriel_protocol::MovedTo,
+    /// The screen as the session left it, for the next session to start from.
+    pub held: Option<oriel_protocol::Framebuffer>,
+    /// The session's input queue, with what was typed since: the next session sends it.
+    pub input: Option<crate::InputSender>,
 }

@@ -13,6 +13,7 @@ mod streams;
 pub mod video;
 pub mod viewer;
 
+pub use error::Moved;
 pub use session::{
     ClientError, ConnectOptions, Controller, EndReason, InputSender, Outcome, Session, Shown,
     StopWhen,

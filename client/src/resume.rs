@@ -10,9 +10,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oriel_protocol::{Framebuffer, MovedTo};
+use oriel_protocol::Framebuffer;
 use oriel_transport::Fingerprint;
 
+use crate::error::Moved;
 use crate::{ClientError, ConnectOptions, Outcome, Session, Shown, StopWhen};
 
 /// Gets fresh connection options for the same desktop (from the broker: a new ticket).
@@ -66,7 +67,7 @@ pub async fn run_resuming(
         let error = match session.run_observed(this_run, None, &mut observe).await {
             // Live migration: the server said where the desktop went; follow it there
             // with the ticket it gave (no broker round trip, no "reconnecting").
-            Err(ClientError::Moved(to)) => match follow(&opts, &to).await {
+            Err(ClientError::Moved(moved)) => match follow(&opts, *moved).await {
                 Ok(next) => {
                     session = next;
                     continue;
@@ -118,8 +119,26 @@ pub async fn run_resuming(
 }
 
 /// A session with the desktop where it moved: the same desktop and client, at the
-/// server and with the ticket the old server named.
-async fn follow(opts: &ConnectOptions, to: &MovedTo) -> Result<Session, ClientError> {
+/// server and with the ticket the old server named, starting from the screen shown and
+/// sending what was typed meanwhile. If it cannot connect, input ends there.
+async fn follow(opts: &ConnectOptions, moved: Moved) -> Result<Session, ClientError> {
+    let Moved { to, held, input } = moved;
+    if let Some(input) = &input {
+        input.resend_after(to.input_taken).await;
+    }
+    let followed = connect_there(opts, &to, held, input.clone()).await;
+    if let (Err(_), Some(input)) = (&followed, input) {
+        input.end();
+    }
+    followed
+}
+
+async fn connect_there(
+    opts: &ConnectOptions,
+    to: &oriel_protocol::MovedTo,
+    held: Option<Framebuffer>,
+    input: Option<crate::InputSender>,
+) -> Result<Session, ClientError> {
     let lost = |reason: String| {
         ClientError::Lost(format!("following the desktop to {}: {reason}", to.address))
     };
@@ -134,5 +153,5 @@ async fn follow(opts: &ConnectOptions, to: &MovedTo) -> Result<Session, ClientEr
         ticket: to.ticket.clone(),
         ..opts.clone()
     };
-    Session::connect(&moved).await
+    Session::connect_following(&moved, held, input).await
 }

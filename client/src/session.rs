@@ -136,6 +136,25 @@ pub struct Session {
 impl Session {
     /// Dials, verifies the pinned certificate, and completes the handshake.
     pub async fn connect(opts: &ConnectOptions) -> Result<Session, ClientError> {
+        Self::connect_holding(opts, None).await
+    }
+
+    /// Like [`Session::connect`] for a client that shows `held` already (it follows
+    /// a desktop that moved): the server sends only the tiles that differ from it.
+    pub async fn connect_holding(
+        opts: &ConnectOptions,
+        held: Option<Framebuffer>,
+    ) -> Result<Session, ClientError> {
+        Self::connect_following(opts, held, None).await
+    }
+
+    /// Like [`Session::connect_holding`], sending what `input` queued (the input of
+    /// the session whose desktop moved here) before anything typed later.
+    pub async fn connect_following(
+        opts: &ConnectOptions,
+        held: Option<Framebuffer>,
+        input: Option<InputSender>,
+    ) -> Result<Session, ClientError> {
         let connect_err = |reason: String| ClientError::Connect {
             addr: opts.addr,
             reason,
@@ -170,6 +189,7 @@ impl Session {
             ticket: opts.ticket.clone(),
             desired_size: None,
             client_name: opts.client_name.clone(),
+            held: held.as_ref().and_then(HeldScreen::of),
         };
         let mut core = ClientSession::new(
             ClientSessionConfig {
@@ -211,8 +231,11 @@ impl Session {
                 _ = pump::sleep_until(core.next_deadline()) => core.handle_timeout(Instant::now()),
             }
         };
-        let input = crate::input::open_input(&conn).await?;
-        let decoder = Decoder::new(welcome.desktop_size, welcome.capabilities)?;
+        let input = crate::input::open_input(&conn, input).await?;
+        let mut decoder = Decoder::new(welcome.desktop_size, welcome.capabilities)?;
+        if let Some(screen) = held {
+            decoder.hold(screen);
+        }
         let (requests_tx, requests) = mpsc::channel(8);
         Ok(Session {
             endpoint,
@@ -448,7 +471,11 @@ impl Session {
                     .store(u64::from(video_bitrate), Ordering::Relaxed);
             }
             ClientAction::Closing(reason) => tracing::info!("server: {reason}"),
-            ClientAction::Moved(to) => tracing::info!("the desktop moved to {}", to.address),
+            ClientAction::Moved(to) => {
+                tracing::info!("the desktop moved to {}", to.address);
+                // What is typed from now on waits for the session that follows.
+                self.input.hand_over();
+            }
             ClientAction::Ended => return Ok(Some(EndReason::ServerClosed)),
             ClientAction::Fail(e) => {
                 self.conn.close(close::PROTOCOL_ERROR, b"protocol error");
@@ -476,7 +503,21 @@ impl Session {
     /// The session broke: the desktop is gone when the server said so (on the control
     /// stream or in its close), else the connection was lost.
     fn lost(&self, error: String) -> ClientError {
-        lost(&self.conn, &self.core, error)
+        match lost(&self.conn, &self.core, error) {
+            ClientError::Moved(mut moved) => {
+                moved.held = Some(self.decoder.framebuffer().clone());
+                self.input.hand_over();
+                moved.input = Some(self.input.clone());
+                ClientError::Moved(moved)
+            }
+            other => other,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.input.end_unless_handed_over();
     }
 }
 
@@ -521,7 +562,11 @@ fn closed_by_server(conn: &quinn::Connection) -> Option<String> {
 /// why on the control stream), or it was lost.
 fn lost(conn: &quinn::Connection, core: &ClientSession, error: String) -> ClientError {
     if let Some(to) = core.moved_to() {
-        return ClientError::Moved(Box::new(to.clone()));
+        return ClientError::Moved(Box::new(crate::error::Moved {
+            to: to.clone(),
+            held: None,
+            input: None,
+        }));
     }
     match (conn.close_reason(), core.closing_reason()) {
         (Some(quinn::ConnectionError::ApplicationClosed(c)), _)

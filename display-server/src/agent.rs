@@ -243,6 +243,8 @@ pub fn execute(
                 return Ok(None);
             }
             let source = SourceConfig::from_spec(&spec)?.open(&server.config().images_dir)?;
+            // A new desktop of an old name starts afresh.
+            crate::suspend::discard(server, &desktop);
             server
                 .desktops()
                 .add(Desktop::at_generation(desktop, source, generation))?;
@@ -258,6 +260,7 @@ pub fn execute(
             }
             let source = SourceConfig::from_spec(&spec)?.open(&server.config().images_dir)?;
             server.desktops().remove(&desktop);
+            crate::suspend::discard(server, &desktop);
             server
                 .desktops()
                 .add(Desktop::at_generation(desktop, source, generation))?;
@@ -276,6 +279,10 @@ pub fn execute(
             desktop,
             generation,
         } => {
+            // A suspended desktop takes its generation when it resumes.
+            if crate::suspend::is_suspended(server, &desktop) {
+                return Ok(None);
+            }
             server
                 .desktops()
                 .get_any(&desktop)
@@ -284,6 +291,17 @@ pub fn execute(
         }
         HostCommand::Destroy { desktop } => {
             server.desktops().destroy(&desktop);
+            crate::suspend::discard(server, &desktop);
+        }
+        HostCommand::Suspend { desktop } => {
+            crate::suspend::suspend(server, &desktop)?;
+        }
+        HostCommand::Resume {
+            desktop,
+            spec,
+            generation,
+        } => {
+            crate::suspend::resume(server, &desktop, &spec, generation)?;
         }
         HostCommand::ConsoleLog { desktop, max_bytes } => {
             let d = server

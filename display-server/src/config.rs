@@ -155,6 +155,8 @@ pub struct ServerConfig {
     pub require_tickets: bool,
     /// The guest image store `kvm` desktops boot from.
     pub images_dir: std::path::PathBuf,
+    /// Where suspended desktops' states are kept (they survive a restart).
+    pub suspend_dir: std::path::PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -167,6 +169,7 @@ impl Default for ServerConfig {
             max_sessions: 64,
             require_tickets: false,
             images_dir: crate::image_build::default_images_dir(),
+            suspend_dir: oriel_transport::files::data_dir("display-server").join("suspended"),
         }
     }
 }
@@ -249,6 +252,7 @@ impl Args {
                 .images
                 .or(file.images)
                 .unwrap_or_else(|| data_dir.join("images")),
+            suspend_dir: data_dir.join("suspended"),
             listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
             frame_window: self
                 .frame_window

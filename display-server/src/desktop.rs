@@ -171,7 +171,13 @@ pub struct Desktop {
     input_sink: Option<Arc<dyn InputSink>>,
     /// Where the desktop went (live migration), once it was handed over.
     moved_to: Mutex<Option<oriel_protocol::MovedTo>>,
+    /// Input kept back while a migration's last copy runs (`None`: input goes in),
+    /// injected if the VM stays here.
+    held_input: Mutex<Option<Vec<InputEvent>>>,
 }
+
+/// Most input events a desktop keeps back during a migration's last copy.
+const MAX_HELD_INPUT: usize = 1024;
 
 /// What one poll of the source found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +212,7 @@ impl Desktop {
             frames_produced: AtomicU64::new(0),
             evictions: tokio::sync::watch::channel(evictions).0,
             moved_to: Mutex::new(None),
+            held_input: Mutex::new(None),
             cursor: tokio::sync::watch::channel(None).0,
             last_activity: Mutex::new(std::time::Instant::now()),
             failure: Mutex::new(None),
@@ -237,6 +244,22 @@ impl Desktop {
     pub fn hand_over(&self, to: oriel_protocol::MovedTo) {
         *lock(&self.moved_to) = Some(to);
         self.kick_viewers();
+    }
+
+    /// Keeps input back from now on (a migration's last copy begins: what reached the
+    /// VM now would not be in the state that goes), until [`Desktop::release_input`].
+    pub fn hold_input(&self) {
+        lock(&self.held_input).get_or_insert_with(Vec::new);
+    }
+
+    /// Ends holding input: what was kept back goes into the desktop (the VM stays
+    /// here after all). A desktop that moved never releases it: its viewers resend
+    /// what it did not take to where it went.
+    pub fn release_input(&self) {
+        let kept = lock(&self.held_input).take().unwrap_or_default();
+        for event in &kept {
+            self.inject(event);
+        }
     }
 
     /// Where the desktop went, once it was handed over.
@@ -307,9 +330,32 @@ impl Desktop {
     }
 
     pub fn inject(&self, event: &InputEvent) {
-        match &self.input_sink {
-            Some(sink) => sink.inject(event),
-            None => self.source().inject(event),
+        self.inject_counted(event, 0, &AtomicU64::new(0));
+    }
+
+    /// Injects a viewer's input event number `index` (its place among the events the
+    /// viewer sent); once the desktop took it, `taken` becomes `index + 1`. Both happen
+    /// under the hold's lock, so after [`Desktop::hold_input`] the count is final.
+    pub fn inject_counted(&self, event: &InputEvent, index: u64, taken: &AtomicU64) {
+        {
+            // Held for the lock's length: `hold_input` returns once no event is on its
+            // way into the source.
+            let mut held = lock(&self.held_input);
+            match held.as_mut() {
+                Some(kept) => {
+                    if kept.len() < MAX_HELD_INPUT {
+                        kept.push(*event);
+                    }
+                    return;
+                }
+                None => {
+                    match &self.input_sink {
+                        Some(sink) => sink.inject(event),
+                        None => self.source().inject(event),
+                    }
+                    taken.store(index + 1, Ordering::SeqCst);
+                }
+            }
         }
         *lock(&self.last_activity) = std::time::Instant::now();
         // Pointer motion is drawn by the client itself; keys and buttons are answered

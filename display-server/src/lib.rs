@@ -22,6 +22,7 @@ mod shared;
 pub mod slots;
 pub mod source;
 pub mod stats;
+pub mod suspend;
 pub mod thumbnail;
 pub mod tickets;
 pub mod vm_transfer;

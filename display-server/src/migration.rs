@@ -17,14 +17,14 @@ use oriel_protocol::desktop_spec::DesktopSpec;
 use oriel_protocol::host_link::MigrationFigures;
 use oriel_protocol::migration_ticket::MAX_MIGRATION_TICKET_LEN;
 use oriel_protocol::MovedTo;
-use oriel_transport::tls::{pinned_client_config, Fingerprint};
+use oriel_transport::tls::{peer_fingerprint, pinned_client_config_as, Fingerprint};
 use oriel_vmm::Convergence;
 
 use crate::desktop::Desktop;
 use crate::shared::Shared;
 use crate::source::config::SourceConfig;
 use crate::source::kvm::KvmSource;
-use crate::vm_transfer::{receive_vm, send_vm, MIGRATION_ALPN};
+use crate::vm_transfer::{receive_vm, send_vm_stopping, MIGRATION_ALPN};
 use crate::DisplayServer;
 
 /// Application close code a destination refuses a migration with (the reason says why).
@@ -79,9 +79,11 @@ pub(crate) fn migrate_out(
             "[::]:0".parse()?
         };
         let mut endpoint = quinn::Endpoint::client(local)?;
-        endpoint.set_default_client_config(pinned_client_config(
+        // Pinned both ways: this server proves it is the source the ticket names.
+        endpoint.set_default_client_config(pinned_client_config_as(
             Fingerprint(fingerprint),
             MIGRATION_ALPN,
+            Some(server.identity()),
         )?);
         let connection = endpoint
             .connect(addr, "oriel-display")?
@@ -91,7 +93,17 @@ pub(crate) fn migrate_out(
         let len = u16::try_from(ticket.len()).context("the migration ticket is too large")?;
         send.write_all(&len.to_le_bytes()).await?;
         send.write_all(&ticket).await?;
-        let sent = send_vm((send, recv), &config, outgoing, Convergence::default()).await;
+        // Input waits from the last copy on: the viewer resends it to the destination,
+        // or it goes into the VM here if the move fails.
+        let holding = desktop.clone();
+        let sent = send_vm_stopping(
+            (send, recv),
+            &config,
+            outgoing,
+            Convergence::default(),
+            move || holding.hold_input(),
+        )
+        .await;
         let sent = sent.map_err(|e| match connection.close_reason() {
             Some(reason) => anyhow!("the destination ended the migration: {reason}"),
             None => e,
@@ -103,13 +115,22 @@ pub(crate) fn migrate_out(
                 address: to.to_string(),
                 fingerprint,
                 ticket,
+                // Each session tells its viewer how much of its input the VM took.
+                input_taken: 0,
             });
         }
         server.desktops().destroy(name);
         connection.close(0u32.into(), b"migrated");
         endpoint.wait_idle().await;
         anyhow::Ok(sent)
-    })?;
+    });
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            desktop.release_input();
+            return Err(e);
+        }
+    };
     tracing::info!(
         desktop = name,
         to,
@@ -155,6 +176,9 @@ async fn receive_desktop(connection: &quinn::Connection, shared: &Shared) -> any
         .tickets
         .admit_migration(&ticket, oriel_transport::unix_micros() / 1_000_000)
         .context("migration ticket")?;
+    if peer_fingerprint(connection) != Some(Fingerprint(claims.from_fingerprint)) {
+        bail!("the source did not prove it is the host the migration ticket names");
+    }
     if shared.desktops.get_any(&claims.desktop).is_some() {
         bail!("desktop '{}' already runs here", claims.desktop);
     }
@@ -167,11 +191,12 @@ async fn receive_desktop(connection: &quinn::Connection, shared: &Shared) -> any
     let config = kvm.vm_config(&shared.config.images_dir)?;
     let downtime = receive_vm((send, recv), config, |vm| {
         let source = KvmSource::new(vm, kvm.fps);
-        shared.desktops.add(Desktop::at_generation(
-            claims.desktop.clone(),
-            Box::new(source),
-            claims.generation,
-        ))?;
+        let desktop =
+            Desktop::at_generation(claims.desktop.clone(), Box::new(source), claims.generation);
+        // Its screen is captured before anyone can connect: a viewer that follows the
+        // desktop here compares what it shows with this, not with a blank screen.
+        desktop.capture_once();
+        shared.desktops.add(desktop)?;
         Ok(())
     })
     .await?;

@@ -94,6 +94,16 @@ impl Pipeline {
         })
     }
 
+    /// The client shows `held` already: only the tiles of `screen` that differ from
+    /// it are sent at the first frame (see [`Encoder::start_from_held`]).
+    pub(crate) fn start_from_held(
+        &mut self,
+        screen: &oriel_protocol::Framebuffer,
+        held: &oriel_protocol::HeldScreen,
+    ) {
+        self.encoder.start_from_held(screen, held);
+    }
+
     fn now_us(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }

@@ -20,6 +20,7 @@ pub struct DisplayServer {
     endpoint: quinn::Endpoint,
     shared: Arc<Shared>,
     fingerprint: Fingerprint,
+    identity: Identity,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Reads the shared state's figures when encoded.
     metrics: prometheus_client::registry::Registry,
@@ -45,8 +46,9 @@ impl DisplayServer {
             }
         }
         // Clients, and other display servers moving a desktop here.
-        let server_config =
-            identity.quic_server_config_for(&[ALPN, crate::vm_transfer::MIGRATION_ALPN])?;
+        // Other display servers prove who they are with their certificate.
+        let server_config = identity
+            .quic_server_config_asking_peers(&[ALPN, crate::vm_transfer::MIGRATION_ALPN])?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let registry = Desktops::default();
@@ -73,6 +75,7 @@ impl DisplayServer {
             metrics: crate::metrics::registry(shared.clone()),
             shared,
             fingerprint: identity.fingerprint(),
+            identity: identity.clone(),
             tasks,
         })
     }
@@ -83,6 +86,12 @@ impl DisplayServer {
 
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// The certificate this server presents, also to display servers it moves desktops
+    /// to.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// Session events (connect, disconnect, refused tickets) for the host agent.

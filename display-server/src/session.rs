@@ -90,7 +90,10 @@ struct Seat {
     cursor: tokio::sync::watch::Receiver<Option<crate::source::SourceCursor>>,
     cursor_open: bool,
     evicted: Pin<Box<dyn Future<Output = String> + Send>>,
-    inject: mpsc::UnboundedSender<InputEvent>,
+    inject: mpsc::UnboundedSender<(InputEvent, u64)>,
+    /// How many of the client's input events the desktop took (see
+    /// [`Desktop::inject_counted`]); a viewer told that the desktop moved resends the rest.
+    input_taken: Arc<std::sync::atomic::AtomicU64>,
     /// What the host reports of this viewer at each heartbeat.
     figures: Arc<ViewerCounters>,
     video_regions: usize,
@@ -152,7 +155,13 @@ impl Driver {
                         self.core.handle(now, ServerEvent::Damage);
                     }
                     SeatEvent::Evicted(reason) => {
-                        let moved = self.admitted.as_ref().and_then(|s| s.desktop.moved_to());
+                        let moved = self.admitted.as_ref().and_then(|s| {
+                            let mut to = s.desktop.moved_to()?;
+                            // Input is held from the desktop's last copy on, so this
+                            // count is final: the viewer resends what came after.
+                            to.input_taken = s.input_taken.load(std::sync::atomic::Ordering::SeqCst);
+                            Some(to)
+                        });
                         let event = match moved {
                             Some(to) => ServerEvent::Moved(to),
                             None => ServerEvent::Evicted(reason),
@@ -218,10 +227,10 @@ impl Driver {
             }
             ServerAction::Finish(channel) => writers.finish(channel),
             ServerAction::Encode(order) => self.encode(order)?,
-            ServerAction::Inject(event) => {
+            ServerAction::Inject(event, index) => {
                 self.shared.stats.input_events.fetch_add(1, Relaxed);
                 if let Some(seat) = &self.admitted {
-                    let _ = seat.inject.send(event);
+                    let _ = seat.inject.send((event, index));
                 }
             }
             ServerAction::Refresh => {
@@ -299,7 +308,14 @@ impl Driver {
         // first frame after tells the client.
         let sink = desktop.subscribe();
         let pipeline = match Pipeline::new(sink.first_size(), encoder, max_fps) {
-            Ok(p) => p,
+            Ok(mut p) => {
+                // A client that followed the desktop here, or reconnects, keeps what
+                // it shows: only what differs is sent.
+                if let Some(held) = &hello.held {
+                    p.start_from_held(desktop.source().pixels(), held);
+                }
+                p
+            }
             Err(e) => {
                 desktop.unsubscribe(&sink);
                 return Err(Reject {
@@ -325,12 +341,14 @@ impl Driver {
         let from = self.conn.remote_address().to_string();
         let figures = ViewerCounters::new(session_id, desktop.name(), from);
         shared.viewers.add(figures.clone());
+        let input_taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
         self.admitted = Some(Seat {
             figures,
             video_regions: 0,
             cursor: desktop.cursor(),
             cursor_open: true,
-            inject: spawn_injector(desktop.clone(), admission),
+            inject: spawn_injector(desktop.clone(), admission, input_taken.clone()),
+            input_taken,
             desktop,
             sink,
             admission,
@@ -531,16 +549,17 @@ impl Seat {
 fn spawn_injector(
     desktop: Arc<Desktop>,
     admission: Admission,
-) -> mpsc::UnboundedSender<InputEvent> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<InputEvent>();
+    taken: Arc<std::sync::atomic::AtomicU64>,
+) -> mpsc::UnboundedSender<(InputEvent, u64)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(InputEvent, u64)>();
     tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
+        while let Some((event, index)) = rx.recv().await {
             if desktop.is_evicted(&admission) {
                 return;
             }
             // The source lock may be held while the source renders a frame.
-            let d = desktop.clone();
-            if tokio::task::spawn_blocking(move || d.inject(&event))
+            let (d, taken) = (desktop.clone(), taken.clone());
+            if tokio::task::spawn_blocking(move || d.inject_counted(&event, index, &taken))
                 .await
                 .is_err()
             {

@@ -132,6 +132,7 @@ mod tests {
             spec: DesktopSpec::parse("kvm", r#"{"image":"tiny"}"#).unwrap(),
             generation: 1,
             to_host: "host-b".into(),
+            from_fingerprint: [3; 32],
             issued_unix: 100,
             expires_unix: 120,
             nonce: [2; 16],

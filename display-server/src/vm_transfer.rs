@@ -55,16 +55,33 @@ fn shape(config: &VmConfig) -> [u8; 16] {
 /// for good): the caller drops its [`Vm`]. On error the VM runs on here, unless the
 /// destination went silent after GO (see the module's doc).
 pub async fn send_vm(
+    stream: (SendStream, RecvStream),
+    config: &VmConfig,
+    outgoing: Outgoing,
+    policy: Convergence,
+) -> anyhow::Result<Sent> {
+    send_vm_stopping(stream, config, outgoing, policy, || {}).await
+}
+
+/// [`send_vm`], calling `stopping` just before the VM pauses for the stop-and-copy
+/// (a display server holds the desktop's input from then on).
+pub async fn send_vm_stopping(
     (mut send, mut recv): (SendStream, RecvStream),
     config: &VmConfig,
     outgoing: Outgoing,
     policy: Convergence,
+    stopping: impl FnOnce() + Send + 'static,
 ) -> anyhow::Result<Sent> {
     send.write_all(&shape(config)).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(QUEUED_RECORDS);
     let (applied_tx, applied) = std::sync::mpsc::channel();
     let copying = tokio::task::spawn_blocking(move || {
-        oriel_vmm::migrate(outgoing, policy, &mut QuicSink { tx, applied })
+        let mut sink = QuicSink {
+            tx,
+            applied,
+            stopping: Some(Box::new(stopping)),
+        };
+        oriel_vmm::migrate(outgoing, policy, &mut sink)
     });
     let writing = async {
         // Owned here, so the copying thread's wait for it ends with this task.
@@ -183,6 +200,7 @@ pub async fn receive_vm(
 struct QuicSink {
     tx: tokio::sync::mpsc::Sender<Option<Vec<u8>>>,
     applied: std::sync::mpsc::Receiver<()>,
+    stopping: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl RecordSink for QuicSink {
@@ -199,6 +217,12 @@ impl RecordSink for QuicSink {
             .blocking_send(None)
             .map_err(|_| "the connection ended")?;
         self.applied.recv().map_err(|_| "the connection ended")
+    }
+
+    fn stopping(&mut self) {
+        if let Some(stopping) = self.stopping.take() {
+            stopping();
+        }
     }
 }
 

@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         ticket: vec![],
         desired_size: None,
         client_name: "fuzz".into(),
+        held: None,
     };
     let mut s = ClientSession::new(
         ClientSessionConfig {

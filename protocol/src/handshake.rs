@@ -21,6 +21,19 @@ pub fn check_hello(hello: &Hello, ours: &Capabilities) -> Result<Capabilities, R
             message: "hello fields exceed their size limits".into(),
         });
     }
+    if let Some(held) = &hello.held {
+        let tiles = u64::from(held.size.width.div_ceil(crate::TILE))
+            * u64::from(held.size.height.div_ceil(crate::TILE));
+        if !valid_desktop_size(held.size)
+            || held.tiles.len() > MAX_HELD_TILES
+            || held.tiles.len() as u64 != tiles
+        {
+            return Err(Reject {
+                code: RejectCode::Malformed,
+                message: "the held screen's tiles do not match its size".into(),
+            });
+        }
+    }
     if let Some(size) = hello.desired_size {
         if !valid_desktop_size(size) {
             return Err(Reject {
@@ -74,6 +87,7 @@ mod tests {
             ticket: vec![],
             desired_size: None,
             client_name: "test".into(),
+            held: None,
         }
     }
 
@@ -100,6 +114,27 @@ mod tests {
             check_hello(&h, &Capabilities::all()).unwrap_err().code,
             RejectCode::Malformed
         );
+    }
+
+    #[test]
+    fn a_held_screen_must_list_one_hash_per_tile() {
+        let mut h = hello();
+        h.held = Some(HeldScreen {
+            size: Size::new(130, 64),
+            tiles: vec![1, 2, 3],
+        });
+        assert!(check_hello(&h, &Capabilities::all()).is_ok());
+        for (size, tiles) in [
+            (Size::new(130, 64), vec![1, 2]),
+            (Size::new(0, 64), vec![]),
+            (Size::new(8192, 8192), vec![0; 16384]),
+        ] {
+            h.held = Some(HeldScreen { size, tiles });
+            assert_eq!(
+                check_hello(&h, &Capabilities::all()).unwrap_err().code,
+                RejectCode::Malformed
+            );
+        }
     }
 
     #[test]

@@ -201,6 +201,16 @@ pub enum HostCommand {
         /// passes to its viewer so that it follows the desktop there.
         viewer_ticket: Option<Vec<u8>>,
     },
+    /// Suspend a kvm desktop to disk: its whole state is saved to a file on the host
+    /// and the VM ends, so it costs no RAM; its sessions end.
+    Suspend { desktop: String },
+    /// Resume a suspended desktop from its saved state, as `spec` describes it, at
+    /// `generation` (or the saved one, if later): it continues where it was.
+    Resume {
+        desktop: String,
+        spec: DesktopSpec,
+        generation: u64,
+    },
 }
 
 /// Largest side of a thumbnail a host renders.

@@ -22,6 +22,7 @@ pub mod api;
 pub mod codec;
 pub mod desktop_spec;
 pub mod handshake;
+mod held;
 pub mod session;
 pub mod whole;
 pub mod wire;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::geometry::{Rect, Size};
 
 /// Version of this wire format; a server refuses a `Hello` with another major version.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// TLS application protocol name.
 pub const ALPN: &[u8] = b"oriel/1";
@@ -118,7 +118,22 @@ pub struct Hello {
     pub desired_size: Option<Size>,
     /// Free text for logs, e.g. "oriel/0.1.0 headless".
     pub client_name: String,
+    /// The screen the client shows already (it follows a desktop that moved, or
+    /// reconnects): the session sends only the tiles that differ from it.
+    pub held: Option<HeldScreen>,
 }
+
+/// A screen a client holds, by content: its size and the
+/// [`tile_key`](crate::codec::cache::tile_key) of each grid tile, row by row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldScreen {
+    pub size: Size,
+    pub tiles: Vec<u64>,
+}
+
+/// Most tiles a [`HeldScreen`] lists (a 5K screen's), so a hello stays small; a larger
+/// screen is sent whole.
+pub const MAX_HELD_TILES: usize = 6144;
 
 /// Server's answer to `Hello`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +194,9 @@ pub struct MovedTo {
     pub address: String,
     pub fingerprint: [u8; 32],
     pub ticket: Vec<u8>,
+    /// How many of this session's input events (in the order the client sent them)
+    /// the desktop took before it moved: the client sends the rest to the new server.
+    pub input_taken: u64,
 }
 
 /// Server → client on the control stream.

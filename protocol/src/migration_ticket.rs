@@ -29,6 +29,9 @@ pub struct MigrationClaims {
     pub generation: u64,
     /// The destination host's id.
     pub to_host: String,
+    /// SHA-256 of the source host's certificate: the destination takes the VM only
+    /// over a connection that proves it holds that certificate's key.
+    pub from_fingerprint: [u8; 32],
     pub issued_unix: u64,
     pub expires_unix: u64,
     /// Random; a destination accepts each nonce once.
@@ -78,6 +81,7 @@ mod tests {
             spec: DesktopSpec::parse("kvm", r#"{"image": "tiny"}"#).unwrap(),
             generation: 2,
             to_host: "host-b".into(),
+            from_fingerprint: [9; 32],
             issued_unix: 1000,
             expires_unix: 1030,
             nonce: [5; 16],

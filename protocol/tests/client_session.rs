@@ -30,6 +30,7 @@ fn new_session(now: Instant) -> ClientSession {
                 ticket: vec![1, 2, 3],
                 desired_size: None,
                 client_name: "test".into(),
+                held: None,
             },
             handshake_timeout: Duration::from_secs(15),
         },

@@ -26,6 +26,7 @@ fn hello() -> Hello {
         ticket: vec![],
         desired_size: None,
         client_name: "test".into(),
+        held: None,
     }
 }
 
@@ -440,10 +441,10 @@ fn a_resize_mid_video_moves_the_input_bounds_with_the_frame() {
     );
     assert_eq!(
         drain(&mut s),
-        vec![ServerAction::Inject(InputEvent::PointerMove {
-            x: 10,
-            y: 10
-        })]
+        vec![ServerAction::Inject(
+            InputEvent::PointerMove { x: 10, y: 10 },
+            0
+        )]
     );
     // Outside anything the desktop ever was: a protocol error.
     s.handle(

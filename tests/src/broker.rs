@@ -401,6 +401,8 @@ pub fn host_server() -> Arc<DisplayServer> {
             ServerConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 require_tickets: true,
+                // Each host its own, as on separate machines.
+                suspend_dir: crate::temp_dir(&format!("suspended-{}", identity.fingerprint())),
                 ..Default::default()
             },
             &identity,

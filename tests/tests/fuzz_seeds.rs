@@ -79,6 +79,10 @@ fn channel_messages(seeds: &mut Seeds) {
             ticket: vec![1; 120],
             desired_size: Some(Size::new(1280, 800)),
             client_name: "oriel".into(),
+            held: Some(HeldScreen {
+                size: Size::new(128, 100),
+                tiles: vec![0x1234_5678_9abc_def0, 7, 8, 9],
+            }),
         }),
     );
     add(
@@ -116,6 +120,7 @@ fn channel_messages(seeds: &mut Seeds) {
             address: "127.0.0.1:4433".into(),
             fingerprint: [7; 32],
             ticket: vec![1; 96],
+            input_taken: 41,
         })),
     );
     let keys = [
@@ -271,6 +276,26 @@ fn host_link(seeds: &mut Seeds) {
         }),
     );
     add(
+        "suspend",
+        message(&BrokerMsg::Command {
+            id: 7,
+            command: HostCommand::Suspend {
+                desktop: "desk-1".into(),
+            },
+        }),
+    );
+    add(
+        "resume",
+        message(&BrokerMsg::Command {
+            id: 8,
+            command: HostCommand::Resume {
+                desktop: "desk-1".into(),
+                spec: DesktopSpec::parse("kvm", r#"{"image":"tiny"}"#).unwrap(),
+                generation: 4,
+            },
+        }),
+    );
+    add(
         "migrated",
         message(&HostMsg::CommandDone {
             id: 6,
@@ -355,6 +380,7 @@ fn server_session(seeds: &mut Seeds) {
         ticket: vec![],
         desired_size: None,
         client_name: "fuzz".into(),
+        held: None,
     });
     let mut input = vec![1, Channel::Input as u8];
     input.extend(message(&InputEvent::PointerMove { x: 10, y: 10 }));

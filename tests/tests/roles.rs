@@ -109,6 +109,15 @@ async fn each_role_may_do_what_it_covers_and_nothing_more() {
             ("/admin/migrations", None),
             &["admin", "operator", "helpdesk", "auditor"],
         ),
+        // Synthetic desktops neither suspend nor resume (409), but only operators ask.
+        (
+            ("/admin/desktops/{desktop}/suspend", Some(json!({}))),
+            &["admin", "operator"],
+        ),
+        (
+            ("/admin/desktops/{desktop}/resume", Some(json!({}))),
+            &["admin", "operator"],
+        ),
     ];
     for (i, ((path, body), allowed)) in calls.iter().enumerate() {
         for (role, login) in &logins {

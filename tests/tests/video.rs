@@ -301,6 +301,7 @@ async fn a_keyframe_request_gets_a_keyframe() {
         ticket: Vec::new(),
         desired_size: None,
         client_name: "keyframe test".into(),
+        held: None,
     };
     send_message(&mut control, &hello, limit).await.unwrap();
     let mut control_rx = FramedRecv::new(control_rx, limit);

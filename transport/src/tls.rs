@@ -8,7 +8,8 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::TransportError;
@@ -58,6 +59,15 @@ impl std::str::FromStr for Fingerprint {
 pub struct Identity {
     pub cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+        }
+    }
 }
 
 impl Identity {
@@ -149,17 +159,71 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Like [`Identity::quic_server_config_for`], also asking clients for a certificate
+    /// without requiring one: a client that presents one proves it holds its key, and
+    /// the application pins it ([`peer_fingerprint`]); clients without one are served
+    /// as before. Display servers that move desktops to each other pin both ways so.
+    pub fn quic_server_config_asking_peers(
+        &self,
+        alpns: &[&[u8]],
+    ) -> Result<quinn::ServerConfig, TransportError> {
+        let provider = provider();
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(Arc::new(AnyClientCert(Signatures(provider))))
+            .with_single_cert(
+                vec![self.cert.clone()],
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )?;
+        tls.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        config.transport_config(Arc::new(crate::transport_config()));
+        Ok(config)
+    }
+}
+
+/// The SHA-256 of the certificate a QUIC peer presented, if it presented one.
+pub fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().map(|cert| Fingerprint::of(cert))
+}
+
 /// A TLS 1.3 client configuration that accepts exactly one server certificate.
 pub fn pinned_tls_client_config(
     pin: Fingerprint,
     alpn: &[&[u8]],
 ) -> Result<rustls::ClientConfig, TransportError> {
+    pinned_tls_client_config_as(pin, alpn, None)
+}
+
+/// [`pinned_tls_client_config`], presenting `identity`'s certificate when the server
+/// asks for one.
+fn pinned_tls_client_config_as(
+    pin: Fingerprint,
+    alpn: &[&[u8]],
+    identity: Option<&Identity>,
+) -> Result<rustls::ClientConfig, TransportError> {
     let provider = provider();
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let pinned = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedVerifier { pin, provider }))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+            pin,
+            signatures: Signatures(provider),
+        }));
+    let mut tls = match identity {
+        Some(identity) => pinned.with_client_auth_cert(
+            vec![identity.cert.clone()],
+            PrivateKeyDer::Pkcs8(identity.key.clone_key()),
+        )?,
+        None => pinned.with_no_client_auth(),
+    };
     tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     Ok(tls)
 }
@@ -169,7 +233,17 @@ pub fn pinned_client_config(
     pin: Fingerprint,
     alpn: &[u8],
 ) -> Result<quinn::ClientConfig, TransportError> {
-    let tls = pinned_tls_client_config(pin, &[alpn])?;
+    pinned_client_config_as(pin, alpn, None)
+}
+
+/// [`pinned_client_config`] for a client that also proves it is `identity` (a display
+/// server moving a desktop to another, which pins it in return).
+pub fn pinned_client_config_as(
+    pin: Fingerprint,
+    alpn: &[u8],
+    identity: Option<&Identity>,
+) -> Result<quinn::ClientConfig, TransportError> {
+    let tls = pinned_tls_client_config_as(pin, &[alpn], identity)?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TransportError::Certificate(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -182,7 +256,7 @@ pub fn pinned_client_config(
 #[derive(Debug)]
 struct PinnedVerifier {
     pin: Fingerprint,
-    provider: Arc<CryptoProvider>,
+    signatures: Signatures,
 }
 
 impl ServerCertVerifier for PinnedVerifier {
@@ -211,15 +285,94 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signatures.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.signatures.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.signatures.schemes()
+    }
+}
+
+/// Takes whatever certificate a client presents, once the client has proven it holds
+/// its key; the application decides whether it is the one it pins.
+#[derive(Debug)]
+struct AnyClientCert(Signatures);
+
+impl ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.schemes()
+    }
+}
+
+/// The provider's checks of handshake signatures, which prove a peer holds the key of
+/// the certificate it sent.
+#[derive(Debug)]
+struct Signatures(Arc<CryptoProvider>);
+
+impl Signatures {
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.provider.signature_verification_algorithms,
+            &self.0.signature_verification_algorithms,
         )
     }
 
-    fn verify_tls13_signature(
+    fn tls13(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
@@ -229,14 +382,12 @@ impl ServerCertVerifier for PinnedVerifier {
             message,
             cert,
             dss,
-            &self.provider.signature_verification_algorithms,
+            &self.0.signature_verification_algorithms,
         )
     }
 
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -56,7 +56,7 @@ pub(super) enum AdminCommand {
     /// Hosts: list, drain, undrain.
     #[command(subcommand)]
     Host(HostCommand),
-    /// Desktops: list, reset, delete, console, migrate, migrations.
+    /// Desktops: list, reset, delete, console, migrate, migrations, suspend, resume.
     #[command(subcommand)]
     Desktop(DesktopCommand),
     /// Sessions: list, logoff.
@@ -135,6 +135,11 @@ pub(super) enum PoolCommand {
         /// Most desktops of the pool.
         #[arg(long, value_name = "N", default_value_t = 10)]
         max_size: i64,
+        /// Seconds a desktop its user left is kept as it is: then a floating desktop
+        /// goes back to the pool (0: at once) and a dedicated kvm desktop is suspended
+        /// to disk (0: never).
+        #[arg(long, value_name = "SECONDS")]
+        disconnect_timeout: Option<i64>,
         /// Desktop source of the pool.
         #[arg(long, default_value = "synthetic", value_parser = ["synthetic", "x11", "kvm"])]
         kind: String,
@@ -143,9 +148,9 @@ pub(super) enum PoolCommand {
     },
     /// List the pools.
     List,
-    /// Change a pool's sizes or source parameters.
+    /// Change a pool's sizes, disconnect timeout or source parameters.
     #[command(group(ArgGroup::new("change").required(true).multiple(true)
-        .args(["min_ready", "max_size", "params", "workload"])))]
+        .args(["min_ready", "max_size", "disconnect_timeout", "params", "workload"])))]
     Set {
         name: String,
         /// Spare desktops kept ready.
@@ -154,6 +159,11 @@ pub(super) enum PoolCommand {
         /// Most desktops of the pool.
         #[arg(long, value_name = "N")]
         max_size: Option<i64>,
+        /// Seconds a desktop its user left is kept as it is: then a floating desktop
+        /// goes back to the pool (0: at once) and a dedicated kvm desktop is suspended
+        /// to disk (0: never).
+        #[arg(long, value_name = "SECONDS")]
+        disconnect_timeout: Option<i64>,
         #[command(flatten)]
         source: SourceArgs,
     },
@@ -210,6 +220,11 @@ pub(super) enum DesktopCommand {
     },
     /// The newest live migrations, with their outcome and downtime.
     Migrations,
+    /// Suspend a kvm desktop to disk: its whole state is kept on its host and it costs
+    /// no RAM (its session ends). It resumes when its user connects, or by `resume`.
+    Suspend { id: String },
+    /// Resume a suspended desktop where it was.
+    Resume { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -148,6 +148,16 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
             .await?
         }
         AdminCommand::Desktop(DesktopCommand::Migrations) => api.get("/admin/migrations").await?,
+        AdminCommand::Desktop(DesktopCommand::Suspend { id }) => {
+            eprintln!("suspending desktop {id} to disk ...");
+            api.post(&format!("/admin/desktops/{}/suspend", seg(&id)), &json!({}))
+                .await?
+        }
+        AdminCommand::Desktop(DesktopCommand::Resume { id }) => {
+            eprintln!("resuming desktop {id} ...");
+            api.post(&format!("/admin/desktops/{}/resume", seg(&id)), &json!({}))
+                .await?
+        }
         AdminCommand::Session(SessionCommand::List) => api.get("/admin/sessions").await?,
         AdminCommand::Session(SessionCommand::Logoff { id }) => {
             api.post_no_reply(&format!("/admin/sessions/{}/logoff", seg(&id)), &json!({}))
@@ -225,25 +235,30 @@ async fn pool(api: &ApiClient, command: PoolCommand) -> anyhow::Result<Value> {
             assignment,
             min_ready,
             max_size,
+            disconnect_timeout,
             kind,
             source,
         } => {
             let params = source_params(source)?;
-            api.post(
-                "/admin/pools",
-                &json!({"name": name, "assignment": assignment,
-                        "min_ready": min_ready, "max_size": max_size,
-                        "source_kind": kind, "source_params": params}),
-            )
-            .await?
+            let mut pool = json!({"name": name, "assignment": assignment,
+                    "min_ready": min_ready, "max_size": max_size,
+                    "source_kind": kind, "source_params": params});
+            if let Some(v) = disconnect_timeout {
+                pool["disconnect_timeout_s"] = json!(v);
+            }
+            api.post("/admin/pools", &pool).await?
         }
         PoolCommand::Set {
             name,
             min_ready,
             max_size,
+            disconnect_timeout,
             source,
         } => {
             let mut change = serde_json::Map::new();
+            if let Some(v) = disconnect_timeout {
+                change.insert("disconnect_timeout_s".into(), json!(v));
+            }
             if let Some(v) = min_ready {
                 change.insert("min_ready".into(), json!(v));
             }

@@ -24,7 +24,7 @@ pub use idle::IdleAcceptor;
 pub(crate) use admin::{
     add_group, add_member, add_pool, add_user, change_pool, change_role, drain_host, enable_user,
     end_and_move, grant, log_off_session, migrate, read_console, read_thumbnail, remove_pool,
-    reset_password, EntitleRequest, GroupEntitlement, UserEntitlement,
+    reset_password, resume, suspend, EntitleRequest, GroupEntitlement, UserEntitlement,
 };
 pub(crate) use auth::staff_for_token_hash;
 pub(crate) use user::sign_in;
@@ -58,6 +58,8 @@ pub struct AppState {
     pub thumbnails: crate::thumbnails::ThumbnailCache,
     /// Orders live migrations.
     pub mover: crate::moves::Mover,
+    /// Orders suspends to disk and resumes.
+    pub suspender: crate::suspend::Suspender,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
             heartbeats: link.heartbeats_counter(),
         });
         Arc::new(Self {
+            suspender: crate::suspend::Suspender::new(store.clone(), link.clone(), metrics.clone()),
             mover: crate::moves::Mover::new(
                 store.clone(),
                 link.clone(),
@@ -157,6 +160,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(admin::delete_desktop))
         .routes(routes!(admin::desktop_console))
         .routes(routes!(admin::migrate_desktop))
+        .routes(routes!(admin::suspend_desktop))
+        .routes(routes!(admin::resume_desktop))
         .routes(routes!(admin::list_migrations))
         .routes(routes!(admin::desktop_thumbnail))
         .routes(routes!(admin::list_sessions))

@@ -15,7 +15,10 @@ use super::auth::AuthUser;
 use super::ratelimit;
 use super::{ApiErr, AppState};
 use crate::password::{new_token, token_hash};
-use crate::store::{names, now_ms, Assignment, DesktopState, HostContact, HostState, HELD};
+use crate::store::{
+    names, now_ms, Assignment, Desktop, DesktopState, HostContact, HostState, HELD,
+};
+use crate::suspend::SuspendError;
 
 /// How long a connect ticket is valid (the protocol caps it at 60 s).
 const TICKET_LIFETIME_S: u64 = 30;
@@ -237,6 +240,10 @@ pub(super) async fn connect(
             "the desktop's host is down; it is being replaced, try again shortly",
         ));
     }
+    // A suspended desktop runs again before its ticket is good for anything.
+    if desktop.suspended_ms.is_some() {
+        resume_for(&state, &user.name, &desktop).await?;
+    }
     let now = (now_ms() / 1000) as u64;
     let claims = TicketClaims {
         user: user.id.clone(),
@@ -263,6 +270,26 @@ pub(super) async fn connect(
         ticket: to_hex(&ticket),
         expires_unix: claims.expires_unix,
     }))
+}
+
+/// Resumes `desktop`, suspended, for its user `user` who connects to it.
+async fn resume_for(state: &AppState, user: &str, desktop: &Desktop) -> Result<(), ApiErr> {
+    match state.suspender.resume(desktop).await {
+        Ok(()) => {
+            let what = format!("desktop {} (on connect)", desktop.name);
+            state.store.audit(user, "desktop_resumed", &what).await?;
+            Ok(())
+        }
+        Err(SuspendError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            let what = format!("desktop {}: {e}", desktop.name);
+            state.store.audit(user, "resume_failed", &what).await?;
+            Err(ApiErr::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("your desktop is suspended and could not be resumed: {e}"),
+            ))
+        }
+    }
 }
 
 /// Give back my desktop of a pool (a floating one is reset).

@@ -94,6 +94,53 @@ pub(super) async fn migrate(
     .await
 }
 
+/// `POST /admin/desktops/{id}/suspend`: suspend a kvm desktop to disk.
+pub(super) async fn suspend(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    suspend_or_resume(&state, jar, &id, &form.csrf, false).await
+}
+
+/// `POST /admin/desktops/{id}/resume`: resume a suspended desktop.
+pub(super) async fn resume(
+    State(state): State<Arc<AppState>>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    suspend_or_resume(&state, jar, &id, &form.csrf, true).await
+}
+
+async fn suspend_or_resume(
+    state: &AppState,
+    jar: CookieJar,
+    id: &str,
+    csrf: &str,
+    resume: bool,
+) -> Response {
+    let back = format!("/admin/desktops/{id}");
+    act(
+        state,
+        jar,
+        Permission::Operate,
+        csrf,
+        &back,
+        async |actor| {
+            if resume {
+                crate::api::resume(state, actor, id).await?;
+                Ok("resumed where it was".to_string())
+            } else {
+                crate::api::suspend(state, actor, id).await?;
+                Ok("suspended to disk: it uses no RAM until it resumes".to_string())
+            }
+        },
+    )
+    .await
+}
+
 /// Checks the session, the role and the CSRF token, runs `change`, and goes `back`
 /// with its outcome.
 pub(super) async fn act(

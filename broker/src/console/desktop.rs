@@ -60,7 +60,7 @@ pub(super) async fn desktop_page(
         Ok(html! {
             h1 { "Desktop " (d.name) }
             div.desktop {
-                @if host.is_some() && d.state != DesktopState::Deleting {
+                @if host.is_some() && d.state != DesktopState::Deleting && d.suspended_ms.is_none() {
                     figure.thumbnail {
                         img #thumbnail src=(format!("{here}/thumbnail.png"))
                             width=(THUMBNAIL.0) height=(THUMBNAIL.1)
@@ -76,6 +76,9 @@ pub(super) async fn desktop_page(
                         dt { "User" } dd { (user.as_ref().map(|u| u.name.as_str()).unwrap_or("none")) }
                         dt { "Up since" } dd { (ago(now, d.created_ms)) }
                         @if let Some(failure) = &d.failure { dt { "Failure" } dd { (failure) } }
+                        @if let Some(since) = d.suspended_ms {
+                            dt { "Suspended" } dd #suspended { "to disk, " (ago(now, since)) }
+                        }
                     }
                     h2 { "Session" }
                     @if let Some(s) = &session {
@@ -104,7 +107,22 @@ pub(super) async fn desktop_page(
                             }
                             @if operate { a href=(format!("{here}/delete")) { "Delete…" } }
                             @if kvm { a href=(format!("{here}/console")) { "Serial console" } }
-                            @if kvm && operate && d.host_id.is_some() {
+                            @if kvm && operate && d.host_id.is_some() && d.suspended_ms.is_some() {
+                                form method="post" action=(format!("{here}/resume")) {
+                                    input type="hidden" name="csrf" value=(staff.csrf);
+                                    button type="submit" title="Run it again where it was" { "Resume" }
+                                }
+                            }
+                            @if kvm && operate && d.host_id.is_some() && d.suspended_ms.is_none()
+                                && d.assigned_user_id.is_some() {
+                                form method="post" action=(format!("{here}/suspend")) {
+                                    input type="hidden" name="csrf" value=(staff.csrf);
+                                    button type="submit" title="Save it to its host's disk: it keeps its state and uses no RAM until it resumes" {
+                                        "Suspend"
+                                    }
+                                }
+                            }
+                            @if kvm && operate && d.host_id.is_some() && d.suspended_ms.is_none() {
                                 form method="post" action=(format!("{here}/migrate")) {
                                     input type="hidden" name="csrf" value=(staff.csrf);
                                     button type="submit" title="Live-migrate it to the least loaded other host; its viewer follows" {

@@ -70,6 +70,8 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
         )
         .route("/admin/desktops/{id}", get(desktop::desktop_page))
         .route("/admin/desktops/{id}/migrate", post(actions::migrate))
+        .route("/admin/desktops/{id}/suspend", post(actions::suspend))
+        .route("/admin/desktops/{id}/resume", post(actions::resume))
         .route(
             "/admin/desktops/{id}/thumbnail.png",
             get(desktop::thumbnail),

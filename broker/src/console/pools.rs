@@ -139,7 +139,7 @@ fn size_fields(pool: Option<&Pool>) -> Markup {
         input #pool-max name="max_size" type="number" min="0" value=(value(|p| p.max_size, 10)) required;
         label for="pool-idle" { "Log off after this many idle seconds (0: never)" }
         input #pool-idle name="idle_timeout_s" type="number" min="0" value=(value(|p| p.idle_timeout_s, 3600)) required;
-        label for="pool-gone" { "Keep a disconnected desktop this many seconds" }
+        label for="pool-gone" title="Then a floating desktop goes back to the pool; a dedicated kvm desktop is suspended to disk (0: never)" { "Keep a disconnected desktop this many seconds" }
         input #pool-gone name="disconnect_timeout_s" type="number" min="0" value=(value(|p| p.disconnect_timeout_s, 900)) required;
     }
 }

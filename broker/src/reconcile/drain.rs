@@ -27,6 +27,7 @@ impl Reconciler {
                 .find(|d| {
                     HELD.contains(&d.state)
                         && d.migrating_to.is_none()
+                        && d.suspended_ms.is_none()
                         && !self.backing_off(&d.id)
                         && pools
                             .iter()

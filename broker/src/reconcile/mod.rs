@@ -30,6 +30,7 @@ use crate::store::{
 };
 
 mod drain;
+mod suspend_idle;
 
 pub const TICK: Duration = Duration::from_millis(500);
 /// How long the reconcile lease lasts unless renewed: a dead leader's successor takes
@@ -82,6 +83,10 @@ pub struct Reconciler {
     mover: Arc<crate::moves::Mover>,
     /// Drained hosts a desktop is being moved off now.
     moving_off: Mutex<HashSet<String>>,
+    /// Suspends unused desktops of the pools whose policy says so.
+    suspender: Arc<crate::suspend::Suspender>,
+    /// Desktops being suspended now.
+    suspending: Mutex<HashSet<String>>,
 }
 
 impl Reconciler {
@@ -102,6 +107,12 @@ impl Reconciler {
                 metrics.clone(),
             )),
             moving_off: Mutex::new(HashSet::new()),
+            suspender: Arc::new(crate::suspend::Suspender::new(
+                store.clone(),
+                link.clone(),
+                metrics.clone(),
+            )),
+            suspending: Mutex::new(HashSet::new()),
             metrics,
             store,
             fence,
@@ -250,6 +261,7 @@ impl Reconciler {
                 .await?;
         }
         self.move_off_drained_hosts(&hosts, &pools).await?;
+        self.suspend_idle_desktops().await?;
         // What is left belongs to deleted pools: destroyed on their hosts.
         for d in by_pool.into_values().flatten() {
             if d.state == DesktopState::Deleting && d.host_id.is_some() {

@@ -81,12 +81,13 @@ impl Store {
             generation: 0,
             failure: None,
             migrating_to: None,
+            suspended_ms: None,
         };
         let mut w = self.write().await?;
         sqlx::query(concat!(
             "INSERT INTO desktops (",
             desktop_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, 0, NULL, NULL)"
+            ") VALUES ($1, $2, $3, $4, $5, NULL, $6, $6, 0, NULL, NULL, NULL)"
         ))
         .bind(&desktop.id)
         .bind(&desktop.pool_id)
@@ -269,7 +270,8 @@ impl Store {
             format!(
             "UPDATE desktops SET state = $1, state_changed_ms = $2, generation = generation + $3, \
              failure = CASE WHEN $1 IN ('failed', 'deleting') THEN COALESCE($4, failure) \
-             ELSE NULL END WHERE id = $5{}",
+             ELSE NULL END, suspended_ms = CASE WHEN $3 = 1 THEN NULL ELSE suspended_ms END \
+             WHERE id = $5{}",
             if expected.is_some() { " AND state = $6" } else { "" }
         );
         let mut query = sqlx::query(&sql)
@@ -426,7 +428,7 @@ impl Store {
         from: &[DesktopState],
     ) -> Result<Desktop> {
         let set = if floating {
-            "state = 'resetting', assigned_user_id = NULL"
+            "state = 'resetting', assigned_user_id = NULL, suspended_ms = NULL"
         } else {
             "state = 'assigned'"
         };
@@ -473,7 +475,7 @@ impl Store {
             ""
         };
         let sql = format!(
-            "UPDATE desktops SET state = 'resetting'{user}, state_changed_ms = $1, \
+            "UPDATE desktops SET state = 'resetting'{user}, suspended_ms = NULL, state_changed_ms = $1, \
              generation = generation + 1 WHERE id = $2 AND state NOT IN ('failed', 'deleting')"
         );
         let mut w = self.write().await?;
@@ -492,6 +494,7 @@ impl Store {
         let mut w = self.write().await?;
         let done = sqlx::query(
             "UPDATE desktops SET state = 'deleting', host_id = NULL, assigned_user_id = NULL, \
+             suspended_ms = NULL, \
              state_changed_ms = $1, generation = generation + 1 WHERE id = $2",
         )
         .bind(now_ms())

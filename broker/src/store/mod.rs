@@ -32,6 +32,7 @@ pub mod plans;
 mod pools;
 mod reconnect;
 mod sessions;
+mod suspensions;
 mod users;
 
 use std::path::Path;

@@ -230,6 +230,9 @@ pub struct Desktop {
     pub failure: Option<String>,
     /// The host a live migration is moving it to, while one runs.
     pub migrating_to: Option<String>,
+    /// When it was suspended to disk on its host (it runs nowhere, its state kept);
+    /// `None` while it runs.
+    pub suspended_ms: Option<i64>,
 }
 
 /// A user's session on a desktop.
@@ -280,7 +283,7 @@ macro_rules! host_cols {
 macro_rules! desktop_cols {
     () => {
         "id, pool_id, host_id, name, state, assigned_user_id, state_changed_ms, created_ms, \
-         generation, failure, migrating_to"
+         generation, failure, migrating_to, suspended_ms"
     };
 }
 macro_rules! session_cols {
@@ -357,6 +360,7 @@ pub(crate) fn desktop_from_row(row: &AnyRow) -> Result<Desktop, StoreError> {
         generation: row.try_get("generation")?,
         failure: row.try_get("failure")?,
         migrating_to: row.try_get("migrating_to")?,
+        suspended_ms: row.try_get("suspended_ms")?,
     })
 }
 

@@ -44,7 +44,7 @@ impl Store {
         let mut w = self.write().await?;
         let marked = sqlx::query(
             "UPDATE desktops SET migrating_to = $1 \
-             WHERE id = $2 AND host_id = $3 AND migrating_to IS NULL",
+             WHERE id = $2 AND host_id = $3 AND migrating_to IS NULL AND suspended_ms IS NULL",
         )
         .bind(to)
         .bind(desktop_id)

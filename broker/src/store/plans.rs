@@ -44,6 +44,11 @@ pub const HOT_QUERIES: &[HotQuery] = &[
         params: &[Param::Text],
     },
     HotQuery {
+        name: "desktops the pools' policy suspends (each tick)",
+        sql: super::suspensions::DESKTOPS_TO_SUSPEND,
+        params: &[Param::Int, Param::Int],
+    },
+    HotQuery {
         name: "load per host (each tick)",
         sql: super::desktops::HOST_LOADS,
         params: &[],

@@ -127,6 +127,16 @@ impl VmConfig {
         }
     }
 
+    /// The largest saved state ([`Vm::save`]) a VM of this configuration can have,
+    /// so that a reader can refuse a bigger file before reading it.
+    pub fn max_state_len(&self) -> Result<u64, VmmError> {
+        let format = self.check()?;
+        Ok(snapshot::max_len(
+            self.memory_mib << 20,
+            format.mapped_len(),
+        ))
+    }
+
     fn check(&self) -> Result<FramebufferFormat, VmmError> {
         if self.vcpus == 0 || self.vcpus > MAX_VCPUS {
             return Err(VmmError::Config("vCPUs must be 1 to 16"));

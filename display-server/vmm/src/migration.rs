@@ -584,6 +584,9 @@ pub trait RecordSink {
     /// round's time is that of its delivery and nothing of it is still on the way when
     /// the VM is paused.
     fn flush(&mut self) -> Result<(), Self::Error>;
+    /// The VM pauses for the stop-and-copy next: from here on what reaches its devices
+    /// is not in the state that goes (input must wait for the outcome).
+    fn stopping(&mut self) {}
 }
 
 /// Runs a migration's source side to its end: rounds while the VM runs, then the stop
@@ -638,6 +641,7 @@ pub fn migrate<S: RecordSink>(
             Step::Round { throttle } => outgoing.set_throttle(throttle),
         }
     }
+    sink.stopping();
     for record in outgoing.stop_and_copy()? {
         sink.send(record).map_err(lost)?;
     }

@@ -154,6 +154,15 @@ pub(crate) fn encode(
     Ok(out)
 }
 
+/// The longest encoding of a machine with `memory_bytes` of RAM and a framebuffer
+/// of `framebuffer_bytes`: every page present.
+pub(crate) fn max_len(memory_bytes: u64, framebuffer_bytes: u64) -> u64 {
+    let pages = memory_bytes.div_ceil(4096);
+    (MAGIC.len() as u64 + 4 + 4 + u64::from(MAX_META) + 8 + 8)
+        .saturating_add(pages.saturating_mul(8 + 4096))
+        .saturating_add(8 + framebuffer_bytes)
+}
+
 /// The CPU and device part alone, at most [`MAX_META`] bytes (a migration sends it
 /// after the memories).
 pub(crate) fn encode_meta(meta: &Meta) -> Result<Vec<u8>, VmmError> {

@@ -55,6 +55,17 @@ impl Decoder {
         &self.fb
     }
 
+    /// Starts from `screen`, the screen this client showed before (the server was told
+    /// of it in the hello's held screen); false, and nothing changes, when its size is
+    /// not the session's.
+    pub fn hold(&mut self, screen: Framebuffer) -> bool {
+        if screen.size() != self.fb.size() || self.last_frame_id != 0 {
+            return false;
+        }
+        self.fb = screen;
+        true
+    }
+
     pub fn last_frame_id(&self) -> u64 {
         self.last_frame_id
     }

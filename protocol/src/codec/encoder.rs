@@ -132,6 +132,18 @@ impl Encoder {
         })
     }
 
+    /// The client of a new session shows `held` already (see [`HeldScreen`]): where
+    /// `screen`'s tiles match it the client holds them, and only the others are sent,
+    /// whole, at the first frame. A held screen of another size changes nothing.
+    pub fn start_from_held(&mut self, screen: &Framebuffer, held: &crate::HeldScreen) {
+        if screen.size() != self.client.size() || held.size != screen.size() {
+            return;
+        }
+        let differ = held.differing(screen);
+        self.client = screen.clone();
+        self.unknown.merge(&differ);
+    }
+
     /// Forgets what the client shows: the next frame sends every damaged tile, changed
     /// or not (for a client that asked for a refresh).
     pub fn resend_everything(&mut self) {

@@ -4,11 +4,13 @@
 mod migrate;
 mod ops;
 mod pools;
+mod suspend;
 mod users;
 
 pub(crate) use migrate::*;
 pub(crate) use ops::*;
 pub(crate) use pools::*;
+pub(crate) use suspend::*;
 pub(crate) use users::*;
 
 use axum::Json;

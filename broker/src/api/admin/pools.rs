@@ -72,7 +72,9 @@ pub(crate) struct PoolRequest {
     #[serde(default = "hour", deserialize_with = "whole::number")]
     #[schema(minimum = 0, maximum = 2_592_000, default = 3600)]
     idle_timeout_s: i64,
-    /// Seconds a floating desktop stays its user's after the viewer went (0: none).
+    /// Seconds a desktop its user left (viewer gone, or logged off from a dedicated
+    /// pool) is kept as it is: then a floating desktop goes back to the pool (0: at
+    /// once), and a dedicated kvm desktop is suspended to disk (0: never).
     #[serde(default = "quarter", deserialize_with = "whole::number")]
     #[schema(minimum = 0, maximum = 2_592_000, default = 900)]
     disconnect_timeout_s: i64,

@@ -165,7 +165,10 @@ pub enum ServerAction {
     Finish(SendChannel),
     /// Run the encoder; answer with [`ServerEvent::Encoded`].
     Encode(EncodeOrder),
-    Inject(InputEvent),
+    /// Put this input event into the desktop; the number is its place among the
+    /// events the client sent (from 0), so that a server can tell a client which of
+    /// them its desktop took.
+    Inject(InputEvent, u64),
     /// Resend the whole desktop.
     Refresh,
     /// Ask the desktop for this size.

@@ -66,6 +66,8 @@ pub struct ServerSession {
     caps: Capabilities,
     control: MessageReader,
     inputs: HashMap<u64, InputStream>,
+    /// Input events read so far, across the input streams.
+    inputs_seen: u64,
     actions: VecDeque<ServerAction>,
     handshake_deadline: Instant,
     flow: Option<Flow>,
@@ -93,6 +95,7 @@ impl ServerSession {
             },
             control: MessageReader::new(Channel::Control.max_message_len()),
             inputs: HashMap::new(),
+            inputs_seen: 0,
             actions: VecDeque::new(),
             flow: None,
             next_report: None,
@@ -399,6 +402,8 @@ impl ServerSession {
     }
 
     fn input(&mut self, event: InputEvent) {
+        let index = self.inputs_seen;
+        self.inputs_seen += 1;
         if self.phase != Phase::Running {
             return; // evicted sessions no longer type into the desktop
         }
@@ -413,7 +418,7 @@ impl ServerSession {
                 return; // sent before the client saw the desktop shrink
             }
         }
-        self.push(ServerAction::Inject(event));
+        self.push(ServerAction::Inject(event, index));
     }
 
     /// Asks the encoder for a step when it is idle and something can go out: damage
