@@ -38,6 +38,10 @@ pub async fn handle(
                         .collect(),
                 },
             );
+            // Before the desktops are judged: a settled move changes where one is.
+            for what in crate::in_doubt::settle(store, host_id, &desktops, now_ms()).await? {
+                tracing::info!("{what}");
+            }
             let known = store.desktops_on_host(host_id).await?;
             let pairs: Vec<(&Desktop, &DesktopReport)> = known
                 .iter()

@@ -6,6 +6,7 @@ pub mod console;
 pub mod events;
 pub mod heartbeats;
 pub mod hostlink;
+pub mod in_doubt;
 pub mod keys;
 pub mod local_admin;
 pub mod logoff;

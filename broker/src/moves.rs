@@ -11,7 +11,7 @@ use oriel_protocol::host_link::{CommandOutput, HostCommand, MigrationFigures};
 use oriel_protocol::migration_ticket::{sign_migration_ticket, MigrationClaims};
 use oriel_protocol::ticket::{sign_ticket, TicketClaims, MAX_TICKET_LIFETIME_S};
 
-use crate::hostlink::HostLink;
+use crate::hostlink::{CommandError, HostLink};
 use crate::metrics::Metrics;
 use crate::store::{now_ms, Desktop, DesktopState, Host, HostState, MoveFigures, Store, HELD};
 
@@ -113,21 +113,30 @@ impl Mover {
         };
         let moved = self.order(&desktop, spec, &from, &destination).await;
         let outcome = match &moved {
-            Ok(f) => Ok(MoveFigures {
+            Ok(f) => Some(Ok(Some(MoveFigures {
                 downtime_us: i64::try_from(f.downtime_us).unwrap_or(i64::MAX),
                 bytes: i64::try_from(f.bytes).unwrap_or(i64::MAX),
                 rounds: i64::from(f.rounds),
-            }),
-            Err(why) => Err(why.as_str()),
+            }))),
+            Err(Ordered::Failed(why)) => Some(Err(why.as_str())),
+            // Left open: the hosts' heartbeats settle it (see `events`).
+            Err(Ordered::InDoubt(_)) => None,
         };
-        self.store.end_move(&move_id, &desktop.id, outcome).await?;
+        if let Some(outcome) = outcome {
+            self.store.end_move(&move_id, &desktop.id, outcome).await?;
+        }
         self.metrics.observe_migration(
             moved
                 .as_ref()
                 .ok()
                 .map(|f| (Duration::from_micros(f.downtime_us), f.bytes)),
         );
-        let figures = moved.map_err(MoveError::Failed)?;
+        let figures = moved.map_err(|e| match e {
+            Ordered::Failed(why) => MoveError::Failed(why),
+            Ordered::InDoubt(why) => MoveError::Failed(format!(
+                "{why}; whether the desktop moved is in doubt until its hosts report it"
+            )),
+        })?;
         Ok(Moved {
             desktop,
             from,
@@ -178,20 +187,24 @@ impl Mover {
         spec: DesktopSpec,
         from: &str,
         destination: &Host,
-    ) -> Result<MigrationFigures, String> {
-        let fingerprint: oriel_transport::Fingerprint = destination
-            .fingerprint
-            .parse()
-            .map_err(|_| format!("host {} has no valid fingerprint", destination.name))?;
+    ) -> Result<MigrationFigures, Ordered> {
+        let failed = |why: String| Ordered::Failed(why);
+        let fingerprint: oriel_transport::Fingerprint =
+            destination.fingerprint.parse().map_err(|_| {
+                failed(format!(
+                    "host {} has no valid fingerprint",
+                    destination.name
+                ))
+            })?;
         let source: oriel_transport::Fingerprint = self
             .store
             .host_by_id(from)
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("host {from} is gone"))?
+            .map_err(|e| failed(e.to_string()))?
+            .ok_or_else(|| failed(format!("host {from} is gone")))?
             .fingerprint
             .parse()
-            .map_err(|_| format!("host {from} has no valid fingerprint"))?;
+            .map_err(|_| failed(format!("host {from} has no valid fingerprint")))?;
         let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
         let claims = MigrationClaims {
             from_fingerprint: source.0,
@@ -224,8 +237,18 @@ impl Mover {
         };
         match self.link.query(from, command).await {
             Ok(Some(CommandOutput::Migrated(figures))) => Ok(figures),
-            Ok(_) => Err(format!("host {from} answered with something else")),
-            Err(e) => Err(format!("host {from}: {e}")),
+            Ok(_) => Err(failed(format!("host {from} answered with something else"))),
+            // The host tried and says it failed: the desktop runs on there.
+            Err(e @ CommandError::Host(_)) => Err(failed(format!("host {from}: {e}"))),
+            // No answer: the move may have happened anyway.
+            Err(e @ CommandError::Link(_)) => Err(Ordered::InDoubt(format!("host {from}: {e}"))),
         }
     }
+}
+
+/// Why an ordered move did not finish: it failed (the desktop is where it was), or its
+/// host's answer never came and nobody knows yet.
+enum Ordered {
+    Failed(String),
+    InDoubt(String),
 }

@@ -468,7 +468,93 @@ async fn unused_dedicated_vms_are_due_for_suspension(db: Db) -> TestResult {
     Ok(())
 }
 
+/// A move whose broker never heard the outcome stays open until the hosts' reports
+/// settle it: the destination running the desktop (once the broker stopped waiting), or
+/// after long enough the source still running it, or neither.
+async fn moves_in_doubt_are_settled_by_the_hosts_reports(db: Db) -> TestResult {
+    use oriel_broker::in_doubt::{settle, GIVEN_UP_MS, SETTLED_BY_DESTINATION_MS};
+    use oriel_protocol::host_link::DesktopReport;
+    let (_kept, store) = store_on(db).await?;
+    let a = store
+        .register_host(&unique("a"), "a:1", "aa", 8, &unique("c"))
+        .await?;
+    let b = store
+        .register_host(&unique("b"), "b:1", "bb", 8, &unique("c"))
+        .await?;
+    let pool = store
+        .create_pool(&new_pool(&unique("p"), Assignment::Dedicated, 8))
+        .await?;
+    let report = |name: &str| DesktopReport {
+        name: name.into(),
+        running: true,
+        failure: None,
+        sessions: 1,
+        idle_s: 0,
+        generation: 0,
+        viewer: None,
+    };
+    let mut moving = Vec::new();
+    for _ in 0..3 {
+        let d = store
+            .create_desktop(&pool.id, Some(&a.id), &unique("d"), DesktopState::Connected)
+            .await?;
+        store
+            .begin_move(&d.id, &d.name, &a.id, &b.id)
+            .await?
+            .unwrap();
+        moving.push(d);
+    }
+    let now = now_ms();
+    let desktop = |i: usize| {
+        let id = moving[i].id.clone();
+        let store = store.clone();
+        async move { store.desktop_by_id(&id).await.unwrap().unwrap() }
+    };
+    // The destination runs the first: settled once its broker no longer waits.
+    let on_b = [report(&moving[0].name)];
+    // (A second of margin either way: `now` is read after the moves began.)
+    assert!(settle(&store, &b.id, &on_b, now).await?.is_empty());
+    assert_eq!(
+        desktop(0).await.migrating_to.as_deref(),
+        Some(b.id.as_str())
+    );
+    let settled = settle(&store, &b.id, &on_b, now + SETTLED_BY_DESTINATION_MS + 1000).await?;
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    let d = desktop(0).await;
+    assert_eq!(
+        (d.host_id.as_deref(), d.migrating_to),
+        (Some(b.id.as_str()), None)
+    );
+    // The source still runs the second, the third is nowhere: both settle late.
+    let on_a = [report(&moving[1].name)];
+    assert!(settle(&store, &a.id, &on_a, now + GIVEN_UP_MS - 1000)
+        .await?
+        .is_empty());
+    let settled = settle(&store, &a.id, &on_a, now + GIVEN_UP_MS + 1000).await?;
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    for i in [1, 2] {
+        let d = desktop(i).await;
+        assert_eq!(
+            (d.host_id.as_deref(), d.migrating_to),
+            (Some(a.id.as_str()), None)
+        );
+    }
+    let moves = store.list_moves(10).await?;
+    let outcome = |d: &oriel_broker::store::Desktop| {
+        moves
+            .iter()
+            .find(|m| m.desktop_id == d.id)
+            .and_then(|m| m.outcome.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(outcome(&moving[0]), "done");
+    assert!(outcome(&moving[1]).contains("still on its source"));
+    assert!(outcome(&moving[2]).contains("neither host"));
+    Ok(())
+}
+
 on_both!(
+    moves_in_doubt_are_settled_by_the_hosts_reports,
     unused_dedicated_vms_are_due_for_suspension,
     a_held_desktop_is_read_with_its_host,
     desktops_crud_and_compare_and_set,

@@ -49,7 +49,7 @@ pub use model::{
     Assignment, AuditEntry, Desktop, DesktopState, Entitlement, Group, Host, HostState, Permission,
     Pool, Role, Session, SessionState, User,
 };
-pub use moves::{DesktopMove, MoveFigures};
+pub use moves::{DesktopMove, MoveFigures, OpenMove};
 pub use pools::{NewPool, PoolUpdate, MAX_POOL_SIZE, MAX_TIMEOUT_S};
 pub use reconnect::HostContact;
 pub use sessions::HostConnection;

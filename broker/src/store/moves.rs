@@ -31,6 +31,22 @@ pub struct MoveFigures {
     pub rounds: i64,
 }
 
+/// Desktops moving to or from a host (each heartbeat; a partial index keeps it to the
+/// few that move).
+pub(crate) const MOVING_TO_OR_FROM_HOST: &str = concat!(
+    "SELECT ",
+    super::model::desktop_cols!(),
+    " FROM desktops WHERE migrating_to IS NOT NULL AND (migrating_to = $1 OR host_id = $1)"
+);
+
+/// A move that has not ended, with its desktop as the store has it.
+#[derive(Debug, Clone)]
+pub struct OpenMove {
+    pub move_id: String,
+    pub started_ms: i64,
+    pub desktop: super::Desktop,
+}
+
 impl Store {
     /// Marks desktop `desktop_id` (on host `from`) as moving to `to` and records the
     /// move; `None` when it is not on `from` or another move already runs.
@@ -72,12 +88,13 @@ impl Store {
     }
 
     /// Ends move `move_id` of `desktop_id`: done (the desktop is on the destination from
-    /// now on) with its figures, or failed with the reason (it stays where it was).
+    /// now on) with its figures if known, or failed with the reason (it stays where it
+    /// was).
     pub async fn end_move(
         &self,
         move_id: &str,
         desktop_id: &str,
-        outcome: std::result::Result<MoveFigures, &str>,
+        outcome: std::result::Result<Option<MoveFigures>, &str>,
     ) -> Result<()> {
         let mut w = self.write().await?;
         let desktop_sql = if outcome.is_ok() {
@@ -91,7 +108,7 @@ impl Store {
             .execute(w.conn())
             .await?;
         let (text, figures) = match outcome {
-            Ok(f) => ("done".to_string(), Some(f)),
+            Ok(f) => ("done".to_string(), f),
             Err(why) => (oriel_protocol::text::clip(why, 1024).into_owned(), None),
         };
         sqlx::query(
@@ -107,6 +124,33 @@ impl Store {
         .execute(w.conn())
         .await?;
         w.commit().await
+    }
+
+    /// The moves not ended yet of the desktops moving to or from host `host_id`.
+    pub async fn open_moves_touching(&self, host_id: &str) -> Result<Vec<OpenMove>> {
+        use sqlx::Row;
+        let desktops = sqlx::query(MOVING_TO_OR_FROM_HOST)
+            .bind(host_id)
+            .fetch_all(self.db())
+            .await?;
+        let mut open = Vec::new();
+        for row in &desktops {
+            let desktop = super::model::desktop_from_row(row)?;
+            let newest = sqlx::query(
+                "SELECT id, started_ms FROM desktop_moves WHERE desktop_id = $1                  AND ended_ms IS NULL ORDER BY started_ms DESC LIMIT 1",
+            )
+            .bind(&desktop.id)
+            .fetch_optional(self.db())
+            .await?;
+            if let Some(m) = newest {
+                open.push(OpenMove {
+                    move_id: m.try_get("id")?,
+                    started_ms: m.try_get("started_ms")?,
+                    desktop,
+                });
+            }
+        }
+        Ok(open)
     }
 
     /// The newest `limit` moves, newest first.

@@ -49,6 +49,11 @@ pub const HOT_QUERIES: &[HotQuery] = &[
         params: &[Param::Int, Param::Int],
     },
     HotQuery {
+        name: "desktops moving to or from a host (each heartbeat)",
+        sql: super::moves::MOVING_TO_OR_FROM_HOST,
+        params: &[Param::Text],
+    },
+    HotQuery {
         name: "load per host (each tick)",
         sql: super::desktops::HOST_LOADS,
         params: &[],
