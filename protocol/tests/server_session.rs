@@ -439,11 +439,12 @@ fn a_resize_mid_video_moves_the_input_bounds_with_the_frame() {
             bytes: &bytes(&InputEvent::PointerMove { x: 10, y: 10 }),
         },
     );
+    // Its number counts the move dropped before it: the client wrote both.
     assert_eq!(
         drain(&mut s),
         vec![ServerAction::Inject(
             InputEvent::PointerMove { x: 10, y: 10 },
-            0
+            1
         )]
     );
     // Outside anything the desktop ever was: a protocol error.
