@@ -70,13 +70,13 @@ impl GuestRam {
         Ok(pages)
     }
 
-    /// Pages the host holds for the guest (mincore): every page the guest ever touched
-    /// is among them, so the others are zeros.
+    /// Pages the host holds for the guest, in memory or in swap: every page the guest
+    /// ever touched is among them, so the others are zeros.
     pub(crate) fn resident_pages(&self) -> Vec<u64> {
         let mut pages = Vec::new();
         let mut first = 0u64;
         for region in self.memory.iter() {
-            for_each_resident(region, |page| pages.push(first + page as u64));
+            pages.extend(held_pages(region).into_iter().map(|p| first + p as u64));
             first += region.len() / PAGE_SIZE;
         }
         pages
@@ -142,18 +142,15 @@ impl GuestRam {
     /// (u64, counted over the regions in order) and its bytes; returns how many.
     pub(crate) fn write_pages(&self, out: &mut Vec<u8>) -> Result<u64, VmmError> {
         let mut page = [0u8; PAGE_BYTES];
-        let (mut number, mut count) = (0u64, 0u64);
-        for region in self.memory.iter() {
-            for offset in (0..region.len()).step_by(PAGE_BYTES) {
-                self.memory
-                    .read_slice(&mut page, region.start_addr().unchecked_add(offset))
-                    .map_err(|e| VmmError::Memory(format!("cannot read guest memory: {e}")))?;
-                if page.iter().any(|b| *b != 0) {
-                    out.extend_from_slice(&number.to_le_bytes());
-                    out.extend_from_slice(&page);
-                    count += 1;
-                }
-                number += 1;
+        let mut count = 0u64;
+        // Only pages the host holds can hold anything: a large guest that touched
+        // little is saved without reading the rest (ascending, as the format wants).
+        for number in self.resident_pages() {
+            self.read_page(number, &mut page)?;
+            if page.iter().any(|b| *b != 0) {
+                out.extend_from_slice(&number.to_le_bytes());
+                out.extend_from_slice(&page);
+                count += 1;
             }
         }
         Ok(count)
@@ -386,6 +383,45 @@ fn resident(mapping: &MmapRegion) -> u64 {
     pages * PAGE_SIZE
 }
 
+/// The pages of a mapping the guest may have written, ascending: those in host memory
+/// and those swapped out (/proc/self/pagemap; mincore would miss the swapped ones, and
+/// a copy that skipped them would lose their contents). Pages never touched are
+/// neither and read as zeros. If pagemap cannot be read, every page.
+fn held_pages(mapping: &MmapRegion) -> Vec<usize> {
+    let pages = mapping.size() / PAGE_BYTES;
+    let first = mapping.as_ptr() as usize / PAGE_BYTES;
+    read_pagemap(first, pages).unwrap_or_else(|e| {
+        tracing::warn!("cannot read /proc/self/pagemap ({e}); every page of guest RAM is read");
+        (0..pages).collect()
+    })
+}
+
+/// Pages `first..first + pages` of this process that are present or swapped.
+fn read_pagemap(first: usize, pages: usize) -> std::io::Result<Vec<usize>> {
+    use std::os::unix::fs::FileExt;
+    /// Entries read at once (512 KiB).
+    const CHUNK: usize = 64 * 1024;
+    const PRESENT_OR_SWAPPED: u64 = 0b11 << 62;
+    let file = std::fs::File::open("/proc/self/pagemap")?;
+    let mut buf = vec![0u8; CHUNK * 8];
+    let mut held = Vec::new();
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(CHUNK);
+        let bytes = &mut buf[..n * 8];
+        file.read_exact_at(bytes, ((first + done) * 8) as u64)?;
+        for (i, entry) in bytes.chunks_exact(8).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(entry);
+            if u64::from_ne_bytes(word) & PRESENT_OR_SWAPPED != 0 {
+                held.push(done + i);
+            }
+        }
+        done += n;
+    }
+    Ok(held)
+}
+
 /// Calls `f` with the index of each resident page of a mapping (mincore), a gigabyte
 /// of it at a time.
 fn for_each_resident(mapping: &MmapRegion, mut f: impl FnMut(usize)) {
@@ -479,6 +515,21 @@ mod tests {
         let mut short = [0u32; 4];
         fb.read_row(0, 0, 100, &mut short);
         assert_eq!(short, [0, 1, 2, 3].map(|x| pixel_at(x * 4)));
+    }
+
+    #[test]
+    fn the_pages_held_are_those_written_and_saving_reads_only_them() {
+        let ram = GuestRam::new(16 << 20).unwrap();
+        assert!(ram.resident_pages().is_empty(), "nothing touched yet");
+        let page = [7u8; PAGE_BYTES];
+        for number in [3, 1000, 2047] {
+            ram.write_page(number, Some(&page)).unwrap();
+        }
+        assert_eq!(ram.resident_pages(), vec![3, 1000, 2047]);
+        let mut out = Vec::new();
+        assert_eq!(ram.write_pages(&mut out).unwrap(), 3);
+        assert_eq!(out.len(), 3 * (8 + PAGE_BYTES));
+        assert_eq!(out[..8], 3u64.to_le_bytes());
     }
 
     #[test]
