@@ -447,11 +447,13 @@ async fn a_connected_session_is_seen_live_and_logged_off_and_a_pool_deleted() {
                 {
                     let mut recent = recent.lock().unwrap();
                     recent.push_back(screen);
-                    if recent.len() > 50 {
+                    if recent.len() > 150 {
                         recent.pop_front();
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Often enough that the state the thumbnail caught is among the samples
+                // even when the machine is busy.
+                tokio::time::sleep(Duration::from_millis(30)).await;
             }
         })
     };

@@ -67,13 +67,21 @@ pub(super) struct CsrfOnly {
     csrf: String,
 }
 
-/// `POST /admin/desktops/{id}/migrate`: live-migrate a kvm desktop to the least loaded
-/// other host.
+#[derive(Deserialize)]
+pub(super) struct MigrateForm {
+    csrf: String,
+    /// The destination host's id; empty: the least loaded other host.
+    #[serde(default)]
+    to: String,
+}
+
+/// `POST /admin/desktops/{id}/migrate`: live-migrate a kvm desktop to the chosen host,
+/// or the least loaded other one.
 pub(super) async fn migrate(
     State(state): State<Arc<AppState>>,
     jar: CookieJar,
     Path(id): Path<String>,
-    Form(form): Form<CsrfOnly>,
+    Form(form): Form<MigrateForm>,
 ) -> Response {
     let back = format!("/admin/desktops/{id}");
     act(
@@ -83,7 +91,8 @@ pub(super) async fn migrate(
         &form.csrf,
         &back,
         async |actor| {
-            let moved = crate::api::migrate(&state, actor, &id, None).await?;
+            let to = Some(form.to.as_str()).filter(|to| !to.is_empty());
+            let moved = crate::api::migrate(&state, actor, &id, to).await?;
             Ok(format!(
                 "moved to host {} with {:.1} ms downtime",
                 moved.to_host(),

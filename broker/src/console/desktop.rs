@@ -55,6 +55,20 @@ pub(super) async fn desktop_page(
         let support = staff.user.role.may(Permission::Support);
         let operate = staff.user.role.may(Permission::Operate);
         let kvm = pool.as_ref().is_some_and(|p| p.source_kind == "kvm");
+        // Where a move may go: the other hosts that are up.
+        let destinations: Vec<crate::store::Host> = if kvm && operate {
+            state
+                .store
+                .list_hosts()
+                .await?
+                .into_iter()
+                .filter(|h| {
+                    Some(&h.id) != d.host_id.as_ref() && h.state == crate::store::HostState::Up
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let now = crate::store::now_ms();
         let here = format!("/admin/desktops/{}", d.id);
         Ok(html! {
@@ -125,6 +139,12 @@ pub(super) async fn desktop_page(
                             @if kvm && operate && d.host_id.is_some() && d.suspended_ms.is_none() {
                                 form method="post" action=(format!("{here}/migrate")) {
                                     input type="hidden" name="csrf" value=(staff.csrf);
+                                    select name="to" aria-label="Destination host" {
+                                        option value="" { "least loaded host" }
+                                        @for h in &destinations {
+                                            option value=(h.id) { (h.name) }
+                                        }
+                                    }
                                     button type="submit" title="Live-migrate it to the least loaded other host; its viewer follows" {
                                         "Move to another host"
                                     }
