@@ -18,6 +18,7 @@ use oriel_netem::LinkSpec;
 use oriel_protocol::Framebuffer;
 use serde_json::json;
 
+mod audio_bench;
 mod baseline;
 mod broker_bench;
 mod broker_procs;
@@ -42,7 +43,8 @@ mod x11_bench;
 struct Args {
     /// Workload: idle, typing, scroll, drag, video, mixed, or all. With `--source x11`:
     /// idle, text, scroll, drag, video, all (those five), or through the real viewer
-    /// in a window: echo (keystroke to echo) and video-window (frames shown).
+    /// in a window: echo (keystroke to echo) and video-window (frames shown); audio
+    /// (the desktop's sound: kbit/s, latency, glitches).
     #[arg(long, default_value = "all")]
     workload: String,
     /// Where the pixels come from: synthetic (rendered in-process, replayable, scored
@@ -174,6 +176,11 @@ fn main() -> anyhow::Result<()> {
             args.workload.split(',').collect()
         };
         for workload in workloads {
+            if workload == "audio" {
+                eprintln!("oriel-bench: x11 audio for {} s ...", args.seconds);
+                println!("{}", audio_bench::run(args.seconds, args.link)?);
+                continue;
+            }
             if matches!(workload, "echo" | "video-window") {
                 eprintln!("oriel-bench: x11 {workload} through the viewer ...");
                 let line = viewer_bench::run(&viewer_bench::ViewerRun {

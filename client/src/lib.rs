@@ -1,6 +1,8 @@
 //! Oriel client: connects to a display server over QUIC, decodes frames into a local
 //! framebuffer, acknowledges them and sends input. The `oriel` binary wraps it.
 
+pub mod audio;
+pub mod clipboard;
 mod error;
 mod input;
 pub mod launcher;

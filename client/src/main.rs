@@ -89,6 +89,17 @@ struct ViewArgs {
     /// asked to take the window's size, where it can).
     #[arg(long)]
     no_resize: bool,
+    /// Do not share the clipboard with the desktop (by default the window's X clipboard
+    /// is shared, as far as the desktop's policy allows).
+    #[arg(long)]
+    no_clipboard: bool,
+    /// Share PRIMARY too (what selecting text puts, pasted with the middle button).
+    #[arg(long, conflicts_with = "no_clipboard")]
+    clipboard_primary: bool,
+    /// Write the desktop's sound to this WAV file (48 kHz stereo), as it would have
+    /// been played.
+    #[arg(long, value_name = "FILE.wav")]
+    audio_out: Option<PathBuf>,
     /// Save the final screen as PNG.
     #[arg(long, value_name = "FILE")]
     screenshot: Option<PathBuf>,
@@ -195,8 +206,32 @@ async fn view(
         fullscreen: args.fullscreen,
         resize_desktop: !args.no_resize,
     });
+    let mut opts = opts.clone();
+    if window.is_some() && !args.no_clipboard {
+        match oriel::clipboard::ClipboardPort::start(None, args.clipboard_primary) {
+            Ok(port) => opts.clipboard = Some(port),
+            Err(e) => tracing::warn!("the clipboard is not shared: {e}"),
+        }
+    }
+    if let Some(path) = &args.audio_out {
+        opts.audio = Some(oriel::audio::AudioOutput::to_wav(path)?);
+    }
     let screenshot = args.screenshot.as_deref();
-    let outcome = run_session(opts, args.duration, screenshot, window, reconnect).await?;
+    let outcome = run_session(&opts, args.duration, screenshot, window, reconnect).await;
+    if let Some(audio) = &opts.audio {
+        audio.finish().await?;
+        let f = &audio.figures;
+        eprintln!(
+            "audio: {} packets, {} concealed, written to {}",
+            f.packets.load(std::sync::atomic::Ordering::Relaxed),
+            f.concealed.load(std::sync::atomic::Ordering::Relaxed),
+            args.audio_out
+                .as_deref()
+                .unwrap_or(std::path::Path::new("?"))
+                .display()
+        );
+    }
+    let outcome = outcome?;
     if args.json {
         println!("{}", serde_json::to_string(&outcome.stats.summary())?);
     } else {

@@ -55,6 +55,9 @@ pub async fn run_resuming(
         .unwrap_or_else(|| Arc::new(tokio::sync::Notify::new()));
     let deadline = stop.duration.map(|d| Instant::now() + d);
     let mut session = session;
+    // Sessions after an outage come from the broker's options: the clipboard stays.
+    let clipboard = session.options().clipboard.clone();
+    let audio = session.options().audio.clone();
     loop {
         event(Event::Connected(&session));
         let this_run = StopWhen {
@@ -96,9 +99,11 @@ pub async fn run_resuming(
             }
             let backoff = Duration::from_millis(500 * u64::from(attempt.min(10)));
             let attempt_once = async {
-                let opts = reconnect()
+                let mut opts = reconnect()
                     .await
                     .map_err(|e| ClientError::Lost(format!("{e:#}")))?;
+                opts.clipboard = clipboard.clone();
+                opts.audio = audio.clone();
                 Session::connect(&opts).await
             };
             tokio::select! {

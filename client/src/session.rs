@@ -33,9 +33,26 @@ pub struct ConnectOptions {
     pub ticket: Vec<u8>,
     pub client_name: String,
     pub capabilities: Capabilities,
+    /// The local clipboard, shared with desktops that allow it.
+    pub clipboard: Option<crate::clipboard::ClipboardPort>,
+    /// Where the desktop's sound goes (none: it is not asked for).
+    pub audio: Option<crate::audio::AudioOutput>,
 }
 
 impl ConnectOptions {
+    /// What the hello offers: sound and the clipboard only where they have somewhere
+    /// to go.
+    fn offered_capabilities(&self) -> Capabilities {
+        let mut caps = self.capabilities;
+        if self.audio.is_none() {
+            caps.flags &= !CAP_AUDIO;
+        }
+        if self.clipboard.is_none() {
+            caps.flags &= !CAP_CLIPBOARD;
+        }
+        caps
+    }
+
     pub fn new(addr: SocketAddr, fingerprint: Fingerprint) -> Self {
         Self {
             addr,
@@ -44,6 +61,8 @@ impl ConnectOptions {
             ticket: Vec::new(),
             client_name: format!("oriel/{}", env!("CARGO_PKG_VERSION")),
             capabilities: Capabilities::all(),
+            clipboard: None,
+            audio: None,
         }
     }
 }
@@ -131,6 +150,8 @@ pub struct Session {
     requests_tx: mpsc::Sender<ClientControl>,
     /// What this session was opened with (a moved desktop is followed with them).
     opts: ConnectOptions,
+    /// The client's clipboard stream, once opened.
+    clipboard_out: Option<mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 impl Session {
@@ -184,7 +205,7 @@ impl Session {
         let control = streams::control_writer(control_tx);
         let hello = Hello {
             version: PROTOCOL_VERSION,
-            capabilities: opts.capabilities,
+            capabilities: opts.offered_capabilities(),
             desktop: opts.desktop.clone(),
             ticket: opts.ticket.clone(),
             desired_size: None,
@@ -251,6 +272,7 @@ impl Session {
             requests,
             requests_tx,
             opts: opts.clone(),
+            clipboard_out: None,
         })
     }
 
@@ -305,6 +327,10 @@ impl Session {
         let mut stats = ClientStats::default();
         let started = Instant::now();
         let deadline = stop.duration.map(|d| tokio::time::Instant::now() + d);
+        let mut local_clipboard = match &self.opts.clipboard {
+            Some(port) => Some(port.attach().await),
+            None => None,
+        };
         let end = 'session: loop {
             while let Some(action) = self.core.poll_action() {
                 match self.act(action, &mut video, &mut stats, &mut observe)? {
@@ -355,6 +381,12 @@ impl Session {
                 },
                 Some(request) = self.requests.recv() => {
                     self.core.handle(now, ClientEvent::Request(request));
+                }
+                Ok(datagram) = self.conn.read_datagram() => {
+                    self.core.handle(now, ClientEvent::Datagram(&datagram));
+                }
+                Some(msg) = crate::clipboard::next_local(&mut local_clipboard) => {
+                    self.core.handle(now, ClientEvent::Clipboard(msg));
                 }
                 _ = pump::sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
                 _ = deadline_passed => break EndReason::DurationElapsed,
@@ -471,6 +503,23 @@ impl Session {
                     .store(u64::from(video_bitrate), Ordering::Relaxed);
             }
             ClientAction::Closing(reason) => tracing::info!("server: {reason}"),
+            ClientAction::Audio(packet) => {
+                if let Some(out) = &self.opts.audio {
+                    out.play(packet);
+                }
+            }
+            ClientAction::Clipboard(msg) => {
+                if let Some(port) = &self.opts.clipboard {
+                    port.deliver(msg);
+                }
+            }
+            ClientAction::SendClipboard(bytes) => {
+                let conn = &self.conn;
+                let out = self
+                    .clipboard_out
+                    .get_or_insert_with(|| crate::clipboard::writer(conn.clone()));
+                let _ = out.send(bytes);
+            }
             ClientAction::Moved(to) => {
                 tracing::info!("the desktop moved to {}", to.address);
                 // What is typed from now on waits for the session that follows.

@@ -523,11 +523,11 @@ mod tests {
         let r = args.resolve().unwrap();
         assert!(matches!(
             &r.desktops[0].1,
-            SourceConfig::X11Display { display, fps: 30 } if display == ":5"
+            SourceConfig::X11Display { display, fps: 30, .. } if display == ":5"
         ));
         assert!(matches!(
             &r.desktops[1].1,
-            SourceConfig::X11Session { session, fps: 30 } if session.size == Size::new(800, 600)
+            SourceConfig::X11Session { session, fps: 30, .. } if session.size == Size::new(800, 600)
         ));
         let args = Args {
             display: Some(":7".into()),

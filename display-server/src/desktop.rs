@@ -151,6 +151,10 @@ fn tile_count(size: Size) -> usize {
 
 pub struct Desktop {
     name: String,
+    /// The clipboard bridge (dropped before the source and its X server).
+    clipboard: Option<Arc<crate::clipboard::DesktopClipboard>>,
+    /// The capture of the desktop's sound, if it has a sound server.
+    audio: Option<crate::audio::DesktopAudio>,
     /// The source's size as of the last poll (X screens can change size).
     size: Mutex<Size>,
     source: Mutex<Box<dyn FrameSource>>,
@@ -203,8 +207,25 @@ impl Desktop {
             generation,
             ..Default::default()
         };
+        let name = name.into();
+        let clipboard = source.clipboard().and_then(|(display, setting)| {
+            crate::clipboard::DesktopClipboard::start(&display, setting)
+                .inspect_err(|e| {
+                    tracing::warn!(desktop = name, "the desktop has no clipboard: {e:#}")
+                })
+                .ok()
+        });
+        let audio = source.sound_server().and_then(|address| {
+            crate::audio::DesktopAudio::start(&address, &name)
+                .inspect_err(|e| {
+                    tracing::warn!(desktop = name, "the desktop's sound is not captured: {e:#}")
+                })
+                .ok()
+        });
         Arc::new(Self {
-            name: name.into(),
+            name,
+            clipboard,
+            audio,
             input_sink: source.input_sink(),
             size: Mutex::new(source.size()),
             source: Mutex::new(source),
@@ -222,6 +243,18 @@ impl Desktop {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The desktop's sound from now on, if it has any.
+    pub fn audio(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<Arc<oriel_protocol::AudioPacket>>> {
+        self.audio.as_ref().map(|a| a.subscribe())
+    }
+
+    /// The desktop's clipboard, if it shares one.
+    pub fn clipboard(&self) -> Option<&Arc<crate::clipboard::DesktopClipboard>> {
+        self.clipboard.as_ref()
     }
 
     pub fn size(&self) -> Size {

@@ -2,8 +2,10 @@
 //! clients over QUIC.
 
 pub mod agent;
+pub mod audio;
 mod bzimage;
 mod capture_pacer;
+pub mod clipboard;
 pub mod config;
 pub mod cursor;
 pub mod desktop;

@@ -76,7 +76,7 @@ impl Collector for ServerCollector {
 
 /// The counters of [`ServerStats`] (names without the `_total` the encoder appends).
 fn encode_stats(encoder: &mut DescriptorEncoder, stats: &ServerStats) -> fmt::Result {
-    let counters: [(&str, &str, &AtomicU64); 14] = [
+    let counters: [(&str, &str, &AtomicU64); 16] = [
         ("oriel_sessions", "Sessions accepted", &stats.sessions_total),
         (
             "oriel_sessions_rejected",
@@ -139,6 +139,12 @@ fn encode_stats(encoder: &mut DescriptorEncoder, stats: &ServerStats) -> fmt::Re
             "Input events injected",
             &stats.input_events,
         ),
+        (
+            "oriel_audio_packets",
+            "Audio packets (20 ms of Opus) sent",
+            &stats.audio_packets,
+        ),
+        ("oriel_audio_bytes", "Audio bytes sent", &stats.audio_bytes),
     ];
     for (name, help, value) in counters {
         counter(encoder, name, help, value.load(Relaxed))?;
@@ -159,12 +165,50 @@ fn encode_stats(encoder: &mut DescriptorEncoder, stats: &ServerStats) -> fmt::Re
         ConstCounter::new(value.load(Relaxed))
             .encode(by_codec.encode_family(&[("codec", codec)])?)?;
     }
+    encode_clipboard(encoder, stats)?;
     gauge(
         encoder,
         "oriel_video_bitrate_bps",
         "Video bitrate last chosen by rate control",
         stats.video_bitrate.load(Relaxed),
     )
+}
+
+/// Clipboard transfers and their bytes, by direction (not their content).
+fn encode_clipboard(encoder: &mut DescriptorEncoder, stats: &ServerStats) -> fmt::Result {
+    const WAYS: [&str; 2] = ["to_client", "to_desktop"];
+    {
+        let mut transfers = encoder.encode_descriptor(
+            "oriel_clipboard_transfers",
+            "Clipboard transfers, by direction, format and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (way, by_format) in WAYS.iter().zip(&stats.clipboard_transfers) {
+            for (format, by_outcome) in ["text", "png"].iter().zip(by_format) {
+                for (outcome, value) in ["ok", "refused"].iter().zip(by_outcome) {
+                    let labels = [
+                        ("direction", *way),
+                        ("format", *format),
+                        ("outcome", *outcome),
+                    ];
+                    ConstCounter::new(value.load(Relaxed))
+                        .encode(transfers.encode_family(&labels)?)?;
+                }
+            }
+        }
+    }
+    let mut bytes = encoder.encode_descriptor(
+        "oriel_clipboard_bytes",
+        "Clipboard bytes transferred, by direction",
+        None,
+        MetricType::Counter,
+    )?;
+    for (way, value) in WAYS.iter().zip(&stats.clipboard_bytes) {
+        ConstCounter::new(value.load(Relaxed))
+            .encode(bytes.encode_family(&[("direction", *way)])?)?;
+    }
+    Ok(())
 }
 
 /// The sources' figures, one family per metric name with a sample per desktop.

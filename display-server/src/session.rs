@@ -97,6 +97,14 @@ struct Seat {
     /// What the host reports of this viewer at each heartbeat.
     figures: Arc<ViewerCounters>,
     video_regions: usize,
+    /// The desktop's clipboard, and what it sends this session.
+    clipboard: Option<(
+        Arc<crate::clipboard::DesktopClipboard>,
+        mpsc::UnboundedReceiver<ClipboardMsg>,
+    )>,
+    session_id: u64,
+    /// The desktop's sound, packet by packet.
+    audio: Option<tokio::sync::broadcast::Receiver<Arc<AudioPacket>>>,
     _slot: Slot,
 }
 
@@ -169,6 +177,8 @@ impl Driver {
                         self.core.handle(now, event);
                     }
                     SeatEvent::Cursor => self.feed_cursor(now),
+                    SeatEvent::Clipboard(msg) => self.core.handle(now, ServerEvent::Clipboard(msg)),
+                    SeatEvent::Audio(packet) => self.core.handle(now, ServerEvent::Audio(&packet)),
                     SeatEvent::Nothing => {}
                 },
                 _ = pump::sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
@@ -254,6 +264,22 @@ impl Driver {
                 }
             }
             ServerAction::Record(record) => self.record(record),
+            ServerAction::SendDatagram(bytes) => {
+                self.shared.stats.audio_packets.fetch_add(1, Relaxed);
+                self.shared
+                    .stats
+                    .audio_bytes
+                    .fetch_add(bytes.len() as u64, Relaxed);
+                // A full send buffer drops the packet, as the network would.
+                let _ = self.conn.send_datagram(bytes.into());
+            }
+            ServerAction::Clipboard(msg) => {
+                if let Some(seat) = &self.admitted {
+                    if let Some((clipboard, _)) = &seat.clipboard {
+                        clipboard.route_from_session(seat.session_id, msg);
+                    }
+                }
+            }
             ServerAction::Close { code, reason } => {
                 return Ok(Some(self.close(code, &reason, writers).await));
             }
@@ -342,7 +368,12 @@ impl Driver {
         let figures = ViewerCounters::new(session_id, desktop.name(), from);
         shared.viewers.add(figures.clone());
         let input_taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let clipboard = desktop.clipboard().map(|c| (c.clone(), c.join(session_id)));
+        let clipboard_policy = clipboard.as_ref().map(|(c, _)| c.policy());
         self.admitted = Some(Seat {
+            audio: desktop.audio(),
+            clipboard,
+            session_id,
             figures,
             video_regions: 0,
             cursor: desktop.cursor(),
@@ -364,6 +395,7 @@ impl Driver {
             session_id,
             desktop_size,
             frame_interval,
+            clipboard: clipboard_policy,
         })
     }
 
@@ -419,6 +451,12 @@ impl Driver {
                 stats.max_pictures_in_flight.fetch_max(n as u64, Relaxed);
             }
             Record::RefreshIgnored => tracing::debug!("refresh request ignored: too frequent"),
+            Record::Clipboard {
+                to_client,
+                format,
+                bytes,
+                refused,
+            } => stats.record_clipboard(to_client, format, bytes, refused),
         }
     }
 
@@ -529,6 +567,9 @@ impl Driver {
         if let Some(seat) = self.admitted.take() {
             seat.desktop.unsubscribe(&seat.sink);
             self.shared.viewers.remove(&seat.figures);
+            if let Some((clipboard, _)) = &seat.clipboard {
+                clipboard.leave(seat.session_id);
+            }
         }
     }
 }
@@ -584,6 +625,8 @@ enum SeatEvent {
     Damage,
     Evicted(String),
     Cursor,
+    Clipboard(ClipboardMsg),
+    Audio(Arc<AudioPacket>),
     Nothing,
 }
 
@@ -598,6 +641,8 @@ async fn seat_event(seat: &mut Option<Seat>) -> SeatEvent {
             s.evicted = Box::pin(std::future::pending());
             SeatEvent::Evicted(reason)
         }
+        Some(msg) = clipboard_message(&mut s.clipboard) => SeatEvent::Clipboard(msg),
+        packet = audio_packet(&mut s.audio) => packet.map_or(SeatEvent::Nothing, SeatEvent::Audio),
         changed = s.cursor.changed(), if s.cursor_open => match changed {
             Ok(()) => SeatEvent::Cursor,
             // The desktop is going: its eviction follows.
@@ -606,5 +651,36 @@ async fn seat_event(seat: &mut Option<Seat>) -> SeatEvent {
                 SeatEvent::Nothing
             }
         },
+    }
+}
+
+/// The next clipboard message of the desktop for this session (never, without one).
+async fn clipboard_message(
+    clipboard: &mut Option<(
+        Arc<crate::clipboard::DesktopClipboard>,
+        mpsc::UnboundedReceiver<ClipboardMsg>,
+    )>,
+) -> Option<ClipboardMsg> {
+    match clipboard {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The desktop's next audio packet (never, without sound). A session that fell behind
+/// skips what it missed; when the sound ends, the session no longer waits for it.
+async fn audio_packet(
+    audio: &mut Option<tokio::sync::broadcast::Receiver<Arc<AudioPacket>>>,
+) -> Option<Arc<AudioPacket>> {
+    let Some(rx) = audio else {
+        return std::future::pending().await;
+    };
+    match rx.recv().await {
+        Ok(packet) => Some(packet),
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+            *audio = None;
+            None
+        }
     }
 }

@@ -18,6 +18,8 @@ const CLOSING_GRACE: Duration = Duration::from_secs(2);
 const PRIORITY_CURSOR: i32 = 2;
 const PRIORITY_DISPLAY: i32 = 1;
 const PRIORITY_VIDEO: i32 = 0;
+/// A clipboard of many megabytes goes when nothing on screen waits.
+const PRIORITY_CLIPBOARD: i32 = -1;
 
 /// What the session's tasks tell it.
 #[derive(Debug)]
@@ -100,6 +102,7 @@ impl Writers {
             SendChannel::Cursor => PRIORITY_CURSOR,
             SendChannel::Display => PRIORITY_DISPLAY,
             SendChannel::Video(_) | SendChannel::Control => PRIORITY_VIDEO,
+            SendChannel::Clipboard => PRIORITY_CLIPBOARD,
         };
         let _ = stream.set_priority(priority);
         self.spawn(channel, stream);

@@ -44,6 +44,13 @@ pub struct ServerStats {
     pub video_skipped: AtomicU64,
     /// Video bitrate the rate controller last chose for a session, bits per second.
     pub video_bitrate: AtomicU64,
+    /// Clipboard transfers by direction (to the client first), format (text, PNG) and
+    /// outcome (passed, refused); their bytes by direction. Never their content.
+    pub clipboard_transfers: [[[AtomicU64; 2]; 2]; 2],
+    pub clipboard_bytes: [AtomicU64; 2],
+    /// Audio packets (Opus datagrams) sent, and their bytes.
+    pub audio_packets: AtomicU64,
+    pub audio_bytes: AtomicU64,
     video_encode_us: Mutex<Vec<u32>>,
     encode_us: Mutex<Vec<u32>>,
     frame_bytes: Mutex<Vec<u32>>,
@@ -51,6 +58,22 @@ pub struct ServerStats {
 }
 
 impl ServerStats {
+    pub fn record_clipboard(
+        &self,
+        to_client: bool,
+        format: oriel_protocol::ClipFormat,
+        bytes: usize,
+        refused: bool,
+    ) {
+        let way = usize::from(!to_client);
+        let format = match format {
+            oriel_protocol::ClipFormat::Text => 0,
+            oriel_protocol::ClipFormat::Png => 1,
+        };
+        self.clipboard_transfers[way][format][usize::from(refused)].fetch_add(1, Relaxed);
+        self.clipboard_bytes[way].fetch_add(bytes as u64, Relaxed);
+    }
+
     pub fn record_frame(&self, stats: &FrameStats, wire_bytes: usize, encode_us: u32) {
         self.frames_sent.fetch_add(1, Relaxed);
         self.display_bytes.fetch_add(wire_bytes as u64, Relaxed);

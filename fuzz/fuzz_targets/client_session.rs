@@ -70,6 +70,26 @@ fuzz_target!(|data: &[u8]| {
                 s.handle_timeout(now);
             }
             6 => s.handle(now, ClientEvent::ControlFinished),
+            // A datagram (an audio packet, or junk).
+            _ if byte(2) & 3 == 2 => s.handle(now, ClientEvent::Datagram(payload)),
+            // The local clipboard's side.
+            _ if byte(2) & 1 == 1 => {
+                let (serial, format) = (u64::from(byte(0)), oriel_protocol::ClipFormat::Png);
+                let msg = match byte(1) % 3 {
+                    0 => oriel_protocol::ClipboardMsg::Request { serial, format },
+                    1 => oriel_protocol::ClipboardMsg::Data {
+                        serial,
+                        format,
+                        data: vec![0; usize::from(byte(3)) * 64],
+                    },
+                    _ => oriel_protocol::ClipboardMsg::Offer {
+                        selection: oriel_protocol::Selection::Primary,
+                        serial,
+                        formats: vec![format],
+                    },
+                };
+                s.handle(now, ClientEvent::Clipboard(msg));
+            }
             _ => s.handle(
                 now,
                 ClientEvent::Request(ClientControl::ResizeRequest {

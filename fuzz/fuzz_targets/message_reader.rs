@@ -24,4 +24,5 @@ fuzz_target!(|data: &[u8]| {
     drain::<InputEvent>(data, split, Channel::Input.max_message_len());
     drain::<CursorMsg>(data, split, Channel::Cursor.max_message_len());
     drain::<VideoMsg>(data, split, Channel::Video.max_message_len());
+    drain::<oriel_protocol::ClipboardMsg>(data, split, 64 * 1024);
 });

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use oriel_protocol::session::server::*;
-use oriel_protocol::{Capabilities, CursorMsg, Rect, Reject, RejectCode, Size};
+use oriel_protocol::{
+    Capabilities, ClipFormat, ClipboardMsg, ClipboardPolicy, CursorMsg, Rect, Reject, RejectCode,
+    Size,
+};
 
 fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
@@ -46,6 +49,12 @@ fuzz_target!(|data: &[u8]| {
                     session_id: 1,
                     desktop_size: Size::new(64 + u32::from(byte(1)) * 8, 64 + u32::from(byte(2)) * 8),
                     frame_interval: Duration::from_millis(u64::from(byte(3)).max(1)),
+                    // Half the sessions share a small clipboard, with any policy.
+                    clipboard: (byte(4) & 1 == 0).then(|| ClipboardPolicy {
+                        to_desktop: byte(4) & 2 != 0,
+                        to_client: byte(4) & 4 != 0,
+                        max_bytes: u32::from(byte(5)) * 16,
+                    }),
                 }),
             ),
             3 => s.handle(
@@ -104,7 +113,30 @@ fuzz_target!(|data: &[u8]| {
                     s.handle_timeout(now);
                 }
             }
-            7 => s.handle(now, ServerEvent::Evicted("gone".into())),
+            7 if byte(0) & 1 == 0 => s.handle(now, ServerEvent::Evicted("gone".into())),
+            // The desktop's side of the clipboard.
+            7 => {
+                let (serial, format) = (u64::from(byte(1)), ClipFormat::Text);
+                let msg = match byte(2) % 4 {
+                    0 => ClipboardMsg::Offer {
+                        selection: oriel_protocol::Selection::Clipboard,
+                        serial,
+                        formats: vec![format],
+                    },
+                    1 => ClipboardMsg::Request { serial, format },
+                    2 => ClipboardMsg::Data {
+                        serial,
+                        format,
+                        data: vec![0; usize::from(byte(3)) * 8],
+                    },
+                    _ => ClipboardMsg::Refused {
+                        serial,
+                        format,
+                        reason: "no".into(),
+                    },
+                };
+                s.handle(now, ServerEvent::Clipboard(msg));
+            }
             8 => s.handle(now, ServerEvent::ControlFinished),
             9 => {
                 let event = match byte(0) % 3 {

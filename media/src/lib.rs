@@ -1,14 +1,16 @@
-//! Lossy media for Oriel's video regions: H.264 through openh264, the colour conversion
-//! both ends share, and the quality metric the tests and benchmarks use.
+//! Lossy media for Oriel's video regions and sound: H.264 through openh264, the colour
+//! conversion both ends share, the quality metric the tests and benchmarks use, and Opus.
 //!
 //! No I/O here either: the display server feeds pixels in and gets bitstreams out, the
 //! client feeds bitstreams in and gets pixels out.
 
 mod h264;
+mod opus;
 mod quality;
 mod yuv;
 
 pub use h264::{EncodedVideo, VideoDecoder, VideoEncoder, VideoEncoderConfig};
+pub use opus::{AudioDecoder, AudioEncoder, FRAME_LEN as AUDIO_FRAME_LEN};
 pub use quality::{luma, luma_psnr, PSNR_IDENTICAL};
 pub use yuv::I420;
 

@@ -92,6 +92,28 @@ pub struct X11Params {
     /// XKB keyboard layout, e.g. `de`.
     #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_,()-]{1,64}$"))]
     pub layout: Option<String>,
+    /// Which way the clipboard may go: `both` (default), `to-desktop`, `to-client` or
+    /// `off`. The display server enforces it.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(both|to-desktop|to-client|off)$")
+    )]
+    pub clipboard: Option<String>,
+    /// Most bytes of one clipboard transfer (default 16 MiB).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 67108864))]
+    #[serde(default, deserialize_with = "crate::whole::optional")]
+    pub clipboard_max_bytes: Option<u32>,
+    /// Also share PRIMARY (what selecting text puts), not only the clipboard.
+    pub clipboard_primary: Option<bool>,
+    /// Give each desktop a sound server whose sound reaches the viewers (default true).
+    pub audio: Option<bool>,
+}
+
+impl X11Params {
+    /// The clipboard policy these parameters set.
+    pub fn clipboard_policy(&self) -> Result<crate::ClipboardPolicy, String> {
+        crate::ClipboardPolicy::parse(self.clipboard.as_deref(), self.clipboard_max_bytes)
+    }
 }
 
 /// KVM desktops: a VM of an image from the host's image store.
@@ -235,6 +257,7 @@ impl DesktopSpec {
                         return Err("server must be 'xvfb' or 'xorg'".into());
                     }
                 }
+                p.clipboard_policy()?;
                 if let Some(l) = &p.layout {
                     let ok = !l.is_empty()
                         && l.len() <= 64

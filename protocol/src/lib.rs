@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audio;
+pub mod clipboard;
 pub mod framebuffer;
 pub mod geometry;
 pub mod host_link;
@@ -14,6 +16,8 @@ pub mod ticket;
 pub mod tiles;
 pub mod video;
 
+pub use audio::AudioPacket;
+pub use clipboard::{ClipFormat, ClipboardMsg, ClipboardPolicy, Selection};
 pub use framebuffer::{rgb_bytes, Framebuffer};
 pub use geometry::{Rect, Size};
 pub use messages::*;

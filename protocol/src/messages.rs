@@ -26,6 +26,9 @@ pub enum Channel {
     /// Server → client: one video region's H.264 pictures. Each region gets a stream of
     /// its own, so a lost packet of one picture delays only that region.
     Video = 4,
+    /// Clipboard messages, one stream each way (see [`crate::clipboard`]): a transfer
+    /// of many megabytes waits behind nothing and holds up nothing.
+    Clipboard = 5,
 }
 
 impl Channel {
@@ -36,6 +39,7 @@ impl Channel {
             2 => Some(Self::Input),
             3 => Some(Self::Cursor),
             4 => Some(Self::Video),
+            5 => Some(Self::Clipboard),
             _ => None,
         }
     }
@@ -49,6 +53,7 @@ impl Channel {
             Self::Cursor => 1024 * 1024,
             Self::Display => 96 * 1024 * 1024,
             Self::Video => 16 * 1024 * 1024,
+            Self::Clipboard => crate::clipboard::MAX_CLIPBOARD_BYTES as usize + 4096,
         }
     }
 }
@@ -69,6 +74,10 @@ pub const CAP_COPY_RECT: u32 = 1 << 3;
 pub const CAP_TILE_CACHE: u32 = 1 << 4;
 /// H.264 video regions on `Video` streams.
 pub const CAP_H264: u32 = 1 << 5;
+/// The clipboard channel.
+pub const CAP_CLIPBOARD: u32 = 1 << 6;
+/// The desktop's sound, as Opus in QUIC datagrams.
+pub const CAP_AUDIO: u32 = 1 << 7;
 
 /// Largest tile cache a client may ask for (64 MiB of 64x64 tiles).
 pub const MAX_TILE_CACHE_ENTRIES: u32 = 4096;
@@ -84,7 +93,14 @@ impl Capabilities {
     /// Everything this implementation can do.
     pub fn all() -> Self {
         Self {
-            flags: CAP_SOLID | CAP_PALETTE | CAP_ZSTD | CAP_COPY_RECT | CAP_TILE_CACHE | CAP_H264,
+            flags: CAP_SOLID
+                | CAP_PALETTE
+                | CAP_ZSTD
+                | CAP_COPY_RECT
+                | CAP_TILE_CACHE
+                | CAP_H264
+                | CAP_CLIPBOARD
+                | CAP_AUDIO,
             tile_cache_entries: 2048,
         }
     }

@@ -43,6 +43,7 @@ fn admitted(size: Size) -> Admitted {
         session_id: 7,
         desktop_size: size,
         frame_interval: Duration::from_millis(33),
+        clipboard: None,
     }
 }
 

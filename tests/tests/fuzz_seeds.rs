@@ -71,6 +71,23 @@ fn channel_messages(seeds: &mut Seeds) {
         seeds.insert(("message_reader", name.into()), bytes);
     };
     add(
+        "clipboard",
+        [
+            message(&ClipboardMsg::Policy(ClipboardPolicy::default())),
+            message(&ClipboardMsg::Data {
+                serial: 3,
+                format: ClipFormat::Text,
+                data: b"pasted".to_vec(),
+            }),
+            message(&ClipboardMsg::Refused {
+                serial: 3,
+                format: ClipFormat::Png,
+                reason: "too large".into(),
+            }),
+        ]
+        .concat(),
+    );
+    add(
         "hello",
         message(&Hello {
             version: PROTOCOL_VERSION,
@@ -427,6 +444,27 @@ fn server_session(seeds: &mut Seeds) {
     ]
     .concat();
     seeds.insert(("server_session", "video".into()), video);
+    let mut clip = vec![2, Channel::Clipboard as u8];
+    clip.extend(message(&ClipboardMsg::Offer {
+        selection: Selection::Clipboard,
+        serial: 1,
+        formats: vec![ClipFormat::Text, ClipFormat::Png],
+    }));
+    clip.extend(message(&ClipboardMsg::Request {
+        serial: 4,
+        format: ClipFormat::Text,
+    }));
+    let clipboard = [
+        record(0, &hello),
+        // Admitted with a clipboard both ways, capped at 4080 bytes.
+        record(3, &[0, 10, 10, 33, 0b110, 255]),
+        record(1, &clip),
+        record(7, &[1, 4, 0]),
+        record(7, &[1, 4, 2, 9]),
+        record(7, &[1, 1, 1]),
+    ]
+    .concat();
+    seeds.insert(("server_session", "clipboard".into()), clipboard);
 }
 
 /// Scripts for the client session core: records of `[op, len, payload…]` (see
@@ -488,6 +526,28 @@ fn client_session(seeds: &mut Seeds) {
     ]
     .concat();
     seeds.insert(("client_session", "session".into()), session);
+    let clipboard = [
+        record(0, &welcome),
+        stream(0, Channel::Display, &frame),
+        stream(1, Channel::Cursor, &[]),
+        stream(
+            3,
+            Channel::Clipboard,
+            &[
+                message(&ClipboardMsg::Policy(ClipboardPolicy::default())),
+                message(&ClipboardMsg::Offer {
+                    selection: Selection::Clipboard,
+                    serial: 5,
+                    formats: vec![ClipFormat::Png],
+                }),
+            ]
+            .concat(),
+        ),
+        record(7, &[5, 0, 1]),
+        record(7, &[5, 1, 1, 3]),
+    ]
+    .concat();
+    seeds.insert(("client_session", "clipboard".into()), clipboard);
 }
 
 fn all_seeds() -> Seeds {

@@ -12,6 +12,7 @@ use super::synthetic::{SyntheticConfig, SyntheticSource};
 use super::x11::X11Source;
 use super::xserver::{XServerKind, XSessionConfig};
 use super::FrameSource;
+use crate::clipboard::ClipboardSetting;
 
 /// The image `kvm` desktops boot when they name none: what `image build` makes.
 pub const DEFAULT_IMAGE: &str = "debian";
@@ -30,11 +31,13 @@ pub enum SourceConfig {
     X11Display {
         display: String,
         fps: u32,
+        clipboard: ClipboardSetting,
     },
     /// Start an X server and a session on it.
     X11Session {
         session: XSessionConfig,
         fps: u32,
+        clipboard: ClipboardSetting,
     },
     Kvm(KvmDesktopConfig),
 }
@@ -61,10 +64,15 @@ impl SourceConfig {
             }
             DesktopSpec::X11(p) => {
                 let fps = p.fps.unwrap_or(DEFAULT_FPS);
+                let clipboard = ClipboardSetting {
+                    policy: p.clipboard_policy().map_err(anyhow::Error::msg)?,
+                    primary: p.clipboard_primary.unwrap_or(false),
+                };
                 match &p.display {
                     Some(display) => SourceConfig::X11Display {
                         display: display.clone(),
                         fps,
+                        clipboard,
                     },
                     None => SourceConfig::X11Session {
                         session: XSessionConfig {
@@ -78,8 +86,10 @@ impl SourceConfig {
                             ),
                             command: p.command.clone(),
                             layout: p.layout.clone(),
+                            audio: p.audio.unwrap_or(true),
                         },
                         fps,
+                        clipboard,
                     },
                 }
             }
@@ -100,12 +110,16 @@ impl SourceConfig {
     pub fn open(&self, images: &Path) -> anyhow::Result<Box<dyn FrameSource>> {
         Ok(match self {
             SourceConfig::Synthetic(config) => Box::new(SyntheticSource::new(config.clone())?),
-            SourceConfig::X11Display { display, fps } => {
-                Box::new(X11Source::connect(Some(display), *fps)?)
-            }
-            SourceConfig::X11Session { session, fps } => {
-                Box::new(X11Source::spawn_session(session, *fps)?)
-            }
+            SourceConfig::X11Display {
+                display,
+                fps,
+                clipboard,
+            } => Box::new(X11Source::connect(Some(display), *fps)?.with_clipboard(*clipboard)),
+            SourceConfig::X11Session {
+                session,
+                fps,
+                clipboard,
+            } => Box::new(X11Source::spawn_session(session, *fps)?.with_clipboard(*clipboard)),
             SourceConfig::Kvm(config) => Box::new(KvmSource::start(images, config)?),
         })
     }
@@ -125,13 +139,39 @@ mod tests {
         );
         let x11 = SourceConfig::from_spec(&DesktopSpec::X11(X11Params::default())).unwrap();
         assert!(
-            matches!(&x11, SourceConfig::X11Session { session, fps: DEFAULT_FPS }
+            matches!(&x11, SourceConfig::X11Session { session, fps: DEFAULT_FPS, .. }
                 if session.size == DEFAULT_X11_SIZE && session.command.is_none())
         );
         let kvm = SourceConfig::from_spec(&DesktopSpec::Kvm(KvmParams::default())).unwrap();
         assert!(
             matches!(&kvm, SourceConfig::Kvm(c) if c.image == DEFAULT_IMAGE && c.size == DEFAULT_KVM_SIZE)
         );
+    }
+
+    #[test]
+    fn a_pools_clipboard_policy_reaches_its_desktops() {
+        let spec = DesktopSpec::parse(
+            "x11",
+            r#"{"clipboard": "to-client", "clipboard_max_bytes": 4096, "clipboard_primary": true}"#,
+        )
+        .unwrap();
+        let SourceConfig::X11Session { clipboard, .. } = SourceConfig::from_spec(&spec).unwrap()
+        else {
+            panic!("an x11 session");
+        };
+        assert_eq!(
+            clipboard,
+            ClipboardSetting {
+                policy: oriel_protocol::ClipboardPolicy {
+                    to_desktop: false,
+                    to_client: true,
+                    max_bytes: 4096,
+                },
+                primary: true,
+            }
+        );
+        let err = DesktopSpec::parse("x11", r#"{"clipboard": "sideways"}"#).unwrap_err();
+        assert!(err.to_string().contains("clipboard must be"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,18 @@ pub trait FrameSource: Send {
         None
     }
 
+    /// The sound server of the desktop's programs (`PULSE_SERVER`), for sources that
+    /// have one.
+    fn sound_server(&self) -> Option<String> {
+        None
+    }
+
+    /// The X display whose clipboard the desktop shares, and how, for sources that
+    /// have one.
+    fn clipboard(&self) -> Option<(String, crate::clipboard::ClipboardSetting)> {
+        None
+    }
+
     /// The concrete source, for tools and tests that need more than this trait.
     fn as_any(&self) -> &dyn std::any::Any;
 

@@ -52,6 +52,8 @@ pub struct X11Source {
     screen_changed: bool,
     /// Damage reported and not yet captured, clipped to the screen.
     waiting: Vec<Rect>,
+    /// How the desktop's clipboard is shared.
+    clipboard: crate::clipboard::ClipboardSetting,
     /// The X server this source started, if it did (dropped last: after the connection).
     _server: Option<super::xserver::XServer>,
 }
@@ -161,6 +163,7 @@ impl X11Source {
             capture,
             screen_changed: false,
             waiting: Vec::new(),
+            clipboard: Default::default(),
             _server: None,
         })
     }
@@ -185,6 +188,12 @@ impl X11Source {
         let mut source = Self::connect_to(&server, fps)?;
         source._server = Some(server);
         Ok(source)
+    }
+
+    /// Shares the clipboard as `setting` says (by default: both ways, 16 MiB).
+    pub fn with_clipboard(mut self, setting: crate::clipboard::ClipboardSetting) -> Self {
+        self.clipboard = setting;
+        self
     }
 
     /// The X display this source shows, e.g. ":5".
@@ -422,6 +431,14 @@ impl FrameSource for X11Source {
 
     fn input_sink(&self) -> Option<Arc<dyn InputSink>> {
         Some(self.input.clone())
+    }
+
+    fn sound_server(&self) -> Option<String> {
+        self._server.as_ref().and_then(|s| s.sound_address())
+    }
+
+    fn clipboard(&self) -> Option<(String, crate::clipboard::ClipboardSetting)> {
+        Some((self.display.clone(), self.clipboard))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

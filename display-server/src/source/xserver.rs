@@ -48,6 +48,8 @@ pub struct XSessionConfig {
     /// XKB layout of the desktop's keyboard (e.g. "de", "fr", "us"); clients send
     /// physical keys, so this decides what they type. `None`: the X server's default.
     pub layout: Option<String>,
+    /// Give the session a sound server of its own (its sound reaches the viewers).
+    pub audio: bool,
 }
 
 /// Largest screen an Xorg dummy server can be resized to.
@@ -61,6 +63,8 @@ pub struct XServer {
     private_dir: Option<std::path::PathBuf>,
     /// Xvfb's screen memory as a file (`-fbdir`), for captures without requests.
     framebuffer_file: Option<std::path::PathBuf>,
+    /// The session's sound server (dropped after the session).
+    sound: Option<crate::audio::SoundServer>,
 }
 
 impl XServer {
@@ -84,9 +88,21 @@ impl XServer {
         if let Some(layout) = &config.layout {
             set_layout(&server.display, layout)?;
         }
+        if config.audio {
+            match private_dir("pulse").and_then(|dir| {
+                crate::audio::SoundServer::start(dir).map_err(|e| X11Error::Spawn(format!("{e:#}")))
+            }) {
+                Ok(sound) => server.sound = Some(sound),
+                Err(e) => tracing::warn!(display = server.display, "the desktop has no sound: {e}"),
+            }
+        }
         let command = config.command.clone().or_else(default_session);
         if let Some(command) = command {
-            let child = Command::new("sh")
+            let mut session = Command::new("sh");
+            if let Some(sound) = &server.sound {
+                session.env("PULSE_SERVER", sound.address());
+            }
+            let child = session
                 .args(["-c", &command])
                 .env("DISPLAY", &server.display)
                 .stdin(Stdio::null())
@@ -198,6 +214,7 @@ impl XServer {
             display: String::new(),
             private_dir,
             framebuffer_file: None,
+            sound: None,
         };
         // SAFETY: `read_fd` is an open pipe end that the File now owns.
         let mut reader = unsafe { std::fs::File::from_raw_fd(read_fd) };
@@ -232,6 +249,11 @@ impl XServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(server)
+    }
+
+    /// Where the session's sound server listens (`PULSE_SERVER`), if it has one.
+    pub fn sound_address(&self) -> Option<String> {
+        self.sound.as_ref().map(|s| s.address())
     }
 
     pub fn display(&self) -> &str {

@@ -19,6 +19,7 @@ pub enum SendChannel {
     Cursor,
     /// One video region's stream.
     Video(u64),
+    Clipboard,
 }
 
 impl SendChannel {
@@ -29,6 +30,7 @@ impl SendChannel {
             SendChannel::Display => Channel::Display,
             SendChannel::Cursor => Channel::Cursor,
             SendChannel::Video(_) => Channel::Video,
+            SendChannel::Clipboard => Channel::Clipboard,
         }
     }
 }

@@ -46,6 +46,10 @@ pub enum ClientEvent<'a> {
     },
     /// The application asks the server for something (a new size).
     Request(ClientControl),
+    /// A clipboard message from the client's own clipboard, for the desktop.
+    Clipboard(crate::ClipboardMsg),
+    /// A datagram from the server (an audio packet).
+    Datagram(&'a [u8]),
 }
 
 /// Why a client session failed.
@@ -89,6 +93,14 @@ pub enum ClientAction {
     Closing(String),
     /// The desktop moved to another display server (the session ends): connect there.
     Moved(crate::MovedTo),
+    /// A clipboard message from the desktop's side (or a refusal of the client's
+    /// request), for the client's own clipboard.
+    Clipboard(crate::ClipboardMsg),
+    /// Bytes for the client's clipboard stream: open it (one uni stream) at the first,
+    /// which starts with its tag.
+    SendClipboard(Vec<u8>),
+    /// 20 ms of the desktop's sound, for the playout buffer.
+    Audio(crate::AudioPacket),
     /// The server finished its display stream: the session is over.
     Ended,
     /// The session failed; close the connection.

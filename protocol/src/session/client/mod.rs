@@ -7,6 +7,7 @@
 //! [`ClientSession::handle_timeout`] at [`ClientSession::next_deadline`], and carries
 //! out every [`ClientAction`] from [`ClientSession::poll_action`] in order.
 
+mod clipboard;
 mod events;
 mod regions;
 
@@ -46,6 +47,7 @@ enum Stream {
         reader: MessageReader,
         region: Option<u64>,
     },
+    Clipboard(MessageReader),
 }
 
 #[derive(Debug)]
@@ -71,6 +73,7 @@ pub struct ClientSession {
     moved: Option<crate::MovedTo>,
     /// Display stream bytes received (after its tag).
     display_bytes: u64,
+    clipboard: clipboard::ClientClipboard,
 }
 
 impl ClientSession {
@@ -94,6 +97,7 @@ impl ClientSession {
             closing: None,
             moved: None,
             display_bytes: 0,
+            clipboard: clipboard::ClientClipboard::default(),
         };
         session.send_control(&config.hello);
         session
@@ -204,6 +208,23 @@ impl ClientSession {
                     self.send_control(&request);
                 }
             }
+            ClientEvent::Clipboard(msg) => self.clipboard_from_local(msg),
+            ClientEvent::Datagram(bytes) => {
+                let audio = self
+                    .welcome
+                    .as_ref()
+                    .is_some_and(|w| w.capabilities.has(CAP_AUDIO));
+                if self.phase != Phase::Running {
+                    return; // it overtook the welcome: 20 ms of sound, dropped
+                }
+                if !audio {
+                    return self.fail("a datagram on a session without audio");
+                }
+                match crate::AudioPacket::from_datagram(bytes) {
+                    Some(packet) => self.push(ClientAction::Audio(packet)),
+                    None => self.fail("a malformed audio datagram"),
+                }
+            }
         }
     }
 
@@ -288,6 +309,10 @@ impl ClientSession {
                     reader: reader(Channel::Video),
                     region: None,
                 },
+                Some(Channel::Clipboard) if !self.clipboard.stream_seen => {
+                    self.clipboard.stream_seen = true;
+                    Stream::Clipboard(reader(Channel::Clipboard))
+                }
                 _ => return self.fail(&format!("server opened an unexpected stream (tag {tag})")),
             };
             if self.has_display && self.has_cursor && self.phase == Phase::Running {
@@ -299,7 +324,9 @@ impl ClientSession {
                 self.display_bytes += bytes.len() as u64;
                 r.push(bytes);
             }
-            Stream::Cursor(r) | Stream::Video { reader: r, .. } => r.push(bytes),
+            Stream::Cursor(r) | Stream::Video { reader: r, .. } | Stream::Clipboard(r) => {
+                r.push(bytes)
+            }
             Stream::Untagged => {}
         }
         // Nothing is read before the welcome says what the session is.
@@ -322,7 +349,7 @@ impl ClientSession {
                 }
                 Err(e) => Some(format!("display stream ended early: {e}")),
             },
-            Stream::Cursor(r) | Stream::Video { reader: r, .. } => {
+            Stream::Cursor(r) | Stream::Video { reader: r, .. } | Stream::Clipboard(r) => {
                 r.finish().err().map(|e| format!("stream ended early: {e}"))
             }
             Stream::Untagged => None,
@@ -341,6 +368,9 @@ impl ClientSession {
                 Stream::Untagged => return,
                 Stream::Display(r) => r.next_message::<FrameMsg>().map(|m| m.map(Msg::Frame)),
                 Stream::Cursor(r) => r.next_message::<CursorMsg>().map(|m| m.map(Msg::Cursor)),
+                Stream::Clipboard(r) => r
+                    .next_message::<crate::ClipboardMsg>()
+                    .map(|m| m.map(Msg::Clipboard)),
                 Stream::Video { reader, region } => {
                     let region = *region;
                     reader
@@ -356,6 +386,7 @@ impl ClientSession {
             match msg {
                 Msg::Frame(frame) => self.frame(frame),
                 Msg::Cursor(cursor) => self.cursor(cursor),
+                Msg::Clipboard(msg) => self.clipboard_from_server(msg),
                 Msg::Video(
                     None,
                     VideoMsg::Start {
@@ -491,4 +522,5 @@ enum Msg {
     Frame(FrameMsg),
     Cursor(CursorMsg),
     Video(Option<u64>, VideoMsg),
+    Clipboard(crate::ClipboardMsg),
 }

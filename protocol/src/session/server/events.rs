@@ -27,6 +27,8 @@ pub struct Admitted {
     pub desktop_size: Size,
     /// Time between two captures of the desktop.
     pub frame_interval: Duration,
+    /// The desktop's clipboard policy, if it has a clipboard.
+    pub clipboard: Option<crate::ClipboardPolicy>,
 }
 
 /// A video region the encoder started.
@@ -132,6 +134,10 @@ pub enum ServerEvent<'a> {
     /// The desktop moved to another display server: the client is told where, and the
     /// session ends.
     Moved(crate::MovedTo),
+    /// A clipboard message from the desktop's side, for this session's client.
+    Clipboard(crate::ClipboardMsg),
+    /// 20 ms of the desktop's sound.
+    Audio(&'a crate::AudioPacket),
 }
 
 /// Something the server records about a session (metrics).
@@ -146,6 +152,13 @@ pub enum Record {
     FramesInFlight(usize),
     PicturesInFlight(usize),
     RefreshIgnored,
+    /// A clipboard transfer ended: data went (or was refused) one way.
+    Clipboard {
+        to_client: bool,
+        format: crate::ClipFormat,
+        bytes: usize,
+        refused: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +186,10 @@ pub enum ServerAction {
     Refresh,
     /// Ask the desktop for this size.
     Resize(Size),
+    /// Hand this clipboard message, from the client or answering it, to the desktop's side.
+    Clipboard(crate::ClipboardMsg),
+    /// Send this datagram (an audio packet); it may be lost, never retransmitted.
+    SendDatagram(Vec<u8>),
     Record(Record),
     /// Close the connection (after letting the control stream drain if the code lingers).
     Close {

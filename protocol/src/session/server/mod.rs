@@ -10,6 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+mod clipboard;
 mod cursor;
 mod events;
 
@@ -43,10 +44,18 @@ enum Phase {
     Closed,
 }
 
-/// One input stream: its tag, then input events.
+/// What a client stream carries, once its tag has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientStream {
+    Untagged,
+    Input,
+    Clipboard,
+}
+
+/// One client stream: its tag, then input events or clipboard messages.
 #[derive(Debug)]
 struct InputStream {
-    tagged: bool,
+    kind: ClientStream,
     reader: MessageReader,
 }
 
@@ -80,6 +89,8 @@ pub struct ServerSession {
     encoding: Encoding,
     cursor: CursorPacer,
     video: Vec<u64>,
+    /// The desktop's clipboard policy, once the session runs with a clipboard.
+    clipboard: Option<crate::ClipboardPolicy>,
 }
 
 impl ServerSession {
@@ -105,6 +116,7 @@ impl ServerSession {
             encoding: Encoding::default(),
             cursor: CursorPacer::default(),
             video: Vec::new(),
+            clipboard: None,
         }
     }
 
@@ -186,7 +198,7 @@ impl ServerSession {
             ServerEvent::StreamFinished { stream } => {
                 if let Some(s) = self.inputs.remove(&stream) {
                     if let Err(e) = s.reader.finish() {
-                        self.fail(&format!("input stream: {e}"));
+                        self.fail(&format!("client stream: {e}"));
                     }
                 }
             }
@@ -234,6 +246,12 @@ impl ServerSession {
                     self.send_control(&ServerControl::Moved(to));
                 }
                 self.close(CloseCode::DesktopGone, "the desktop moved to another host");
+            }
+            ServerEvent::Clipboard(msg) => self.clipboard_from_desktop(msg),
+            ServerEvent::Audio(packet) => {
+                if self.phase == Phase::Running && self.caps.has(CAP_AUDIO) {
+                    self.push(ServerAction::SendDatagram(packet.to_datagram()));
+                }
             }
         }
     }
@@ -306,6 +324,11 @@ impl ServerSession {
         }
         self.next_report = Some(now + FLOW_REPORT_INTERVAL);
         self.send_cursor();
+        if self.caps.has(CAP_CLIPBOARD) {
+            if let Some(policy) = admitted.clipboard {
+                self.start_clipboard(policy);
+            }
+        }
         // Control messages that came with the hello.
         self.read_control(now);
         self.maybe_encode(now);
@@ -371,20 +394,46 @@ impl ServerSession {
             return self.fail("too many input streams");
         }
         let input = self.inputs.entry(stream).or_insert_with(|| InputStream {
-            tagged: false,
-            reader: MessageReader::new(Channel::Input.max_message_len()),
+            kind: ClientStream::Untagged,
+            reader: MessageReader::new(0),
         });
-        if !input.tagged {
+        if input.kind == ClientStream::Untagged {
             let Some((&tag, rest)) = bytes.split_first() else {
                 return;
             };
-            if Channel::from_tag(tag) != Some(Channel::Input) {
-                return self.fail(&format!("client opened a stream with unexpected tag {tag}"));
+            match Channel::from_tag(tag) {
+                Some(Channel::Input) => {
+                    input.kind = ClientStream::Input;
+                    input.reader = MessageReader::new(Channel::Input.max_message_len());
+                }
+                Some(Channel::Clipboard) => {
+                    let Some(limit) = self.clipboard_stream_limit() else {
+                        return self.fail("client opened a clipboard stream without a clipboard");
+                    };
+                    if self
+                        .inputs
+                        .values()
+                        .any(|s| s.kind == ClientStream::Clipboard)
+                    {
+                        return self.fail("client opened a second clipboard stream");
+                    }
+                    let input = self.inputs.get_mut(&stream).expect("inserted above");
+                    input.kind = ClientStream::Clipboard;
+                    input.reader = MessageReader::new(limit);
+                }
+                _ => {
+                    return self.fail(&format!("client opened a stream with unexpected tag {tag}"))
+                }
             }
-            input.tagged = true;
             bytes = rest;
         }
+        let Some(input) = self.inputs.get_mut(&stream) else {
+            return;
+        };
         input.reader.push(bytes);
+        if input.kind == ClientStream::Clipboard {
+            return self.read_clipboard(stream);
+        }
         let mut events = Vec::new();
         let result = loop {
             match input.reader.next_message::<InputEvent>() {

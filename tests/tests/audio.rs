@@ -1,0 +1,176 @@
+//! The desktop's sound reaches the client: a chirp made with sox, played in an x11
+//! desktop with paplay (into the desktop's own PulseAudio), arrives in the headless
+//! client's WAV file, also across a lossy link.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use oriel_display_server::desktop::Desktop;
+use oriel_display_server::source::x11::X11Source;
+use oriel_display_server::source::xserver::XSessionConfig;
+use oriel_display_server::source::FrameSource;
+use oriel_display_server::{DisplayServer, ServerConfig};
+use oriel_e2e::{connect_options, temp_dir};
+use oriel_netem::{LinkSpec, Relay};
+use oriel_protocol::Size;
+use oriel_transport::tls::Identity;
+
+/// An x11 desktop with a sound server, served; and its `PULSE_SERVER`.
+fn serve_with_sound() -> (DisplayServer, String) {
+    let config = XSessionConfig {
+        size: Size::new(320, 240),
+        command: Some("sleep 600".into()),
+        audio: true,
+        ..Default::default()
+    };
+    let source = X11Source::spawn_session(&config, 30).expect("Xvfb runs");
+    let pulse = source
+        .sound_server()
+        .expect("pulseaudio runs (scripts/install-deps installs it)");
+    let identity = Identity::generate(&["localhost".into()]).expect("identity");
+    let server_config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let desktop = Desktop::new("x", Box::new(source) as Box<dyn FrameSource>);
+    let server = DisplayServer::start(server_config, &identity, vec![desktop]).unwrap();
+    (server, pulse)
+}
+
+fn chirp(path: &Path) {
+    let status = Command::new("sox")
+        .args(["-n", "-r", "48000", "-c", "2", "-b", "16"])
+        .arg(path)
+        .args(["synth", "1.5", "sine", "300-3000", "vol", "0.5"])
+        .status()
+        .expect("sox runs (scripts/install-deps installs it)");
+    assert!(status.success());
+}
+
+fn left_channel(path: &Path) -> Vec<f64> {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    assert_eq!(reader.spec().sample_rate, 48_000);
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    samples.chunks(2).map(|c| f64::from(c[0])).collect()
+}
+
+/// The best normalised cross-correlation of the middle of `reference` (its first and
+/// last 100 ms left out: a sound server may cut the first milliseconds of a stream)
+/// within `recorded`.
+fn best_match(reference: &[f64], recorded: &[f64]) -> f64 {
+    const EDGE: usize = 4800;
+    let onset = |s: &[f64]| {
+        let peak = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        s.iter().position(|v| v.abs() > peak * 0.1).unwrap_or(0)
+    };
+    let middle = &reference[EDGE..reference.len() - EDGE];
+    let guess = (onset(recorded) + EDGE).saturating_sub(onset(reference));
+    let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let ref_norm = norm(middle);
+    let mut best = 0.0f64;
+    for lag in guess.saturating_sub(2400)..=guess + 2400 {
+        let Some(window) = recorded.get(lag..lag + middle.len()) else {
+            break;
+        };
+        let dot: f64 = window.iter().zip(middle).map(|(a, b)| a * b).sum();
+        best = best.max(dot / (ref_norm * norm(window)).max(1e-9));
+    }
+    best
+}
+
+/// Plays the chirp in the desktop while a headless client records; returns the
+/// correlation, and the client's audio figures.
+async fn play_through(link: Option<&str>, tag: &str) -> (f64, u64, u64, u64) {
+    let (server, pulse) = serve_with_sound();
+    let dir = temp_dir(tag);
+    let (reference, recorded) = (dir.join("chirp.wav"), dir.join("client.wav"));
+    chirp(&reference);
+    let mut opts = connect_options(&server, "x");
+    let relay = match link {
+        Some(spec) => {
+            let spec: LinkSpec = spec.parse().unwrap();
+            let relay = Relay::start(server.local_addr().unwrap(), spec)
+                .await
+                .unwrap();
+            opts.addr = relay.addr();
+            Some(relay)
+        }
+        None => None,
+    };
+    let audio = oriel::audio::AudioOutput::to_wav(&recorded).unwrap();
+    opts.audio = Some(audio.clone());
+    let session = oriel::Session::connect(&opts).await.expect("connect");
+    let run = tokio::spawn(session.run(
+        oriel::StopWhen {
+            duration: Some(Duration::from_secs(5)),
+            ..Default::default()
+        },
+        None,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let played = tokio::process::Command::new("paplay")
+        .arg(&reference)
+        .env("PULSE_SERVER", &pulse)
+        .status()
+        .await
+        .expect("paplay runs (pulseaudio-utils)");
+    assert!(played.success());
+    run.await.unwrap().expect("the session runs");
+    audio.finish().await.unwrap();
+    drop(relay);
+    let recorded = left_channel(&recorded);
+    let r = best_match(&left_channel(&reference), &recorded);
+    // Continuous: no 20 ms of the chirp went silent.
+    let loud: Vec<bool> = recorded
+        .chunks(960)
+        .map(|c| c.iter().any(|v| v.abs() > 1000.0))
+        .collect();
+    let first = loud.iter().position(|l| *l).expect("the chirp arrived");
+    let last = loud.iter().rposition(|l| *l).unwrap();
+    let gaps: Vec<usize> = (first..=last).filter(|i| !loud[*i]).collect();
+    let peaks: Vec<f64> = gaps
+        .iter()
+        .map(|i| {
+            recorded[i * 960..]
+                .iter()
+                .take(960)
+                .fold(0.0f64, |m, v| m.max(v.abs()))
+        })
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "silent 20 ms frames inside the chirp at {gaps:?} of {first}..={last} (peaks {peaks:?}); figures {:?}",
+        audio.figures
+    );
+    let f = &audio.figures;
+    use std::sync::atomic::Ordering::Relaxed;
+    let figures = (
+        f.packets.load(Relaxed),
+        f.concealed.load(Relaxed),
+        f.latency_us.load(Relaxed),
+    );
+    eprintln!(
+        "{tag}: correlation {r:.3}, packets {}, concealed {}, latency {} µs",
+        figures.0, figures.1, figures.2
+    );
+    (r, figures.0, figures.1, figures.2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chirp_played_in_the_desktop_arrives_in_the_clients_wav() {
+    let (r, packets, _, _) = play_through(None, "audio-loopback").await;
+    // 1.5 s of chirp is 75 packets; silence before and after is not sent.
+    assert!((70..=110).contains(&packets), "{packets} packets");
+    assert!(r >= 0.9, "cross-correlation {r:.3}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_percent_loss_is_concealed_and_the_sound_stays_continuous() {
+    let (r, packets, concealed, _) = play_through(Some("rtt=40ms,loss=1%"), "audio-loss").await;
+    assert!(packets >= 60, "{packets} packets");
+    assert!(concealed <= 10, "{concealed} frames concealed");
+    // A concealed frame of a sweep is audibly fine but out of phase for a few frames,
+    // which a sample-by-sample correlation counts fully.
+    assert!(r >= 0.5, "cross-correlation {r:.3} across 1% loss");
+}
