@@ -43,7 +43,8 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
     let source = X11Source::spawn_session(&config, 30)?;
     let pulse = source
         .sound_server()
-        .context("the desktop has no sound server (is pulseaudio installed?)")?;
+        .context("the desktop has no sound server (is pulseaudio installed?)")?
+        .address;
     let link_text = link.as_ref().map(|l| format!("{l:?}"));
     let mut rig = Rig::start(Box::new(source), 4, 16_000, link)?;
     let audio = rig

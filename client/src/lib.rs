@@ -7,6 +7,7 @@ mod error;
 mod input;
 pub mod launcher;
 pub mod local;
+pub mod microphone;
 pub mod resume;
 pub mod screenshot;
 pub mod session;

@@ -100,6 +100,10 @@ struct ViewArgs {
     /// been played.
     #[arg(long, value_name = "FILE.wav")]
     audio_out: Option<PathBuf>,
+    /// Use this WAV file (48 kHz, 16-bit, mono or stereo) as the microphone: the
+    /// desktop's programs record it, once, from the start of the session.
+    #[arg(long, value_name = "FILE.wav")]
+    audio_in: Option<PathBuf>,
     /// Save the final screen as PNG.
     #[arg(long, value_name = "FILE")]
     screenshot: Option<PathBuf>,
@@ -215,6 +219,9 @@ async fn view(
     }
     if let Some(path) = &args.audio_out {
         opts.audio = Some(oriel::audio::AudioOutput::to_wav(path)?);
+    }
+    if let Some(path) = &args.audio_in {
+        opts.microphone = Some(oriel::microphone::Microphone::from_wav(path)?);
     }
     let screenshot = args.screenshot.as_deref();
     let outcome = run_session(&opts, args.duration, screenshot, window, reconnect).await;

@@ -37,6 +37,8 @@ pub struct ConnectOptions {
     pub clipboard: Option<crate::clipboard::ClipboardPort>,
     /// Where the desktop's sound goes (none: it is not asked for).
     pub audio: Option<crate::audio::AudioOutput>,
+    /// The viewer's microphone, for desktops that take one.
+    pub microphone: Option<crate::microphone::Microphone>,
 }
 
 impl ConnectOptions {
@@ -49,6 +51,9 @@ impl ConnectOptions {
         }
         if self.clipboard.is_none() {
             caps.flags &= !CAP_CLIPBOARD;
+        }
+        if self.microphone.is_none() {
+            caps.flags &= !CAP_MICROPHONE;
         }
         caps
     }
@@ -63,6 +68,7 @@ impl ConnectOptions {
             capabilities: Capabilities::all(),
             clipboard: None,
             audio: None,
+            microphone: None,
         }
     }
 }
@@ -331,6 +337,10 @@ impl Session {
             Some(port) => Some(port.attach().await),
             None => None,
         };
+        let mut microphone = match &self.opts.microphone {
+            Some(mic) if self.welcome.capabilities.has(CAP_MICROPHONE) => Some(mic.subscribe()),
+            _ => None,
+        };
         let end = 'session: loop {
             while let Some(action) = self.core.poll_action() {
                 match self.act(action, &mut video, &mut stats, &mut observe)? {
@@ -384,6 +394,9 @@ impl Session {
                 }
                 Ok(datagram) = self.conn.read_datagram() => {
                     self.core.handle(now, ClientEvent::Datagram(&datagram));
+                }
+                Some(packet) = crate::microphone::next_packet(&mut microphone) => {
+                    self.core.handle(now, ClientEvent::Microphone(&packet));
                 }
                 Some(msg) = crate::clipboard::next_local(&mut local_clipboard) => {
                     self.core.handle(now, ClientEvent::Clipboard(msg));
@@ -503,6 +516,10 @@ impl Session {
                     .store(u64::from(video_bitrate), Ordering::Relaxed);
             }
             ClientAction::Closing(reason) => tracing::info!("server: {reason}"),
+            ClientAction::SendDatagram(bytes) => {
+                // A full send buffer drops the packet, as the network would.
+                let _ = self.conn.send_datagram(bytes.into());
+            }
             ClientAction::Audio(packet) => {
                 if let Some(out) = &self.opts.audio {
                     out.play(packet);

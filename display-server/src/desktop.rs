@@ -215,8 +215,8 @@ impl Desktop {
                 })
                 .ok()
         });
-        let audio = source.sound_server().and_then(|address| {
-            crate::audio::DesktopAudio::start(&address, &name)
+        let audio = source.sound_server().and_then(|access| {
+            crate::audio::DesktopAudio::start(&access, &name)
                 .inspect_err(|e| {
                     tracing::warn!(desktop = name, "the desktop's sound is not captured: {e:#}")
                 })
@@ -250,6 +250,11 @@ impl Desktop {
         &self,
     ) -> Option<tokio::sync::broadcast::Receiver<Arc<oriel_protocol::AudioPacket>>> {
         self.audio.as_ref().map(|a| a.subscribe())
+    }
+
+    /// Where viewers' microphones go, if the desktop takes one.
+    pub fn microphone(&self) -> Option<crate::microphone::MicrophoneFeed> {
+        self.audio.as_ref().and_then(|a| a.microphone())
     }
 
     /// The desktop's clipboard, if it shares one.

@@ -14,6 +14,7 @@ pub mod figures;
 pub mod image_build;
 pub mod metrics;
 pub mod metrics_http;
+pub mod microphone;
 mod migration;
 mod pipeline;
 pub mod registry;

@@ -105,6 +105,8 @@ struct Seat {
     session_id: u64,
     /// The desktop's sound, packet by packet.
     audio: Option<tokio::sync::broadcast::Receiver<Arc<AudioPacket>>>,
+    /// Where the viewer's microphone goes, if the desktop takes one.
+    microphone: Option<crate::microphone::MicrophoneFeed>,
     _slot: Slot,
 }
 
@@ -181,6 +183,9 @@ impl Driver {
                     SeatEvent::Audio(packet) => self.core.handle(now, ServerEvent::Audio(&packet)),
                     SeatEvent::Nothing => {}
                 },
+                Ok(datagram) = self.conn.read_datagram() => {
+                    self.core.handle(now, ServerEvent::Datagram(&datagram));
+                }
                 _ = pump::sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
                 e = self.conn.closed() => return match e {
                     quinn::ConnectionError::ApplicationClosed(_)
@@ -272,6 +277,13 @@ impl Driver {
                     .fetch_add(bytes.len() as u64, Relaxed);
                 // A full send buffer drops the packet, as the network would.
                 let _ = self.conn.send_datagram(bytes.into());
+            }
+            ServerAction::Microphone(packet) => {
+                if let Some(seat) = &self.admitted {
+                    if let Some(mic) = &seat.microphone {
+                        mic.send(seat.session_id, packet);
+                    }
+                }
             }
             ServerAction::Clipboard(msg) => {
                 if let Some(seat) = &self.admitted {
@@ -372,6 +384,7 @@ impl Driver {
         let clipboard_policy = clipboard.as_ref().map(|(c, _)| c.policy());
         self.admitted = Some(Seat {
             audio: desktop.audio(),
+            microphone: desktop.microphone(),
             clipboard,
             session_id,
             figures,
@@ -396,6 +409,10 @@ impl Driver {
             desktop_size,
             frame_interval,
             clipboard: clipboard_policy,
+            microphone: self
+                .admitted
+                .as_ref()
+                .is_some_and(|s| s.microphone.is_some()),
         })
     }
 

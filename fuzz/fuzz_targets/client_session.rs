@@ -72,6 +72,16 @@ fuzz_target!(|data: &[u8]| {
             6 => s.handle(now, ClientEvent::ControlFinished),
             // A datagram (an audio packet, or junk).
             _ if byte(2) & 3 == 2 => s.handle(now, ClientEvent::Datagram(payload)),
+            // The local microphone.
+            _ if byte(2) & 7 == 5 => s.handle(
+                now,
+                ClientEvent::Microphone(&oriel_protocol::AudioPacket {
+                    seq: u64::from(byte(0)),
+                    capture_unix_us: 0,
+                    after_silence: byte(1) & 1 != 0,
+                    opus: payload.get(3..).unwrap_or_default().to_vec(),
+                }),
+            ),
             // The local clipboard's side.
             _ if byte(2) & 1 == 1 => {
                 let (serial, format) = (u64::from(byte(0)), oriel_protocol::ClipFormat::Png);

@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
                         to_client: byte(4) & 4 != 0,
                         max_bytes: u32::from(byte(5)) * 16,
                     }),
+                    microphone: byte(4) & 8 != 0,
                 }),
             ),
             3 => s.handle(
@@ -137,7 +138,9 @@ fuzz_target!(|data: &[u8]| {
                 };
                 s.handle(now, ServerEvent::Clipboard(msg));
             }
-            8 => s.handle(now, ServerEvent::ControlFinished),
+            8 if byte(0) & 1 == 0 => s.handle(now, ServerEvent::ControlFinished),
+            // A datagram from the client (a microphone packet, or junk).
+            8 => s.handle(now, ServerEvent::Datagram(payload.get(1..).unwrap_or_default())),
             9 => {
                 let event = match byte(0) % 3 {
                     0 => ServerEvent::CursorShape {

@@ -10,7 +10,7 @@ mod quality;
 mod yuv;
 
 pub use h264::{EncodedVideo, VideoDecoder, VideoEncoder, VideoEncoderConfig};
-pub use opus::{AudioDecoder, AudioEncoder, FRAME_LEN as AUDIO_FRAME_LEN};
+pub use opus::{AudioDecoder, AudioEncoder, Packetizer, FRAME_LEN as AUDIO_FRAME_LEN};
 pub use quality::{luma, luma_psnr, PSNR_IDENTICAL};
 pub use yuv::I420;
 

@@ -2,6 +2,7 @@
 //! 48 kHz interleaved stereo in, packets out, and back; a lost packet is concealed.
 
 use oriel_protocol::audio::{AUDIO_CHANNELS, AUDIO_FRAME_SAMPLES, AUDIO_RATE};
+use oriel_protocol::AudioPacket;
 
 use crate::MediaError;
 
@@ -35,6 +36,49 @@ impl AudioEncoder {
     pub fn encode(&mut self, frame: &[i16]) -> Result<Vec<u8>, MediaError> {
         let n = self.inner.encode(frame, &mut self.out).map_err(codec)?;
         Ok(self.out[..n].to_vec())
+    }
+}
+
+/// Turns a sound's 20 ms frames into packets. Digital silence is not sent: one empty
+/// packet marks where it starts, and the first packet after it says it follows silence.
+pub struct Packetizer {
+    encoder: AudioEncoder,
+    /// The next frame's number (silent frames count).
+    seq: u64,
+    silent: bool,
+}
+
+impl Packetizer {
+    pub fn new(bitrate: i32) -> Result<Self, MediaError> {
+        Ok(Self {
+            encoder: AudioEncoder::new(bitrate)?,
+            seq: 0,
+            silent: true,
+        })
+    }
+
+    /// The packet for the next frame of [`FRAME_LEN`] samples, whose first sample was
+    /// captured at `capture_unix_us`, if one goes.
+    pub fn frame(
+        &mut self,
+        samples: &[i16],
+        capture_unix_us: u64,
+    ) -> Result<Option<AudioPacket>, MediaError> {
+        let seq = self.seq;
+        self.seq += 1;
+        let after_silence = self.silent;
+        self.silent = samples.iter().all(|&s| s == 0);
+        let opus = match (self.silent, after_silence) {
+            (true, true) => return Ok(None),
+            (true, false) => Vec::new(),
+            (false, _) => self.encoder.encode(samples)?,
+        };
+        Ok(Some(AudioPacket {
+            seq,
+            capture_unix_us,
+            after_silence: after_silence && !self.silent,
+            opus,
+        }))
     }
 }
 
@@ -100,5 +144,30 @@ mod tests {
             energy(&out[FRAME_LEN * 2..]),
         );
         assert!((b / a - 1.0).abs() < 0.3, "energy {a} in, {b} out");
+    }
+
+    #[test]
+    fn silence_is_not_sent_and_its_start_and_end_are_marked() {
+        let mut p = Packetizer::new(64_000).unwrap();
+        let (quiet, sound) = (vec![0i16; FRAME_LEN], vec![100i16; FRAME_LEN]);
+        let frames = [&quiet, &sound, &sound, &quiet, &quiet, &sound];
+        let sent: Vec<AudioPacket> = frames
+            .iter()
+            .enumerate()
+            .filter_map(|(k, f)| p.frame(f, k as u64).unwrap())
+            .collect();
+        let summary: Vec<(u64, bool, bool)> = sent
+            .iter()
+            .map(|s| (s.seq, s.after_silence, s.opus.is_empty()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, true, false),
+                (2, false, false),
+                (3, false, true),
+                (5, true, false)
+            ]
+        );
     }
 }

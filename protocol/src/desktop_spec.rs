@@ -107,6 +107,9 @@ pub struct X11Params {
     pub clipboard_primary: Option<bool>,
     /// Give each desktop a sound server whose sound reaches the viewers (default true).
     pub audio: Option<bool>,
+    /// The viewer's microphone is the desktop's default source (default true; needs
+    /// `audio`).
+    pub microphone: Option<bool>,
 }
 
 impl X11Params {

@@ -78,6 +78,8 @@ pub const CAP_H264: u32 = 1 << 5;
 pub const CAP_CLIPBOARD: u32 = 1 << 6;
 /// The desktop's sound, as Opus in QUIC datagrams.
 pub const CAP_AUDIO: u32 = 1 << 7;
+/// The client's microphone, as Opus in QUIC datagrams to the desktop.
+pub const CAP_MICROPHONE: u32 = 1 << 8;
 
 /// Largest tile cache a client may ask for (64 MiB of 64x64 tiles).
 pub const MAX_TILE_CACHE_ENTRIES: u32 = 4096;
@@ -100,7 +102,8 @@ impl Capabilities {
                 | CAP_TILE_CACHE
                 | CAP_H264
                 | CAP_CLIPBOARD
-                | CAP_AUDIO,
+                | CAP_AUDIO
+                | CAP_MICROPHONE,
             tile_cache_entries: 2048,
         }
     }

@@ -50,6 +50,7 @@ fn server(now: Instant, clipboard: Option<ClipboardPolicy>) -> (ServerSession, V
             desktop_size: Size::new(640, 480),
             frame_interval: Duration::from_millis(33),
             clipboard,
+            microphone: false,
         }),
     );
     let actions = std::iter::from_fn(|| s.poll_action()).collect();

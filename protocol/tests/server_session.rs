@@ -44,6 +44,7 @@ fn admitted(size: Size) -> Admitted {
         desktop_size: size,
         frame_interval: Duration::from_millis(33),
         clipboard: None,
+        microphone: false,
     }
 }
 

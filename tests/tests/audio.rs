@@ -1,6 +1,7 @@
 //! The desktop's sound reaches the client: a chirp made with sox, played in an x11
 //! desktop with paplay (into the desktop's own PulseAudio), arrives in the headless
-//! client's WAV file, also across a lossy link.
+//! client's WAV file, also across a lossy link. And back: a WAV as the client's
+//! microphone is what parecord records in the desktop.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,12 +23,14 @@ fn serve_with_sound() -> (DisplayServer, String) {
         size: Size::new(320, 240),
         command: Some("sleep 600".into()),
         audio: true,
+        microphone: true,
         ..Default::default()
     };
     let source = X11Source::spawn_session(&config, 30).expect("Xvfb runs");
     let pulse = source
         .sound_server()
-        .expect("pulseaudio runs (scripts/install-deps installs it)");
+        .expect("pulseaudio runs (scripts/install-deps installs it)")
+        .address;
     let identity = Identity::generate(&["localhost".into()]).expect("identity");
     let server_config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -173,4 +176,57 @@ async fn one_percent_loss_is_concealed_and_the_sound_stays_continuous() {
     // A concealed frame of a sweep is audibly fine but out of phase for a few frames,
     // which a sample-by-sample correlation counts fully.
     assert!(r >= 0.5, "cross-correlation {r:.3} across 1% loss");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_microphone_is_what_parecord_records_in_the_desktop() {
+    let (server, pulse) = serve_with_sound();
+    let dir = temp_dir("audio-microphone");
+    let (said, heard) = (dir.join("said.wav"), dir.join("heard.wav"));
+    chirp(&said);
+    // The desktop's program records its default source, as a video call would.
+    let mut parecord = tokio::process::Command::new("parecord")
+        .args([
+            "--rate=48000",
+            "--channels=2",
+            "--format=s16le",
+            "--file-format=wav",
+        ])
+        .arg("--latency-msec=20")
+        .arg(&heard)
+        .env("PULSE_SERVER", &pulse)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("parecord runs (pulseaudio-utils)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut opts = connect_options(&server, "x");
+    opts.microphone = Some(oriel::microphone::Microphone::from_wav(&said).unwrap());
+    let session = oriel::Session::connect(&opts).await.expect("connect");
+    session
+        .run(
+            oriel::StopWhen {
+                duration: Some(Duration::from_secs(3)),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .expect("the session runs");
+    // parecord completes its file on SIGINT.
+    let pid = parecord.id().expect("parecord runs");
+    // SAFETY: kill(2) on the child we started; it has not been waited for yet.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let status = parecord.wait().await.unwrap();
+    assert!(
+        status.success() || status.code().is_some(),
+        "parecord: {status}"
+    );
+    let recorded = left_channel(&heard);
+    let r = best_match(&left_channel(&said), &recorded);
+    let peak = recorded.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    eprintln!(
+        "microphone: correlation {r:.3} over {} samples, peak {peak}",
+        recorded.len()
+    );
+    assert!(r >= 0.9, "cross-correlation {r:.3}");
 }

@@ -87,6 +87,7 @@ impl SourceConfig {
                             command: p.command.clone(),
                             layout: p.layout.clone(),
                             audio: p.audio.unwrap_or(true),
+                            microphone: p.microphone.unwrap_or(true),
                         },
                         fps,
                         clipboard,

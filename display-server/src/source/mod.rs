@@ -59,9 +59,8 @@ pub trait FrameSource: Send {
         None
     }
 
-    /// The sound server of the desktop's programs (`PULSE_SERVER`), for sources that
-    /// have one.
-    fn sound_server(&self) -> Option<String> {
+    /// The sound server of the desktop's programs, for sources that have one.
+    fn sound_server(&self) -> Option<crate::audio::SoundAccess> {
         None
     }
 

@@ -433,8 +433,8 @@ impl FrameSource for X11Source {
         Some(self.input.clone())
     }
 
-    fn sound_server(&self) -> Option<String> {
-        self._server.as_ref().and_then(|s| s.sound_address())
+    fn sound_server(&self) -> Option<crate::audio::SoundAccess> {
+        self._server.as_ref().and_then(|s| s.sound_access())
     }
 
     fn clipboard(&self) -> Option<(String, crate::clipboard::ClipboardSetting)> {

@@ -50,6 +50,8 @@ pub struct XSessionConfig {
     pub layout: Option<String>,
     /// Give the session a sound server of its own (its sound reaches the viewers).
     pub audio: bool,
+    /// Its default source is the viewer's microphone (with `audio`).
+    pub microphone: bool,
 }
 
 /// Largest screen an Xorg dummy server can be resized to.
@@ -90,7 +92,8 @@ impl XServer {
         }
         if config.audio {
             match private_dir("pulse").and_then(|dir| {
-                crate::audio::SoundServer::start(dir).map_err(|e| X11Error::Spawn(format!("{e:#}")))
+                crate::audio::SoundServer::start(dir, config.microphone)
+                    .map_err(|e| X11Error::Spawn(format!("{e:#}")))
             }) {
                 Ok(sound) => server.sound = Some(sound),
                 Err(e) => tracing::warn!(display = server.display, "the desktop has no sound: {e}"),
@@ -100,7 +103,7 @@ impl XServer {
         if let Some(command) = command {
             let mut session = Command::new("sh");
             if let Some(sound) = &server.sound {
-                session.env("PULSE_SERVER", sound.address());
+                session.env("PULSE_SERVER", sound.access().address);
             }
             let child = session
                 .args(["-c", &command])
@@ -251,9 +254,9 @@ impl XServer {
         Ok(server)
     }
 
-    /// Where the session's sound server listens (`PULSE_SERVER`), if it has one.
-    pub fn sound_address(&self) -> Option<String> {
-        self.sound.as_ref().map(|s| s.address())
+    /// The session's sound server, if it has one.
+    pub fn sound_access(&self) -> Option<crate::audio::SoundAccess> {
+        self.sound.as_ref().map(|s| s.access())
     }
 
     pub fn display(&self) -> &str {

@@ -50,6 +50,8 @@ pub enum ClientEvent<'a> {
     Clipboard(crate::ClipboardMsg),
     /// A datagram from the server (an audio packet).
     Datagram(&'a [u8]),
+    /// 20 ms of the client's microphone, for the desktop (dropped if it takes none).
+    Microphone(&'a crate::AudioPacket),
 }
 
 /// Why a client session failed.
@@ -101,6 +103,8 @@ pub enum ClientAction {
     SendClipboard(Vec<u8>),
     /// 20 ms of the desktop's sound, for the playout buffer.
     Audio(crate::AudioPacket),
+    /// Send this datagram (a microphone packet); it may be lost, never retransmitted.
+    SendDatagram(Vec<u8>),
     /// The server finished its display stream: the session is over.
     Ended,
     /// The session failed; close the connection.

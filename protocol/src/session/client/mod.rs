@@ -225,6 +225,15 @@ impl ClientSession {
                     None => self.fail("a malformed audio datagram"),
                 }
             }
+            ClientEvent::Microphone(packet) => {
+                let taken = self
+                    .welcome
+                    .as_ref()
+                    .is_some_and(|w| w.capabilities.has(CAP_MICROPHONE));
+                if self.phase == Phase::Running && taken {
+                    self.push(ClientAction::SendDatagram(packet.to_datagram()));
+                }
+            }
         }
     }
 

@@ -29,6 +29,8 @@ pub struct Admitted {
     pub frame_interval: Duration,
     /// The desktop's clipboard policy, if it has a clipboard.
     pub clipboard: Option<crate::ClipboardPolicy>,
+    /// The desktop takes the client's microphone.
+    pub microphone: bool,
 }
 
 /// A video region the encoder started.
@@ -138,6 +140,8 @@ pub enum ServerEvent<'a> {
     Clipboard(crate::ClipboardMsg),
     /// 20 ms of the desktop's sound.
     Audio(&'a crate::AudioPacket),
+    /// A datagram from the client (its microphone).
+    Datagram(&'a [u8]),
 }
 
 /// Something the server records about a session (metrics).
@@ -190,6 +194,8 @@ pub enum ServerAction {
     Clipboard(crate::ClipboardMsg),
     /// Send this datagram (an audio packet); it may be lost, never retransmitted.
     SendDatagram(Vec<u8>),
+    /// 20 ms of the client's microphone, for the desktop.
+    Microphone(crate::AudioPacket),
     Record(Record),
     /// Close the connection (after letting the control stream drain if the code lingers).
     Close {

@@ -253,6 +253,18 @@ impl ServerSession {
                     self.push(ServerAction::SendDatagram(packet.to_datagram()));
                 }
             }
+            ServerEvent::Datagram(bytes) => {
+                if self.phase != Phase::Running {
+                    return; // it overtook the hello's answer: 20 ms of sound, dropped
+                }
+                if !self.caps.has(CAP_MICROPHONE) {
+                    return self.fail("a datagram on a session without a microphone");
+                }
+                match crate::AudioPacket::from_datagram(bytes) {
+                    Some(packet) => self.push(ServerAction::Microphone(packet)),
+                    None => self.fail("a malformed microphone datagram"),
+                }
+            }
         }
     }
 
@@ -313,6 +325,9 @@ impl ServerSession {
         self.size = admitted.desktop_size;
         self.largest = admitted.desktop_size;
         self.phase = Phase::Running;
+        if !admitted.microphone {
+            self.caps.flags &= !CAP_MICROPHONE;
+        }
         self.send_control(&HelloReply::Welcome(Welcome {
             version: PROTOCOL_VERSION,
             session_id: admitted.session_id,
