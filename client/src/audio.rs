@@ -1,9 +1,10 @@
 //! The desktop's sound on the client: packets go through the playout buffer
-//! ([`JitterBuffer`]), are decoded (a lost one concealed) and written, 20 ms at a time,
-//! to a WAV file (`--audio-out`): what a speaker would have played, when.
+//! ([`JitterBuffer`]), are decoded (a lost one concealed), set to the viewer's volume
+//! and played, 20 ms at a time, on the default output device or written to a WAV file
+//! (`--audio-out`): what a speaker would have played, when.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,11 +47,86 @@ impl AudioFigures {
     }
 }
 
+/// How loud the sound plays: a volume in percent, and muted or not.
+#[derive(Debug)]
+pub struct Level {
+    percent: AtomicU32,
+    muted: AtomicBool,
+}
+
+impl Level {
+    /// Most volume (the desktop's level doubled).
+    pub const MAX_PERCENT: u32 = 200;
+
+    pub fn percent(&self) -> u32 {
+        self.percent.load(Relaxed)
+    }
+
+    pub fn set_percent(&self, percent: u32) {
+        self.percent.store(percent.min(Self::MAX_PERCENT), Relaxed);
+    }
+
+    /// Changes the volume by `delta` points; returns the new volume.
+    pub fn step(&self, delta: i32) -> u32 {
+        let now = self.percent().saturating_add_signed(delta);
+        self.set_percent(now);
+        self.percent()
+    }
+
+    pub fn muted(&self) -> bool {
+        self.muted.load(Relaxed)
+    }
+
+    /// Mutes or unmutes; returns whether it is muted now.
+    pub fn toggle_mute(&self) -> bool {
+        !self.muted.fetch_xor(true, Relaxed)
+    }
+
+    fn apply(&self, pcm: &mut [i16]) {
+        let gain = if self.muted() { 0 } else { self.percent() };
+        if gain != 100 {
+            for s in pcm {
+                let scaled = i32::from(*s) * gain as i32 / 100;
+                *s = i16::try_from(scaled.clamp(i32::from(i16::MIN), i32::from(i16::MAX)))
+                    .unwrap_or_default();
+            }
+        }
+    }
+}
+
+/// Where the played frames go.
+enum Sink {
+    Wav(hound::WavWriter<std::io::BufWriter<std::fs::File>>),
+    Speaker(crate::device::Speaker),
+}
+
+impl Sink {
+    fn write(&mut self, pcm: &[i16]) -> anyhow::Result<()> {
+        match self {
+            Sink::Wav(wav) => {
+                for &s in pcm {
+                    wav.write_sample(s)?;
+                }
+            }
+            Sink::Speaker(speaker) => speaker.play(pcm),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        if let Sink::Wav(wav) = self {
+            wav.finalize()?;
+        }
+        Ok(())
+    }
+}
+
 /// Where the desktop's sound goes; shared by the sessions of one viewer.
 #[derive(Clone)]
 pub struct AudioOutput {
     packets: mpsc::UnboundedSender<AudioPacket>,
     pub figures: Arc<AudioFigures>,
+    pub level: Arc<Level>,
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>>,
     stop: Arc<tokio::sync::Notify>,
 }
@@ -70,12 +146,25 @@ impl AudioOutput {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let mut wav = hound::WavWriter::create(path, spec)
+        let wav = hound::WavWriter::create(path, spec)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        Ok(Self::start(Sink::Wav(wav)))
+    }
+
+    /// Plays on the default output device.
+    pub fn to_speaker() -> anyhow::Result<AudioOutput> {
+        Ok(Self::start(Sink::Speaker(crate::device::Speaker::open()?)))
+    }
+
+    fn start(mut sink: Sink) -> AudioOutput {
         let (packets, mut rx) = mpsc::unbounded_channel::<AudioPacket>();
         let figures = Arc::new(AudioFigures::default());
+        let level = Arc::new(Level {
+            percent: AtomicU32::new(100),
+            muted: AtomicBool::new(false),
+        });
         let stop = Arc::new(tokio::sync::Notify::new());
-        let (fig, stopped) = (figures.clone(), stop.clone());
+        let (fig, lev, stopped) = (figures.clone(), level.clone(), stop.clone());
         let task = tokio::spawn(async move {
             let mut buffer = JitterBuffer::default();
             let mut decoder = AudioDecoder::new()?;
@@ -94,7 +183,7 @@ impl AudioOutput {
                     _ = stopped.notified() => break,
                 }
                 while let Some(frame) = buffer.pop(Instant::now()) {
-                    let pcm = match frame {
+                    let mut pcm = match frame {
                         Playout::Waiting => break,
                         Playout::Packet(p) => {
                             let latency =
@@ -108,21 +197,20 @@ impl AudioOutput {
                         }
                         Playout::Silence => vec![0; AUDIO_FRAME_LEN],
                     };
-                    for s in pcm {
-                        wav.write_sample(s)?;
-                    }
+                    lev.apply(&mut pcm);
+                    sink.write(&pcm)?;
                 }
             }
             fig.late.store(buffer.late, Relaxed);
-            wav.finalize()?;
-            Ok(())
+            sink.finish()
         });
-        Ok(AudioOutput {
+        AudioOutput {
             packets,
             figures,
+            level,
             done: Arc::new(tokio::sync::Mutex::new(Some(task))),
             stop,
-        })
+        }
     }
 
     pub(crate) fn play(&self, packet: AudioPacket) {
@@ -136,5 +224,30 @@ impl AudioOutput {
             task.await??;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_scales_clamps_and_mutes() {
+        let level = Level {
+            percent: AtomicU32::new(100),
+            muted: AtomicBool::new(false),
+        };
+        let mut pcm = [1000i16, -20_000];
+        level.apply(&mut pcm);
+        assert_eq!(pcm, [1000, -20_000]);
+        assert_eq!(level.step(100), 200);
+        assert_eq!(level.step(50), Level::MAX_PERCENT);
+        level.apply(&mut pcm);
+        assert_eq!(pcm, [2000, i16::MIN]);
+        assert!(level.toggle_mute());
+        level.apply(&mut pcm);
+        assert_eq!(pcm, [0, 0]);
+        assert!(!level.toggle_mute());
+        assert_eq!(level.step(-500), 0);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod audio;
 pub mod clipboard;
+pub mod device;
 mod error;
 mod input;
 pub mod launcher;

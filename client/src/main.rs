@@ -98,8 +98,23 @@ struct ViewArgs {
     clipboard_primary: bool,
     /// Write the desktop's sound to this WAV file (48 kHz stereo), as it would have
     /// been played.
-    #[arg(long, value_name = "FILE.wav")]
+    #[arg(long, value_name = "FILE.wav", conflicts_with_all = ["no_audio", "speaker"])]
     audio_out: Option<PathBuf>,
+    /// Do not play the desktop's sound (a window plays it on the default output device).
+    #[arg(long)]
+    no_audio: bool,
+    /// Play the desktop's sound on the default output device also when headless.
+    #[arg(long, conflicts_with = "no_audio")]
+    speaker: bool,
+    /// Volume of the desktop's sound in percent, 0-200 (Ctrl+Alt+Up/Down in the window).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=200))]
+    volume: u32,
+    /// Start with the sound muted (Ctrl+Alt+M in the window toggles).
+    #[arg(long)]
+    mute: bool,
+    /// Send the default input device to the desktop as its microphone.
+    #[arg(long, conflicts_with = "audio_in")]
+    microphone: bool,
     /// Use this WAV file (48 kHz, 16-bit, mono or stereo) as the microphone: the
     /// desktop's programs record it, once, from the start of the session.
     #[arg(long, value_name = "FILE.wav")]
@@ -209,7 +224,9 @@ async fn view(
         },
         fullscreen: args.fullscreen,
         resize_desktop: !args.no_resize,
+        sound: None,
     });
+    let mut window = window;
     let mut opts = opts.clone();
     if window.is_some() && !args.no_clipboard {
         match oriel::clipboard::ClipboardPort::start(None, args.clipboard_primary) {
@@ -219,9 +236,25 @@ async fn view(
     }
     if let Some(path) = &args.audio_out {
         opts.audio = Some(oriel::audio::AudioOutput::to_wav(path)?);
+    } else if (window.is_some() && !args.no_audio) || args.speaker {
+        match oriel::audio::AudioOutput::to_speaker() {
+            Ok(out) => opts.audio = Some(out),
+            Err(e) => tracing::warn!("the desktop's sound is not played: {e:#}"),
+        }
+    }
+    if let Some(out) = &opts.audio {
+        out.level.set_percent(args.volume);
+        if args.mute {
+            out.level.toggle_mute();
+        }
+        if let Some(w) = &mut window {
+            w.sound = Some(out.level.clone());
+        }
     }
     if let Some(path) = &args.audio_in {
         opts.microphone = Some(oriel::microphone::Microphone::from_wav(path)?);
+    } else if args.microphone {
+        opts.microphone = Some(oriel::microphone::Microphone::default_input());
     }
     let screenshot = args.screenshot.as_deref();
     let outcome = run_session(&opts, args.duration, screenshot, window, reconnect).await;

@@ -1,7 +1,7 @@
 //! The viewer's microphone: 20 ms frames of 48 kHz stereo, coded as Opus packets for
-//! the desktop, from a WAV file played in real time (`--audio-in`, for headless
-//! viewers and tests). It starts when the first session asks for it and carries on
-//! across reconnections.
+//! the desktop, from the default input device (`--microphone`) or a WAV file played in
+//! real time (`--audio-in`, for headless viewers and tests). It starts when the first
+//! session asks for it and carries on across reconnections.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,14 @@ const MAX_WAV_SAMPLES: usize = 10 * 60 * 48_000 * 2;
 pub struct Microphone {
     packets: broadcast::Sender<Arc<AudioPacket>>,
     /// The sound to send, until the first session asks for it.
-    pending: Arc<Mutex<Option<Vec<i16>>>>,
+    pending: Arc<Mutex<Option<Source>>>,
+    /// The input device, once recording.
+    recorder: Arc<Mutex<Option<crate::device::Recorder>>>,
+}
+
+enum Source {
+    Wav(Vec<i16>),
+    Device,
 }
 
 impl std::fmt::Debug for Microphone {
@@ -63,10 +70,20 @@ impl Microphone {
             1 => samples.iter().flat_map(|&s| [s, s]).collect(),
             _ => samples,
         };
-        Ok(Microphone {
+        Ok(Self::with(Source::Wav(stereo)))
+    }
+
+    /// The default input device (opened when the first session asks for it).
+    pub fn default_input() -> Microphone {
+        Self::with(Source::Device)
+    }
+
+    fn with(source: Source) -> Microphone {
+        Microphone {
             packets: broadcast::channel(QUEUE).0,
-            pending: Arc::new(Mutex::new(Some(stereo))),
-        })
+            pending: Arc::new(Mutex::new(Some(source))),
+            recorder: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// The packets from now on; the first call starts the sound.
@@ -77,11 +94,46 @@ impl Microphone {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(samples) = pending {
-            tokio::spawn(say(samples, self.packets.clone()));
+        match pending {
+            Some(Source::Wav(samples)) => {
+                tokio::spawn(say(samples, self.packets.clone()));
+            }
+            Some(Source::Device) => match record(self.packets.clone()) {
+                Ok(recorder) => {
+                    *self.recorder.lock().unwrap_or_else(|e| e.into_inner()) = Some(recorder);
+                }
+                Err(e) => tracing::warn!("the microphone is not sent: {e:#}"),
+            },
+            None => {}
         }
         rx
     }
+}
+
+/// Records the default input device, frame by frame.
+fn record(packets: broadcast::Sender<Arc<AudioPacket>>) -> anyhow::Result<crate::device::Recorder> {
+    let mut packetizer = Packetizer::new(MIC_BITRATE)?;
+    let mut frame = Vec::with_capacity(AUDIO_FRAME_LEN);
+    crate::device::Recorder::open(move |block| {
+        for chunk in block.chunks(AUDIO_FRAME_LEN) {
+            let room = AUDIO_FRAME_LEN - frame.len();
+            frame.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            let rest = &chunk[room.min(chunk.len())..];
+            if frame.len() == AUDIO_FRAME_LEN {
+                // The frame's first sample came 20 ms before its last.
+                let captured = oriel_transport::unix_micros().saturating_sub(20_000);
+                match packetizer.frame(&frame, captured) {
+                    Ok(Some(packet)) => {
+                        let _ = packets.send(Arc::new(packet));
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("microphone: {e}"),
+                }
+                frame.clear();
+                frame.extend_from_slice(rest);
+            }
+        }
+    })
 }
 
 /// Sends `samples` frame by frame in real time, then the silence after them.

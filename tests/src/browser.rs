@@ -91,6 +91,25 @@ impl Browser {
         panic!("{css} kept being replaced");
     }
 
+    /// Chooses `value` in the select matching `css`, focused first as a user's click
+    /// does (live pages leave a part alone while the user is in its form).
+    pub async fn select(&self, css: &str, value: &str) {
+        for _ in 0..20 {
+            let select = self.wait_for(css).await;
+            let chosen = match select.click().await {
+                Ok(()) => select.select_by_value(value).await,
+                Err(e) => Err(e),
+            };
+            match chosen {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+                Err(e) => panic!("cannot choose {value} in {css}: {e}"),
+            }
+        }
+        panic!("{css} kept being replaced");
+    }
+
     /// Replaces the value of the input matching `css` with `text`.
     pub async fn fill(&self, css: &str, text: &str) {
         let input = self.wait_for(css).await;

@@ -82,6 +82,38 @@ fn best_match(reference: &[f64], recorded: &[f64]) -> f64 {
     best
 }
 
+/// The mean over 100 ms windows of the reference's middle of each one's best
+/// correlation near where the whole matched: a real-time device path may slip a few
+/// milliseconds once (which a whole-signal correlation counts as half lost), but every
+/// window must still be the chirp.
+fn windowed_match(reference: &[f64], recorded: &[f64]) -> f64 {
+    const EDGE: usize = 4800;
+    const WINDOW: usize = 4800;
+    let middle = &reference[EDGE..reference.len() - EDGE];
+    let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let onset = |s: &[f64]| {
+        let peak = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        s.iter().position(|v| v.abs() > peak * 0.1).unwrap_or(0)
+    };
+    let start = (onset(recorded) + EDGE).saturating_sub(onset(reference));
+    let windows: Vec<f64> = middle
+        .chunks_exact(WINDOW)
+        .enumerate()
+        .map(|(k, window)| {
+            let guess = start + k * WINDOW;
+            let wn = norm(window);
+            (guess.saturating_sub(2400)..=guess + 2400)
+                .filter_map(|lag| recorded.get(lag..lag + WINDOW))
+                .map(|r| {
+                    let dot: f64 = r.iter().zip(window).map(|(a, b)| a * b).sum();
+                    dot / (wn * norm(r)).max(1e-9)
+                })
+                .fold(0.0f64, f64::max)
+        })
+        .collect();
+    windows.iter().sum::<f64>() / windows.len().max(1) as f64
+}
+
 /// Plays the chirp in the desktop while a headless client records; returns the
 /// correlation, and the client's audio figures.
 async fn play_through(link: Option<&str>, tag: &str) -> (f64, u64, u64, u64) {
@@ -229,4 +261,113 @@ async fn the_clients_microphone_is_what_parecord_records_in_the_desktop() {
         recorded.len()
     );
     assert!(r >= 0.9, "cross-correlation {r:.3}");
+}
+
+/// Writes `wav`'s samples into the pipe of a sound server's pipe source in real time.
+fn feed_pipe(pipe: std::path::PathBuf, wav: &Path) -> std::thread::JoinHandle<()> {
+    let mut reader = hound::WavReader::open(wav).unwrap();
+    let bytes: Vec<u8> = reader
+        .samples::<i16>()
+        .flat_map(|s| s.unwrap().to_le_bytes())
+        .collect();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(pipe).unwrap();
+        let start = std::time::Instant::now();
+        for (k, frame) in bytes.chunks(3840).enumerate() {
+            let due = start + Duration::from_millis(20 * k as u64);
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+            pipe.write_all(frame).unwrap();
+        }
+    })
+}
+
+/// Records what the sound server at `pulse` plays (its sink's monitor) or its default
+/// source, into `path`, until SIGINT.
+fn parecord(pulse: &str, device: Option<&str>, path: &Path) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new("parecord");
+    cmd.args([
+        "--rate=48000",
+        "--channels=2",
+        "--format=s16le",
+        "--file-format=wav",
+    ])
+    .arg("--latency-msec=20");
+    if let Some(device) = device {
+        cmd.arg(format!("--device={device}"));
+    }
+    cmd.arg(path)
+        .env("PULSE_SERVER", pulse)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("parecord runs (pulseaudio-utils)")
+}
+
+async fn stop(mut child: tokio::process::Child) {
+    let pid = child.id().expect("still running");
+    // SAFETY: kill(2) on a child we started and have not waited for.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    child.wait().await.unwrap();
+}
+
+/// The viewer program with real sound devices: cpal on ALSA, whose PulseAudio plugin
+/// reaches a sound server standing in for the viewer machine's (a null sink as its
+/// output, a pipe as its input).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_plays_on_its_output_device_and_sends_its_input_device() {
+    let (server, desktop_pulse) = serve_with_sound();
+    let dir = temp_dir("audio-devices");
+    std::fs::create_dir_all(dir.join("local-pulse")).unwrap();
+    let local = oriel_display_server::audio::SoundServer::start(dir.join("local-pulse"), true)
+        .expect("pulseaudio runs");
+    let access = local.access();
+    let (chirp_path, heard_here, heard_there) = (
+        dir.join("chirp.wav"),
+        dir.join("speaker.wav"),
+        dir.join("desktop-mic.wav"),
+    );
+    chirp(&chirp_path);
+    let speaker = parecord(&access.address, Some("oriel.monitor"), &heard_here);
+    let desktop_mic = parecord(&desktop_pulse, None, &heard_there);
+    let viewer = tokio::process::Command::new(oriel_e2e::workspace_binary("oriel"))
+        .args(["connect", &server.local_addr().unwrap().to_string()])
+        .args(["--fingerprint", &server.fingerprint().to_string()])
+        .args(["--desktop", "x", "--headless", "--speaker", "--microphone"])
+        .args(["--duration", "5s"])
+        .env("PULSE_SERVER", &access.address)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("oriel runs");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The desktop plays the chirp while the viewer's microphone hears it.
+    let mic = feed_pipe(access.microphone.clone().unwrap(), &chirp_path);
+    let played = tokio::process::Command::new("paplay")
+        .arg(&chirp_path)
+        .env("PULSE_SERVER", &desktop_pulse)
+        .status()
+        .await
+        .unwrap();
+    assert!(played.success());
+    mic.join().unwrap();
+    let out = viewer.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "the viewer failed: {out:?}");
+    stop(speaker).await;
+    stop(desktop_mic).await;
+    let reference = left_channel(&chirp_path);
+    let here = windowed_match(&reference, &left_channel(&heard_here));
+    let there = windowed_match(&reference, &left_channel(&heard_there));
+    eprintln!(
+        "speaker: correlation {here:.3} (whole {:.3}); microphone: correlation {there:.3} (whole {:.3})",
+        best_match(&reference, &left_channel(&heard_here)),
+        best_match(&reference, &left_channel(&heard_there)),
+    );
+    assert!(
+        here >= 0.9,
+        "the viewer's speaker: cross-correlation {here:.3}"
+    );
+    assert!(
+        there >= 0.9,
+        "the viewer's microphone: cross-correlation {there:.3}"
+    );
 }

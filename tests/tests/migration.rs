@@ -157,11 +157,8 @@ async fn an_admin_moves_a_used_kvm_desktop_to_another_host_with_its_keys_and_scr
     browser.goto(&format!("{base}/admin/desktops/{id}")).await;
     // The operator picks the destination (the only other host, here).
     browser
-        .wait_for("form[action$='/migrate'] select[name='to']")
-        .await
-        .select_by_value(&a_id)
-        .await
-        .unwrap();
+        .select("form[action$='/migrate'] select[name='to']", &a_id)
+        .await;
     browser.click("form[action$='/migrate'] button").await;
     browser.wait_for_text("moved to host").await;
     browser.screenshot("console-migrated").await;

@@ -37,6 +37,8 @@ pub struct ViewerOptions {
     pub fullscreen: bool,
     /// Ask the server for a desktop of the window's size when the window is resized.
     pub resize_desktop: bool,
+    /// The sound's volume and mute (Ctrl+Alt+M mutes, Ctrl+Alt+Up/Down set the volume).
+    pub sound: Option<Arc<crate::audio::Level>>,
 }
 
 /// How long the window size must hold before the desktop is asked to follow it (a
@@ -289,6 +291,25 @@ impl Viewer {
                 }
                 true
             }
+            KeyCode::KeyM | KeyCode::ArrowUp | KeyCode::ArrowDown
+                if ctrl_alt && self.options.sound.is_some() =>
+            {
+                if let (true, Some(level)) = (down, &self.options.sound) {
+                    match key {
+                        KeyCode::KeyM => {
+                            level.toggle_mute();
+                        }
+                        KeyCode::ArrowUp => {
+                            level.step(10);
+                        }
+                        _ => {
+                            level.step(-10);
+                        }
+                    }
+                    self.update_title();
+                }
+                true
+            }
             // Ctrl+Alt+End sends Ctrl+Alt+Del (which the local system would take).
             KeyCode::End if ctrl_alt => {
                 if down {
@@ -313,14 +334,26 @@ impl Viewer {
         } else {
             grab.release();
         }
-        if let Some(w) = &self.window {
-            let title = if self.grab_released {
-                format!("{} (keyboard released: Ctrl+Alt+G)", self.options.title)
-            } else {
-                self.options.title.clone()
-            };
-            w.set_title(&title);
+        self.update_title();
+    }
+
+    /// The title, with what the user changed: the keyboard released, the sound's level.
+    fn update_title(&self) {
+        let Some(w) = &self.window else {
+            return;
+        };
+        let mut title = self.options.title.clone();
+        if self.grab_released {
+            title += " (keyboard released: Ctrl+Alt+G)";
         }
+        match &self.options.sound {
+            Some(level) if level.muted() => title += " (muted: Ctrl+Alt+M)",
+            Some(level) if level.percent() != 100 => {
+                title += &format!(" (volume {}%)", level.percent());
+            }
+            _ => {}
+        }
+        w.set_title(&title);
     }
 
     /// Draws the desktop: only what changed since the last draw, unless `whole` (the
