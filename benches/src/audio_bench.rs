@@ -4,7 +4,9 @@
 //! client records it through the playout buffer, as a speaker would play it. Figures:
 //! audio kbit/s on the wire, latency from capture in the desktop to playout on the
 //! client (p50/p99), and glitches (concealed frames, late packets, gaps in the sound),
-//! optionally through an emulated link.
+//! optionally through an emulated link. Then a clip that flashes and beeps together
+//! plays (ffplay): the audio/video offset as the viewer shows and plays it
+//! ([`crate::av_sync`]).
 
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
@@ -25,6 +27,8 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
     let dir = std::env::temp_dir().join(format!("oriel-bench-audio-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (music, recorded) = (dir.join("music.wav"), dir.join("client.wav"));
+    let clip = dir.join("flash-beep.mkv");
+    crate::av_sync::make_clip(&clip)?;
     let status = Command::new("sox")
         .args(["-n", "-r", "48000", "-c", "2", "-b", "16"])
         .arg(&music)
@@ -41,6 +45,7 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
         ..Default::default()
     };
     let source = X11Source::spawn_session(&config, 30)?;
+    let display = source.display().to_owned();
     let pulse = source
         .sound_server()
         .context("the desktop has no sound server (is pulseaudio installed?)")?
@@ -52,12 +57,17 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
         .block_on(async { oriel::audio::AudioOutput::to_wav(&recorded) })?;
     rig.opts.audio = Some(audio.clone());
     let session = rig.client_rt.block_on(Session::connect(&rig.opts))?;
-    let client = rig.client_rt.spawn(session.run(
+    let flashes = std::sync::Arc::new(std::sync::Mutex::new(crate::av_sync::FlashWatch::default()));
+    let watch = flashes.clone();
+    let client = rig.client_rt.spawn(session.run_observed(
         StopWhen {
-            duration: Some(Duration::from_secs(seconds + 3)),
+            duration: Some(Duration::from_secs(
+                seconds + u64::from(crate::av_sync::FLASHES) + 5,
+            )),
             ..Default::default()
         },
         None,
+        move |_, fb| watch.lock().unwrap_or_else(|e| e.into_inner()).shown(fb),
     ));
     std::thread::sleep(Duration::from_millis(500));
     let played = Command::new("paplay")
@@ -66,6 +76,8 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
         .status()
         .context("paplay runs (pulseaudio-utils)")?;
     anyhow::ensure!(played.success(), "paplay failed");
+    let music_end = oriel_transport::unix_micros();
+    crate::av_sync::play_in_desktop(&clip, &display, &pulse)?;
     rig.client_rt.block_on(client)??;
     rig.client_rt.block_on(audio.finish())?;
     let done = rig.finish();
@@ -73,7 +85,25 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
     let f = &audio.figures;
     let latency = f.latencies_us();
     let ms = |q: f64| f64::from(percentile(&latency, q)) / 1000.0;
-    let gaps = silent_frames_inside(&recorded)?;
+    let first_played = f.first_played_unix_us.load(Relaxed);
+    let music_frames = (music_end.saturating_sub(first_played) / 20_000) as usize;
+    let gaps = silent_frames_inside(&recorded, music_frames)?;
+    let beeps = crate::av_sync::beep_onsets(&recorded, first_played, music_end)?;
+    let flashes = std::mem::take(
+        &mut flashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .onsets_unix_us,
+    );
+    let mut offsets = crate::av_sync::offsets_ms(&flashes, &beeps);
+    offsets.sort_by(f64::total_cmp);
+    let mut magnitudes: Vec<f64> = offsets.iter().map(|o| o.abs()).collect();
+    magnitudes.sort_by(f64::total_cmp);
+    // The nearest-rank percentile of a sorted list (None when empty).
+    let at = |v: &[f64], percent: usize| {
+        v.get((v.len().saturating_sub(1) * percent).div_ceil(100))
+            .copied()
+    };
     let bytes = done.stats.audio_bytes.load(Relaxed);
     let packets = done.stats.audio_packets.load(Relaxed);
     let _ = std::fs::remove_dir_all(&dir);
@@ -90,15 +120,23 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
             "concealed_frames": f.concealed.load(Relaxed),
             "late_packets": f.late.load(Relaxed),
             "gaps": gaps,
+            // Sound minus picture of each beep and its flash (positive: sound late).
+            "av_flashes_seen": flashes.len(),
+            "av_beeps_heard": beeps.len(),
+            "av_pairs": offsets.len(),
+            "av_offset_ms_p50": at(&offsets, 50),
+            "av_offset_abs_ms_p99": at(&magnitudes, 99),
     })]))
 }
 
-/// 20 ms frames that went silent between the first and the last sound.
-fn silent_frames_inside(wav: &std::path::Path) -> anyhow::Result<usize> {
+/// 20 ms frames that went silent between the first and the last sound, among the
+/// first `frames`.
+fn silent_frames_inside(wav: &std::path::Path, frames: usize) -> anyhow::Result<usize> {
     let mut reader = hound::WavReader::open(wav)?;
     let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>()?;
     let loud: Vec<bool> = samples
         .chunks(1920)
+        .take(frames)
         .map(|c| c.iter().any(|v| v.unsigned_abs() > 200))
         .collect();
     let (Some(first), Some(last)) = (loud.iter().position(|l| *l), loud.iter().rposition(|l| *l))

@@ -25,6 +25,9 @@ pub struct AudioFigures {
     pub latency_us: AtomicU64,
     /// Packets that came after their time to play.
     pub late: AtomicU64,
+    /// When the first frame was played (µs since the Unix epoch; 0: none yet). Frames
+    /// follow each other every 20 ms from then, so this dates every sample.
+    pub first_played_unix_us: AtomicU64,
     /// That latency for every packet played (the first million).
     latencies_us: std::sync::Mutex<Vec<u32>>,
 }
@@ -199,6 +202,11 @@ impl AudioOutput {
                     };
                     lev.apply(&mut pcm);
                     sink.write(&pcm)?;
+                    if fig.first_played_unix_us.load(Relaxed) == 0 {
+                        // The frame just written starts now.
+                        fig.first_played_unix_us
+                            .store(oriel_transport::unix_micros(), Relaxed);
+                    }
                 }
             }
             fig.late.store(buffer.late, Relaxed);
