@@ -6,7 +6,7 @@
 //! client (p50/p99), and glitches (concealed frames, late packets, gaps in the sound),
 //! optionally through an emulated link. Then a clip that flashes and beeps together
 //! plays (ffplay): the audio/video offset as the viewer shows and plays it
-//! ([`crate::av_sync`]).
+//! ([`oriel_e2e::av_sync`]).
 
 use std::process::Command;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,13 +22,14 @@ use oriel_protocol::Size;
 use serde_json::json;
 
 use crate::rig::{merged_line, Rig};
+use oriel_e2e::av_sync::{beep_onsets, make_clip, offsets, play_in_desktop, FlashWatch, FLASHES};
 
 pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String> {
     let dir = std::env::temp_dir().join(format!("oriel-bench-audio-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (music, recorded) = (dir.join("music.wav"), dir.join("client.wav"));
     let clip = dir.join("flash-beep.mkv");
-    crate::av_sync::make_clip(&clip)?;
+    make_clip(&clip)?;
     let status = Command::new("sox")
         .args(["-n", "-r", "48000", "-c", "2", "-b", "16"])
         .arg(&music)
@@ -57,17 +58,15 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
         .block_on(async { oriel::audio::AudioOutput::to_wav(&recorded) })?;
     rig.opts.audio = Some(audio.clone());
     let session = rig.client_rt.block_on(Session::connect(&rig.opts))?;
-    let flashes = std::sync::Arc::new(std::sync::Mutex::new(crate::av_sync::FlashWatch::default()));
+    let flashes = std::sync::Arc::new(std::sync::Mutex::new(FlashWatch::default()));
     let watch = flashes.clone();
     let client = rig.client_rt.spawn(session.run_observed(
         StopWhen {
-            duration: Some(Duration::from_secs(
-                seconds + u64::from(crate::av_sync::FLASHES) + 5,
-            )),
+            duration: Some(Duration::from_secs(seconds + u64::from(FLASHES) + 5)),
             ..Default::default()
         },
         None,
-        move |_, fb| watch.lock().unwrap_or_else(|e| e.into_inner()).shown(fb),
+        FlashWatch::observer(watch),
     ));
     std::thread::sleep(Duration::from_millis(500));
     let played = Command::new("paplay")
@@ -77,7 +76,7 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
         .context("paplay runs (pulseaudio-utils)")?;
     anyhow::ensure!(played.success(), "paplay failed");
     let music_end = oriel_transport::unix_micros();
-    crate::av_sync::play_in_desktop(&clip, &display, &pulse)?;
+    play_in_desktop(&clip, &display, &pulse)?;
     rig.client_rt.block_on(client)??;
     rig.client_rt.block_on(audio.finish())?;
     let done = rig.finish();
@@ -88,22 +87,23 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
     let first_played = f.first_played_unix_us.load(Relaxed);
     let music_frames = (music_end.saturating_sub(first_played) / 20_000) as usize;
     let gaps = silent_frames_inside(&recorded, music_frames)?;
-    let beeps = crate::av_sync::beep_onsets(&recorded, first_played, music_end)?;
-    let flashes = std::mem::take(
-        &mut flashes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .onsets_unix_us,
-    );
-    let mut offsets = crate::av_sync::offsets_ms(&flashes, &beeps);
-    offsets.sort_by(f64::total_cmp);
-    let mut magnitudes: Vec<f64> = offsets.iter().map(|o| o.abs()).collect();
-    magnitudes.sort_by(f64::total_cmp);
-    // The nearest-rank percentile of a sorted list (None when empty).
+    let beeps = beep_onsets(&recorded, music_end, &f.packets_played())?;
+    let (flashes, flashes_in_video) = {
+        let mut watch = flashes.lock().unwrap_or_else(|e| e.into_inner());
+        (std::mem::take(&mut watch.onsets), watch.in_video)
+    };
+    let offsets = offsets(&flashes, &beeps);
+    let viewer: Vec<f64> = offsets.iter().map(|o| o.viewer_ms).collect();
+    let desktop: Vec<f64> = offsets.iter().filter_map(|o| o.desktop_ms).collect();
+    let added: Vec<f64> = offsets.iter().filter_map(|o| o.added_ms()).collect();
+    // Nearest-rank percentiles (None when empty), of the values and of their sizes.
     let at = |v: &[f64], percent: usize| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
         v.get((v.len().saturating_sub(1) * percent).div_ceil(100))
             .copied()
     };
+    let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
     let bytes = done.stats.audio_bytes.load(Relaxed);
     let packets = done.stats.audio_packets.load(Relaxed);
     let _ = std::fs::remove_dir_all(&dir);
@@ -122,10 +122,16 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
             "gaps": gaps,
             // Sound minus picture of each beep and its flash (positive: sound late).
             "av_flashes_seen": flashes.len(),
+            "av_flashes_in_video": flashes_in_video,
             "av_beeps_heard": beeps.len(),
             "av_pairs": offsets.len(),
-            "av_offset_ms_p50": at(&offsets, 50),
-            "av_offset_abs_ms_p99": at(&magnitudes, 99),
+            "av_offset_ms_p50": at(&viewer, 50),
+            "av_offset_abs_ms_p99": at(&abs(&viewer), 99),
+            // The same, as the desktop captured them (its player's own offset)...
+            "av_desktop_offset_ms_p50": at(&desktop, 50),
+            // ...and what the way to the viewer added to it.
+            "av_added_offset_ms_p50": at(&added, 50),
+            "av_added_offset_abs_ms_p99": at(&abs(&added), 99),
     })]))
 }
 

@@ -19,7 +19,6 @@ use oriel_protocol::Framebuffer;
 use serde_json::json;
 
 mod audio_bench;
-mod av_sync;
 mod baseline;
 mod broker_bench;
 mod broker_procs;

@@ -1,7 +1,9 @@
 //! The desktop's sound on the client: packets go through the playout buffer
 //! ([`JitterBuffer`]), are decoded (a lost one concealed), set to the viewer's volume
 //! and played, 20 ms at a time, on the default output device or written to a WAV file
-//! (`--audio-out`): what a speaker would have played, when.
+//! (`--audio-out`): what a speaker would have played, when. It also tells the
+//! sessions how late sound is heard, so that they show video pictures with their
+//! sound (lip sync).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -11,10 +13,13 @@ use std::time::{Duration, Instant};
 use oriel_media::{AudioDecoder, AUDIO_FRAME_LEN};
 use oriel_protocol::audio::{JitterBuffer, Playout, AUDIO_RATE};
 use oriel_protocol::AudioPacket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// How often the playout looks for a due frame.
 const TICK: Duration = Duration::from_millis(5);
+/// How long after the last sound video still waits for it: across pauses in speech or
+/// music, not while the desktop stays silent.
+const SYNC_MEMORY: Duration = Duration::from_secs(5);
 
 /// What the playout did, for the statistics.
 #[derive(Debug, Default)]
@@ -30,6 +35,19 @@ pub struct AudioFigures {
     pub first_played_unix_us: AtomicU64,
     /// That latency for every packet played (the first million).
     latencies_us: std::sync::Mutex<Vec<u32>>,
+    /// Every packet played (the first million).
+    captures: std::sync::Mutex<Vec<PlayedPacket>>,
+}
+
+/// A packet played, for the figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlayedPacket {
+    /// Its place among the frames played (silent and concealed ones count).
+    pub frame: u64,
+    /// When the desktop captured its first sample (µs since the epoch).
+    pub capture_unix_us: u64,
+    /// When it was handed to the output (µs since the epoch).
+    pub written_unix_us: u64,
 }
 
 impl AudioFigures {
@@ -41,11 +59,24 @@ impl AudioFigures {
             .clone()
     }
 
-    fn played(&self, latency_us: u64) {
+    /// Every packet played so far, in order.
+    pub fn packets_played(&self) -> Vec<PlayedPacket> {
+        self.captures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn played(&self, packet: PlayedPacket) {
+        let latency_us = packet
+            .written_unix_us
+            .saturating_sub(packet.capture_unix_us);
         self.latency_us.store(latency_us, Relaxed);
         let mut all = self.latencies_us.lock().unwrap_or_else(|e| e.into_inner());
         if all.len() < 1 << 20 {
             all.push(u32::try_from(latency_us).unwrap_or(u32::MAX));
+            let mut captures = self.captures.lock().unwrap_or_else(|e| e.into_inner());
+            captures.push(packet);
         }
     }
 }
@@ -116,6 +147,14 @@ impl Sink {
         Ok(())
     }
 
+    /// How long until what is written now is heard.
+    fn latency(&self) -> Duration {
+        match self {
+            Sink::Wav(_) => Duration::ZERO,
+            Sink::Speaker(speaker) => speaker.latency(),
+        }
+    }
+
     fn finish(self) -> anyhow::Result<()> {
         if let Sink::Wav(wav) = self {
             wav.finalize()?;
@@ -130,6 +169,9 @@ pub struct AudioOutput {
     packets: mpsc::UnboundedSender<AudioPacket>,
     pub figures: Arc<AudioFigures>,
     pub level: Arc<Level>,
+    /// Capture in the desktop → heard here, in µs of this client's wall clock minus
+    /// the server's; `None` while no sound plays.
+    sound_delay: watch::Sender<Option<i64>>,
     done: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>>,
     stop: Arc<tokio::sync::Notify>,
 }
@@ -168,9 +210,12 @@ impl AudioOutput {
         });
         let stop = Arc::new(tokio::sync::Notify::new());
         let (fig, lev, stopped) = (figures.clone(), level.clone(), stop.clone());
+        let sound_delay = watch::Sender::new(None);
+        let mut sync = LipSync::new(sound_delay.clone());
         let task = tokio::spawn(async move {
             let mut buffer = JitterBuffer::default();
             let mut decoder = AudioDecoder::new()?;
+            let mut frames_played = 0u64;
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
@@ -189,9 +234,12 @@ impl AudioOutput {
                     let mut pcm = match frame {
                         Playout::Waiting => break,
                         Playout::Packet(p) => {
-                            let latency =
-                                oriel_transport::unix_micros().saturating_sub(p.capture_unix_us);
-                            fig.played(latency);
+                            fig.played(PlayedPacket {
+                                frame: frames_played,
+                                capture_unix_us: p.capture_unix_us,
+                                written_unix_us: oriel_transport::unix_micros(),
+                            });
+                            sync.heard(p.capture_unix_us, sink.latency());
                             decoder.decode(Some(&p.opus))?
                         }
                         Playout::Conceal => {
@@ -202,12 +250,14 @@ impl AudioOutput {
                     };
                     lev.apply(&mut pcm);
                     sink.write(&pcm)?;
+                    frames_played += 1;
                     if fig.first_played_unix_us.load(Relaxed) == 0 {
                         // The frame just written starts now.
                         fig.first_played_unix_us
                             .store(oriel_transport::unix_micros(), Relaxed);
                     }
                 }
+                sync.expire();
             }
             fig.late.store(buffer.late, Relaxed);
             sink.finish()
@@ -216,9 +266,16 @@ impl AudioOutput {
             packets,
             figures,
             level,
+            sound_delay,
             done: Arc::new(tokio::sync::Mutex::new(Some(task))),
             stop,
         }
+    }
+
+    /// How late sound is heard (see [`oriel_protocol::session::client::SoundDelay`]),
+    /// as it changes.
+    pub(crate) fn sound_delay(&self) -> watch::Receiver<Option<i64>> {
+        self.sound_delay.subscribe()
     }
 
     pub(crate) fn play(&self, packet: AudioPacket) {
@@ -232,6 +289,70 @@ impl AudioOutput {
             task.await??;
         }
         Ok(())
+    }
+}
+
+/// Tells the sessions how late sound is heard: smoothed over packets (the playout
+/// tick wanders by a few ms), and only when that moves by a millisecond or more.
+struct LipSync {
+    out: watch::Sender<Option<i64>>,
+    smoothed_us: Option<i64>,
+    last_sound: Option<Instant>,
+}
+
+impl LipSync {
+    fn new(out: watch::Sender<Option<i64>>) -> Self {
+        Self {
+            out,
+            smoothed_us: None,
+            last_sound: None,
+        }
+    }
+
+    /// A packet captured at `capture_unix_us` was written; it is heard after `latency`.
+    fn heard(&mut self, capture_unix_us: u64, latency: Duration) {
+        let heard = oriel_transport::unix_micros()
+            .saturating_add(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        let delay =
+            i64::try_from(i128::from(heard) - i128::from(capture_unix_us)).unwrap_or(i64::MAX);
+        let smoothed = match self.smoothed_us {
+            Some(s) => s + (delay - s) / 8,
+            None => delay,
+        };
+        self.smoothed_us = Some(smoothed);
+        self.last_sound = Some(Instant::now());
+        self.out.send_if_modified(|published| {
+            let moved = published.is_none_or(|p| (p - smoothed).abs() >= 1000);
+            if moved {
+                *published = Some(smoothed);
+            }
+            moved
+        });
+    }
+
+    /// No sound for a while: video no longer waits for it.
+    fn expire(&mut self) {
+        if self.last_sound.is_some_and(|t| t.elapsed() > SYNC_MEMORY) {
+            self.last_sound = None;
+            self.smoothed_us = None;
+            self.out.send_replace(None);
+        }
+    }
+}
+
+/// The next change of how late sound is heard; never, without sound.
+pub(crate) async fn next_sound_delay(
+    delay: &mut Option<watch::Receiver<Option<i64>>>,
+) -> Option<i64> {
+    let Some(rx) = delay else {
+        return std::future::pending().await;
+    };
+    match rx.changed().await {
+        Ok(()) => *rx.borrow_and_update(),
+        Err(_) => {
+            *delay = None;
+            None
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! `Send` everywhere), which keeps them until told to stop.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
@@ -46,6 +48,12 @@ impl PlayQueue {
             };
         }
     }
+}
+
+/// How long `samples` (both channels) play.
+fn samples_duration(samples: usize) -> Duration {
+    let frames = samples / AUDIO_CHANNELS;
+    Duration::from_micros(u64::try_from(frames).unwrap_or(0) * 1_000_000 / u64::from(AUDIO_RATE))
 }
 
 fn stream_config() -> cpal::StreamConfig {
@@ -94,6 +102,8 @@ impl StreamThread {
 /// The default output device, fed 48 kHz stereo.
 pub struct Speaker {
     queue: Arc<Mutex<PlayQueue>>,
+    /// From the device's callback to when a sample queued then is heard (µs).
+    device_latency_us: Arc<AtomicU64>,
     _stream: StreamThread,
 }
 
@@ -101,15 +111,24 @@ impl Speaker {
     pub fn open() -> anyhow::Result<Speaker> {
         let queue = Arc::new(Mutex::new(PlayQueue::default()));
         let pull = queue.clone();
+        let device_latency_us = Arc::new(AtomicU64::new(0));
+        let latency = device_latency_us.clone();
         let stream = StreamThread::start("speaker", move || {
             let device = cpal::default_host()
                 .default_output_device()
                 .context("no sound output device")?;
             let stream = device.build_output_stream(
                 &stream_config(),
-                move |out: &mut [i16], _: &cpal::OutputCallbackInfo| {
+                move |out: &mut [i16], info: &cpal::OutputCallbackInfo| {
                     let mut queue = pull.lock().unwrap_or_else(|e| e.into_inner());
                     queue.pull(out);
+                    // What is queued next plays after this block, which starts playing
+                    // at the stream's playback instant.
+                    let stamp = info.timestamp();
+                    let until_played = stamp.playback.duration_since(&stamp.callback);
+                    let block = samples_duration(out.len());
+                    let total = until_played.unwrap_or_default() + block;
+                    latency.store(u64::try_from(total.as_micros()).unwrap_or(0), Relaxed);
                 },
                 |e| tracing::warn!("sound output: {e}"),
                 None,
@@ -119,8 +138,20 @@ impl Speaker {
         .context("cannot play sound on the default output device")?;
         Ok(Speaker {
             queue,
+            device_latency_us,
             _stream: stream,
         })
+    }
+
+    /// How long until a sample queued now is heard.
+    pub fn latency(&self) -> Duration {
+        let queued = self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .samples
+            .len();
+        samples_duration(queued) + Duration::from_micros(self.device_latency_us.load(Relaxed))
     }
 
     /// Queues samples to play after those queued already.

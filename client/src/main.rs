@@ -261,14 +261,14 @@ async fn view(
     if let Some(audio) = &opts.audio {
         audio.finish().await?;
         let f = &audio.figures;
+        let went = match &args.audio_out {
+            Some(path) => format!("written to {}", path.display()),
+            None => "played on the default output device".into(),
+        };
         eprintln!(
-            "audio: {} packets, {} concealed, written to {}",
+            "audio: {} packets, {} concealed, {went}",
             f.packets.load(std::sync::atomic::Ordering::Relaxed),
             f.concealed.load(std::sync::atomic::Ordering::Relaxed),
-            args.audio_out
-                .as_deref()
-                .unwrap_or(std::path::Path::new("?"))
-                .display()
         );
     }
     let outcome = outcome?;

@@ -127,6 +127,8 @@ pub enum Shown {
     Frame {
         frame_id: u64,
         source_seq: u64,
+        /// When the desktop's oldest change in it was captured (µs since the epoch).
+        capture_unix_us: u64,
         /// Where it changed the screen: its moves and updates, or their bounding box
         /// when there are many; the whole screen when it resized it.
         changed: Vec<Rect>,
@@ -137,6 +139,8 @@ pub enum Shown {
         rect: Rect,
         source_seq: u64,
         keyframe: bool,
+        /// When the desktop captured it (µs since the epoch).
+        capture_unix_us: u64,
     },
 }
 
@@ -337,6 +341,10 @@ impl Session {
             Some(port) => Some(port.attach().await),
             None => None,
         };
+        let mut sound_delay = self.opts.audio.as_ref().map(|a| a.sound_delay());
+        if let Some(delay) = sound_delay.as_ref().and_then(|d| *d.borrow()) {
+            self.tell_sound_delay(Some(delay));
+        }
         let mut microphone = match &self.opts.microphone {
             Some(mic) if self.welcome.capabilities.has(CAP_MICROPHONE) => Some(mic.subscribe()),
             _ => None,
@@ -395,6 +403,7 @@ impl Session {
                 Ok(datagram) = self.conn.read_datagram() => {
                     self.core.handle(now, ClientEvent::Datagram(&datagram));
                 }
+                delay = crate::audio::next_sound_delay(&mut sound_delay) => self.tell_sound_delay(delay),
                 Some(packet) = crate::microphone::next_packet(&mut microphone) => {
                     self.core.handle(now, ClientEvent::Microphone(&packet));
                 }
@@ -444,6 +453,7 @@ impl Session {
                     Shown::Frame {
                         frame_id: msg.frame_id,
                         source_seq: msg.source_seq,
+                        capture_unix_us: msg.capture_unix_us,
                         changed: changed_area(&msg, self.decoder.framebuffer().size()),
                     },
                     self.decoder.framebuffer(),
@@ -485,6 +495,7 @@ impl Session {
                             rect,
                             source_seq: frame.source_seq,
                             keyframe: frame.keyframe,
+                            capture_unix_us: frame.capture_unix_us,
                         },
                         self.decoder.framebuffer(),
                     );
@@ -549,6 +560,16 @@ impl Session {
             }
         }
         Ok(None)
+    }
+
+    /// Tells the core how late sound is heard now, so that pictures wait for it.
+    fn tell_sound_delay(&mut self, delay_us: Option<i64>) {
+        let delay = delay_us.map(|delay_us| session::client::SoundDelay {
+            delay_us,
+            unix_us: unix_micros(),
+        });
+        self.core
+            .handle(Instant::now(), ClientEvent::SoundDelay(delay));
     }
 
     fn publish_live(&self, stats: &ClientStats, capture_unix_us: u64) {

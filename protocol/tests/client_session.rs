@@ -480,3 +480,126 @@ fn arbitrary_bytes_never_panic() {
         drain(&mut s);
     }
 }
+
+fn picture_at(no: u64, capture_unix_us: u64) -> VideoMsg {
+    VideoMsg::Frame(VideoFrame {
+        frame_no: no,
+        source_seq: no,
+        capture_unix_us,
+        keyframe: no == 1,
+        data: vec![0, 0, 0, 1],
+    })
+}
+
+fn decoded(actions: &[ClientAction]) -> Vec<u64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            ClientAction::DecodePicture { frame, .. } => Some(frame.frame_no),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pictures_wait_for_their_sound_acknowledged_at_once_and_an_end_drops_them() {
+    let now = Instant::now();
+    let ms = Duration::from_millis;
+    let mut s = running(now);
+    // Sound is heard 60 ms after its capture; `now` is 1.02 s on the client's clock.
+    let sound = SoundDelay {
+        delay_us: 60_000,
+        unix_us: 1_020_000,
+    };
+    s.handle(now, ClientEvent::SoundDelay(Some(sound)));
+    let start = VideoMsg::Start {
+        region_id: 5,
+        rect: Rect::new(0, 0, 64, 64),
+        after_frame: 0,
+    };
+    let mut video = tagged(Channel::Video, &start);
+    video.extend(bytes(&picture_at(1, 1_000_000)));
+    video.extend(bytes(&picture_at(2, 1_033_000)));
+    s.handle(
+        now,
+        ClientEvent::StreamBytes {
+            stream: 2,
+            bytes: &video,
+        },
+    );
+    let actions = drain(&mut s);
+    assert!(decoded(&actions).is_empty(), "held: {actions:?}");
+    let acks: Vec<_> = sent(&actions);
+    assert_eq!(acks.len(), 2, "both acknowledged as they came: {acks:?}");
+    assert_eq!(s.next_deadline(), Some(now + ms(40)), "heard at 1.06 s");
+    s.handle_timeout(now + ms(39));
+    assert!(decoded(&drain(&mut s)).is_empty());
+    s.handle_timeout(now + ms(40));
+    assert_eq!(decoded(&drain(&mut s)), vec![1]);
+    s.handle(
+        now + ms(45),
+        ClientEvent::PictureDecoded {
+            region_id: 5,
+            frame_no: 1,
+            decode_us: 900,
+            result: PictureResult::Shown,
+        },
+    );
+    assert!(
+        sent(&drain(&mut s)).is_empty(),
+        "a held picture is not acknowledged twice"
+    );
+    assert_eq!(s.next_deadline(), Some(now + ms(73)));
+    // The region ends before picture 2 is due: the end's exact pixels stay.
+    let mut end = frame(1);
+    end.video_ended = vec![5];
+    s.handle(
+        now + ms(50),
+        ClientEvent::StreamBytes {
+            stream: 0,
+            bytes: &bytes(&end),
+        },
+    );
+    drain(&mut s);
+    s.handle_timeout(now + ms(100));
+    assert!(decoded(&drain(&mut s)).is_empty());
+    assert_eq!(s.next_deadline(), None);
+
+    // A picture far ahead of its sound waits no more than a quarter second.
+    let start = VideoMsg::Start {
+        region_id: 6,
+        rect: Rect::new(0, 0, 64, 64),
+        after_frame: 0,
+    };
+    let mut video = tagged(Channel::Video, &start);
+    video.extend(bytes(&picture_at(1, 60_000_000)));
+    s.handle(
+        now + ms(100),
+        ClientEvent::StreamBytes {
+            stream: 3,
+            bytes: &video,
+        },
+    );
+    drain(&mut s);
+    assert_eq!(s.next_deadline(), Some(now + ms(350)));
+    // Without sound, pictures show as they come, behind those already held.
+    s.handle(now + ms(110), ClientEvent::SoundDelay(None));
+    s.handle(
+        now + ms(110),
+        ClientEvent::StreamBytes {
+            stream: 3,
+            bytes: &bytes(&picture_at(2, 1_200_000)),
+        },
+    );
+    assert!(decoded(&drain(&mut s)).is_empty(), "in order");
+    s.handle_timeout(now + ms(350));
+    assert_eq!(decoded(&drain(&mut s)), vec![1, 2]);
+    s.handle(
+        now + ms(360),
+        ClientEvent::StreamBytes {
+            stream: 3,
+            bytes: &bytes(&picture_at(3, 1_300_000)),
+        },
+    );
+    assert_eq!(decoded(&drain(&mut s)), vec![3]);
+}

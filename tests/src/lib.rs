@@ -150,6 +150,7 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+pub mod av_sync;
 pub mod broker;
 pub mod browser;
 pub mod cluster;

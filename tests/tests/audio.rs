@@ -1,7 +1,8 @@
 //! The desktop's sound reaches the client: a chirp made with sox, played in an x11
 //! desktop with paplay (into the desktop's own PulseAudio), arrives in the headless
 //! client's WAV file, also across a lossy link. And back: a WAV as the client's
-//! microphone is what parecord records in the desktop.
+//! microphone is what parecord records in the desktop. A clip that flashes and beeps
+//! together, played by ffplay, stays in sync on its way to the viewer.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,8 +20,14 @@ use oriel_transport::tls::Identity;
 
 /// An x11 desktop with a sound server, served; and its `PULSE_SERVER`.
 fn serve_with_sound() -> (DisplayServer, String) {
+    let (server, pulse, _) = serve_sized(Size::new(320, 240));
+    (server, pulse)
+}
+
+/// Like [`serve_with_sound`], of `size`; also its X display.
+fn serve_sized(size: Size) -> (DisplayServer, String, String) {
     let config = XSessionConfig {
-        size: Size::new(320, 240),
+        size,
         command: Some("sleep 600".into()),
         audio: true,
         microphone: true,
@@ -31,6 +38,7 @@ fn serve_with_sound() -> (DisplayServer, String) {
         .sound_server()
         .expect("pulseaudio runs (scripts/install-deps installs it)")
         .address;
+    let display = source.display().to_owned();
     let identity = Identity::generate(&["localhost".into()]).expect("identity");
     let server_config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -38,7 +46,7 @@ fn serve_with_sound() -> (DisplayServer, String) {
     };
     let desktop = Desktop::new("x", Box::new(source) as Box<dyn FrameSource>);
     let server = DisplayServer::start(server_config, &identity, vec![desktop]).unwrap();
-    (server, pulse)
+    (server, pulse, display)
 }
 
 fn chirp(path: &Path) {
@@ -369,5 +377,53 @@ async fn the_viewer_plays_on_its_output_device_and_sends_its_input_device() {
     assert!(
         there >= 0.9,
         "the viewer's microphone: cross-correlation {there:.3}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_that_flashes_and_beeps_together_stays_in_sync_on_its_way_to_the_viewer() {
+    use oriel_e2e::av_sync::{beep_onsets, make_clip, offsets, play_in_desktop, FlashWatch};
+    let (server, pulse, display) = serve_sized(Size::new(640, 480));
+    let dir = temp_dir("lip-sync");
+    let (clip, recorded) = (dir.join("clip.mkv"), dir.join("client.wav"));
+    make_clip(&clip).expect("ffmpeg makes the clip");
+    let mut opts = connect_options(&server, "x");
+    let audio = oriel::audio::AudioOutput::to_wav(&recorded).unwrap();
+    opts.audio = Some(audio.clone());
+    let session = oriel::Session::connect(&opts).await.expect("connect");
+    let flashes = std::sync::Arc::new(std::sync::Mutex::new(FlashWatch::default()));
+    let run = tokio::spawn(session.run_observed(
+        oriel::StopWhen {
+            duration: Some(Duration::from_secs(10)),
+            ..Default::default()
+        },
+        None,
+        FlashWatch::observer(flashes.clone()),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::spawn_blocking(move || play_in_desktop(&clip, &display, &pulse))
+        .await
+        .unwrap()
+        .expect("ffplay plays the clip");
+    run.await.unwrap().expect("the session runs");
+    audio.finish().await.unwrap();
+    let beeps = beep_onsets(&recorded, 0, &audio.figures.packets_played()).unwrap();
+    let flashes = flashes.lock().unwrap();
+    let pairs = offsets(&flashes.onsets, &beeps);
+    eprintln!(
+        "{} flashes ({} as video), {} beeps; offsets {pairs:?}",
+        flashes.onsets.len(),
+        flashes.in_video,
+        beeps.len()
+    );
+    // The player's own sync is its business; what the way to the viewer adds is ours.
+    let added: Vec<f64> = pairs.iter().filter_map(|p| p.added_ms()).collect();
+    assert!(
+        added.len() >= 3,
+        "too few flashes shown as video next to a beep: {pairs:?}"
+    );
+    assert!(
+        added.iter().all(|a| a.abs() <= 40.0),
+        "sound and picture drifted apart by more than 40 ms: {added:?}"
     );
 }

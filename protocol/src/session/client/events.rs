@@ -52,6 +52,18 @@ pub enum ClientEvent<'a> {
     Datagram(&'a [u8]),
     /// 20 ms of the client's microphone, for the desktop (dropped if it takes none).
     Microphone(&'a crate::AudioPacket),
+    /// How late the desktop's sound is heard here (`None`: no sound is playing). Video
+    /// pictures are then held until their sound is heard (lip sync).
+    SoundDelay(Option<SoundDelay>),
+}
+
+/// When sound is heard: what was captured at wall clock `c` (the server's) is heard at
+/// `c + delay_us` (this client's wall clock; the two clocks need not agree, so this
+/// may even be negative), and `unix_us` is this client's wall clock at the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoundDelay {
+    pub delay_us: i64,
+    pub unix_us: u64,
 }
 
 /// Why a client session failed.
@@ -76,6 +88,8 @@ pub enum ClientAction {
     /// A region ended: drop its decoder.
     EndRegion(u64),
     /// Decode this picture into `rect`, then answer [`ClientEvent::PictureDecoded`].
+    /// While sound plays, a picture comes when its sound is heard (it was acknowledged
+    /// when it arrived).
     DecodePicture {
         region_id: u64,
         rect: Rect,

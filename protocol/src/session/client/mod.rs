@@ -14,7 +14,7 @@ mod regions;
 pub use events::*;
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::handshake::check_welcome;
 use crate::messages::*;
@@ -27,6 +27,9 @@ const MAX_CURSOR_EDGE: u16 = 256;
 /// Video streams the server may have open at once (beyond the regions it runs, a few
 /// finishing).
 const MAX_STREAMS: usize = 128;
+/// Longest a picture is held for its sound: beyond, sound that late is not worth
+/// lagging the video for.
+const MAX_HOLD: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -59,6 +62,7 @@ pub struct ClientSession {
     has_display: bool,
     has_cursor: bool,
     actions: VecDeque<ClientAction>,
+    /// When the handshake must have gone further.
     deadline: Option<Instant>,
     handshake_timeout: std::time::Duration,
     welcome: Option<Welcome>,
@@ -74,6 +78,8 @@ pub struct ClientSession {
     /// Display stream bytes received (after its tag).
     display_bytes: u64,
     clipboard: clipboard::ClientClipboard,
+    /// How late sound is heard, as of an instant: pictures wait for their sound.
+    sound: Option<(Instant, SoundDelay)>,
 }
 
 impl ClientSession {
@@ -98,6 +104,7 @@ impl ClientSession {
             moved: None,
             display_bytes: 0,
             clipboard: clipboard::ClientClipboard::default(),
+            sound: None,
         };
         session.send_control(&config.hello);
         session
@@ -109,6 +116,9 @@ impl ClientSession {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadline
+            .into_iter()
+            .chain(self.regions.next_due())
+            .min()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -145,6 +155,10 @@ impl ClientSession {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.release_held(now);
         if self.deadline.is_none_or(|d| now < d) {
             return;
         }
@@ -172,7 +186,7 @@ impl ClientSession {
                     self.fail("server closed the control stream");
                 }
             }
-            ClientEvent::StreamBytes { stream, bytes } => self.stream_bytes(stream, bytes),
+            ClientEvent::StreamBytes { stream, bytes } => self.stream_bytes(stream, bytes, now),
             ClientEvent::StreamFinished { stream } => self.stream_finished(stream),
             ClientEvent::FrameApplied {
                 frame_id,
@@ -184,7 +198,7 @@ impl ClientSession {
                     decode_us,
                 });
                 for (region, frame) in self.regions.ready(self.applied) {
-                    self.picture(region, frame);
+                    self.picture(region, frame, now);
                 }
             }
             ClientEvent::PictureDecoded {
@@ -201,7 +215,9 @@ impl ClientSession {
                     }
                     PictureResult::Skipped => {}
                 }
-                self.video_ack(region_id, frame_no, decode_us);
+                if self.regions.needs_ack(region_id, frame_no) {
+                    self.video_ack(region_id, frame_no, decode_us);
+                }
             }
             ClientEvent::Request(request) => {
                 if self.phase == Phase::Running {
@@ -234,6 +250,7 @@ impl ClientSession {
                     self.push(ClientAction::SendDatagram(packet.to_datagram()));
                 }
             }
+            ClientEvent::SoundDelay(delay) => self.sound = delay.map(|d| (now, d)),
         }
     }
 
@@ -256,7 +273,7 @@ impl ClientSession {
                     // Streams that arrived before the welcome.
                     let waiting: Vec<u64> = self.streams.keys().copied().collect();
                     for id in waiting {
-                        self.read_stream(id);
+                        self.read_stream(id, now);
                     }
                 }
                 Ok(Some(HelloReply::Reject(r))) => {
@@ -294,7 +311,7 @@ impl ClientSession {
         }
     }
 
-    fn stream_bytes(&mut self, id: u64, mut bytes: &[u8]) {
+    fn stream_bytes(&mut self, id: u64, mut bytes: &[u8], now: Instant) {
         if !self.streams.contains_key(&id) && self.streams.len() >= MAX_STREAMS {
             return self.fail("the server opened too many streams");
         }
@@ -340,7 +357,7 @@ impl ClientSession {
         }
         // Nothing is read before the welcome says what the session is.
         if self.phase == Phase::Running {
-            self.read_stream(id);
+            self.read_stream(id, now);
         }
     }
 
@@ -368,7 +385,7 @@ impl ClientSession {
         }
     }
 
-    fn read_stream(&mut self, id: u64) {
+    fn read_stream(&mut self, id: u64, now: Instant) {
         loop {
             let Some(stream) = self.streams.get_mut(&id) else {
                 return;
@@ -417,7 +434,7 @@ impl ClientSession {
                     if !self.video_allowed() {
                         return self.fail("video was not negotiated");
                     }
-                    self.picture(region, frame);
+                    self.picture(region, frame, now);
                 }
                 Msg::Video(None, VideoMsg::Frame(_)) => {
                     return self.fail("video stream must start with Start")
@@ -449,14 +466,30 @@ impl ClientSession {
         self.push(ClientAction::ApplyFrame(frame));
     }
 
-    fn picture(&mut self, region_id: u64, frame: VideoFrame) {
+    fn picture(&mut self, region_id: u64, frame: VideoFrame, now: Instant) {
         let frame_no = frame.frame_no;
         match self.regions.arrive(region_id, frame, self.applied) {
-            Ok(Arrival::Decode(rect, frame)) => self.push(ClientAction::DecodePicture {
-                region_id,
-                rect,
-                frame,
-            }),
+            Ok(Arrival::Decode(rect, frame)) => {
+                let due = self.heard_at(frame.capture_unix_us, now);
+                if due.is_none() && !self.regions.is_holding(region_id) {
+                    return self.push(ClientAction::DecodePicture {
+                        region_id,
+                        rect,
+                        frame,
+                    });
+                }
+                // Held for its sound; acknowledged now, as what the path delivered.
+                let early = self.regions.hold(region_id, due.unwrap_or(now), frame);
+                if let Some((rect, frame)) = early {
+                    self.push(ClientAction::DecodePicture {
+                        region_id,
+                        rect,
+                        frame,
+                    });
+                }
+                self.video_ack(region_id, frame_no, 0);
+                self.release_held(now);
+            }
             Ok(Arrival::Queued) => {}
             Ok(Arrival::Skip | Arrival::Stale) => self.video_ack(region_id, frame_no, 0),
             Ok(Arrival::Overflow) => {
@@ -464,6 +497,28 @@ impl ClientSession {
                 self.video_ack(region_id, frame_no, 0);
             }
             Err(e) => self.fail(&e),
+        }
+    }
+
+    /// When the sound captured with a picture at `capture_unix_us` is heard, if that
+    /// is later than `now` (and a sound is playing).
+    fn heard_at(&self, capture_unix_us: u64, now: Instant) -> Option<Instant> {
+        let (at, sound) = self.sound?;
+        let heard = i128::from(capture_unix_us) + i128::from(sound.delay_us);
+        let after_event = heard - i128::from(sound.unix_us);
+        let hold = u64::try_from(after_event).ok()?;
+        let due = at + Duration::from_micros(hold);
+        (due > now).then(|| due.min(now + MAX_HOLD))
+    }
+
+    /// Pictures held for their sound whose time has come.
+    fn release_held(&mut self, now: Instant) {
+        for (region_id, rect, frame) in self.regions.due(now) {
+            self.push(ClientAction::DecodePicture {
+                region_id,
+                rect,
+                frame,
+            });
         }
     }
 

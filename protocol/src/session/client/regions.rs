@@ -1,8 +1,10 @@
 //! The client's video regions: from a stream's `Start` until a display frame ends them.
 //! Pictures wait until the display frame they follow is applied; pictures of ended
-//! regions are dropped (the exact pixels came with the end).
+//! regions are dropped (the exact pixels came with the end). While sound plays,
+//! decodable pictures are held until their sound is heard (lip sync).
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use crate::messages::VideoFrame;
 use crate::{Rect, Size};
@@ -24,6 +26,10 @@ struct Region {
     /// Pictures wait until this display frame is applied.
     after_frame: u64,
     waiting: VecDeque<VideoFrame>,
+    /// Pictures to decode at their time, oldest first (already acknowledged).
+    held: VecDeque<(Instant, VideoFrame)>,
+    /// The newest picture acknowledged when it was held.
+    acked_through: u64,
 }
 
 /// What to do with one picture.
@@ -76,6 +82,8 @@ impl Regions {
                 last_frame_no: 0,
                 after_frame,
                 waiting: VecDeque::new(),
+                held: VecDeque::new(),
+                acked_through: 0,
             },
         );
         Ok(true)
@@ -138,6 +146,58 @@ impl Regions {
             return Ok(Arrival::Skip);
         }
         Ok(Arrival::Decode(region.rect, frame))
+    }
+
+    /// Whether region `id` holds pictures (a later one must wait behind them).
+    pub(super) fn is_holding(&self, id: u64) -> bool {
+        self.regions.get(&id).is_some_and(|r| !r.held.is_empty())
+    }
+
+    /// Holds a decodable picture of region `id` until `due`, acknowledged now. When
+    /// the region holds all it may, its oldest picture is returned to decode at once.
+    pub(super) fn hold(
+        &mut self,
+        id: u64,
+        due: Instant,
+        frame: VideoFrame,
+    ) -> Option<(Rect, VideoFrame)> {
+        let region = self.regions.get_mut(&id)?;
+        region.acked_through = region.acked_through.max(frame.frame_no);
+        // Never earlier than the picture before it: pictures decode in order.
+        let due = region.held.back().map_or(due, |(last, _)| due.max(*last));
+        region.held.push_back((due, frame));
+        (region.held.len() > MAX_WAITING)
+            .then(|| region.held.pop_front())
+            .flatten()
+            .map(|(_, f)| (region.rect, f))
+    }
+
+    /// Held pictures whose time has come, oldest first per region.
+    pub(super) fn due(&mut self, now: Instant) -> Vec<(u64, Rect, VideoFrame)> {
+        let mut out = Vec::new();
+        for (id, region) in &mut self.regions {
+            while region.held.front().is_some_and(|(due, _)| *due <= now) {
+                if let Some((_, f)) = region.held.pop_front() {
+                    out.push((*id, region.rect, f));
+                }
+            }
+        }
+        out
+    }
+
+    /// When the next held picture is due.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.regions
+            .values()
+            .filter_map(|r| r.held.front().map(|(due, _)| *due))
+            .min()
+    }
+
+    /// Whether a decoded picture still needs its acknowledgement (held ones had it).
+    pub(super) fn needs_ack(&self, id: u64, frame_no: u64) -> bool {
+        self.regions
+            .get(&id)
+            .is_none_or(|r| frame_no > r.acked_through)
     }
 
     /// The driver decoded a picture: a broken one waits for a keyframe.
