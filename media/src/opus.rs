@@ -39,8 +39,14 @@ impl AudioEncoder {
     }
 }
 
-/// Turns a sound's 20 ms frames into packets. Digital silence is not sent: one empty
-/// packet marks where it starts, and the first packet after it says it follows silence.
+/// Loudest sample of a frame that is silence all the same: -72 dBFS, below hearing at any
+/// sane volume, but a dithered "silence" that Opus would spend 40 kbit/s on (its DTX
+/// only takes digital zeros in the mode music uses).
+const INAUDIBLE: u16 = 8;
+
+/// Turns a sound's 20 ms frames into packets. Silence (digital, or inaudible) is not
+/// sent: one empty packet marks where it starts, and the first packet after it says it
+/// follows silence.
 pub struct Packetizer {
     encoder: AudioEncoder,
     /// The next frame's number (silent frames count).
@@ -67,7 +73,7 @@ impl Packetizer {
         let seq = self.seq;
         self.seq += 1;
         let after_silence = self.silent;
-        self.silent = samples.iter().all(|&s| s == 0);
+        self.silent = samples.iter().all(|&s| s.unsigned_abs() <= INAUDIBLE);
         let opus = match (self.silent, after_silence) {
             (true, true) => return Ok(None),
             (true, false) => Vec::new(),
@@ -150,7 +156,9 @@ mod tests {
     fn silence_is_not_sent_and_its_start_and_end_are_marked() {
         let mut p = Packetizer::new(64_000).unwrap();
         let (quiet, sound) = (vec![0i16; FRAME_LEN], vec![100i16; FRAME_LEN]);
-        let frames = [&quiet, &sound, &sound, &quiet, &quiet, &sound];
+        // Dither a player leaves when it plays nothing: silence too.
+        let dither: Vec<i16> = (0..FRAME_LEN).map(|i| [3, -2, 0, -3][i % 4]).collect();
+        let frames = [&quiet, &sound, &sound, &dither, &quiet, &sound];
         let sent: Vec<AudioPacket> = frames
             .iter()
             .enumerate()
