@@ -368,13 +368,17 @@ impl Desktop {
     }
 
     pub fn inject(&self, event: &InputEvent) {
-        self.inject_counted(event, 0, &AtomicU64::new(0));
+        self.inject_into(event, None);
     }
 
     /// Injects a viewer's input event number `index` (its place among the events the
     /// viewer sent); once the desktop took it, `taken` becomes `index + 1`. Both happen
     /// under the hold's lock, so after [`Desktop::hold_input`] the count is final.
     pub fn inject_counted(&self, event: &InputEvent, index: u64, taken: &AtomicU64) {
+        self.inject_into(event, Some((index, taken)));
+    }
+
+    fn inject_into(&self, event: &InputEvent, counted: Option<(u64, &AtomicU64)>) {
         {
             // Held for the lock's length: `hold_input` returns once no event is on its
             // way into the source.
@@ -391,7 +395,9 @@ impl Desktop {
                         Some(sink) => sink.inject(event),
                         None => self.source().inject(event),
                     }
-                    taken.store(index + 1, Ordering::SeqCst);
+                    if let Some((index, taken)) = counted {
+                        taken.store(index + 1, Ordering::SeqCst);
+                    }
                 }
             }
         }

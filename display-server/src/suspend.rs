@@ -126,7 +126,8 @@ pub fn resume(
     if let Err(e) = std::fs::remove_file(&path) {
         tracing::warn!("cannot remove {}: {e}", path.display());
     }
-    tracing::info!(desktop = name, "desktop resumed");
+    let asleep_s = (oriel_transport::unix_micros() / 1_000_000).saturating_sub(saved.saved_unix);
+    tracing::info!(desktop = name, asleep_s, "desktop resumed");
     Ok(())
 }
 
