@@ -20,12 +20,30 @@ const MAX_QUEUED: usize = AUDIO_RATE as usize * 3 / 20 * AUDIO_CHANNELS;
 /// enough.
 const PRIMED: usize = AUDIO_RATE as usize * 3 / 50 * AUDIO_CHANNELS;
 
+/// The desktop's clock and this sound card's drift apart (by 100 ppm or so): the queue
+/// would grow or run dry. Once it has settled, its level is kept within this many
+/// samples (10 ms) of where it settled by dropping or repeating one frame in
+/// [`SLIP_EVERY`] — 0.1 %, which nobody hears.
+const SLIP_TOLERANCE_SAMPLES: usize = AUDIO_RATE as usize / 100 * AUDIO_CHANNELS;
+const SLIP_TOLERANCE: f64 = SLIP_TOLERANCE_SAMPLES as f64;
+const SLIP_EVERY: usize = 1000;
+/// Device pulls after (re)priming before the level's average is taken as its target.
+const SETTLE_PULLS: u32 = 100;
+
 /// What waits for the output device.
 #[derive(Default)]
 struct PlayQueue {
     samples: VecDeque<i16>,
     /// Enough came to play without running dry at once.
     primed: bool,
+    /// The level after each pull (samples), averaged; and where it settled.
+    level: f64,
+    target: Option<f64>,
+    pulls: u32,
+    /// Frames played since the last slip.
+    since_slip: usize,
+    /// Frames dropped or repeated to follow the drift.
+    slips: u64,
 }
 
 impl PlayQueue {
@@ -33,19 +51,62 @@ impl PlayQueue {
         self.samples.extend(pcm);
         let excess = self.samples.len().saturating_sub(MAX_QUEUED);
         self.samples.drain(..excess);
-        self.primed |= self.samples.len() >= PRIMED;
+        if !self.primed && self.samples.len() >= PRIMED {
+            self.primed = true;
+            self.pulls = 0;
+            self.target = None;
+        }
     }
 
     /// Fills `out`, with silence while not primed.
     fn pull(&mut self, out: &mut [i16]) {
-        for sample in out.iter_mut() {
-            *sample = match self.primed {
-                true => self.samples.pop_front().unwrap_or_else(|| {
-                    self.primed = false;
-                    0
-                }),
-                false => 0,
+        for frame in out.chunks_mut(AUDIO_CHANNELS) {
+            if !self.primed || self.samples.len() < frame.len() {
+                // Dry: silence until enough came again.
+                self.primed = false;
+                frame.fill(0);
+                continue;
+            }
+            self.since_slip += 1;
+            let drift = self.drift();
+            if drift != 0 && self.since_slip >= SLIP_EVERY && self.samples.len() >= 2 * frame.len()
+            {
+                self.since_slip = 0;
+                self.slips += 1;
+                if drift > 0 {
+                    // Too much queued: one frame is skipped.
+                    self.samples.drain(..frame.len());
+                } else {
+                    // Too little: this frame plays twice.
+                    for (i, sample) in frame.iter_mut().enumerate() {
+                        *sample = self.samples[i];
+                    }
+                    continue;
+                }
+            }
+            for sample in frame.iter_mut() {
+                *sample = self.samples.pop_front().unwrap_or(0);
+            }
+        }
+        if self.primed {
+            let level = self.samples.len() as f64;
+            self.pulls = self.pulls.saturating_add(1);
+            self.level = match self.pulls {
+                1 => level,
+                _ => self.level + (level - self.level) / 16.0,
             };
+            if self.pulls == SETTLE_PULLS {
+                self.target = Some(self.level);
+            }
+        }
+    }
+
+    /// +1 when the queue holds more than where it settled, -1 when less, 0 near it.
+    fn drift(&self) -> i8 {
+        match self.target {
+            Some(t) if self.level > t + SLIP_TOLERANCE => 1,
+            Some(t) if self.level < t - SLIP_TOLERANCE => -1,
+            _ => 0,
         }
     }
 }
@@ -209,5 +270,53 @@ mod tests {
         assert_eq!(out[..5], [0; 5], "waits to be primed again");
         q.push(&vec![7; MAX_QUEUED * 2]);
         assert_eq!(q.samples.len(), MAX_QUEUED);
+    }
+
+    /// Five minutes of a desktop whose clock runs `ppm` fast (negative: slow) against
+    /// the device's, which pulls 10 ms at a time: (lowest and highest level after
+    /// settling, times it ran dry after priming, slips).
+    fn five_minutes_drifting(ppm: f64) -> (usize, usize, u32, u64) {
+        let mut q = PlayQueue::default();
+        let frame = 960 * AUDIO_CHANNELS;
+        let mut pushed = 0.0f64;
+        let (mut low, mut high, mut dry) = (usize::MAX, 0, 0);
+        let mut out = vec![0i16; 480 * AUDIO_CHANNELS];
+        for pull in 1..=30_000u32 {
+            // What the desktop has made by now, in whole 20 ms packets.
+            let made = f64::from(pull) * 480.0 * (1.0 + ppm / 1e6) + 3.0 * 960.0;
+            while pushed + 960.0 <= made {
+                q.push(&vec![1; frame]);
+                pushed += 960.0;
+            }
+            let was_primed = q.primed;
+            q.pull(&mut out);
+            if was_primed && !q.primed {
+                dry += 1;
+            }
+            if q.target.is_some() {
+                low = low.min(q.samples.len());
+                high = high.max(q.samples.len());
+            }
+        }
+        (low, high, dry, q.slips)
+    }
+
+    #[test]
+    fn the_queue_follows_a_drifting_clock_without_running_dry_or_growing() {
+        // The level moves by whole packets as they come, and by the tolerance.
+        let slack = SLIP_TOLERANCE_SAMPLES + 960 * AUDIO_CHANNELS;
+        let (low0, high0, dry0, slips0) = five_minutes_drifting(0.0);
+        assert_eq!((dry0, slips0), (0, 0), "no drift, nothing to do");
+        for ppm in [500.0, -500.0] {
+            let (low, high, dry, slips) = five_minutes_drifting(ppm);
+            assert_eq!(dry, 0, "{ppm} ppm: ran dry");
+            assert!(slips > 0, "{ppm} ppm: never slipped");
+            // Without slips 500 ppm is 150 ms in five minutes: the queue would run dry
+            // or overflow.
+            assert!(
+                high <= high0 + slack && low + slack >= low0,
+                "{ppm} ppm: level {low}..{high}, without drift {low0}..{high0}"
+            );
+        }
     }
 }
