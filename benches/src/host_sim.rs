@@ -111,6 +111,8 @@ impl SimHost {
             name: self.name.clone(),
             display_address: "127.0.0.1:9".into(),
             fingerprint: format!("{:064x}", self.index),
+            web_address: None,
+            web_fingerprints: vec![],
             capacity: self.capacity,
             desktops: state.reports(),
         };

@@ -22,6 +22,7 @@ mod audio_bench;
 mod baseline;
 mod broker_bench;
 mod broker_procs;
+mod browser_bench;
 mod console_bench;
 mod density_bench;
 mod frame_numbers;
@@ -113,6 +114,10 @@ enum Mode {
     /// Live migration of a tiny-guest VM between two endpoints over loopback QUIC:
     /// total time, bytes, rounds and downtime, idle and writing its memory.
     Migrate(migrate_bench::MigrateArgs),
+    /// The browser client (headless chromium, WebTransport) against the native client
+    /// on the same synthetic desktop: frames presented per second, decode time per
+    /// frame, pixel-exactness, keystroke to echo.
+    Browser(browser_bench::BrowserArgs),
     /// Desktops per host: N X desktops (one video, one scrolling, the rest typing), a
     /// client each; CPU, memory, frame rate and latency per desktop as N grows.
     Density(density_bench::DensityArgs),
@@ -142,6 +147,12 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Mode::Migrate(m)) => {
             for line in migrate_bench::run(m)? {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+        Some(Mode::Browser(b)) => {
+            for line in browser_bench::run(&b)? {
                 println!("{line}");
             }
             return Ok(());

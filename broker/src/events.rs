@@ -114,6 +114,14 @@ pub async fn handle(
         }
         HostMsg::Register(_) => anyhow::bail!("host registered twice"),
         HostMsg::CommandDone { .. } => {}
+        HostMsg::WebCertificates { fingerprints } => {
+            let fingerprints = crate::hostlink::web_fingerprints(&fingerprints)?;
+            if let Some(host) = store.host_by_id(host_id).await? {
+                store
+                    .set_host_web(host_id, host.web_address.as_deref(), &fingerprints)
+                    .await?;
+            }
+        }
     }
     Ok(commands)
 }

@@ -1,5 +1,5 @@
 //! The broker's end of the host link: display servers dial in over QUIC (ALPN
-//! `oriel-host/4`), register with the join token or their credential, then stream
+//! `oriel-host/5`), register with the join token or their credential, then stream
 //! heartbeats and session events while the broker pushes commands down the same stream.
 //! The store notes which broker holds each host's link; a command for a host linked to
 //! another broker of the cluster goes through the database ([`crate::relay`]).
@@ -363,6 +363,12 @@ impl HostLink {
         reg.fingerprint
             .parse::<oriel_transport::Fingerprint>()
             .map_err(|_| anyhow!("the host's certificate fingerprint is not 64 hex digits"))?;
+        if let Some(web) = &reg.web_address {
+            if web.len() > 255 || web.chars().any(char::is_control) {
+                bail!("the host's browser address is not a host:port");
+            }
+        }
+        let web_fingerprints = web_fingerprints(&reg.web_fingerprints)?;
         let (hash, credential) = match &reg.credential {
             Some(credential) => {
                 let hash = token_hash(credential);
@@ -409,12 +415,31 @@ impl HostLink {
                 &hash,
             )
             .await?;
+        self.store
+            .set_host_web(&host.id, reg.web_address.as_deref(), &web_fingerprints)
+            .await?;
         if credential.is_some() {
             let detail = format!("address {}", reg.display_address);
             self.store.audit(&reg.name, "host_joined", &detail).await?;
         }
         Ok((host.id, credential))
     }
+}
+
+/// The browsers' certificate fingerprints a host reports, checked: at most a few, each
+/// 64 hex digits (normalised to lower case).
+pub(crate) fn web_fingerprints(reported: &[String]) -> anyhow::Result<Vec<String>> {
+    if reported.len() > 4 {
+        bail!("the host reports more than 4 browser certificates");
+    }
+    reported
+        .iter()
+        .map(|f| {
+            f.parse::<oriel_transport::Fingerprint>()
+                .map(|f| f.to_string())
+                .map_err(|_| anyhow!("a browser certificate fingerprint is not 64 hex digits"))
+        })
+        .collect()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -20,6 +20,7 @@ pub mod store;
 pub mod suspend;
 pub mod temp_postgres;
 pub mod thumbnails;
+mod web;
 
 pub use server::{Broker, BrokerConfig};
 

@@ -195,6 +195,10 @@ async fn deploy_and_connect(
         args,
     )
     .await?;
+    eprintln!(
+        "      in a browser while the demo runs: {}/ (user demo, password {user_password})",
+        first.url
+    );
 
     // The user signs in at the last broker (the first of a cluster gets the admin's calls)
     // and keeps the others to fail over to.

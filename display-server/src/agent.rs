@@ -27,6 +27,8 @@ pub struct AgentConfig {
     pub name: String,
     /// Address clients dial to reach this server.
     pub display_address: String,
+    /// Address browsers dial (WebTransport), if the server takes them.
+    pub web_address: Option<String>,
     pub capacity: u32,
     /// Where the host credential is kept after the first registration.
     pub data_dir: PathBuf,
@@ -113,6 +115,8 @@ async fn link_once(
         name: config.name.clone(),
         display_address: config.display_address.clone(),
         fingerprint: server.fingerprint().to_string(),
+        web_address: config.web_address.clone(),
+        web_fingerprints: hex_all(&server.web_fingerprints()),
         capacity: config.capacity,
         desktops: reports(server),
     };
@@ -141,8 +145,13 @@ async fn link_once(
     let (todo, mut done) = command_worker(server.clone());
     let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
     let mut load = crate::figures::LoadMeter::default();
+    let mut web_rotations = server.web_fingerprint_changes();
     loop {
         tokio::select! {
+            Some(Ok(())) = async { Some(web_rotations.as_mut()?.changed().await) } => {
+                let fingerprints = hex_all(&server.web_fingerprints());
+                send_message(&mut tx, &HostMsg::WebCertificates { fingerprints }, MAX_HOST_MESSAGE).await?;
+            }
             _ = heartbeat.tick() => {
                 let msg = HostMsg::Heartbeat {
                     capacity: config.capacity,
@@ -202,6 +211,10 @@ fn command_worker(
         }
     });
     (todo, done)
+}
+
+fn hex_all(fingerprints: &[Fingerprint]) -> Vec<String> {
+    fingerprints.iter().map(ToString::to_string).collect()
 }
 
 fn reports(server: &DisplayServer) -> Vec<DesktopReport> {

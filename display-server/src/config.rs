@@ -29,6 +29,10 @@ pub struct Args {
     /// UDP address for QUIC clients [default: 127.0.0.1:4433].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// UDP address for browsers (WebTransport), or "off" [default: the --listen address
+    /// with its port + 10, 127.0.0.1:4443].
+    #[arg(long, value_name = "ADDR|off")]
+    pub web_listen: Option<String>,
     /// Where the TLS certificate and key are kept
     /// [default: $XDG_DATA_HOME/oriel/display-server or ~/.local/share/oriel/display-server].
     #[arg(long, value_name = "DIR")]
@@ -144,6 +148,8 @@ pub use crate::image_build::default_images_dir;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where browsers connect over WebTransport (UDP), if the server takes them.
+    pub web_listen: Option<SocketAddr>,
     /// Most frames a session may have unacknowledged before it stops sending and merges
     /// damage (also per video region). Sessions use fewer when the path's RTT is short.
     pub frame_window: usize,
@@ -163,6 +169,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            web_listen: None,
             frame_window: 4,
             max_video_bitrate: 16_000_000,
             zstd_level: 1,
@@ -179,6 +186,7 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    web_listen: Option<String>,
     data_dir: Option<PathBuf>,
     desktops: Option<Vec<String>>,
     images: Option<PathBuf>,
@@ -208,6 +216,15 @@ pub struct Resolved {
     pub desktops: Vec<(String, SourceConfig)>,
     pub metrics_listen: Option<SocketAddr>,
     pub broker: Option<BrokerLink>,
+}
+
+/// The browsers' address beside `listen`: ten ports up (any free port when `listen`'s is).
+fn web_port_beside(listen: SocketAddr) -> SocketAddr {
+    let port = match listen.port() {
+        0 => 0,
+        p => p.checked_add(10).unwrap_or(0),
+    };
+    SocketAddr::new(listen.ip(), port)
 }
 
 /// `broker = "ADDR"` or `broker = ["ADDR", …]`.
@@ -247,13 +264,23 @@ impl Args {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| oriel_transport::files::data_dir("display-server"));
+        let listen = self.listen.or(file.listen).unwrap_or(defaults.listen);
+        let web_listen =
+            match self.web_listen.or(file.web_listen).as_deref() {
+                Some("off") => None,
+                Some(addr) => Some(addr.parse().map_err(|_| {
+                    anyhow::anyhow!("--web-listen '{addr}' is not ADDR:PORT or off")
+                })?),
+                None => Some(web_port_beside(listen)),
+            };
         let server = ServerConfig {
+            web_listen,
             images_dir: self
                 .images
                 .or(file.images)
                 .unwrap_or_else(|| data_dir.join("images")),
             suspend_dir: data_dir.join("suspended"),
-            listen: self.listen.or(file.listen).unwrap_or(defaults.listen),
+            listen,
             frame_window: self
                 .frame_window
                 .or(file.frame_window)

@@ -29,6 +29,7 @@ pub mod suspend;
 pub mod thumbnail;
 pub mod tickets;
 pub mod vm_transfer;
+pub mod web;
 
 pub use desktop::Desktop;
 pub use server::{DisplayServer, ServerConfig};

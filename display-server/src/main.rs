@@ -61,6 +61,9 @@ async fn main() -> anyhow::Result<()> {
             broker_fingerprint: link.fingerprint,
             join_token: link.join_token,
             name: link.name.unwrap_or_else(|| listen.clone()),
+            web_address: server
+                .web_local_addr()
+                .map(|web| web_address(link.advertise.as_deref(), web)),
             display_address: link.advertise.unwrap_or(listen),
             capacity: link.capacity,
             data_dir: config.data_dir.clone(),
@@ -85,6 +88,12 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    // After the lines above, which scripts read in this order.
+    if let Some(web) = server.web_local_addr() {
+        banner(format!(
+            "oriel-display-server: browsers (WebTransport) on {web}"
+        ));
+    }
 
     stop.recv().await;
     tracing::info!("shutting down");
@@ -93,6 +102,17 @@ async fn main() -> anyhow::Result<()> {
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// Where browsers dial: the advertised host (when there is one) at the browsers' port.
+fn web_address(advertise: Option<&str>, web: std::net::SocketAddr) -> String {
+    let host = advertise
+        .and_then(|a| a.rsplit_once(':'))
+        .map(|(host, _)| host);
+    match host {
+        Some(host) => format!("{host}:{}", web.port()),
+        None => web.to_string(),
+    }
 }
 
 fn run_command(command: Command) -> anyhow::Result<()> {

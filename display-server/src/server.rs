@@ -22,6 +22,8 @@ pub struct DisplayServer {
     fingerprint: Fingerprint,
     identity: Identity,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where browsers connect, when the server takes them.
+    web: Option<crate::web::WebFront>,
     /// Reads the shared state's figures when encoded.
     metrics: prometheus_client::registry::Registry,
 }
@@ -70,7 +72,13 @@ impl DisplayServer {
             thumbnails: Default::default(),
         });
         let tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
+        let web = shared
+            .config
+            .web_listen
+            .map(|listen| crate::web::WebFront::start(listen, shared.clone()))
+            .transpose()?;
         Ok(Self {
+            web,
             endpoint,
             metrics: crate::metrics::registry(shared.clone()),
             shared,
@@ -86,6 +94,27 @@ impl DisplayServer {
 
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// Where browsers connect (WebTransport), if this server takes them.
+    pub fn web_local_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().and_then(|w| w.endpoint.local_addr().ok())
+    }
+
+    /// The SHA-256 of the certificate browsers are shown now and of the one that
+    /// follows (empty when the server takes no browsers).
+    pub fn web_fingerprints(&self) -> Vec<Fingerprint> {
+        self.web
+            .as_ref()
+            .map(|w| w.certs.fingerprints())
+            .unwrap_or_default()
+    }
+
+    /// Changes to [`DisplayServer::web_fingerprints`] (at each rotation).
+    pub fn web_fingerprint_changes(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<Vec<Fingerprint>>> {
+        self.web.as_ref().map(|w| w.fingerprints.clone())
     }
 
     /// The certificate this server presents, also to display servers it moves desktops
@@ -167,11 +196,20 @@ impl DisplayServer {
     pub async fn shutdown(&self) {
         self.endpoint
             .close(close::SHUTDOWN, b"server shutting down");
+        if let Some(web) = &self.web {
+            web.endpoint.close(close::SHUTDOWN, b"server shutting down");
+            for t in &web.tasks {
+                t.abort();
+            }
+        }
         for t in &self.tasks {
             t.abort();
         }
         self.shared.desktops.remove_all();
         self.endpoint.wait_idle().await;
+        if let Some(web) = &self.web {
+            web.endpoint.wait_idle().await;
+        }
     }
 }
 
@@ -183,7 +221,10 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 Ok(conn) if is_migration(&conn) => {
                     crate::migration::serve_incoming(conn, shared).await;
                 }
-                Ok(conn) => crate::session::serve(conn, shared).await,
+                Ok(conn) => {
+                    let session = web_transport_quinn::Session::raw(conn);
+                    crate::session::serve(session, shared).await
+                }
                 Err(e) => tracing::info!("handshake failed: {e}"),
             }
         });

@@ -34,8 +34,10 @@ use crate::slots::Slot;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one connection until it ends.
-pub async fn serve(conn: quinn::Connection, shared: Arc<Shared>) {
+/// Serves one connection until it ends: a native client's QUIC connection (as a raw
+/// session) or a browser's WebTransport session; both carry the same streams.
+pub async fn serve(session: web_transport_quinn::Session, shared: Arc<Shared>) {
+    let conn: quinn::Connection = (*session).clone();
     let remote = conn.remote_address();
     let now = Instant::now();
     let core = ServerSession::new(
@@ -49,6 +51,7 @@ pub async fn serve(conn: quinn::Connection, shared: Arc<Shared>) {
     );
     let mut driver = Driver {
         conn: conn.clone(),
+        session,
         shared,
         core,
         admitted: None,
@@ -113,7 +116,10 @@ struct Seat {
 type EncodeTask = tokio::task::JoinHandle<(Pipeline, anyhow::Result<Encoded>)>;
 
 struct Driver {
+    /// The QUIC connection under the session: its lifetime, path and statistics.
     conn: quinn::Connection,
+    /// Streams and datagrams, with WebTransport's framing when a browser is on the other end.
+    session: web_transport_quinn::Session,
     shared: Arc<Shared>,
     core: ServerSession,
     admitted: Option<Seat>,
@@ -124,15 +130,15 @@ struct Driver {
 impl Driver {
     async fn run(&mut self) -> anyhow::Result<()> {
         let (control_tx, control_rx) = tokio::select! {
-            r = self.conn.accept_bi() => r.context("no control stream")?,
+            r = self.session.accept_bi() => r.context("no control stream")?,
             _ = pump::sleep_until(self.core.next_deadline()) => {
                 anyhow::bail!("no control stream within the handshake timeout")
             }
         };
         let (inbox_tx, mut inbox) = session_io::inbox();
         session_io::read_control(control_rx, inbox_tx.clone());
-        session_io::accept_streams(self.conn.clone(), inbox_tx.clone());
-        let mut writers = Writers::new(self.conn.clone(), control_tx, inbox_tx);
+        session_io::accept_streams(self.session.clone(), inbox_tx.clone());
+        let mut writers = Writers::new(self.session.clone(), control_tx, inbox_tx);
         loop {
             while let Some(action) = self.core.poll_action() {
                 if let Some(end) = self.act(action, &mut writers).await? {
@@ -183,7 +189,7 @@ impl Driver {
                     SeatEvent::Audio(packet) => self.core.handle(now, ServerEvent::Audio(&packet)),
                     SeatEvent::Nothing => {}
                 },
-                Ok(datagram) = self.conn.read_datagram() => {
+                Ok(datagram) = self.session.read_datagram() => {
                     self.core.handle(now, ServerEvent::Datagram(&datagram));
                 }
                 _ = pump::sleep_until(self.core.next_deadline()) => self.core.handle_timeout(Instant::now()),
@@ -276,7 +282,7 @@ impl Driver {
                     .audio_bytes
                     .fetch_add(bytes.len() as u64, Relaxed);
                 // A full send buffer drops the packet, as the network would.
-                let _ = self.conn.send_datagram(bytes.into());
+                let _ = self.session.send_datagram(bytes.into());
             }
             ServerAction::Microphone(packet) => {
                 if let Some(seat) = &self.admitted {
@@ -496,6 +502,9 @@ impl Driver {
             // The control stream is retransmitted until acknowledged, while a
             // CONNECTION_CLOSE is sent a few times and may be lost.
             writers.drain_control().await;
+            // A browser drops what it received but has not yet read once the connection
+            // closes: let the client read the reason and hang up first, for a moment.
+            let _ = tokio::time::timeout(session_io::CLOSING_GRACE, self.conn.closed()).await;
         }
         self.conn
             .close(quic_code, text::clip(reason, 400).as_bytes());

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 /// control holds the client back.
 const INBOX: usize = 64;
 /// How long a closing session waits for the client to acknowledge why.
-const CLOSING_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const CLOSING_GRACE: Duration = Duration::from_secs(2);
 
 const PRIORITY_CURSOR: i32 = 2;
 const PRIORITY_DISPLAY: i32 = 1;
@@ -44,7 +44,7 @@ pub(crate) fn inbox() -> (mpsc::Sender<Inbound>, mpsc::Receiver<Inbound>) {
 }
 
 /// Reads the control stream's receive side into the inbox.
-pub(crate) fn read_control(stream: quinn::RecvStream, tx: mpsc::Sender<Inbound>) {
+pub(crate) fn read_control(stream: web_transport_quinn::RecvStream, tx: mpsc::Sender<Inbound>) {
     pump::spawn_reader(stream, tx, |chunk| match chunk {
         Ok(bytes) => Inbound::Control(bytes),
         Err(error) => Inbound::Broken {
@@ -56,7 +56,7 @@ pub(crate) fn read_control(stream: quinn::RecvStream, tx: mpsc::Sender<Inbound>)
 
 /// Accepts the client's streams (input) for the rest of the connection and reads each
 /// into the inbox; a reset stream ends like a finished one.
-pub(crate) fn accept_streams(conn: quinn::Connection, tx: mpsc::Sender<Inbound>) {
+pub(crate) fn accept_streams(conn: web_transport_quinn::Session, tx: mpsc::Sender<Inbound>) {
     pump::spawn_acceptor(conn, tx, |id, chunk| Inbound::Stream {
         id,
         bytes: chunk.ok().flatten(),
@@ -65,7 +65,7 @@ pub(crate) fn accept_streams(conn: quinn::Connection, tx: mpsc::Sender<Inbound>)
 
 /// The session's send streams, each written by a task of its own.
 pub(crate) struct Writers {
-    conn: quinn::Connection,
+    conn: web_transport_quinn::Session,
     inbox: mpsc::Sender<Inbound>,
     streams: HashMap<SendChannel, mpsc::UnboundedSender<Vec<u8>>>,
     control: Option<JoinHandle<()>>,
@@ -76,8 +76,8 @@ pub(crate) struct Writers {
 
 impl Writers {
     pub(crate) fn new(
-        conn: quinn::Connection,
-        control: quinn::SendStream,
+        conn: web_transport_quinn::Session,
+        control: web_transport_quinn::SendStream,
         inbox: mpsc::Sender<Inbound>,
     ) -> Self {
         let (stop, _) = watch::channel(false);
@@ -96,7 +96,7 @@ impl Writers {
     pub(crate) async fn open(
         &mut self,
         channel: SendChannel,
-    ) -> Result<(), quinn::ConnectionError> {
+    ) -> Result<(), web_transport_quinn::SessionError> {
         let stream = self.conn.open_uni().await?;
         let priority = match channel {
             SendChannel::Cursor => PRIORITY_CURSOR,
@@ -109,7 +109,11 @@ impl Writers {
         Ok(())
     }
 
-    fn spawn(&mut self, channel: SendChannel, mut stream: quinn::SendStream) -> JoinHandle<()> {
+    fn spawn(
+        &mut self,
+        channel: SendChannel,
+        mut stream: web_transport_quinn::SendStream,
+    ) -> JoinHandle<()> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         self.streams.insert(channel, tx);
         let inbox = self.inbox.clone();

@@ -73,6 +73,20 @@ pub struct ConnectResponse {
     /// Signed single-use ticket, hex; goes into `Hello.ticket`.
     pub ticket: String,
     pub expires_unix: u64,
+    /// Where a browser reaches the same desktop, if its host takes browsers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebContact>,
+}
+
+/// How a browser reaches a desktop: WebTransport to `https://{address}/oriel`, trusting
+/// only a certificate with one of these SHA-256 hashes (`serverCertificateHashes`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebContact {
+    /// host:port (UDP).
+    pub address: String,
+    /// SHA-256 (hex) of the certificates the host may show, the presented one first.
+    pub fingerprints: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

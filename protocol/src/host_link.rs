@@ -13,7 +13,8 @@ use crate::desktop_spec::DesktopSpec;
 /// Version 3: desktop specs are typed ([`DesktopSpec`]), not JSON text.
 /// Version 4: heartbeats carry the host's load and each viewer's live figures, a
 /// connect its client's address; thumbnails; command output is typed.
-pub const HOST_ALPN: &[u8] = b"oriel-host/4";
+/// Version 5: where browsers connect and the certificates they are shown.
+pub const HOST_ALPN: &[u8] = b"oriel-host/5";
 
 /// Largest host-link message.
 pub const MAX_HOST_MESSAGE: usize = 1024 * 1024;
@@ -46,6 +47,9 @@ pub enum HostMsg {
         error: Option<String>,
         output: Option<CommandOutput>,
     },
+    /// The browsers' certificate rotated: the SHA-256 (hex) of the one shown now and of
+    /// the next.
+    WebCertificates { fingerprints: Vec<String> },
 }
 
 /// What a command that reads something answers.
@@ -91,6 +95,10 @@ pub struct Register {
     pub display_address: String,
     /// SHA-256 of the display server certificate, hex.
     pub fingerprint: String,
+    /// Where browsers connect (WebTransport), host:port, if the host takes them.
+    pub web_address: Option<String>,
+    /// SHA-256 (hex) of the certificate browsers are shown now and of the next one.
+    pub web_fingerprints: Vec<String>,
     pub capacity: u32,
     pub desktops: Vec<DesktopReport>,
 }

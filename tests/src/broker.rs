@@ -132,6 +132,23 @@ impl Harness {
         (server, relay)
     }
 
+    /// Like [`Harness::add_host_behind_relay`], for browsers: the relay fronts the
+    /// host's WebTransport endpoint.
+    pub async fn add_host_behind_web_relay(
+        &mut self,
+        name: &str,
+        capacity: u32,
+    ) -> (Arc<DisplayServer>, oriel_netem::Relay) {
+        let server = host_server();
+        let web = server.web_local_addr().expect("the host takes browsers");
+        let relay = oriel_netem::Relay::start(web, Default::default())
+            .await
+            .expect("relay starts");
+        let address = server.local_addr().unwrap();
+        self.join_as(&server, name, capacity, address, Some(relay.addr()));
+        (server, relay)
+    }
+
     /// Runs the host agent of `server`, telling the broker clients dial `address`.
     fn join(
         &mut self,
@@ -139,6 +156,18 @@ impl Harness {
         name: &str,
         capacity: u32,
         address: std::net::SocketAddr,
+    ) {
+        self.join_as(server, name, capacity, address, server.web_local_addr());
+    }
+
+    /// [`Harness::join`], with browsers dialling `web` instead of the endpoint itself.
+    fn join_as(
+        &mut self,
+        server: &Arc<DisplayServer>,
+        name: &str,
+        capacity: u32,
+        address: std::net::SocketAddr,
+        web: Option<std::net::SocketAddr>,
     ) {
         let agent = tokio::spawn(agent::run(
             server.clone(),
@@ -148,6 +177,7 @@ impl Harness {
                 join_token: Some(self.broker.join_token.clone()),
                 name: name.into(),
                 display_address: address.to_string(),
+                web_address: web.map(|a| a.to_string()),
                 capacity,
                 data_dir: self.dir.join(name),
             },
@@ -393,13 +423,15 @@ where
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
-/// A display server as broker hosts run: no desktops of its own, tickets required.
+/// A display server as broker hosts run: no desktops of its own, tickets required,
+/// browsers taken.
 pub fn host_server() -> Arc<DisplayServer> {
     let identity = oriel_transport::Identity::generate(&[]).unwrap();
     Arc::new(
         DisplayServer::start(
             ServerConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
+                web_listen: Some("127.0.0.1:0".parse().unwrap()),
                 require_tickets: true,
                 // Each host its own, as on separate machines.
                 suspend_dir: crate::temp_dir(&format!("suspended-{}", identity.fingerprint())),

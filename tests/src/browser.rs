@@ -19,6 +19,12 @@ impl Browser {
     /// broker's certificate is self-signed (the native client pins it; a page cannot),
     /// so the browser accepts it: everything here is on loopback.
     pub async fn start(dir: &std::path::Path) -> Browser {
+        Self::start_with_window(dir, 1366, 900).await
+    }
+
+    /// [`Browser::start`] with a window of `width` x `height` (headless: no frame, so
+    /// also the page's viewport).
+    pub async fn start_with_window(dir: &std::path::Path, width: u32, height: u32) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -39,8 +45,9 @@ impl Browser {
                 "binary": "/usr/bin/chromium",
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1366,900",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--window-size={width},{height}"),
                     format!("--user-data-dir={}", profile.display()),
                 ],
             },

@@ -74,6 +74,7 @@ impl Cluster {
                 join_token: Some(self.join_token.clone()),
                 name: name.into(),
                 display_address: server.local_addr().unwrap().to_string(),
+                web_address: server.web_local_addr().map(|a| a.to_string()),
                 capacity,
                 data_dir: self.dir.join(name),
             },

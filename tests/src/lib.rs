@@ -155,6 +155,7 @@ pub mod broker;
 pub mod browser;
 pub mod cluster;
 pub mod kvm;
+pub mod web_page;
 pub mod xvfb;
 
 /// Replays a synthetic source forward, one source state at a time, to check what a

@@ -229,6 +229,8 @@ fn host_link(seeds: &mut Seeds) {
             name: "host-1".into(),
             display_address: "127.0.0.1:4433".into(),
             fingerprint: "ab".repeat(32),
+            web_address: Some("127.0.0.1:4434".into()),
+            web_fingerprints: vec!["cd".repeat(32), "ef".repeat(32)],
             capacity: 16,
             desktops: vec![report.clone()],
         })),

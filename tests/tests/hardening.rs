@@ -271,6 +271,8 @@ async fn unauthenticated_requests_cannot_grow_the_audit_log() {
             name: "n".repeat(MAX_HOST_MESSAGE - 1024),
             display_address: "127.0.0.1:1".into(),
             fingerprint: "00".repeat(32),
+            web_address: None,
+            web_fingerprints: vec![],
             capacity: 1,
             desktops: vec![],
         });

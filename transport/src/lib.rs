@@ -11,6 +11,7 @@ pub mod framed;
 pub mod openmetrics_test;
 pub mod pump;
 pub mod tls;
+pub mod web_identity;
 
 pub use framed::{send_message, FramedRecv};
 pub use tls::{Fingerprint, Identity};

@@ -3,6 +3,7 @@
 //! one channel; the channel is bounded, so a session that falls behind holds its peer
 //! back through QUIC flow control) and the wait for the core's next deadline.
 
+use std::future::Future;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -14,18 +15,60 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// broke.
 pub type Chunk = Result<Option<Vec<u8>>, String>;
 
+/// A stream chunks are read from: quinn's own, or a WebTransport session's.
+pub trait ChunkSource: Send + 'static {
+    /// The next chunk of at most `max` bytes; `Ok(None)` at the end of the stream.
+    fn next_chunk(&mut self, max: usize) -> impl Future<Output = Chunk> + Send;
+}
+
+impl ChunkSource for quinn::RecvStream {
+    async fn next_chunk(&mut self, max: usize) -> Chunk {
+        match self.read_chunk(max, true).await {
+            Ok(chunk) => Ok(chunk.map(|c| c.bytes.to_vec())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl ChunkSource for web_transport_quinn::RecvStream {
+    async fn next_chunk(&mut self, max: usize) -> Chunk {
+        match self.read_chunk(max, true).await {
+            Ok(chunk) => Ok(chunk.map(|c| c.bytes.to_vec())),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// A connection whose peer opens unidirectional streams.
+pub trait UniStreams: Send + 'static {
+    type Stream: ChunkSource;
+    /// The peer's next stream; `None` once the connection is gone.
+    fn next_stream(&self) -> impl Future<Output = Option<Self::Stream>> + Send;
+}
+
+impl UniStreams for quinn::Connection {
+    type Stream = quinn::RecvStream;
+    async fn next_stream(&self) -> Option<quinn::RecvStream> {
+        self.accept_uni().await.ok()
+    }
+}
+
+impl UniStreams for web_transport_quinn::Session {
+    type Stream = web_transport_quinn::RecvStream;
+    async fn next_stream(&self) -> Option<web_transport_quinn::RecvStream> {
+        self.accept_uni().await.ok()
+    }
+}
+
 /// Reads `stream` until it ends or breaks, sending each chunk through `wrap` to `tx`.
 pub fn spawn_reader<T: Send + 'static>(
-    mut stream: quinn::RecvStream,
+    mut stream: impl ChunkSource,
     tx: mpsc::Sender<T>,
     wrap: impl Fn(Chunk) -> T + Send + 'static,
 ) {
     tokio::spawn(async move {
         loop {
-            let chunk = match stream.read_chunk(READ_CHUNK, true).await {
-                Ok(chunk) => Ok(chunk.map(|c| c.bytes.to_vec())),
-                Err(e) => Err(e.to_string()),
-            };
+            let chunk = stream.next_chunk(READ_CHUNK).await;
             let last = !matches!(chunk, Ok(Some(_)));
             if tx.send(wrap(chunk)).await.is_err() || last {
                 return;
@@ -38,13 +81,13 @@ pub fn spawn_reader<T: Send + 'static>(
 /// each with [`spawn_reader`]; `wrap` gets the stream's number (in the order they
 /// opened) with each chunk.
 pub fn spawn_acceptor<T: Send + 'static>(
-    conn: quinn::Connection,
+    conn: impl UniStreams,
     tx: mpsc::Sender<T>,
     wrap: impl Fn(u64, Chunk) -> T + Clone + Send + Sync + 'static,
 ) {
     tokio::spawn(async move {
         let mut next_id = 0u64;
-        while let Ok(stream) = conn.accept_uni().await {
+        while let Some(stream) = conn.next_stream().await {
             let id = next_id;
             next_id += 1;
             let wrap = wrap.clone();

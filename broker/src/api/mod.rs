@@ -187,6 +187,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .merge(crate::console::router())
+        .merge(crate::web::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(body::read_whole))

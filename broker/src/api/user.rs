@@ -263,12 +263,17 @@ pub(super) async fn connect(
         )
         .await?;
     state.metrics.observe_connect(started.elapsed());
+    let web = host.web_address.map(|address| WebContact {
+        address,
+        fingerprints: host.web_fingerprints,
+    });
     Ok(Json(ConnectResponse {
         desktop: desktop.name,
         address: host.address,
         fingerprint: host.fingerprint,
         ticket: to_hex(&ticket),
         expires_unix: claims.expires_unix,
+        web,
     }))
 }
 

@@ -37,7 +37,6 @@ use crate::api::AppState;
 /// The console's routes (merged into the API's router, under its body limit).
 pub(crate) fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/admin/") }))
         .route("/admin", get(|| async { Redirect::to("/admin/") }))
         .route("/admin/", get(pages::dashboard))
         .route(
@@ -95,13 +94,21 @@ pub(crate) fn router() -> Router<Arc<AppState>> {
 /// Pages load nothing from elsewhere, run only our script, and are never framed.
 async fn secure_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
+    page_headers(
+        &mut response,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    );
+    response
+}
+
+/// The headers of every page the broker serves: its content security policy `csp`, no
+/// MIME sniffing, no referrer, no caching.
+pub(crate) fn page_headers(response: &mut Response, csp: &'static str) {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(csp),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -112,5 +119,4 @@ async fn secure_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

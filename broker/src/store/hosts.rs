@@ -115,6 +115,24 @@ impl Store {
         Ok(host)
     }
 
+    /// Where host `host_id` takes browsers (none: it takes none) and the fingerprints of
+    /// the certificates it shows them, the presented one first.
+    pub async fn set_host_web(
+        &self,
+        host_id: &str,
+        address: Option<&str>,
+        fingerprints: &[String],
+    ) -> Result<()> {
+        let mut w = self.write().await?;
+        sqlx::query("UPDATE hosts SET web_address = $1, web_fingerprints = $2 WHERE id = $3")
+            .bind(address)
+            .bind(fingerprints.join(" "))
+            .bind(host_id)
+            .execute(w.conn())
+            .await?;
+        w.commit().await
+    }
+
     /// The host whose credential hashes to this (SHA-256 hex).
     pub async fn host_by_credential_hash(&self, credential_hash: &str) -> Result<Option<Host>> {
         self.one_host(

@@ -210,6 +210,10 @@ pub struct Host {
     /// The broker that holds the host's link now (none: not linked, as far as the store
     /// knows; a broker that died leaves its name until the host links elsewhere).
     pub linked_by: Option<String>,
+    /// Where browsers connect (WebTransport), host:port; none if the host takes none.
+    pub web_address: Option<String>,
+    /// SHA-256 (hex) of the certificates the host shows browsers, the presented one first.
+    pub web_fingerprints: Vec<String>,
 }
 
 /// A desktop in a pool, possibly placed on a host.
@@ -277,7 +281,7 @@ macro_rules! pool_cols {
 macro_rules! host_cols {
     () => {
         "id, name, address, fingerprint, capacity, state, last_heartbeat_ms, created_ms, \
-         cpu_permille, cpus, memory_used, memory_total, linked_by"
+         cpu_permille, cpus, memory_used, memory_total, linked_by, web_address, web_fingerprints"
     };
 }
 macro_rules! desktop_cols {
@@ -344,7 +348,14 @@ pub(crate) fn host_from_row(row: &AnyRow) -> Result<Host, StoreError> {
         memory_used: row.try_get("memory_used")?,
         memory_total: row.try_get("memory_total")?,
         linked_by: row.try_get("linked_by")?,
+        web_address: row.try_get("web_address")?,
+        web_fingerprints: split_fingerprints(&row.try_get::<String, _>("web_fingerprints")?),
     })
+}
+
+/// The stored list of certificate fingerprints, separated by spaces.
+pub(crate) fn split_fingerprints(stored: &str) -> Vec<String> {
+    stored.split_whitespace().map(str::to_string).collect()
 }
 
 pub(crate) fn desktop_from_row(row: &AnyRow) -> Result<Desktop, StoreError> {

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::model::{desktop_cols, desktop_from_row, parse_col};
+use super::model::{desktop_cols, desktop_from_row, parse_col, split_fingerprints};
 use super::{Desktop, Host, HostState, Result, Store};
 
 /// Where a desktop's viewer connects: its host's address and certificate, and whether
@@ -14,6 +14,9 @@ pub struct HostContact {
     pub address: String,
     pub fingerprint: String,
     pub state: HostState,
+    /// Where browsers connect, and the certificates they are shown.
+    pub web_address: Option<String>,
+    pub web_fingerprints: Vec<String>,
 }
 
 impl From<Host> for HostContact {
@@ -22,6 +25,8 @@ impl From<Host> for HostContact {
             address: host.address,
             fingerprint: host.fingerprint,
             state: host.state,
+            web_address: host.web_address,
+            web_fingerprints: host.web_fingerprints,
         }
     }
 }
@@ -56,7 +61,8 @@ impl Store {
     ) -> Result<Option<(Desktop, HostContact)>> {
         let sql = format!(
             "SELECT held.*, h.address AS host_address, h.fingerprint AS host_fingerprint, \
-             h.state AS host_state FROM ({}) held JOIN hosts h ON h.id = held.host_id",
+             h.state AS host_state, h.web_address AS host_web_address, \
+             h.web_fingerprints AS host_web_fingerprints FROM ({}) held JOIN hosts h ON h.id = held.host_id",
             held_desktop_sql(dedicated)
         );
         let Some(row) = sqlx::query(&sql)
@@ -71,6 +77,10 @@ impl Store {
             address: row.try_get("host_address")?,
             fingerprint: row.try_get("host_fingerprint")?,
             state: parse_col(&row, "host_state")?,
+            web_address: row.try_get("host_web_address")?,
+            web_fingerprints: split_fingerprints(
+                &row.try_get::<String, _>("host_web_fingerprints")?,
+            ),
         };
         Ok(Some((desktop_from_row(&row)?, host)))
     }

@@ -122,7 +122,8 @@ impl SyntheticSource {
         true
     }
 
-    fn script_running(&self) -> bool {
+    /// Whether the script still has ticks to play (then the screen will change again).
+    pub fn script_running(&self) -> bool {
         self.config.max_ticks.is_none_or(|max| self.ticks < max)
     }
 
