@@ -51,7 +51,7 @@ pub(crate) fn run(seconds: u64, link: Option<LinkSpec>) -> anyhow::Result<String
         .sound_server()
         .context("the desktop has no sound server (is pulseaudio installed?)")?
         .address;
-    let link_text = link.as_ref().map(|l| format!("{l:?}"));
+    let link_text = link.map_or_else(|| "loopback".to_string(), |l| l.to_string());
     let mut rig = Rig::start(Box::new(source), 4, 16_000, link)?;
     let audio = rig
         .client_rt

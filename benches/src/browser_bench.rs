@@ -416,9 +416,9 @@ async fn echo(window: Size, keys: usize) -> anyhow::Result<String> {
     settled(&stage.browser, &desktop).await;
     script(
         &stage.browser,
-        "const o = window.oriel; o.bench = { keys: [], paints: [] }; \
-         document.getElementById('screen').addEventListener('keydown', \
-           (e) => o.bench.keys.push(e.timeStamp)); \
+        "const o = window.oriel; o.bench = { keys: [], handled: [], paints: [] }; \
+         document.getElementById('screen').addEventListener('keydown', (e) => { \
+           o.bench.keys.push(e.timeStamp); o.bench.handled.push(performance.now()); }); \
          o.onFrame = () => o.bench.paints.push(performance.now()); return true;",
     )
     .await;
@@ -430,6 +430,13 @@ async fn echo(window: Size, keys: usize) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = script(&stage.browser, "return window.oriel.bench;").await;
     let page = echoes(&floats(&got["keys"]), &floats(&got["paints"]));
+    // Of that, the browser's own: from the key event to the page's handler (which sends it).
+    let mut dispatch: Vec<f64> = floats(&got["handled"])
+        .iter()
+        .zip(floats(&got["keys"]))
+        .skip(WARM_UP_KEYS)
+        .map(|(handled, key)| handled - key)
+        .collect();
     stage.browser.screenshot("bench-browser-echo").await;
     stage.leave_page().await;
 
@@ -455,6 +462,7 @@ async fn echo(window: Size, keys: usize) -> anyhow::Result<String> {
         "page_echo_ms_p90": quantile(&mut page_ms, 0.9),
         "page_echo_ms_p99": quantile(&mut page_ms, 0.99),
         "page_echo_missed": page_missed,
+        "page_key_dispatch_ms_p50": quantile(&mut dispatch, 0.5),
         "native_echo_ms_p50": native_p50,
         "native_echo_ms_p90": quantile(&mut native_ms, 0.9),
         "native_echo_ms_p99": quantile(&mut native_ms, 0.99),
