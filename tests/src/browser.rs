@@ -1,6 +1,7 @@
 //! Debian's chromium, headless, driven through chromedriver (WebDriver) on loopback:
 //! the console tests use the real browser a user would.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,6 +33,7 @@ impl Browser {
         let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -222,15 +224,21 @@ impl Browser {
             .unwrap_or_else(|| panic!("fetch failed: {status}"))
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
+    /// Also after a failed test: chromedriver and the chromium it started share a
+    /// process group of their own, which goes whole (killing chromedriver alone would
+    /// leave chromium running).
     fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.driver.id()) {
+            // SAFETY: a signal to the process group this Browser created; no memory involved.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }
