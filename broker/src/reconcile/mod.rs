@@ -275,13 +275,23 @@ impl Reconciler {
     }
 
     async fn mark_silent_hosts_down(&self) -> anyhow::Result<()> {
-        let (since, grace) = *crate::lock(&self.judging);
+        let judging = *crate::lock(&self.judging);
+        let (since, grace) = judging;
         if since.elapsed() < grace {
             return Ok(());
         }
+        let token = self.fence.token();
         let timeout_ms = i64::try_from(HOST_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms().saturating_sub(timeout_ms);
-        for host in self.store.hosts_missing_heartbeat(cutoff).await? {
+        let silent = self.store.hosts_missing_heartbeat(cutoff).await?;
+        // The query may have waited out a database outage, during which no broker could
+        // record heartbeats: if this broker lost or retook the lease meanwhile (which
+        // starts a new grace), the hosts' silence says nothing about them.
+        if self.fence.token() != token || *crate::lock(&self.judging) != judging {
+            tracing::info!("the lease changed hands while reading heartbeats; hosts judged later");
+            return Ok(());
+        }
+        for host in silent {
             if host.state != HostState::Up {
                 continue;
             }
