@@ -13,6 +13,19 @@ use serde_json::json;
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    /// chromedriver's address.
+    url: String,
+}
+
+/// How a browser is started beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct BrowserSetup {
+    /// Window (and, headless, viewport) size; 1366x900 when `None`.
+    pub window: Option<(u32, u32)>,
+    /// More chromium switches.
+    pub args: Vec<String>,
+    /// Environment of chromedriver and the chromium it starts (e.g. `PULSE_SERVER`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Browser {
@@ -20,12 +33,22 @@ impl Browser {
     /// broker's certificate is self-signed (the native client pins it; a page cannot),
     /// so the browser accepts it: everything here is on loopback.
     pub async fn start(dir: &std::path::Path) -> Browser {
-        Self::start_with_window(dir, 1366, 900).await
+        Self::start_with(dir, BrowserSetup::default()).await
     }
 
     /// [`Browser::start`] with a window of `width` x `height` (headless: no frame, so
     /// also the page's viewport).
     pub async fn start_with_window(dir: &std::path::Path, width: u32, height: u32) -> Browser {
+        let setup = BrowserSetup {
+            window: Some((width, height)),
+            ..Default::default()
+        };
+        Self::start_with(dir, setup).await
+    }
+
+    /// [`Browser::start`] as `setup` says.
+    pub async fn start_with(dir: &std::path::Path, setup: BrowserSetup) -> Browser {
+        let (width, height) = setup.window.unwrap_or((1366, 900));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -33,6 +56,7 @@ impl Browser {
         let log = std::fs::File::create(dir.join("chromedriver.log")).unwrap();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .process_group(0)
             .stdout(Stdio::null())
             .stderr(log)
@@ -40,18 +64,25 @@ impl Browser {
             .expect("chromedriver runs (./scripts/install-deps installs chromium-driver)");
         let url = format!("http://127.0.0.1:{port}");
         let profile = dir.join("chromium-profile");
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend(setup.args);
         let caps = json!({
             "browserName": "chrome",
             "acceptInsecureCerts": true,
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    format!("--window-size={width},{height}"),
-                    format!("--user-data-dir={}", profile.display()),
-                ],
+                "args": args,
             },
         });
         let caps = caps.as_object().unwrap().clone();
@@ -63,7 +94,13 @@ impl Browser {
                 .connect(&url)
                 .await
             {
-                Ok(client) => return Browser { client, driver },
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        url,
+                    }
+                }
                 Err(e) => last = Some(e),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -222,6 +259,35 @@ impl Browser {
             .as_u64()
             .and_then(|s| u16::try_from(s).ok())
             .unwrap_or_else(|| panic!("fetch failed: {status}"))
+    }
+
+    /// Grants the page's origin a permission (e.g. `clipboard-read`) without asking, as
+    /// a user answering the browser's prompt would (WebDriver's Set Permission).
+    pub async fn grant(&self, permission: &str) {
+        let session = self.client.session_id().await.unwrap().expect("a session");
+        // Plain HTTP to chromedriver; reqwest still wants a TLS setup to be built.
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let response = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap()
+            .post(format!("{}/session/{session}/permissions", self.url))
+            .json(&json!({"descriptor": {"name": permission}, "state": "granted"}))
+            .send()
+            .await
+            .expect("chromedriver answers");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "cannot grant {permission}: {status} {body}"
+        );
     }
 
     pub async fn close(self) {

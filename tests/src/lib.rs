@@ -155,7 +155,9 @@ pub mod broker;
 pub mod browser;
 pub mod cluster;
 pub mod kvm;
+pub mod sound;
 pub mod web_page;
+pub mod xclip;
 pub mod xvfb;
 
 /// Replays a synthetic source forward, one source state at a time, to check what a

@@ -5,7 +5,6 @@
 //! together, played by ffplay, stays in sync on its way to the viewer.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use oriel_display_server::desktop::Desktop;
@@ -13,6 +12,9 @@ use oriel_display_server::source::x11::X11Source;
 use oriel_display_server::source::xserver::XSessionConfig;
 use oriel_display_server::source::FrameSource;
 use oriel_display_server::{DisplayServer, ServerConfig};
+use oriel_e2e::sound::{
+    best_match, chirp, left_channel, parecord, silent_frames, stop, windowed_match,
+};
 use oriel_e2e::{connect_options, temp_dir};
 use oriel_netem::{LinkSpec, Relay};
 use oriel_protocol::Size;
@@ -47,79 +49,6 @@ fn serve_sized(size: Size) -> (DisplayServer, String, String) {
     let desktop = Desktop::new("x", Box::new(source) as Box<dyn FrameSource>);
     let server = DisplayServer::start(server_config, &identity, vec![desktop]).unwrap();
     (server, pulse, display)
-}
-
-fn chirp(path: &Path) {
-    let status = Command::new("sox")
-        .args(["-n", "-r", "48000", "-c", "2", "-b", "16"])
-        .arg(path)
-        .args(["synth", "1.5", "sine", "300-3000", "vol", "0.5"])
-        .status()
-        .expect("sox runs (scripts/install-deps installs it)");
-    assert!(status.success());
-}
-
-fn left_channel(path: &Path) -> Vec<f64> {
-    let mut reader = hound::WavReader::open(path).unwrap();
-    assert_eq!(reader.spec().sample_rate, 48_000);
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    samples.chunks(2).map(|c| f64::from(c[0])).collect()
-}
-
-/// The best normalised cross-correlation of the middle of `reference` (its first and
-/// last 100 ms left out: a sound server may cut the first milliseconds of a stream)
-/// within `recorded`.
-fn best_match(reference: &[f64], recorded: &[f64]) -> f64 {
-    const EDGE: usize = 4800;
-    let onset = |s: &[f64]| {
-        let peak = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        s.iter().position(|v| v.abs() > peak * 0.1).unwrap_or(0)
-    };
-    let middle = &reference[EDGE..reference.len() - EDGE];
-    let guess = (onset(recorded) + EDGE).saturating_sub(onset(reference));
-    let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let ref_norm = norm(middle);
-    let mut best = 0.0f64;
-    for lag in guess.saturating_sub(2400)..=guess + 2400 {
-        let Some(window) = recorded.get(lag..lag + middle.len()) else {
-            break;
-        };
-        let dot: f64 = window.iter().zip(middle).map(|(a, b)| a * b).sum();
-        best = best.max(dot / (ref_norm * norm(window)).max(1e-9));
-    }
-    best
-}
-
-/// The mean over 100 ms windows of the reference's middle of each one's best
-/// correlation near where the whole matched: a real-time device path may slip a few
-/// milliseconds once (which a whole-signal correlation counts as half lost), but every
-/// window must still be the chirp.
-fn windowed_match(reference: &[f64], recorded: &[f64]) -> f64 {
-    const EDGE: usize = 4800;
-    const WINDOW: usize = 4800;
-    let middle = &reference[EDGE..reference.len() - EDGE];
-    let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let onset = |s: &[f64]| {
-        let peak = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        s.iter().position(|v| v.abs() > peak * 0.1).unwrap_or(0)
-    };
-    let start = (onset(recorded) + EDGE).saturating_sub(onset(reference));
-    let windows: Vec<f64> = middle
-        .chunks_exact(WINDOW)
-        .enumerate()
-        .map(|(k, window)| {
-            let guess = start + k * WINDOW;
-            let wn = norm(window);
-            (guess.saturating_sub(2400)..=guess + 2400)
-                .filter_map(|lag| recorded.get(lag..lag + WINDOW))
-                .map(|r| {
-                    let dot: f64 = r.iter().zip(window).map(|(a, b)| a * b).sum();
-                    dot / (wn * norm(r)).max(1e-9)
-                })
-                .fold(0.0f64, f64::max)
-        })
-        .collect();
-    windows.iter().sum::<f64>() / windows.len().max(1) as f64
 }
 
 /// Plays the chirp in the desktop while a headless client records; returns the
@@ -165,25 +94,10 @@ async fn play_through(link: Option<&str>, tag: &str) -> (f64, u64, u64, u64) {
     let recorded = left_channel(&recorded);
     let r = best_match(&left_channel(&reference), &recorded);
     // Continuous: no 20 ms of the chirp went silent.
-    let loud: Vec<bool> = recorded
-        .chunks(960)
-        .map(|c| c.iter().any(|v| v.abs() > 1000.0))
-        .collect();
-    let first = loud.iter().position(|l| *l).expect("the chirp arrived");
-    let last = loud.iter().rposition(|l| *l).unwrap();
-    let gaps: Vec<usize> = (first..=last).filter(|i| !loud[*i]).collect();
-    let peaks: Vec<f64> = gaps
-        .iter()
-        .map(|i| {
-            recorded[i * 960..]
-                .iter()
-                .take(960)
-                .fold(0.0f64, |m, v| m.max(v.abs()))
-        })
-        .collect();
+    let gaps = silent_frames(&recorded);
     assert!(
         gaps.is_empty(),
-        "silent 20 ms frames inside the chirp at {gaps:?} of {first}..={last} (peaks {peaks:?}); figures {:?}",
+        "silent 20 ms frames inside the chirp: {gaps:?}; figures {:?}",
         audio.figures
     );
     let f = &audio.figures;
@@ -288,34 +202,6 @@ fn feed_pipe(pipe: std::path::PathBuf, wav: &Path) -> std::thread::JoinHandle<()
             pipe.write_all(frame).unwrap();
         }
     })
-}
-
-/// Records what the sound server at `pulse` plays (its sink's monitor) or its default
-/// source, into `path`, until SIGINT.
-fn parecord(pulse: &str, device: Option<&str>, path: &Path) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new("parecord");
-    cmd.args([
-        "--rate=48000",
-        "--channels=2",
-        "--format=s16le",
-        "--file-format=wav",
-    ])
-    .arg("--latency-msec=20");
-    if let Some(device) = device {
-        cmd.arg(format!("--device={device}"));
-    }
-    cmd.arg(path)
-        .env("PULSE_SERVER", pulse)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("parecord runs (pulseaudio-utils)")
-}
-
-async fn stop(mut child: tokio::process::Child) {
-    let pid = child.id().expect("still running");
-    // SAFETY: kill(2) on a child we started and have not waited for.
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    child.wait().await.unwrap();
 }
 
 /// The viewer program with real sound devices: cpal on ALSA, whose PulseAudio plugin

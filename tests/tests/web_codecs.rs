@@ -4,7 +4,8 @@
 //! resizes, a tiny first zstd chunk, lossless video) must leave the JS decoder with
 //! exactly the Rust decoder's pixels and the same tile keys; server messages decode to
 //! what they hold, client messages encoded in JS decode in Rust; corrupted input throws
-//! (tests/web/decode_check.mjs has those checks).
+//! (tests/web/decode_check.mjs has those checks). The page's playout buffer for sound
+//! runs on arrival traces (tests/web/playout_check.mjs).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -497,9 +498,13 @@ fn check_client_messages(bytes: &[u8]) {
     reader.finish().expect("nothing after the last message");
 }
 
-/// Runs the script; node must be there (the test fails, it does not skip, without it).
-fn run_node(dir: &Path) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/decode_check.mjs");
+/// Runs `tests/web/SCRIPT` on `dir`; node must be there (the test fails, it does not
+/// skip, without it).
+fn run_node(script: &str, dir: &Path) {
+    let name = script;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("web")
+        .join(name);
     match Command::new("node").arg("--version").output() {
         Ok(out) if out.status.success() => {}
         other => panic!(
@@ -523,16 +528,13 @@ fn run_node(dir: &Path) {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "decode_check.mjs hung for {NODE_TIMEOUT:?}: {}",
-                read_log(dir)
-            );
+            panic!("{name} hung for {NODE_TIMEOUT:?}: {}", read_log(dir));
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(
         status.success(),
-        "decode_check.mjs failed ({status}):\n{}",
+        "{name} failed ({status}):\n{}",
         read_log(dir)
     );
 }
@@ -569,7 +571,7 @@ fn the_browser_decoder_matches_the_rust_decoder() {
         started.elapsed()
     );
 
-    run_node(&dir);
+    run_node("decode_check.mjs", &dir);
     let result: Value =
         serde_json::from_str(&fs::read_to_string(dir.join("result.json")).expect("result.json"))
             .expect("result.json is JSON");
@@ -641,4 +643,13 @@ fn the_browser_decoder_matches_the_rust_decoder() {
     );
     check_client_messages(&fs::read(dir.join("client.bin")).expect("client.bin"));
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// The page's playout buffer (audio.js) plays a sound at an even pace, conceals a lost
+/// packet in its slot, plays silence after a sound ends, schedules a new sound afresh,
+/// drops what a stall made late (tests/web/playout_check.mjs has the scenarios).
+#[test]
+fn the_pages_playout_buffer_keeps_pace_conceals_losses_and_starts_each_sound_afresh() {
+    let dir = oriel_e2e::temp_dir("web-playout");
+    run_node("playout_check.mjs", &dir);
 }

@@ -20,6 +20,13 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("keys.js", JS, include_str!("assets/keys.js")),
     ("wire.js", JS, include_str!("assets/wire.js")),
     ("decoder.js", JS, include_str!("assets/decoder.js")),
+    ("audio.js", JS, include_str!("assets/audio.js")),
+    (
+        "audio-worklet.js",
+        JS,
+        include_str!("assets/audio-worklet.js"),
+    ),
+    ("clipboard.js", JS, include_str!("assets/clipboard.js")),
     ("web.css", CSS, include_str!("assets/web.css")),
     (
         "vendor/fzstd-0.1.1.mjs",

@@ -1,12 +1,16 @@
 // The desktop page: asks the broker for the pool's desktop (a fresh ticket on every
-// connect), runs the session into the canvas, sends keys, pointer and wheel, follows
+// connect), runs the session into the canvas, sends keys, pointer and wheel, plays the
+// desktop's sound and sends the microphone when asked, shares the clipboard, follows
 // the tab's size, goes full screen, shows the overlay figures and reconnects through
 // the broker after an outage. `window.oriel` exposes the state for tests and scripts.
 
 import { Session } from './session.js';
 import { evdevCode } from './keys.js';
+import { SoundCard } from './audio.js';
 
 const TOKEN = 'oriel.token';
+/** localStorage key: 'on' when the user chose to send the microphone. */
+export const MICROPHONE = 'oriel.microphone';
 const canvas = document.getElementById('screen');
 const status = document.getElementById('status');
 const overlay = document.getElementById('overlay');
@@ -29,6 +33,9 @@ const state = {
   onPicture: null,
   desktop: null,
   session: null,
+  // The page's sound card (null: the browser cannot play the desktop's sound).
+  sound: SoundCard.supported() ? new SoundCard() : null,
+  microphone: localStorage.getItem(MICROPHONE) === 'on',
 };
 window.oriel = state;
 
@@ -99,7 +106,13 @@ const view = {
   pacing(msg) {
     state.pacing = msg;
   },
+  notice(text) {
+    say(text);
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { if (status.textContent === text) say(''); }, 5000);
+  },
 };
+let noticeTimer = null;
 
 function painted() {
   const now = performance.now();
@@ -157,18 +170,44 @@ function send(event) {
   state.session?.sendInput(event);
 }
 
+/** The page's own chords (Ctrl+Alt+…): they do not go to the desktop. */
+const CHORDS = {
+  KeyF: () => toggleFullscreen(),
+  KeyO: () => { overlay.hidden = !overlay.hidden; },
+  KeyM: () => state.sound?.toggleMute(),
+  ArrowUp: () => state.sound?.step(1),
+  ArrowDown: () => state.sound?.step(-1),
+  KeyI: () => setMicrophone(!state.microphone),
+};
+
 function onKey(event, down) {
-  // Ctrl+Alt+F: full screen; Ctrl+Alt+O: the overlay. Everything else goes to the desktop.
-  if (down && event.ctrlKey && event.altKey && (event.code === 'KeyF' || event.code === 'KeyO')) {
+  state.sound?.resume(); // a key press lets a page play sound
+  const chord = event.ctrlKey && event.altKey && CHORDS[event.code];
+  if (chord) {
     event.preventDefault();
-    if (event.code === 'KeyF') toggleFullscreen();
-    else overlay.hidden = !overlay.hidden;
+    if (down) chord();
     return;
   }
   const code = evdevCode(event.code);
   if (code === undefined) return;
   event.preventDefault();
-  send({ type: 'Key', code, down });
+  // A paste chord waits for the browser's clipboard to be offered to the desktop.
+  const paste = down && ((event.ctrlKey && event.code === 'KeyV') || (event.shiftKey && event.code === 'Insert'));
+  const clipboard = state.session?.clipboard;
+  state.session?.sendInput({ type: 'Key', code, down }, paste && clipboard ? clipboard.check() : null);
+}
+
+/** Starts or stops sending the microphone, and remembers the choice. */
+async function setMicrophone(on) {
+  state.microphone = on;
+  localStorage.setItem(MICROPHONE, on ? 'on' : 'off');
+  try {
+    const sending = await state.session?.setMicrophone(on);
+    if (on && sending === false) view.notice('This desktop takes no microphone.');
+    else view.notice(on ? 'Microphone on (Ctrl+Alt+I turns it off)' : 'Microphone off');
+  } catch (e) {
+    view.notice(`No microphone: ${e.message}`);
+  }
 }
 
 function toggleFullscreen() {
@@ -180,6 +219,7 @@ canvas.addEventListener('keydown', (e) => onKey(e, true));
 canvas.addEventListener('keyup', (e) => onKey(e, false));
 canvas.addEventListener('pointermove', (e) => send({ type: 'PointerMove', ...desktopPoint(e) }));
 canvas.addEventListener('pointerdown', (e) => {
+  state.sound?.resume();
   canvas.focus();
   canvas.setPointerCapture(e.pointerId);
   send({ type: 'PointerMove', ...desktopPoint(e) });
@@ -200,6 +240,11 @@ canvas.addEventListener('wheel', (e) => {
   const dy = clicks(e.deltaY);
   if (dx || dy) send({ type: 'Wheel', dx, dy });
 }, { passive: false });
+// The browser's clipboard may have changed while the tab was elsewhere.
+window.addEventListener('focus', () => state.session?.clipboard?.check());
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') state.session?.clipboard?.check();
+});
 window.addEventListener('resize', () => {
   clearTimeout(pendingResize);
   pendingResize = setTimeout(() => {
@@ -220,14 +265,32 @@ async function updateOverlay() {
   } catch {
     // No figures from this browser.
   }
-  overlay.textContent = [
+  const lines = [
     `${(f.frames / seconds).toFixed(1)} fps`,
     `${((f.bytes * 8) / seconds / 1e6).toFixed(2)} Mbit/s`,
     `RTT ${rtt || '?'}`,
     `decode ${(f.decodeMs / Math.max(1, f.frames)).toFixed(2)} ms/frame`,
-  ].join('\n');
+  ];
+  const speaker = session.speaker?.figures;
+  if (speaker) {
+    const sound = state.sound;
+    const heard = sound.context.state === 'running' ? `${speaker.queuedMs.toFixed(0)} ms queued` : 'click for sound';
+    lines.push(`sound ${((speaker.bytes * 8) / seconds / 1000).toFixed(0)} kbit/s, ${heard}`
+      + `${sound.muted ? ', muted' : ''}, ${speaker.concealed} concealed`);
+  }
+  if (session.microphone) lines.push(`microphone ${((session.microphone.figures.bytes * 8) / seconds / 1000).toFixed(0)} kbit/s`);
+  overlay.textContent = lines.join('\n');
 }
 setInterval(updateOverlay, 1000);
+
+/** Browsers keep a page silent until the user clicks or types in it: say so once the
+ *  desktop makes a sound. */
+function soundHint() {
+  const packets = state.session?.speaker?.figures.packets ?? 0;
+  const waiting = packets > 0 && state.sound.context.state !== 'running';
+  if (waiting && status.textContent === '') view.notice('Click or press a key to hear the desktop.');
+}
+if (state.sound) setInterval(soundHint, 1000);
 
 /** Connects, and again after an outage, until the server says the session is over. */
 async function main() {
@@ -242,10 +305,12 @@ async function main() {
     try {
       const contact = await ticket();
       state.connects += 1;
-      const session = new Session(contact, view, tabSize());
+      const session = new Session(contact, view, tabSize(), state.sound);
       state.session = session;
       canvas.focus();
-      reason = await session.run();
+      await session.start();
+      if (state.microphone) setMicrophone(true);
+      reason = await session.ended;
       backoff = 1000;
       // The server closed the session and said why (logged off, desktop gone): stop.
       retry = session.closedByServer !== true;

@@ -1,35 +1,51 @@
 // One display session over WebTransport, as the native client runs it: the control
 // stream (hello, then acks and requests up, pacing and closing reasons down), the
-// server's streams (display frames, cursor, one per video region), and our input
-// stream. Frames are decoded in order and acknowledged once painted.
+// server's streams (display frames, cursor, one per video region, clipboard), our input
+// and clipboard streams, and sound both ways as datagrams. Frames are decoded in order
+// and acknowledged once painted.
 
 import * as wire from './wire.js';
 import { Decoder } from './decoder.js';
 import { VideoRegion } from './video.js';
+import { Microphone, Speaker } from './audio.js';
+import { ClipboardBridge } from './clipboard.js';
 
-/** Capabilities the page offers. */
-export const CAPABILITIES = {
-  flags: wire.CAP_SOLID | wire.CAP_PALETTE | wire.CAP_ZSTD | wire.CAP_COPY_RECT
-    | wire.CAP_TILE_CACHE | (typeof VideoDecoder === 'function' ? wire.CAP_H264 : 0),
-  tileCacheEntries: 2048,
-};
+/** Capabilities the page offers, with `sound` a SoundCard (or null: no sound). */
+export function capabilities(sound) {
+  const has = (yes, flag) => (yes ? flag : 0);
+  return {
+    flags: wire.CAP_SOLID | wire.CAP_PALETTE | wire.CAP_ZSTD | wire.CAP_COPY_RECT | wire.CAP_TILE_CACHE
+      | has(typeof VideoDecoder === 'function', wire.CAP_H264)
+      | has(ClipboardBridge.supported(), wire.CAP_CLIPBOARD)
+      | has(sound !== null, wire.CAP_AUDIO)
+      | has(sound !== null && Microphone.supported(), wire.CAP_MICROPHONE),
+    tileCacheEntries: 2048,
+  };
+}
 
 const hexBytes = (hex) => new Uint8Array(hex.match(/../g).map((b) => parseInt(b, 16)));
 
 /**
  * One session with the desktop `contact` names (the broker's /connect answer). `view`
  * is told what happens: `welcome(welcome, decoder)`, `frame(decoder, report, frame)`,
- * `video(decoder, rect, sourceSeq)`, `cursor(msg)`, `pacing(msg)`, `moved(msg)`.
+ * `video(decoder, rect, sourceSeq)`, `cursor(msg)`, `pacing(msg)`, `moved(msg)`,
+ * `notice(text)`. `sound` is the page's SoundCard, or null.
  */
 
 /** Decode times kept per kind (the first ones: enough for percentiles, bounded). */
 const MAX_DECODE_SAMPLES = 20000;
 
 export class Session {
-  constructor(contact, view, desiredSize) {
+  constructor(contact, view, desiredSize, sound = null) {
     this.contact = contact;
     this.view = view;
     this.desiredSize = desiredSize;
+    this.sound = sound;
+    this.speaker = null;
+    this.microphone = null;
+    this.clipboard = null;
+    this.clipboardOut = null;
+    this.clipboardQueue = Promise.resolve();
     this.closedReason = null;
     this.inputQueue = Promise.resolve();
     this.figures = {
@@ -38,12 +54,6 @@ export class Session {
       frameDecodeMs: [], videoDecodeMs: [],
     };
     this.regions = new Map();
-  }
-
-  /** Runs the session; resolves with why it ended, throws if it could not start. */
-  async run() {
-    await this.start();
-    return this.ended;
   }
 
   /** Connects and shakes hands; `ended` then resolves with why the session ended. */
@@ -58,7 +68,7 @@ export class Session {
     this.control = control.writable.getWriter();
     await this.control.write(wire.encodeHello({
       version: wire.PROTOCOL_VERSION,
-      capabilities: CAPABILITIES,
+      capabilities: capabilities(this.sound),
       desktop,
       ticket: hexBytes(ticket),
       desiredSize: this.desiredSize,
@@ -66,17 +76,58 @@ export class Session {
       held: null,
     }));
     const welcome = await this.readControl(control.readable);
+    this.welcome = welcome;
     this.decoder = await Decoder.create(welcome.desktopSize.width, welcome.desktopSize.height,
       welcome.capabilities);
     this.view.welcome(welcome, this.decoder);
     const input = await this.transport.createUnidirectionalStream();
     this.input = input.getWriter();
     await this.input.write(new Uint8Array([wire.Channel.Input]));
+    const flags = welcome.capabilities.flags;
+    if (flags & wire.CAP_CLIPBOARD) {
+      this.clipboard = new ClipboardBridge((msg) => this.sendClipboard(msg), (t) => this.view.notice?.(t));
+    }
+    if (flags & wire.CAP_AUDIO && this.sound) {
+      this.speaker = await Speaker.create(this.sound);
+      this.readDatagrams();
+    }
     this.acceptStreams();
     this.ended = this.transport.closed.then(
       () => this.closedReason || 'the session ended',
       (e) => this.closedReason || `the connection was lost (${e.message || e})`,
-    );
+    ).finally(() => {
+      this.speaker?.close();
+      this.setMicrophone(false);
+    });
+  }
+
+  /** Sends the microphone (asking the user, the first time) or stops sending it;
+   *  resolves with whether it is on. */
+  async setMicrophone(on) {
+    if (!on || !(this.welcome.capabilities.flags & wire.CAP_MICROPHONE)) {
+      this.microphone?.close();
+      this.microphone = null;
+      return false;
+    }
+    if (this.microphone) return true;
+    this.datagrams ??= this.transport.datagrams.writable.getWriter();
+    const send = (bytes) => this.datagrams.write(bytes).catch(() => {});
+    this.microphone = await Microphone.start(this.sound, send);
+    return true;
+  }
+
+  /** The desktop's sound: one packet per datagram. */
+  async readDatagrams() {
+    const reader = this.transport.datagrams.readable.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        this.speaker.push(value);
+      }
+    } catch {
+      // The transport closed; `run` reports why.
+    }
   }
 
   /** Reads the handshake's answer, then keeps reading control messages. */
@@ -177,6 +228,10 @@ export class Session {
           messages: messages(tag), decode: wire.decodeVideoMsg, handle: (m) => this.onVideo(stream, m), video: true,
         };
       }
+      case wire.Channel.Clipboard:
+        return {
+          messages: messages(tag), decode: wire.decodeClipboardMsg, handle: (m) => this.clipboard?.fromServer(m),
+        };
       default:
         throw new Error(`the server opened an unexpected stream (tag ${tag})`);
     }
@@ -222,11 +277,30 @@ export class Session {
     this.control?.write(wire.encodeClientControl(msg)).catch(() => {});
   }
 
-  /** Sends one input event; events go out in order. */
-  sendInput(event) {
+  /** Sends one input event, after `before` (a promise) settles if given; events go
+   *  out in order. */
+  sendInput(event, before = null) {
     if (!this.input) return;
     const bytes = wire.encodeInputEvent(event);
-    this.inputQueue = this.inputQueue.then(() => this.input.write(bytes)).catch(() => {});
+    const write = () => this.input.write(bytes);
+    this.inputQueue = before
+      ? this.inputQueue.then(() => before).catch(() => {}).then(write).catch(() => {})
+      : this.inputQueue.then(write).catch(() => {});
+  }
+
+  /** Sends one clipboard message on our clipboard stream (opened with the first);
+   *  resolves once it is written. */
+  sendClipboard(msg) {
+    const bytes = wire.encodeClipboardMsg(msg);
+    this.clipboardQueue = this.clipboardQueue.then(async () => {
+      if (!this.clipboardOut) {
+        const stream = await this.transport.createUnidirectionalStream();
+        this.clipboardOut = stream.getWriter();
+        await this.clipboardOut.write(new Uint8Array([wire.Channel.Clipboard]));
+      }
+      await this.clipboardOut.write(bytes);
+    }).catch(() => {});
+    return this.clipboardQueue;
   }
 
   requestSize(width, height) {

@@ -1,0 +1,127 @@
+//! Sound for the tests: a chirp made with sox, WAV files read back, how well a
+//! recording matches what was played, and parecord on a sound server.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Writes a 1.5 s stereo chirp (300 to 3000 Hz, half scale) at 48 kHz to `path`.
+pub fn chirp(path: &Path) {
+    let status = Command::new("sox")
+        .args(["-n", "-r", "48000", "-c", "2", "-b", "16"])
+        .arg(path)
+        .args(["synth", "1.5", "sine", "300-3000", "vol", "0.5"])
+        .status()
+        .expect("sox runs (scripts/install-deps installs it)");
+    assert!(status.success());
+}
+
+/// The left channel of a 48 kHz 16-bit WAV file.
+pub fn left_channel(path: &Path) -> Vec<f64> {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    assert_eq!(reader.spec().sample_rate, 48_000);
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    samples.chunks(2).map(|c| f64::from(c[0])).collect()
+}
+
+/// The best normalised cross-correlation of the middle of `reference` (its first and
+/// last 100 ms left out: a sound server may cut the first milliseconds of a stream)
+/// within `recorded`.
+pub fn best_match(reference: &[f64], recorded: &[f64]) -> f64 {
+    const EDGE: usize = 4800;
+    let onset = |s: &[f64]| {
+        let peak = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        s.iter().position(|v| v.abs() > peak * 0.1).unwrap_or(0)
+    };
+    let middle = &reference[EDGE..reference.len() - EDGE];
+    let guess = (onset(recorded) + EDGE).saturating_sub(onset(reference));
+    let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let ref_norm = norm(middle);
+    let mut best = 0.0f64;
+    for lag in guess.saturating_sub(2400)..=guess + 2400 {
+        let Some(window) = recorded.get(lag..lag + middle.len()) else {
+            break;
+        };
+        let dot: f64 = window.iter().zip(middle).map(|(a, b)| a * b).sum();
+        best = best.max(dot / (ref_norm * norm(window)).max(1e-9));
+    }
+    best
+}
+
+/// The mean over 100 ms windows of the reference's middle of each one's best
+/// correlation near where the whole matched: a real-time device path may slip a few
+/// milliseconds once (which a whole-signal correlation counts as half lost), but every
+/// window must still be the chirp.
+pub fn windowed_match(reference: &[f64], recorded: &[f64]) -> f64 {
+    const EDGE: usize = 4800;
+    const WINDOW: usize = 4800;
+    let middle = &reference[EDGE..reference.len() - EDGE];
+    let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let onset = |s: &[f64]| {
+        let peak = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        s.iter().position(|v| v.abs() > peak * 0.1).unwrap_or(0)
+    };
+    let start = (onset(recorded) + EDGE).saturating_sub(onset(reference));
+    let windows: Vec<f64> = middle
+        .chunks_exact(WINDOW)
+        .enumerate()
+        .map(|(k, window)| {
+            let guess = start + k * WINDOW;
+            let wn = norm(window);
+            (guess.saturating_sub(2400)..=guess + 2400)
+                .filter_map(|lag| recorded.get(lag..lag + WINDOW))
+                .map(|r| {
+                    let dot: f64 = r.iter().zip(window).map(|(a, b)| a * b).sum();
+                    dot / (wn * norm(r)).max(1e-9)
+                })
+                .fold(0.0f64, f64::max)
+        })
+        .collect();
+    windows.iter().sum::<f64>() / windows.len().max(1) as f64
+}
+
+/// The 20 ms frames of `recorded` that are silent (no sample over 1000) between its
+/// first and last loud one, with each one's peak: where a sound broke off.
+pub fn silent_frames(recorded: &[f64]) -> Vec<(usize, f64)> {
+    let peaks: Vec<f64> = recorded
+        .chunks(960)
+        .map(|c| c.iter().fold(0.0f64, |m, v| m.max(v.abs())))
+        .collect();
+    let loud = |p: &f64| *p > 1000.0;
+    let Some(first) = peaks.iter().position(loud) else {
+        return Vec::new();
+    };
+    let last = peaks.iter().rposition(loud).unwrap_or(first);
+    (first..=last)
+        .filter(|&i| !loud(&peaks[i]))
+        .map(|i| (i, peaks[i]))
+        .collect()
+}
+
+/// Records what the sound server at `pulse` plays (its sink's monitor) or its default
+/// source, into `path`, until SIGINT.
+pub fn parecord(pulse: &str, device: Option<&str>, path: &Path) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new("parecord");
+    cmd.args([
+        "--rate=48000",
+        "--channels=2",
+        "--format=s16le",
+        "--file-format=wav",
+    ])
+    .arg("--latency-msec=20");
+    if let Some(device) = device {
+        cmd.arg(format!("--device={device}"));
+    }
+    cmd.arg(path)
+        .env("PULSE_SERVER", pulse)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("parecord runs (pulseaudio-utils)")
+}
+
+/// Stops a parecord (SIGINT: it completes its file) and waits for it.
+pub async fn stop(mut child: tokio::process::Child) {
+    let pid = child.id().expect("still running");
+    // SAFETY: kill(2) on a child we started and have not waited for.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    child.wait().await.unwrap();
+}
