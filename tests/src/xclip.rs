@@ -46,3 +46,18 @@ pub fn paste_until(display: &str, target: &str, want: &[u8]) -> Result<Vec<u8>, 
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A test picture of `width` x `height` as PNG: opaque, every pixel different nearby.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(width, height, |x, y| {
+        let [r, g, b] = [x * 7, y * 3, x ^ y].map(|v| v.to_le_bytes()[0]);
+        image::Rgba([r, g, b, 255])
+    });
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+    bytes
+}

@@ -13,24 +13,10 @@ use oriel_display_server::source::x11::X11Source;
 use oriel_display_server::source::FrameSource;
 use oriel_display_server::{DisplayServer, ServerConfig};
 use oriel_e2e::workspace_binary;
-use oriel_e2e::xclip::{copy, paste, paste_until};
+use oriel_e2e::xclip::{copy, paste, paste_until, png};
 use oriel_e2e::xvfb::Xvfb;
 use oriel_protocol::ClipboardPolicy;
 use oriel_transport::tls::Identity;
-
-fn png(width: u32, height: u32) -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(width, height, |x, y| {
-        let [r, g, b] = [x * 7, y * 3, x ^ y].map(|v| v.to_le_bytes()[0]);
-        image::Rgba([r, g, b, 255])
-    });
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .unwrap();
-    bytes
-}
 
 /// Two bridges wired to each other, as the channel would.
 fn bridge_pair(a: &str, b: &str, max_bytes: u32) -> (Arc<X11Clipboard>, Arc<X11Clipboard>) {

@@ -4,7 +4,7 @@
 //! browser's microphone (chromium's fake capture device playing a chirp file) is what
 //! parecord records in the desktop; text copied with xclip in the desktop lands in the
 //! browser's clipboard, and text in the browser's clipboard is what xclip pastes in the
-//! desktop after Ctrl+V in the page.
+//! desktop after Ctrl+V in the page; and so do pictures (PNG), pixel for pixel.
 
 // Tests print the figures they measure (never asserted).
 #![allow(clippy::print_stdout)]
@@ -20,7 +20,7 @@ use oriel_e2e::broker::{wait_up_to, Harness};
 use oriel_e2e::browser::{Browser, BrowserSetup};
 use oriel_e2e::sound::{chirp, left_channel, parecord, silent_frames, stop, windowed_match};
 use oriel_e2e::web_page::{self, open, script};
-use oriel_e2e::xclip::{copy, paste_until};
+use oriel_e2e::xclip::{copy, paste, paste_until, png};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "a-long-password";
@@ -180,8 +180,41 @@ async fn page_clipboard(browser: &Browser) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The picture in the browser's clipboard as RGBA pixels: (width, height, base64), or
+/// null when it holds none.
+async fn page_picture(browser: &Browser) -> Value {
+    browser
+        .client
+        .execute_async(
+            "const done = arguments[0]; (async () => { \
+               const items = await navigator.clipboard.read(); \
+               const item = items.find((i) => i.types.includes('image/png')); \
+               if (!item) return null; \
+               const bitmap = await createImageBitmap(await item.getType('image/png'), \
+                 { colorSpaceConversion: 'none', premultiplyAlpha: 'none' }); \
+               const canvas = new OffscreenCanvas(bitmap.width, bitmap.height); \
+               const g = canvas.getContext('2d'); g.drawImage(bitmap, 0, 0); \
+               const d = g.getImageData(0, 0, bitmap.width, bitmap.height).data; \
+               let s = ''; for (let i = 0; i < d.length; i += 0x8000) \
+                 s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000)); \
+               return [bitmap.width, bitmap.height, btoa(s)]; \
+             })().then(done, () => done(null));",
+            vec![],
+        )
+        .await
+        .unwrap_or(Value::Null)
+}
+
+/// A PNG's pixels as `page_picture` gives them.
+fn picture_value(png: &[u8]) -> Value {
+    use base64::Engine;
+    let img = image::load_from_memory(png).expect("a PNG").to_rgba8();
+    let rgba = base64::engine::general_purpose::STANDARD.encode(img.as_raw());
+    json!([img.width(), img.height(), rgba])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn text_copied_on_either_side_is_pasted_on_the_other() {
+async fn text_and_pictures_copied_on_either_side_are_pasted_on_the_other() {
     let (h, host) = x11_office("web-clipboard").await;
     let browser = Browser::start(&h.dir).await;
     let base = h.broker.url();
@@ -242,10 +275,64 @@ async fn text_copied_on_either_side_is_pasted_on_the_other() {
         Ok(mine.as_bytes()),
         "the browser's text pasted in the desktop"
     );
+
+    // A picture, desktop → browser: the browser's clipboard holds its pixels.
+    let picture = png(40, 30);
+    copy(&display, "image/png", &picture);
+    let want = picture_value(&picture);
+    wait_up_to(
+        Duration::from_secs(20),
+        "the desktop's picture in the browser's clipboard",
+        || async { page_picture(&browser).await == want },
+    )
+    .await;
+
+    // A picture, browser → desktop: what xclip pastes after Ctrl+V has its pixels (the
+    // browser re-encodes pictures, so the bytes may differ).
+    let theirs = png(24, 16);
+    let written = browser
+        .client
+        .execute_async(
+            "const [b64, done] = arguments; \
+             const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)); \
+             const blob = new Blob([bytes], { type: 'image/png' }); \
+             navigator.clipboard.write([new ClipboardItem({ 'image/png': blob })]) \
+               .then(() => done(true), (e) => done(String(e)));",
+            vec![json!(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                &theirs
+            ))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        written,
+        json!(true),
+        "the test wrote a picture to the browser's clipboard"
+    );
+    screen.send_keys("\u{E009}v\u{E000}").await.unwrap();
+    let want = picture_value(&theirs);
+    wait_up_to(
+        Duration::from_secs(20),
+        "the browser's picture pasted in the desktop",
+        || {
+            let display = display.clone();
+            let want = want.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    paste(&display, "image/png").is_ok_and(|p| picture_value(&p) == want)
+                })
+                .await
+                .unwrap()
+            }
+        },
+    )
+    .await;
+
     let figures = script(&browser, "return window.oriel.session.clipboard.figures;").await;
     println!("clipboard transfers: {figures}");
-    assert!(figures["toDesktop"].as_u64().unwrap_or(0) >= 1, "{figures}");
-    assert!(figures["toClient"].as_u64().unwrap_or(0) >= 1, "{figures}");
+    assert!(figures["toDesktop"].as_u64().unwrap_or(0) >= 2, "{figures}");
+    assert!(figures["toClient"].as_u64().unwrap_or(0) >= 2, "{figures}");
     browser.close().await;
     h.shutdown().await;
 }

@@ -73,7 +73,8 @@ export class ClipboardBridge {
         await navigator.clipboard.write([new ClipboardItem({ 'image/png': blob })]);
       }
       if (this.unwritten === pending) this.unwritten = null;
-      this.seen = pending;
+      // What the browser holds now (it re-encodes pictures): not to be offered back.
+      this.seen = (await this.readClipboard().catch(() => null))?.content ?? pending;
       this.figures.toClient += 1;
     } catch (e) {
       // Not focused after all, or refused: tried again on the next focus.
@@ -110,14 +111,26 @@ export class ClipboardBridge {
   async readLocal() {
     this.writeLocal();
     if (!this.policy?.toDesktop || !document.hasFocus()) return;
-    let items;
+    let clipboard;
     try {
-      items = await navigator.clipboard.read();
+      clipboard = await this.readClipboard();
     } catch {
       return; // not allowed (the user said no) or not focused
     }
+    if (!clipboard) return;
+    const { data, content } = clipboard;
+    if (this.seen && this.seen.format === content.format && sameBytes(this.seen.data, content.data)) return;
+    this.seen = content;
+    this.serial += 1;
+    this.offered = { serial: this.serial, data };
+    await this.send({ type: 'Offer', selection: 'Clipboard', serial: this.serial, formats: [...data.keys()] });
+  }
+
+  /** The browser's clipboard in the channel's formats: {data: Map(format → bytes),
+   *  content: the preferred one as {format, data}}, or null when it holds none. */
+  async readClipboard() {
     const data = new Map();
-    for (const item of items) {
+    for (const item of await navigator.clipboard.read()) {
       for (const [type, format] of TYPES) {
         if (!item.types.includes(type) || data.has(format)) continue;
         const blob = await item.getType(type);
@@ -127,12 +140,6 @@ export class ClipboardBridge {
       }
     }
     const first = TYPES.map(([, f]) => f).find((f) => data.has(f));
-    if (!first) return;
-    const content = { format: first, data: data.get(first) };
-    if (this.seen && this.seen.format === content.format && sameBytes(this.seen.data, content.data)) return;
-    this.seen = content;
-    this.serial += 1;
-    this.offered = { serial: this.serial, data };
-    await this.send({ type: 'Offer', selection: 'Clipboard', serial: this.serial, formats: [...data.keys()] });
+    return first ? { data, content: { format: first, data: data.get(first) } } : null;
   }
 }
