@@ -416,9 +416,11 @@ async fn echo(window: Size, keys: usize) -> anyhow::Result<String> {
     settled(&stage.browser, &desktop).await;
     script(
         &stage.browser,
-        "const o = window.oriel; o.bench = { keys: [], handled: [], paints: [] }; \
+        "const o = window.oriel; o.bench = { keys: [], handled: [], paints: [], arrivals: [] }; \
          document.getElementById('screen').addEventListener('keydown', (e) => { \
            o.bench.keys.push(e.timeStamp); o.bench.handled.push(performance.now()); }); \
+         const s = o.session; const onFrame = s.onFrame.bind(s); \
+         s.onFrame = (f) => { o.bench.arrivals.push(performance.now()); return onFrame(f); }; \
          o.onFrame = () => o.bench.paints.push(performance.now()); return true;",
     )
     .await;
@@ -430,13 +432,7 @@ async fn echo(window: Size, keys: usize) -> anyhow::Result<String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = script(&stage.browser, "return window.oriel.bench;").await;
     let page = echoes(&floats(&got["keys"]), &floats(&got["paints"]));
-    // Of that, the browser's own: from the key event to the page's handler (which sends it).
-    let mut dispatch: Vec<f64> = floats(&got["handled"])
-        .iter()
-        .zip(floats(&got["keys"]))
-        .skip(WARM_UP_KEYS)
-        .map(|(handled, key)| handled - key)
-        .collect();
+    let mut split = EchoSplit::of(&got);
     stage.browser.screenshot("bench-browser-echo").await;
     stage.leave_page().await;
 
@@ -462,7 +458,9 @@ async fn echo(window: Size, keys: usize) -> anyhow::Result<String> {
         "page_echo_ms_p90": quantile(&mut page_ms, 0.9),
         "page_echo_ms_p99": quantile(&mut page_ms, 0.99),
         "page_echo_missed": page_missed,
-        "page_key_dispatch_ms_p50": quantile(&mut dispatch, 0.5),
+        "page_key_dispatch_ms_p50": quantile(&mut split.dispatch, 0.5),
+        "page_key_to_frame_ms_p50": quantile(&mut split.round_trip, 0.5),
+        "page_frame_to_paint_ms_p50": quantile(&mut split.local, 0.5),
         "native_echo_ms_p50": native_p50,
         "native_echo_ms_p90": quantile(&mut native_ms, 0.9),
         "native_echo_ms_p99": quantile(&mut native_ms, 0.99),
@@ -470,6 +468,41 @@ async fn echo(window: Size, keys: usize) -> anyhow::Result<String> {
         "echo_ms_p50_page_minus_native": page_p50 - native_p50,
     })
     .to_string())
+}
+
+/// Where the page's echoes went (ms, per measured key that was echoed): the browser's
+/// key dispatch (key event to the page's handler, which sends it), from there until the
+/// echoing frame was read from its stream (network, server, and the browser's own
+/// WebTransport path), and its decode and paint.
+struct EchoSplit {
+    dispatch: Vec<f64>,
+    round_trip: Vec<f64>,
+    local: Vec<f64>,
+}
+
+impl EchoSplit {
+    fn of(got: &serde_json::Value) -> Self {
+        let (keys, handled) = (floats(&got["keys"]), floats(&got["handled"]));
+        let (paints, arrivals) = (floats(&got["paints"]), floats(&got["arrivals"]));
+        let mut split = EchoSplit {
+            dispatch: Vec::new(),
+            round_trip: Vec::new(),
+            local: Vec::new(),
+        };
+        for (i, (&key, &sent)) in keys.iter().zip(&handled).enumerate().skip(WARM_UP_KEYS) {
+            let next_key = keys.get(i + 1).copied().unwrap_or(f64::INFINITY);
+            let Some(&paint) = paints.iter().find(|&&p| p >= key && p < next_key) else {
+                continue;
+            };
+            let Some(&arrival) = arrivals.iter().rev().find(|&&a| a <= paint) else {
+                continue;
+            };
+            split.dispatch.push(sent - key);
+            split.round_trip.push(arrival - sent);
+            split.local.push(paint - arrival);
+        }
+        split
+    }
 }
 
 /// For each key time, the delay to the first paint after it (same clock, ms); keys

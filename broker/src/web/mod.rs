@@ -29,9 +29,9 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("clipboard.js", JS, include_str!("assets/clipboard.js")),
     ("web.css", CSS, include_str!("assets/web.css")),
     (
-        "vendor/fzstd-0.1.1.mjs",
+        "vendor/fzstd-0.1.1-oriel.mjs",
         JS,
-        include_str!("assets/vendor/fzstd-0.1.1.mjs"),
+        include_str!("assets/vendor/fzstd-0.1.1-oriel.mjs"),
     ),
     (
         "vendor/xxhash3.mjs",

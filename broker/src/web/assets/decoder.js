@@ -5,7 +5,7 @@
 //
 // The framebuffer is a Uint32Array of 0x00RRGGBB pixels, row-major, as the Rust one.
 
-import { Decompress } from './vendor/fzstd-0.1.1.mjs';
+import { Decompress } from './vendor/fzstd-0.1.1-oriel.mjs';
 import './vendor/xxhash3.mjs';
 import {
   CAP_COPY_RECT, CAP_PALETTE, CAP_SOLID, CAP_TILE_CACHE, CAP_ZSTD, MAX_DESKTOP_PIXELS, MAX_HELD_TILES,

@@ -734,8 +734,22 @@ var Decompress = /*#__PURE__*/ (function () {
                 }
                 else {
                     this.ondata(blk, false);
-                    cpw(this.s.w, 0, blk.length);
-                    this.s.w.set(blk, this.s.w.length - blk.length);
+                    // oriel: the window is a view of the last `e` bytes of a buffer twice
+                    // its size, moved down only when that fills up, instead of moving the
+                    // whole window (8 MiB) down for every block.
+                    var st = this.s;
+                    if (!st.wb) {
+                        st.wb = new u8(2 * st.e);
+                        st.wb.set(st.w, 0);
+                        st.wp = st.e;
+                    }
+                    if (st.wp + blk.length > st.wb.length) {
+                        cpw(st.wb, 0, st.wp - st.e, st.wp);
+                        st.wp = st.e;
+                    }
+                    st.wb.set(blk, st.wp);
+                    st.wp += blk.length;
+                    st.w = st.wb.subarray(st.wp - st.e, st.wp);
                 }
                 if (this.s.l) {
                     var rest = chunk.subarray(this.s.b);
