@@ -18,6 +18,7 @@ pub mod microphone;
 mod migration;
 mod pipeline;
 pub mod registry;
+mod seat;
 pub mod server;
 pub mod session;
 mod session_io;

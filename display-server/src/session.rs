@@ -3,8 +3,6 @@
 //! says so, injects input, and reports the session to the broker. One task owns the
 //! core, so no flow state is shared between tasks.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,16 +19,13 @@ use oriel_protocol::text;
 use oriel_protocol::ticket::TicketError;
 use oriel_protocol::*;
 use oriel_transport::{close, pump};
-use tokio::sync::mpsc;
 
 use crate::cursor::default_arrow;
-use crate::desktop::{DamageSink, Desktop};
-use crate::eviction::Admission;
 use crate::figures::ViewerCounters;
 use crate::pipeline::Pipeline;
+use crate::seat::{seat_event, spawn_injector, Seat, SeatEvent};
 use crate::session_io::{self, Inbound, Writers};
 use crate::shared::Shared;
-use crate::slots::Slot;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -81,36 +76,6 @@ pub async fn serve(session: web_transport_quinn::Session, shared: Arc<Shared>) {
         },
     }
     driver.end();
-}
-
-/// What an admitted session holds on its desktop.
-struct Seat {
-    desktop: Arc<Desktop>,
-    sink: Arc<DamageSink>,
-    admission: Admission,
-    user: String,
-    pipeline: Option<Pipeline>,
-    cursor: tokio::sync::watch::Receiver<Option<crate::source::SourceCursor>>,
-    cursor_open: bool,
-    evicted: Pin<Box<dyn Future<Output = String> + Send>>,
-    inject: mpsc::UnboundedSender<(InputEvent, u64)>,
-    /// How many of the client's input events the desktop took (see
-    /// [`Desktop::inject_counted`]); a viewer told that the desktop moved resends the rest.
-    input_taken: Arc<std::sync::atomic::AtomicU64>,
-    /// What the host reports of this viewer at each heartbeat.
-    figures: Arc<ViewerCounters>,
-    video_regions: usize,
-    /// The desktop's clipboard, and what it sends this session.
-    clipboard: Option<(
-        Arc<crate::clipboard::DesktopClipboard>,
-        mpsc::UnboundedReceiver<ClipboardMsg>,
-    )>,
-    session_id: u64,
-    /// The desktop's sound, packet by packet.
-    audio: Option<tokio::sync::broadcast::Receiver<Arc<AudioPacket>>>,
-    /// Where the viewer's microphone goes, if the desktop takes one.
-    microphone: Option<crate::microphone::MicrophoneFeed>,
-    _slot: Slot,
 }
 
 type EncodeTask = tokio::task::JoinHandle<(Pipeline, anyhow::Result<Encoded>)>;
@@ -600,113 +565,11 @@ impl Driver {
     }
 }
 
-impl Seat {
-    /// Counts an encoder step in the viewer's figures.
-    fn count(&mut self, encoded: &Encoded) {
-        if encoded.frame.is_some() || !encoded.pictures.is_empty() {
-            self.figures.updated();
-        }
-        self.video_regions =
-            (self.video_regions + encoded.started.len()).saturating_sub(encoded.ended.len());
-    }
-}
-
-/// Injects a session's input in order, until the session ends or is evicted: a viewer
-/// whose desktop changed hands must not type into it.
-fn spawn_injector(
-    desktop: Arc<Desktop>,
-    admission: Admission,
-    taken: Arc<std::sync::atomic::AtomicU64>,
-) -> mpsc::UnboundedSender<(InputEvent, u64)> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(InputEvent, u64)>();
-    tokio::spawn(async move {
-        while let Some((event, index)) = rx.recv().await {
-            if desktop.is_evicted(&admission) {
-                return;
-            }
-            // The source lock may be held while the source renders a frame.
-            let (d, taken) = (desktop.clone(), taken.clone());
-            if tokio::task::spawn_blocking(move || d.inject_counted(&event, index, &taken))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    tx
-}
-
 async fn wait_encoded(
     task: &mut Option<EncodeTask>,
 ) -> anyhow::Result<(Pipeline, anyhow::Result<Encoded>)> {
     match task {
         Some(t) => Ok(t.await?),
         None => std::future::pending().await,
-    }
-}
-
-/// Something the session's desktop did.
-enum SeatEvent {
-    Damage,
-    Evicted(String),
-    Cursor,
-    Clipboard(ClipboardMsg),
-    Audio(Arc<AudioPacket>),
-    Nothing,
-}
-
-/// Waits for the desktop: damage, an eviction (once), a cursor change.
-async fn seat_event(seat: &mut Option<Seat>) -> SeatEvent {
-    let Some(s) = seat else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = s.sink.changed() => SeatEvent::Damage,
-        reason = &mut s.evicted => {
-            s.evicted = Box::pin(std::future::pending());
-            SeatEvent::Evicted(reason)
-        }
-        Some(msg) = clipboard_message(&mut s.clipboard) => SeatEvent::Clipboard(msg),
-        packet = audio_packet(&mut s.audio) => packet.map_or(SeatEvent::Nothing, SeatEvent::Audio),
-        changed = s.cursor.changed(), if s.cursor_open => match changed {
-            Ok(()) => SeatEvent::Cursor,
-            // The desktop is going: its eviction follows.
-            Err(_) => {
-                s.cursor_open = false;
-                SeatEvent::Nothing
-            }
-        },
-    }
-}
-
-/// The next clipboard message of the desktop for this session (never, without one).
-async fn clipboard_message(
-    clipboard: &mut Option<(
-        Arc<crate::clipboard::DesktopClipboard>,
-        mpsc::UnboundedReceiver<ClipboardMsg>,
-    )>,
-) -> Option<ClipboardMsg> {
-    match clipboard {
-        Some((_, rx)) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The desktop's next audio packet (never, without sound). A session that fell behind
-/// skips what it missed; when the sound ends, the session no longer waits for it.
-async fn audio_packet(
-    audio: &mut Option<tokio::sync::broadcast::Receiver<Arc<AudioPacket>>>,
-) -> Option<Arc<AudioPacket>> {
-    let Some(rx) = audio else {
-        return std::future::pending().await;
-    };
-    match rx.recv().await {
-        Ok(packet) => Some(packet),
-        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
-        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-            *audio = None;
-            None
-        }
     }
 }

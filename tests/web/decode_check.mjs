@@ -25,7 +25,7 @@ if (!dir) {
 const assets = fileURLToPath(new URL('../../broker/src/web/assets/', import.meta.url));
 const copy = join(dir, 'assets');
 mkdirSync(join(copy, 'vendor'), { recursive: true });
-for (const file of ['wire.js', 'decoder.js', 'vendor/fzstd-0.1.1-oriel.mjs', 'vendor/xxhash3.mjs']) {
+for (const file of ['wire.js', 'bincode.js', 'decoder.js', 'vendor/fzstd-0.1.1-oriel.mjs', 'vendor/xxhash3.mjs']) {
   copyFileSync(join(assets, file), join(copy, file));
 }
 writeFileSync(join(copy, 'package.json'), '{"type": "module"}\n');

@@ -20,7 +20,7 @@ if (!dir) {
 const assets = fileURLToPath(new URL('../../broker/src/web/assets/', import.meta.url));
 const copy = join(dir, 'playout-assets');
 mkdirSync(copy, { recursive: true });
-for (const file of ['wire.js', 'audio.js']) copyFileSync(join(assets, file), join(copy, file));
+for (const file of ['wire.js', 'bincode.js', 'audio.js']) copyFileSync(join(assets, file), join(copy, file));
 writeFileSync(join(copy, 'package.json'), '{"type": "module"}\n');
 const { JitterBuffer } = await import(pathToFileURL(join(copy, 'audio.js')).href);
 const wire = await import(pathToFileURL(join(copy, 'wire.js')).href);

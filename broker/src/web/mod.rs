@@ -19,6 +19,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("video.js", JS, include_str!("assets/video.js")),
     ("keys.js", JS, include_str!("assets/keys.js")),
     ("wire.js", JS, include_str!("assets/wire.js")),
+    ("bincode.js", JS, include_str!("assets/bincode.js")),
     ("decoder.js", JS, include_str!("assets/decoder.js")),
     ("audio.js", JS, include_str!("assets/audio.js")),
     (
