@@ -92,6 +92,42 @@ impl TempPostgres {
             .args(["-o", &options, "-w", "start"]))
     }
 
+    /// Freezes the server: SIGSTOP to the postmaster and every backend. Connections stay
+    /// open and every query waits, as on a database host that stalls (swapping, a
+    /// storage hiccup, a paused VM); [`TempPostgres::thaw`] lets it go on.
+    pub fn freeze(&self) -> Result<(), TempPostgresError> {
+        self.signal_all("-STOP")
+    }
+
+    /// Lets a frozen server go on.
+    pub fn thaw(&self) -> Result<(), TempPostgresError> {
+        self.signal_all("-CONT")
+    }
+
+    fn signal_all(&self, signal: &str) -> Result<(), TempPostgresError> {
+        let pidfile = self.dir.join("data/postmaster.pid");
+        let postmaster = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|text| text.lines().next().map(|l| l.trim().to_string()))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| fail(format!("no server pid in {}", pidfile.display())))?;
+        let mut pids = vec![postmaster.clone()];
+        let entries = std::fs::read_dir("/proc").map_err(|e| fail(format!("/proc: {e}")))?;
+        for entry in entries.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …: the command may hold spaces and parentheses.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if parent == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        run(Command::new("kill").arg(signal).args(&pids))
+    }
+
     /// The URL of database `database` on this server.
     pub fn url(&self, database: &str) -> String {
         format!(

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use oriel_broker::store::{Assignment, DesktopState, Role};
+use oriel_broker::store::{Assignment, DesktopState, HostState, Role};
 use oriel_e2e::broker::{connect_in_background, create_pool, wait_up_to};
 use oriel_e2e::cluster::Cluster;
 
@@ -460,6 +460,43 @@ async fn a_postgres_restart_under_load_is_survived_without_restarting_brokers() 
     assert!(odd.is_empty(), "errors other than 503: {odd:?}");
     assert!(answers.get(&503).copied().unwrap_or(0) > 0, "{answers:?}");
     assert!(answers.get(&200).copied().unwrap_or(0) > 0, "{answers:?}");
+    c.shutdown().await;
+}
+
+/// The database stalls (every query waits, connections stay open) for longer than a
+/// host may stay silent. No broker could record heartbeats meanwhile, so when it goes
+/// on, no host is taken for down and no desktop is failed: the leader waits a host
+/// timeout before it judges hosts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_stall_longer_than_the_host_timeout_fails_no_host() {
+    let mut c = Cluster::start("cluster-pg-stall", 2).await;
+    c.add_host("h0", 8, 0);
+    pool(&c, "p", 2, 8, IDLE).await;
+    wait_up_to(Duration::from_secs(60), "2 ready desktops", || async {
+        count(&c, "p", DesktopState::Ready).await == 2
+    })
+    .await;
+    wait_up_to(Duration::from_secs(30), "a leader", || async {
+        c.leader().await.is_some()
+    })
+    .await;
+    c.postgres.freeze().unwrap();
+    tokio::time::sleep(oriel_broker::reconcile::HOST_TIMEOUT + Duration::from_secs(4)).await;
+    c.postgres.thaw().unwrap();
+    // Passes run again at once; heartbeats are written again within a second.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let hosts = c.store.list_hosts().await.unwrap();
+    let h0 = hosts
+        .iter()
+        .find(|h| h.name == "h0")
+        .expect("h0 is registered");
+    assert_eq!(h0.state, HostState::Up, "the host stayed up");
+    assert_eq!(
+        count(&c, "p", DesktopState::Failed).await,
+        0,
+        "no desktop failed"
+    );
+    assert_eq!(count(&c, "p", DesktopState::Ready).await, 2);
     c.shutdown().await;
 }
 

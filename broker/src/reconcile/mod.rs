@@ -8,7 +8,8 @@
 //! Placement never puts more desktops on a host than its capacity, counting those
 //! placed earlier in the same tick. After the broker starts, hosts get
 //! [`RESTART_GRACE`] to link again before missing heartbeats count against them: a
-//! host is judged only on heartbeats the broker could have received.
+//! host is judged only on heartbeats the brokers could have received and recorded
+//! (see [`judging`]).
 //!
 //! With several brokers on one database exactly one runs the loop: the holder of the
 //! `reconcile` lease, renewed every tick by a task of its own. Its store is fenced by
@@ -30,7 +31,10 @@ use crate::store::{
 };
 
 mod drain;
+pub mod judging;
 mod suspend_idle;
+
+use judging::Judging;
 
 pub const TICK: Duration = Duration::from_millis(500);
 /// How long the reconcile lease lasts unless renewed: a dead leader's successor takes
@@ -55,11 +59,10 @@ pub struct Reconciler {
     store: Store,
     fence: Arc<Fence>,
     link: Arc<HostLink>,
-    /// Since when this broker leads, and how long from then hosts are not judged on
-    /// missed heartbeats: the restart grace when it first leads; at least
-    /// [`HOST_TIMEOUT`] when it leads again, or after the database was out of reach
-    /// (no broker could record heartbeats then).
-    judging: Mutex<(Instant, Duration)>,
+    /// When hosts may be judged on missed heartbeats: after the restart grace when it
+    /// first leads; at least [`HOST_TIMEOUT`] after it leads again, and after the
+    /// database was out of reach or stalled (no broker could record heartbeats then).
+    judging: Mutex<Judging>,
     /// The database failed a lease call since this broker last began to lead.
     troubled: std::sync::atomic::AtomicBool,
     restart_grace: Duration,
@@ -117,7 +120,7 @@ impl Reconciler {
             store,
             fence,
             link,
-            judging: Mutex::new((Instant::now(), restart_grace)),
+            judging: Mutex::new(Judging::new(Instant::now(), restart_grace)),
             troubled: std::sync::atomic::AtomicBool::new(false),
             restart_grace,
             busy: Mutex::new(HashSet::new()),
@@ -176,11 +179,16 @@ impl Reconciler {
     async fn lead(&self) -> bool {
         let was = self.fence.token();
         let ttl = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
+        let asked = Instant::now();
         let leads = match self.store.acquire_lease(&self.fence, ttl).await {
-            Ok(leads) => leads,
+            Ok(leads) => {
+                crate::lock(&self.judging).answered(asked, Instant::now());
+                leads
+            }
             Err(e) => {
                 // Cut off from the database: the lease runs out, another broker leads.
                 tracing::warn!("reconcile lease: {e}");
+                crate::lock(&self.judging).failed(Instant::now());
                 self.troubled
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 self.fence.lose();
@@ -195,7 +203,6 @@ impl Reconciler {
                     token,
                     "leading the reconcile loop"
                 );
-                let mut judging = crate::lock(&self.judging);
                 let troubled = self
                     .troubled
                     .swap(false, std::sync::atomic::Ordering::Relaxed);
@@ -204,7 +211,7 @@ impl Reconciler {
                 } else {
                     self.restart_grace.max(HOST_TIMEOUT)
                 };
-                *judging = (Instant::now(), grace);
+                crate::lock(&self.judging).hold(Instant::now(), grace);
             }
             (Some(_), None) => {
                 tracing::warn!(
@@ -275,20 +282,27 @@ impl Reconciler {
     }
 
     async fn mark_silent_hosts_down(&self) -> anyhow::Result<()> {
-        let judging = *crate::lock(&self.judging);
-        let (since, grace) = judging;
-        if since.elapsed() < grace {
+        let asked = Instant::now();
+        let Some(judgement) = crate::lock(&self.judging).may_judge(asked) else {
             return Ok(());
-        }
+        };
         let token = self.fence.token();
         let timeout_ms = i64::try_from(HOST_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
         let cutoff = now_ms().saturating_sub(timeout_ms);
         let silent = self.store.hosts_missing_heartbeat(cutoff).await?;
-        // The query may have waited out a database outage, during which no broker could
-        // record heartbeats: if this broker lost or retook the lease meanwhile (which
-        // starts a new grace), the hosts' silence says nothing about them.
-        if self.fence.token() != token || *crate::lock(&self.judging) != judging {
-            tracing::info!("the lease changed hands while reading heartbeats; hosts judged later");
+        // The query may have waited out a database outage or stall, during which no
+        // broker could record heartbeats; or this broker lost or retook the lease
+        // meanwhile. Then the hosts' silence says nothing about them.
+        let fresh = {
+            let mut judging = crate::lock(&self.judging);
+            judging.answered(asked, Instant::now());
+            judging.still(judgement)
+        };
+        if self.fence.token() != token || !fresh {
+            tracing::info!(
+                "the database stalled or the lease changed hands while reading heartbeats; \
+                 hosts judged later"
+            );
             return Ok(());
         }
         for host in silent {
