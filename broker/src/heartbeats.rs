@@ -2,7 +2,9 @@
 //! written one by one would be five hundred transactions a second (each a WAL flush on
 //! PostgreSQL). Each broker keeps the latest beat of each of its hosts and writes them
 //! all in one transaction every [`FLUSH_EVERY`]: what a beat says is at most that much
-//! older in the store, against a host timeout of seconds.
+//! older in the store, against a host timeout of seconds. Each flush also records that
+//! this broker could write, even with no beat to write: the reconcile loop judges a
+//! host's silence only over time its broker could have recorded beats.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,27 +15,34 @@ use crate::store::{HostBeat, Store};
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 /// The beats not written yet, by host id (the latest wins).
-#[derive(Default)]
 pub struct Heartbeats {
+    /// The broker writing them.
+    writer: String,
     pending: Mutex<HashMap<String, HostBeat>>,
     written: prometheus_client::metrics::counter::Counter,
 }
 
 impl Heartbeats {
+    pub fn new(writer: impl Into<String>) -> Self {
+        Self {
+            writer: writer.into(),
+            pending: Mutex::default(),
+            written: Default::default(),
+        }
+    }
+
     pub fn note(&self, host_id: &str, beat: HostBeat) {
         crate::lock(&self.pending).insert(host_id.to_string(), beat);
     }
 
-    /// Writes what is pending in one transaction; returns how many hosts it recorded.
-    /// On failure the beats go back, unless a newer one came meanwhile.
+    /// Writes what is pending in one transaction, with the time this broker wrote;
+    /// returns how many hosts it recorded. On failure the beats go back, unless a newer
+    /// one came meanwhile.
     pub async fn flush(&self, store: &Store) -> crate::store::Result<usize> {
         let beats: Vec<_> = std::mem::take(&mut *crate::lock(&self.pending))
             .into_iter()
             .collect();
-        if beats.is_empty() {
-            return Ok(0);
-        }
-        match store.record_heartbeats(&beats).await {
+        match store.record_heartbeats(&self.writer, &beats).await {
             Ok(n) => {
                 self.written.inc_by(u64::try_from(n).unwrap_or(0));
                 Ok(n)
@@ -85,7 +94,7 @@ mod tests {
             .register_host("b", "127.0.0.1:2", "fp", 2, "y")
             .await
             .unwrap();
-        let beats = Heartbeats::default();
+        let beats = Heartbeats::new("b1");
         let beat = |at_ms, capacity| HostBeat {
             at_ms,
             capacity,

@@ -89,9 +89,9 @@ impl HostLink {
             audit,
             registrations: Default::default(),
             relayed: Default::default(),
+            heartbeats: Arc::new(Heartbeats::new(options.broker_id.clone())),
             broker_id: options.broker_id,
             relay,
-            heartbeats: Arc::default(),
         });
         link.heartbeats.spawn(link.store.clone());
         if link.relay.is_some() {

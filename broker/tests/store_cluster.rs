@@ -344,10 +344,13 @@ async fn viewer_figures_are_kept_with_heartbeats(db: Db) -> TestResult {
         ..HostBeat::default()
     };
     store
-        .record_heartbeats(&[
-            (live.id.clone(), beat(10_000)),
-            (quiet.id.clone(), beat(1_000)),
-        ])
+        .record_heartbeats(
+            "b1",
+            &[
+                (live.id.clone(), beat(10_000)),
+                (quiet.id.clone(), beat(1_000)),
+            ],
+        )
         .await?;
     let all = store.viewers(5_000, None).await?;
     assert_eq!(all.len(), 1, "{all:?}");
@@ -359,19 +362,88 @@ async fn viewer_figures_are_kept_with_heartbeats(db: Db) -> TestResult {
     );
     // A beat without viewers clears them.
     store
-        .record_heartbeats(&[(
-            live.id.clone(),
-            HostBeat {
-                at_ms: 11_000,
-                ..HostBeat::default()
-            },
-        )])
+        .record_heartbeats(
+            "b1",
+            &[(
+                live.id.clone(),
+                HostBeat {
+                    at_ms: 11_000,
+                    ..HostBeat::default()
+                },
+            )],
+        )
         .await?;
     assert!(store.viewers(5_000, None).await?.is_empty());
     Ok(())
 }
 
+/// A host's silence counts only over time its broker could write heartbeats: while
+/// the broker that links it has written nothing since the host's last beat plus the
+/// timeout (its database connection stalled), the host is not reported; once that
+/// broker writes again, or has been silent past the grace, it is.
+async fn a_host_is_judged_silent_only_while_its_broker_could_write(db: Db) -> TestResult {
+    use oriel_broker::store::{now_ms, HostBeat};
+    const TIMEOUT: i64 = 10_000;
+    const GRACE: i64 = 20_000;
+    let (_kept, store) = store_on(db).await?;
+    let writer = unique("broker");
+    let linked = store
+        .register_host(&unique("linked"), "127.0.0.1:1", "fp", 4, "c1")
+        .await?;
+    let loose = store
+        .register_host(&unique("loose"), "127.0.0.1:2", "fp", 4, "c2")
+        .await?;
+    store.set_host_link(&linked.id, &writer, true).await?;
+    let t0 = now_ms();
+    let beat = |at_ms| HostBeat {
+        at_ms,
+        capacity: 4,
+        ..HostBeat::default()
+    };
+    // Both beat a second ago; the writer writes now and then stalls.
+    store
+        .record_heartbeats(
+            &writer,
+            &[
+                (linked.id.clone(), beat(t0 - 1_000)),
+                (loose.id.clone(), beat(t0 - 1_000)),
+            ],
+        )
+        .await?;
+    let silent = |now: i64| {
+        let store = store.clone();
+        let names = [linked.name.clone(), loose.name.clone()];
+        async move {
+            let hosts = store.hosts_missing_heartbeat(now, TIMEOUT, GRACE).await?;
+            Ok::<_, oriel_broker::store::StoreError>(
+                hosts
+                    .into_iter()
+                    .filter(|h| names.contains(&h.name))
+                    .map(|h| h.name)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert!(silent(t0).await?.is_empty(), "both beat within the timeout");
+    // 12 s later, with nothing written since: only the host no broker links is silent.
+    assert_eq!(
+        silent(t0 + 12_000).await?,
+        std::slice::from_ref(&loose.name)
+    );
+    // Past the grace the writer counts as cut off: its host is silent too.
+    let mut both = vec![linked.name.clone(), loose.name.clone()];
+    both.sort();
+    assert_eq!(silent(t0 + 1_000 + TIMEOUT + GRACE + 1_000).await?, both);
+    // A writer that wrote past the host's timeout could have recorded a beat: silent.
+    store
+        .record_heartbeats(&writer, &[(linked.id.clone(), beat(t0 - 20_000))])
+        .await?;
+    assert!(silent(t0 + 1_000).await?.contains(&linked.name));
+    Ok(())
+}
+
 on_both!(
+    a_host_is_judged_silent_only_while_its_broker_could_write,
     viewer_figures_are_kept_with_heartbeats,
     hot_queries_use_indexes,
     only_desktops_with_work_are_read,

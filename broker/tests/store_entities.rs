@@ -264,14 +264,19 @@ async fn hosts_register_heartbeat_and_state(db: Db) -> TestResult {
         ),
         (Some(1000), Some(8), Some(32 << 30), Some(32 << 30))
     );
-    let missing = store.hosts_missing_heartbeat(t + 5_000).await?;
+    let missing = store
+        .hosts_missing_heartbeat(t + 15_000, 10_000, 20_000)
+        .await?;
     assert_eq!(
         missing.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
         ["h1"]
     );
     store.set_host_state(&host.id, HostState::Down).await?;
     assert!(
-        store.hosts_missing_heartbeat(t + 5_000).await?.is_empty(),
+        store
+            .hosts_missing_heartbeat(t + 15_000, 10_000, 20_000)
+            .await?
+            .is_empty(),
         "down hosts are not reported again"
     );
     assert!(matches!(

@@ -44,6 +44,10 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 pub const LEASE: &str = "reconcile";
 /// A host that has not sent a heartbeat for this long is marked down.
 pub const HOST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A host whose broker wrote no heartbeats since the host's last beat plus
+/// [`HOST_TIMEOUT`] is not judged, for at most this much longer: that broker's database
+/// connection stalled. After it, the broker counts as cut off, and its hosts as silent.
+pub const WRITER_GRACE: Duration = Duration::from_secs(20);
 /// After the broker starts, how long hosts have to link again before silence counts, by
 /// default: longer than a host agent's longest reconnect back-off (10 s) plus a heartbeat.
 pub const RESTART_GRACE: Duration = Duration::from_secs(30);
@@ -288,8 +292,11 @@ impl Reconciler {
         };
         let token = self.fence.token();
         let timeout_ms = i64::try_from(HOST_TIMEOUT.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now_ms().saturating_sub(timeout_ms);
-        let silent = self.store.hosts_missing_heartbeat(cutoff).await?;
+        let grace_ms = i64::try_from(WRITER_GRACE.as_millis()).unwrap_or(i64::MAX);
+        let silent = self
+            .store
+            .hosts_missing_heartbeat(now_ms(), timeout_ms, grace_ms)
+            .await?;
         // The query may have waited out a database outage or stall, during which no
         // broker could record heartbeats; or this broker lost or retook the lease
         // meanwhile. Then the hosts' silence says nothing about them.

@@ -10,12 +10,22 @@ use super::{
     map_constraint, new_id, now_ms, validate_name, Host, HostState, Result, Store, StoreError,
 };
 
-/// Each tick looks for hosts whose heartbeats stopped.
+/// Each tick looks for hosts whose heartbeats stopped (`$1`: last beat before), leaving
+/// out those whose broker has written no heartbeats since their last beat plus `$2` (the
+/// host timeout) but wrote some at or after `$3`: that broker could not write (its
+/// database connection stalled), so their silence says nothing yet.
 pub(super) const HOSTS_MISSING_HEARTBEAT: &str = concat!(
     "SELECT ",
     host_cols!(),
-    " FROM hosts WHERE last_heartbeat_ms < $1 AND state <> 'down' ORDER BY name"
+    " FROM hosts WHERE last_heartbeat_ms < $1 AND state <> 'down' \
+     AND NOT EXISTS (SELECT 1 FROM heartbeat_writers w WHERE w.broker = hosts.linked_by \
+       AND w.flushed_ms < hosts.last_heartbeat_ms + $2 AND w.flushed_ms >= $3) \
+     ORDER BY name"
 );
+/// A broker wrote heartbeats (`$1` broker, `$2` when).
+pub(super) const RECORD_HEARTBEAT_WRITER: &str =
+    "INSERT INTO heartbeat_writers (broker, flushed_ms) VALUES ($1, $2) \
+     ON CONFLICT (broker) DO UPDATE SET flushed_ms = excluded.flushed_ms";
 /// The host of a name (each registration with the join token).
 pub(super) const HOST_BY_NAME: &str =
     concat!("SELECT ", host_cols!(), " FROM hosts WHERE name = $1");
@@ -221,9 +231,20 @@ impl Store {
 
     /// Records many hosts' heartbeats in one transaction (host id → its latest beat);
     /// hosts no longer in the store are skipped. Returns how many were recorded.
-    pub async fn record_heartbeats(&self, beats: &[(String, HostBeat)]) -> Result<usize> {
+    pub async fn record_heartbeats(
+        &self,
+        writer: &str,
+        beats: &[(String, HostBeat)],
+    ) -> Result<usize> {
         let mut recorded = 0;
         let mut w = self.write().await?;
+        // When it was written, not when the batch was taken: a write that waited out a
+        // stall tells when this broker could write again.
+        sqlx::query(RECORD_HEARTBEAT_WRITER)
+            .bind(writer)
+            .bind(now_ms())
+            .execute(w.conn())
+            .await?;
         for (id, beat) in beats {
             let capacity = i64::from(beat.capacity);
             let load = &beat.load;
@@ -272,9 +293,20 @@ impl Store {
     }
 
     /// Hosts not already `down` whose last heartbeat is older than `before_ms`.
-    pub async fn hosts_missing_heartbeat(&self, before_ms: i64) -> Result<Vec<Host>> {
+    /// Up hosts whose last heartbeat is older than `timeout_ms` before `now_ms`, but not
+    /// those whose broker could not write heartbeats since (it wrote none from their last
+    /// beat plus `timeout_ms` on, yet some within `writer_grace_ms` of that timeout).
+    pub async fn hosts_missing_heartbeat(
+        &self,
+        now_ms: i64,
+        timeout_ms: i64,
+        writer_grace_ms: i64,
+    ) -> Result<Vec<Host>> {
+        let before = now_ms.saturating_sub(timeout_ms);
         sqlx::query(HOSTS_MISSING_HEARTBEAT)
-            .bind(before_ms)
+            .bind(before)
+            .bind(timeout_ms)
+            .bind(before.saturating_sub(writer_grace_ms))
             .fetch_all(self.db())
             .await?
             .iter()

@@ -66,7 +66,7 @@ pub const HOT_QUERIES: &[HotQuery] = &[
     HotQuery {
         name: "hosts whose heartbeats stopped (each tick)",
         sql: super::hosts::HOSTS_MISSING_HEARTBEAT,
-        params: &[Param::Int],
+        params: &[Param::Int, Param::Int, Param::Int],
     },
     HotQuery {
         name: "a host by name (each registration with the join token)",
