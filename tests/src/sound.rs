@@ -23,28 +23,61 @@ pub fn left_channel(path: &Path) -> Vec<f64> {
     samples.chunks(2).map(|c| f64::from(c[0])).collect()
 }
 
-/// The best normalised cross-correlation of the middle of `reference` (its first and
-/// last 100 ms left out: a sound server may cut the first milliseconds of a stream)
-/// within `recorded`.
-pub fn best_match(reference: &[f64], recorded: &[f64]) -> f64 {
-    const EDGE: usize = 4800;
-    let onset = |s: &[f64]| {
-        let peak = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        s.iter().position(|v| v.abs() > peak * 0.1).unwrap_or(0)
-    };
-    let middle = &reference[EDGE..reference.len() - EDGE];
-    let guess = (onset(recorded) + EDGE).saturating_sub(onset(reference));
-    let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let ref_norm = norm(middle);
-    let mut best = 0.0f64;
-    for lag in guess.saturating_sub(2400)..=guess + 2400 {
-        let Some(window) = recorded.get(lag..lag + middle.len()) else {
-            break;
-        };
-        let dot: f64 = window.iter().zip(middle).map(|(a, b)| a * b).sum();
-        best = best.max(dot / (ref_norm * norm(window)).max(1e-9));
+/// Leaves out the first and last 100 ms of a reference: a sound server may cut or fade
+/// in the first milliseconds of a stream.
+const EDGE: usize = 4800;
+
+fn norm(s: &[f64]) -> f64 {
+    s.iter().map(|v| v * v).sum::<f64>().sqrt()
+}
+
+/// The normalised correlation of `a` and `b` (as long as `a`).
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (norm(a) * norm(b)).max(1e-9)
+}
+
+/// Where `part` sits in `recorded` (its best normalised correlation): first over every
+/// 8th sample of both, then sample by sample near the best. Searching everywhere, not
+/// near the loud start, because a device path may cut or fade in a stream's start.
+fn locate(part: &[f64], recorded: &[f64]) -> usize {
+    const STEP: usize = 8;
+    if recorded.len() < part.len() {
+        return 0;
     }
-    best
+    let coarse: Vec<f64> = part.iter().step_by(STEP).copied().collect();
+    let coarse_rec: Vec<f64> = recorded.iter().step_by(STEP).copied().collect();
+    let best = (0..=coarse_rec.len().saturating_sub(coarse.len()))
+        .map(|lag| {
+            (
+                lag,
+                correlation(&coarse, &coarse_rec[lag..lag + coarse.len()]),
+            )
+        })
+        .fold((0, f64::MIN), |best, c| if c.1 > best.1 { c } else { best })
+        .0
+        * STEP;
+    (best.saturating_sub(2 * STEP)..=best + 2 * STEP)
+        .filter_map(|lag| {
+            recorded
+                .get(lag..lag + part.len())
+                .map(|r| (lag, correlation(part, r)))
+        })
+        .fold(
+            (best, f64::MIN),
+            |best, c| if c.1 > best.1 { c } else { best },
+        )
+        .0
+}
+
+/// The best normalised cross-correlation of the middle of `reference` within
+/// `recorded`.
+pub fn best_match(reference: &[f64], recorded: &[f64]) -> f64 {
+    let middle = &reference[EDGE..reference.len() - EDGE];
+    let at = locate(middle, recorded);
+    recorded
+        .get(at..at + middle.len())
+        .map_or(0.0, |r| correlation(middle, r))
 }
 
 /// The mean over 100 ms windows of the reference's middle of each one's best
@@ -52,27 +85,17 @@ pub fn best_match(reference: &[f64], recorded: &[f64]) -> f64 {
 /// milliseconds once (which a whole-signal correlation counts as half lost), but every
 /// window must still be the chirp.
 pub fn windowed_match(reference: &[f64], recorded: &[f64]) -> f64 {
-    const EDGE: usize = 4800;
     const WINDOW: usize = 4800;
     let middle = &reference[EDGE..reference.len() - EDGE];
-    let norm = |s: &[f64]| s.iter().map(|v| v * v).sum::<f64>().sqrt();
-    let onset = |s: &[f64]| {
-        let peak = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        s.iter().position(|v| v.abs() > peak * 0.1).unwrap_or(0)
-    };
-    let start = (onset(recorded) + EDGE).saturating_sub(onset(reference));
+    let start = locate(middle, recorded);
     let windows: Vec<f64> = middle
         .chunks_exact(WINDOW)
         .enumerate()
         .map(|(k, window)| {
             let guess = start + k * WINDOW;
-            let wn = norm(window);
             (guess.saturating_sub(2400)..=guess + 2400)
                 .filter_map(|lag| recorded.get(lag..lag + WINDOW))
-                .map(|r| {
-                    let dot: f64 = r.iter().zip(window).map(|(a, b)| a * b).sum();
-                    dot / (wn * norm(r)).max(1e-9)
-                })
+                .map(|r| correlation(window, r))
                 .fold(0.0f64, f64::max)
         })
         .collect();

@@ -11,6 +11,10 @@ const MAX_QUEUED_MS = 250;
  *  come from the main thread when due, and the decoder and a busy main thread may
  *  deliver one late by this much without a gap. */
 const PREBUFFER_MS = 30;
+/** What the speaker plays when it has nothing: not quite zero (−144 dBFS, zero once it
+ *  is 16 or 24 bits), because a browser that sees an output stay exactly silent for a
+ *  while stops its sound device, and restarting it cuts the start of the next sound. */
+const KEEP_AWAKE = 2 ** -24;
 /** The page hears from the speaker about this often (render quanta of 128 samples). */
 const REPORT_EVERY = 4;
 
@@ -55,8 +59,8 @@ class Speaker extends AudioWorkletProcessor {
       }
     }
     if (written < left.length) {
-      left.fill(0, written);
-      right?.fill(0, written);
+      left.fill(KEEP_AWAKE, written);
+      right?.fill(KEEP_AWAKE, written);
       if (this.playing) {
         // Ran dry while playing: gather the prebuffer again.
         this.underruns += 1;

@@ -23,6 +23,8 @@ const INAUDIBLE = 8 / 32768;
 /** The microphone's Opus bitrate, as the native client's. */
 const MIC_BITRATE = 64000;
 const VOLUME_STEP = 0.1;
+/** A sound card clock that has not moved for this long (ms) is taken to have stopped. */
+const CLOCK_STALL_MS = 200;
 
 /**
  * Frame `seq` plays at `base + seq × 20 ms + delay`; `delay` follows the path's jitter
@@ -132,6 +134,26 @@ export class SoundCard {
     if (this.context.state !== 'running') this.context.resume().catch(() => {});
   }
 
+  /**
+   * Whether the sound card plays now: its context runs and its clock moved lately. A
+   * browser may say "running" while its device has not started yet or stalls (seconds,
+   * on a busy machine): its clock then stands still, and sound given to it is not heard.
+   */
+  playing() {
+    const now = performance.now();
+    const time = this.context.currentTime;
+    if (time !== this.clockSeen) {
+      this.clockSeen = time;
+      this.clockMovedAt = now;
+    }
+    return this.context.state === 'running' && now - (this.clockMovedAt ?? -Infinity) < CLOCK_STALL_MS;
+  }
+
+  /** Resolves once the sound card plays. */
+  async whenPlaying() {
+    while (!this.playing()) await new Promise((resolve) => { setTimeout(resolve, 50); });
+  }
+
   /** The sound card's clock, in ms. */
   now() {
     return this.context.currentTime * 1000;
@@ -174,6 +196,9 @@ export class Speaker {
     this.decoder = null;
     this.figures = {
       packets: 0, bytes: 0, concealed: 0, late: 0, queuedMs: 0, underruns: 0, dropped: 0,
+      // Packets that came while the page could not play (the user has not clicked yet),
+      // and frames lost to the decoder's errors.
+      unheard: 0, decodeErrors: 0,
     };
     this.node.port.onmessage = ({ data }) => {
       Object.assign(this.figures, data);
@@ -188,9 +213,11 @@ export class Speaker {
     if (packet === null) return;
     this.figures.packets += 1;
     this.figures.bytes += datagram.length;
-    if (this.card.context.state !== 'running') {
+    if (!this.card.playing()) {
       this.wasRunning = false;
-      return; // not heard yet (the user has not clicked or typed in the page)
+      this.figures.unheard += 1;
+      return; // not heard (the user has not clicked or typed in the page yet, or the
+      // browser's sound device stands still)
     }
     if (!this.wasRunning) {
       // Started or resumed: the old schedule is stale.
@@ -236,8 +263,10 @@ export class Speaker {
         if (slot) slot.pcm = pcm;
         this.flush();
       },
-      error: () => {
+      error: (e) => {
         // A packet it could not decode: what waited for it is played as silence.
+        this.figures.decodeErrors += 1;
+        this.figures.lastDecodeError = String(e);
         for (const slot of this.slots) if (slot.pcm === null && !slot.conceal) slot.pcm = silence();
         this.flush();
       },
@@ -285,6 +314,8 @@ export class Microphone {
   /** Asks for the microphone (the browser may ask the user) and starts sending. */
   static async start(card, send) {
     await card.ready;
+    // Capture runs on the sound card's clock: what comes while it stands still is lost.
+    await card.whenPlaying();
     const stream = await navigator.mediaDevices.getUserMedia({
       // Raw, as the native client sends it: the desktop's own programs process it.
       audio: {

@@ -96,6 +96,7 @@ export class Session {
       () => this.closedReason || 'the session ended',
       (e) => this.closedReason || `the connection was lost (${e.message || e})`,
     ).finally(() => {
+      this.over = true;
       this.speaker?.close();
       this.setMicrophone(false);
     });
@@ -104,16 +105,22 @@ export class Session {
   /** Sends the microphone (asking the user, the first time) or stops sending it;
    *  resolves with whether it is on. */
   async setMicrophone(on) {
-    if (!on || !(this.welcome.capabilities.flags & wire.CAP_MICROPHONE)) {
+    if (!on || !this.welcome || !(this.welcome.capabilities.flags & wire.CAP_MICROPHONE)) {
       this.microphone?.close();
       this.microphone = null;
       return false;
     }
-    if (this.microphone) return true;
-    this.datagrams ??= this.transport.datagrams.writable.getWriter();
-    const send = (bytes) => this.datagrams.write(bytes).catch(() => {});
-    this.microphone = await Microphone.start(this.sound, send);
-    return true;
+    if (!this.microphoneStart) {
+      this.datagrams ??= this.transport.datagrams.writable.getWriter();
+      const send = (bytes) => this.datagrams.write(bytes).catch(() => {});
+      this.microphoneStart = Microphone.start(this.sound, send).then((microphone) => {
+        // The session may have ended, or the user turned it off, while it started.
+        if (this.over || this.microphone) microphone.close();
+        else this.microphone = microphone;
+      }).finally(() => { this.microphoneStart = null; });
+    }
+    await this.microphoneStart;
+    return this.microphone !== null;
   }
 
   /** The desktop's sound: one packet per datagram. */
