@@ -27,14 +27,37 @@ pub fn left_channel(path: &Path) -> Vec<f64> {
 /// in the first milliseconds of a stream.
 const EDGE: usize = 4800;
 
-fn norm(s: &[f64]) -> f64 {
-    s.iter().map(|v| v * v).sum::<f64>().sqrt()
+/// A signal to look for in a recording, its norm worked out once.
+struct Pattern<'a> {
+    samples: &'a [f64],
+    norm: f64,
 }
 
-/// The normalised correlation of `a` and `b` (as long as `a`).
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    dot / (norm(a) * norm(b)).max(1e-9)
+impl<'a> Pattern<'a> {
+    fn new(samples: &'a [f64]) -> Self {
+        let norm = samples.iter().map(|v| v * v).sum::<f64>().sqrt();
+        Self { samples, norm }
+    }
+
+    /// The normalised correlation with `other` (as long as the pattern).
+    fn correlation(&self, other: &[f64]) -> f64 {
+        let dot: f64 = self.samples.iter().zip(other).map(|(x, y)| x * y).sum();
+        let other_norm = other.iter().map(|v| v * v).sum::<f64>().sqrt();
+        dot / (self.norm * other_norm).max(1e-9)
+    }
+
+    /// Of the offsets `lags` into `recorded` that leave room for the pattern, the one
+    /// where it matches best, and how well.
+    fn best_in(&self, recorded: &[f64], lags: impl Iterator<Item = usize>) -> Option<(usize, f64)> {
+        lags.filter_map(|lag| {
+            let r = recorded.get(lag..lag + self.samples.len())?;
+            Some((lag, self.correlation(r)))
+        })
+        .fold(None, |best, c| match best {
+            Some(b) if b.1 >= c.1 => Some(b),
+            _ => Some(c),
+        })
+    }
 }
 
 /// Where `part` sits in `recorded` (its best normalised correlation): first over every
@@ -42,32 +65,22 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 /// near the loud start, because a device path may cut or fade in a stream's start.
 fn locate(part: &[f64], recorded: &[f64]) -> usize {
     const STEP: usize = 8;
-    if recorded.len() < part.len() {
-        return 0;
-    }
     let coarse: Vec<f64> = part.iter().step_by(STEP).copied().collect();
     let coarse_rec: Vec<f64> = recorded.iter().step_by(STEP).copied().collect();
-    let best = (0..=coarse_rec.len().saturating_sub(coarse.len()))
-        .map(|lag| {
-            (
-                lag,
-                correlation(&coarse, &coarse_rec[lag..lag + coarse.len()]),
-            )
-        })
-        .fold((0, f64::MIN), |best, c| if c.1 > best.1 { c } else { best })
-        .0
-        * STEP;
-    (best.saturating_sub(2 * STEP)..=best + 2 * STEP)
-        .filter_map(|lag| {
-            recorded
-                .get(lag..lag + part.len())
-                .map(|r| (lag, correlation(part, r)))
-        })
-        .fold(
-            (best, f64::MIN),
-            |best, c| if c.1 > best.1 { c } else { best },
-        )
-        .0
+    let Some((coarse_best, _)) = Pattern::new(&coarse).best_in(&coarse_rec, 0..coarse_rec.len())
+    else {
+        return 0;
+    };
+    let near = coarse_best * STEP;
+    Pattern::new(part)
+        .best_in(recorded, near.saturating_sub(2 * STEP)..=near + 2 * STEP)
+        .map_or(near, |(lag, _)| lag)
+}
+
+/// Where `reference` starts in `recorded`, as far as its middle shows (its start may be
+/// cut off: then 0).
+pub fn locate_reference(reference: &[f64], recorded: &[f64]) -> usize {
+    locate(&reference[EDGE..reference.len() - EDGE], recorded).saturating_sub(EDGE)
 }
 
 /// The best normalised cross-correlation of the middle of `reference` within
@@ -75,9 +88,9 @@ fn locate(part: &[f64], recorded: &[f64]) -> usize {
 pub fn best_match(reference: &[f64], recorded: &[f64]) -> f64 {
     let middle = &reference[EDGE..reference.len() - EDGE];
     let at = locate(middle, recorded);
-    recorded
-        .get(at..at + middle.len())
-        .map_or(0.0, |r| correlation(middle, r))
+    Pattern::new(middle)
+        .best_in(recorded, at..=at)
+        .map_or(0.0, |(_, r)| r.max(0.0))
 }
 
 /// The mean over 100 ms windows of the reference's middle of each one's best
@@ -93,10 +106,9 @@ pub fn windowed_match(reference: &[f64], recorded: &[f64]) -> f64 {
         .enumerate()
         .map(|(k, window)| {
             let guess = start + k * WINDOW;
-            (guess.saturating_sub(2400)..=guess + 2400)
-                .filter_map(|lag| recorded.get(lag..lag + WINDOW))
-                .map(|r| correlation(window, r))
-                .fold(0.0f64, f64::max)
+            Pattern::new(window)
+                .best_in(recorded, guess.saturating_sub(2400)..=guess + 2400)
+                .map_or(0.0, |(_, r)| r.max(0.0))
         })
         .collect();
     windows.iter().sum::<f64>() / windows.len().max(1) as f64

@@ -351,15 +351,21 @@ async fn commands_cross_brokers_and_a_killed_leader_is_replaced() {
     c.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_postgres_restart_under_load_is_survived_without_restarting_brokers() {
-    let mut c = Cluster::start("cluster-pg-restart", 2).await;
+/// Two brokers, host `h0` linked to the first, and pool `p` with 2 ready desktops.
+async fn two_brokers_one_host_two_ready(tag: &str) -> Cluster {
+    let mut c = Cluster::start(tag, 2).await;
     c.add_host("h0", 8, 0);
     pool(&c, "p", 2, 8, IDLE).await;
     wait_up_to(Duration::from_secs(60), "2 ready desktops", || async {
         count(&c, "p", DesktopState::Ready).await == 2
     })
     .await;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_restart_under_load_is_survived_without_restarting_brokers() {
+    let mut c = two_brokers_one_host_two_ready("cluster-pg-restart").await;
     let admin = c.login("root", Role::Admin, 0).await;
     let http = c.http();
     let health = |i: usize| {
@@ -469,13 +475,7 @@ async fn a_postgres_restart_under_load_is_survived_without_restarting_brokers() 
 /// timeout before it judges hosts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_stall_longer_than_the_host_timeout_fails_no_host() {
-    let mut c = Cluster::start("cluster-pg-stall", 2).await;
-    c.add_host("h0", 8, 0);
-    pool(&c, "p", 2, 8, IDLE).await;
-    wait_up_to(Duration::from_secs(60), "2 ready desktops", || async {
-        count(&c, "p", DesktopState::Ready).await == 2
-    })
-    .await;
+    let c = two_brokers_one_host_two_ready("cluster-pg-stall").await;
     wait_up_to(Duration::from_secs(30), "a leader", || async {
         c.leader().await.is_some()
     })

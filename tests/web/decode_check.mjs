@@ -10,9 +10,9 @@
 // decoder's and timings; then the checks that corrupted input throws; and DIR/client.bin,
 // client messages encoded by wire.js for Rust to decode. Exit status 1: a check failed.
 
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { loadAssets } from './assets.mjs';
 
 const dir = process.argv[2];
 if (!dir) {
@@ -20,17 +20,11 @@ if (!dir) {
   process.exit(2);
 }
 
-// The assets are `.js` ES modules served to browsers; a package.json saying so lets any
-// node (18 too, without module detection) import them, from a copy in DIR.
-const assets = fileURLToPath(new URL('../../broker/src/web/assets/', import.meta.url));
-const copy = join(dir, 'assets');
-mkdirSync(join(copy, 'vendor'), { recursive: true });
-for (const file of ['wire.js', 'bincode.js', 'decoder.js', 'vendor/fzstd-0.1.1-oriel.mjs', 'vendor/xxhash3.mjs']) {
-  copyFileSync(join(assets, file), join(copy, file));
-}
-writeFileSync(join(copy, 'package.json'), '{"type": "module"}\n');
-const wire = await import(pathToFileURL(join(copy, 'wire.js')).href);
-const { Decoder, DecodeError } = await import(pathToFileURL(join(copy, 'decoder.js')).href);
+const load = loadAssets(join(dir, 'assets'), [
+  'wire.js', 'bincode.js', 'decoder.js', 'vendor/fzstd-0.1.1-oriel.mjs', 'vendor/xxhash3.mjs',
+]);
+const wire = await load('wire.js');
+const { Decoder, DecodeError } = await load('decoder.js');
 
 const spec = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8'));
 const result = { cases: [], wire: [], checks: [], fuzz: null };

@@ -7,23 +7,17 @@
 // speaker does on the sound card's clock; what comes out is checked. Exit status 1: a
 // check failed (each failure is printed).
 
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { loadAssets } from './assets.mjs';
 
 const dir = process.argv[2];
 if (!dir) {
   console.error('usage: node playout_check.mjs DIR');
   process.exit(2);
 }
-// The assets are ES modules served as `.js`: a copy with a package.json saying so.
-const assets = fileURLToPath(new URL('../../broker/src/web/assets/', import.meta.url));
-const copy = join(dir, 'playout-assets');
-mkdirSync(copy, { recursive: true });
-for (const file of ['wire.js', 'bincode.js', 'audio.js']) copyFileSync(join(assets, file), join(copy, file));
-writeFileSync(join(copy, 'package.json'), '{"type": "module"}\n');
-const { JitterBuffer } = await import(pathToFileURL(join(copy, 'audio.js')).href);
-const wire = await import(pathToFileURL(join(copy, 'wire.js')).href);
+const load = loadAssets(join(dir, 'playout-assets'), ['wire.js', 'bincode.js', 'audio.js']);
+const { JitterBuffer } = await load('audio.js');
+const wire = await load('wire.js');
 
 let failed = false;
 const check = (ok, what) => {

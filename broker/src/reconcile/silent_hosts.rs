@@ -9,7 +9,8 @@ use crate::store::{now_ms, DesktopState, HostState};
 
 impl Reconciler {
     /// Marks down the hosts whose heartbeats stopped, and fails their desktops: only
-    /// when [`super::judging::Judging`] allows it, and only on a read no stall or lease change spanned.
+    /// when [`super::judging::Judging`] allows it, and only on a read that no stall or
+    /// change of the lease spanned.
     pub(super) async fn mark_silent_hosts_down(&self) -> anyhow::Result<()> {
         let asked = Instant::now();
         let Some(judgement) = crate::lock(&self.judging).may_judge(asked) else {

@@ -292,7 +292,6 @@ impl Store {
         Ok(all)
     }
 
-    /// Hosts not already `down` whose last heartbeat is older than `before_ms`.
     /// Up hosts whose last heartbeat is older than `timeout_ms` before `now_ms`, but not
     /// those whose broker could not write heartbeats since (it wrote none from their last
     /// beat plus `timeout_ms` on, yet some within `writer_grace_ms` of that timeout).

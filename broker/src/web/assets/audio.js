@@ -70,10 +70,15 @@ export class JitterBuffer {
     this.queue.set(seq, packet);
     while (this.queue.size > MAX_QUEUED) {
       // Far behind (the path stalled): skip ahead rather than lag for good.
-      const first = Math.min(...this.queue.keys());
+      const first = this.firstQueued();
       this.queue.delete(first);
       this.next = first + 1;
     }
+  }
+
+  /** The lowest frame number queued (the queue is not empty). */
+  firstQueued() {
+    return Math.min(...this.queue.keys());
   }
 
   delay() {
@@ -96,7 +101,7 @@ export class JitterBuffer {
     // saying so, or if the sound was playing and nothing came yet, for a few frames.
     let silent;
     if (this.queue.size > 0) {
-      silent = this.queue.get(Math.min(...this.queue.keys())).afterSilence;
+      silent = this.queue.get(this.firstQueued()).afterSilence;
     } else {
       this.blind += 1;
       silent = !this.sounding || this.blind > MAX_BLIND_CONCEALMENT;
@@ -190,7 +195,7 @@ export class Speaker {
     this.node.connect(card.gain);
     this.buffer = new JitterBuffer();
     // Frames in play order: {pcm: [left, right] | null, conceal}; a decoded one waits
-    // here for its picture (the decoder answers asynchronously, in order).
+    // here for its samples (the decoder answers asynchronously, in order).
     this.slots = [];
     this.last = null;
     this.decoder = null;

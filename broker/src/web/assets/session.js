@@ -133,7 +133,7 @@ export class Session {
         this.speaker.push(value);
       }
     } catch {
-      // The transport closed; `run` reports why.
+      // The transport closed; `ended` says why.
     }
   }
 
@@ -191,7 +191,7 @@ export class Session {
         this.readStream(value);
       }
     } catch {
-      // The transport closed; `run` reports why.
+      // The transport closed; `ended` says why.
     }
   }
 
