@@ -4,10 +4,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::video::{RateConfig, RateController};
+use crate::video::{RateConfig, RateController, WindowedMin};
 
 /// Keyframes on request at most this often per region.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long the shortest ack time is remembered (frames grow and shrink).
+const MIN_ACK_WINDOW_US: u64 = 2_000_000;
 
 /// Bytes in flight always allowed, whatever the congestion window says.
 const MIN_BYTE_BUDGET: u64 = 64 * 1024;
@@ -43,6 +46,10 @@ pub struct Flow {
     /// gets one per `KEYFRAME_INTERVAL`, not a stream of them.
     keyframes_granted: HashMap<u64, Instant>,
     rate: RateController,
+    /// The shortest recent send → ack time of a frame, and of a picture (of any
+    /// region): what each kind's window must cover.
+    frame_acks: WindowedMin,
+    picture_acks: WindowedMin,
     /// The transport's congestion window: bytes the path takes without queueing more.
     cwnd: u64,
 }
@@ -57,6 +64,8 @@ impl Flow {
             keyframe_requests: Vec::new(),
             keyframes_granted: HashMap::new(),
             rate: RateController::new(rate),
+            frame_acks: WindowedMin::new(MIN_ACK_WINDOW_US),
+            picture_acks: WindowedMin::new(MIN_ACK_WINDOW_US),
             cwnd: u64::MAX,
         }
     }
@@ -65,9 +74,14 @@ impl Flow {
         u64::try_from(now.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// Frames (and pictures per region) that may be unacknowledged right now.
+    /// Frames that may be unacknowledged right now.
     pub fn window(&self) -> usize {
-        self.rate.window()
+        self.rate.window(self.frame_acks.get())
+    }
+
+    /// Pictures of one region that may be unacknowledged right now.
+    pub fn video_window(&self) -> usize {
+        self.rate.video_window(self.picture_acks.get())
     }
 
     pub fn bitrate(&self) -> u32 {
@@ -89,7 +103,7 @@ impl Flow {
     }
 
     pub fn has_video_room(&self, region: u64) -> bool {
-        self.video.get(&region).map_or(0, VecDeque::len) < self.window()
+        self.video.get(&region).map_or(0, VecDeque::len) < self.video_window()
     }
 
     /// Records a sent frame; returns how many are now in flight.
@@ -134,7 +148,7 @@ impl Flow {
     /// ack for a frame never sent acknowledges what was sent and nothing more.
     pub fn frame_acked(&mut self, frame_id: u64, now: Instant) -> Vec<Acked> {
         let acked = pop_acked(&mut self.frames, frame_id, now);
-        self.note_acked(&acked, now);
+        self.note_acked(&acked, now, false);
         acked
     }
 
@@ -143,13 +157,19 @@ impl Flow {
             Some(q) => pop_acked(q, frame_no, now),
             None => Vec::new(),
         };
-        self.note_acked(&acked, now);
+        self.note_acked(&acked, now, true);
         acked
     }
 
-    fn note_acked(&mut self, acked: &[Acked], now: Instant) {
+    fn note_acked(&mut self, acked: &[Acked], now: Instant, pictures: bool) {
         let t = self.micros(now);
+        let ack_times = if pictures {
+            &mut self.picture_acks
+        } else {
+            &mut self.frame_acks
+        };
         for a in acked {
+            ack_times.push(t, u64::try_from(a.rtt.as_micros()).unwrap_or(u64::MAX));
             self.rate.on_ack(t, a.bytes);
         }
     }
@@ -204,4 +224,32 @@ fn pop_acked(queue: &mut VecDeque<Sent>, id: u64, now: Instant) -> Vec<Acked> {
         });
     }
     acked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pictures_slow_to_drain_widen_the_video_window_only() {
+        let start = Instant::now();
+        let mut flow = Flow::new(crate::video::rate::test_config(), start);
+        let at = |ms| start + Duration::from_millis(ms);
+        flow.path(Duration::from_millis(40), u64::MAX, 0, at(0));
+        assert_eq!((flow.window(), flow.video_window()), (3, 4));
+        // Small frames come back after a round trip; pictures take 90 ms each.
+        for i in 0..10u64 {
+            flow.frame_sent(i, 500, at(i * 33));
+            flow.frame_acked(i, at(i * 33 + 45));
+            flow.video_sent(7, i, 20_000, at(i * 33));
+            flow.video_acked(7, i, at(i * 33 + 90));
+        }
+        assert_eq!(flow.window(), 3, "frames: 45 ms, two frames plus one");
+        assert_eq!(
+            flow.video_window(),
+            5,
+            "pictures: 90 ms and a frame interval of queue, four frames plus one"
+        );
+        assert!(flow.has_video_room(7));
+    }
 }

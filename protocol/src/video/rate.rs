@@ -30,9 +30,8 @@ const LOSS_MEMORY_US: u64 = 2_000_000;
 pub struct RateController {
     config: RateConfig,
     bitrate: u32,
-    /// Windowed minimum: (time, rtt) with rtt increasing from front to back, so the
-    /// front is the minimum of the last `MIN_RTT_WINDOW_US`.
-    min_rtt: std::collections::VecDeque<(u64, u64)>,
+    /// The transport's lowest RTT lately: the path without a queue.
+    min_rtt: WindowedMin,
     srtt_us: Option<u64>,
     last_adjust_us: u64,
     /// (time, bytes) of recent acks, oldest first.
@@ -50,7 +49,7 @@ impl RateController {
                 .start_bitrate
                 .clamp(config.min_bitrate, config.max_bitrate),
             config,
-            min_rtt: std::collections::VecDeque::new(),
+            min_rtt: WindowedMin::new(MIN_RTT_WINDOW_US),
             srtt_us: None,
             last_adjust_us: 0,
             acked: std::collections::VecDeque::new(),
@@ -72,7 +71,7 @@ impl RateController {
 
     /// Lowest RTT seen over the last 10 s: the path without a queue.
     pub fn min_rtt_us(&self) -> Option<u64> {
-        self.min_rtt.front().map(|(_, rtt)| *rtt)
+        self.min_rtt.get()
     }
 
     /// Queueing delay: how far the RTT is above the path's minimum.
@@ -83,17 +82,51 @@ impl RateController {
         }
     }
 
-    /// Frames that may be unacknowledged: enough to keep sending through one
-    /// propagation delay (two on a lossy path, where a lost packet's frame waits a
-    /// round trip for its resend), never enough to build a queue.
-    pub fn window(&self) -> usize {
-        let rtts = if self.lossy { 2 } else { 1 };
-        let min_rtt = self.min_rtt_us().unwrap_or(0).saturating_mul(rtts);
-        let frames = min_rtt.div_ceil(self.config.frame_interval_us.max(1));
+    /// Frames that may be unacknowledged: enough to keep sending until a frame's ack
+    /// comes back when nothing queues — a round trip, or the shortest recent
+    /// `ack_time_us` (send → ack) of such frames when longer, as it is when a frame
+    /// takes a while to drain through a slow link or to decode — and a round trip
+    /// more on a lossy path, where a lost packet's frame waits for its resend; never
+    /// enough to build a queue.
+    pub fn window(&self, ack_time_us: Option<u64>) -> usize {
+        self.window_covering(self.ack_cycle_us(ack_time_us))
+    }
+
+    /// Pictures of a video region that may be unacknowledged: as [`Self::window`],
+    /// and the queue this controller lets video build before it backs off, which
+    /// pictures sent near the path's rate do see.
+    pub fn video_window(&self, ack_time_us: Option<u64>) -> usize {
+        let cycle = self.ack_cycle_us(ack_time_us);
+        self.window_covering(cycle.saturating_add(self.queue_limit_us()))
+    }
+
+    fn ack_cycle_us(&self, ack_time_us: Option<u64>) -> u64 {
+        let path = self.min_rtt_us().unwrap_or(0);
+        let cycle = ack_time_us.unwrap_or(0).max(path);
+        if self.lossy {
+            cycle.saturating_add(path)
+        } else {
+            cycle
+        }
+    }
+
+    /// One frame more than fit in `cycle_us`, within the configured bounds.
+    fn window_covering(&self, cycle_us: u64) -> usize {
+        let frames = cycle_us.div_ceil(self.config.frame_interval_us.max(1));
         let frames = usize::try_from(frames).unwrap_or(usize::MAX);
         frames
             .saturating_add(1)
             .clamp(self.config.min_window, self.config.max_window)
+    }
+
+    /// The queueing delay tolerated before the bitrate backs off: a picture sent at
+    /// the path's own rate takes up to a frame interval to drain, so only a queue
+    /// longer than that (and than a quarter of the path's RTT, and 20 ms of
+    /// scheduling noise) means video sends too much.
+    fn queue_limit_us(&self) -> u64 {
+        (self.min_rtt_us().unwrap_or(0) / 4)
+            .max(self.config.frame_interval_us)
+            .max(20_000)
     }
 
     /// Bytes per second acknowledged over the last second.
@@ -136,23 +169,12 @@ impl RateController {
             Some(s) => (7 * s + rtt_us) / 8,
             None => rtt_us,
         });
-        while self.min_rtt.back().is_some_and(|(_, r)| *r >= rtt_us) {
-            self.min_rtt.pop_back();
-        }
-        self.min_rtt.push_back((now_us, rtt_us));
-        let start = now_us.saturating_sub(MIN_RTT_WINDOW_US);
-        while self.min_rtt.len() > 1 && self.min_rtt.front().is_some_and(|(t, _)| *t < start) {
-            self.min_rtt.pop_front();
-        }
+        self.min_rtt.push(now_us, rtt_us);
         if now_us.saturating_sub(self.last_adjust_us) < ADJUST_EVERY_US {
             return;
         }
         self.last_adjust_us = now_us;
-        let min_rtt = self.min_rtt_us().unwrap_or(0);
-        // A picture sent at the path's own rate takes up to a frame interval to drain,
-        // so only a queue longer than that (and than a quarter of the path's RTT, and
-        // 20 ms of scheduling noise) means we send too much.
-        let limit = (min_rtt / 4).max(self.config.frame_interval_us).max(20_000);
+        let limit = self.queue_limit_us();
         let queue = self.queue_delay_us();
         let sent_bps = u32::try_from(video_bytes_per_s.saturating_mul(8)).unwrap_or(u32::MAX);
         let delivered_bps =
@@ -174,6 +196,39 @@ impl RateController {
     }
 }
 
+/// The lowest of the values seen over a sliding time window.
+#[derive(Debug)]
+pub struct WindowedMin {
+    window_us: u64,
+    /// (time, value), values increasing from front to back: the front is the minimum.
+    samples: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl WindowedMin {
+    pub fn new(window_us: u64) -> Self {
+        Self {
+            window_us,
+            samples: std::collections::VecDeque::new(),
+        }
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        self.samples.front().map(|(_, v)| *v)
+    }
+
+    /// Adds a sample; the newest sample is kept even when the window has passed.
+    pub fn push(&mut self, now_us: u64, value: u64) {
+        while self.samples.back().is_some_and(|(_, v)| *v >= value) {
+            self.samples.pop_back();
+        }
+        self.samples.push_back((now_us, value));
+        let start = now_us.saturating_sub(self.window_us);
+        while self.samples.len() > 1 && self.samples.front().is_some_and(|(t, _)| *t < start) {
+            self.samples.pop_front();
+        }
+    }
+}
+
 /// `bps * factor`, rounded toward zero and saturated at `u32::MAX`.
 #[expect(
     clippy::cast_possible_truncation,
@@ -183,19 +238,25 @@ fn scaled(bps: u32, factor: f64) -> u32 {
     (f64::from(bps) * factor) as u32
 }
 
+/// 30 fps, 0.2–8 Mbit/s starting at 4, windows of 2–8: what unit tests adapt.
+#[cfg(test)]
+pub(crate) fn test_config() -> RateConfig {
+    RateConfig {
+        min_bitrate: 200_000,
+        max_bitrate: 8_000_000,
+        start_bitrate: 4_000_000,
+        frame_interval_us: 33_333,
+        min_window: 2,
+        max_window: 8,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn controller() -> RateController {
-        RateController::new(RateConfig {
-            min_bitrate: 200_000,
-            max_bitrate: 8_000_000,
-            start_bitrate: 4_000_000,
-            frame_interval_us: 33_333,
-            min_window: 2,
-            max_window: 8,
-        })
+        RateController::new(test_config())
     }
 
     #[test]
@@ -208,7 +269,7 @@ mod tests {
             c.on_rtt(t, 40_000, 1_000_000);
         }
         assert_eq!(c.bitrate(), 8_000_000);
-        assert_eq!(c.window(), 3, "40 ms at 30 fps: two frames plus one");
+        assert_eq!(c.window(None), 3, "40 ms at 30 fps: two frames plus one");
         // The RTT climbs to 140 ms while only 2 Mbit/s of video gets through.
         for _ in 0..20 {
             t += 100_000;
@@ -216,7 +277,7 @@ mod tests {
         }
         assert!(c.bitrate() <= 1_700_000, "{}", c.bitrate());
         assert!(c.bitrate() >= 200_000);
-        assert_eq!(c.window(), 3, "the queue does not widen the window");
+        assert_eq!(c.window(None), 3, "the queue does not widen the window");
     }
 
     #[test]
@@ -250,13 +311,54 @@ mod tests {
         let mut c = controller();
         c.on_rtt(100_000, 40_000, 1_000_000);
         c.on_lost(100_000, 0);
-        assert_eq!(c.window(), 3);
+        assert_eq!(c.window(None), 3);
         c.on_lost(200_000, 2);
-        assert_eq!(c.window(), 4, "80 ms at 30 fps: three frames plus one");
+        assert_eq!(c.window(None), 4, "80 ms at 30 fps: three frames plus one");
         c.on_lost(1_000_000, 2);
-        assert_eq!(c.window(), 4, "the loss is recent");
+        assert_eq!(c.window(None), 4, "the loss is recent");
         c.on_lost(2_300_000, 2);
-        assert_eq!(c.window(), 3, "no loss for two seconds");
+        assert_eq!(c.window(None), 3, "no loss for two seconds");
+    }
+
+    #[test]
+    fn the_window_covers_how_long_an_ack_takes_and_pictures_also_the_tolerated_queue() {
+        let mut c = controller();
+        c.on_rtt(100_000, 40_000, 1_000_000);
+        assert_eq!(
+            c.window(Some(20_000)),
+            3,
+            "an ack never beats the round trip"
+        );
+        assert_eq!(
+            c.window(Some(75_000)),
+            4,
+            "a frame that drains 35 ms through a slow link: three frames plus one"
+        );
+        assert_eq!(
+            c.video_window(Some(75_000)),
+            5,
+            "and a frame interval of queue before video backs off"
+        );
+        let mut fast = controller();
+        fast.on_rtt(100_000, 200, 1_000_000);
+        assert_eq!(fast.window(Some(3_000)), 2, "loopback: one frame plus one");
+        assert_eq!(fast.video_window(Some(3_000)), 3);
+        assert_eq!(c.video_window(Some(1_000_000)), 8, "never over the maximum");
+    }
+
+    #[test]
+    fn a_windowed_minimum_forgets_old_lows() {
+        let mut m = WindowedMin::new(1_000);
+        assert_eq!(m.get(), None);
+        m.push(0, 50);
+        m.push(100, 70);
+        assert_eq!(m.get(), Some(50));
+        m.push(900, 60);
+        assert_eq!(m.get(), Some(50));
+        m.push(1_050, 80);
+        assert_eq!(m.get(), Some(60), "50 is older than the window");
+        m.push(5_000, 90);
+        assert_eq!(m.get(), Some(90), "the newest stays when all else is old");
     }
 
     #[test]
