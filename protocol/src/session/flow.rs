@@ -4,13 +4,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::video::{RateConfig, RateController, WindowedMin};
+use crate::video::{RateConfig, RateController};
 
 /// Keyframes on request at most this often per region.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
-
-/// How long the shortest ack time is remembered (frames grow and shrink).
-const MIN_ACK_WINDOW_US: u64 = 2_000_000;
 
 /// Bytes in flight always allowed, whatever the congestion window says.
 const MIN_BYTE_BUDGET: u64 = 64 * 1024;
@@ -46,10 +43,6 @@ pub struct Flow {
     /// gets one per `KEYFRAME_INTERVAL`, not a stream of them.
     keyframes_granted: HashMap<u64, Instant>,
     rate: RateController,
-    /// The shortest recent send → ack time of a frame, and of a picture (of any
-    /// region): what each kind's window must cover.
-    frame_acks: WindowedMin,
-    picture_acks: WindowedMin,
     /// The transport's congestion window: bytes the path takes without queueing more.
     cwnd: u64,
 }
@@ -64,8 +57,6 @@ impl Flow {
             keyframe_requests: Vec::new(),
             keyframes_granted: HashMap::new(),
             rate: RateController::new(rate),
-            frame_acks: WindowedMin::new(MIN_ACK_WINDOW_US),
-            picture_acks: WindowedMin::new(MIN_ACK_WINDOW_US),
             cwnd: u64::MAX,
         }
     }
@@ -76,12 +67,12 @@ impl Flow {
 
     /// Frames that may be unacknowledged right now.
     pub fn window(&self) -> usize {
-        self.rate.window(self.frame_acks.get())
+        self.rate.window()
     }
 
     /// Pictures of one region that may be unacknowledged right now.
     pub fn video_window(&self) -> usize {
-        self.rate.video_window(self.picture_acks.get())
+        self.rate.video_window()
     }
 
     pub fn bitrate(&self) -> u32 {
@@ -163,14 +154,9 @@ impl Flow {
 
     fn note_acked(&mut self, acked: &[Acked], now: Instant, pictures: bool) {
         let t = self.micros(now);
-        let ack_times = if pictures {
-            &mut self.picture_acks
-        } else {
-            &mut self.frame_acks
-        };
         for a in acked {
-            ack_times.push(t, u64::try_from(a.rtt.as_micros()).unwrap_or(u64::MAX));
-            self.rate.on_ack(t, a.bytes);
+            let ack_time = u64::try_from(a.rtt.as_micros()).unwrap_or(u64::MAX);
+            self.rate.on_ack(t, a.bytes, ack_time, pictures);
         }
     }
 

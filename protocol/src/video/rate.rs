@@ -25,6 +25,8 @@ const MIN_RTT_WINDOW_US: u64 = 10_000_000;
 const RATE_WINDOW_US: u64 = 1_000_000;
 /// A path that lost a packet this recently is lossy: its frames wait for a resend.
 const LOSS_MEMORY_US: u64 = 2_000_000;
+/// How long the shortest ack time of a frame is remembered (frames grow and shrink).
+const FRAME_ACK_WINDOW_US: u64 = 2_000_000;
 
 #[derive(Debug)]
 pub struct RateController {
@@ -32,6 +34,13 @@ pub struct RateController {
     bitrate: u32,
     /// The transport's lowest RTT lately: the path without a queue.
     min_rtt: WindowedMin,
+    /// The shortest send → ack time of a frame lately.
+    frame_acks: WindowedMin,
+    /// The shortest send → ack time of a picture over 10 s (the path, a picture's
+    /// drain through it and its decode, without a queue) and over the last adjustment
+    /// period (what pictures take now).
+    picture_acks: WindowedMin,
+    recent_picture_acks: WindowedMin,
     srtt_us: Option<u64>,
     last_adjust_us: u64,
     /// (time, bytes) of recent acks, oldest first.
@@ -50,6 +59,9 @@ impl RateController {
                 .clamp(config.min_bitrate, config.max_bitrate),
             config,
             min_rtt: WindowedMin::new(MIN_RTT_WINDOW_US),
+            frame_acks: WindowedMin::new(FRAME_ACK_WINDOW_US),
+            picture_acks: WindowedMin::new(MIN_RTT_WINDOW_US),
+            recent_picture_acks: WindowedMin::new(ADJUST_EVERY_US),
             srtt_us: None,
             last_adjust_us: 0,
             acked: std::collections::VecDeque::new(),
@@ -83,21 +95,30 @@ impl RateController {
     }
 
     /// Frames that may be unacknowledged: enough to keep sending until a frame's ack
-    /// comes back when nothing queues — a round trip, or the shortest recent
-    /// `ack_time_us` (send → ack) of such frames when longer, as it is when a frame
-    /// takes a while to drain through a slow link or to decode — and a round trip
-    /// more on a lossy path, where a lost packet's frame waits for its resend; never
-    /// enough to build a queue.
-    pub fn window(&self, ack_time_us: Option<u64>) -> usize {
-        self.window_covering(self.ack_cycle_us(ack_time_us))
+    /// comes back when nothing queues — a round trip, or the shortest recent send → ack
+    /// time of a frame when longer, as it is when a frame takes a while to drain
+    /// through a slow link or to decode — and a round trip more on a lossy path, where
+    /// a lost packet's frame waits for its resend; never enough to build a queue.
+    pub fn window(&self) -> usize {
+        self.window_covering(self.ack_cycle_us(self.frame_acks.get()))
     }
 
-    /// Pictures of a video region that may be unacknowledged: as [`Self::window`],
-    /// and the queue this controller lets video build before it backs off, which
-    /// pictures sent near the path's rate do see.
-    pub fn video_window(&self, ack_time_us: Option<u64>) -> usize {
-        let cycle = self.ack_cycle_us(ack_time_us);
+    /// Pictures of a video region that may be unacknowledged: as [`Self::window`] on
+    /// pictures' ack times, and the queue this controller lets video build before it
+    /// backs off, which pictures sent near the path's rate do see.
+    pub fn video_window(&self) -> usize {
+        let cycle = self.ack_cycle_us(self.picture_acks.get());
         self.window_covering(cycle.saturating_add(self.queue_limit_us()))
+    }
+
+    /// How much longer pictures take to be acknowledged now than at best: a queue
+    /// they wait in, in the network or in the sender behind the congestion window
+    /// (where the transport's RTT does not show it).
+    pub fn picture_queue_us(&self) -> u64 {
+        match (self.recent_picture_acks.get(), self.picture_acks.get()) {
+            (Some(now), Some(best)) => now.saturating_sub(best),
+            _ => 0,
+        }
     }
 
     fn ack_cycle_us(&self, ack_time_us: Option<u64>) -> u64 {
@@ -141,8 +162,14 @@ impl RateController {
         bytes * 1_000_000 / RATE_WINDOW_US
     }
 
-    /// A frame of `bytes` was acknowledged.
-    pub fn on_ack(&mut self, now_us: u64, bytes: u64) {
+    /// A frame or picture of `bytes`, sent `ack_time_us` ago, was acknowledged.
+    pub fn on_ack(&mut self, now_us: u64, bytes: u64, ack_time_us: u64, picture: bool) {
+        if picture {
+            self.picture_acks.push(now_us, ack_time_us);
+            self.recent_picture_acks.push(now_us, ack_time_us);
+        } else {
+            self.frame_acks.push(now_us, ack_time_us);
+        }
         self.acked.push_back((now_us, bytes));
         let start = now_us.saturating_sub(RATE_WINDOW_US);
         while self.acked.front().is_some_and(|(t, _)| *t < start) {
@@ -179,7 +206,11 @@ impl RateController {
         let sent_bps = u32::try_from(video_bytes_per_s.saturating_mul(8)).unwrap_or(u32::MAX);
         let delivered_bps =
             u32::try_from(self.delivery_rate(now_us).saturating_mul(8)).unwrap_or(u32::MAX);
-        let next = if queue > limit && sent_bps < self.bitrate / 4 {
+        let picture_queue = self.picture_queue_us();
+        let next = if picture_queue > limit {
+            // Pictures queue, and they are what sends: back off below what got through.
+            scaled(delivered_bps.min(self.bitrate), 0.85)
+        } else if queue > limit && sent_bps < self.bitrate / 4 {
             // Video is not what fills the queue (a large lossless update is draining;
             // nothing tells how fast the path is until it has): hold.
             self.bitrate
@@ -187,7 +218,7 @@ impl RateController {
             // Back off below what got through — all of it, not only video: the path is
             // full, so that is its rate — and below where we were; never below the floor.
             scaled(delivered_bps.min(self.bitrate), 0.85)
-        } else if queue < limit / 2 {
+        } else if queue < limit / 2 && picture_queue < limit / 2 {
             scaled(self.bitrate, 1.08)
         } else {
             self.bitrate
@@ -269,7 +300,7 @@ mod tests {
             c.on_rtt(t, 40_000, 1_000_000);
         }
         assert_eq!(c.bitrate(), 8_000_000);
-        assert_eq!(c.window(None), 3, "40 ms at 30 fps: two frames plus one");
+        assert_eq!(c.window(), 3, "40 ms at 30 fps: two frames plus one");
         // The RTT climbs to 140 ms while only 2 Mbit/s of video gets through.
         for _ in 0..20 {
             t += 100_000;
@@ -277,7 +308,7 @@ mod tests {
         }
         assert!(c.bitrate() <= 1_700_000, "{}", c.bitrate());
         assert!(c.bitrate() >= 200_000);
-        assert_eq!(c.window(None), 3, "the queue does not widen the window");
+        assert_eq!(c.window(), 3, "the queue does not widen the window");
     }
 
     #[test]
@@ -299,7 +330,7 @@ mod tests {
         // the lossless frames acknowledged meanwhile.
         for _ in 0..10 {
             t += 100_000;
-            c.on_ack(t, 62_500);
+            c.on_ack(t, 62_500, 40_000, false);
         }
         t += 100_000;
         c.on_rtt(t, 140_000, u64::from(before / 8));
@@ -311,39 +342,93 @@ mod tests {
         let mut c = controller();
         c.on_rtt(100_000, 40_000, 1_000_000);
         c.on_lost(100_000, 0);
-        assert_eq!(c.window(None), 3);
+        assert_eq!(c.window(), 3);
         c.on_lost(200_000, 2);
-        assert_eq!(c.window(None), 4, "80 ms at 30 fps: three frames plus one");
+        assert_eq!(c.window(), 4, "80 ms at 30 fps: three frames plus one");
         c.on_lost(1_000_000, 2);
-        assert_eq!(c.window(None), 4, "the loss is recent");
+        assert_eq!(c.window(), 4, "the loss is recent");
         c.on_lost(2_300_000, 2);
-        assert_eq!(c.window(None), 3, "no loss for two seconds");
+        assert_eq!(c.window(), 3, "no loss for two seconds");
     }
 
     #[test]
     fn the_window_covers_how_long_an_ack_takes_and_pictures_also_the_tolerated_queue() {
         let mut c = controller();
         c.on_rtt(100_000, 40_000, 1_000_000);
+        c.on_ack(100_000, 500, 20_000, false);
+        assert_eq!(c.window(), 3, "an ack never beats the round trip");
+        c.on_ack(110_000, 20_000, 75_000, true);
         assert_eq!(
-            c.window(Some(20_000)),
-            3,
-            "an ack never beats the round trip"
-        );
-        assert_eq!(
-            c.window(Some(75_000)),
-            4,
-            "a frame that drains 35 ms through a slow link: three frames plus one"
-        );
-        assert_eq!(
-            c.video_window(Some(75_000)),
+            c.video_window(),
             5,
-            "and a frame interval of queue before video backs off"
+            "a picture that drains 35 ms through a slow link: three frames, a frame \
+             interval of queue before video backs off, plus one"
         );
+        assert_eq!(c.window(), 3, "frames keep their own ack time");
+        c.on_ack(120_000, 500, 75_000, false);
+        assert_eq!(
+            c.window(),
+            3,
+            "the shortest ack time of the last 2 s counts"
+        );
+        c.on_ack(2_200_000, 500, 75_000, false);
+        assert_eq!(c.window(), 4, "three frames plus one");
         let mut fast = controller();
         fast.on_rtt(100_000, 200, 1_000_000);
-        assert_eq!(fast.window(Some(3_000)), 2, "loopback: one frame plus one");
-        assert_eq!(fast.video_window(Some(3_000)), 3);
-        assert_eq!(c.video_window(Some(1_000_000)), 8, "never over the maximum");
+        fast.on_ack(100_000, 500, 3_000, false);
+        fast.on_ack(100_000, 9_000, 3_000, true);
+        assert_eq!(fast.window(), 2, "loopback: one frame plus one");
+        assert_eq!(fast.video_window(), 3);
+        c.on_ack(12_000_000, 20_000, 1_000_000, true);
+        assert_eq!(c.video_window(), 8, "never over the maximum");
+    }
+
+    /// A path whose RTT stays at its minimum while pictures take ever longer: they
+    /// wait in the sender, behind the congestion window.
+    #[test]
+    fn pictures_that_queue_where_the_rtt_does_not_show_it_lower_the_bitrate() {
+        let mut c = controller();
+        let mut t = 0;
+        for _ in 0..10 {
+            t += 100_000;
+            c.on_ack(t, 20_000, 80_000, true);
+            c.on_rtt(t, 40_000, 500_000);
+        }
+        let before = c.bitrate();
+        assert!(before > 4_000_000, "probed up: {before}");
+        // 2 Mbit/s get through; pictures take 300 ms.
+        for _ in 0..10 {
+            t += 100_000;
+            c.on_ack(t, 25_000, 300_000, true);
+            c.on_rtt(t, 40_000, 250_000);
+        }
+        assert!(c.bitrate() <= 1_700_000, "{}", c.bitrate());
+        assert!(c.picture_queue_us() > 200_000);
+    }
+
+    #[test]
+    fn a_picture_held_up_by_one_lost_packet_moves_nothing() {
+        let mut c = controller();
+        let mut t = 0;
+        for _ in 0..10 {
+            t += 33_000;
+            c.on_ack(t, 20_000, 80_000, true);
+        }
+        c.on_rtt(t, 40_000, 500_000);
+        let before = c.bitrate();
+        // One picture waits a round trip more for a resend; those around it do not.
+        for ack_time in [180_000, 150_000, 80_000, 82_000, 79_000] {
+            t += 33_000;
+            c.on_ack(t, 20_000, ack_time, true);
+        }
+        assert_eq!(
+            c.picture_queue_us(),
+            0,
+            "the shortest recent picture counts"
+        );
+        t += 200_000;
+        c.on_rtt(t, 40_000, 500_000);
+        assert!(c.bitrate() > before, "still probing: {}", c.bitrate());
     }
 
     #[test]
@@ -364,10 +449,10 @@ mod tests {
     #[test]
     fn delivery_rate_counts_the_last_second() {
         let mut c = controller();
-        c.on_ack(0, 1_000_000);
-        c.on_ack(500_000, 500_000);
+        c.on_ack(0, 1_000_000, 0, false);
+        c.on_ack(500_000, 500_000, 0, false);
         assert_eq!(c.delivery_rate(900_000), 1_500_000);
-        c.on_ack(1_200_000, 100);
+        c.on_ack(1_200_000, 100, 0, false);
         assert_eq!(c.delivery_rate(1_200_000), 500_100);
     }
 }
