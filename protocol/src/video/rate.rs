@@ -207,17 +207,17 @@ impl RateController {
         let delivered_bps =
             u32::try_from(self.delivery_rate(now_us).saturating_mul(8)).unwrap_or(u32::MAX);
         let picture_queue = self.picture_queue_us();
-        let next = if picture_queue > limit {
-            // Pictures queue, and they are what sends: back off below what got through.
-            scaled(delivered_bps.min(self.bitrate), 0.85)
-        } else if queue > limit && sent_bps < self.bitrate / 4 {
-            // Video is not what fills the queue (a large lossless update is draining;
-            // nothing tells how fast the path is until it has): hold.
-            self.bitrate
-        } else if queue > limit {
+        // Video queues when its own pictures take longer than they did at best, or
+        // when the RTT shows a queue while video sends a fair share of its bitrate.
+        let video_queues = picture_queue > limit || (queue > limit && sent_bps >= self.bitrate / 4);
+        let next = if video_queues {
             // Back off below what got through — all of it, not only video: the path is
             // full, so that is its rate — and below where we were; never below the floor.
             scaled(delivered_bps.min(self.bitrate), 0.85)
+        } else if queue > limit {
+            // Video is not what fills the queue (a large lossless update is draining;
+            // nothing tells how fast the path is until it has): hold.
+            self.bitrate
         } else if queue < limit / 2 && picture_queue < limit / 2 {
             scaled(self.bitrate, 1.08)
         } else {
@@ -229,26 +229,26 @@ impl RateController {
 
 /// The lowest of the values seen over a sliding time window.
 #[derive(Debug)]
-pub struct WindowedMin {
+struct WindowedMin {
     window_us: u64,
     /// (time, value), values increasing from front to back: the front is the minimum.
     samples: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl WindowedMin {
-    pub fn new(window_us: u64) -> Self {
+    fn new(window_us: u64) -> Self {
         Self {
             window_us,
             samples: std::collections::VecDeque::new(),
         }
     }
 
-    pub fn get(&self) -> Option<u64> {
+    fn get(&self) -> Option<u64> {
         self.samples.front().map(|(_, v)| *v)
     }
 
     /// Adds a sample; the newest sample is kept even when the window has passed.
-    pub fn push(&mut self, now_us: u64, value: u64) {
+    fn push(&mut self, now_us: u64, value: u64) {
         while self.samples.back().is_some_and(|(_, v)| *v >= value) {
             self.samples.pop_back();
         }
