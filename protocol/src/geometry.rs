@@ -143,6 +143,58 @@ impl Rect {
     }
 }
 
+/// The area `rects` cover, as rectangles that do not overlap: horizontal bands with
+/// the runs of columns covered in each, neighbouring bands with the same runs merged.
+/// Drawing reported rectangle by rectangle overlaps (a terminal's scroll, then its new
+/// line, then the next scroll): whoever reads those pixels reads each once this way.
+pub fn disjoint(rects: &[Rect]) -> Vec<Rect> {
+    let rects: Vec<&Rect> = rects.iter().filter(|r| !r.is_empty()).collect();
+    let mut edges: Vec<u64> = rects
+        .iter()
+        .flat_map(|r| [u64::from(r.y), r.bottom()])
+        .collect();
+    edges.sort_unstable();
+    edges.dedup();
+    let mut out = Vec::new();
+    // The runs of the band being built, from `top` down to the edge now reached.
+    let mut runs: Vec<(u32, u64)> = Vec::new();
+    let mut top = 0;
+    for band in edges.windows(2) {
+        let (band_top, band_bottom) = (band[0], band[1]);
+        let mut covering: Vec<(u32, u64)> = rects
+            .iter()
+            .filter(|r| u64::from(r.y) <= band_top && r.bottom() >= band_bottom)
+            .map(|r| (r.x, r.right()))
+            .collect();
+        covering.sort_unstable();
+        let mut merged: Vec<(u32, u64)> = Vec::with_capacity(covering.len());
+        for (x0, x1) in covering {
+            match merged.last_mut() {
+                Some(last) if u64::from(x0) <= last.1 => last.1 = last.1.max(x1),
+                _ => merged.push((x0, x1)),
+            }
+        }
+        if merged != runs {
+            push_band(&runs, top, band_top, &mut out);
+            (runs, top) = (merged, band_top);
+        }
+    }
+    if let Some(&bottom) = edges.last() {
+        push_band(&runs, top, bottom, &mut out);
+    }
+    out
+}
+
+/// The rectangles of one band of [`disjoint`]: `runs` of columns from `top` to `bottom`.
+fn push_band(runs: &[(u32, u64)], top: u64, bottom: u64, out: &mut Vec<Rect>) {
+    let top = saturate_u32(top);
+    out.extend(
+        runs.iter()
+            .map(|&(x0, x1)| Rect::from_edges(x0, top, x1, bottom))
+            .filter(|r| !r.is_empty()),
+    );
+}
+
 /// A coordinate or length that left `u32` (a far edge computed in `u64`), saturated.
 /// Only rectangles that reach past `u32::MAX` ever saturate.
 fn saturate_u32(v: u64) -> u32 {
@@ -190,5 +242,44 @@ mod tests {
     fn fits_without_overflow() {
         let r = Rect::new(u32::MAX, 0, u32::MAX, 1);
         assert!(!r.fits_in(Size::new(100, 100)));
+    }
+
+    /// Every pixel of a small grid: covered by `rects`, and by how many of them.
+    fn coverage(rects: &[Rect]) -> Vec<u8> {
+        let mut grid = vec![0u8; 40 * 40];
+        for r in rects {
+            for y in r.y..r.y + r.height {
+                for x in r.x..r.x + r.width {
+                    grid[(y * 40 + x) as usize] += 1;
+                }
+            }
+        }
+        grid
+    }
+
+    #[test]
+    fn a_scroll_and_its_new_line_become_one_rectangle() {
+        let scroll = Rect::new(3, 3, 1896, 1014);
+        let line = Rect::new(3, 1017, 1896, 13);
+        let rects = [scroll, line, scroll, Rect::new(3, 1017, 780, 13)];
+        assert_eq!(disjoint(&rects), vec![Rect::new(3, 3, 1896, 1027)]);
+        assert!(disjoint(&[]).is_empty());
+        assert!(disjoint(&[Rect::new(5, 5, 0, 9)]).is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn disjoint_covers_exactly_the_union_once(
+            raw in proptest::collection::vec((0u32..39, 0u32..39, 0u32..20, 0u32..20), 0..12)
+        ) {
+            let rects: Vec<Rect> = raw
+                .iter()
+                .map(|&(x, y, w, h)| Rect::new(x, y, w.min(40 - x), h.min(40 - y)))
+                .collect();
+            let pieces = disjoint(&rects);
+            let want: Vec<u8> = coverage(&rects).iter().map(|&n| u8::from(n > 0)).collect();
+            proptest::prop_assert_eq!(coverage(&pieces), want);
+            proptest::prop_assert!(pieces.len() <= 2 * rects.len() * rects.len().max(1));
+        }
     }
 }

@@ -333,9 +333,11 @@ impl X11Source {
             self.fetch(&full)?;
             return Ok(vec![full]);
         }
-        // X reports what was drawn; only what differs from the last capture goes on.
+        // X reports what was drawn, overlapping (a scroll then its new line, several
+        // times a frame): each pixel is fetched once, and only what differs from the
+        // last capture goes on.
         let mut changed = Vec::new();
-        for r in &rects {
+        for r in &oriel_protocol::geometry::disjoint(&rects) {
             changed.extend(self.fetch(r)?);
         }
         Ok(changed)
