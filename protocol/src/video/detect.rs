@@ -6,6 +6,11 @@
 //! Scrolls and drags are moves (copy-rect), typing changes a few cells, UI repaints are
 //! fills, palettes or cache hits: none of them is video.
 //!
+//! A slow or stuttering player (a full-screen clip on a busy host draws 5-8 frames a
+//! second, some 300 ms apart) is video too: where the encoder found raw pixels, gaps up
+//! to half a second keep a streak, and 4 updates over 400 ms start a region. Sent
+//! losslessly, each of those frames would be megabytes.
+//!
 //! Damage counts come from the source at capture rate (every poll), so detection does
 //! not slow down when a slow link makes the session send fewer frames.
 
@@ -19,6 +24,12 @@ pub struct DetectorConfig {
     pub min_updates: u32,
     /// Longest gap between two updates of a playing tile.
     pub max_gap_us: u64,
+    /// Longest gap while the encoder finds the tile mostly changed in raw pixels.
+    pub max_raw_gap_us: u64,
+    /// A slower streak of raw changes plays once it lasted this long...
+    pub min_slow_span_us: u64,
+    /// ...with at least this many updates.
+    pub min_slow_updates: u32,
     /// A region ends after this long without a change.
     pub end_after_us: u64,
     /// Smallest region edge.
@@ -34,6 +45,9 @@ impl Default for DetectorConfig {
         Self {
             min_updates: 12,
             max_gap_us: 200_000,
+            max_raw_gap_us: 500_000,
+            min_slow_span_us: 400_000,
+            min_slow_updates: 4,
             end_after_us: 1_000_000,
             min_edge: 96,
             min_tiles: 4,
@@ -67,8 +81,9 @@ impl TileHits {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct TileState {
-    /// Polls in a row that damaged the tile with short gaps.
+    /// Polls in a row that damaged the tile with short gaps, since `streak_start_us`.
     streak: u32,
+    streak_start_us: u64,
     last_us: u64,
     /// The encoder's last verdict: changed pixels, and whether most of the tile changed.
     seen: Option<(Rect, bool)>,
@@ -122,18 +137,26 @@ impl VideoDetector {
         if hits.hits == 0 || col >= self.cols || row >= self.rows {
             return;
         }
-        let gap = self.config.max_gap_us;
+        let gap = self.gap_of(col, row);
         let t = &mut self.tiles[(row * self.cols + col) as usize];
         let continues = t.streak > 0 && hits.first_us.saturating_sub(t.last_us) <= gap;
         if hits.max_gap_us > gap {
             // Only the hits after the long gap are in a row; count the last one.
-            t.streak = 1;
+            (t.streak, t.streak_start_us) = (1, hits.last_us);
         } else if continues {
             t.streak = t.streak.saturating_add(hits.hits);
         } else {
-            t.streak = hits.hits;
+            (t.streak, t.streak_start_us) = (hits.hits, hits.first_us);
         }
         t.last_us = hits.last_us;
+    }
+
+    /// The longest gap that keeps the tile's streak: longer while its changes are raw.
+    fn gap_of(&self, col: u32, row: u32) -> u64 {
+        match self.tiles[(row * self.cols + col) as usize].seen {
+            Some((_, true)) => self.config.max_raw_gap_us,
+            _ => self.config.max_gap_us,
+        }
     }
 
     /// What the lossless encoder found in the tiles it encoded.
@@ -244,9 +267,14 @@ impl VideoDetector {
     fn playing(&self, col: u32, row: u32, now_us: u64, busy: bool) -> Option<Rect> {
         let t = &self.tiles[(row * self.cols + col) as usize];
         let (dirty, mostly) = t.seen?;
+        let c = &self.config;
+        let long_enough = t.streak >= c.min_updates
+            || (mostly
+                && t.streak >= c.min_slow_updates
+                && t.last_us.saturating_sub(t.streak_start_us) >= c.min_slow_span_us);
         let playing = (mostly || !busy)
-            && t.streak >= self.config.min_updates
-            && now_us.saturating_sub(t.last_us) <= 2 * self.config.max_gap_us;
+            && long_enough
+            && now_us.saturating_sub(t.last_us) <= 2 * c.max_gap_us;
         playing.then_some(dirty)
     }
 
@@ -417,10 +445,38 @@ mod tests {
         for n in 100..200 {
             assert!(frame(&mut d, n, Rect::new(70, 70, 40, 40), true).is_empty());
         }
-        // Busy and large but every 300 ms: a slideshow.
+        // Busy and large but every 600 ms: a slideshow.
         for n in 0..60 {
-            assert!(frame(&mut d, 300 + n * 9, Rect::new(0, 0, 640, 360), true).is_empty());
+            assert!(frame(&mut d, 300 + n * 18, Rect::new(0, 0, 640, 360), true).is_empty());
         }
+        // Calm (palettes, fills) every 300 ms: a UI ticking, however large.
+        for n in 0..60 {
+            assert!(frame(&mut d, 1500 + n * 9, Rect::new(0, 0, 640, 360), false).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_stuttering_player_is_video_after_four_raw_frames_over_400_ms() {
+        let mut d = VideoDetector::new(SIZE, DetectorConfig::default());
+        let picture = Rect::new(0, 0, 1920, 1080);
+        // 5-8 frames a second, uneven: gaps of 100-300 ms (3, 9, 6, 4, ... frames).
+        let mut n = 1;
+        let mut started = None;
+        for (i, step) in [3, 9, 6, 4, 9, 3, 6].iter().cycle().take(12).enumerate() {
+            n += step;
+            if let Some(RegionEvent::Started { rect, .. }) = frame(&mut d, n, picture, true).first()
+            {
+                started.get_or_insert((i + 1, *rect));
+            }
+        }
+        let (updates, rect) = started.expect("a stuttering video is detected");
+        assert_eq!(rect, picture);
+        // The first frame is seen before the encoder called it raw (short gaps then),
+        // so the streak counts from the second: 4 updates spanning 400 ms or more.
+        assert!(
+            (4..=6).contains(&updates),
+            "detected after {updates} frames"
+        );
     }
 
     #[test]
