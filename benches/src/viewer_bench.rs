@@ -55,6 +55,8 @@ pub(crate) struct ViewerRun<'a> {
     pub size: Size,
     /// The video-window clip's size (at the screen's top left).
     pub clip: Size,
+    /// The clip encoded for cheap decoding.
+    pub fast_decode: bool,
     pub player: Player,
     pub keys: usize,
     pub seconds: u64,
@@ -417,7 +419,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(3);
 
 fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let desk_x = XServer::start_bare(r.size)?;
-    let clip = numbered_clip(r.clip)?;
+    let clip = numbered_clip(r.clip, r.fast_decode)?;
     let _player = Launched::start(&player_command(r.player, &clip), desk_x.display())?;
     let desk = Watcher::connect(desk_x.display())?;
     desk.next_damage(Instant::now() + Duration::from_secs(20))?
@@ -474,6 +476,7 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let shown_fps = f64::from(shown.changes) / seconds;
     let figures = json!({
         "seconds": seconds,
+        "clip_fast_decode": r.fast_decode,
         "screen_fps": screen_fps,
         "viewer_fps": shown_fps,
         "viewer_shown_ratio": if screen_fps > 0.0 { shown_fps / screen_fps } else { 0.0 },

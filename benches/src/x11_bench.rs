@@ -129,16 +129,27 @@ pub(crate) fn clip_size(size: Size) -> Size {
 
 /// The clip `video-window` plays at `size`: the same zoom with film grain (hard for
 /// any codec) as an H.264 file, and its frame number drawn at its top left (see
-/// `frame_numbers`).
-pub(crate) fn numbered_clip(size: Size) -> anyhow::Result<PathBuf> {
+/// `frame_numbers`); with `fast_decode`, without the H.264 tools that cost a decoder
+/// most (CABAC, deblocking).
+pub(crate) fn numbered_clip(size: Size, fast_decode: bool) -> anyhow::Result<PathBuf> {
     let (w, h) = (size.width, size.height);
+    let (tag, tune): (&str, &[&str]) = if fast_decode {
+        ("-fastdecode", &["-tune", "fastdecode"])
+    } else {
+        ("", &[])
+    };
+    let codec = [
+        &["-c:v", "libx264", "-preset", "veryfast", "-crf", "20"],
+        tune,
+    ]
+    .concat();
     generate_clip(
-        &format!("mandelbrot-grain-numbered-{w}x{h}.mkv"),
+        &format!("mandelbrot-grain-numbered-{w}x{h}{tag}.mkv"),
         &format!(
             "mandelbrot=size={w}x{h}:rate=30,format=yuv420p,noise=alls=12:allf=t,{}",
             crate::frame_numbers::strip_filters()
         ),
-        &["-c:v", "libx264", "-preset", "veryfast", "-crf", "20"],
+        &codec,
     )
 }
 
