@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::video::{RateConfig, RateController};
+use crate::video::{AckOf, RateConfig, RateController};
 
 /// Keyframes on request at most this often per region.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
@@ -139,25 +139,38 @@ impl Flow {
     /// ack for a frame never sent acknowledges what was sent and nothing more.
     pub fn frame_acked(&mut self, frame_id: u64, now: Instant) -> Vec<Acked> {
         let acked = pop_acked(&mut self.frames, frame_id, now);
-        self.note_acked(&acked, now, false);
+        let t = self.micros(now);
+        for a in &acked {
+            self.rate.on_ack(t, a.bytes, micros_of(a.rtt), AckOf::Frame);
+        }
         acked
     }
 
-    pub fn video_acked(&mut self, region: u64, frame_no: u64, now: Instant) -> Vec<Acked> {
+    /// As [`Self::frame_acked`], for pictures of `region`; the client took `decode`
+    /// to decode `frame_no` before acknowledging it.
+    pub fn video_acked(
+        &mut self,
+        region: u64,
+        frame_no: u64,
+        decode: Duration,
+        now: Instant,
+    ) -> Vec<Acked> {
         let acked = match self.video.get_mut(&region) {
             Some(q) => pop_acked(q, frame_no, now),
             None => Vec::new(),
         };
-        self.note_acked(&acked, now, true);
-        acked
-    }
-
-    fn note_acked(&mut self, acked: &[Acked], now: Instant, pictures: bool) {
         let t = self.micros(now);
-        for a in acked {
-            let ack_time = u64::try_from(a.rtt.as_micros()).unwrap_or(u64::MAX);
-            self.rate.on_ack(t, a.bytes, ack_time, pictures);
+        for (i, a) in acked.iter().enumerate() {
+            // The ack names the last picture; earlier ones' acks were lost or skipped.
+            let decode_us = if i + 1 == acked.len() {
+                micros_of(decode)
+            } else {
+                0
+            };
+            self.rate
+                .on_ack(t, a.bytes, micros_of(a.rtt), AckOf::Picture { decode_us });
         }
+        acked
     }
 
     /// The transport's path estimates: RTT (may change the bitrate and window),
@@ -200,6 +213,10 @@ impl Flow {
     }
 }
 
+fn micros_of(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 fn pop_acked(queue: &mut VecDeque<Sent>, id: u64, now: Instant) -> Vec<Acked> {
     let mut acked = Vec::new();
     while let Some(s) = queue.front().copied().filter(|s| s.id <= id) {
@@ -228,7 +245,7 @@ mod tests {
             flow.frame_sent(i, 500, at(i * 33));
             flow.frame_acked(i, at(i * 33 + 45));
             flow.video_sent(7, i, 20_000, at(i * 33));
-            flow.video_acked(7, i, at(i * 33 + 90));
+            flow.video_acked(7, i, Duration::ZERO, at(i * 33 + 90));
         }
         assert_eq!(flow.window(), 3, "frames: 45 ms, two frames plus one");
         assert_eq!(

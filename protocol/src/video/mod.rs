@@ -6,4 +6,4 @@ pub mod detect;
 pub mod rate;
 
 pub use detect::{DetectorConfig, RegionEvent, TileHits, VideoDetector, VideoRegion};
-pub use rate::{RateConfig, RateController};
+pub use rate::{AckOf, RateConfig, RateController};

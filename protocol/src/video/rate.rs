@@ -28,6 +28,17 @@ const LOSS_MEMORY_US: u64 = 2_000_000;
 /// How long the shortest ack time of a frame is remembered (frames grow and shrink).
 const FRAME_ACK_WINDOW_US: u64 = 2_000_000;
 
+/// What an ack was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOf {
+    Frame,
+    /// A picture, which the client took `decode_us` to decode before acknowledging it
+    /// (as it says; at most the whole ack time counts).
+    Picture {
+        decode_us: u64,
+    },
+}
+
 #[derive(Debug)]
 pub struct RateController {
     config: RateConfig,
@@ -36,11 +47,13 @@ pub struct RateController {
     min_rtt: WindowedMin,
     /// The shortest send → ack time of a frame lately.
     frame_acks: WindowedMin,
-    /// The shortest send → ack time of a picture over 10 s (the path, a picture's
-    /// drain through it and its decode, without a queue) and over the last adjustment
-    /// period (what pictures take now).
+    /// The shortest send → ack time of a picture over 10 s: the path, a picture's
+    /// drain through it and its decode, without a queue.
     picture_acks: WindowedMin,
-    recent_picture_acks: WindowedMin,
+    /// The same without the client's decode time, over 10 s and over the last
+    /// adjustment period (what pictures take now): a queue shows as the difference.
+    picture_transits: WindowedMin,
+    recent_picture_transits: WindowedMin,
     srtt_us: Option<u64>,
     last_adjust_us: u64,
     /// (time, bytes) of recent acks, oldest first.
@@ -61,7 +74,8 @@ impl RateController {
             min_rtt: WindowedMin::new(MIN_RTT_WINDOW_US),
             frame_acks: WindowedMin::new(FRAME_ACK_WINDOW_US),
             picture_acks: WindowedMin::new(MIN_RTT_WINDOW_US),
-            recent_picture_acks: WindowedMin::new(ADJUST_EVERY_US),
+            picture_transits: WindowedMin::new(MIN_RTT_WINDOW_US),
+            recent_picture_transits: WindowedMin::new(ADJUST_EVERY_US),
             srtt_us: None,
             last_adjust_us: 0,
             acked: std::collections::VecDeque::new(),
@@ -111,11 +125,14 @@ impl RateController {
         self.window_covering(cycle.saturating_add(self.queue_limit_us()))
     }
 
-    /// How much longer pictures take to be acknowledged now than at best: a queue
-    /// they wait in, in the network or in the sender behind the congestion window
-    /// (where the transport's RTT does not show it).
+    /// How much longer pictures take to be acknowledged now than at best, the
+    /// client's decode left out: a queue they wait in, in the network or in the sender
+    /// behind the congestion window (where the transport's RTT does not show it).
     pub fn picture_queue_us(&self) -> u64 {
-        match (self.recent_picture_acks.get(), self.picture_acks.get()) {
+        match (
+            self.recent_picture_transits.get(),
+            self.picture_transits.get(),
+        ) {
             (Some(now), Some(best)) => now.saturating_sub(best),
             _ => 0,
         }
@@ -163,12 +180,17 @@ impl RateController {
     }
 
     /// A frame or picture of `bytes`, sent `ack_time_us` ago, was acknowledged.
-    pub fn on_ack(&mut self, now_us: u64, bytes: u64, ack_time_us: u64, picture: bool) {
-        if picture {
-            self.picture_acks.push(now_us, ack_time_us);
-            self.recent_picture_acks.push(now_us, ack_time_us);
-        } else {
-            self.frame_acks.push(now_us, ack_time_us);
+    pub fn on_ack(&mut self, now_us: u64, bytes: u64, ack_time_us: u64, of: AckOf) {
+        match of {
+            AckOf::Frame => self.frame_acks.push(now_us, ack_time_us),
+            AckOf::Picture { decode_us } => {
+                self.picture_acks.push(now_us, ack_time_us);
+                // A client slow to decode (a busy CPU, a big picture) is no queue:
+                // a lower bitrate would blur the picture and barely speed it up.
+                let transit = ack_time_us.saturating_sub(decode_us);
+                self.picture_transits.push(now_us, transit);
+                self.recent_picture_transits.push(now_us, transit);
+            }
         }
         self.acked.push_back((now_us, bytes));
         let start = now_us.saturating_sub(RATE_WINDOW_US);
@@ -286,6 +308,9 @@ pub(crate) fn test_config() -> RateConfig {
 mod tests {
     use super::*;
 
+    /// A picture the client decoded at once.
+    const PICTURE: AckOf = AckOf::Picture { decode_us: 0 };
+
     fn controller() -> RateController {
         RateController::new(test_config())
     }
@@ -330,7 +355,7 @@ mod tests {
         // the lossless frames acknowledged meanwhile.
         for _ in 0..10 {
             t += 100_000;
-            c.on_ack(t, 62_500, 40_000, false);
+            c.on_ack(t, 62_500, 40_000, AckOf::Frame);
         }
         t += 100_000;
         c.on_rtt(t, 140_000, u64::from(before / 8));
@@ -355,9 +380,9 @@ mod tests {
     fn the_window_covers_how_long_an_ack_takes_and_pictures_also_the_tolerated_queue() {
         let mut c = controller();
         c.on_rtt(100_000, 40_000, 1_000_000);
-        c.on_ack(100_000, 500, 20_000, false);
+        c.on_ack(100_000, 500, 20_000, AckOf::Frame);
         assert_eq!(c.window(), 3, "an ack never beats the round trip");
-        c.on_ack(110_000, 20_000, 75_000, true);
+        c.on_ack(110_000, 20_000, 75_000, PICTURE);
         assert_eq!(
             c.video_window(),
             5,
@@ -365,21 +390,21 @@ mod tests {
              interval of queue before video backs off, plus one"
         );
         assert_eq!(c.window(), 3, "frames keep their own ack time");
-        c.on_ack(120_000, 500, 75_000, false);
+        c.on_ack(120_000, 500, 75_000, AckOf::Frame);
         assert_eq!(
             c.window(),
             3,
             "the shortest ack time of the last 2 s counts"
         );
-        c.on_ack(2_200_000, 500, 75_000, false);
+        c.on_ack(2_200_000, 500, 75_000, AckOf::Frame);
         assert_eq!(c.window(), 4, "three frames plus one");
         let mut fast = controller();
         fast.on_rtt(100_000, 200, 1_000_000);
-        fast.on_ack(100_000, 500, 3_000, false);
-        fast.on_ack(100_000, 9_000, 3_000, true);
+        fast.on_ack(100_000, 500, 3_000, AckOf::Frame);
+        fast.on_ack(100_000, 9_000, 3_000, PICTURE);
         assert_eq!(fast.window(), 2, "loopback: one frame plus one");
         assert_eq!(fast.video_window(), 3);
-        c.on_ack(12_000_000, 20_000, 1_000_000, true);
+        c.on_ack(12_000_000, 20_000, 1_000_000, PICTURE);
         assert_eq!(c.video_window(), 8, "never over the maximum");
     }
 
@@ -391,7 +416,7 @@ mod tests {
         let mut t = 0;
         for _ in 0..10 {
             t += 100_000;
-            c.on_ack(t, 20_000, 80_000, true);
+            c.on_ack(t, 20_000, 80_000, PICTURE);
             c.on_rtt(t, 40_000, 500_000);
         }
         let before = c.bitrate();
@@ -399,11 +424,39 @@ mod tests {
         // 2 Mbit/s get through; pictures take 300 ms.
         for _ in 0..10 {
             t += 100_000;
-            c.on_ack(t, 25_000, 300_000, true);
+            c.on_ack(t, 25_000, 300_000, PICTURE);
             c.on_rtt(t, 40_000, 250_000);
         }
         assert!(c.bitrate() <= 1_700_000, "{}", c.bitrate());
         assert!(c.picture_queue_us() > 200_000);
+    }
+
+    /// A client that takes 70 ms to decode each picture (a busy machine, a full-screen
+    /// picture) acknowledges late, but nothing queues: the bitrate keeps probing. The
+    /// same ack times with no decode to explain them are a queue.
+    #[test]
+    fn a_slow_decoder_is_not_a_queue() {
+        // A second of pictures acked `ack_us` after sending, on a flat 2 ms path.
+        let second = |c: &mut RateController, t0: u64, ack_us: u64, decode_us: u64| {
+            for i in 1..=10 {
+                let t = t0 + i * 100_000;
+                c.on_ack(t, 20_000, ack_us, AckOf::Picture { decode_us });
+                c.on_rtt(t, 2_000, 500_000);
+            }
+        };
+        let (mut slow, mut queued) = (controller(), controller());
+        second(&mut slow, 0, 5_000, 3_000);
+        second(&mut queued, 0, 5_000, 3_000);
+        let before = slow.bitrate();
+        second(&mut slow, 1_000_000, 75_000, 70_000);
+        second(&mut queued, 1_000_000, 75_000, 0);
+        assert_eq!(slow.picture_queue_us(), 3_000);
+        assert!(slow.bitrate() > before, "still probing: {}", slow.bitrate());
+        assert!(
+            queued.bitrate() < before,
+            "backed off: {}",
+            queued.bitrate()
+        );
     }
 
     #[test]
@@ -412,14 +465,14 @@ mod tests {
         let mut t = 0;
         for _ in 0..10 {
             t += 33_000;
-            c.on_ack(t, 20_000, 80_000, true);
+            c.on_ack(t, 20_000, 80_000, PICTURE);
         }
         c.on_rtt(t, 40_000, 500_000);
         let before = c.bitrate();
         // One picture waits a round trip more for a resend; those around it do not.
         for ack_time in [180_000, 150_000, 80_000, 82_000, 79_000] {
             t += 33_000;
-            c.on_ack(t, 20_000, ack_time, true);
+            c.on_ack(t, 20_000, ack_time, PICTURE);
         }
         assert_eq!(
             c.picture_queue_us(),
@@ -449,10 +502,10 @@ mod tests {
     #[test]
     fn delivery_rate_counts_the_last_second() {
         let mut c = controller();
-        c.on_ack(0, 1_000_000, 0, false);
-        c.on_ack(500_000, 500_000, 0, false);
+        c.on_ack(0, 1_000_000, 0, AckOf::Frame);
+        c.on_ack(500_000, 500_000, 0, AckOf::Frame);
         assert_eq!(c.delivery_rate(900_000), 1_500_000);
-        c.on_ack(1_200_000, 100, 0, false);
+        c.on_ack(1_200_000, 100, 0, AckOf::Frame);
         assert_eq!(c.delivery_rate(1_200_000), 500_100);
     }
 }

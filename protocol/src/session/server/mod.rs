@@ -364,9 +364,10 @@ impl ServerSession {
             ClientControl::VideoAck {
                 region_id,
                 frame_no,
-                ..
+                decode_us,
             } => {
-                let acked = flow.video_acked(region_id, frame_no, now).len();
+                let decode = Duration::from_micros(u64::from(decode_us));
+                let acked = flow.video_acked(region_id, frame_no, decode, now).len();
                 if acked > 0 {
                     self.record(Record::PicturesAcked(acked));
                 }
