@@ -10,7 +10,10 @@
 //! judges by the same counts ([`LoginFailures`]) and a broker restart forgets nothing.
 //! Attempts still in flight are counted in process on top: an attempt counts as failed
 //! from the moment it starts until it ends, so a burst of simultaneous logins meets the
-//! limits before any of them is hashed. Memory holds only attempts in flight.
+//! limits before any of them is hashed. An attempt registers before it reads the store
+//! and counts those in flight at that moment: one that ends meanwhile has written its
+//! failure first, so it is in the store or in flight, never in neither. Memory holds
+//! only attempts in flight.
 //!
 //! A client is an IPv4 address or an IPv6 /64 (what one client holds).
 
@@ -79,26 +82,54 @@ pub struct Attempt<'a> {
     subjects: LoginSubjects,
 }
 
+/// An attempt registered in flight and not yet judged, with the attempts that were in
+/// flight against the same subjects when it registered.
+#[must_use]
+pub struct Pending<'a> {
+    attempt: Attempt<'a>,
+    others_pair: u32,
+    others_client: u32,
+}
+
+impl<'a> Pending<'a> {
+    /// Lets the attempt start at `now_ms`, given what the store counted for its subjects
+    /// (read after it registered), or says how long to wait (and ends it).
+    pub fn judge(self, counted: &LoginFailures, now_ms: i64) -> Result<Attempt<'a>, Throttled> {
+        let all = with_in_flight(counted, self.others_pair, self.others_client, now_ms);
+        judge(&all, now_ms)?;
+        Ok(self.attempt)
+    }
+}
+
 impl LoginLimiter {
-    /// Starts an attempt against `subjects` at `now_ms`, given what the store counted
-    /// for them, or says how long to wait.
-    pub fn begin(
+    /// Registers an attempt against `subjects` in flight; read the store's counts after
+    /// this and judge it with them.
+    pub fn register(&self, subjects: &LoginSubjects) -> Pending<'_> {
+        let mut in_flight = crate::lock(&self.in_flight);
+        let others_pair = in_flight.get(&subjects.pair).copied().unwrap_or(0);
+        let others_client = in_flight.get(&subjects.client).copied().unwrap_or(0);
+        for subject in [&subjects.pair, &subjects.client] {
+            *in_flight.entry(subject.clone()).or_default() += 1;
+        }
+        Pending {
+            attempt: Attempt {
+                limiter: self,
+                subjects: subjects.clone(),
+            },
+            others_pair,
+            others_client,
+        }
+    }
+
+    /// [`Self::register`] and [`Pending::judge`] at once, for counts read before.
+    #[cfg(test)]
+    fn begin(
         &self,
         subjects: &LoginSubjects,
         counted: &LoginFailures,
         now_ms: i64,
     ) -> Result<Attempt<'_>, Throttled> {
-        let mut in_flight = crate::lock(&self.in_flight);
-        let pair = in_flight.get(&subjects.pair).copied().unwrap_or(0);
-        let client = in_flight.get(&subjects.client).copied().unwrap_or(0);
-        judge(&with_in_flight(counted, pair, client, now_ms), now_ms)?;
-        for subject in [&subjects.pair, &subjects.client] {
-            *in_flight.entry(subject.clone()).or_default() += 1;
-        }
-        Ok(Attempt {
-            limiter: self,
-            subjects: subjects.clone(),
-        })
+        self.register(subjects).judge(counted, now_ms)
     }
 
     #[cfg(test)]
@@ -265,6 +296,25 @@ mod tests {
         assert!(l.begin(&other, &almost, T0).is_err());
         assert!(l.begin(&other, &almost, later).is_ok());
         drop(held);
+    }
+
+    /// B's failure, the client's last allowed, lands in the store after A read it, and
+    /// B ends before A is judged: A still counts B, which was in flight when A registered.
+    #[test]
+    fn an_attempt_ending_while_another_reads_the_store_still_counts() {
+        let l = LoginLimiter::default();
+        let counted = LoginFailures {
+            client: MAX_PER_ADDR - 1,
+            client_since_ms: T0,
+            ..LoginFailures::default()
+        };
+        let b = l
+            .begin(&subjects("b", ip("10.0.0.4")), &counted, T0)
+            .unwrap();
+        let a = l.register(&subjects("a", ip("10.0.0.4")));
+        drop(b);
+        assert!(a.judge(&counted, T0).is_err());
+        assert_eq!(l.tracked(), 0);
     }
 
     #[test]

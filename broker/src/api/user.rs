@@ -80,8 +80,9 @@ pub(crate) async fn sign_in(
     // Judged before anything is hashed, by every broker's failures and this one's
     // attempts in flight: a burst meets the limit all the same.
     let subjects = ratelimit::subjects(&key, ip);
+    let pending = state.logins.register(&subjects);
     let counted = state.store.login_failures(&subjects).await?;
-    let begun = state.logins.begin(&subjects, &counted, now_ms());
+    let begun = pending.judge(&counted, now_ms());
     let attempt = match begun {
         Ok(attempt) => attempt,
         Err(throttled) => {
