@@ -62,7 +62,7 @@ impl Flow {
     }
 
     fn micros(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+        micros_of(now.saturating_duration_since(self.epoch))
     }
 
     /// Frames that may be unacknowledged right now.
@@ -185,8 +185,7 @@ impl Flow {
             .filter(|(sent, _)| sent + 1_000_000 >= t)
             .map(|(_, b)| b)
             .sum();
-        let rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
-        self.rate.on_rtt(t, rtt_us, video_bps);
+        self.rate.on_rtt(t, micros_of(rtt), video_bps);
     }
 
     /// Queues a keyframe for `region`; false when one was granted too recently.
@@ -213,6 +212,7 @@ impl Flow {
     }
 }
 
+/// Microseconds, saturated (a `Duration` holds more than `u64` of them).
 fn micros_of(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
