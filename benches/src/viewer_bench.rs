@@ -474,6 +474,8 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
     let done = attached.rig.finish();
     let screen_fps = f64::from(screen.changes) / seconds;
     let shown_fps = f64::from(shown.changes) / seconds;
+    let video_encode = done.stats.video_encode_samples();
+    let encode_ms = |p| f64::from(percentile(&video_encode, p)) / 1000.0;
     let figures = json!({
         "seconds": seconds,
         "clip_fast_decode": r.fast_decode,
@@ -485,6 +487,9 @@ fn video(r: &ViewerRun) -> anyhow::Result<String> {
         "captures_per_s": captures,
         "pictures_per_s": pictures,
         "pictures_skipped_per_s": skipped,
+        // Wall time per picture, so a busy machine shows.
+        "video_encode_ms_p50": encode_ms(0.5),
+        "video_encode_ms_p90": encode_ms(0.9),
         // Both streams, lossless and video, while sampled.
         "mbit_per_s": (sent_after - sent_before) as f64 * 8.0 / 1e6 / seconds,
     });
