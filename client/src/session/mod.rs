@@ -13,7 +13,7 @@ use oriel_protocol::session::client::{
 };
 use oriel_protocol::*;
 use oriel_transport::tls::pinned_client_config;
-use oriel_transport::{close, pump, unix_micros, Fingerprint};
+use oriel_transport::{close, pump, unix_micros};
 use tokio::sync::{mpsc, watch};
 
 pub use crate::error::ClientError;
@@ -22,87 +22,13 @@ use crate::stats::{ClientStats, LiveStats};
 use crate::streams::{self, Inbound};
 use crate::video::VideoDecoders;
 
+mod options;
+mod outcome;
+
+pub use options::{ConnectOptions, StopWhen};
+pub use outcome::{EndReason, Outcome, Shown};
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
-#[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    pub addr: SocketAddr,
-    /// SHA-256 of the server certificate; any other certificate is refused.
-    pub fingerprint: Fingerprint,
-    pub desktop: String,
-    pub ticket: Vec<u8>,
-    pub client_name: String,
-    pub capabilities: Capabilities,
-    /// The local clipboard, shared with desktops that allow it.
-    pub clipboard: Option<crate::clipboard::ClipboardPort>,
-    /// Where the desktop's sound goes (none: it is not asked for).
-    pub audio: Option<crate::audio::AudioOutput>,
-    /// The viewer's microphone, for desktops that take one.
-    pub microphone: Option<crate::microphone::Microphone>,
-}
-
-impl ConnectOptions {
-    /// What the hello offers: sound and the clipboard only where they have somewhere
-    /// to go.
-    fn offered_capabilities(&self) -> Capabilities {
-        let mut caps = self.capabilities;
-        if self.audio.is_none() {
-            caps.flags &= !CAP_AUDIO;
-        }
-        if self.clipboard.is_none() {
-            caps.flags &= !CAP_CLIPBOARD;
-        }
-        if self.microphone.is_none() {
-            caps.flags &= !CAP_MICROPHONE;
-        }
-        caps
-    }
-
-    pub fn new(addr: SocketAddr, fingerprint: Fingerprint) -> Self {
-        Self {
-            addr,
-            fingerprint,
-            desktop: "default".into(),
-            ticket: Vec::new(),
-            client_name: format!("oriel/{}", env!("CARGO_PKG_VERSION")),
-            capabilities: Capabilities::all(),
-            clipboard: None,
-            audio: None,
-            microphone: None,
-        }
-    }
-}
-
-/// When [`Session::run`] returns.
-#[derive(Debug, Clone, Default)]
-pub struct StopWhen {
-    /// When notified (e.g. on Ctrl-C).
-    pub interrupt: Option<Arc<tokio::sync::Notify>>,
-    /// After this long.
-    pub duration: Option<Duration>,
-    /// Once a frame carrying at least this source sequence is decoded.
-    pub source_seq: Option<u64>,
-    /// Once a display frame carrying at least this source sequence is decoded and no
-    /// video region is active: the framebuffer then holds that state exactly.
-    pub settled_seq: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    DurationElapsed,
-    SequenceReached,
-    Settled,
-    Interrupted,
-    ServerClosed,
-}
-
-pub struct Outcome {
-    pub framebuffer: Framebuffer,
-    pub stats: ClientStats,
-    pub end: EndReason,
-    /// The last cursor shape the server sent.
-    pub cursor_shape: Option<CursorMsg>,
-}
 
 /// Asks the server for things on behalf of the application, while the session runs.
 #[derive(Clone)]
@@ -118,30 +44,6 @@ impl Controller {
             .try_send(ClientControl::ResizeRequest { width, height })
             .is_ok()
     }
-}
-
-/// What the client just showed, for observers (tests and benchmarks).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Shown {
-    /// A display frame was applied.
-    Frame {
-        frame_id: u64,
-        source_seq: u64,
-        /// When the desktop's oldest change in it was captured (µs since the epoch).
-        capture_unix_us: u64,
-        /// Where it changed the screen: its moves and updates, or their bounding box
-        /// when there are many; the whole screen when it resized it.
-        changed: Vec<Rect>,
-    },
-    /// A video picture was decoded into `rect`.
-    Picture {
-        region_id: u64,
-        rect: Rect,
-        source_seq: u64,
-        keyframe: bool,
-        /// When the desktop captured it (µs since the epoch).
-        capture_unix_us: u64,
-    },
 }
 
 pub struct Session {
